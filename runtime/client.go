@@ -1,0 +1,117 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// ClientConn is what generated clients call through: a Worker handle (calls
+// to that worker), the worker side's Self (calls to the primary), a
+// broadcast to every worker, or a Mux (in-process, for tests).
+type ClientConn interface {
+	// Call sends req to procedure and waits for the response, decoded into
+	// res. It honours ctx's deadline and cancellation; cancellation reaches
+	// the callee's context.
+	Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error
+	// Send sends req to procedure without waiting for a reply
+	// (fire-and-forget, Node's send). It returns once the message is queued
+	// on the link; a full queue blocks until ctx ends.
+	Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error
+}
+
+// CallOption configures one call.
+type CallOption interface {
+	applyToCall(*callConfig)
+}
+
+type callConfig struct {
+	files []syscall.Conn
+}
+
+type callOptionFunc func(*callConfig)
+
+func (f callOptionFunc) applyToCall(c *callConfig) { f(c) }
+
+// WithFiles attaches open files, connections or listeners to the call
+// (Node's send(message, handle)): their descriptors travel with the message
+// and the handler gets duplicates from FilesFromContext. The caller keeps
+// its own copies and may close them once the call returns. *os.File,
+// *net.TCPConn, *net.UnixConn, *net.TCPListener and *net.UnixListener all
+// implement syscall.Conn.
+func WithFiles(files ...syscall.Conn) CallOption {
+	return callOptionFunc(func(c *callConfig) { c.files = append(c.files, files...) })
+}
+
+// ClientOption configures a Client.
+type ClientOption interface {
+	applyToClient(*clientConfig)
+}
+
+type clientConfig struct {
+	callOptions []CallOption
+}
+
+type clientOptionFunc func(*clientConfig)
+
+func (f clientOptionFunc) applyToClient(c *clientConfig) { f(c) }
+
+// WithCallOptions sets call options applied to every call of the client,
+// before the call's own.
+func WithCallOptions(opts ...CallOption) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.callOptions = append(c.callOptions, opts...) })
+}
+
+// Client calls one procedure with typed messages. Generated clients hold
+// one per method.
+type Client[Req, Res any] struct {
+	conn      ClientConn
+	procedure string
+	opts      []CallOption
+}
+
+// NewClient returns a client of procedure over conn. Req and Res must be
+// generated protobuf message types.
+func NewClient[Req, Res any](conn ClientConn, procedure string, opts ...ClientOption) *Client[Req, Res] {
+	if _, ok := any(new(Req)).(proto.Message); !ok {
+		panic(fmt.Sprintf("herd: %s: request type %T is not a protobuf message", procedure, new(Req)))
+	}
+	if _, ok := any(new(Res)).(proto.Message); !ok {
+		panic(fmt.Sprintf("herd: %s: response type %T is not a protobuf message", procedure, new(Res)))
+	}
+	var cfg clientConfig
+	for _, o := range opts {
+		o.applyToClient(&cfg)
+	}
+	return &Client[Req, Res]{conn: conn, procedure: procedure, opts: cfg.callOptions}
+}
+
+// Procedure returns the procedure the client calls.
+func (c *Client[Req, Res]) Procedure() string { return c.procedure }
+
+// Call sends req and waits for the response.
+func (c *Client[Req, Res]) Call(ctx context.Context, req *Req, opts ...CallOption) (*Res, error) {
+	res := new(Res)
+	if err := c.conn.Call(ctx, c.procedure, any(req).(proto.Message), any(res).(proto.Message), c.merge(opts)...); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Send sends req without waiting for a reply (fire-and-forget).
+func (c *Client[Req, Res]) Send(ctx context.Context, req *Req, opts ...CallOption) error {
+	return c.conn.Send(ctx, c.procedure, any(req).(proto.Message), c.merge(opts)...)
+}
+
+func (c *Client[Req, Res]) merge(opts []CallOption) []CallOption {
+	if len(c.opts) == 0 {
+		return opts
+	}
+	if len(opts) == 0 {
+		return c.opts
+	}
+	all := make([]CallOption, 0, len(c.opts)+len(opts))
+	return append(append(all, c.opts...), opts...)
+}
