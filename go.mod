@@ -4,4 +4,9 @@ go 1.26.0
 
 require google.golang.org/protobuf v1.36.12
 
-tool google.golang.org/protobuf/cmd/protoc-gen-go
+require golang.org/x/sys v0.50.0 // indirect
+
+tool (
+	github.com/herd-go/herd/cmd/protoc-gen-go-herd
+	google.golang.org/protobuf/cmd/protoc-gen-go
+)

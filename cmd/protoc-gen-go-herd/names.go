@@ -1,0 +1,315 @@
+package main
+
+import (
+	"fmt"
+	"go/token"
+	"path"
+	"path/filepath"
+	"strings"
+	"unicode"
+
+	"google.golang.org/protobuf/compiler/protogen"
+)
+
+// Every identifier the generated code declares is decided in this file:
+// newFileNames computes the names of one output file, per service and per
+// method, and rejects definitions whose names would collide in Go. The
+// functions of generate.go only print them.
+
+// The packages generated code imports. runtime is herd's runtime; protogen
+// gives each import a name that does not collide with another import or a
+// predeclared identifier.
+const (
+	contextPackage = protogen.GoImportPath("context")
+	fmtPackage     = protogen.GoImportPath("fmt")
+	runtimePackage = protogen.GoImportPath("github.com/herd-go/herd/runtime")
+)
+
+const (
+	// packageSuffix is appended to the Go package name of a .proto file to
+	// name the sub-package of its generated herd code: counterv1 becomes
+	// counterv1herd, in a directory of that name next to the .pb.go file.
+	packageSuffix = "herd"
+	// filenameSuffix replaces .proto in the name of the generated file.
+	filenameSuffix = ".herd.go"
+	// versionAssertion is the runtime constant generated code refers to, so
+	// that it fails to compile against a runtime too old for it.
+	versionAssertion = "IsAtLeastVersion0_1_0"
+)
+
+// fileNames are the names of one generated file.
+type fileNames struct {
+	// Filename is the path of the generated file, before protogen applies
+	// the module= option.
+	Filename      string
+	GoImportPath  protogen.GoImportPath
+	GoPackageName protogen.GoPackageName
+	Locals        locals
+	Services      []*serviceNames
+}
+
+// serviceNames are the names generated for one service, CounterService in
+// package counter.v1 in the examples.
+type serviceNames struct {
+	Service *protogen.Service
+	// NameConst is the constant of the service's full name: CounterServiceName.
+	NameConst string
+	// Client is the client interface: CounterServiceClient.
+	Client string
+	// NewClient is the client's constructor: NewCounterServiceClient.
+	NewClient string
+	// ClientImpl is the unexported struct that implements Client:
+	// counterServiceClient.
+	ClientImpl string
+	// Handler is the interface implementations satisfy: CounterServiceHandler.
+	Handler string
+	// Register registers a Handler: RegisterCounterServiceHandler.
+	Register string
+	// Unimplemented is the embeddable implementation that returns
+	// CodeUnimplemented: UnimplementedCounterServiceHandler.
+	Unimplemented string
+	// NilCheck is the unexported method of *Unimplemented that reports
+	// whether it is a nil pointer, so that Register can reject an
+	// implementation that embeds it by nil pointer. It is named per service
+	// so that a type embedding the Unimplemented types of two services has
+	// both methods.
+	NilCheck string
+	Methods  []*methodNames
+}
+
+// methodNames are the names generated for one method, Add in the examples.
+type methodNames struct {
+	Method *protogen.Method
+	// ProcedureConst is the constant of the procedure:
+	// CounterServiceAddProcedure.
+	ProcedureConst string
+	// Call is the request/response method of the client interface, and the
+	// method of the handler interface: Add.
+	Call string
+	// Send is the fire-and-forget method of the client interface: SendAdd,
+	// or SendAdd_ when the service has a method of that name (see
+	// resolveSendNames).
+	Send string
+	// ClientField is the field of ClientImpl that holds the method's
+	// *runtime.Client: add.
+	ClientField string
+	// Request and Response are the qualified Go types of the messages,
+	// without the pointer: v1.AddRequest.
+	Request, Response string
+}
+
+// locals are the names of the parameters, receivers and variables of the
+// generated functions. Each is the conventional short name, with a trailing
+// underscore when the file imports a package of that name: the parameter
+// would shadow the package in the function's body.
+type locals struct {
+	Ctx  string // context.Context of client methods: ctx
+	Req  string // request of client methods: req
+	Opts string // variadic options: opts
+	Conn string // runtime.ClientConn of the client constructor: conn
+	// Client is the receiver of client methods: c.
+	Client string
+	// Registrar and Impl are the parameters of Register: r, impl.
+	Registrar, Impl string
+	// Unimplemented is the receiver of NilCheck, and the variable Register
+	// asserts impl to: u. OK is the assertion's boolean: ok.
+	Unimplemented, OK string
+}
+
+// newFileNames returns the names of the generated code of file, which must
+// have services, to be printed to g. It qualifies every imported identifier
+// the file uses, in a fixed order, before choosing the names of locals, so
+// that the import names are known and stable. declared holds the
+// package-level names already generated into the same Go package by other
+// files of this run.
+func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile, declared scope) (*fileNames, error) {
+	names := &fileNames{
+		Filename:      out.Filename,
+		GoImportPath:  out.GoImportPath,
+		GoPackageName: out.GoPackageName,
+	}
+	imported := make(map[string]bool)
+	qualify := func(ident protogen.GoIdent) string {
+		q := g.QualifiedGoIdent(ident)
+		if pkg, _, ok := strings.Cut(q, "."); ok {
+			imported[pkg] = true
+		}
+		return q
+	}
+	qualify(runtimePackage.Ident(versionAssertion))
+	qualify(fmtPackage.Ident("Errorf"))
+	for _, service := range file.Services {
+		if len(service.Methods) > 0 {
+			qualify(contextPackage.Ident("Context"))
+			break
+		}
+	}
+
+	for _, service := range file.Services {
+		s := &serviceNames{
+			Service:       service,
+			NameConst:     service.GoName + "Name",
+			Client:        service.GoName + "Client",
+			NewClient:     "New" + service.GoName + "Client",
+			ClientImpl:    unexported(service.GoName + "Client"),
+			Handler:       service.GoName + "Handler",
+			Register:      "Register" + service.GoName + "Handler",
+			Unimplemented: "Unimplemented" + service.GoName + "Handler",
+			NilCheck:      "isNilUnimplemented" + service.GoName + "Handler",
+		}
+		for _, method := range service.Methods {
+			if method.Desc.IsStreamingClient() || method.Desc.IsStreamingServer() {
+				return nil, fmt.Errorf("%s: method %s is streaming; herd supports unary methods only",
+					file.Desc.Path(), method.Desc.FullName())
+			}
+			s.Methods = append(s.Methods, &methodNames{
+				Method:         method,
+				ProcedureConst: service.GoName + method.GoName + "Procedure",
+				Call:           method.GoName,
+				ClientField:    unexported(method.GoName),
+				Request:        qualify(method.Input.GoIdent),
+				Response:       qualify(method.Output.GoIdent),
+			})
+		}
+		resolveSendNames(s.Methods)
+		if err := s.checkCollisions(file, declared); err != nil {
+			return nil, err
+		}
+		names.Services = append(names.Services, s)
+	}
+
+	local := func(name string) string {
+		for imported[name] {
+			name += "_"
+		}
+		return name
+	}
+	names.Locals = locals{
+		Ctx:           local("ctx"),
+		Req:           local("req"),
+		Opts:          local("opts"),
+		Conn:          local("conn"),
+		Client:        local("c"),
+		Registrar:     local("r"),
+		Impl:          local("impl"),
+		Unimplemented: local("u"),
+		OK:            local("ok"),
+	}
+	return names, nil
+}
+
+// resolveSendNames names the fire-and-forget form of each method "Send"
+// followed by the method's name. Where that is the name of another method of
+// the service (a service with methods Add and SendAdd), it appends
+// underscores until the name is free, visiting methods in their order in the
+// .proto file: Add's fire-and-forget form is SendAdd_, SendAdd's is
+// SendSendAdd. The request/response form always keeps the method's name, so
+// that it matches the handler interface.
+func resolveSendNames(methods []*methodNames) {
+	taken := make(map[string]bool, 2*len(methods))
+	for _, m := range methods {
+		taken[m.Call] = true
+	}
+	for _, m := range methods {
+		m.Send = "Send" + m.Call
+		for taken[m.Send] {
+			m.Send += "_"
+		}
+		taken[m.Send] = true
+	}
+}
+
+// checkCollisions reports distinct proto definitions that generate the same
+// Go name: among the service's methods (the client and handler interfaces),
+// among the fields of the client struct, and in the package, across the
+// services of every file generated into it. Go names are the CamelCase of
+// proto names, so methods foo_bar and FooBar, or services A with method BC
+// and AB with method C, collide.
+func (s *serviceNames) checkCollisions(file *protogen.File, declared scope) error {
+	methods, fields := make(scope), make(scope)
+	for _, m := range s.Methods {
+		what := fmt.Sprintf("method %s", m.Method.Desc.FullName())
+		if err := methods.declare(m.Call, what); err != nil {
+			return fmt.Errorf("%s: %w", file.Desc.Path(), err)
+		}
+		if err := fields.declare(m.ClientField, what); err != nil {
+			return fmt.Errorf("%s: %w", file.Desc.Path(), err)
+		}
+	}
+	// The Send names were chosen not to collide with any method name.
+
+	service := s.Service.Desc.FullName()
+	pkg := []struct{ name, what string }{
+		{s.NameConst, fmt.Sprintf("the name constant of service %s", service)},
+		{s.Client, fmt.Sprintf("the client interface of service %s", service)},
+		{s.NewClient, fmt.Sprintf("the client constructor of service %s", service)},
+		{s.ClientImpl, fmt.Sprintf("the client implementation of service %s", service)},
+		{s.Handler, fmt.Sprintf("the handler interface of service %s", service)},
+		{s.Register, fmt.Sprintf("the register function of service %s", service)},
+		{s.Unimplemented, fmt.Sprintf("the unimplemented handler of service %s", service)},
+	}
+	for _, m := range s.Methods {
+		pkg = append(pkg, struct{ name, what string }{
+			m.ProcedureConst, fmt.Sprintf("the procedure constant of method %s", m.Method.Desc.FullName()),
+		})
+	}
+	for _, d := range pkg {
+		if err := declared.declare(d.name, d.what); err != nil {
+			return fmt.Errorf("%s: %w", file.Desc.Path(), err)
+		}
+	}
+	return nil
+}
+
+// scope maps the Go names declared in one scope to what declared them.
+type scope map[string]string
+
+func (sc scope) declare(name, what string) error {
+	if prev, ok := sc[name]; ok {
+		return fmt.Errorf("%s and %s are both named %s in Go; rename one of them", prev, what, name)
+	}
+	sc[name] = what
+	return nil
+}
+
+// outputFile is where the generated code of a .proto file goes.
+type outputFile struct {
+	Filename      string
+	GoImportPath  protogen.GoImportPath
+	GoPackageName protogen.GoPackageName
+}
+
+// newOutputFile places the generated code of file in a sub-package of its
+// .pb.go package, as protoc-gen-connect-go does: counter/v1/counter.proto
+// with go_package example.com/gen/counter/v1;counterv1 generates
+// example.com/gen/counter/v1/counterv1herd/counter.herd.go, package
+// counterv1herd. GeneratedFilenamePrefix already honours paths= and the
+// M flags; protogen strips the module= prefix from the final name.
+func newOutputFile(file *protogen.File) outputFile {
+	pkg := file.GoPackageName + packageSuffix
+	prefix := filepath.ToSlash(file.GeneratedFilenamePrefix)
+	return outputFile{
+		Filename:      path.Join(path.Dir(prefix), string(pkg), path.Base(prefix)) + filenameSuffix,
+		GoImportPath:  protogen.GoImportPath(path.Join(string(file.GoImportPath), string(pkg))),
+		GoPackageName: pkg,
+	}
+}
+
+// unexported returns name with its leading capital, or leading initialism,
+// in lower case: Add → add, URLFetch → urlFetch, ID → id. A Go keyword gets
+// a trailing underscore: Func → func_.
+func unexported(name string) string {
+	runes := []rune(name)
+	n := 0 // length of the leading run of capitals
+	for n < len(runes) && unicode.IsUpper(runes[n]) {
+		n++
+	}
+	if n > 1 && n < len(runes) && unicode.IsLower(runes[n]) {
+		n-- // URLFetch: the F starts the next word.
+	}
+	s := strings.ToLower(string(runes[:n])) + string(runes[n:])
+	if token.IsKeyword(s) {
+		s += "_"
+	}
+	return s
+}
