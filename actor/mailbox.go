@@ -1,0 +1,292 @@
+package actor
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+)
+
+// Drainer status, held in Mailbox.status.
+const (
+	idle    int32 = iota // no turn is scheduled or running
+	running              // exactly one turn is scheduled or running
+)
+
+// Mailbox is a bounded two-lane queue drained by at most one goroutine at a
+// time. Messages posted to the system lane (PostSystem) are handled before any
+// message waiting in the user lane (Post, TryPost); within a lane, messages are
+// handled in the order they were posted. The handler is never called
+// concurrently with itself for one Mailbox.
+//
+// A Mailbox must be created with NewMailbox. All methods are safe for
+// concurrent use.
+type Mailbox[M any] struct {
+	handle func(M)
+	cfg    config
+	turnFn func() // m.turn, bound once so scheduling does not allocate
+
+	status atomic.Int32 // idle or running
+
+	mu         sync.Mutex
+	sys        ring[M]
+	user       ring[M]
+	waiters    int  // Post calls blocked on a full user lane
+	closed     bool // Close was called
+	doneClosed bool // done has been closed
+
+	space    chan struct{} // capacity 1: a token saying a user slot was freed
+	closedCh chan struct{} // closed by Close, releases blocked Post calls
+	done     chan struct{} // closed when closed and drained
+
+	// Test hooks, nil outside tests.
+	hookBeforeIdle func() // called by the drainer between the empty check and going idle
+	hookWait       func() // called by Post after it registered as a waiter, before it blocks
+}
+
+// NewMailbox returns an empty, open Mailbox whose drainer passes each message
+// to handle. It panics if handle is nil or an option has an invalid value.
+func NewMailbox[M any](handle func(M), opts ...Option) *Mailbox[M] {
+	if handle == nil {
+		panic("actor: NewMailbox: nil handler")
+	}
+	cfg := newConfig(opts)
+	m := &Mailbox[M]{
+		handle:   handle,
+		cfg:      cfg,
+		sys:      newRing[M](cfg.systemCapacity),
+		user:     newRing[M](cfg.capacity),
+		space:    make(chan struct{}, 1),
+		closedCh: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	m.turnFn = m.turn
+	return m
+}
+
+// Post appends msg to the user lane. While the lane is full it blocks until a
+// slot frees, the mailbox is closed, or ctx is done. If ctx ends first, the
+// error matches both ErrMailboxFull and ctx.Err() (and the context's cause)
+// with errors.Is. After Close, or if Close is called while Post is blocked, it
+// returns ErrMailboxClosed. If there is room, Post succeeds even when ctx is
+// already done.
+//
+// The handler must not call Post on its own mailbox: if the lane is full it
+// would wait for itself forever. Use TryPost or PostSystem there.
+func (m *Mailbox[M]) Post(ctx context.Context, msg M) error {
+	m.mu.Lock()
+	for {
+		if m.closed {
+			m.mu.Unlock()
+			return ErrMailboxClosed
+		}
+		if !m.user.full() {
+			m.user.push(msg)
+			m.passSpaceLocked()
+			m.mu.Unlock()
+			m.schedule()
+			return nil
+		}
+		if ctx.Err() != nil {
+			m.mu.Unlock()
+			return newFullError(ctx)
+		}
+		m.waiters++
+		m.mu.Unlock()
+		if m.hookWait != nil {
+			m.hookWait()
+		}
+		select {
+		case <-m.space:
+			m.mu.Lock()
+			m.waiters--
+			// Loop: take the slot if it is still free, else wait again.
+		case <-ctx.Done():
+			m.mu.Lock()
+			m.waiters--
+			m.mu.Unlock()
+			return newFullError(ctx)
+		case <-m.closedCh:
+			m.mu.Lock()
+			m.waiters--
+			m.mu.Unlock()
+			return ErrMailboxClosed
+		}
+	}
+}
+
+// TryPost appends msg to the user lane if it has room. It never blocks: it
+// returns ErrMailboxFull if the lane is full and ErrMailboxClosed after Close.
+func (m *Mailbox[M]) TryPost(msg M) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrMailboxClosed
+	}
+	if m.user.full() {
+		m.mu.Unlock()
+		return ErrMailboxFull
+	}
+	m.user.push(msg)
+	m.passSpaceLocked()
+	m.mu.Unlock()
+	m.schedule()
+	return nil
+}
+
+// PostSystem appends msg to the system lane, which is drained before the user
+// lane. It never blocks: it returns ErrMailboxFull if the lane is full and
+// ErrMailboxClosed after Close.
+func (m *Mailbox[M]) PostSystem(msg M) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrMailboxClosed
+	}
+	if m.sys.full() {
+		m.mu.Unlock()
+		return ErrMailboxFull
+	}
+	m.sys.push(msg)
+	m.mu.Unlock()
+	m.schedule()
+	return nil
+}
+
+// Close stops the mailbox from accepting messages: later posts fail with
+// ErrMailboxClosed, and Post calls blocked on a full lane return
+// ErrMailboxClosed. Messages already queued are still handled, after which
+// Done is closed. Close is idempotent and may be called from the handler.
+func (m *Mailbox[M]) Close() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	close(m.closedCh)
+	m.mu.Unlock()
+	// Make sure a turn runs to close done, even if nothing is queued.
+	m.schedule()
+}
+
+// Done returns a channel that is closed once Close has been called and every
+// message queued before it has been handled.
+func (m *Mailbox[M]) Done() <-chan struct{} {
+	return m.done
+}
+
+// Len reports how many messages are waiting in each lane. A message being
+// handled is no longer counted.
+func (m *Mailbox[M]) Len() (system, user int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sys.len(), m.user.len()
+}
+
+// Cap reports the bound of each lane.
+func (m *Mailbox[M]) Cap() (system, user int) {
+	return m.cfg.systemCapacity, m.cfg.capacity
+}
+
+// passSpaceLocked hands the wake-up token to the next blocked Post when the
+// user lane has room and someone is waiting. The token channel has capacity 1,
+// so sending never blocks; a token already there suffices, because every
+// waiter that takes one passes it on while room remains. Callers hold m.mu.
+func (m *Mailbox[M]) passSpaceLocked() {
+	if m.waiters > 0 && !m.user.full() {
+		select {
+		case m.space <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// schedule starts a turn unless one is already scheduled or running. The
+// poster that flips the status from idle to running owns the turn.
+func (m *Mailbox[M]) schedule() {
+	if m.status.Load() == idle && m.status.CompareAndSwap(idle, running) {
+		m.cfg.dispatcher.Schedule(m.turnFn)
+	}
+}
+
+// turn is the drainer. It runs only while status is running and it is the
+// only code that calls handle, so handles never overlap.
+func (m *Mailbox[M]) turn() {
+	for n := 0; ; {
+		msg, ok := m.next()
+		if !ok {
+			// Both lanes were empty. Go idle and look again: a post that
+			// landed after next's check saw status running, so it did not
+			// schedule a turn, and would be stranded if nobody looked.
+			if m.release() {
+				continue // re-acquired; keep draining in this turn
+			}
+			return
+		}
+		m.invoke(msg)
+		if n++; n < m.cfg.throughput {
+			continue
+		}
+		// Budget spent: yield so other actors get the goroutines.
+		if m.pending() || m.release() {
+			m.cfg.dispatcher.Schedule(m.turnFn)
+		}
+		return
+	}
+}
+
+// next pops the next message, system lane first. When both lanes are empty
+// and the mailbox is closed, it closes done: every queued message has been
+// handled, since next is only called between handles.
+func (m *Mailbox[M]) next() (msg M, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sys.len() > 0 {
+		return m.sys.pop(), true
+	}
+	if m.user.len() > 0 {
+		msg = m.user.pop()
+		m.passSpaceLocked()
+		return msg, true
+	}
+	if m.closed && !m.doneClosed {
+		m.doneClosed = true
+		close(m.done)
+	}
+	return msg, false
+}
+
+// pending reports whether a turn has work: a queued message, or a Close whose
+// done channel is not closed yet.
+func (m *Mailbox[M]) pending() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sys.len() > 0 || m.user.len() > 0 || (m.closed && !m.doneClosed)
+}
+
+// release marks the drainer idle, then re-checks the lanes. If work arrived
+// in between and no poster has claimed the drainer yet, it re-acquires it and
+// reports true; the caller then owns the drainer again.
+func (m *Mailbox[M]) release() bool {
+	if m.hookBeforeIdle != nil {
+		m.hookBeforeIdle()
+	}
+	m.status.Store(idle)
+	return m.pending() && m.status.CompareAndSwap(idle, running)
+}
+
+// invoke calls the handler, recovering a panic unless the mailbox was built
+// WithCrashOnPanic.
+func (m *Mailbox[M]) invoke(msg M) {
+	if m.cfg.crashOnPanic {
+		m.handle(msg)
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			m.cfg.onPanic(r, debug.Stack())
+		}
+	}()
+	m.handle(msg)
+}
