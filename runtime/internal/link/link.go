@@ -1,0 +1,536 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	goruntime "runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herd-go/herd/runtime/internal/wire"
+)
+
+// MaxFDsPerFrame is the most file descriptors one frame can carry: Linux's
+// SCM_MAX_FD, the limit of one SCM_RIGHTS control message.
+const MaxFDsPerFrame = 253
+
+const (
+	defaultWriteBufferLimit = 4 << 20
+	defaultReadBufferSize   = 64 << 10
+	minReadBufferSize       = 512
+	// initialWriteBufferSize is the capacity of each of the two write
+	// buffers to start with; they grow with the traffic.
+	initialWriteBufferSize = 64 << 10
+	// shrinkAfter is how many consecutive small reads (or writes) a grown
+	// buffer survives before it is given back.
+	shrinkAfter = 64
+)
+
+// ErrLinkClosed reports a link that has ended. Err returns it as is after a
+// local Close, Abort(nil) or Shutdown; Send returns it, or an error wrapping
+// it and the link's cause, once the link is closed or shutting down.
+var ErrLinkClosed = errors.New("herd: link closed")
+
+// ErrPeerClosed is the cause of a link whose peer closed its end between two
+// frames (or reset the connection). It matches both io.EOF and
+// ErrLinkClosed with errors.Is. A peer that closes in the middle of a frame
+// is a *wire.ProtocolError wrapping io.ErrUnexpectedEOF instead.
+var ErrPeerClosed = fmt.Errorf("%w by peer: %w", ErrLinkClosed, io.EOF)
+
+// ErrSendInFlight is wrapped (with the context's error) by a Send of a frame
+// with descriptors whose context ended after the writer had already taken
+// the frame: the frame can no longer be withdrawn and may still reach the
+// peer, with the descriptors (the link sends private duplicates, so the
+// caller may close its own). When the frame was withdrawn before any byte
+// of it was written, Send's error wraps only the context's error.
+var ErrSendInFlight = errors.New("herd: frame already being written")
+
+// ErrNotSupported is returned by Pair and New on systems without links
+// (anything but Linux and macOS).
+var ErrNotSupported = errors.New("herd: links are not supported on " + goruntime.GOOS)
+
+// Handler receives the frames read from a link. It is called on the link's
+// reader goroutine, one frame at a time, in the order the frames were sent.
+//
+// env aliases the link's read buffer and is valid only during the call:
+// decode the payload, or copy what must be kept, before returning. files
+// holds exactly env.FDCount descriptors, received with the frame; their
+// ownership passes to the handler, which must close them (the slice itself
+// is reused after the call; the *os.File values are the handler's).
+//
+// While the handler runs the link reads nothing more, which is how a busy
+// receiver pushes back on its peer. A non-nil return ends the link with
+// that error (wrapped; test with errors.Is).
+type Handler func(env *wire.Envelope, files []*os.File) error
+
+// Option configures New.
+type Option interface {
+	apply(*config)
+}
+
+type config struct {
+	maxFrame    int
+	writeLimit  int
+	readBufSize int
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithMaxFrameSize sets the largest envelope, in bytes (the length prefix
+// not counted), that the link sends or accepts. Send returns
+// wire.ErrFrameTooLarge for a larger frame and leaves the link as it was; a
+// peer announcing a larger frame ends the link with wire.ErrFrameTooLarge.
+// The default is wire.DefaultMaxFrameSize (16 MiB). Both ends of a link
+// should use the same value.
+func WithMaxFrameSize(n int) Option {
+	return optionFunc(func(c *config) { c.maxFrame = n })
+}
+
+// WithWriteBufferLimit sets how many encoded bytes may wait in the write
+// queue: Send blocks while the queue holds n bytes or more, until the
+// writer drains it or the context ends. A single frame may take the queue
+// past the limit, so frames larger than n can still be sent. Besides the
+// queue, the writer holds the batch it is writing (at most the same amount
+// again). The default is 4 MiB.
+func WithWriteBufferLimit(n int) Option {
+	return optionFunc(func(c *config) { c.writeLimit = n })
+}
+
+// WithReadBufferSize sets the initial size of the read buffer (default
+// 64 KiB, at least 512 bytes). The buffer grows to hold a larger frame, up
+// to the maximum frame size plus the prefix, and shrinks back to this size
+// once large frames stop arriving.
+func WithReadBufferSize(n int) Option {
+	return optionFunc(func(c *config) { c.readBufSize = n })
+}
+
+// newConfig applies opts to the defaults and checks the result.
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		maxFrame:    wire.DefaultMaxFrameSize,
+		writeLimit:  defaultWriteBufferLimit,
+		readBufSize: defaultReadBufferSize,
+	}
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	const maxUint32 = 1<<32 - 1
+	switch {
+	case c.maxFrame <= 0 || uint64(c.maxFrame) > maxUint32-wire.PrefixSize:
+		return c, fmt.Errorf("herd: link: max frame size %d out of range", c.maxFrame)
+	case c.writeLimit <= 0:
+		return c, fmt.Errorf("herd: link: write buffer limit %d must be positive", c.writeLimit)
+	case c.readBufSize <= 0:
+		return c, fmt.Errorf("herd: link: read buffer size %d must be positive", c.readBufSize)
+	}
+	c.readBufSize = min(max(c.readBufSize, minReadBufferSize), c.maxFrame+wire.PrefixSize)
+	return c, nil
+}
+
+// Stats are a link's counters since New. Each is read atomically, but not
+// all at the same instant.
+type Stats struct {
+	// FramesSent counts frames completely written to the socket.
+	FramesSent uint64
+	// FramesReceived counts frames decoded and handed to the handler.
+	FramesReceived uint64
+	// BytesSent and BytesReceived count bytes through the socket,
+	// length prefixes included.
+	BytesSent, BytesReceived uint64
+	// Writes counts write(2) and sendmsg(2) calls, including those that
+	// found the socket full (EAGAIN).
+	Writes uint64
+	// Reads counts recvmsg(2) calls, including those that found nothing
+	// to read (EAGAIN).
+	Reads uint64
+}
+
+// fdFrame is a queued frame that carries file descriptors.
+type fdFrame struct {
+	off, n int     // the frame's bytes within its buffer (pending, then the writer's batch)
+	fds    []int   // descriptors to attach; the caller's until owned is set
+	owned  bool    // fds are duplicates owned by the link (the sender gave up waiting)
+	sent   bool    // sendmsg carrying fds has completed
+	w      *waiter // the waiting sender, nil once told or gone
+}
+
+// waiter carries the result of a descriptor frame's sendmsg to its sender.
+type waiter struct{ ch chan error }
+
+var waiters = sync.Pool{New: func() any { return &waiter{ch: make(chan error, 1)} }}
+
+// Link is one end of a herd link. It is safe for concurrent use.
+type Link struct {
+	cfg     config
+	conn    *net.UnixConn
+	rc      syscall.RawConn
+	handler Handler
+
+	mu            sync.Mutex
+	pending       []byte    // encoded frames waiting for the writer
+	pendingFDs    []fdFrame // frames in pending that carry descriptors
+	pendingFrames int
+	spare         []byte    // the writer's other buffer
+	spareFDs      []fdFrame //
+	inflight      []fdFrame // descriptor frames of the batch being written
+	sendErr       error     // non-nil once Send must refuse frames
+	draining      bool      // Shutdown: the writer closes the link once pending is empty
+	flushed       bool      // the writer drained everything before closing
+	cause         error     // why the link ended; set once
+	spaceCh       chan struct{}
+
+	wake       chan struct{} // writer wake-up, capacity 1
+	quit       chan struct{} // closed when the link is aborted
+	connClosed chan struct{} // closed once the socket is closed
+	done       chan struct{} // closed once both goroutines have returned and the socket is closed
+	running    atomic.Int32  // goroutines still running
+	aborted    atomic.Bool
+
+	framesSent, framesReceived atomic.Uint64
+	bytesSent, bytesReceived   atomic.Uint64
+	writes, reads              atomic.Uint64
+
+	// Writer goroutine state.
+	wbuf       []byte   // bytes the current write callback still has to write
+	wrec       *fdFrame // the descriptor frame of the current sendmsg
+	wn         int      // bytes written by the current sendmsg
+	werr       error    // error from the current write callback
+	woob       []byte   // control message buffer for sendmsg
+	writeFn    func(fd uintptr) bool
+	sendmsgFn  func(fd uintptr) bool
+	smallWrite int // consecutive batches far below the buffers' capacity
+
+	// Reader goroutine state.
+	rbuf      []byte // read buffer; unread bytes are rbuf[r:w]
+	r, w      int
+	roob      []byte // control message buffer for recvmsg
+	rn, roobn int    // results of the last recvmsg
+	rflags    int
+	rerr      error
+	readFn    func(fd uintptr) bool
+	recv      receiver
+	fdq       []int      // received descriptors not yet claimed by a frame
+	files     []*os.File // reused for each frame's descriptors
+	env       wire.Envelope
+	smallRead int // consecutive reads without a frame needing a grown buffer
+}
+
+// Send queues one frame: h, with payload (which may be nil) encoded straight
+// into the link's write queue in the caller's goroutine, and fds, which
+// travel as SCM_RIGHTS. Send sets h.FDCount to len(fds).
+//
+// A frame without descriptors is only queued: Send returns as soon as the
+// frame is in the queue, and the writer sends it (coalesced with other
+// queued frames) unless the link ends first. A frame with descriptors is
+// waited for: Send returns once the sendmsg that carries the descriptors
+// has completed, after which the caller may close its copies. The
+// descriptors must stay open until then.
+//
+// Send blocks while the write queue is full (see WithWriteBufferLimit)
+// until there is room or ctx ends; the error then wraps ctx.Err() and
+// nothing was queued. If ctx ends while a descriptor frame is queued but
+// not yet taken by the writer, the frame is withdrawn and the error wraps
+// ctx.Err(); if the writer already has it, the error also wraps
+// ErrSendInFlight (see there).
+//
+// A frame larger than the maximum frame size is refused with an error
+// wrapping wire.ErrFrameTooLarge; more than MaxFDsPerFrame descriptors, a
+// negative or closed descriptor, or a payload that fails to marshal are
+// refused too, and the link is unaffected. After the link is closed or
+// shutting down, Send returns ErrLinkClosed (or an error wrapping it and
+// the link's cause).
+func (l *Link) Send(ctx context.Context, h *wire.Header, payload proto.Message, fds []int) error {
+	return l.send(ctx, h, payload, nil, fds)
+}
+
+// SendBytes is Send with a payload that is already encoded.
+func (l *Link) SendBytes(ctx context.Context, h *wire.Header, payload []byte, fds []int) error {
+	return l.send(ctx, h, nil, payload, fds)
+}
+
+func (l *Link) send(ctx context.Context, h *wire.Header, msg proto.Message, raw []byte, fds []int) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("herd: link send: %w", err)
+	}
+	if len(fds) > 0 {
+		if len(fds) > MaxFDsPerFrame {
+			return fmt.Errorf("herd: link send: %d file descriptors in one frame, at most %d", len(fds), MaxFDsPerFrame)
+		}
+		if err := checkFDs(fds); err != nil {
+			return fmt.Errorf("herd: link send: %w", err)
+		}
+	}
+	if h == nil {
+		h = new(wire.Header)
+	}
+	h.FDCount = uint32(len(fds))
+
+	l.mu.Lock()
+	for l.sendErr == nil && len(l.pending) >= l.cfg.writeLimit {
+		ch := l.spaceCh
+		if ch == nil {
+			ch = make(chan struct{})
+			l.spaceCh = ch
+		}
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("herd: link send: write queue full: %w", ctx.Err())
+		}
+		l.mu.Lock()
+	}
+	if l.sendErr != nil {
+		err := l.sendErr
+		l.mu.Unlock()
+		return err
+	}
+	wasEmpty := len(l.pending) == 0
+	off := len(l.pending)
+	var err error
+	if msg != nil {
+		l.pending, err = wire.AppendFrame(l.pending, h, msg, l.cfg.maxFrame)
+	} else {
+		l.pending, err = wire.AppendFrameBytes(l.pending, h, raw, l.cfg.maxFrame)
+	}
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	l.pendingFrames++
+	var w *waiter
+	if len(fds) > 0 {
+		w = waiters.Get().(*waiter)
+		l.pendingFDs = append(l.pendingFDs, fdFrame{off: off, n: len(l.pending) - off, fds: fds, w: w})
+	}
+	l.mu.Unlock()
+	if wasEmpty {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	if w == nil {
+		return nil
+	}
+	select {
+	case err := <-w.ch:
+		waiters.Put(w)
+		return err
+	case <-ctx.Done():
+		return l.cancelFDFrame(ctx, w)
+	}
+}
+
+// cancelFDFrame handles a descriptor frame whose sender's context ended
+// before its sendmsg completed: withdraw the frame if the writer has not
+// taken it yet, or else swap the caller's descriptors for duplicates so the
+// caller may close its own while the writer still sends the frame.
+func (l *Link) cancelFDFrame(ctx context.Context, w *waiter) error {
+	l.mu.Lock()
+	for i := range l.pendingFDs {
+		rec := &l.pendingFDs[i]
+		if rec.w != w {
+			continue
+		}
+		l.pending = slices.Delete(l.pending, rec.off, rec.off+rec.n)
+		for j := i + 1; j < len(l.pendingFDs); j++ {
+			l.pendingFDs[j].off -= rec.n
+		}
+		l.pendingFDs = slices.Delete(l.pendingFDs, i, i+1)
+		l.pendingFrames--
+		l.mu.Unlock()
+		waiters.Put(w)
+		return fmt.Errorf("herd: link send: frame withdrawn: %w", ctx.Err())
+	}
+	for i := range l.inflight {
+		rec := &l.inflight[i]
+		if rec.w != w {
+			continue
+		}
+		// rec.sent is false: the writer clears rec.w when it sets sent.
+		dups, err := dupFDs(rec.fds)
+		if err != nil {
+			// The frame cannot be detached from the caller's
+			// descriptors; stop the link rather than let the writer use
+			// descriptors the caller is about to close.
+			l.mu.Unlock()
+			l.abort(fmt.Errorf("herd: link send: duplicating descriptors of a cancelled frame: %w", err))
+			err := <-w.ch
+			waiters.Put(w)
+			return fmt.Errorf("herd: link send: %w (%w)", ctx.Err(), err)
+		}
+		rec.fds, rec.owned, rec.w = dups, true, nil
+		l.mu.Unlock()
+		waiters.Put(w)
+		return fmt.Errorf("herd: link send: %w: %w", ErrSendInFlight, ctx.Err())
+	}
+	l.mu.Unlock()
+	// The writer or abort has already told w (under l.mu); take the result.
+	err := <-w.ch
+	waiters.Put(w)
+	return err
+}
+
+// Shutdown closes the link gracefully: new Sends fail with ErrLinkClosed,
+// everything already queued is written, then the socket is closed. It
+// returns nil once all queued frames were written and the socket is
+// closed, or the link's error if it ended otherwise first. If ctx ends
+// first the link is closed at once, dropping what is still queued, and
+// Shutdown returns an error wrapping ctx.Err().
+//
+// Shutdown does not wait for the handler to return (it may be called from
+// the handler); wait on Done for that.
+func (l *Link) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	if l.sendErr == nil {
+		l.sendErr = ErrLinkClosed
+		l.draining = true
+		if l.spaceCh != nil {
+			close(l.spaceCh)
+			l.spaceCh = nil
+		}
+	}
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-l.connClosed:
+	case <-ctx.Done():
+		l.abort(ErrLinkClosed)
+		return fmt.Errorf("herd: link shutdown: %w", ctx.Err())
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.flushed {
+		return nil
+	}
+	return l.cause
+}
+
+// Close closes the link at once: it is Abort(ErrLinkClosed). It does not
+// wait for the goroutines (it may be called from the handler); wait on Done
+// for that. Close always returns nil.
+func (l *Link) Close() error {
+	l.abort(ErrLinkClosed)
+	return nil
+}
+
+// Abort closes the link at once with cause (ErrLinkClosed if nil), unless it
+// has already ended. Queued frames not yet written are dropped, senders
+// waiting on descriptor frames get an error wrapping ErrLinkClosed and
+// cause, received descriptors not yet handed to the handler are closed, and
+// Err reports cause. Abort does not wait for the goroutines; wait on Done.
+func (l *Link) Abort(cause error) {
+	if cause == nil {
+		cause = ErrLinkClosed
+	}
+	l.abort(cause)
+}
+
+// Done returns a channel closed once the link has ended, both of its
+// goroutines have returned (so the handler is not running and will not be
+// called again) and its socket is closed.
+func (l *Link) Done() <-chan struct{} { return l.done }
+
+// Err reports why the link ended, or nil while it is open: ErrLinkClosed
+// after Close, Abort(nil) or Shutdown; the error given to Abort;
+// ErrPeerClosed (matching io.EOF and ErrLinkClosed) when the peer closed its
+// end; an error wrapping wire.ErrFrameTooLarge or a *wire.ProtocolError for
+// bad input; an error wrapping the handler's error; else the failed system
+// call's error.
+func (l *Link) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cause
+}
+
+// Stats returns the link's counters.
+func (l *Link) Stats() Stats {
+	return Stats{
+		FramesSent:     l.framesSent.Load(),
+		FramesReceived: l.framesReceived.Load(),
+		BytesSent:      l.bytesSent.Load(),
+		BytesReceived:  l.bytesReceived.Load(),
+		Writes:         l.writes.Load(),
+		Reads:          l.reads.Load(),
+	}
+}
+
+// abort ends the link with cause unless it has already ended: it refuses
+// further sends, drops the queue, fails waiting senders and closes the
+// socket, which wakes both goroutines.
+func (l *Link) abort(cause error) {
+	l.mu.Lock()
+	if l.cause != nil {
+		l.mu.Unlock()
+		return
+	}
+	l.cause = cause
+	if errors.Is(cause, ErrLinkClosed) {
+		l.sendErr = cause
+	} else {
+		l.sendErr = fmt.Errorf("%w: %w", ErrLinkClosed, cause)
+	}
+	failFDFrames(l.pendingFDs, l.sendErr)
+	failFDFrames(l.inflight, l.sendErr)
+	clear(l.pendingFDs)
+	l.pending, l.pendingFDs, l.pendingFrames = l.pending[:0], l.pendingFDs[:0], 0
+	if l.spaceCh != nil {
+		close(l.spaceCh)
+		l.spaceCh = nil
+	}
+	l.mu.Unlock()
+
+	l.aborted.Store(true)
+	close(l.quit)
+	// Close waits until no read or write callback is using the descriptor,
+	// so once it returns the descriptor is closed. It must not be called
+	// with l.mu held: the writer's sendmsg callback takes l.mu.
+	l.conn.Close()
+	close(l.connClosed)
+}
+
+// failFDFrames tells the waiting senders of recs that their frames will not
+// be sent, and closes descriptors the link owns. Called with l.mu held; the
+// writer checks l.cause under l.mu before each sendmsg, so none of these
+// descriptors is used afterwards.
+func failFDFrames(recs []fdFrame, err error) {
+	for i := range recs {
+		rec := &recs[i]
+		if rec.sent {
+			continue
+		}
+		if rec.w != nil {
+			rec.w.ch <- err
+			rec.w = nil
+		}
+		if rec.owned {
+			closeFDs(rec.fds)
+			rec.fds, rec.owned = nil, false
+		}
+	}
+}
+
+// exit is called by each goroutine as it returns; the last one closes done
+// once the socket is closed.
+func (l *Link) exit() {
+	if l.running.Add(-1) != 0 {
+		return
+	}
+	l.abort(ErrLinkClosed) // no-op: a goroutine only returns after an abort
+	<-l.connClosed
+	close(l.done)
+}

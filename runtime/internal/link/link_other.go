@@ -1,0 +1,29 @@
+//go:build !linux && !darwin
+
+package link
+
+import (
+	"os"
+)
+
+// Pair returns ErrNotSupported: links need AF_UNIX socketpairs with
+// SCM_RIGHTS, available here on Linux and macOS only.
+func Pair() (a, b *os.File, err error) {
+	return nil, nil, ErrNotSupported
+}
+
+// New closes f and returns ErrNotSupported: links need AF_UNIX sockets
+// with SCM_RIGHTS, available here on Linux and macOS only.
+func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
+	if f != nil {
+		f.Close()
+	}
+	return nil, ErrNotSupported
+}
+
+func checkFDs([]int) error        { return ErrNotSupported }
+func dupFDs([]int) ([]int, error) { return nil, ErrNotSupported }
+func closeFDs([]int)              {}
+
+// receiver holds per-link recvmsg state on systems with links.
+type receiver struct{}

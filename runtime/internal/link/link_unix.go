@@ -1,0 +1,520 @@
+//go:build linux || darwin
+
+package link
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/herd-go/herd/runtime/internal/wire"
+)
+
+// New starts a link on f, one end of a connected AF_UNIX SOCK_STREAM socket
+// (see Pair), calling h for every frame received.
+//
+// New takes ownership of f and closes it, also on error: it works on a
+// duplicate obtained with net.FileConn, switched to non-blocking mode, so
+// that both of the link's goroutines wait on Go's netpoller (through the
+// connection's syscall.RawConn) instead of blocking threads in read or
+// write.
+func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
+	defer f.Close()
+	if h == nil {
+		return nil, errors.New("herd: link: nil handler")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("herd: link: %w", err)
+	}
+	conn, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("herd: link: %s is a %T, not a unix socket", f.Name(), c)
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("herd: link: %w", err)
+	}
+	var typ int
+	cerr := rc.Control(func(fd uintptr) { typ, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE) })
+	if err = errors.Join(cerr, err); err == nil && typ != unix.SOCK_STREAM {
+		err = fmt.Errorf("socket type %d is not SOCK_STREAM", typ)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("herd: link: %s: %w", f.Name(), err)
+	}
+
+	initial := min(cfg.writeLimit, initialWriteBufferSize)
+	l := &Link{
+		cfg:        cfg,
+		conn:       conn,
+		rc:         rc,
+		handler:    h,
+		pending:    make([]byte, 0, initial),
+		spare:      make([]byte, 0, initial),
+		wake:       make(chan struct{}, 1),
+		quit:       make(chan struct{}),
+		connClosed: make(chan struct{}),
+		done:       make(chan struct{}),
+		woob:       make([]byte, unix.CmsgSpace(MaxFDsPerFrame*4)),
+		rbuf:       make([]byte, cfg.readBufSize),
+		roob:       make([]byte, unix.CmsgSpace(MaxFDsPerFrame*4)),
+	}
+	// Method values bound once: a closure passed to RawConn.Read/Write on
+	// every call would allocate on every call.
+	l.writeFn = l.writeCallback
+	l.sendmsgFn = l.sendmsgCallback
+	l.readFn = l.readCallback
+	l.running.Store(2)
+	go l.writeLoop()
+	go l.readLoop()
+	return l, nil
+}
+
+// checkFDs rejects descriptors that are negative or not open, so that a bad
+// descriptor fails its Send instead of the sendmsg, which would end the
+// link.
+func checkFDs(fds []int) error {
+	for _, fd := range fds {
+		if fd < 0 {
+			return fmt.Errorf("invalid file descriptor %d", fd)
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return fmt.Errorf("file descriptor %d: %w", fd, err)
+		}
+	}
+	return nil
+}
+
+// dupFDs duplicates fds (close-on-exec set).
+func dupFDs(fds []int) ([]int, error) {
+	dups := make([]int, 0, len(fds))
+	for _, fd := range fds {
+		d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			closeFDs(dups)
+			return nil, os.NewSyscallError("fcntl", err)
+		}
+		dups = append(dups, d)
+	}
+	return dups, nil
+}
+
+// closeFDs closes every descriptor of fds.
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// ---- writer ----
+
+// writeLoop is the writer goroutine: it waits for queued frames, takes the
+// whole queue at once and writes it.
+func (l *Link) writeLoop() {
+	defer l.exit()
+	for {
+		l.mu.Lock()
+		for len(l.pending) == 0 {
+			if l.cause != nil {
+				l.mu.Unlock()
+				return
+			}
+			if l.draining {
+				l.flushed = true
+				l.mu.Unlock()
+				l.abort(ErrLinkClosed)
+				return
+			}
+			l.mu.Unlock()
+			select {
+			case <-l.wake:
+			case <-l.quit:
+			}
+			l.mu.Lock()
+		}
+		batch, recs, frames := l.pending, l.pendingFDs, l.pendingFrames
+		l.pending, l.pendingFDs, l.pendingFrames = l.spare, l.spareFDs, 0
+		l.spare, l.spareFDs = nil, nil
+		l.inflight = recs
+		if l.spaceCh != nil {
+			close(l.spaceCh)
+			l.spaceCh = nil
+		}
+		l.mu.Unlock()
+
+		err := l.writeBatch(batch, recs)
+		if err != nil {
+			// Before recs is cleared: abort fails its waiting senders.
+			l.abort(err)
+		}
+
+		l.mu.Lock()
+		clear(recs)
+		l.inflight = nil
+		l.spare, l.spareFDs = l.recycle(batch), recs[:0]
+		l.mu.Unlock()
+		if err != nil {
+			return
+		}
+		l.framesSent.Add(uint64(frames))
+	}
+}
+
+// recycle returns batch emptied for reuse, or a fresh small buffer when the
+// buffers grew for a burst that has long passed.
+func (l *Link) recycle(batch []byte) []byte {
+	initial := min(l.cfg.writeLimit, initialWriteBufferSize)
+	if cap(batch) <= initial || len(batch) > cap(batch)/4 {
+		l.smallWrite = 0
+		return batch[:0]
+	}
+	if l.smallWrite++; l.smallWrite < shrinkAfter {
+		return batch[:0]
+	}
+	l.smallWrite = 0
+	return make([]byte, 0, initial)
+}
+
+// writeBatch writes b, attaching each descriptor frame's descriptors to the
+// first byte of that frame.
+func (l *Link) writeBatch(b []byte, recs []fdFrame) error {
+	pos := 0
+	for i := range recs {
+		rec := &recs[i]
+		if err := l.write(b[pos:rec.off]); err != nil {
+			return err
+		}
+		// The sendmsg carries everything up to the next descriptor frame;
+		// what it leaves unwritten follows with plain writes.
+		end := len(b)
+		if i+1 < len(recs) {
+			end = recs[i+1].off
+		}
+		n, err := l.sendmsg(b[rec.off:end], rec)
+		if err != nil {
+			return err
+		}
+		if err := l.write(b[rec.off+n : end]); err != nil {
+			return err
+		}
+		pos = end
+	}
+	return l.write(b[pos:])
+}
+
+// write writes all of p with write(2), waiting on the netpoller whenever
+// the socket is full.
+func (l *Link) write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	l.wbuf, l.werr = p, nil
+	err := l.rc.Write(l.writeFn)
+	l.wbuf = nil
+	return l.writeError(err, l.werr, "write")
+}
+
+// writeCallback is the RawConn.Write callback of write. Returning false
+// makes RawConn.Write wait until the socket is writable and call it again.
+func (l *Link) writeCallback(fd uintptr) bool {
+	for len(l.wbuf) > 0 {
+		n, err := unix.Write(int(fd), l.wbuf)
+		l.writes.Add(1)
+		switch err {
+		case nil:
+			l.bytesSent.Add(uint64(n))
+			l.wbuf = l.wbuf[n:]
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			l.werr = err
+			return true
+		}
+	}
+	return true
+}
+
+// sendmsg writes a prefix of p (at least one byte) with sendmsg(2), the
+// descriptors of rec attached, and returns how much it wrote.
+func (l *Link) sendmsg(p []byte, rec *fdFrame) (int, error) {
+	l.wbuf, l.wrec, l.wn, l.werr = p, rec, 0, nil
+	err := l.rc.Write(l.sendmsgFn)
+	l.wbuf, l.wrec = nil, nil
+	return l.wn, l.writeError(err, l.werr, "sendmsg")
+}
+
+// errAborted stops the writer when the link was aborted under it.
+var errAborted = errors.New("herd: link aborted")
+
+// sendmsgCallback is the RawConn.Write callback of sendmsg. It holds l.mu
+// around the (non-blocking) system call so that a sender whose context
+// ends can tell whether its descriptors were used, and an abort can tell
+// waiting senders their frames failed, without a race with the writer.
+func (l *Link) sendmsgCallback(fd uintptr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cause != nil {
+		l.werr = errAborted
+		return true
+	}
+	rec := l.wrec
+	oob := appendRights(l.woob[:0], rec.fds)
+	for {
+		n, err := unix.SendmsgN(int(fd), l.wbuf, oob, nil, sendFlags)
+		l.writes.Add(1)
+		switch err {
+		case nil:
+			l.bytesSent.Add(uint64(n))
+			l.wn = n
+			rec.sent = true
+			if rec.w != nil {
+				rec.w.ch <- nil
+				rec.w = nil
+			}
+			if rec.owned {
+				closeFDs(rec.fds)
+			}
+			rec.fds, rec.owned = nil, false
+			return true
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			l.werr = err
+			return true
+		}
+	}
+}
+
+// appendRights appends an SCM_RIGHTS control message carrying fds to b, as
+// unix.UnixRights does but into a reused buffer.
+func appendRights(b []byte, fds []int) []byte {
+	datalen := len(fds) * 4
+	start := len(b)
+	b = append(b, make([]byte, unix.CmsgSpace(datalen))...)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[start]))
+	h.Level = unix.SOL_SOCKET
+	h.Type = unix.SCM_RIGHTS
+	h.SetLen(unix.CmsgLen(datalen))
+	data := b[start+unix.CmsgLen(0):]
+	for i, fd := range fds {
+		binary.NativeEndian.PutUint32(data[4*i:], uint32(int32(fd)))
+	}
+	return b
+}
+
+// writeError turns the results of a RawConn.Write into the link's error.
+func (l *Link) writeError(rawErr, callErr error, call string) error {
+	switch {
+	case rawErr != nil:
+		// The socket was closed under the writer: the link was aborted.
+		if l.aborted.Load() {
+			return errAborted
+		}
+		return fmt.Errorf("herd: link %s: %w", call, rawErr)
+	case callErr == nil, callErr == errAborted:
+		return callErr
+	case callErr == unix.EPIPE, callErr == unix.ECONNRESET:
+		return fmt.Errorf("%w (%w)", ErrPeerClosed, os.NewSyscallError(call, callErr))
+	default:
+		return fmt.Errorf("herd: link %w", os.NewSyscallError(call, callErr))
+	}
+}
+
+// ---- reader ----
+
+// readLoop is the reader goroutine.
+func (l *Link) readLoop() {
+	defer l.exit()
+	err := l.readFrames()
+	l.abort(err)
+	// Descriptors received but not claimed by any frame are closed,
+	// whatever ended the link.
+	closeFDs(l.fdq)
+	l.fdq = nil
+}
+
+// readFrames reads and dispatches frames until the link ends.
+func (l *Link) readFrames() error {
+	for {
+		if err := l.fill(); err != nil {
+			return err
+		}
+		for {
+			n, err := wire.Decode(l.rbuf[l.r:l.w], l.cfg.maxFrame, &l.env)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			if n > l.cfg.readBufSize {
+				l.smallRead = 0
+			}
+			if err := l.dispatch(); err != nil {
+				return err
+			}
+			l.r += n
+			if l.aborted.Load() {
+				return ErrLinkClosed
+			}
+		}
+	}
+}
+
+// dispatch hands the decoded frame in l.env, and its descriptors, to the
+// handler.
+func (l *Link) dispatch() error {
+	var files []*os.File
+	if k := l.env.FDCount; k > 0 {
+		if uint64(k) > uint64(len(l.fdq)) {
+			return &wire.ProtocolError{Cause: fmt.Errorf("frame claims %d file descriptors, %d received", k, len(l.fdq))}
+		}
+		for _, fd := range l.fdq[:k] {
+			l.files = append(l.files, os.NewFile(uintptr(fd), "herd-received-fd"))
+		}
+		l.fdq = l.fdq[:copy(l.fdq, l.fdq[k:])]
+		files = l.files
+	}
+	l.framesReceived.Add(1)
+	err := l.handler(&l.env, files)
+	clear(l.files)
+	l.files = l.files[:0]
+	l.env = wire.Envelope{}
+	if err != nil {
+		return fmt.Errorf("herd: link handler: %w", err)
+	}
+	return nil
+}
+
+// fill makes room in the read buffer and reads once.
+func (l *Link) fill() error {
+	l.makeRoom()
+	if l.w == len(l.rbuf) {
+		// makeRoom always leaves room; a zero-length read would look like EOF.
+		return errors.New("herd: link: internal error: read buffer full")
+	}
+	l.rerr = nil
+	if err := l.rc.Read(l.readFn); err != nil {
+		if l.aborted.Load() {
+			return ErrLinkClosed
+		}
+		return fmt.Errorf("herd: link read: %w", err)
+	}
+	if l.roobn > 0 {
+		l.fdq = appendReceivedFDs(l.fdq, l.roob[:l.roobn])
+	}
+	if l.rflags&unix.MSG_CTRUNC != 0 {
+		return &wire.ProtocolError{Cause: errors.New("control message truncated: too many file descriptors in one message")}
+	}
+	switch {
+	case l.rerr == unix.ECONNRESET:
+		return fmt.Errorf("%w (%w)", ErrPeerClosed, os.NewSyscallError("recvmsg", l.rerr))
+	case l.rerr != nil:
+		return fmt.Errorf("herd: link %w", os.NewSyscallError("recvmsg", l.rerr))
+	case l.rn == 0:
+		if l.w > l.r {
+			return &wire.ProtocolError{Cause: fmt.Errorf("stream ended inside a frame (%d bytes buffered): %w", l.w-l.r, io.ErrUnexpectedEOF)}
+		}
+		return ErrPeerClosed
+	}
+	l.w += l.rn
+	l.bytesReceived.Add(uint64(l.rn))
+	return nil
+}
+
+// makeRoom ensures the read buffer has room for the frame being read, and
+// gives back a grown buffer once large frames stop arriving.
+func (l *Link) makeRoom() {
+	if l.r == l.w {
+		l.r, l.w = 0, 0
+	}
+	need := 0 // size of the partial frame at l.r, if known
+	if l.w-l.r >= wire.PrefixSize {
+		// Decode has checked the length against the maximum already.
+		need = wire.PrefixSize + int(binary.BigEndian.Uint32(l.rbuf[l.r:]))
+	}
+	if len(l.rbuf) > l.cfg.readBufSize && need <= l.cfg.readBufSize && l.w-l.r <= l.cfg.readBufSize {
+		if l.smallRead++; l.smallRead >= shrinkAfter {
+			l.smallRead = 0
+			b := make([]byte, l.cfg.readBufSize)
+			l.w = copy(b, l.rbuf[l.r:l.w])
+			l.r, l.rbuf = 0, b
+			return
+		}
+	}
+	switch {
+	case need > len(l.rbuf):
+		l.smallRead = 0
+		b := make([]byte, need)
+		l.w = copy(b, l.rbuf[l.r:l.w])
+		l.r, l.rbuf = 0, b
+	case need > len(l.rbuf)-l.r, len(l.rbuf)-l.w < minReadBufferSize && l.r > 0:
+		l.w = copy(l.rbuf, l.rbuf[l.r:l.w])
+		l.r = 0
+	}
+}
+
+// readCallback is the RawConn.Read callback: one recvmsg into the free part
+// of the read buffer. Returning false makes RawConn.Read wait until the
+// socket is readable and call it again.
+func (l *Link) readCallback(fd uintptr) bool {
+	for {
+		n, oobn, flags, err := l.recv.recvmsg(int(fd), l.rbuf[l.w:], l.roob)
+		l.reads.Add(1)
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		l.rn, l.roobn, l.rflags, l.rerr = max(n, 0), oobn, flags, err
+		return true
+	}
+}
+
+// appendReceivedFDs appends the descriptors of every SCM_RIGHTS message in
+// oob to q. It parses the control messages in place, where
+// unix.ParseSocketControlMessage and unix.ParseUnixRights would allocate.
+func appendReceivedFDs(q []int, oob []byte) []int {
+	forEachRight(oob, func(fd int) { q = append(q, fd) })
+	return q
+}
+
+// forEachRight calls f for each descriptor in the SCM_RIGHTS messages of
+// oob, a control buffer filled by recvmsg.
+func forEachRight(oob []byte, f func(fd int)) {
+	hdrLen := unix.CmsgLen(0)
+	for len(oob) >= hdrLen {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdrLen || l > len(oob) {
+			return
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_RIGHTS {
+			for data := oob[hdrLen:l]; len(data) >= 4; data = data[4:] {
+				f(int(int32(binary.NativeEndian.Uint32(data))))
+			}
+		}
+		next := unix.CmsgSpace(l - hdrLen)
+		if next > len(oob) {
+			return
+		}
+		oob = oob[next:]
+	}
+}

@@ -1,0 +1,71 @@
+package link
+
+import (
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// sendFlags are the flags of every sendmsg. MSG_NOSIGNAL turns the SIGPIPE
+// that writing to a socket whose peer is gone would raise into a plain
+// EPIPE (Go's runtime would ignore that SIGPIPE for a descriptor other than
+// 1 and 2 anyway; this avoids the signal altogether).
+const sendFlags = unix.MSG_NOSIGNAL
+
+// Pair returns the two ends of a new connected AF_UNIX SOCK_STREAM
+// socketpair, both close-on-exec: give one to New, and the other to the
+// peer (for a worker, as an os/exec ExtraFiles entry, which clears
+// close-on-exec on the child's copy only).
+func Pair() (a, b *os.File, err error) {
+	// SOCK_CLOEXEC sets close-on-exec atomically, so a concurrent fork in
+	// another goroutine cannot leak the descriptors into its child.
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "herd-link"), os.NewFile(uintptr(fds[1]), "herd-link"), nil
+}
+
+// receiver holds the reader's recvmsg arguments. They live in the Link, so
+// that a read allocates nothing: unix.Recvmsg would allocate a
+// RawSockaddrAny for the source address on every call (it escapes to the
+// heap), an address a connected socket never has.
+type receiver struct {
+	msg unix.Msghdr
+	iov unix.Iovec
+}
+
+// recvmsg reads into p (which must not be empty), and control messages into
+// oob, with one recvmsg(2).
+//
+// MSG_CMSG_CLOEXEC makes the kernel set close-on-exec on every descriptor it
+// installs from an SCM_RIGHTS message, atomically: received descriptors
+// never leak into a child forked concurrently. It is a recvmsg flag, not a
+// socket option, and Linux-only (macOS has no equivalent; see
+// sys_darwin.go).
+//
+// Two properties of AF_UNIX stream sockets the link relies on: a recvmsg
+// returns the descriptors of a sendmsg together with the first bytes of
+// that sendmsg's data (never later), and it stops after the bytes that
+// carried descriptors, so one read never returns the descriptors of two
+// sendmsgs. The control buffer must be large enough: if it is not, the
+// kernel closes the descriptors that do not fit and sets MSG_CTRUNC, which
+// the link treats as a protocol error.
+func (r *receiver) recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
+	r.iov.Base = &p[0]
+	r.iov.SetLen(len(p))
+	r.msg.Iov = &r.iov
+	r.msg.SetIovlen(1)
+	r.msg.Control = &oob[0]
+	r.msg.SetControllen(len(oob))
+	r.msg.Flags = 0
+	// The pointers in r.msg point into the Link's own buffers, which are
+	// heap objects that do not move and stay reachable through the Link
+	// for the duration of the call.
+	rn, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), unix.MSG_CMSG_CLOEXEC)
+	if errno != 0 {
+		return 0, 0, 0, errno
+	}
+	return int(rn), int(r.msg.Controllen), int(r.msg.Flags), nil
+}

@@ -1,0 +1,49 @@
+package wire_test
+
+import (
+	"testing"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/wire"
+)
+
+var benchHeader = wire.Header{Procedure: "/herd.v1.Control/Hello", CallID: 12345, DeadlineUnixNano: 1_700_000_000_000_000_000}
+
+func BenchmarkAppendFrame(b *testing.B) {
+	msg := &herdv1.HelloRequest{ProtocolVersion: 1, WorkerId: 7, Pid: 31337}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		buf, err = wire.AppendFrame(buf[:0], &benchHeader, msg, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkAppendFrameBytes(b *testing.B) {
+	payload := make([]byte, 64)
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = wire.AppendFrameBytes(buf[:0], &benchHeader, payload, 0)
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkDecode(b *testing.B) {
+	frame, err := wire.AppendFrame(nil, &benchHeader, &herdv1.HelloRequest{ProtocolVersion: 1, WorkerId: 7, Pid: 31337}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var env wire.Envelope
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := wire.Decode(frame, 0, &env); n != len(frame) || err != nil {
+			b.Fatal(n, err)
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Decode parses the frame at the start of b into env and returns the number
+// of bytes it took (prefix included).
+//
+// If b holds less than one whole frame Decode returns 0 and a nil error: the
+// caller reads more and calls again. The length prefix is checked as soon as
+// its four bytes are present: a length above maxFrame (<= 0 means
+// DefaultMaxFrameSize) is an error wrapping ErrFrameTooLarge at once, so a
+// reader never waits for, or allocates, the size a peer claims. Envelope
+// bytes that are not a valid herd.v1.Envelope are a *ProtocolError.
+//
+// Decode overwrites every field of env; its byte slices alias b. Fields the
+// envelope does not define are skipped. As in proto.Unmarshal, a field that
+// occurs twice keeps its last value and two error fields are merged.
+func Decode(b []byte, maxFrame int, env *Envelope) (n int, err error) {
+	if len(b) < PrefixSize {
+		return 0, nil
+	}
+	l := binary.BigEndian.Uint32(b)
+	if lim := limit(maxFrame); uint64(l) > uint64(lim) {
+		return 0, fmt.Errorf("%w: peer announced %d bytes, limit is %d", ErrFrameTooLarge, l, lim)
+	}
+	end := PrefixSize + int(l)
+	if len(b) < end {
+		return 0, nil
+	}
+	if err := env.parse(b[PrefixSize:end]); err != nil {
+		return 0, err
+	}
+	return end, nil
+}
+
+var errInvalidUTF8Field = errors.New("string field contains invalid UTF-8")
+
+// parse decodes a herd.v1.Envelope from b (no prefix) into e.
+func (e *Envelope) parse(b []byte) error {
+	*e = Envelope{}
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return protocolError("envelope", 0, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == fieldProcedure && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 && !utf8.Valid(v) {
+				return protocolError("envelope", num, errInvalidUTF8Field)
+			}
+			e.Procedure = v
+		case num == fieldCallID && typ == protowire.VarintType:
+			e.CallID, n = protowire.ConsumeVarint(b)
+		case num == fieldReplyTo && typ == protowire.VarintType:
+			e.ReplyTo, n = protowire.ConsumeVarint(b)
+		case num == fieldFlags && typ == protowire.VarintType:
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			e.Flags = uint32(v)
+		case num == fieldPayload && typ == protowire.BytesType:
+			e.Payload, n = protowire.ConsumeBytes(b)
+		case num == fieldFDCount && typ == protowire.VarintType:
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			e.FDCount = uint32(v)
+		case num == fieldError && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				if err := e.parseError(v); err != nil {
+					return err
+				}
+				e.HasError = true
+			}
+		case num == fieldDeadline && typ == protowire.VarintType:
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			e.DeadlineUnixNano = int64(v)
+		default:
+			// Unknown field, or a known number with another wire type,
+			// which proto.Unmarshal also treats as unknown.
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protocolError("envelope", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// parseError decodes a herd.v1.Error from b, merging into e's error fields.
+func (e *Envelope) parseError(b []byte) error {
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return protocolError("error", 0, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case num == fieldErrorCode && typ == protowire.VarintType:
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			e.ErrorCode = int32(v)
+		case num == fieldErrorMessage && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 && !utf8.Valid(v) {
+				return protocolError("error", num, errInvalidUTF8Field)
+			}
+			e.ErrorMessage = v
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protocolError("error", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// consumeTag is protowire.ConsumeTag that also rejects field numbers above
+// protowire.MaxValidNumber, as proto.Unmarshal does for a message's own
+// fields (protowire.ConsumeTag checks only the lower bound).
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -2 // protowire.ParseError(-2) is "invalid field number"
+	}
+	return num, typ, n
+}
+
+// protocolError builds the *ProtocolError for a malformed field of msg.
+func protocolError(msg string, num protowire.Number, cause error) error {
+	if num == 0 {
+		return &ProtocolError{Cause: fmt.Errorf("decoding %s: %w", msg, cause)}
+	}
+	return &ProtocolError{Cause: fmt.Errorf("decoding %s field %d: %w", msg, num, cause)}
+}

@@ -1,0 +1,245 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// zeroHeader stands in for a nil *Header.
+var zeroHeader Header
+
+// errPayloadChanged reports a payload message mutated concurrently with
+// AppendFrame (its size changed between proto.Size and MarshalAppend).
+var errPayloadChanged = errors.New("herd: payload message changed while it was being encoded")
+
+// AppendFrame appends one frame (length prefix and envelope) to dst and
+// returns the extended slice. The payload message, which may be nil, is
+// marshaled straight into dst: proto.Size first, then
+// proto.MarshalOptions{UseCachedSize: true}.MarshalAppend, so there is no
+// intermediate buffer and, when dst has room, no allocation. A nil h is the
+// zero Header.
+//
+// If the envelope would be longer than maxFrame (<= 0 means
+// DefaultMaxFrameSize) AppendFrame returns dst unchanged and an error
+// wrapping ErrFrameTooLarge. On any error dst is returned unchanged (bytes
+// past its length may have been overwritten).
+//
+// The payload must not be modified concurrently: its size is computed once
+// and the marshaled bytes must match it.
+func AppendFrame(dst []byte, h *Header, payload proto.Message, maxFrame int) ([]byte, error) {
+	if h == nil {
+		h = &zeroHeader
+	}
+	pn := 0
+	if payload != nil {
+		pn = proto.Size(payload)
+	}
+	size, err := envelopeSize(h, pn, maxFrame)
+	if err != nil {
+		return dst, err
+	}
+	b := appendHead(slices.Grow(dst, PrefixSize+size), h, size)
+	if pn > 0 {
+		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(pn))
+		start := len(b)
+		b, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, payload)
+		if err != nil {
+			return dst, fmt.Errorf("herd: encoding payload %s: %w", payload.ProtoReflect().Descriptor().FullName(), err)
+		}
+		if len(b)-start != pn {
+			return dst, errPayloadChanged
+		}
+	}
+	return appendTail(b, h), nil
+}
+
+// AppendFrameBytes is AppendFrame with a payload that is already encoded.
+// An empty payload is omitted from the envelope, as proto3 does.
+func AppendFrameBytes(dst []byte, h *Header, payload []byte, maxFrame int) ([]byte, error) {
+	if h == nil {
+		h = &zeroHeader
+	}
+	size, err := envelopeSize(h, len(payload), maxFrame)
+	if err != nil {
+		return dst, err
+	}
+	b := appendHead(slices.Grow(dst, PrefixSize+size), h, size)
+	if len(payload) > 0 {
+		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
+		b = protowire.AppendBytes(b, payload)
+	}
+	return appendTail(b, h), nil
+}
+
+// envelopeSize returns the encoded length of the envelope for h and a
+// payload of pn bytes, checking it against maxFrame.
+func envelopeSize(h *Header, pn, maxFrame int) (int, error) {
+	if !utf8.ValidString(h.Procedure) {
+		return 0, fmt.Errorf("%w: %q", ErrInvalidUTF8, h.Procedure)
+	}
+	// Every field number is below 16, so every tag is one byte.
+	n := 0
+	if len(h.Procedure) > 0 {
+		n += 1 + protowire.SizeBytes(len(h.Procedure))
+	}
+	if h.CallID != 0 {
+		n += 1 + protowire.SizeVarint(h.CallID)
+	}
+	if h.ReplyTo != 0 {
+		n += 1 + protowire.SizeVarint(h.ReplyTo)
+	}
+	if h.Flags != 0 {
+		n += 1 + protowire.SizeVarint(uint64(h.Flags))
+	}
+	if pn > 0 {
+		n += 1 + protowire.SizeBytes(pn)
+	}
+	if h.FDCount != 0 {
+		n += 1 + protowire.SizeVarint(uint64(h.FDCount))
+	}
+	if en := errorSize(h); en > 0 {
+		n += 1 + protowire.SizeBytes(en)
+	}
+	if h.DeadlineUnixNano != 0 {
+		n += 1 + protowire.SizeVarint(uint64(h.DeadlineUnixNano))
+	}
+	if lim := limit(maxFrame); n > lim || n < 0 {
+		return 0, fmt.Errorf("%w: envelope of %d bytes, limit is %d", ErrFrameTooLarge, n, lim)
+	}
+	return n, nil
+}
+
+// errorSize returns the encoded length of the herd.v1.Error message for h,
+// 0 when the field is omitted.
+func errorSize(h *Header) int {
+	n := 0
+	if h.ErrorCode != 0 {
+		// Enums are int32 encoded as sign-extended 64-bit varints.
+		n += 1 + protowire.SizeVarint(uint64(int64(h.ErrorCode)))
+	}
+	if len(h.ErrorMessage) > 0 {
+		n += 1 + protowire.SizeBytes(validUTF8Len(h.ErrorMessage))
+	}
+	return n
+}
+
+// appendHead appends the length prefix and fields 1 to 4, which precede the
+// payload in field-number order (the order proto.Marshal uses, so encodings
+// are byte-identical).
+func appendHead(b []byte, h *Header, size int) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(size))
+	if len(h.Procedure) > 0 {
+		b = protowire.AppendTag(b, fieldProcedure, protowire.BytesType)
+		b = protowire.AppendString(b, h.Procedure)
+	}
+	if h.CallID != 0 {
+		b = protowire.AppendTag(b, fieldCallID, protowire.VarintType)
+		b = protowire.AppendVarint(b, h.CallID)
+	}
+	if h.ReplyTo != 0 {
+		b = protowire.AppendTag(b, fieldReplyTo, protowire.VarintType)
+		b = protowire.AppendVarint(b, h.ReplyTo)
+	}
+	if h.Flags != 0 {
+		b = protowire.AppendTag(b, fieldFlags, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(h.Flags))
+	}
+	return b
+}
+
+// appendTail appends fields 6 to 8, which follow the payload.
+func appendTail(b []byte, h *Header) []byte {
+	if h.FDCount != 0 {
+		b = protowire.AppendTag(b, fieldFDCount, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(h.FDCount))
+	}
+	if en := errorSize(h); en > 0 {
+		b = protowire.AppendTag(b, fieldError, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(en))
+		if h.ErrorCode != 0 {
+			b = protowire.AppendTag(b, fieldErrorCode, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(int64(h.ErrorCode)))
+		}
+		if len(h.ErrorMessage) > 0 {
+			b = protowire.AppendTag(b, fieldErrorMessage, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(validUTF8Len(h.ErrorMessage)))
+			b = appendValidUTF8(b, h.ErrorMessage)
+		}
+	}
+	if h.DeadlineUnixNano != 0 {
+		b = protowire.AppendTag(b, fieldDeadline, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(h.DeadlineUnixNano))
+	}
+	return b
+}
+
+// replacement is U+FFFD in UTF-8.
+const replacement = "\uFFFD"
+
+// validUTF8Len returns the length of s once each run of invalid UTF-8 bytes
+// is replaced by U+FFFD, the rule of strings.ToValidUTF8.
+func validUTF8Len(s string) int {
+	if utf8.ValidString(s) {
+		return len(s)
+	}
+	n := 0
+	invalid := false
+	for i := 0; i < len(s); {
+		if s[i] < utf8.RuneSelf {
+			n++
+			i++
+			invalid = false
+			continue
+		}
+		_, w := utf8.DecodeRuneInString(s[i:])
+		if w == 1 {
+			if !invalid {
+				n += len(replacement)
+				invalid = true
+			}
+			i++
+			continue
+		}
+		n += w
+		i += w
+		invalid = false
+	}
+	return n
+}
+
+// appendValidUTF8 appends s with each run of invalid UTF-8 bytes replaced by
+// U+FFFD, without allocating beyond dst's growth.
+func appendValidUTF8(dst []byte, s string) []byte {
+	if utf8.ValidString(s) {
+		return append(dst, s...)
+	}
+	invalid := false
+	for i := 0; i < len(s); {
+		if s[i] < utf8.RuneSelf {
+			dst = append(dst, s[i])
+			i++
+			invalid = false
+			continue
+		}
+		_, w := utf8.DecodeRuneInString(s[i:])
+		if w == 1 {
+			if !invalid {
+				dst = append(dst, replacement...)
+				invalid = true
+			}
+			i++
+			continue
+		}
+		dst = append(dst, s[i:i+w]...)
+		i += w
+		invalid = false
+	}
+	return dst
+}

@@ -1,0 +1,102 @@
+package wire_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/wire"
+)
+
+// FuzzDecode feeds arbitrary bytes to Decode. It must never panic; its
+// verdict must agree with proto.Unmarshal; and a decoded frame must survive
+// re-encoding with AppendFrameBytes. Seeds live in testdata/fuzz/FuzzDecode.
+func FuzzDecode(f *testing.F) {
+	const maxFrame = 1 << 20
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var env wire.Envelope
+		n, err := wire.Decode(data, maxFrame, &env)
+		if len(data) < wire.PrefixSize {
+			if n != 0 || err != nil {
+				t.Fatalf("short input: %d, %v", n, err)
+			}
+			return
+		}
+		l := int(binary.BigEndian.Uint32(data))
+		if l > maxFrame {
+			if n != 0 || !errors.Is(err, wire.ErrFrameTooLarge) {
+				t.Fatalf("length %d > %d: %d, %v; want ErrFrameTooLarge", l, maxFrame, n, err)
+			}
+			return
+		}
+		if len(data) < wire.PrefixSize+l {
+			if n != 0 || err != nil {
+				t.Fatalf("incomplete frame: %d, %v; want 0, nil", n, err)
+			}
+			return
+		}
+		body := data[wire.PrefixSize : wire.PrefixSize+l]
+		var ref herdv1.Envelope
+		refErr := proto.Unmarshal(body, &ref)
+		if err != nil {
+			var pe *wire.ProtocolError
+			if n != 0 || !errors.As(err, &pe) {
+				t.Fatalf("Decode = %d, %v; want 0 and a *ProtocolError", n, err)
+			}
+			if refErr == nil {
+				t.Fatalf("Decode rejects what proto.Unmarshal accepts: %v", err)
+			}
+			return
+		}
+		if n != wire.PrefixSize+l {
+			t.Fatalf("Decode took %d bytes of a %d-byte frame", n, wire.PrefixSize+l)
+		}
+		if refErr != nil {
+			t.Fatalf("Decode accepts what proto.Unmarshal rejects: %v", refErr)
+		}
+		ref.ProtoReflect().SetUnknown(nil)
+		if ref.Error != nil {
+			ref.Error.ProtoReflect().SetUnknown(nil)
+		}
+		if len(ref.Payload) == 0 {
+			ref.Payload = nil
+		}
+		if got := fromDecoded(&env); !proto.Equal(got, &ref) {
+			t.Fatalf("Decode gave %v, proto.Unmarshal %v", got, &ref)
+		}
+
+		// Re-encode the decoded fields and decode again.
+		h := wire.Header{
+			Procedure:        string(env.Procedure),
+			CallID:           env.CallID,
+			ReplyTo:          env.ReplyTo,
+			Flags:            env.Flags,
+			FDCount:          env.FDCount,
+			ErrorCode:        env.ErrorCode,
+			ErrorMessage:     string(env.ErrorMessage),
+			DeadlineUnixNano: env.DeadlineUnixNano,
+		}
+		frame, err := wire.AppendFrameBytes(nil, &h, env.Payload, maxFrame+64)
+		if err != nil {
+			t.Fatalf("re-encoding: %v", err)
+		}
+		var again wire.Envelope
+		n, err = wire.Decode(frame, maxFrame+64, &again)
+		if err != nil || n != len(frame) {
+			t.Fatalf("decoding the re-encoded frame: %d, %v", n, err)
+		}
+		// An empty error field cannot be re-encoded: AppendFrame omits it.
+		wantHasError := env.HasError && (env.ErrorCode != 0 || len(env.ErrorMessage) > 0)
+		if again.CallID != env.CallID || again.ReplyTo != env.ReplyTo || again.Flags != env.Flags ||
+			again.FDCount != env.FDCount || again.ErrorCode != env.ErrorCode ||
+			again.DeadlineUnixNano != env.DeadlineUnixNano || again.HasError != wantHasError ||
+			!bytes.Equal(again.Procedure, env.Procedure) || !bytes.Equal(again.ErrorMessage, env.ErrorMessage) ||
+			!bytes.Equal(again.Payload, env.Payload) {
+			t.Fatalf("round trip changed the envelope:\n got %+v\nwant %+v", again, env)
+		}
+	})
+}

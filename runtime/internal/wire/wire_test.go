@@ -1,0 +1,422 @@
+package wire_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"runtime"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/wire"
+)
+
+// The flag constants mirror the generated enum.
+var (
+	_ = [1]struct{}{}[wire.FlagCancel-uint32(herdv1.Flag_FLAG_CANCEL)]
+	_ = [1]struct{}{}[wire.FlagSystem-uint32(herdv1.Flag_FLAG_SYSTEM)]
+)
+
+// headerCases covers every field, zero and extreme values.
+func headerCases() []wire.Header {
+	return []wire.Header{
+		{},
+		{Procedure: "/herd.v1.Control/Hello", CallID: 1},
+		{ReplyTo: 7, Flags: wire.FlagSystem},
+		{Flags: wire.FlagCancel | wire.FlagSystem, ReplyTo: math.MaxUint64},
+		{CallID: math.MaxUint64, FDCount: math.MaxUint32, Flags: math.MaxUint32},
+		{ReplyTo: 3, ErrorCode: int32(herdv1.Code_CODE_NOT_FOUND), ErrorMessage: "no such thing"},
+		{ReplyTo: 3, ErrorCode: int32(herdv1.Code_CODE_INTERNAL)},
+		{ReplyTo: 3, ErrorMessage: "message only, héllo ☃"},
+		{ErrorCode: -1, ErrorMessage: "negative enum"},
+		{ErrorCode: math.MinInt32},
+		{DeadlineUnixNano: 1_700_000_000_123_456_789},
+		{DeadlineUnixNano: -1},
+		{DeadlineUnixNano: math.MinInt64},
+		{
+			Procedure: "/pkg.Svc/Method", CallID: 42, ReplyTo: 41, Flags: 1, FDCount: 3,
+			ErrorCode: 14, ErrorMessage: "unavailable", DeadlineUnixNano: math.MaxInt64,
+		},
+	}
+}
+
+// toProto builds the generated envelope that h and payload stand for.
+func toProto(h *wire.Header, payload []byte) *herdv1.Envelope {
+	e := &herdv1.Envelope{
+		Procedure:        h.Procedure,
+		CallId:           h.CallID,
+		ReplyTo:          h.ReplyTo,
+		Flags:            h.Flags,
+		Payload:          payload,
+		FdCount:          h.FDCount,
+		DeadlineUnixNano: h.DeadlineUnixNano,
+	}
+	if h.ErrorCode != 0 || h.ErrorMessage != "" {
+		e.Error = &herdv1.Error{Code: herdv1.Code(h.ErrorCode), Message: strings.ToValidUTF8(h.ErrorMessage, "\uFFFD")}
+	}
+	return e
+}
+
+// fromDecoded builds the generated envelope from a decoded one.
+func fromDecoded(env *wire.Envelope) *herdv1.Envelope {
+	e := &herdv1.Envelope{
+		Procedure:        string(env.Procedure),
+		CallId:           env.CallID,
+		ReplyTo:          env.ReplyTo,
+		Flags:            env.Flags,
+		FdCount:          env.FDCount,
+		DeadlineUnixNano: env.DeadlineUnixNano,
+	}
+	if len(env.Payload) > 0 {
+		e.Payload = env.Payload
+	}
+	if env.HasError {
+		e.Error = &herdv1.Error{Code: herdv1.Code(env.ErrorCode), Message: string(env.ErrorMessage)}
+	}
+	return e
+}
+
+func prefixed(b []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+}
+
+func TestAppendFrameMatchesProtoMarshal(t *testing.T) {
+	payloads := [][]byte{nil, {}, []byte("x"), bytes.Repeat([]byte{0xAB}, 300)}
+	for i, h := range headerCases() {
+		for _, p := range payloads {
+			frame, err := wire.AppendFrameBytes(nil, &h, p, 0)
+			if err != nil {
+				t.Fatalf("case %d: AppendFrameBytes: %v", i, err)
+			}
+			if got := binary.BigEndian.Uint32(frame); int(got) != len(frame)-wire.PrefixSize {
+				t.Fatalf("case %d: prefix %d, envelope is %d bytes", i, got, len(frame)-wire.PrefixSize)
+			}
+			want := toProto(&h, p)
+			var got herdv1.Envelope
+			if err := proto.Unmarshal(frame[wire.PrefixSize:], &got); err != nil {
+				t.Fatalf("case %d: proto.Unmarshal: %v", i, err)
+			}
+			if len(want.Payload) == 0 {
+				want.Payload = nil
+			}
+			if !proto.Equal(&got, want) {
+				t.Fatalf("case %d: proto.Unmarshal gave %v, want %v", i, &got, want)
+			}
+			// Field order is the one proto.Marshal uses, so the bytes are equal.
+			ref, err := proto.MarshalOptions{Deterministic: true}.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(frame[wire.PrefixSize:], ref) {
+				t.Fatalf("case %d: hand encoding\n%x\nproto.Marshal\n%x", i, frame[wire.PrefixSize:], ref)
+			}
+		}
+	}
+}
+
+func TestAppendFrameMessagePayload(t *testing.T) {
+	msgs := []proto.Message{
+		nil,
+		&herdv1.HelloRequest{},
+		&herdv1.HelloRequest{ProtocolVersion: 1, WorkerId: 12, Pid: 4242},
+		&herdv1.Envelope{Procedure: "/nested", Payload: bytes.Repeat([]byte("z"), 1000)},
+		(*herdv1.HelloRequest)(nil),
+	}
+	for i, m := range msgs {
+		h := wire.Header{Procedure: "/herd.v1.Control/Hello", CallID: uint64(i + 1)}
+		dst := []byte("existing")
+		frame, err := wire.AppendFrame(dst, &h, m, 0)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if !bytes.HasPrefix(frame, []byte("existing")) {
+			t.Fatalf("case %d: dst prefix lost", i)
+		}
+		frame = frame[len("existing"):]
+		var payload []byte
+		if m != nil {
+			payload, err = proto.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		same, err := wire.AppendFrameBytes(nil, &h, payload, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(frame, same) {
+			t.Fatalf("case %d: AppendFrame %x, AppendFrameBytes %x", i, frame, same)
+		}
+	}
+}
+
+func TestDecodeProtoMarshal(t *testing.T) {
+	for i, h := range headerCases() {
+		for _, p := range [][]byte{nil, []byte("payload"), make([]byte, 1<<16)} {
+			want := toProto(&h, p)
+			b, err := proto.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frame := prefixed(b)
+			frame = append(frame, "trailing bytes of the next frame"...)
+			var env wire.Envelope
+			n, err := wire.Decode(frame, 0, &env)
+			if err != nil {
+				t.Fatalf("case %d: Decode: %v", i, err)
+			}
+			if n != wire.PrefixSize+len(b) {
+				t.Fatalf("case %d: Decode took %d bytes, want %d", i, n, wire.PrefixSize+len(b))
+			}
+			if got := fromDecoded(&env); !proto.Equal(got, want) {
+				t.Fatalf("case %d: decoded %v, want %v", i, got, want)
+			}
+		}
+	}
+}
+
+// TestDecodeSkipsUnknownFields appends every kind of unknown field, and known
+// field numbers with the wrong wire type, which proto also treats as unknown.
+func TestDecodeSkipsUnknownFields(t *testing.T) {
+	h := wire.Header{Procedure: "/a.B/C", CallID: 9, ErrorCode: 5, ErrorMessage: "m"}
+	frame, err := wire.AppendFrameBytes(nil, &h, []byte("pay"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := frame[wire.PrefixSize:]
+	b = protowire.AppendTag(b, 99, protowire.VarintType)
+	b = protowire.AppendVarint(b, 12345)
+	b = protowire.AppendTag(b, 100, protowire.Fixed32Type)
+	b = protowire.AppendFixed32(b, 1)
+	b = protowire.AppendTag(b, 101, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, 2)
+	b = protowire.AppendTag(b, 102, protowire.BytesType)
+	b = protowire.AppendBytes(b, []byte("future"))
+	b = protowire.AppendTag(b, 103, protowire.StartGroupType)
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, 1)
+	b = protowire.AppendTag(b, 103, protowire.EndGroupType)
+	b = protowire.AppendTag(b, 2, protowire.BytesType) // call_id with the wrong type
+	b = protowire.AppendBytes(b, []byte("not a varint"))
+	b = protowire.AppendTag(b, 1, protowire.VarintType) // procedure with the wrong type
+	b = protowire.AppendVarint(b, 77)
+	// An error field with an unknown field inside.
+	inner := protowire.AppendTag(nil, 9, protowire.VarintType)
+	inner = protowire.AppendVarint(inner, 3)
+	b = protowire.AppendTag(b, 7, protowire.BytesType)
+	b = protowire.AppendBytes(b, inner)
+
+	var want herdv1.Envelope
+	if err := proto.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	var env wire.Envelope
+	if _, err := wire.Decode(prefixed(b), 0, &env); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	want.ProtoReflect().SetUnknown(nil)
+	want.GetError().ProtoReflect().SetUnknown(nil)
+	if got := fromDecoded(&env); !proto.Equal(got, &want) {
+		t.Fatalf("decoded %v, want %v", got, &want)
+	}
+	if env.CallID != 9 || string(env.Procedure) != "/a.B/C" || env.ErrorCode != 5 || string(env.ErrorMessage) != "m" {
+		t.Fatalf("known fields changed by unknown ones: %+v", env)
+	}
+}
+
+// TestDecodeRepeatedFields checks proto's last-one-wins and message merging.
+func TestDecodeRepeatedFields(t *testing.T) {
+	a, _ := wire.AppendFrameBytes(nil, &wire.Header{CallID: 1, Procedure: "/first", ErrorCode: 3}, []byte("one"), 0)
+	b, _ := wire.AppendFrameBytes(nil, &wire.Header{CallID: 2, ErrorMessage: "second"}, nil, 0)
+	body := append(append([]byte{}, a[wire.PrefixSize:]...), b[wire.PrefixSize:]...)
+	var want herdv1.Envelope
+	if err := proto.Unmarshal(body, &want); err != nil {
+		t.Fatal(err)
+	}
+	var env wire.Envelope
+	if _, err := wire.Decode(prefixed(body), 0, &env); err != nil {
+		t.Fatal(err)
+	}
+	if got := fromDecoded(&env); !proto.Equal(got, &want) {
+		t.Fatalf("decoded %v, want %v", got, &want)
+	}
+	if env.CallID != 2 || env.ErrorCode != 3 || string(env.ErrorMessage) != "second" {
+		t.Fatalf("unexpected merge: %+v", env)
+	}
+}
+
+func TestDecodeNeedsMoreData(t *testing.T) {
+	frame, err := wire.AppendFrameBytes(nil, &wire.Header{Procedure: "/x.Y/Z", CallID: 5}, []byte("hello"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env wire.Envelope
+	for i := range len(frame) {
+		n, err := wire.Decode(frame[:i], 0, &env)
+		if n != 0 || err != nil {
+			t.Fatalf("Decode of %d/%d bytes = %d, %v; want 0, nil", i, len(frame), n, err)
+		}
+	}
+	// Two frames back to back decode one at a time.
+	two := append(append([]byte{}, frame...), frame...)
+	n, err := wire.Decode(two, 0, &env)
+	if err != nil || n != len(frame) {
+		t.Fatalf("Decode = %d, %v; want %d", n, err, len(frame))
+	}
+	n, err = wire.Decode(two[n:], 0, &env)
+	if err != nil || n != len(frame) || string(env.Payload) != "hello" {
+		t.Fatalf("second Decode = %d, %v, %q", n, err, env.Payload)
+	}
+	// An empty envelope is a valid frame.
+	n, err = wire.Decode([]byte{0, 0, 0, 0}, 0, &env)
+	if err != nil || n != 4 {
+		t.Fatalf("empty frame: %d, %v", n, err)
+	}
+}
+
+func TestDecodeFrameTooLarge(t *testing.T) {
+	var env wire.Envelope
+	// The prefix alone is enough to reject the frame.
+	n, err := wire.Decode([]byte{0xFF, 0xFF, 0xFF, 0xFF}, 0, &env)
+	if n != 0 || !errors.Is(err, wire.ErrFrameTooLarge) {
+		t.Fatalf("Decode = %d, %v; want ErrFrameTooLarge", n, err)
+	}
+	frame, _ := wire.AppendFrameBytes(nil, nil, make([]byte, 100), 0)
+	size := len(frame) - wire.PrefixSize
+	if _, err := wire.Decode(frame[:4], size-1, &env); !errors.Is(err, wire.ErrFrameTooLarge) {
+		t.Fatalf("limit %d: %v; want ErrFrameTooLarge", size-1, err)
+	}
+	if n, err := wire.Decode(frame, size, &env); err != nil || n != len(frame) {
+		t.Fatalf("limit %d: %d, %v", size, n, err)
+	}
+	// Rejecting a 4 GiB claim allocates nothing near that size.
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 100 {
+		wire.Decode([]byte{0xFF, 0xFF, 0xFF, 0xFF}, 0, &env)
+	}
+	runtime.ReadMemStats(&after)
+	if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
+		t.Fatalf("rejecting oversize prefixes allocated %d bytes", d)
+	}
+}
+
+func TestAppendFrameTooLarge(t *testing.T) {
+	dst := []byte("keep")
+	h := wire.Header{Procedure: "/p"}
+	out, err := wire.AppendFrameBytes(dst, &h, make([]byte, 1000), 500)
+	if !errors.Is(err, wire.ErrFrameTooLarge) {
+		t.Fatalf("err = %v; want ErrFrameTooLarge", err)
+	}
+	if string(out) != "keep" {
+		t.Fatalf("dst changed to %q", out)
+	}
+	out, err = wire.AppendFrame(dst, &h, &herdv1.Envelope{Payload: make([]byte, 1000)}, 500)
+	if !errors.Is(err, wire.ErrFrameTooLarge) || string(out) != "keep" {
+		t.Fatalf("AppendFrame = %q, %v; want dst unchanged and ErrFrameTooLarge", out, err)
+	}
+	// Exactly at the limit is fine.
+	frame, err := wire.AppendFrameBytes(nil, &h, make([]byte, 1000), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wire.AppendFrameBytes(nil, &h, make([]byte, 1000), len(frame)-wire.PrefixSize); err != nil {
+		t.Fatalf("frame at the limit: %v", err)
+	}
+}
+
+func TestAppendFrameUTF8(t *testing.T) {
+	_, err := wire.AppendFrameBytes(nil, &wire.Header{Procedure: "/bad\xff"}, nil, 0)
+	if !errors.Is(err, wire.ErrInvalidUTF8) {
+		t.Fatalf("invalid procedure: %v; want ErrInvalidUTF8", err)
+	}
+	for _, msg := range []string{"ok", "\xff", "a\xff\xfeb", "\xe2\x98", "x\xe2\x98\x83\xc0y", "\uFFFD\xff"} {
+		h := wire.Header{ErrorCode: 2, ErrorMessage: msg}
+		frame, err := wire.AppendFrameBytes(nil, &h, nil, 0)
+		if err != nil {
+			t.Fatalf("%q: %v", msg, err)
+		}
+		var got herdv1.Envelope
+		if err := proto.Unmarshal(frame[wire.PrefixSize:], &got); err != nil {
+			t.Fatalf("%q: proto.Unmarshal: %v", msg, err)
+		}
+		if want := strings.ToValidUTF8(msg, "\uFFFD"); got.GetError().GetMessage() != want {
+			t.Fatalf("%q sent as %q, want %q", msg, got.GetError().GetMessage(), want)
+		}
+	}
+}
+
+func TestDecodeMalformed(t *testing.T) {
+	cases := map[string][]byte{
+		"bad tag":               {0xFF, 0xFF, 0xFF},
+		"field number zero":     {0x00, 0x01},
+		"field number too big":  {0x80, 0xFF, 0xFF, 0xFF, 0x30, 0x01},
+		"truncated varint":      {0x10, 0x80},
+		"truncated bytes":       {0x2A, 0x05, 'a'},
+		"varint overflow":       {0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02},
+		"reserved wire type":    {0x0E},
+		"stray end group":       {0x0C},
+		"unterminated group":    {0x4B, 0x08, 0x01},
+		"invalid utf8 proc":     {0x0A, 0x01, 0xFF},
+		"invalid utf8 message":  {0x3A, 0x03, 0x12, 0x01, 0xC0},
+		"bad error body":        {0x3A, 0x02, 0x08, 0x80},
+		"error length too long": {0x3A, 0x09, 0x08},
+	}
+	for name, body := range cases {
+		var env wire.Envelope
+		n, err := wire.Decode(prefixed(body), 0, &env)
+		var pe *wire.ProtocolError
+		if n != 0 || !errors.As(err, &pe) {
+			t.Errorf("%s: Decode = %d, %v; want a *ProtocolError", name, n, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "herd: protocol error: ") {
+			t.Errorf("%s: message %q", name, err)
+		}
+		if err := proto.Unmarshal(body, new(herdv1.Envelope)); err == nil {
+			t.Errorf("%s: proto.Unmarshal accepts what Decode rejects", name)
+		}
+	}
+}
+
+func TestProtocolError(t *testing.T) {
+	err := error(&wire.ProtocolError{Cause: io.ErrUnexpectedEOF})
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatal("ProtocolError does not unwrap to its cause")
+	}
+	if got, want := err.Error(), "herd: protocol error: unexpected EOF"; got != want {
+		t.Fatalf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	h := wire.Header{Procedure: "/herd.v1.Control/Hello", CallID: 1, DeadlineUnixNano: 1e18, ErrorMessage: "bad \xff byte"}
+	msg := &herdv1.HelloRequest{ProtocolVersion: 1, WorkerId: 3, Pid: 1234}
+	buf := make([]byte, 0, 4096)
+	if a := testing.AllocsPerRun(1000, func() {
+		buf, _ = wire.AppendFrame(buf[:0], &h, msg, 0)
+	}); a != 0 {
+		t.Errorf("AppendFrame: %v allocs/op", a)
+	}
+	if a := testing.AllocsPerRun(1000, func() {
+		buf, _ = wire.AppendFrameBytes(buf[:0], &h, []byte("payload"), 0)
+	}); a != 0 {
+		t.Errorf("AppendFrameBytes: %v allocs/op", a)
+	}
+	frame, _ := wire.AppendFrame(nil, &h, msg, 0)
+	var env wire.Envelope
+	if a := testing.AllocsPerRun(1000, func() {
+		wire.Decode(frame, 0, &env)
+	}); a != 0 {
+		t.Errorf("Decode: %v allocs/op", a)
+	}
+}
