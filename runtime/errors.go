@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/link"
+	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // Code classifies an error, with the meanings of the gRPC and Connect codes
@@ -125,3 +127,18 @@ func CodeOf(err error) Code {
 	}
 	return CodeUnknown
 }
+
+// Link errors, for errors.Is and errors.As.
+var (
+	// ErrLinkClosed: the link to the other side is closed. A link closed by
+	// the peer also matches io.EOF.
+	ErrLinkClosed = link.ErrLinkClosed
+	// ErrFrameTooLarge: a frame exceeded the maximum frame size. Received, it
+	// closes the link; sent, it fails only that call.
+	ErrFrameTooLarge = wire.ErrFrameTooLarge
+)
+
+// ProtocolError is a malformed frame or envelope, a truncated frame or a
+// wrong descriptor count; it closes the link it was seen on. Its Cause says
+// what was wrong.
+type ProtocolError = wire.ProtocolError

@@ -1,0 +1,58 @@
+package runtime
+
+import (
+	"context"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+)
+
+// registerControl installs the primary's side of herd.v1.ControlService.
+// Its handlers run on the calling worker's drainer, in order with that
+// worker's messages.
+func (p *Primary) registerControl() {
+	err := p.control.Register(
+		NewUnaryHandler(controlHelloProcedure, p.hello),
+		NewUnaryHandler(controlDisconnectProcedure, p.workerDisconnecting),
+		NewUnaryHandler(controlListeningProcedure, p.listening),
+	)
+	if err != nil {
+		panic(err) // the procedures are constants
+	}
+}
+
+// hello completes a worker's handshake: the worker is online.
+func (p *Primary) hello(ctx context.Context, req *herdv1.HelloRequest) (*herdv1.HelloResponse, error) {
+	w, _ := WorkerFromContext(ctx)
+	if req.GetProtocolVersion() != ProtocolVersion {
+		return nil, Errorf(CodeFailedPrecondition, "worker %d speaks herd protocol %d, the primary speaks %d",
+			w.id, req.GetProtocolVersion(), ProtocolVersion)
+	}
+	if req.GetWorkerId() != w.id {
+		return nil, Errorf(CodeInvalidArgument, "worker %d says it is worker %d", w.id, req.GetWorkerId())
+	}
+	if w.State() == StateNone {
+		w.state.Store(int32(StateOnline))
+	}
+	w.onlineOnce.Do(func() { close(w.online) })
+	w.emit(eventOnlineProcedure, &herdv1.OnlineEvent{Worker: w.ident(), ProtocolVersion: req.GetProtocolVersion()})
+	return &herdv1.HelloResponse{ProtocolVersion: ProtocolVersion}, nil
+}
+
+// workerDisconnecting records that the worker started its own disconnect,
+// before it closes its link (Node's exitedAfterDisconnect message).
+func (p *Primary) workerDisconnecting(ctx context.Context, req *herdv1.DisconnectRequest) (*herdv1.DisconnectResponse, error) {
+	w, _ := WorkerFromContext(ctx)
+	w.afterDisconnect.Store(true)
+	w.disconnecting.Store(true)
+	return &herdv1.DisconnectResponse{}, nil
+}
+
+// listening records that a server in the worker is listening.
+func (p *Primary) listening(ctx context.Context, req *herdv1.ListeningRequest) (*herdv1.ListeningResponse, error) {
+	w, _ := WorkerFromContext(ctx)
+	if s := w.State(); s == StateOnline || s == StateNone {
+		w.state.Store(int32(StateListening))
+	}
+	w.emit(eventListeningProcedure, &herdv1.ListeningEvent{Worker: w.ident(), Address: req.GetAddress()})
+	return &herdv1.ListeningResponse{}, nil
+}

@@ -1,0 +1,390 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herd-go/herd/actor"
+	"github.com/herd-go/herd/runtime/internal/link"
+	"github.com/herd-go/herd/runtime/internal/wire"
+)
+
+// An endpoint is one end of a link as an actor: the link's reader decodes
+// requests and posts them to a bounded mailbox; one drainer runs their
+// handlers one at a time, in arrival order, and writes the replies.
+// Responses to this end's own calls bypass the mailbox and complete the
+// waiting caller directly, so a handler may call the other side and wait.
+//
+// The primary has one endpoint per worker; a worker has one, to the primary.
+type endpoint struct {
+	link *link.Link
+	box  *actor.Mailbox[inbound]
+	log  *slog.Logger
+
+	// Handlers are looked up in control (the runtime's own ControlService),
+	// then in local (this end's user handlers), then in shared (the
+	// primary's handlers for every worker; nil on the worker side).
+	control *Mux
+	local   *Mux
+	shared  *Mux
+
+	// baseCtx is the parent of every handler context; it carries the
+	// identity of the peer (the Worker, on the primary).
+	baseCtx context.Context
+
+	// onError reports an error event about this link. It is called on the
+	// drainer (use readerError from the reader).
+	onError func(code Code, procedure string, err error)
+
+	nextID   atomic.Uint64
+	pendMu   sync.Mutex
+	pending  map[uint64]*pendingCall
+	inflMu   sync.Mutex
+	inflight map[uint64]context.CancelFunc
+
+	// afterReply, set by a handler on the drainer goroutine, runs once that
+	// handler's reply has been queued on the link.
+	afterReply func()
+
+	maxFrame  int
+	ready     chan struct{} // closed once link is set: the reader waits for it
+	closed    chan struct{} // closed when the link is done
+	closeOnce sync.Once
+}
+
+// inbound is one message in an endpoint's mailbox: a decoded request to run,
+// a request to reject, or a local event.
+type inbound struct {
+	h        *Handler
+	req      proto.Message
+	callID   uint64
+	files    []*os.File
+	ctx      context.Context // set for request/response calls; nil means baseCtx
+	reject   *Error          // set when the request is answered with an error
+	proc     string          // procedure, for rejects
+	event    func()          // a local event to run in order
+	doneCall func()          // releases the in-flight registration
+}
+
+type endpointConfig struct {
+	maxFrame     int
+	mailboxCap   int
+	logger       *slog.Logger
+	crashOnPanic bool
+}
+
+// newEndpoint makes an endpoint whose mailbox is ready but whose link is not
+// yet started, so that events can be queued ahead of the first message.
+func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx context.Context, onError func(Code, string, error)) *endpoint {
+	ep := &endpoint{
+		log:      cfg.logger,
+		control:  control,
+		local:    local,
+		shared:   shared,
+		baseCtx:  baseCtx,
+		onError:  onError,
+		pending:  make(map[uint64]*pendingCall),
+		inflight: make(map[uint64]context.CancelFunc),
+		ready:    make(chan struct{}),
+		closed:   make(chan struct{}),
+	}
+	opts := []actor.Option{actor.WithCapacity(cfg.mailboxCap)}
+	if cfg.crashOnPanic {
+		opts = append(opts, actor.WithCrashOnPanic())
+	} else {
+		opts = append(opts, actor.WithPanicHandler(func(v any, stack []byte) {
+			ep.log.Error("herd: panic in mailbox", "panic", v, "stack", string(stack))
+		}))
+	}
+	ep.box = actor.NewMailbox(ep.handle, opts...)
+	ep.maxFrame = cfg.maxFrame
+	return ep
+}
+
+// start runs the link over f, which it takes over.
+func (ep *endpoint) start(f *os.File) error {
+	l, err := link.New(f, ep.onFrame, link.WithMaxFrameSize(ep.maxFrame))
+	if err != nil {
+		return err
+	}
+	ep.link = l
+	close(ep.ready)
+	go ep.watch()
+	return nil
+}
+
+// linkFailure returns why the link ended when that was a fault (a protocol
+// error, an oversize frame, an I/O error) rather than a close by either
+// side, with the code to report it under.
+func (ep *endpoint) linkFailure() (Code, error) {
+	err := ep.link.Err()
+	switch {
+	case err == nil, errors.Is(err, ErrLinkClosed):
+		return 0, nil
+	case errors.Is(err, ErrFrameTooLarge):
+		return CodeResourceExhausted, err
+	default:
+		var pe *ProtocolError
+		if errors.As(err, &pe) {
+			return CodeInvalidArgument, err
+		}
+		return CodeUnavailable, err
+	}
+}
+
+// watch fails every waiting call once the link is done.
+func (ep *endpoint) watch() {
+	<-ep.link.Done()
+	ep.closeOnce.Do(func() { close(ep.closed) })
+	ep.pendMu.Lock()
+	pend := ep.pending
+	ep.pending = make(map[uint64]*pendingCall)
+	ep.pendMu.Unlock()
+	for _, pc := range pend {
+		pc.finish(NewError(CodeUnavailable, ep.linkErr()))
+	}
+	ep.inflMu.Lock()
+	for _, cancel := range ep.inflight {
+		cancel()
+	}
+	ep.inflMu.Unlock()
+}
+
+// linkErr is why the link ended, for callers.
+func (ep *endpoint) linkErr() error {
+	if err := ep.link.Err(); err != nil {
+		return err
+	}
+	return ErrLinkClosed
+}
+
+// onFrame runs on the link's reader goroutine for every frame.
+func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
+	<-ep.ready // the reader starts before link.New returns
+	switch {
+	case env.Flags&wire.FlagCancel != 0:
+		closeFiles(files)
+		ep.inflMu.Lock()
+		cancel := ep.inflight[env.ReplyTo]
+		ep.inflMu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		return nil
+	case env.ReplyTo != 0:
+		ep.complete(env, files)
+		return nil
+	}
+	if len(files) > 0 {
+		// The link reuses its slice after this call; the files are ours.
+		files = append([]*os.File(nil), files...)
+	}
+	h, control := ep.lookup(env.Procedure)
+	system := control && env.Flags&wire.FlagSystem != 0
+	in := inbound{h: h, callID: env.CallID, files: files}
+	switch {
+	case h == nil:
+		in.proc = string(env.Procedure)
+		in.reject = Errorf(CodeUnimplemented, "procedure %s is not registered", in.proc)
+	default:
+		in.req = h.newReq()
+		if err := proto.Unmarshal(env.Payload, in.req); err != nil {
+			in.proc = h.procedure
+			in.reject = NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err))
+			in.h, in.req = nil, nil
+		}
+	}
+	if in.reject == nil && env.CallID != 0 {
+		ctx := ep.baseCtx
+		var cancel context.CancelFunc
+		if env.DeadlineUnixNano != 0 {
+			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, env.DeadlineUnixNano))
+		} else {
+			ctx, cancel = context.WithCancel(ctx)
+		}
+		id := env.CallID
+		ep.inflMu.Lock()
+		ep.inflight[id] = cancel
+		ep.inflMu.Unlock()
+		in.ctx = ctx
+		in.doneCall = func() {
+			ep.inflMu.Lock()
+			delete(ep.inflight, id)
+			ep.inflMu.Unlock()
+			cancel()
+		}
+	}
+	var err error
+	if system {
+		err = ep.box.PostSystem(in)
+	} else {
+		err = ep.box.Post(ep.lifeCtx(), in)
+	}
+	if err != nil {
+		in.release()
+		ep.readerError(CodeResourceExhausted, string(env.Procedure), fmt.Errorf("mailbox: %w", err))
+	}
+	return nil
+}
+
+// readerError reports an error seen on the reader: through the mailbox when
+// it has room, so that it is ordered with the messages around it, else at
+// once.
+func (ep *endpoint) readerError(code Code, procedure string, err error) {
+	if ep.box.TryPost(inbound{event: func() { ep.onError(code, procedure, err) }}) != nil {
+		ep.onError(code, procedure, err)
+	}
+}
+
+// lifeCtx is a context that ends with the link, for blocking posts.
+func (ep *endpoint) lifeCtx() context.Context { return closedCtx{ep.closed} }
+
+// lookup finds a handler, and whether it is one of the runtime's own.
+func (ep *endpoint) lookup(procedure []byte) (*Handler, bool) {
+	if h := ep.control.lookup(procedure); h != nil {
+		return h, true
+	}
+	if ep.local != nil {
+		if h := ep.local.lookup(procedure); h != nil {
+			return h, false
+		}
+	}
+	if ep.shared != nil {
+		if h := ep.shared.lookup(procedure); h != nil {
+			return h, false
+		}
+	}
+	return nil, false
+}
+
+// release frees what an inbound holds when it is not handled.
+func (in *inbound) release() {
+	closeFiles(in.files)
+	if in.doneCall != nil {
+		in.doneCall()
+	}
+}
+
+// handle runs on the mailbox's drainer.
+func (ep *endpoint) handle(in inbound) {
+	if in.event != nil {
+		in.event()
+		return
+	}
+	if in.reject != nil {
+		closeFiles(in.files)
+		ep.onError(in.reject.Code(), in.proc, in.reject)
+		if in.callID != 0 {
+			ep.reply(in.callID, nil, in.reject)
+		}
+		return
+	}
+	ctx := in.ctx
+	if ctx == nil {
+		ctx = ep.baseCtx
+	}
+	if len(in.files) > 0 {
+		ctx = context.WithValue(ctx, filesKey{}, in.files)
+	}
+	res, err := in.h.invoke(ctx, in.req)
+	if in.doneCall != nil {
+		in.doneCall()
+	}
+	if in.callID != 0 {
+		ep.reply(in.callID, res, err)
+	} else if err != nil {
+		ep.onError(CodeOf(err), in.h.procedure, err)
+	}
+	if f := ep.afterReply; f != nil {
+		ep.afterReply = nil
+		f()
+	}
+}
+
+// reply writes the response to call id.
+func (ep *endpoint) reply(id uint64, res proto.Message, err error) {
+	h := wire.Header{ReplyTo: id}
+	if err != nil {
+		res = nil
+		h.ErrorCode = int32(CodeOf(err))
+		var e *Error
+		if errors.As(err, &e) {
+			h.ErrorMessage = e.Message()
+		} else {
+			h.ErrorMessage = err.Error()
+		}
+	}
+	if serr := ep.link.Send(ep.lifeCtx(), &h, res, nil); serr != nil {
+		if errors.Is(serr, wire.ErrFrameTooLarge) {
+			h = wire.Header{ReplyTo: id, ErrorCode: int32(CodeResourceExhausted), ErrorMessage: serr.Error()}
+			serr = ep.link.Send(ep.lifeCtx(), &h, nil, nil)
+		}
+		if serr != nil && !errors.Is(serr, ErrLinkClosed) {
+			ep.log.Debug("herd: reply not sent", "error", serr)
+		}
+	}
+}
+
+// complete delivers a response frame to its waiting caller.
+func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
+	closeFiles(files)
+	ep.pendMu.Lock()
+	pc := ep.pending[env.ReplyTo]
+	delete(ep.pending, env.ReplyTo)
+	ep.pendMu.Unlock()
+	if pc == nil {
+		if env.ReplyTo > ep.nextID.Load() {
+			ep.readerError(CodeInvalidArgument, "", fmt.Errorf("herd: reply to unknown call %d dropped", env.ReplyTo))
+		}
+		// Otherwise the caller gave up (its context ended) before the reply came.
+		return
+	}
+	if env.HasError {
+		pc.finish(NewError(Code(env.ErrorCode), errors.New(string(env.ErrorMessage))))
+		return
+	}
+	if err := proto.Unmarshal(env.Payload, pc.res); err != nil {
+		pc.finish(NewError(CodeInternal, fmt.Errorf("decode response: %w", err)))
+		return
+	}
+	pc.finish(nil)
+}
+
+// runEvent runs fn on the drainer, after everything already posted. It
+// blocks while the user lane is full, and runs fn inline when the mailbox is
+// closed so that no event is lost.
+func (ep *endpoint) runEvent(fn func()) {
+	if err := ep.box.Post(context.Background(), inbound{event: fn}); err != nil {
+		fn()
+	}
+}
+
+// closedCtx is a context that ends when done closes; it never allocates a
+// timer or a goroutine.
+type closedCtx struct{ done chan struct{} }
+
+func (c closedCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c closedCtx) Done() <-chan struct{}       { return c.done }
+func (c closedCtx) Value(any) any               { return nil }
+func (c closedCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}

@@ -1,0 +1,178 @@
+package runtime
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// settings are what the primary applies to every fork, Node's
+// cluster.settings.
+type settings struct {
+	exec       string
+	args       []string
+	argsSet    bool
+	env        []string
+	dir        string
+	silent     bool
+	stdout     io.Writer
+	stderr     io.Writer
+	extraFiles []*os.File
+	credential *credential
+	endpoint   endpointConfig
+	hello      time.Duration
+}
+
+// PrimaryOption configures a Primary (NewPrimary) or the settings of later
+// forks (Primary.Setup, Node's setupPrimary). Settings are cumulative: a
+// later call changes only what it names.
+type PrimaryOption interface {
+	applyToPrimary(*settings)
+}
+
+type primaryOptionFunc func(*settings)
+
+func (f primaryOptionFunc) applyToPrimary(s *settings) { f(s) }
+
+// WithExec sets the program workers run and its arguments (Node's exec and
+// args). The default is this program (os.Executable) with this process's
+// arguments.
+func WithExec(path string, args ...string) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) {
+		s.exec = path
+		s.args = append([]string(nil), args...)
+		s.argsSet = true
+	})
+}
+
+// WithArgs sets the workers' arguments, keeping the program.
+func WithArgs(args ...string) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) {
+		s.args = append([]string(nil), args...)
+		s.argsSet = true
+	})
+}
+
+// WithEnv adds "KEY=value" entries to every worker's environment, on top of
+// the primary's own. The worker-ID sentinel cannot be set this way.
+func WithEnv(kv ...string) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.env = append(s.env, kv...) })
+}
+
+// WithDir sets the workers' working directory (Node's cwd).
+func WithDir(dir string) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.dir = dir })
+}
+
+// WithSilent gives each worker pipes for stdout and stderr instead of the
+// primary's own (Node's silent); read them with Worker.Stdout and
+// Worker.Stderr.
+func WithSilent(silent bool) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.silent = silent })
+}
+
+// WithOutput sets where workers' stdout and stderr go when not silent; the
+// default is the primary's own stdout and stderr.
+func WithOutput(stdout, stderr io.Writer) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.stdout, s.stderr = stdout, stderr })
+}
+
+// WithExtraFiles passes open files to every worker as descriptors 4, 5, ...
+// (descriptor 3 is the link).
+func WithExtraFiles(files ...*os.File) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.extraFiles = append([]*os.File(nil), files...) })
+}
+
+// WithCredential runs workers as uid and gid (Node's uid and gid), for
+// privilege separation: a primary started as root can bind port 443 and run
+// its workers unprivileged.
+func WithCredential(uid, gid uint32) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.credential = &credential{uid: uid, gid: gid} })
+}
+
+// WithHelloTimeout bounds how long a forked worker has to complete its
+// handshake before the primary reports an error and kills it; zero (the
+// default) waits forever, as Node does.
+func WithHelloTimeout(d time.Duration) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.hello = d })
+}
+
+// LinkOption configures both ends of links: it applies to NewPrimary and
+// NewSelf alike.
+type LinkOption interface {
+	PrimaryOption
+	SelfOption
+}
+
+type linkOption func(*endpointConfig)
+
+func (f linkOption) applyToPrimary(s *settings) { f(&s.endpoint) }
+func (f linkOption) applyToSelf(s *selfConfig)  { f(&s.endpoint) }
+
+// WithMaxFrameSize sets the largest frame a link sends or accepts (default
+// 16 MiB). A larger incoming frame is a protocol error that closes the link;
+// a larger outgoing message fails its call with CodeResourceExhausted.
+func WithMaxFrameSize(n int) LinkOption {
+	return linkOption(func(c *endpointConfig) { c.maxFrame = n })
+}
+
+// WithMailboxCapacity sets how many user messages a link end queues before
+// it stops reading (backpressure). Default 1024.
+func WithMailboxCapacity(n int) LinkOption {
+	return linkOption(func(c *endpointConfig) { c.mailboxCap = n })
+}
+
+// WithLogger sets the logger for runtime diagnostics. Default slog.Default().
+func WithLogger(l *slog.Logger) LinkOption {
+	return linkOption(func(c *endpointConfig) { c.logger = l })
+}
+
+// WithCrashOnPanic makes a panic in a handler crash the process ("let it
+// crash") instead of failing only that call with CodeInternal.
+func WithCrashOnPanic() LinkOption {
+	return linkOption(func(c *endpointConfig) { c.crashOnPanic = true })
+}
+
+// credential is the user and group workers run as.
+type credential struct{ uid, gid uint32 }
+
+// ForkOption configures one fork.
+type ForkOption interface {
+	applyToFork(*forkConfig)
+}
+
+type forkConfig struct {
+	env      []string
+	register []func(Registrar) error
+}
+
+type forkOptionFunc func(*forkConfig)
+
+func (f forkOptionFunc) applyToFork(c *forkConfig) { f(c) }
+
+// WithForkEnv adds "KEY=value" entries to this worker's environment only
+// (Node's fork(env)). The worker-ID sentinel cannot be set this way.
+func WithForkEnv(kv ...string) ForkOption {
+	return forkOptionFunc(func(c *forkConfig) { c.env = append(c.env, kv...) })
+}
+
+// WithRegister registers handlers for this worker only, before it starts,
+// so that even its fork event reaches them. Register the generated
+// EventService handler this way to subscribe to one worker's events.
+func WithRegister(fn func(Registrar) error) ForkOption {
+	return forkOptionFunc(func(c *forkConfig) { c.register = append(c.register, fn) })
+}
+
+func (c endpointConfig) withDefaults() endpointConfig {
+	if c.maxFrame <= 0 {
+		c.maxFrame = 16 << 20
+	}
+	if c.mailboxCap <= 0 {
+		c.mailboxCap = 1024
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	return c
+}

@@ -1,0 +1,275 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/link"
+)
+
+// ErrNotPrimary is returned when a primary-only operation runs in a worker.
+var ErrNotPrimary = errors.New("herd: not the primary")
+
+// Primary forks and manages workers (Node's cluster module in the primary).
+// It is a Registrar: handlers registered on it serve calls from every worker
+// (WorkerFromContext tells which), and the generated EventService handler
+// registered on it receives every worker's cluster events.
+type Primary struct {
+	log     *slog.Logger
+	mux     Mux
+	control Mux
+
+	mu       sync.Mutex
+	settings settings
+	nextID   uint64
+	workers  map[uint64]*Worker
+	live     sync.WaitGroup
+}
+
+// NewPrimary returns a primary with the given settings. It may be created in
+// any process, but only a primary should fork.
+func NewPrimary(opts ...PrimaryOption) *Primary {
+	p := &Primary{workers: make(map[uint64]*Worker)}
+	for _, o := range opts {
+		o.applyToPrimary(&p.settings)
+	}
+	p.settings.endpoint = p.settings.endpoint.withDefaults()
+	p.log = p.settings.endpoint.logger
+	p.registerControl()
+	startForker()
+	return p
+}
+
+// Setup changes the settings applied to later forks (Node's setupPrimary).
+// Workers already running are not affected.
+func (p *Primary) Setup(opts ...PrimaryOption) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, o := range opts {
+		o.applyToPrimary(&p.settings)
+	}
+	p.settings.endpoint = p.settings.endpoint.withDefaults()
+}
+
+// Register implements Registrar: the handlers serve calls from every worker.
+func (p *Primary) Register(handlers ...*Handler) error { return p.mux.Register(handlers...) }
+
+// Fork starts a worker (Node's cluster.fork). The worker's fork event is
+// queued before Fork returns; its online event follows its handshake.
+func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error) {
+	if IsWorker() {
+		return nil, ErrNotPrimary
+	}
+	var fc forkConfig
+	for _, o := range opts {
+		o.applyToFork(&fc)
+	}
+	p.mu.Lock()
+	s := p.settings
+	p.nextID++
+	id := p.nextID
+	p.mu.Unlock()
+
+	w := &Worker{
+		id: id, primary: p,
+		online: make(chan struct{}), linkClosed: make(chan struct{}),
+		exited: make(chan struct{}), done: make(chan struct{}),
+	}
+	w.ctx = context.WithValue(context.Background(), workerKey{}, w)
+	for _, fn := range fc.register {
+		if err := fn(&w.mux); err != nil {
+			return nil, fmt.Errorf("herd: fork worker %d: register: %w", id, err)
+		}
+	}
+
+	cmd, err := p.command(id, s, fc)
+	if err != nil {
+		return nil, fmt.Errorf("herd: fork worker %d: %w", id, err)
+	}
+	ours, theirs, err := link.Pair()
+	if err != nil {
+		return nil, fmt.Errorf("herd: fork worker %d: %w", id, err)
+	}
+	cmd.ExtraFiles = append([]*os.File{theirs}, s.extraFiles...)
+	var pipes []*os.File
+	if s.silent {
+		if pipes, err = w.silence(cmd); err != nil {
+			ours.Close()
+			theirs.Close()
+			return nil, fmt.Errorf("herd: fork worker %d: %w", id, err)
+		}
+	}
+	prepareCommand(cmd, s.credential)
+
+	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.ctx, w.emitError)
+	err = startProcess(cmd)
+	theirs.Close()
+	for _, f := range pipes {
+		f.Close() // the child's ends
+	}
+	if err != nil {
+		ours.Close()
+		w.closeOutput()
+		err = fmt.Errorf("herd: fork worker %d: %w", id, err)
+		p.emitClusterError(ctx, &herdv1.Worker{Id: id}, CodeUnavailable, err)
+		return nil, err
+	}
+	w.cmd = cmd
+	w.pid = cmd.Process.Pid
+	fork := &herdv1.ForkEvent{Worker: w.ident()}
+	w.ep.runEvent(func() { w.emit(eventForkProcedure, fork) })
+	if err := w.ep.start(ours); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		w.closeOutput()
+		return nil, fmt.Errorf("herd: fork worker %d: %w", id, err)
+	}
+	p.mu.Lock()
+	p.workers[id] = w
+	p.live.Add(1)
+	p.mu.Unlock()
+	go w.watchLink()
+	go w.supervise()
+	if s.hello > 0 {
+		go w.helloTimeout(s.hello)
+	}
+	return w, nil
+}
+
+// command builds the worker's exec.Cmd from the settings.
+func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, error) {
+	path := s.exec
+	args := s.args
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find executable: %w", err)
+		}
+		path = exe
+	}
+	if !s.argsSet && s.exec == "" {
+		args = os.Args[1:]
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Dir = s.dir
+	env := make([]string, 0, len(os.Environ())+len(s.env)+len(fc.env)+2)
+	for _, list := range [][]string{os.Environ(), s.env, fc.env} {
+		for _, kv := range list {
+			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID {
+				continue
+			}
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env,
+		EnvWorkerID+"="+strconv.FormatUint(id, 10),
+		EnvPrimaryPID+"="+strconv.Itoa(os.Getpid()))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if s.stdout != nil {
+		cmd.Stdout = s.stdout
+	}
+	if s.stderr != nil {
+		cmd.Stderr = s.stderr
+	}
+	return cmd, nil
+}
+
+// Workers returns the live workers (forked and not yet exited), by ID.
+func (p *Primary) Workers() []*Worker {
+	p.mu.Lock()
+	ws := make([]*Worker, 0, len(p.workers))
+	for _, w := range p.workers {
+		ws = append(ws, w)
+	}
+	p.mu.Unlock()
+	slices.SortFunc(ws, func(a, b *Worker) int { return int(a.id) - int(b.id) })
+	return ws
+}
+
+// Worker returns the live worker with the given ID (Node's
+// cluster.workers[id]).
+func (p *Primary) Worker(id uint64) (*Worker, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w, ok := p.workers[id]
+	return w, ok
+}
+
+// Disconnect disconnects every live worker gracefully, concurrently (Node's
+// cluster.disconnect), and returns once they have all exited. Workers that
+// have not exited when ctx ends are killed. It is safe with no workers and
+// while some are already disconnecting.
+func (p *Primary) Disconnect(ctx context.Context) error {
+	ws := p.Workers()
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.Disconnect(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Wait blocks until every worker forked so far has exited and its exit event
+// has been handled, or ctx ends. Do not call it from an event handler.
+func (p *Primary) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		p.live.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Broadcast returns a ClientConn that sends to every live worker. Only
+// fire-and-forget sends are supported; Call returns CodeUnimplemented.
+func (p *Primary) Broadcast() ClientConn { return broadcast{p} }
+
+type broadcast struct{ p *Primary }
+
+// Call is not supported on a broadcast.
+func (b broadcast) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
+	return Errorf(CodeUnimplemented, "broadcast supports fire-and-forget sends only")
+}
+
+// Send sends req to every live, connected worker and returns the errors of
+// those it could not reach.
+func (b broadcast) Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error {
+	var errs []error
+	for _, w := range b.p.Workers() {
+		if !w.IsConnected() {
+			continue
+		}
+		if err := w.Send(ctx, procedure, req, opts...); err != nil {
+			errs = append(errs, fmt.Errorf("worker %d: %w", w.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// remove takes an exited worker out of the table.
+func (p *Primary) remove(w *Worker) {
+	p.mu.Lock()
+	delete(p.workers, w.id)
+	p.mu.Unlock()
+}

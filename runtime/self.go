@@ -1,0 +1,313 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+)
+
+// ErrNotWorker is returned by NewSelf in a process that is not a worker.
+var ErrNotWorker = errors.New("herd: not a worker")
+
+// Self is a worker's view of itself and of its link to the primary (Node's
+// cluster.worker). It is a Registrar, for the services the worker serves to
+// the primary, and a ClientConn, for calls to the primary's services.
+//
+// Create it with NewSelf, register handlers, then Start it: the handshake
+// makes the worker online. There is one Self per worker process.
+type Self struct {
+	id  uint64
+	cfg selfConfig
+	mux Mux
+	ep  *endpoint
+
+	control Mux
+
+	hookMu sync.Mutex
+	hooks  []func(context.Context) error
+
+	disconnecting atomic.Bool
+	endOnce       sync.Once
+	done          chan struct{}
+	stopWatch     func()
+}
+
+type selfConfig struct {
+	endpoint         endpointConfig
+	exitOnDisconnect bool
+	orphanTimeout    time.Duration
+	drainTimeout     time.Duration
+	onError          func(*herdv1.ErrorEvent)
+	exit             func(code int)
+}
+
+// SelfOption configures a Self.
+type SelfOption interface {
+	applyToSelf(*selfConfig)
+}
+
+type selfOptionFunc func(*selfConfig)
+
+func (f selfOptionFunc) applyToSelf(c *selfConfig) { f(c) }
+
+// WithExitOnDisconnect sets whether the worker process exits (status 0) once
+// a disconnect has run its drain hooks and closed the link. Default true.
+// With false, Done is closed and the program decides when to return.
+func WithExitOnDisconnect(exit bool) SelfOption {
+	return selfOptionFunc(func(c *selfConfig) { c.exitOnDisconnect = exit })
+}
+
+// WithOrphanTimeout bounds the drain hooks when the primary dies (the link
+// ends without a disconnect); the worker then exits. Default 3s.
+func WithOrphanTimeout(d time.Duration) SelfOption {
+	return selfOptionFunc(func(c *selfConfig) { c.orphanTimeout = d })
+}
+
+// WithDrainTimeout bounds the drain hooks of a disconnect whose context has
+// no deadline. Default 30s.
+func WithDrainTimeout(d time.Duration) SelfOption {
+	return selfOptionFunc(func(c *selfConfig) { c.drainTimeout = d })
+}
+
+// WithErrorHandler receives the worker side's error events: a handler error
+// of a fire-and-forget message, an unknown procedure, an undecodable
+// payload. The default logs them.
+func WithErrorHandler(fn func(*herdv1.ErrorEvent)) SelfOption {
+	return selfOptionFunc(func(c *selfConfig) { c.onError = fn })
+}
+
+var selfCreated atomic.Bool
+
+// current is the started Self of this process, for Listen.
+var current atomic.Pointer[Self]
+
+// NewSelf returns this worker's Self. It fails with ErrNotWorker in the
+// primary, and on a second call.
+func NewSelf(opts ...SelfOption) (*Self, error) {
+	if !IsWorker() {
+		return nil, ErrNotWorker
+	}
+	if !selfCreated.CompareAndSwap(false, true) {
+		return nil, errors.New("herd: NewSelf called twice")
+	}
+	s := &Self{
+		id: selfID,
+		cfg: selfConfig{
+			exitOnDisconnect: true,
+			orphanTimeout:    3 * time.Second,
+			drainTimeout:     30 * time.Second,
+			exit:             os.Exit,
+		},
+		done: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o.applyToSelf(&s.cfg)
+	}
+	s.cfg.endpoint = s.cfg.endpoint.withDefaults()
+	if s.cfg.onError == nil {
+		log := s.cfg.endpoint.logger
+		s.cfg.onError = func(ev *herdv1.ErrorEvent) {
+			log.Warn("herd: worker error", "code", Code(ev.GetCode()), "procedure", ev.GetProcedure(), "error", ev.GetMessage())
+		}
+	}
+	if err := s.control.Register(
+		NewUnaryHandler(controlDisconnectProcedure, s.primaryDisconnect),
+	); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ID returns the worker's cluster ID.
+func (s *Self) ID() uint64 { return s.id }
+
+// Register implements Registrar: the handlers serve calls from the primary.
+// Register before Start so that no call finds its handler missing.
+func (s *Self) Register(handlers ...*Handler) error { return s.mux.Register(handlers...) }
+
+// OnDisconnect adds a drain hook. Hooks run, in the order added, when a
+// disconnect starts (from either side) or the primary dies; their context
+// ends at the disconnect's deadline. Stop taking new work in a hook and
+// finish what is in flight, for example with http.Server.Shutdown.
+func (s *Self) OnDisconnect(hook func(ctx context.Context) error) {
+	s.hookMu.Lock()
+	s.hooks = append(s.hooks, hook)
+	s.hookMu.Unlock()
+}
+
+// Start connects to the primary and completes the handshake; the worker is
+// online when it returns.
+func (s *Self) Start(ctx context.Context) error {
+	f := os.NewFile(linkFD, "herd-link")
+	if f == nil {
+		return errors.New("herd: no link on descriptor 3")
+	}
+	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.reportError)
+	if err := s.ep.start(f); err != nil {
+		return fmt.Errorf("herd: start worker %d: %w", s.id, err)
+	}
+	go s.watchLink()
+	s.stopWatch = watchParentDeath(selfPrimaryPID, s.orphaned)
+	res := &herdv1.HelloResponse{}
+	req := &herdv1.HelloRequest{ProtocolVersion: ProtocolVersion, WorkerId: s.id, Pid: int64(os.Getpid())}
+	if err := s.ep.call(ctx, controlHelloProcedure, req, res, nil, false); err != nil {
+		return fmt.Errorf("herd: worker %d handshake: %w", s.id, err)
+	}
+	current.Store(s)
+	return nil
+}
+
+// Call implements ClientConn: a request/response call to the primary.
+func (s *Self) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
+	return s.ep.call(ctx, procedure, req, res, opts, false)
+}
+
+// Send implements ClientConn: a fire-and-forget message to the primary.
+func (s *Self) Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error {
+	return s.ep.send(ctx, procedure, req, opts, false)
+}
+
+// IsConnected reports whether the link is up and no disconnect has started.
+func (s *Self) IsConnected() bool {
+	select {
+	case <-s.ep.closed:
+		return false
+	default:
+		return !s.disconnecting.Load()
+	}
+}
+
+// Done returns a channel closed when the worker has disconnected.
+func (s *Self) Done() <-chan struct{} { return s.done }
+
+// Disconnect disconnects from the primary, started by the worker (Node's
+// cluster.worker.disconnect): the drain hooks run, the primary is told (so
+// its exit event says exitedAfterDisconnect), the link closes, and the
+// process exits unless WithExitOnDisconnect(false).
+func (s *Self) Disconnect(ctx context.Context) error {
+	if !s.disconnecting.CompareAndSwap(false, true) {
+		select {
+		case <-s.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	hookErr := s.runHooks(ctx)
+	err := s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, false)
+	s.end(ctx, s.cfg.exitOnDisconnect)
+	return errors.Join(hookErr, err)
+}
+
+// Kill ends the worker at once (Node's cluster.worker.kill): the primary is
+// told (its exit event says exitedAfterDisconnect), the link closes and the
+// process exits with status 0. Drain hooks do not run.
+func (s *Self) Kill() {
+	s.disconnecting.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, false)
+	s.end(ctx, true)
+}
+
+// primaryDisconnect serves the primary's Disconnect: run the drain hooks,
+// acknowledge, then close the link and exit.
+func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequest) (*herdv1.DisconnectResponse, error) {
+	if !s.disconnecting.CompareAndSwap(false, true) {
+		return &herdv1.DisconnectResponse{}, nil // a disconnect is under way
+	}
+	dctx, cancel := s.drainContext(req.GetDeadlineUnixNano())
+	err := s.runHooks(dctx)
+	cancel()
+	s.ep.afterReply = func() {
+		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
+		defer cancel()
+		s.end(fctx, s.cfg.exitOnDisconnect)
+	}
+	if err != nil {
+		s.reportError(CodeInternal, controlDisconnectProcedure, fmt.Errorf("drain hooks: %w", err))
+	}
+	return &herdv1.DisconnectResponse{}, nil
+}
+
+func (s *Self) drainContext(deadlineUnixNano int64) (context.Context, context.CancelFunc) {
+	if deadlineUnixNano != 0 {
+		return context.WithDeadline(context.Background(), time.Unix(0, deadlineUnixNano))
+	}
+	return context.WithTimeout(context.Background(), s.cfg.drainTimeout)
+}
+
+// runHooks runs the drain hooks in order and joins their errors.
+func (s *Self) runHooks(ctx context.Context) error {
+	s.hookMu.Lock()
+	hooks := append([]func(context.Context) error(nil), s.hooks...)
+	s.hookMu.Unlock()
+	var errs []error
+	for _, h := range hooks {
+		if err := h(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// end flushes and closes the link, closes Done, and exits when asked.
+func (s *Self) end(ctx context.Context, exit bool) {
+	s.endOnce.Do(func() {
+		_ = s.ep.link.Shutdown(ctx)
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
+		close(s.done)
+	})
+	if exit {
+		s.cfg.exit(0)
+	}
+}
+
+// watchLink handles the end of the link: when no disconnect started, the
+// primary is gone, and the worker runs its hooks briefly and exits.
+func (s *Self) watchLink() {
+	<-s.ep.closed
+	if code, err := s.ep.linkFailure(); err != nil {
+		s.reportError(code, "", fmt.Errorf("link: %w", err))
+	}
+	if !s.disconnecting.Load() {
+		s.orphaned()
+	}
+}
+
+var orphanOnce sync.Once
+
+// orphaned runs when the primary died: drain hooks bounded by the orphan
+// timeout, then exit, even when a hook ignores its context.
+func (s *Self) orphaned() {
+	orphanOnce.Do(func() {
+		s.disconnecting.Store(true)
+		time.AfterFunc(s.cfg.orphanTimeout+time.Second, func() { s.cfg.exit(0) })
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.orphanTimeout)
+		defer cancel()
+		if err := s.runHooks(ctx); err != nil {
+			s.cfg.endpoint.logger.Warn("herd: drain hooks after the primary died", "error", err)
+		}
+		s.end(ctx, true)
+	})
+}
+
+// reportError is the worker side's error event.
+func (s *Self) reportError(code Code, procedure string, err error) {
+	s.cfg.onError(&herdv1.ErrorEvent{
+		Worker:    &herdv1.Worker{Id: s.id, Pid: int64(os.Getpid())},
+		Code:      herdv1.Code(code),
+		Message:   err.Error(),
+		Procedure: procedure,
+	})
+}

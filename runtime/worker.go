@@ -1,0 +1,327 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+)
+
+// State is a worker's lifecycle state, as in Node: none → online →
+// listening → disconnected → dead.
+type State int32
+
+// Worker states.
+const (
+	StateNone State = iota
+	StateOnline
+	StateListening
+	StateDisconnected
+	StateDead
+)
+
+// String returns the state's name as Node spells it.
+func (s State) String() string {
+	switch s {
+	case StateNone:
+		return "none"
+	case StateOnline:
+		return "online"
+	case StateListening:
+		return "listening"
+	case StateDisconnected:
+		return "disconnected"
+	case StateDead:
+		return "dead"
+	}
+	return fmt.Sprintf("state(%d)", int32(s))
+}
+
+// linkDrainTimeout bounds how long the primary keeps reading a dead worker's
+// link for frames still in flight when a process the worker started holds
+// the other end open.
+const linkDrainTimeout = 2 * time.Second
+
+// Worker is the primary's handle on one worker process (Node's Worker in the
+// primary). It is a ClientConn, for calls to the worker's services, and a
+// Registrar, for handlers that serve calls from this worker only.
+type Worker struct {
+	id      uint64
+	pid     int
+	primary *Primary
+	cmd     *exec.Cmd
+	ep      *endpoint
+	mux     Mux
+	ctx     context.Context
+
+	state           atomic.Int32
+	afterDisconnect atomic.Bool
+	disconnecting   atomic.Bool
+	killed          atomic.Bool
+	online          chan struct{}
+	onlineOnce      sync.Once
+
+	outMu          sync.Mutex
+	stdout, stderr *os.File
+	outClaimed     [2]bool
+
+	linkClosed chan struct{} // the disconnect event has been queued
+	exited     chan struct{} // the process has exited; exit is set
+	exit       *herdv1.ExitEvent
+	done       chan struct{} // the exit event has been handled
+}
+
+// ID returns the worker's cluster ID: 1, 2, 3, ... never reused.
+func (w *Worker) ID() uint64 { return w.id }
+
+// PID returns the worker's process ID.
+func (w *Worker) PID() int { return w.pid }
+
+// Process returns the worker's process.
+func (w *Worker) Process() *os.Process { return w.cmd.Process }
+
+// State returns the worker's state.
+func (w *Worker) State() State { return State(w.state.Load()) }
+
+// IsConnected reports whether the worker's link is up and no disconnect has
+// started.
+func (w *Worker) IsConnected() bool {
+	select {
+	case <-w.ep.closed:
+		return false
+	default:
+		return !w.disconnecting.Load()
+	}
+}
+
+// IsDead reports whether the worker's process has exited.
+func (w *Worker) IsDead() bool {
+	select {
+	case <-w.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// ExitedAfterDisconnect is Node's exitedAfterDisconnect: true once a
+// disconnect was started by the primary (Disconnect) or by the worker
+// (Self.Disconnect or Self.Kill); false for a crash, an exit of its own, a
+// signal, or Kill from the primary.
+func (w *Worker) ExitedAfterDisconnect() bool { return w.afterDisconnect.Load() }
+
+// Register implements Registrar: the handlers serve calls from this worker
+// only, ahead of the primary's.
+func (w *Worker) Register(handlers ...*Handler) error { return w.mux.Register(handlers...) }
+
+// Call implements ClientConn: a request/response call to a service the
+// worker registered. A call to a dead worker fails at once with
+// CodeUnavailable.
+func (w *Worker) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
+	return w.ep.call(ctx, procedure, req, res, opts, false)
+}
+
+// Send implements ClientConn: a fire-and-forget message to the worker.
+func (w *Worker) Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error {
+	return w.ep.send(ctx, procedure, req, opts, false)
+}
+
+// Kill sends sig to the worker's process (default SIGTERM when sig is 0),
+// with no graceful step (Node's worker.kill). The exit that follows is
+// reported with cause "killed" and ExitedAfterDisconnect false, unless a
+// disconnect had started.
+func (w *Worker) Kill(sig syscall.Signal) error {
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	if w.IsDead() {
+		return nil
+	}
+	w.killed.Store(true)
+	if err := w.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("herd: kill worker %d: %w", w.id, err)
+	}
+	return nil
+}
+
+// Disconnect disconnects the worker gracefully (Node's worker.disconnect):
+// the worker stops taking work, runs its drain hooks, closes its link and
+// exits. Disconnect returns when the process has exited. When ctx ends
+// first, the worker is killed with SIGKILL and ctx's error returned.
+func (w *Worker) Disconnect(ctx context.Context) error {
+	w.afterDisconnect.Store(true)
+	w.disconnecting.Store(true)
+	if !w.IsDead() {
+		req := &herdv1.DisconnectRequest{}
+		if d, ok := ctx.Deadline(); ok {
+			req.DeadlineUnixNano = d.UnixNano()
+		}
+		go func() {
+			// The reply only says the drain hooks ran; the exit is what counts.
+			_ = w.ep.call(ctx, controlDisconnectProcedure, req, &herdv1.DisconnectResponse{}, nil, false)
+		}()
+	}
+	select {
+	case <-w.exited:
+		return nil
+	case <-ctx.Done():
+		w.killed.Store(true)
+		_ = w.cmd.Process.Signal(syscall.SIGKILL)
+		<-w.exited
+		return fmt.Errorf("herd: disconnect worker %d: %w", w.id, ctx.Err())
+	}
+}
+
+// Exited returns a channel closed when the worker's process has exited.
+func (w *Worker) Exited() <-chan struct{} { return w.exited }
+
+// Done returns a channel closed when the worker has exited and its exit
+// event has been handled: after it nothing more happens for this worker.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Wait waits for the worker's exit event to be handled and returns it, or
+// ctx's error. Do not call it from this worker's own event handlers.
+func (w *Worker) Wait(ctx context.Context) (*herdv1.ExitEvent, error) {
+	select {
+	case <-w.done:
+		return w.exit, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Stdout returns the read end of the worker's stdout pipe when the primary
+// was set up WithSilent, else nil. The caller owns it: it must read it (a
+// worker blocks when the pipe is full) and close it.
+func (w *Worker) Stdout() io.ReadCloser { return w.claimOutput(0) }
+
+// Stderr is Stdout for the worker's stderr.
+func (w *Worker) Stderr() io.ReadCloser { return w.claimOutput(1) }
+
+func (w *Worker) claimOutput(i int) io.ReadCloser {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	f := [2]*os.File{w.stdout, w.stderr}[i]
+	if f == nil {
+		return nil
+	}
+	w.outClaimed[i] = true
+	return f
+}
+
+// silence gives cmd pipes for stdout and stderr and returns the child's
+// ends, to be closed once it has started.
+func (w *Worker) silence(cmd *exec.Cmd) ([]*os.File, error) {
+	or, ow, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	er, ew, err := os.Pipe()
+	if err != nil {
+		or.Close()
+		ow.Close()
+		return nil, err
+	}
+	w.stdout, w.stderr = or, er
+	cmd.Stdout, cmd.Stderr = ow, ew
+	return []*os.File{ow, ew}, nil
+}
+
+// closeOutput closes the output pipes nobody claimed.
+func (w *Worker) closeOutput() {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	for i, f := range [2]*os.File{w.stdout, w.stderr} {
+		if f != nil && !w.outClaimed[i] {
+			f.Close()
+		}
+	}
+}
+
+// watchLink queues the disconnect event when the link ends.
+func (w *Worker) watchLink() {
+	<-w.ep.closed
+	w.disconnecting.Store(true)
+	ev := &herdv1.DisconnectEvent{Worker: w.ident()}
+	code, failure := w.ep.linkFailure()
+	w.ep.runEvent(func() {
+		if failure != nil {
+			w.emitError(code, "", fmt.Errorf("link: %w", failure))
+		}
+		if w.State() != StateDead {
+			w.state.Store(int32(StateDisconnected))
+		}
+		w.emit(eventDisconnectProcedure, ev)
+	})
+	close(w.linkClosed)
+}
+
+// supervise waits for the process to exit and queues the exit event after
+// everything the worker sent and after its disconnect event.
+func (w *Worker) supervise() {
+	err := w.cmd.Wait()
+	code, sig := exitStatus(w.cmd.ProcessState)
+	ev := &herdv1.ExitEvent{
+		Worker:                w.ident(),
+		Code:                  int32(code),
+		Signal:                sig,
+		ExitedAfterDisconnect: w.afterDisconnect.Load(),
+	}
+	switch {
+	case sig != "" && w.killed.Load():
+		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_KILLED
+	case sig != "":
+		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_SIGNAL
+	case code == 0:
+		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_CLEAN
+	default:
+		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_ERROR
+	}
+	if err != nil && w.cmd.ProcessState == nil {
+		w.primary.log.Warn("herd: wait for worker", "worker", w.id, "error", err)
+	}
+	w.exit = ev
+	close(w.exited)
+
+	// Frames the worker wrote before it died are still in the socket; read
+	// them all. The link ends at EOF, or after linkDrainTimeout when a
+	// process the worker started holds its end open.
+	select {
+	case <-w.ep.closed:
+	case <-time.After(linkDrainTimeout):
+		w.ep.link.Abort(ErrLinkClosed)
+	}
+	<-w.linkClosed
+	w.primary.remove(w)
+	w.ep.runEvent(func() {
+		w.state.Store(int32(StateDead))
+		w.emit(eventExitProcedure, ev)
+		w.closeOutput()
+		close(w.done)
+		w.primary.live.Done()
+	})
+	w.ep.box.Close()
+}
+
+// helloTimeout kills a worker that has not completed its handshake in time.
+func (w *Worker) helloTimeout(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.online:
+	case <-w.exited:
+	case <-t.C:
+		w.ep.readerError(CodeDeadlineExceeded, controlHelloProcedure, fmt.Errorf("herd: worker %d did not complete its handshake within %v", w.id, d))
+		_ = w.Kill(syscall.SIGKILL)
+	}
+}
