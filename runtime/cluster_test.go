@@ -201,21 +201,38 @@ func TestDisconnectAll(t *testing.T) {
 
 func TestDisconnectFromBothSides(t *testing.T) {
 	c := newCluster(t)
-	w := c.fork("hooks")
-	c.rec.waitFor("report 1 ready")
-	// The worker disconnects itself when the primary calls Echo with
-	// "disconnect"... the simplest race: both sides start at once.
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); w.Disconnect(context.Background()) }()
-	go func() {
-		defer wg.Done()
-		w.Send(context.Background(), "/herdtest.Test/Echo", &herdv1.ErrorEvent{Message: "x"})
-	}()
-	wg.Wait()
-	ev := c.waitExit(w)
-	if !ev.GetExitedAfterDisconnect() || ev.GetCause() != herdv1.ExitCause_EXIT_CAUSE_CLEAN {
-		t.Errorf("exit %v", ev)
+	for range 3 {
+		w := c.fork("hooks")
+		c.rec.waitFor(fmt.Sprintf("report %d ready", w.ID()))
+		// The worker starts its own disconnect while the primary starts one.
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			w.Send(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"})
+		}()
+		go func() {
+			defer wg.Done()
+			if err := w.Disconnect(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		ev := c.waitExit(w)
+		if !ev.GetExitedAfterDisconnect() || ev.GetCause() != herdv1.ExitCause_EXIT_CAUSE_CLEAN {
+			t.Errorf("exit %v", ev)
+		}
+		// The drain hooks ran exactly once.
+		got := c.rec.of(w.ID())
+		drains := 0
+		for _, e := range got {
+			if e == "report draining" {
+				drains++
+			}
+		}
+		if drains != 1 {
+			t.Errorf("drain hooks ran %d times: %q", drains, got)
+		}
 	}
 }
 

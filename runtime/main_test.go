@@ -58,13 +58,20 @@ func workerMain(mode string) int {
 		// Never handshake: hold the link open until killed.
 		select {}
 	}
+	var self *runtime.Self
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "NewSelf:", err)
 		return 10
 	}
 	if err := self.Register(
-		runtime.NewUnaryHandler(echoProcedure, echo),
+		runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+			if req.GetMessage() == "disconnect yourself" {
+				// Start a worker-side disconnect while the primary starts its own.
+				go self.Disconnect(context.Background())
+			}
+			return echo(ctx, req)
+		}),
 		runtime.NewUnaryHandler(sleepProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()
