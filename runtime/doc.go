@@ -1,15 +1,58 @@
 // Package runtime is herd's runtime: Node.js's cluster module for Go, with
 // typed messages.
 //
-// A program runs as the primary or as a worker. IsPrimary and IsWorker tell
-// which: a worker is started by the primary with an environment sentinel
-// carrying its ID and one end of a unix socketpair as file descriptor 3.
+// # Processes
+//
+// A program runs as the primary or as a worker; IsPrimary and IsWorker tell
+// which. The primary (NewPrimary) forks workers with Fork: by default the
+// same executable with the same arguments, started with an environment
+// sentinel carrying the worker's ID (EnvWorkerID, the analogue of Node's
+// NODE_UNIQUE_ID) and one end of a unix socketpair as descriptor 3. A worker
+// reads and removes the sentinel when this package initialises, builds its
+// Self with NewSelf, registers the services it serves, and calls Start: the
+// handshake carries the protocol version and makes the worker online.
+//
+// Worker IDs are 1, 2, 3, ... and never reused. A worker moves through the
+// states none, online, listening, disconnected and dead. Disconnect is
+// graceful: the worker runs its drain hooks (Self.OnDisconnect), closes its
+// link and exits; Kill only signals. Worker.ExitedAfterDisconnect follows
+// Node's exitedAfterDisconnect.
+//
+// No worker outlives its primary. When its link ends without a disconnect,
+// a worker runs its drain hooks for a short time and exits. On Linux the
+// kernel also tells it (PR_SET_PDEATHSIG), so even a worker whose goroutines
+// are all busy goes when the primary is killed with SIGKILL.
+//
+// # Messages
 //
 // Messages between the primary and a worker are protobuf messages, defined
 // as ordinary proto services and generated into typed clients and handlers
 // by protoc-gen-go-herd. A service is served by whichever side registers it
-// (the Primary, a Worker handle, or the worker's Self are all Registrars)
+// (the Primary, a Worker handle or the worker's Self; each is a Registrar)
 // and called through a ClientConn (a Worker handle calls that worker; Self
-// calls the primary). Every method can be called as request/response or as
-// fire-and-forget.
+// calls the primary; Primary.Broadcast sends to every worker). Every method
+// can be called as request/response, which honours the context's deadline
+// and cancellation and fails with a typed *Error carrying a Code, or as
+// fire-and-forget, Node's send, which writes no reply. Files, connections
+// and listeners travel with a call (WithFiles, FilesFromContext).
+//
+// # Actors
+//
+// Each end of a link is an actor: the link's reader decodes each request
+// and posts it to a bounded mailbox, and one goroutine handles the messages
+// one at a time, in arrival order, so a handler needs no lock for
+// per-worker state. Handlers for different workers run concurrently.
+// Responses to a side's own calls do not wait in its mailbox, so a handler
+// may call the other side and wait for the answer. A full mailbox stops the
+// link's reader: the sender's queue fills and its calls block until their
+// deadlines. Nothing is dropped silently.
+//
+// # Events
+//
+// Cluster events (fork, online, listening, disconnect, exit, error) are the
+// messages of herd.v1.EventService. Register a handler for it (the generated
+// herdv1herd.RegisterEventServiceHandler) on the Primary for every worker's
+// events, or for one worker with WithRegister at Fork. A worker's events go
+// through its mailbox like its messages, so they are handled in order:
+// fork, online, everything the worker sent, disconnect, exit.
 package runtime
