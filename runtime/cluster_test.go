@@ -464,3 +464,58 @@ func TestPrimaryDeathLeavesNoWorker(t *testing.T) {
 		})
 	}
 }
+
+func TestExtraFiles(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c := newCluster(t, runtime.WithExtraFiles(w))
+	wk := c.fork("extrafd")
+	w.Close() // the worker holds its own copy
+	if got := c.rec.waitFor(fmt.Sprintf("report %d ", wk.ID())); got != "report 1 <nil>" {
+		t.Errorf("worker: %s", got)
+	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || line != "written by the worker\n" {
+		t.Errorf("read %q, %v", line, err)
+	}
+	wk.Disconnect(context.Background())
+	c.waitExit(wk)
+}
+
+// TestCredential runs a worker as nobody, for privilege separation. It
+// needs root to change credentials.
+func TestCredential(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("changing a worker's credentials needs root")
+	}
+	// The test binary lives in a directory only root may enter; give the
+	// unprivileged worker a copy it can run.
+	dir, err := os.MkdirTemp("", "herd-cred-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "worker")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	c := newCluster(t, runtime.WithExec(bin), runtime.WithDir(dir), runtime.WithCredential(nobody, nobody))
+	w := c.fork("uid")
+	if got := c.rec.waitFor(fmt.Sprintf("report %d ", w.ID())); got != "report 1 uid=65534 gid=65534" {
+		t.Errorf("worker: %s", got)
+	}
+	w.Disconnect(context.Background())
+	c.waitExit(w)
+}

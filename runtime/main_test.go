@@ -105,6 +105,14 @@ func workerMain(mode string) int {
 	case "cwd":
 		wd, _ := os.Getwd()
 		report(wd)
+	case "extrafd":
+		// Descriptor 4 is the first of the primary's extra files.
+		f := os.NewFile(4, "extra")
+		_, err := f.WriteString("written by the worker\n")
+		f.Close()
+		report(fmt.Sprint(err))
+	case "uid":
+		report(fmt.Sprintf("uid=%d gid=%d", os.Getuid(), os.Getgid()))
 	case "print":
 		fmt.Println("hello from stdout")
 		fmt.Fprintln(os.Stderr, "hello from stderr")
