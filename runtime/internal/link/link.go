@@ -258,6 +258,51 @@ func (l *Link) SendBytes(ctx context.Context, h *wire.Header, payload []byte, fd
 	return l.send(ctx, h, nil, payload, fds)
 }
 
+// SendOwned queues one frame whose descriptors the link takes over: it
+// returns as soon as the frame is queued, without waiting for the sendmsg,
+// and the link closes fds once they have been sent, or when the link ends
+// before that. It never blocks: it ignores the write-queue limit, so the
+// caller must bound how many such frames it queues (they are meant for
+// small control frames such as connection hand-offs).
+//
+// On error nothing was queued and fds are still the caller's. Send's other
+// rules apply (size, descriptor count and validity, closed link).
+func (l *Link) SendOwned(h *wire.Header, payload proto.Message, fds []int) error {
+	if len(fds) > MaxFDsPerFrame {
+		return fmt.Errorf("herd: link send: %d file descriptors in one frame, at most %d", len(fds), MaxFDsPerFrame)
+	}
+	if h == nil {
+		h = new(wire.Header)
+	}
+	h.FDCount = uint32(len(fds))
+	l.mu.Lock()
+	if l.sendErr != nil {
+		err := l.sendErr
+		l.mu.Unlock()
+		return err
+	}
+	wasEmpty := len(l.pending) == 0
+	off := len(l.pending)
+	var err error
+	l.pending, err = wire.AppendFrame(l.pending, h, payload, l.cfg.maxFrame)
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	l.pendingFrames++
+	if len(fds) > 0 {
+		l.pendingFDs = append(l.pendingFDs, fdFrame{off: off, n: len(l.pending) - off, fds: fds, owned: true})
+	}
+	l.mu.Unlock()
+	if wasEmpty {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
 func (l *Link) send(ctx context.Context, h *wire.Header, msg proto.Message, raw []byte, fds []int) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("herd: link send: %w", err)
