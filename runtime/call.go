@@ -80,9 +80,14 @@ func (ep *endpoint) call(ctx context.Context, procedure string, req, res proto.M
 			return err
 		}
 		pendingPool.Put(pc.reset())
-		// Tell the callee, so that its context ends too.
-		ch := wire.Header{ReplyTo: id, Flags: wire.FlagCancel}
-		_ = ep.link.Send(context.Background(), &ch, nil, nil)
+		// Tell the callee, so that its context ends too, unless the
+		// deadline that passed travelled with the call: the callee's
+		// context then ends by itself, with deadline_exceeded (a cancel
+		// frame racing its timer would make that canceled).
+		if h.DeadlineUnixNano == 0 || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			ch := wire.Header{ReplyTo: id, Flags: wire.FlagCancel}
+			_ = ep.link.Send(context.Background(), &ch, nil, nil)
+		}
 		return NewError(CodeOf(ctx.Err()), ctx.Err())
 	}
 }
