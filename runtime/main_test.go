@@ -42,8 +42,15 @@ func echo(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, erro
 	return &herdv1.ErrorEvent{Message: "echo:" + req.GetMessage()}, nil
 }
 
+// workerModes holds worker modes defined in other test files, which run
+// instead of workerMain's own.
+var workerModes = map[string]func() int{}
+
 // workerMain is the worker side of the tests; mode picks the behaviour.
 func workerMain(mode string) int {
+	if fn, ok := workerModes[mode]; ok {
+		return fn()
+	}
 	ctx := context.Background()
 	if mode == "garbage" {
 		// Write a frame header that announces an impossible size, then wait

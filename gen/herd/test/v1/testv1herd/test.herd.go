@@ -64,8 +64,9 @@ type TestServiceClient interface {
 	Report(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) (*v1.ReportResponse, error)
 	// SendReport sends a request to Report without waiting for a response (fire-and-forget).
 	SendReport(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) error
-	// Sleep blocks until its context ends, then sends a Report saying why
-	// ("sleep: <code>") to the caller and returns the context's error.
+	// Sleep sends the caller a Report "sleep: started deadline=<unix nano or
+	// 0>", blocks until its context ends, then sends a Report saying why
+	// ("sleep: <code>") and returns the context's error.
 	Sleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) (*v1.SleepResponse, error)
 	// SendSleep sends a request to Sleep without waiting for a response (fire-and-forget).
 	SendSleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) error
@@ -130,8 +131,9 @@ type TestServiceHandler interface {
 	Echo(context.Context, *v1.EchoRequest) (*v1.EchoResponse, error)
 	// Report carries a message to the other side, usually fire-and-forget.
 	Report(context.Context, *v1.ReportRequest) (*v1.ReportResponse, error)
-	// Sleep blocks until its context ends, then sends a Report saying why
-	// ("sleep: <code>") to the caller and returns the context's error.
+	// Sleep sends the caller a Report "sleep: started deadline=<unix nano or
+	// 0>", blocks until its context ends, then sends a Report saying why
+	// ("sleep: <code>") and returns the context's error.
 	Sleep(context.Context, *v1.SleepRequest) (*v1.SleepResponse, error)
 	// Blast makes the callee send count Report messages back to the caller,
 	// fire-and-forget, with seq 1..count; it returns once all are queued.
