@@ -1,0 +1,334 @@
+// Command herd-bench measures herd against Node's cluster module, a raw
+// socketpair and a single-process Go server, and checks the figures
+// against the targets of the project.
+//
+//	go run ./cmd/herd-bench [-only NAME,...] [-duration D] [-rounds N] [-json FILE]
+//
+// Each scenario runs against each of its systems in turn, round after round
+// (the order rotates every round), and the table reports the median of the
+// rounds with its ratio to the scenario's reference system. Every system
+// runs in processes of its own, started by the harness and reaped before
+// the next run: a herd primary (this binary, re-executed) with its workers
+// (re-executed again), a Node primary (`node` with the scripts embedded in
+// this binary) with its workers, the raw socketpair pair, or the
+// single-process Go server. The harness process itself only orchestrates
+// and, for HTTP, generates the load (wrk when installed, else a built-in Go
+// client), always on loopback and bounded in connections and time.
+//
+// With -json FILE the medians are also written as one flat JSON object;
+// a key is left out when its system is not available (no node on PATH, no
+// SO_REUSEPORT outside Linux).
+//
+// Scenarios (for -only): ipc_oneway, ipc_rtt, ipc_1mib_rtt,
+// fork8_listening, http_keepalive, http_close.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+func main() {
+	if role, ok := childRole(); ok {
+		os.Exit(runRole(role))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// config is what the flags set, shared by every scenario.
+type config struct {
+	only        []string
+	duration    time.Duration
+	rounds      int
+	jsonPath    string
+	connections int
+	workers     int
+	load        string // "auto", "wrk" or "go"
+	nodePath    string // empty: Node is not available
+	wrkPath     string // empty: wrk is not used
+	log         *slog.Logger
+	stderr      io.Writer
+	tmp         string // scratch directory (Node scripts)
+}
+
+// run is the harness: it parses args, runs the scenarios, prints the table
+// to stdout and writes the JSON file. It returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("herd-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		only    = fs.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
+		dur     = fs.Duration("duration", 3*time.Second, "measuring time of one run of one system")
+		rounds  = fs.Int("rounds", 3, "rounds per scenario; the table shows the median")
+		jsonOut = fs.String("json", "", "also write the medians as one JSON object to `FILE`")
+		conns   = fs.Int("connections", 64, "HTTP client connections, the same for every system")
+		workers = fs.Int("workers", goruntime.NumCPU(), "worker processes of the HTTP clusters")
+		load    = fs.String("load", "auto", "HTTP load generator: auto (wrk when installed and -duration >= 1s, else go), wrk or go")
+		node    = fs.String("node", "node", "Node.js executable for the node_* systems; empty to skip them")
+		verbose = fs.Bool("v", false, "log every run")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "herd-bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	cfg := &config{
+		duration:    *dur,
+		rounds:      *rounds,
+		jsonPath:    *jsonOut,
+		connections: *conns,
+		workers:     *workers,
+		load:        *load,
+		log:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		stderr:      stderr,
+	}
+	if !platformSupported {
+		fmt.Fprintf(stderr, "herd-bench: herd links need Linux or macOS; %s is not supported\n", goruntime.GOOS)
+		return 2
+	}
+	switch {
+	case cfg.duration <= 0 || cfg.duration > 10*time.Minute:
+		fmt.Fprintf(stderr, "herd-bench: -duration %v out of range (0, 10m]\n", cfg.duration)
+		return 2
+	case cfg.rounds < 1 || cfg.rounds > 100:
+		fmt.Fprintf(stderr, "herd-bench: -rounds %d out of range [1, 100]\n", cfg.rounds)
+		return 2
+	case cfg.connections < 1 || cfg.connections > 1000:
+		fmt.Fprintf(stderr, "herd-bench: -connections %d out of range [1, 1000]\n", cfg.connections)
+		return 2
+	case cfg.workers < 1 || cfg.workers > 64:
+		fmt.Fprintf(stderr, "herd-bench: -workers %d out of range [1, 64]\n", cfg.workers)
+		return 2
+	}
+	if *only != "" {
+		for _, name := range strings.Split(*only, ",") {
+			name = strings.TrimSpace(name)
+			if !slices.Contains(scenarioNames(), name) {
+				fmt.Fprintf(stderr, "herd-bench: unknown scenario %q (have %s)\n", name, strings.Join(scenarioNames(), ", "))
+				return 2
+			}
+			cfg.only = append(cfg.only, name)
+		}
+	}
+	if err := cfg.findTools(stdout); err != nil {
+		fmt.Fprintf(stderr, "herd-bench: %v\n", err)
+		return 2
+	}
+	tmp, err := os.MkdirTemp("", "herd-bench-")
+	if err != nil {
+		fmt.Fprintf(stderr, "herd-bench: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	cfg.tmp = tmp
+	if *node != "" {
+		cfg.nodePath = *node
+	}
+	cfg.describeNode(ctx, stdout)
+
+	res := newResults()
+	failed := false
+	for _, sc := range scenarios() {
+		if len(cfg.only) > 0 && !slices.Contains(cfg.only, sc.name) {
+			continue
+		}
+		if err := runScenario(ctx, cfg, sc, res); err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintf(stderr, "herd-bench: interrupted: %v\n", err)
+				return 1
+			}
+			fmt.Fprintf(stderr, "herd-bench: %s: %v\n", sc.name, err)
+			failed = true
+		}
+	}
+	printTable(stdout, cfg, res)
+	printTargets(stdout, res)
+	if cfg.jsonPath != "" {
+		if err := writeJSON(cfg.jsonPath, res); err != nil {
+			fmt.Fprintf(stderr, "herd-bench: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "\nwrote %s\n", cfg.jsonPath)
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// runScenario runs every available system of sc, cfg.rounds times, rotating
+// which system goes first, and records each figure.
+func runScenario(ctx context.Context, cfg *config, sc *scenario, res *results) error {
+	var avail []*system
+	for _, sys := range sc.systems {
+		if why := sys.unavailable(cfg); why != "" {
+			res.skip(sc, sys, why)
+			continue
+		}
+		avail = append(avail, sys)
+	}
+	var errs []error
+	bad := make(map[*system]bool)
+	for round := range cfg.rounds {
+		for i := range avail {
+			sys := avail[(i+round)%len(avail)]
+			if bad[sys] {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			start := time.Now()
+			figs, err := sys.run(ctx, cfg)
+			if err != nil {
+				bad[sys] = true
+				res.fail(sc, sys, err)
+				errs = append(errs, fmt.Errorf("%s: %w", sys.name, err))
+				continue
+			}
+			cfg.log.Info("run", "scenario", sc.name, "system", sys.name, "round", round+1, "figures", figs, "took", time.Since(start).Round(time.Millisecond))
+			res.add(sc, sys, figs)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// printTable prints one row per system of every scenario that ran: the
+// median figure and its ratio to the scenario's reference system.
+func printTable(w io.Writer, cfg *config, res *results) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nscenario\tsystem\tfigure\tratio\n")
+	fmt.Fprintf(tw, "--------\t------\t------\t-----\n")
+	for _, sc := range res.ran {
+		ref, refVal := "", 0.0
+		for _, name := range sc.refs {
+			for _, sys := range sc.systems {
+				if sys.name == name {
+					if v, ok := res.median(sys.key); ok && ref == "" {
+						ref, refVal = name, v
+					}
+				}
+			}
+		}
+		first := true
+		label := func() string {
+			if first {
+				first = false
+				return sc.name
+			}
+			return ""
+		}
+		for _, sys := range sc.systems {
+			v, ok := res.median(sys.key)
+			switch {
+			case ok:
+				ratio := "-"
+				if ref == sys.name {
+					ratio = "1 (reference)"
+				} else if ref != "" {
+					ratio = formatRatio(v/refVal, ref)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", label(), sys.name, formatFigure(v, sc.unit), ratio)
+			case res.failed[sys.key] != nil:
+				msg, _, _ := strings.Cut(res.failed[sys.key].Error(), "\n")
+				fmt.Fprintf(tw, "%s\t%s\tfailed: %s\t\n", label(), sys.name, msg)
+			case res.skipped[sys.key] != "":
+				fmt.Fprintf(tw, "%s\t%s\tnot available: %s\t\n", label(), sys.name, res.skipped[sys.key])
+			default:
+				continue
+			}
+			for _, e := range sys.extras {
+				if v, ok := res.median(e.key); ok {
+					fmt.Fprintf(tw, "%s\t%s %s\t%s\t\n", label(), sys.name, e.label, formatFigure(v, e.unit))
+				}
+			}
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nmedians of %d round(s) of %v per system; ratio = figure / reference figure\n", cfg.rounds, cfg.duration)
+}
+
+// A target is one of the project's performance targets: the figure under
+// key divided by the one under ref (or the figure itself when ref is
+// empty) must be at most (max) or at least bound.
+type target struct {
+	desc  string
+	key   string
+	ref   string
+	max   bool
+	bound float64
+	unit  string // of an absolute figure
+}
+
+var targets = []target{
+	{"one-way messages >= 10x Node", "ipc_oneway_msgs_per_s", "node_ipc_oneway_msgs_per_s", false, 10, ""},
+	{"one-way messages >= 2M/s (aim)", "ipc_oneway_msgs_per_s", "", false, 2e6, "msgs/s"},
+	{"round trip <= 0.4x Node", "ipc_rtt_us", "node_ipc_rtt_us", true, 0.4, ""},
+	{"round trip <= 1.5x raw socketpair", "ipc_rtt_us", "raw_socketpair_rtt_us", true, 1.5, ""},
+	{"1 MiB round trip <= 0.2x Node", "ipc_1mib_rtt_ms", "node_ipc_1mib_rtt_ms", true, 0.2, ""},
+	{"8 workers listening <= 0.15x Node", "fork8_listening_ms", "node_fork8_listening_ms", true, 0.15, ""},
+	{"keep-alive rr >= 0.95x single", "http_keepalive_rps_rr", "http_keepalive_rps_single", false, 0.95, ""},
+	{"keep-alive shared >= 0.95x single", "http_keepalive_rps_shared", "http_keepalive_rps_single", false, 0.95, ""},
+	{"keep-alive reuseport >= 0.95x single", "http_keepalive_rps_reuseport", "http_keepalive_rps_single", false, 0.95, ""},
+	{"new conn/request rr >= 2x Node rr", "http_close_rps_rr", "http_close_rps_node_rr", false, 2, ""},
+	{"new conn/request rr >= 0.8x single", "http_close_rps_rr", "http_close_rps_single", false, 0.8, ""},
+	{"new conn/request reuseport >= 1.0x single", "http_close_rps_reuseport", "http_close_rps_single", false, 1.0, ""},
+	{"rr balance max/min <= 1.05", "rr_balance_max_over_min", "", true, 1.05, "x"},
+	{"primary RSS with 8 workers <= 20 MiB", "primary_rss_mib_8_workers", "", true, 20, "MiB"},
+}
+
+// printTargets checks every target whose figures were measured.
+func printTargets(w io.Writer, res *results) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "\ntarget\tmeasured\tverdict\n")
+	fmt.Fprintf(tw, "------\t--------\t-------\n")
+	for _, t := range targets {
+		v, ok := res.median(t.key)
+		if !ok {
+			fmt.Fprintf(tw, "%s\t-\tnot measured\n", t.desc)
+			continue
+		}
+		measured := formatFigure(v, t.unit)
+		if t.ref != "" {
+			r, ok := res.median(t.ref)
+			if !ok {
+				fmt.Fprintf(tw, "%s\t-\tnot measured (no %s)\n", t.desc, t.ref)
+				continue
+			}
+			v /= r
+			measured = strconv.FormatFloat(v, 'f', 3, 64) + "x"
+		}
+		holds := v >= t.bound
+		if t.max {
+			holds = v <= t.bound
+		}
+		verdict := "holds"
+		if !holds {
+			verdict = "MISSES"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.desc, strings.TrimSpace(measured), verdict)
+	}
+	tw.Flush()
+}

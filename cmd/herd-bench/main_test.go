@@ -1,0 +1,181 @@
+//go:build linux || darwin
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herd-go/herd/runtime/herdtest"
+)
+
+// The test binary is also every child the harness starts: herd primaries
+// and workers, the raw socketpair ends and the single-process server.
+func TestMain(m *testing.M) {
+	if role, ok := childRole(); ok {
+		os.Exit(runRole(role))
+	}
+	os.Exit(m.Run())
+}
+
+// expectedKeys are the JSON keys a run of every scenario must write here:
+// a node_* key only when node is on PATH, reuseport only on Linux.
+func expectedKeys(t *testing.T) []string {
+	keys := []string{
+		"ipc_oneway_msgs_per_s", "raw_socketpair_msgs_per_s",
+		"ipc_rtt_us", "raw_socketpair_rtt_us",
+		"ipc_1mib_rtt_ms",
+		"http_keepalive_rps_single", "http_close_rps_single",
+	}
+	if haveListen {
+		keys = append(keys,
+			"fork8_listening_ms",
+			"http_keepalive_rps_rr", "http_keepalive_rps_shared",
+			"http_close_rps_rr", "http_close_rps_shared",
+			"rr_balance_max_over_min",
+		)
+		if goruntime.GOOS == "linux" {
+			keys = append(keys, "primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport")
+		}
+	}
+	if _, err := exec.LookPath("node"); err == nil {
+		keys = append(keys,
+			"node_ipc_oneway_msgs_per_s", "node_ipc_rtt_us", "node_ipc_1mib_rtt_ms",
+			"node_fork8_listening_ms",
+			"http_keepalive_rps_node_rr", "http_keepalive_rps_node_none",
+			"http_close_rps_node_rr", "http_close_rps_node_none",
+		)
+	} else {
+		t.Log("node is not on PATH: node_* keys are not expected")
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TestSmoke runs every scenario once, briefly, and checks that the harness
+// completes, prints its table and writes every key its systems support.
+// It checks no figure against a target: a smoke run measures nothing.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a few dozen processes")
+	}
+	base := herdtest.Take()
+	out := filepath.Join(t.TempDir(), "bench.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	code := run(ctx, []string{"-duration", "200ms", "-rounds", "1", "-connections", "8", "-workers", "2", "-json", out}, &stdout, &stderr)
+	t.Logf("harness took %v; output:\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
+	if code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"load: built-in Go client", "scenario", "ipc_oneway", "http_close", "target"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]float64
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("bad JSON %s: %v", b, err)
+	}
+	for _, k := range expectedKeys(t) {
+		v, ok := got[k]
+		switch {
+		case !ok:
+			t.Errorf("JSON lacks %s", k)
+		case !(v > 0):
+			t.Errorf("%s = %v, want a positive figure", k, v)
+		}
+	}
+	herdtest.Check(t, base, 20*time.Second)
+}
+
+// TestOnly checks -only and that a bad flag is refused.
+func TestOnly(t *testing.T) {
+	base := herdtest.Take()
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-only", "ipc_rtt", "-duration", "100ms", "-rounds", "1", "-node", "", "-json", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]float64
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range got {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if want := []string{"ipc_rtt_us", "raw_socketpair_rtt_us"}; !slices.Equal(keys, want) {
+		t.Errorf("keys %v, want %v", keys, want)
+	}
+	if !strings.Contains(stdout.String(), "node: not used") {
+		t.Errorf("output does not say node is not used:\n%s", stdout.String())
+	}
+	if code := run(context.Background(), []string{"-only", "nope"}, &stdout, &stderr); code != 2 {
+		t.Errorf("-only nope: exit status %d, want 2", code)
+	}
+	herdtest.Check(t, base, 20*time.Second)
+}
+
+// TestParseWrk checks the reading of wrk's summary.
+func TestParseWrk(t *testing.T) {
+	out := `Running 3s test @ http://127.0.0.1:40000/
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.10ms    1.20ms  30.00ms   90.00%
+    Req/Sec    30.00k     2.00k   35.00k    70.00%
+  180000 requests in 3.00s, 21.00MB read
+  Socket errors: connect 0, read 12, write 0, timeout 0
+Requests/sec:  59990.00
+Transfer/sec:      7.00MB
+`
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.requests != 180000 || r.errors != 12 || r.elapsed != 3*time.Second || r.rps() != 60000 {
+		t.Errorf("got %+v", r)
+	}
+	if _, err := parseWrk("garbage"); err == nil {
+		t.Error("garbage parsed")
+	}
+}
+
+// TestMedian checks the statistics.
+func TestMedian(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median odd = %v", m)
+	}
+	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Errorf("median even = %v", m)
+	}
+	if m := durationMedianUS([]int64{3000, 1000, 2000}); m != 2 {
+		t.Errorf("durationMedianUS = %v", m)
+	}
+	for v, want := range map[float64]string{2.0876e6: "2.09M msgs/s", 141000: "141k msgs/s", 999: "999 msgs/s"} {
+		if got := formatFigure(v, "msgs/s"); got != want {
+			t.Errorf("formatFigure(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -1,0 +1,54 @@
+'use strict';
+// herd-bench: Node's cluster serving HTTP hello world with
+// HERD_BENCH_WORKERS workers on 127.0.0.1, port 0 (one port, shared by the
+// workers), under NODE_CLUSTER_SCHED_POLICY (rr or none, set by the
+// harness). Prints "ready {"port": N}" once every worker listens; when
+// stdin ends it disconnects the workers, prints "result {}" and exits.
+const cluster = require('node:cluster');
+const http = require('node:http');
+
+const n = Number(process.env.HERD_BENCH_WORKERS || 2);
+
+if (cluster.isPrimary) {
+  let listening = 0;
+  let port = 0;
+  cluster.on('listening', (w, address) => {
+    if (port && address.port !== port) {
+      console.error(`worker ${w.id} listens on ${address.port}, not ${port}`);
+      process.exit(1);
+    }
+    port = address.port;
+    if (++listening === n) console.log('ready ' + JSON.stringify({ port }));
+  });
+  let stopping = false;
+  cluster.on('exit', (w, code, signal) => {
+    if (!stopping) {
+      console.error(`worker ${w.id} exited: code ${code} signal ${signal}`);
+      process.exit(1);
+    }
+  });
+  for (let i = 0; i < n; i++) cluster.fork();
+  process.stdin.on('end', () => {
+    stopping = true;
+    // Idle keep-alive connections would hold a graceful disconnect.
+    setTimeout(() => {
+      for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
+      console.log('result {}');
+      process.exit(0);
+    }, 5000).unref();
+    cluster.disconnect(() => {
+      console.log('result {}');
+      process.exit(0);
+    });
+  });
+  process.stdin.resume();
+} else {
+  const body = 'Hello, World!\n';
+  const headers = { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) };
+  http
+    .createServer((req, res) => {
+      res.writeHead(200, headers);
+      res.end(body);
+    })
+    .listen(0, '127.0.0.1');
+}

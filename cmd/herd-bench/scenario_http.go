@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// The HTTP scenarios: a hello-world server, loaded by the harness for the
+// measuring time over a fixed number of connections (see load.go). The
+// servers are child processes speaking the child protocol: "ready
+// {"port": N}" once listening on 127.0.0.1:N, then, when their stdin ends,
+// "result {...}" with what they counted.
+
+// A server starts one HTTP system as a child.
+type server func(cfg *config) (*child, error)
+
+// serverSingle is a plain single-process Go net/http server.
+func serverSingle(cfg *config) (*child, error) { return startSelf(cfg, roleSingle) }
+
+// serverHerd is a herd cluster of cfg.workers workers sharing one port
+// under a scheduling policy: rr, shared or reuseport.
+func serverHerd(policy string) server {
+	return func(cfg *config) (*child, error) {
+		return startSelf(cfg, roleHTTPPrimary, "HERD_SCHED_POLICY="+policy)
+	}
+}
+
+// httpRun measures one server under load: requests per second under
+// "value", and whatever the server reports at the end.
+func httpRun(srv server, closeConns bool) func(context.Context, *config) (map[string]float64, error) {
+	return func(ctx context.Context, cfg *config) (map[string]float64, error) {
+		c, err := srv(cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer c.kill()
+		ready, err := c.await(ctx, lineReady, childTimeout)
+		if err != nil {
+			return nil, err
+		}
+		port := int(ready["port"])
+		if port <= 0 || port > 65535 {
+			return nil, c.failure(fmt.Errorf("bad port %v", ready["port"]))
+		}
+		load, err := runLoad(ctx, cfg, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), closeConns)
+		if err != nil {
+			return nil, c.failure(fmt.Errorf("load: %w", err))
+		}
+		c.stop()
+		res, err := c.await(ctx, lineResult, childTimeout)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.finish(ctx); err != nil {
+			return nil, err
+		}
+		res["value"] = load.rps()
+		return res, nil
+	}
+}
+
+// The hello-world handler of every Go server: the same bytes as Node's
+// (a 14-byte text/plain body with its Content-Length; net/http adds Date,
+// as Node does).
+var (
+	helloBody   = []byte("Hello, World!\n")
+	helloType   = []string{"text/plain"}
+	helloLength = []string{strconv.Itoa(len(helloBody))}
+)
+
+type helloHandler struct{}
+
+func (helloHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h["Content-Type"] = helloType
+	h["Content-Length"] = helloLength
+	w.Write(helloBody)
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// serve runs an HTTP server on ln until stop closes, then shuts it down.
+func serveUntil(ln net.Listener, stop <-chan struct{}) error {
+	srv := &http.Server{Handler: helloHandler{}, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-stop:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// singleServer is the single-process Go server.
+func singleServer() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var accepted atomic.Int64
+	stop := stdinClosed()
+	emit(lineReady, map[string]float64{"port": float64(ln.Addr().(*net.TCPAddr).Port)})
+	if err := serveUntil(countingListener{ln, &accepted}, stop); err != nil {
+		return err
+	}
+	emit(lineResult, map[string]float64{"connections": float64(accepted.Load())})
+	return nil
+}

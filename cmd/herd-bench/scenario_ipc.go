@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
+	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
+	"github.com/herd-go/herd/runtime"
+)
+
+// The herd IPC scenarios: a primary and one worker, both this binary,
+// talking through the generated client and handler of herd.test.v1's
+// TestService (proto/herd/test/v1), as users would:
+//
+//   - one-way: the primary calls the worker's Blast with a batch count, over
+//     and over for the measuring time; the worker sends that many Reports
+//     ({seq: n}, about 45 bytes on the wire) to the primary, fire-and-forget
+//     (SendReport); the primary's Report handler counts them.
+//   - round trip: the primary calls the worker's Echo with a short message.
+//   - 1 MiB: the primary calls the worker's Payload with 1 MiB of data,
+//     which comes back.
+
+// blastBatch is the count of one Blast call: large enough that the pause
+// between two batches (one round trip, while the primary still has a
+// backlog to handle) is lost in the noise, small enough for short runs.
+const blastBatch = 16384
+
+// blobSize is the payload of the ipc_1mib_rtt scenario.
+const blobSize = 1 << 20
+
+// maxSamples bounds the latency samples of one run.
+const maxSamples = 4 << 20
+
+// warmup round trips are made, and not counted, before a latency run.
+const warmup = 100
+
+var empty = &emptypb.Empty{}
+
+// clusterEvents forwards the events the harness waits for to channels.
+// The handlers never block: an event that finds its channel full is
+// dropped (the channels are sized for the clusters the harness forks).
+type clusterEvents struct {
+	herdv1herd.UnimplementedEventServiceHandler
+	online    chan uint64
+	listening chan *herdv1.ListeningEvent
+	exit      chan *herdv1.ExitEvent
+}
+
+func newClusterEvents() *clusterEvents {
+	return &clusterEvents{
+		online:    make(chan uint64, 256),
+		listening: make(chan *herdv1.ListeningEvent, 256),
+		exit:      make(chan *herdv1.ExitEvent, 256),
+	}
+}
+
+func (e *clusterEvents) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+	select {
+	case e.online <- ev.GetWorker().GetId():
+	default:
+	}
+	return empty, nil
+}
+
+func (e *clusterEvents) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+	select {
+	case e.listening <- ev:
+	default:
+	}
+	return empty, nil
+}
+
+func (e *clusterEvents) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+	select {
+	case e.exit <- ev:
+	default:
+	}
+	return empty, nil
+}
+
+// waitOnline waits for n online events; a worker exiting first is an
+// error.
+func (e *clusterEvents) waitOnline(n int, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for got := 0; got < n; {
+		select {
+		case <-e.online:
+			got++
+		case ev := <-e.exit:
+			return fmt.Errorf("worker %d exited before it was online: code %d signal %q", ev.GetWorker().GetId(), ev.GetCode(), ev.GetSignal())
+		case <-t.C:
+			return fmt.Errorf("%d of %d workers online after %v", got, n, timeout)
+		}
+	}
+	return nil
+}
+
+// stopCluster disconnects every worker and waits for their exit events.
+func stopCluster(p *runtime.Primary) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return errors.Join(p.Disconnect(ctx), p.Wait(ctx))
+}
+
+// ipcPrimary is the herd primary of the IPC scenarios: it forks one worker
+// and measures the mode the harness asked for.
+func ipcPrimary() error {
+	mode := os.Getenv(envMode)
+	d, err := roleDuration()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	reports := &reportCounter{reached: make(chan time.Time, 1)}
+	p := runtime.NewPrimary(runtime.WithEnv(envWorkerRole + "=" + workerIPC))
+	ev := newClusterEvents()
+	if err := herdv1herd.RegisterEventServiceHandler(p, ev); err != nil {
+		return err
+	}
+	if err := testv1herd.RegisterTestServiceHandler(p, reports); err != nil {
+		return err
+	}
+	w, err := p.Fork(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopCluster(p)
+	if err := ev.waitOnline(1, 30*time.Second); err != nil {
+		return err
+	}
+	client := testv1herd.NewTestServiceClient(w)
+	var v float64
+	switch mode {
+	case modeOneway:
+		v, err = herdOneway(ctx, client, d, reports)
+	case modeRTT:
+		v, err = herdRTT(ctx, client, d)
+	case mode1MiB:
+		v, err = herdBlobRTT(ctx, client, d)
+	default:
+		err = fmt.Errorf("unknown mode %q", mode)
+	}
+	if err != nil {
+		return err
+	}
+	if err := stopCluster(p); err != nil {
+		return err
+	}
+	emit(lineResult, map[string]float64{"value": v})
+	return nil
+}
+
+// reportCounter is the primary's TestService: it counts the Reports of the
+// one-way scenario, and says when the count reaches the target the
+// primary sets once it knows how many were sent.
+type reportCounter struct {
+	testv1herd.UnimplementedTestServiceHandler
+	received atomic.Uint64
+	target   atomic.Uint64
+	reached  chan time.Time
+}
+
+var reportResponse = &testv1.ReportResponse{}
+
+func (c *reportCounter) Report(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
+	n := c.received.Add(1)
+	if t := c.target.Load(); t != 0 && n == t {
+		select {
+		case c.reached <- time.Now():
+		default:
+		}
+	}
+	return reportResponse, nil
+}
+
+// wait sets the target and returns when it was reached.
+func (c *reportCounter) wait(ctx context.Context, target uint64) (time.Time, error) {
+	c.target.Store(target)
+	if c.received.Load() >= target {
+		return time.Now(), nil // reached before the target was known
+	}
+	select {
+	case t := <-c.reached:
+		return t, nil
+	case <-ctx.Done():
+		return time.Time{}, fmt.Errorf("%d of %d reports handled: %w", c.received.Load(), target, ctx.Err())
+	}
+}
+
+// herdOneway has the worker blast Reports for d and returns the rate at
+// which the primary handled them: the count, over the time from the first
+// Blast call to the handling of the last Report.
+func herdOneway(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration, c *reportCounter) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	var sent uint64
+	for sent == 0 || time.Since(t0) < d {
+		res, err := client.Blast(ctx, &testv1.BlastRequest{Count: blastBatch})
+		if err != nil {
+			return 0, fmt.Errorf("blast: %w", err)
+		}
+		sent += res.GetSent()
+	}
+	t1, err := c.wait(ctx, sent)
+	if err != nil {
+		return 0, err
+	}
+	if got := c.received.Load(); got != sent {
+		return 0, fmt.Errorf("worker sent %d reports, primary handled %d", sent, got)
+	}
+	return float64(sent) / t1.Sub(t0).Seconds(), nil
+}
+
+// herdRTT makes small Echo calls to the worker for d and returns the
+// median round trip in µs.
+func herdRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration) (float64, error) {
+	req := &testv1.EchoRequest{Message: "ping"}
+	samples := make([]int64, 0, 1<<16)
+	var end time.Time
+	for i := 0; ; i++ {
+		if i == warmup {
+			end = time.Now().Add(d)
+		}
+		if i > warmup && (!time.Now().Before(end) || len(samples) == maxSamples) {
+			break
+		}
+		start := time.Now()
+		res, err := client.Echo(ctx, req)
+		if err != nil {
+			return 0, fmt.Errorf("echo: %w", err)
+		}
+		took := time.Since(start)
+		if res.GetMessage() == "" {
+			return 0, errors.New("echo came back empty")
+		}
+		if i >= warmup {
+			samples = append(samples, took.Nanoseconds())
+		}
+	}
+	return durationMedianUS(samples), nil
+}
+
+// herdBlobRTT echoes a 1 MiB payload for d (at least 5 times) and returns
+// the median round trip in ms.
+func herdBlobRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration) (float64, error) {
+	data := make([]byte, blobSize)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	req := &testv1.PayloadRequest{Data: data}
+	for range 3 { // warm-up: buffers grow to the frame size
+		if _, err := client.Payload(ctx, req); err != nil {
+			return 0, fmt.Errorf("payload: %w", err)
+		}
+	}
+	var samples []int64
+	end := time.Now().Add(d)
+	for len(samples) < 5 || time.Now().Before(end) {
+		start := time.Now()
+		res, err := client.Payload(ctx, req)
+		if err != nil {
+			return 0, fmt.Errorf("payload: %w", err)
+		}
+		samples = append(samples, time.Since(start).Nanoseconds())
+		if len(res.GetData()) != blobSize {
+			return 0, fmt.Errorf("payload came back with %d bytes", len(res.GetData()))
+		}
+	}
+	return durationMedianUS(samples) / 1e3, nil
+}
+
+// ipcWorker is the herd worker of the IPC scenarios.
+func ipcWorker() error {
+	ctx := context.Background()
+	self, err := runtime.NewSelf()
+	if err != nil {
+		return err
+	}
+	if err := testv1herd.RegisterTestServiceHandler(self, &ipcService{self: self, primary: testv1herd.NewTestServiceClient(self)}); err != nil {
+		return err
+	}
+	if err := self.Start(ctx); err != nil {
+		return err
+	}
+	<-self.Done()
+	return nil
+}
+
+// ipcService is the worker's TestService.
+type ipcService struct {
+	testv1herd.UnimplementedTestServiceHandler
+	self    *runtime.Self
+	primary testv1herd.TestServiceClient
+}
+
+func (s *ipcService) Echo(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
+	return &testv1.EchoResponse{Message: req.GetMessage(), WorkerId: s.self.ID()}, nil
+}
+
+// Blast sends count Reports to the primary, fire-and-forget; a full link
+// blocks it (backpressure) until the primary catches up.
+func (s *ipcService) Blast(ctx context.Context, req *testv1.BlastRequest) (*testv1.BlastResponse, error) {
+	bg := context.Background()
+	r := &testv1.ReportRequest{}
+	if p := req.GetPadding(); p > 0 {
+		r.Padding = make([]byte, p)
+	}
+	for i := range req.GetCount() {
+		r.Seq = i + 1
+		if err := s.primary.SendReport(bg, r); err != nil {
+			return nil, err
+		}
+	}
+	return &testv1.BlastResponse{Sent: req.GetCount()}, nil
+}
+
+func (s *ipcService) Payload(ctx context.Context, req *testv1.PayloadRequest) (*testv1.PayloadResponse, error) {
+	data := req.GetData()
+	if n := req.GetResponseSize(); n != 0 {
+		data = make([]byte, n)
+	}
+	return &testv1.PayloadResponse{Data: data}, nil
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	goruntime "runtime"
+)
+
+// A scenario is one measurement, made on several systems.
+type scenario struct {
+	name  string // for -only
+	title string // one line: what is measured
+	unit  string // of every system's main figure
+	// lower says a lower figure is better (latencies); the ratio column is
+	// always figure / reference.
+	lower bool
+	// refs are the reference systems for the ratio column, the first one
+	// available wins.
+	refs    []string
+	systems []*system
+}
+
+// A system is one implementation measured in a scenario.
+type system struct {
+	name string // in the table: herd, raw, node, single, rr, ...
+	key  string // JSON key of its main figure
+	// extras are the other figures its run reports.
+	extras []extra
+	// needs says why the system cannot run here, or "" when it can.
+	needs func(*config) string
+	// run makes one measurement: the main figure under "value", extras
+	// under their keys.
+	run func(ctx context.Context, cfg *config) (map[string]float64, error)
+}
+
+// An extra is a figure a run reports besides its main one.
+type extra struct {
+	key   string
+	label string // table row label
+	unit  string
+	lower bool
+	// tableOnly figures are printed but not written to the JSON file.
+	tableOnly bool
+}
+
+func (s *system) unavailable(cfg *config) string {
+	if s.needs == nil {
+		return ""
+	}
+	return s.needs(cfg)
+}
+
+func needsNode(cfg *config) string {
+	if cfg.nodePath == "" {
+		return "node not available (not on PATH or -node empty)"
+	}
+	return ""
+}
+
+func needsReuseport(cfg *config) string {
+	if goruntime.GOOS != "linux" {
+		return "SO_REUSEPORT load balancing needs Linux"
+	}
+	return ""
+}
+
+// needsAll is every one of needs.
+func needsAll(needs ...func(*config) string) func(*config) string {
+	return func(cfg *config) string {
+		for _, n := range needs {
+			if why := n(cfg); why != "" {
+				return why
+			}
+		}
+		return ""
+	}
+}
+
+func needsProc(cfg *config) string {
+	if goruntime.GOOS != "linux" {
+		return "VmRSS is read from /proc, Linux only"
+	}
+	return ""
+}
+
+// The IPC modes shared by the herd, raw and Node runs.
+const (
+	modeOneway = "oneway"
+	modeRTT    = "rtt"
+	mode1MiB   = "1mib"
+)
+
+// scenarios returns every scenario, in the order they run.
+func scenarios() []*scenario {
+	return []*scenario{
+		{
+			name:  "ipc_oneway",
+			title: "small message worker→primary, fire-and-forget, received per second",
+			unit:  "msgs/s",
+			refs:  []string{"node", "raw"},
+			systems: []*system{
+				{name: "herd", key: "ipc_oneway_msgs_per_s", run: herdIPC(modeOneway)},
+				{name: "raw", key: "raw_socketpair_msgs_per_s", run: rawIPC(modeOneway)},
+				{name: "node", key: "node_ipc_oneway_msgs_per_s", needs: needsNode, run: nodeIPC(modeOneway)},
+			},
+		},
+		{
+			name:  "ipc_rtt",
+			title: "small request/response round trip primary→worker→primary, median",
+			unit:  "µs",
+			lower: true,
+			refs:  []string{"node", "raw"},
+			systems: []*system{
+				{name: "herd", key: "ipc_rtt_us", run: herdIPC(modeRTT)},
+				{name: "raw", key: "raw_socketpair_rtt_us", run: rawIPC(modeRTT)},
+				{name: "node", key: "node_ipc_rtt_us", needs: needsNode, run: nodeIPC(modeRTT)},
+			},
+		},
+		{
+			name:  "ipc_1mib_rtt",
+			title: "1 MiB payload echoed primary→worker→primary, median",
+			unit:  "ms",
+			lower: true,
+			refs:  []string{"node"},
+			systems: []*system{
+				{name: "herd", key: "ipc_1mib_rtt_ms", run: herdIPC(mode1MiB)},
+				{name: "node", key: "node_ipc_1mib_rtt_ms", needs: needsNode, run: nodeIPC(mode1MiB)},
+			},
+		},
+		{
+			name:  "fork8_listening",
+			title: "8 workers from the first fork to all listening; primary RSS then",
+			unit:  "ms",
+			lower: true,
+			refs:  []string{"node"},
+			systems: []*system{
+				{name: "herd", key: "fork8_listening_ms", needs: needsListen, run: herdFork, extras: []extra{
+					{key: "primary_rss_mib_8_workers", label: "primary RSS", unit: "MiB", lower: true},
+				}},
+				{name: "node", key: "node_fork8_listening_ms", needs: needsNode, run: nodeFork, extras: []extra{
+					{key: "node_primary_rss_mib_8_workers", label: "primary RSS", unit: "MiB", lower: true, tableOnly: true},
+				}},
+			},
+		},
+		httpScenario("http_keepalive", false),
+		httpScenario("http_close", true),
+	}
+}
+
+// httpScenario is the HTTP hello-world scenario over keep-alive
+// connections, or with a new connection per request (closeConns).
+func httpScenario(name string, closeConns bool) *scenario {
+	title := "HTTP hello world, keep-alive connections, requests per second"
+	suffix := "keepalive"
+	if closeConns {
+		title = "HTTP hello world, a new connection per request, requests per second"
+		suffix = "close"
+	}
+	key := func(sys string) string { return "http_" + suffix + "_rps_" + sys }
+	sys := func(name string, srv server, needs func(*config) string, extras ...extra) *system {
+		return &system{name: name, key: key(name), needs: needs, extras: extras, run: httpRun(srv, closeConns)}
+	}
+	var balance []extra
+	if closeConns {
+		balance = []extra{{key: "rr_balance_max_over_min", label: "per-worker conns max/min", unit: "x", lower: true}}
+	}
+	return &scenario{
+		name:  name,
+		title: title,
+		unit:  "req/s",
+		refs:  []string{"single"},
+		systems: []*system{
+			sys("single", serverSingle, nil),
+			sys("rr", serverHerd("rr"), needsListen, balance...),
+			sys("shared", serverHerd("shared"), needsListen),
+			sys("reuseport", serverHerd("reuseport"), needsAll(needsListen, needsReuseport)),
+			sys("node_rr", serverNode("rr"), needsNode),
+			sys("node_none", serverNode("none"), needsNode),
+		},
+	}
+}
+
+func scenarioNames() []string {
+	var names []string
+	for _, sc := range scenarios() {
+		names = append(names, sc.name)
+	}
+	return names
+}
+
+// herdIPC runs one herd IPC measurement: a primary (this binary) and one
+// worker.
+func herdIPC(mode string) func(context.Context, *config) (map[string]float64, error) {
+	return func(ctx context.Context, cfg *config) (map[string]float64, error) {
+		return runSelf(ctx, cfg, roleIPCPrimary, "HERD_BENCH_MODE="+mode)
+	}
+}
+
+// rawIPC runs one raw socketpair measurement: this binary and a child of it
+// over a bare socketpair.
+func rawIPC(mode string) func(context.Context, *config) (map[string]float64, error) {
+	return func(ctx context.Context, cfg *config) (map[string]float64, error) {
+		return runSelf(ctx, cfg, roleRawPrimary, "HERD_BENCH_MODE="+mode)
+	}
+}
+
+// herdFork forks 8 workers that listen, in a fresh primary.
+func herdFork(ctx context.Context, cfg *config) (map[string]float64, error) {
+	return runSelf(ctx, cfg, roleForkPrimary, fmt.Sprintf("HERD_BENCH_WORKERS=%d", forkWorkers))
+}
+
+// forkWorkers is the size of the fork scenario's cluster.
+const forkWorkers = 8
