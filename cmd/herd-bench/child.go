@@ -94,11 +94,12 @@ func childEnv(cfg *config) []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case envRole, envWorkerRole, envMode, envDurationMS, envWorkers, "HERD_SCHED_POLICY", "NODE_CLUSTER_SCHED_POLICY":
+		case envRole, envWorkerRole, envMode, envDurationMS, envWorkers, envProfile, envTrace, "HERD_SCHED_POLICY", "NODE_CLUSTER_SCHED_POLICY":
 			continue
 		}
 		env = append(env, kv)
 	}
+	env = append(env, cfg.childEnv...)
 	return append(env,
 		envDurationMS+"="+strconv.FormatInt(cfg.duration.Milliseconds(), 10),
 		envWorkers+"="+strconv.Itoa(cfg.workers))

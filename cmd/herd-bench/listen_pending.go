@@ -1,3 +1,5 @@
+//go:build !herdlisten
+
 package main
 
 // Until runtime.Listen lands, the herd systems that listen are not

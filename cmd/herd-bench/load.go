@@ -291,7 +291,11 @@ func runWrk(ctx context.Context, cfg *config, addr string, closeConns bool) (loa
 	if err != nil {
 		return loadResult{}, fmt.Errorf("wrk %s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	return parseWrk(string(out))
+	r, err := parseWrk(string(out))
+	if err != nil {
+		cfg.log.Warn("wrk failed", "args", strings.Join(args, " "), "output", string(out))
+	}
+	return r, err
 }
 
 // parseWrk reads the figures of wrk's summary.
@@ -299,7 +303,7 @@ func parseWrk(out string) (loadResult, error) {
 	var r loadResult
 	m := wrkTotal.FindStringSubmatch(out)
 	if m == nil || wrkRPS.FindStringSubmatch(out) == nil {
-		return r, fmt.Errorf("no summary in wrk output: %q", out)
+		return r, fmt.Errorf("no summary in wrk output: %q", truncate(out, 300))
 	}
 	r.requests, _ = strconv.ParseInt(m[1], 10, 64)
 	secs, _ := strconv.ParseFloat(m[2], 64)
@@ -315,10 +319,18 @@ func parseWrk(out string) (loadResult, error) {
 		r.errors += v
 	}
 	if r.requests == 0 || r.elapsed <= 0 {
-		return r, fmt.Errorf("wrk completed no request: %q", out)
+		return r, fmt.Errorf("wrk completed no request in %v (%d socket errors)", r.elapsed, r.errors)
 	}
 	if r.errors > r.requests/100 {
-		return r, fmt.Errorf("wrk: %d errors for %d requests: %q", r.errors, r.requests, out)
+		return r, fmt.Errorf("wrk: %d errors for %d requests", r.errors, r.requests)
 	}
 	return r, nil
+}
+
+// truncate shortens s to n bytes.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	goruntime "runtime"
 	"slices"
 	"strconv"
@@ -65,6 +66,9 @@ type config struct {
 	log         *slog.Logger
 	stderr      io.Writer
 	tmp         string // scratch directory (Node scripts)
+	quietWait   time.Duration
+	loads       loadLog
+	childEnv    []string // added to every child's environment
 }
 
 // run is the harness: it parses args, runs the scenarios, prints the table
@@ -81,6 +85,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		workers = fs.Int("workers", goruntime.NumCPU(), "worker processes of the HTTP clusters")
 		load    = fs.String("load", "auto", "HTTP load generator: auto (wrk when installed and -duration >= 1s, else go), wrk or go")
 		node    = fs.String("node", "node", "Node.js executable for the node_* systems; empty to skip them")
+		quiet   = fs.Duration("quiet-wait", 30*time.Second, "before each run, wait up to this long for other processes to leave the CPUs idle (Linux; 0: do not check)")
+		profile = fs.String("profile", "", "Go children write CPU profiles to `DIR` (cpu-<role>-<pid>.pprof)")
+		tracing = fs.String("trace", "", "Go children write execution traces to `DIR` (trace-<role>-<pid>.out)")
 		verbose = fs.Bool("v", false, "log every run")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -103,6 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		load:        *load,
 		log:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		stderr:      stderr,
+		quietWait:   *quiet,
 	}
 	if !platformSupported {
 		fmt.Fprintf(stderr, "herd-bench: herd links need Linux or macOS; %s is not supported\n", goruntime.GOOS)
@@ -145,6 +153,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.tmp = tmp
 	if *node != "" {
 		cfg.nodePath = *node
+	}
+	for env, dir := range map[string]string{envProfile: *profile, envTrace: *tracing} {
+		if dir == "" {
+			continue
+		}
+		abs, err := filepath.Abs(dir)
+		if err == nil {
+			err = os.MkdirAll(abs, 0o755)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "herd-bench: %v\n", err)
+			return 2
+		}
+		cfg.childEnv = append(cfg.childEnv, env+"="+abs)
 	}
 	cfg.describeNode(ctx, stdout)
 
@@ -197,7 +219,7 @@ func runScenario(ctx context.Context, cfg *config, sc *scenario, res *results) e
 			if bad[sys] {
 				continue
 			}
-			if err := ctx.Err(); err != nil {
+			if err := cfg.loads.awaitQuiet(ctx, cfg); err != nil {
 				return err
 			}
 			start := time.Now()
@@ -219,8 +241,8 @@ func runScenario(ctx context.Context, cfg *config, sc *scenario, res *results) e
 // median figure and its ratio to the scenario's reference system.
 func printTable(w io.Writer, cfg *config, res *results) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nscenario\tsystem\tfigure\tratio\n")
-	fmt.Fprintf(tw, "--------\t------\t------\t-----\n")
+	fmt.Fprintf(tw, "\nscenario\tsystem\tfigure\tratio\tnote\n")
+	fmt.Fprintf(tw, "--------\t------\t------\t-----\t----\n")
 	for _, sc := range res.ran {
 		ref, refVal := "", 0.0
 		for _, name := range sc.refs {
@@ -250,24 +272,29 @@ func printTable(w io.Writer, cfg *config, res *results) {
 				} else if ref != "" {
 					ratio = formatRatio(v/refVal, ref)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", label(), sys.name, formatFigure(v, sc.unit), ratio)
+				note := ""
+				if n := len(res.vals[sys.key]); n != cfg.rounds {
+					note = fmt.Sprintf("%d of %d rounds", n, cfg.rounds)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", label(), sys.name, formatFigure(v, sc.unit), ratio, note)
 			case res.failed[sys.key] != nil:
 				msg, _, _ := strings.Cut(res.failed[sys.key].Error(), "\n")
-				fmt.Fprintf(tw, "%s\t%s\tfailed: %s\t\n", label(), sys.name, msg)
+				fmt.Fprintf(tw, "%s\t%s\t-\t-\tfailed: %s\n", label(), sys.name, truncate(msg, 120))
 			case res.skipped[sys.key] != "":
-				fmt.Fprintf(tw, "%s\t%s\tnot available: %s\t\n", label(), sys.name, res.skipped[sys.key])
+				fmt.Fprintf(tw, "%s\t%s\t-\t-\tnot available: %s\n", label(), sys.name, res.skipped[sys.key])
 			default:
 				continue
 			}
 			for _, e := range sys.extras {
 				if v, ok := res.median(e.key); ok {
-					fmt.Fprintf(tw, "%s\t%s %s\t%s\t\n", label(), sys.name, e.label, formatFigure(v, e.unit))
+					fmt.Fprintf(tw, "%s\t%s %s\t%s\t\t\n", label(), sys.name, e.label, formatFigure(v, e.unit))
 				}
 			}
 		}
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nmedians of %d round(s) of %v per system; ratio = figure / reference figure\n", cfg.rounds, cfg.duration)
+	cfg.loads.report(w)
 }
 
 // A target is one of the project's performance targets: the figure under

@@ -74,7 +74,7 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
-	code := run(ctx, []string{"-duration", "200ms", "-rounds", "1", "-connections", "8", "-workers", "2", "-json", out}, &stdout, &stderr)
+	code := run(ctx, []string{"-duration", "200ms", "-rounds", "1", "-connections", "8", "-workers", "2", "-quiet-wait", "0", "-json", out}, &stdout, &stderr)
 	t.Logf("harness took %v; output:\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
 	if code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s", code, stderr.String())
@@ -109,7 +109,7 @@ func TestOnly(t *testing.T) {
 	base := herdtest.Take()
 	out := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"-only", "ipc_rtt", "-duration", "100ms", "-rounds", "1", "-node", "", "-json", out}, &stdout, &stderr)
+	code := run(context.Background(), []string{"-only", "ipc_rtt", "-duration", "100ms", "-rounds", "1", "-node", "", "-quiet-wait", "0", "-json", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s", code, stderr.String())
 	}

@@ -32,10 +32,15 @@ func childRole() (string, bool) {
 	return role, role != ""
 }
 
+// stopProfiles ends the profiles of this child (see profile.go).
+var stopProfiles = func() {}
+
 // runRole plays role and returns the exit status.
 func runRole(role string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("role", role, "pid", os.Getpid())
 	slog.SetDefault(log)
+	stopProfiles = startProfiles(role)
+	defer stopProfiles()
 	var err error
 	switch role {
 	case roleIPCPrimary:

@@ -290,6 +290,7 @@ func ipcWorker() error {
 	if err := testv1herd.RegisterTestServiceHandler(self, &ipcService{self: self, primary: testv1herd.NewTestServiceClient(self)}); err != nil {
 		return err
 	}
+	self.OnDisconnect(func(context.Context) error { stopProfiles(); return nil })
 	if err := self.Start(ctx); err != nil {
 		return err
 	}
