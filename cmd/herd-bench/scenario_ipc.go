@@ -139,14 +139,14 @@ func ipcPrimary() error {
 		return err
 	}
 	client := testv1herd.NewTestServiceClient(w)
-	var v float64
+	var v, n float64
 	switch mode {
 	case modeOneway:
-		v, err = herdOneway(ctx, client, d, reports)
+		v, n, err = herdOneway(ctx, client, d, reports)
 	case modeRTT:
-		v, err = herdRTT(ctx, client, d)
+		v, n, err = herdRTT(ctx, client, d)
 	case mode1MiB:
-		v, err = herdBlobRTT(ctx, client, d)
+		v, n, err = herdBlobRTT(ctx, client, d)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -156,7 +156,7 @@ func ipcPrimary() error {
 	if err := stopCluster(p); err != nil {
 		return err
 	}
-	emit(lineResult, map[string]float64{"value": v})
+	emit(lineResult, map[string]float64{"value": v, "n": n})
 	return nil
 }
 
@@ -200,7 +200,7 @@ func (c *reportCounter) wait(ctx context.Context, target uint64) (time.Time, err
 // herdOneway has the worker blast Reports for d and returns the rate at
 // which the primary handled them: the count, over the time from the first
 // Blast call to the handling of the last Report.
-func herdOneway(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration, c *reportCounter) (float64, error) {
+func herdOneway(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration, c *reportCounter) (rate, n float64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	t0 := time.Now()
@@ -208,23 +208,23 @@ func herdOneway(ctx context.Context, client testv1herd.TestServiceClient, d time
 	for sent == 0 || time.Since(t0) < d {
 		res, err := client.Blast(ctx, &testv1.BlastRequest{Count: blastBatch})
 		if err != nil {
-			return 0, fmt.Errorf("blast: %w", err)
+			return 0, 0, fmt.Errorf("blast: %w", err)
 		}
 		sent += res.GetSent()
 	}
 	t1, err := c.wait(ctx, sent)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if got := c.received.Load(); got != sent {
-		return 0, fmt.Errorf("worker sent %d reports, primary handled %d", sent, got)
+		return 0, 0, fmt.Errorf("worker sent %d reports, primary handled %d", sent, got)
 	}
-	return float64(sent) / t1.Sub(t0).Seconds(), nil
+	return float64(sent) / t1.Sub(t0).Seconds(), float64(sent), nil
 }
 
 // herdRTT makes small Echo calls to the worker for d and returns the
 // median round trip in µs.
-func herdRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration) (float64, error) {
+func herdRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration) (medianUS, n float64, err error) {
 	req := &testv1.EchoRequest{Message: "ping"}
 	samples := make([]int64, 0, 1<<16)
 	var end time.Time
@@ -238,22 +238,22 @@ func herdRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Du
 		start := time.Now()
 		res, err := client.Echo(ctx, req)
 		if err != nil {
-			return 0, fmt.Errorf("echo: %w", err)
+			return 0, 0, fmt.Errorf("echo: %w", err)
 		}
 		took := time.Since(start)
 		if res.GetMessage() == "" {
-			return 0, errors.New("echo came back empty")
+			return 0, 0, errors.New("echo came back empty")
 		}
 		if i >= warmup {
 			samples = append(samples, took.Nanoseconds())
 		}
 	}
-	return durationMedianUS(samples), nil
+	return durationMedianUS(samples), float64(len(samples)), nil
 }
 
 // herdBlobRTT echoes a 1 MiB payload for d (at least 5 times) and returns
 // the median round trip in ms.
-func herdBlobRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration) (float64, error) {
+func herdBlobRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration) (medianMS, n float64, err error) {
 	data := make([]byte, blobSize)
 	for i := range data {
 		data[i] = byte(i * 7)
@@ -261,7 +261,7 @@ func herdBlobRTT(ctx context.Context, client testv1herd.TestServiceClient, d tim
 	req := &testv1.PayloadRequest{Data: data}
 	for range 3 { // warm-up: buffers grow to the frame size
 		if _, err := client.Payload(ctx, req); err != nil {
-			return 0, fmt.Errorf("payload: %w", err)
+			return 0, 0, fmt.Errorf("payload: %w", err)
 		}
 	}
 	var samples []int64
@@ -270,14 +270,14 @@ func herdBlobRTT(ctx context.Context, client testv1herd.TestServiceClient, d tim
 		start := time.Now()
 		res, err := client.Payload(ctx, req)
 		if err != nil {
-			return 0, fmt.Errorf("payload: %w", err)
+			return 0, 0, fmt.Errorf("payload: %w", err)
 		}
 		samples = append(samples, time.Since(start).Nanoseconds())
 		if len(res.GetData()) != blobSize {
-			return 0, fmt.Errorf("payload came back with %d bytes", len(res.GetData()))
+			return 0, 0, fmt.Errorf("payload came back with %d bytes", len(res.GetData()))
 		}
 	}
-	return durationMedianUS(samples) / 1e3, nil
+	return durationMedianUS(samples) / 1e3, float64(len(samples)), nil
 }
 
 // ipcWorker is the herd worker of the IPC scenarios.

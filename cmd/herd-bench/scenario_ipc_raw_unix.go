@@ -71,12 +71,14 @@ func rawPrimary() error {
 		cmd.Wait()
 		return err
 	}
-	var v float64
+	var v, n float64
 	switch mode {
 	case modeOneway:
-		v, err = rawOneway(conn, d)
+		v, n, err = rawOneway(conn, d)
 	case modeRTT:
-		v, err = rawRTT(conn, d)
+		v, n, err = rawRTT(conn, d)
+	case mode1MiB:
+		v, n, err = rawBlobRTT(conn, d)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -89,19 +91,19 @@ func rawPrimary() error {
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("raw child: %w", err)
 	}
-	emit(lineResult, map[string]float64{"value": v})
+	emit(lineResult, map[string]float64{"value": v, "n": n})
 	return nil
 }
 
 // rawOneway sends the child the deadline, then reads 64 KiB at a time
 // until the child closes its end, and returns frames per second.
-func rawOneway(conn net.Conn, d time.Duration) (float64, error) {
+func rawOneway(conn net.Conn, d time.Duration) (rate, n float64, err error) {
 	t0 := time.Now()
 	conn.SetDeadline(t0.Add(d + 30*time.Second))
 	var start [8]byte
 	binary.LittleEndian.PutUint64(start[:], uint64(t0.Add(d).UnixNano()))
 	if _, err := conn.Write(start[:]); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	buf := make([]byte, 64<<10)
 	var total int64
@@ -112,19 +114,19 @@ func rawOneway(conn net.Conn, d time.Duration) (float64, error) {
 			break
 		}
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	elapsed := time.Since(t0)
 	if total%rawFrame != 0 {
-		return 0, fmt.Errorf("read %d bytes, not whole %d-byte frames", total, rawFrame)
+		return 0, 0, fmt.Errorf("read %d bytes, not whole %d-byte frames", total, rawFrame)
 	}
-	return float64(total/rawFrame) / elapsed.Seconds(), nil
+	return float64(total/rawFrame) / elapsed.Seconds(), float64(total / rawFrame), nil
 }
 
 // rawRTT writes a frame and reads the child's echo, for d, and returns the
 // median round trip in µs.
-func rawRTT(conn net.Conn, d time.Duration) (float64, error) {
+func rawRTT(conn net.Conn, d time.Duration) (medianUS, n float64, err error) {
 	conn.SetDeadline(time.Now().Add(d + 30*time.Second))
 	out, in := make([]byte, rawFrame), make([]byte, rawFrame)
 	samples := make([]int64, 0, 1<<16)
@@ -139,20 +141,52 @@ func rawRTT(conn net.Conn, d time.Duration) (float64, error) {
 		binary.LittleEndian.PutUint64(out, uint64(i))
 		start := time.Now()
 		if _, err := conn.Write(out); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if _, err := io.ReadFull(conn, in); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		took := time.Since(start)
 		if binary.LittleEndian.Uint64(in) != uint64(i) {
-			return 0, fmt.Errorf("echo %d came back as %d", i, binary.LittleEndian.Uint64(in))
+			return 0, 0, fmt.Errorf("echo %d came back as %d", i, binary.LittleEndian.Uint64(in))
 		}
 		if i >= warmup {
 			samples = append(samples, took.Nanoseconds())
 		}
 	}
-	return durationMedianUS(samples), nil
+	return durationMedianUS(samples), float64(len(samples)), nil
+}
+
+// rawBlobRTT writes 1 MiB and reads the child's echo of it, for d (at
+// least 5 times), and returns the median round trip in ms: the floor a
+// socketpair and Go's netpoller set for moving a 1 MiB message each way.
+func rawBlobRTT(conn net.Conn, d time.Duration) (medianMS, n float64, err error) {
+	conn.SetDeadline(time.Now().Add(d + 30*time.Second))
+	out, in := make([]byte, blobSize), make([]byte, blobSize)
+	for i := range out {
+		out[i] = byte(i * 7)
+	}
+	var samples []int64
+	var end time.Time
+	for i := 0; ; i++ {
+		if i == 3 {
+			end = time.Now().Add(d)
+		}
+		if i > 3 && !time.Now().Before(end) && len(samples) >= 5 {
+			break
+		}
+		start := time.Now()
+		if _, err := conn.Write(out); err != nil {
+			return 0, 0, err
+		}
+		if _, err := io.ReadFull(conn, in); err != nil {
+			return 0, 0, err
+		}
+		if i >= 3 {
+			samples = append(samples, time.Since(start).Nanoseconds())
+		}
+	}
+	return durationMedianUS(samples) / 1e3, float64(len(samples)), nil
 }
 
 // rawChild is the child end, on descriptor 3.
@@ -181,7 +215,10 @@ func rawChild() error {
 			}
 		}
 		return nil
-	case modeRTT:
+	case modeRTT, mode1MiB:
+		if mode == mode1MiB {
+			frame = make([]byte, blobSize)
+		}
 		for {
 			if _, err := io.ReadFull(conn, frame); err != nil {
 				if errors.Is(err, io.EOF) {

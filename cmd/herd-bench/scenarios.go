@@ -28,6 +28,8 @@ type system struct {
 	extras []extra
 	// needs says why the system cannot run here, or "" when it can.
 	needs func(*config) string
+	// tableOnly systems are printed but not written to the JSON file.
+	tableOnly bool
 	// run makes one measurement: the main figure under "value", extras
 	// under their keys.
 	run func(ctx context.Context, cfg *config) (map[string]float64, error)
@@ -124,6 +126,7 @@ func scenarios() []*scenario {
 			refs:  []string{"node"},
 			systems: []*system{
 				{name: "herd", key: "ipc_1mib_rtt_ms", run: herdIPC(mode1MiB)},
+				{name: "raw", key: "raw_socketpair_1mib_rtt_ms", tableOnly: true, run: rawIPC(mode1MiB)},
 				{name: "node", key: "node_ipc_1mib_rtt_ms", needs: needsNode, run: nodeIPC(mode1MiB)},
 			},
 		},

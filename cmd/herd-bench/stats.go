@@ -39,6 +39,9 @@ func (r *results) add(sc *scenario, sys *system, figs map[string]float64) {
 	if v, ok := figs["value"]; ok && isFinite(v) {
 		r.vals[sys.key] = append(r.vals[sys.key], v)
 	}
+	if sys.tableOnly {
+		r.tableOnly[sys.key] = true
+	}
 	for _, e := range sys.extras {
 		if v, ok := figs[e.key]; ok && isFinite(v) {
 			r.vals[e.key] = append(r.vals[e.key], v)
