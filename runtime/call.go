@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 
@@ -18,33 +19,55 @@ type pendingCall struct {
 	res  proto.Message
 	err  error
 	done chan struct{}
+
+	// wantFiles keeps the descriptors attached to the response in files
+	// (otherwise they are closed).
+	wantFiles bool
+	files     []*os.File
+
+	// async, when set, is called instead of signalling done: on the link's
+	// reader goroutine with the reply, or on its watcher when the link
+	// ends. Such calls are not pooled.
+	async func(err error)
 }
 
 var pendingPool = sync.Pool{New: func() any { return &pendingCall{done: make(chan struct{}, 1)} }}
 
 func (pc *pendingCall) finish(err error) {
+	if pc.async != nil {
+		pc.async(err)
+		return
+	}
 	pc.err = err
 	pc.done <- struct{}{}
 }
 
 // call sends a request and waits for its response.
 func (ep *endpoint) call(ctx context.Context, procedure string, req, res proto.Message, opts []CallOption, system bool) error {
+	_, err := ep.callFiles(ctx, procedure, req, res, opts, system, false)
+	return err
+}
+
+// callFiles is call that, with wantFiles, also returns the descriptors
+// attached to the response (the caller owns them).
+func (ep *endpoint) callFiles(ctx context.Context, procedure string, req, res proto.Message, opts []CallOption, system, wantFiles bool) ([]*os.File, error) {
 	select {
 	case <-ep.closed:
-		return NewError(CodeUnavailable, ep.linkErr())
+		return nil, NewError(CodeUnavailable, ep.linkErr())
 	default:
 	}
 	if err := ctx.Err(); err != nil {
-		return NewError(CodeOf(err), err)
+		return nil, NewError(CodeOf(err), err)
 	}
 	fds, release, err := callFiles(opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer release()
 
 	pc := pendingPool.Get().(*pendingCall)
 	pc.res = res
+	pc.wantFiles = wantFiles
 	id := ep.nextID.Add(1)
 	h := wire.Header{Procedure: procedure, CallID: id}
 	if system {
@@ -64,20 +87,20 @@ func (ep *endpoint) call(ctx context.Context, procedure string, req, res proto.M
 			<-pc.done // the link ended and failed the call concurrently
 			pendingPool.Put(pc.reset())
 		}
-		return sendError(err)
+		return nil, sendError(err)
 	}
 	select {
 	case <-pc.done:
-		err := pc.err
+		err, files := pc.err, pc.files
 		pendingPool.Put(pc.reset())
-		return err
+		return files, err
 	case <-ctx.Done():
 		if !ep.forget(id) {
 			// The reply won the race; it is being (or was) delivered.
 			<-pc.done
-			err := pc.err
+			err, files := pc.err, pc.files
 			pendingPool.Put(pc.reset())
-			return err
+			return files, err
 		}
 		pendingPool.Put(pc.reset())
 		// Tell the callee, so that its context ends too, unless the
@@ -88,7 +111,7 @@ func (ep *endpoint) call(ctx context.Context, procedure string, req, res proto.M
 			ch := wire.Header{ReplyTo: id, Flags: wire.FlagCancel}
 			_ = ep.link.Send(context.Background(), &ch, nil, nil)
 		}
-		return NewError(CodeOf(ctx.Err()), ctx.Err())
+		return nil, NewError(CodeOf(ctx.Err()), ctx.Err())
 	}
 }
 
@@ -102,8 +125,30 @@ func (ep *endpoint) forget(id uint64) bool {
 }
 
 func (pc *pendingCall) reset() *pendingCall {
-	pc.res, pc.err = nil, nil
+	pc.res, pc.err, pc.files, pc.wantFiles = nil, nil, nil, false
 	return pc
+}
+
+// callAsync sends a request whose reply goes to pc.async (set by the
+// caller, with pc.res) instead of a waiting goroutine. The link takes fds
+// over (see link.SendOwned) and the send never blocks. It reports whether
+// pc.async will be called: false when the request could not be sent (the
+// caller still owns fds; err says why), true when it was sent, or when the
+// link ended under it and its watcher fails the call (the caller still
+// owns fds then too, and err is not nil).
+func (ep *endpoint) callAsync(procedure string, req proto.Message, pc *pendingCall, fds []int, system bool) (bool, error) {
+	id := ep.nextID.Add(1)
+	h := wire.Header{Procedure: procedure, CallID: id}
+	if system {
+		h.Flags = wire.FlagSystem
+	}
+	ep.pendMu.Lock()
+	ep.pending[id] = pc
+	ep.pendMu.Unlock()
+	if err := ep.link.SendOwned(&h, req, fds); err != nil {
+		return !ep.forget(id), sendError(err)
+	}
+	return true, nil
 }
 
 // send sends a fire-and-forget message: no call ID, so no reply frame.

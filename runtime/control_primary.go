@@ -14,6 +14,8 @@ func (p *Primary) registerControl() {
 		NewUnaryHandler(controlHelloProcedure, p.hello),
 		NewUnaryHandler(controlDisconnectProcedure, p.workerDisconnecting),
 		NewUnaryHandler(controlListeningProcedure, p.listening),
+		NewUnaryHandler(controlListenProcedure, p.ports.listen),
+		NewUnaryHandler(controlCloseListenerProcedure, p.ports.closeListener),
 	)
 	if err != nil {
 		panic(err) // the procedures are constants
@@ -44,6 +46,7 @@ func (p *Primary) workerDisconnecting(ctx context.Context, req *herdv1.Disconnec
 	w, _ := WorkerFromContext(ctx)
 	w.afterDisconnect.Store(true)
 	w.disconnecting.Store(true)
+	p.ports.stopRouting(w)
 	return &herdv1.DisconnectResponse{}, nil
 }
 

@@ -53,6 +53,9 @@ type endpoint struct {
 	// afterReply, set by a handler on the drainer goroutine, runs once that
 	// handler's reply has been queued on the link.
 	afterReply func()
+	// replyFDs, set by a handler on the drainer goroutine, are attached to
+	// that handler's reply and closed once it is sent (or not).
+	replyFDs []int
 
 	maxFrame  int
 	ready     chan struct{} // closed once link is set: the reader waits for it
@@ -298,10 +301,15 @@ func (ep *endpoint) handle(in inbound) {
 	if in.doneCall != nil {
 		in.doneCall()
 	}
+	fds := ep.replyFDs
+	ep.replyFDs = nil
 	if in.callID != 0 {
-		ep.reply(in.callID, res, err)
+		ep.replyWith(in.callID, res, err, fds)
 	} else if err != nil {
 		ep.onError(CodeOf(err), in.h.procedure, err)
+	}
+	for _, fd := range fds {
+		closeFD(fd)
 	}
 	if f := ep.afterReply; f != nil {
 		ep.afterReply = nil
@@ -311,9 +319,15 @@ func (ep *endpoint) handle(in inbound) {
 
 // reply writes the response to call id.
 func (ep *endpoint) reply(id uint64, res proto.Message, err error) {
+	ep.replyWith(id, res, err, nil)
+}
+
+// replyWith writes the response to call id with fds attached (not with an
+// error); it returns once they are sent or the send failed.
+func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int) {
 	h := wire.Header{ReplyTo: id}
 	if err != nil {
-		res = nil
+		res, fds = nil, nil
 		h.ErrorCode = int32(CodeOf(err))
 		var e *Error
 		if errors.As(err, &e) {
@@ -322,7 +336,7 @@ func (ep *endpoint) reply(id uint64, res proto.Message, err error) {
 			h.ErrorMessage = err.Error()
 		}
 	}
-	if serr := ep.link.Send(ep.lifeCtx(), &h, res, nil); serr != nil {
+	if serr := ep.link.Send(ep.lifeCtx(), &h, res, fds); serr != nil {
 		if errors.Is(serr, wire.ErrFrameTooLarge) {
 			h = wire.Header{ReplyTo: id, ErrorCode: int32(CodeResourceExhausted), ErrorMessage: serr.Error()}
 			serr = ep.link.Send(ep.lifeCtx(), &h, nil, nil)
@@ -335,11 +349,16 @@ func (ep *endpoint) reply(id uint64, res proto.Message, err error) {
 
 // complete delivers a response frame to its waiting caller.
 func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
-	closeFiles(files)
 	ep.pendMu.Lock()
 	pc := ep.pending[env.ReplyTo]
 	delete(ep.pending, env.ReplyTo)
 	ep.pendMu.Unlock()
+	if pc != nil && pc.wantFiles && len(files) > 0 && !env.HasError {
+		// The link reuses its slice after this call; the files are ours.
+		pc.files = append([]*os.File(nil), files...)
+	} else {
+		closeFiles(files)
+	}
 	if pc == nil {
 		if env.ReplyTo > ep.nextID.Load() {
 			ep.readerError(CodeInvalidArgument, "", fmt.Errorf("herd: reply to unknown call %d dropped", env.ReplyTo))
@@ -352,6 +371,8 @@ func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
 		return
 	}
 	if err := proto.Unmarshal(env.Payload, pc.res); err != nil {
+		closeFiles(pc.files)
+		pc.files = nil
 		pc.finish(NewError(CodeInternal, fmt.Errorf("decode response: %w", err)))
 		return
 	}

@@ -22,6 +22,10 @@ type settings struct {
 	credential *credential
 	endpoint   endpointConfig
 	hello      time.Duration
+	// policy is the cluster's scheduling policy; handoffWindow bounds
+	// unacknowledged round-robin hand-offs per worker and address.
+	policy        SchedulingPolicy
+	handoffWindow int
 }
 
 // PrimaryOption configures a Primary (NewPrimary) or the settings of later

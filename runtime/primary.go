@@ -35,12 +35,20 @@ type Primary struct {
 	nextID   uint64
 	workers  map[uint64]*Worker
 	live     sync.WaitGroup
+
+	ports *portTable // shared server ports (listen_*.go, handle_*.go)
 }
 
 // NewPrimary returns a primary with the given settings. It may be created in
 // any process, but only a primary should fork.
 func NewPrimary(opts ...PrimaryOption) *Primary {
 	p := &Primary{workers: make(map[uint64]*Worker)}
+	p.ports = newPortTable(p)
+	if pol, err := envPolicy(); err == nil {
+		p.settings.policy = pol
+	} else {
+		slog.Warn("herd: "+EnvSchedPolicy+" ignored", "error", err)
+	}
 	for _, o := range opts {
 		o.applyToPrimary(&p.settings)
 	}

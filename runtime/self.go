@@ -30,6 +30,7 @@ type Self struct {
 	ep  *endpoint
 
 	control Mux
+	ls      listenerSet // cluster listeners (listen_worker.go)
 
 	hookMu sync.Mutex
 	hooks  []func(context.Context) error
@@ -120,6 +121,7 @@ func NewSelf(opts ...SelfOption) (*Self, error) {
 	}
 	if err := s.control.Register(
 		NewUnaryHandler(controlDisconnectProcedure, s.primaryDisconnect),
+		NewUnaryHandler(controlHandoffProcedure, s.handoff),
 	); err != nil {
 		return nil, err
 	}
@@ -201,6 +203,7 @@ func (s *Self) Disconnect(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	s.closeListeners()
 	hookErr := s.runHooks(ctx)
 	err := s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, false)
 	s.end(ctx, s.cfg.exitOnDisconnect)
@@ -224,6 +227,7 @@ func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequ
 	if !s.disconnecting.CompareAndSwap(false, true) {
 		return &herdv1.DisconnectResponse{}, nil // a disconnect is under way
 	}
+	s.closeListeners()
 	dctx, cancel := s.drainContext(req.GetDeadlineUnixNano())
 	err := s.runHooks(dctx)
 	cancel()
@@ -295,6 +299,7 @@ func (s *Self) orphaned() {
 		time.AfterFunc(s.cfg.orphanTimeout+time.Second, func() { s.cfg.exit(0) })
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.orphanTimeout)
 		defer cancel()
+		s.closeListeners()
 		if err := s.runHooks(ctx); err != nil {
 			s.cfg.endpoint.logger.Warn("herd: drain hooks after the primary died", "error", err)
 		}

@@ -161,6 +161,7 @@ func (w *Worker) Kill(sig syscall.Signal) error {
 func (w *Worker) Disconnect(ctx context.Context) error {
 	w.afterDisconnect.Store(true)
 	w.disconnecting.Store(true)
+	w.primary.ports.stopRouting(w)
 	if !w.IsDead() {
 		req := &herdv1.DisconnectRequest{}
 		if d, ok := ctx.Deadline(); ok {
@@ -252,6 +253,7 @@ func (w *Worker) closeOutput() {
 func (w *Worker) watchLink() {
 	<-w.ep.closed
 	w.disconnecting.Store(true)
+	w.primary.ports.dropWorker(w)
 	ev := &herdv1.DisconnectEvent{Worker: w.ident()}
 	code, failure := w.ep.linkFailure()
 	w.ep.runEvent(func() {

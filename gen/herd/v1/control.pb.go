@@ -296,7 +296,12 @@ type ListenRequest struct {
 	// umask's.
 	UnixMode uint32 `protobuf:"varint,8,opt,name=unix_mode,json=unixMode,proto3" json:"unix_mode,omitempty"`
 	// ipv6_only disables dual-stack on an IPv6 wildcard address.
-	Ipv6Only      bool `protobuf:"varint,9,opt,name=ipv6_only,json=ipv6Only,proto3" json:"ipv6_only,omitempty"`
+	Ipv6Only bool `protobuf:"varint,9,opt,name=ipv6_only,json=ipv6Only,proto3" json:"ipv6_only,omitempty"`
+	// listener_id is the worker's own ID for the listener it is opening,
+	// unique within the worker. Handoff and CloseListener name the listener
+	// by it, so the worker can take hand-offs that arrive before the
+	// response.
+	ListenerId    uint64 `protobuf:"varint,10,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -394,6 +399,13 @@ func (x *ListenRequest) GetIpv6Only() bool {
 	return false
 }
 
+func (x *ListenRequest) GetListenerId() uint64 {
+	if x != nil {
+		return x.ListenerId
+	}
+	return 0
+}
+
 // ListenResponse answers a ListenRequest. A shared or reuseport handle's
 // socket travels with it as an attached descriptor.
 type ListenResponse struct {
@@ -487,11 +499,16 @@ func (x *ListenResponse) GetServerData() []byte {
 	return nil
 }
 
-// CloseListenerRequest releases a worker's share of a handle.
+// CloseListenerRequest releases a worker's share of a handle. Connections
+// of a round-robin handle that the worker had taken but its server had not
+// yet accepted travel back with it as attached descriptors, for the primary
+// to hand to another worker.
 type CloseListenerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// key is the handle's key from ListenResponse.
-	Key           uint64 `protobuf:"varint,1,opt,name=key,proto3" json:"key,omitempty"`
+	// listener_id is the worker's ID of the listener, from ListenRequest.
+	ListenerId uint64 `protobuf:"varint,1,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
+	// count is the number of connections attached.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -526,9 +543,16 @@ func (*CloseListenerRequest) Descriptor() ([]byte, []int) {
 	return file_herd_v1_control_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *CloseListenerRequest) GetKey() uint64 {
+func (x *CloseListenerRequest) GetListenerId() uint64 {
 	if x != nil {
-		return x.Key
+		return x.ListenerId
+	}
+	return 0
+}
+
+func (x *CloseListenerRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
 	}
 	return 0
 }
@@ -574,8 +598,9 @@ func (*CloseListenerResponse) Descriptor() ([]byte, []int) {
 // descriptor.
 type HandoffRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// key is the handle the connections were accepted on.
-	Key uint64 `protobuf:"varint,1,opt,name=key,proto3" json:"key,omitempty"`
+	// listener_id is the worker's ID of the listener the connections are
+	// for, from ListenRequest.
+	ListenerId uint64 `protobuf:"varint,1,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
 	// count is the number of connections attached.
 	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -612,9 +637,9 @@ func (*HandoffRequest) Descriptor() ([]byte, []int) {
 	return file_herd_v1_control_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *HandoffRequest) GetKey() uint64 {
+func (x *HandoffRequest) GetListenerId() uint64 {
 	if x != nil {
-		return x.Key
+		return x.ListenerId
 	}
 	return 0
 }
@@ -842,7 +867,7 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\"A\n" +
 	"\x11DisconnectRequest\x12,\n" +
 	"\x12deadline_unix_nano\x18\x01 \x01(\x03R\x10deadlineUnixNano\"\x14\n" +
-	"\x12DisconnectResponse\"\x95\x02\n" +
+	"\x12DisconnectResponse\"\xb6\x02\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -852,7 +877,10 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x02fd\x18\x06 \x01(\x05H\x00R\x02fd\x88\x01\x01\x12\x17\n" +
 	"\afd_name\x18\a \x01(\tR\x06fdName\x12\x1b\n" +
 	"\tunix_mode\x18\b \x01(\rR\bunixMode\x12\x1b\n" +
-	"\tipv6_only\x18\t \x01(\bR\bipv6OnlyB\x05\n" +
+	"\tipv6_only\x18\t \x01(\bR\bipv6Only\x12\x1f\n" +
+	"\vlistener_id\x18\n" +
+	" \x01(\x04R\n" +
+	"listenerIdB\x05\n" +
 	"\x03_fd\"\xbc\x01\n" +
 	"\x0eListenResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x121\n" +
@@ -861,12 +889,15 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x05errno\x18\x04 \x01(\x05R\x05errno\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
 	"\vserver_data\x18\x06 \x01(\fR\n" +
-	"serverData\"(\n" +
-	"\x14CloseListenerRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\x04R\x03key\"\x17\n" +
-	"\x15CloseListenerResponse\"8\n" +
-	"\x0eHandoffRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
+	"serverData\"M\n" +
+	"\x14CloseListenerRequest\x12\x1f\n" +
+	"\vlistener_id\x18\x01 \x01(\x04R\n" +
+	"listenerId\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\x17\n" +
+	"\x15CloseListenerResponse\"G\n" +
+	"\x0eHandoffRequest\x12\x1f\n" +
+	"\vlistener_id\x18\x01 \x01(\x04R\n" +
+	"listenerId\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\"-\n" +
 	"\x0fHandoffResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\">\n" +

@@ -291,7 +291,9 @@ func (l *Link) SendOwned(h *wire.Header, payload proto.Message, fds []int) error
 	}
 	l.pendingFrames++
 	if len(fds) > 0 {
-		l.pendingFDs = append(l.pendingFDs, fdFrame{off: off, n: len(l.pending) - off, fds: fds, owned: true})
+		// The caller may reuse its slice.
+		own := append([]int(nil), fds...)
+		l.pendingFDs = append(l.pendingFDs, fdFrame{off: off, n: len(l.pending) - off, fds: own, owned: true})
 	}
 	l.mu.Unlock()
 	if wasEmpty {

@@ -1,0 +1,28 @@
+//go:build unix && !(linux && !386)
+
+package runtime
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// acceptRaw accepts one connection as a blocking, close-on-exec
+// descriptor. Without accept4, the fork lock keeps a concurrent fork from
+// inheriting it before close-on-exec is set.
+func acceptRaw(fd int) (int, error) {
+	syscall.ForkLock.RLock()
+	nfd, _, err := unix.Accept(fd)
+	if err == nil {
+		unix.CloseOnExec(nfd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		if errno, ok := err.(syscall.Errno); ok {
+			return -1, errno
+		}
+		return -1, err
+	}
+	return nfd, nil
+}

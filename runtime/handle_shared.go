@@ -1,0 +1,157 @@
+//go:build unix
+
+package runtime
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// sharedHandle is Node's SharedHandle (SCHED_NONE, and UDP): the primary
+// binds the socket and every worker gets a duplicate and accepts (or reads)
+// from it itself.
+type sharedHandle struct {
+	handleBase
+	sock syscall.Conn
+	res  io.Closer // the primary's copy
+
+	mu   sync.Mutex
+	list map[*membership]struct{}
+}
+
+func newSharedHandle(b handleBase, sock syscall.Conn, res io.Closer) (*sharedHandle, error) {
+	return &sharedHandle{handleBase: b, sock: sock, res: res, list: make(map[*membership]struct{})}, nil
+}
+
+func (h *sharedHandle) join(m *membership) ([]int, error) {
+	fd, err := dupSocket(h.sock)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.list[m] = struct{}{}
+	h.mu.Unlock()
+	return []int{fd}, nil
+}
+
+func (h *sharedHandle) leave(m *membership, returned []*os.File) {
+	closeFiles(returned)
+	h.mu.Lock()
+	delete(h.list, m)
+	h.mu.Unlock()
+}
+
+func (h *sharedHandle) stop(*membership) {} // the worker accepts by itself
+
+func (h *sharedHandle) members() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.list)
+}
+
+func (h *sharedHandle) close() {
+	h.res.Close()
+	unlinkSocket(h.unixPath)
+}
+
+// reusePortHandle gives every worker its own SO_REUSEPORT socket on the
+// handle's port; the kernel balances connections (or datagrams) among them.
+// The primary keeps no socket (one nobody accepts from would get its share
+// of the connections), but keeps the port: a worker that restarts while
+// others still listen gets the same one, also for ":0".
+type reusePortHandle struct {
+	handleBase
+	spec   bindSpec
+	packet bool
+	first  syscall.Conn // the socket bound to pick the port, for the first join
+	firstC io.Closer
+
+	mu   sync.Mutex
+	list map[*membership]struct{}
+}
+
+func newReusePortHandle(ctx context.Context, b handleBase, spec *bindSpec, packet bool) (*reusePortHandle, error) {
+	h := &reusePortHandle{handleBase: b, spec: *spec, packet: packet, list: make(map[*membership]struct{})}
+	h.spec.reusePort = true
+	sock, c, addr, err := h.bind(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.first, h.firstC = sock, c
+	h.address = addr.String()
+	// Later sockets bind the port the first one got.
+	if host, _, err := net.SplitHostPort(h.spec.address); err == nil {
+		var port int
+		switch a := addr.(type) {
+		case *net.TCPAddr:
+			port = a.Port
+		case *net.UDPAddr:
+			port = a.Port
+		}
+		h.spec.address = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	return h, nil
+}
+
+func (h *reusePortHandle) bind(ctx context.Context) (syscall.Conn, io.Closer, net.Addr, error) {
+	if h.packet {
+		pc, err := bindPacket(ctx, &h.spec)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return pc.(syscall.Conn), pc, pc.LocalAddr(), nil
+	}
+	ln, err := bindListener(ctx, &h.spec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ln.(syscall.Conn), ln, ln.Addr(), nil
+}
+
+func (h *reusePortHandle) join(m *membership) ([]int, error) {
+	sock, c := h.first, h.firstC
+	h.first, h.firstC = nil, nil
+	if sock == nil {
+		var err error
+		sock, c, _, err = h.bind(context.Background())
+		if err != nil {
+			return nil, err
+		}
+	}
+	fd, err := dupSocket(sock)
+	c.Close()
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.list[m] = struct{}{}
+	h.mu.Unlock()
+	return []int{fd}, nil
+}
+
+func (h *reusePortHandle) leave(m *membership, returned []*os.File) {
+	closeFiles(returned)
+	h.mu.Lock()
+	delete(h.list, m)
+	h.mu.Unlock()
+}
+
+func (h *reusePortHandle) stop(*membership) {}
+
+func (h *reusePortHandle) members() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.list)
+}
+
+func (h *reusePortHandle) close() {
+	if h.firstC != nil {
+		h.firstC.Close()
+		h.first, h.firstC = nil, nil
+	}
+}

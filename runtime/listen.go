@@ -1,0 +1,292 @@
+package runtime
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+)
+
+// SchedulingPolicy is how the connections of an address shared by several
+// workers reach them (Node's cluster.schedulingPolicy, plus reuseport).
+type SchedulingPolicy int
+
+// The scheduling policies.
+const (
+	// SchedDefault uses the cluster's policy: the primary's
+	// WithSchedulingPolicy, else HERD_SCHED_POLICY, else SchedRoundRobin.
+	SchedDefault SchedulingPolicy = iota
+	// SchedRoundRobin: the primary owns the socket, accepts, and hands each
+	// connection to the next listening worker (Node's SCHED_RR). Handed
+	// connections a worker has not acknowledged when it dies or closes its
+	// listener go to another worker.
+	SchedRoundRobin
+	// SchedShared: the primary binds and sends the listening socket, and
+	// workers accept from it themselves (Node's SCHED_NONE); the kernel
+	// decides who gets each connection.
+	SchedShared
+	// SchedReusePort: the primary creates one SO_REUSEPORT socket per
+	// worker on the same port and the kernel balances connections among
+	// them (Linux). Elsewhere, and for unix sockets and descriptors, it is
+	// SchedShared.
+	SchedReusePort
+)
+
+// EnvSchedPolicy names the environment variable the primary reads for the
+// cluster's default policy, as Node reads NODE_CLUSTER_SCHED_POLICY:
+// "rr", "shared" (or "none") or "reuseport". WithSchedulingPolicy wins over
+// it.
+const EnvSchedPolicy = "HERD_SCHED_POLICY"
+
+// String returns the policy's name as HERD_SCHED_POLICY spells it.
+func (p SchedulingPolicy) String() string {
+	switch p {
+	case SchedDefault:
+		return "default"
+	case SchedRoundRobin:
+		return "rr"
+	case SchedShared:
+		return "shared"
+	case SchedReusePort:
+		return "reuseport"
+	}
+	return fmt.Sprintf("policy(%d)", int(p))
+}
+
+// ParseSchedulingPolicy parses "rr", "shared" (or Node's "none") and
+// "reuseport"; the empty string is SchedDefault.
+func ParseSchedulingPolicy(s string) (SchedulingPolicy, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "default":
+		return SchedDefault, nil
+	case "rr", "round-robin", "roundrobin":
+		return SchedRoundRobin, nil
+	case "shared", "none":
+		return SchedShared, nil
+	case "reuseport":
+		return SchedReusePort, nil
+	}
+	return SchedDefault, fmt.Errorf("herd: unknown scheduling policy %q (rr, shared, reuseport)", s)
+}
+
+func (p SchedulingPolicy) proto() herdv1.SchedulingPolicy {
+	switch p {
+	case SchedRoundRobin:
+		return herdv1.SchedulingPolicy_SCHEDULING_POLICY_ROUND_ROBIN
+	case SchedShared:
+		return herdv1.SchedulingPolicy_SCHEDULING_POLICY_SHARED
+	case SchedReusePort:
+		return herdv1.SchedulingPolicy_SCHEDULING_POLICY_REUSEPORT
+	}
+	return herdv1.SchedulingPolicy_SCHEDULING_POLICY_UNSPECIFIED
+}
+
+func policyFromProto(p herdv1.SchedulingPolicy) SchedulingPolicy {
+	switch p {
+	case herdv1.SchedulingPolicy_SCHEDULING_POLICY_ROUND_ROBIN:
+		return SchedRoundRobin
+	case herdv1.SchedulingPolicy_SCHEDULING_POLICY_SHARED:
+		return SchedShared
+	case herdv1.SchedulingPolicy_SCHEDULING_POLICY_REUSEPORT:
+		return SchedReusePort
+	}
+	return SchedDefault
+}
+
+// envPolicy is the policy named by HERD_SCHED_POLICY; unknown values are
+// ignored (with a warning from the primary).
+func envPolicy() (SchedulingPolicy, error) {
+	return ParseSchedulingPolicy(os.Getenv(EnvSchedPolicy))
+}
+
+// ListenOption configures one Listen or ListenPacket call.
+type ListenOption interface {
+	applyToListen(*listenConfig)
+}
+
+type listenConfig struct {
+	policy    SchedulingPolicy
+	backlog   int
+	exclusive bool
+	fd        int // -1: none
+	fdName    string
+	unixMode  os.FileMode
+	ipv6Only  bool
+}
+
+func newListenConfig(opts []ListenOption) listenConfig {
+	c := listenConfig{fd: -1}
+	for _, o := range opts {
+		o.applyToListen(&c)
+	}
+	return c
+}
+
+type listenOptionFunc func(*listenConfig)
+
+func (f listenOptionFunc) applyToListen(c *listenConfig) { f(c) }
+
+// PolicyOption sets a scheduling policy: given to NewPrimary or Setup it is
+// the cluster's default (Node's cluster.schedulingPolicy); given to Listen
+// it applies to that address (when the call creates its handle).
+type PolicyOption interface {
+	PrimaryOption
+	ListenOption
+}
+
+type policyOption SchedulingPolicy
+
+func (o policyOption) applyToPrimary(s *settings)    { s.policy = SchedulingPolicy(o) }
+func (o policyOption) applyToListen(c *listenConfig) { c.policy = SchedulingPolicy(o) }
+
+// WithSchedulingPolicy sets the scheduling policy, for the cluster (as a
+// PrimaryOption) or for one address (as a ListenOption).
+func WithSchedulingPolicy(p SchedulingPolicy) PolicyOption { return policyOption(p) }
+
+// WithHandoffWindow sets how many round-robin hand-offs a worker may have
+// unacknowledged per address before the primary skips it (default 4; Node
+// allows 1). Under load several connections travel in one message.
+func WithHandoffWindow(n int) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.handoffWindow = n })
+}
+
+// WithBacklog sets the listen backlog (default: the system's). For a
+// round-robin address it also bounds the connections the primary holds
+// while no worker is free.
+func WithBacklog(n int) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.backlog = n })
+}
+
+// WithExclusive makes a worker bind its own socket instead of sharing the
+// primary's handle (Node's exclusive: true): no other worker shares it.
+func WithExclusive() ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.exclusive = true })
+}
+
+// WithListenFD listens on a descriptor the primary holds, by number: an
+// inherited or systemd-passed listening socket (Node's listen({fd})). The
+// address is then only part of the handle's key.
+func WithListenFD(fd int) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.fd = fd })
+}
+
+// WithListenFDName listens on a socket passed to the primary under a name,
+// by systemd's convention (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID):
+// descriptors 3, 4, ... named in order.
+func WithListenFDName(name string) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.fdName = name })
+}
+
+// WithUnixMode sets the permission bits of a unix socket's file (Node's
+// readableAll and writableAll), instead of the umask's.
+func WithUnixMode(mode os.FileMode) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.unixMode = mode.Perm() })
+}
+
+// WithIPv6Only turns dual-stack off on an IPv6 wildcard address (Node's
+// ipv6Only): "[::]:80" then takes IPv6 connections only.
+func WithIPv6Only() ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.ipv6Only = true })
+}
+
+// ErrListenUnsupported is returned where cluster listening is not
+// available (systems without unix sockets).
+var ErrListenUnsupported = errors.New("herd: shared listening is not supported on this platform")
+
+// Listen announces on the local network address (Node's server.listen). In
+// a started worker the socket comes from the primary, which keeps one
+// handle per (network, address, port, descriptor, index) key, shared by
+// every worker that listens on it, and schedules its connections by the
+// handle's policy. The k-th Listen of ":0" in each worker maps to the same
+// port. Outside a cluster (in the primary, or a worker before Start) it is
+// net.Listen, with the options honoured where they can be.
+//
+// network is "tcp", "tcp4", "tcp6" or "unix". Bind failures match
+// syscall.EADDRINUSE, syscall.EACCES and so on with errors.Is. The listener
+// works with http.Serve, gRPC and any net.Listener consumer; closing it
+// releases the worker's share of the handle, and the primary closes the
+// socket when the last worker has left.
+func Listen(ctx context.Context, network, address string, opts ...ListenOption) (net.Listener, error) {
+	cfg := newListenConfig(opts)
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix":
+	default:
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	if s := current.Load(); s != nil {
+		return s.listen(ctx, network, address, &cfg)
+	}
+	return listenLocal(ctx, network, address, &cfg)
+}
+
+// ListenPacket is Listen for UDP ("udp", "udp4", "udp6"): the socket is
+// always shared (or one per worker with SchedReusePort), as in Node's
+// dgram cluster support.
+func ListenPacket(ctx context.Context, network, address string, opts ...ListenOption) (net.PacketConn, error) {
+	cfg := newListenConfig(opts)
+	switch network {
+	case "udp", "udp4", "udp6":
+	default:
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	if s := current.Load(); s != nil {
+		return s.listenPacket(ctx, network, address, &cfg)
+	}
+	return listenPacketLocal(ctx, network, address, &cfg)
+}
+
+// ListenTLS is Listen followed by tls.NewListener, with cfg's session
+// ticket keys set to the handle's (see ShareTLSSessionTickets), so that a
+// session resumed on any worker works. cfg must not be in use yet.
+func ListenTLS(ctx context.Context, network, address string, cfg *tls.Config, opts ...ListenOption) (net.Listener, error) {
+	ln, err := Listen(ctx, network, address, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := ShareTLSSessionTickets(ln, cfg); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return tls.NewListener(ln, cfg), nil
+}
+
+// ShareTLSSessionTickets sets cfg's session ticket keys to the ones the
+// primary generated for ln's handle, so that TLS sessions (and tickets) a
+// worker issues are accepted by every worker of the handle, as Node
+// distributes its servers' ticket keys. For a listener that is not a
+// worker's cluster listener it does nothing. Call it before cfg is used.
+func ShareTLSSessionTickets(ln net.Listener, cfg *tls.Config) error {
+	if cfg == nil {
+		return errors.New("herd: nil tls.Config")
+	}
+	cl, ok := ln.(interface{ serverData() []byte })
+	if !ok {
+		return nil
+	}
+	data := cl.serverData()
+	if len(data) < 32 || len(data)%32 != 0 {
+		return nil
+	}
+	keys := make([][32]byte, len(data)/32)
+	for i := range keys {
+		copy(keys[i][:], data[32*i:])
+	}
+	cfg.SetSessionTicketKeys(keys)
+	return nil
+}
+
+// ListenerPolicy reports the scheduling policy the primary applied to a
+// listener returned by Listen or ListenPacket in a worker; false for any
+// other listener (such as one made outside a cluster, or exclusive).
+func ListenerPolicy(l any) (SchedulingPolicy, bool) {
+	cl, ok := l.(interface{ policy() SchedulingPolicy })
+	if !ok {
+		return SchedDefault, false
+	}
+	return cl.policy(), true
+}

@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package runtime_test
+
+const reusePortSupported = false

@@ -1,0 +1,5 @@
+//go:build linux
+
+package runtime_test
+
+const reusePortSupported = true

@@ -1,0 +1,200 @@
+//go:build unix
+
+package runtime_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime"
+)
+
+// The listen tests' worker: a test binary started with HERD_LISTEN_MODE=ctl
+// runs it from init, before TestMain, and never returns. The primary drives
+// it with commands (listen, udp, close, stat, block) sent to doProcedure.
+func init() {
+	if runtime.IsWorker() && os.Getenv("HERD_LISTEN_MODE") != "" {
+		os.Exit(listenWorkerMain())
+	}
+}
+
+const (
+	doProcedure    = "/herdtest.Listen/Do"
+	blockProcedure = "/herdtest.Listen/Block"
+)
+
+type ctlWorker struct {
+	self      *runtime.Self
+	mu        sync.Mutex
+	listeners []io.Closer
+	servers   []*http.Server
+}
+
+func listenWorkerMain() int {
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "NewSelf:", err)
+		return 10
+	}
+	cw := &ctlWorker{self: self}
+	self.Register(
+		runtime.NewUnaryHandler(doProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+			return &herdv1.ErrorEvent{Message: cw.do(ctx, req.GetMessage())}, nil
+		}),
+		runtime.NewUnaryHandler(blockProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+			select {} // holds the drainer: hand-offs are never acknowledged
+		}),
+	)
+	self.OnDisconnect(func(ctx context.Context) error {
+		cw.mu.Lock()
+		srvs := append([]*http.Server(nil), cw.servers...)
+		cw.mu.Unlock()
+		for _, s := range srvs {
+			s.Shutdown(ctx)
+		}
+		return nil
+	})
+	if err := self.Start(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "Start:", err)
+		return 12
+	}
+	<-self.Done()
+	select {}
+}
+
+// errName names the errno a listen error matches.
+func errName(err error) string {
+	for _, e := range []syscall.Errno{syscall.EADDRINUSE, syscall.EACCES, syscall.EADDRNOTAVAIL, syscall.ENOENT} {
+		if errors.Is(err, e) {
+			return map[syscall.Errno]string{syscall.EADDRINUSE: "EADDRINUSE", syscall.EACCES: "EACCES",
+				syscall.EADDRNOTAVAIL: "EADDRNOTAVAIL", syscall.ENOENT: "ENOENT"}[e]
+		}
+	}
+	return "other"
+}
+
+func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
+	f := strings.Fields(cmd)
+	var opts []runtime.ListenOption
+	tlsOn := false
+	if len(f) > 3 {
+		for _, o := range f[3:] {
+			k, v, _ := strings.Cut(o, "=")
+			switch k {
+			case "policy":
+				p, _ := runtime.ParseSchedulingPolicy(v)
+				opts = append(opts, runtime.WithSchedulingPolicy(p))
+			case "backlog":
+				n, _ := strconv.Atoi(v)
+				opts = append(opts, runtime.WithBacklog(n))
+			case "exclusive":
+				opts = append(opts, runtime.WithExclusive())
+			case "fd":
+				n, _ := strconv.Atoi(v)
+				opts = append(opts, runtime.WithListenFD(n))
+			case "mode":
+				n, _ := strconv.ParseUint(v, 8, 32)
+				opts = append(opts, runtime.WithUnixMode(os.FileMode(n)))
+			case "v6only":
+				opts = append(opts, runtime.WithIPv6Only())
+			case "tls":
+				tlsOn = true
+			}
+		}
+	}
+	id := cw.self.ID()
+	switch f[0] {
+	case "listen":
+		ln, err := runtime.Listen(ctx, f[1], f[2], opts...)
+		if err != nil {
+			return "err " + errName(err) + " " + err.Error()
+		}
+		pol, _ := runtime.ListenerPolicy(ln)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d := r.URL.Query().Get("sleep"); d != "" {
+				t, _ := time.ParseDuration(d)
+				time.Sleep(t)
+			}
+			fmt.Fprintf(w, "w%d", id)
+		})}
+		served := ln
+		if tlsOn {
+			cfg, err := testTLSConfig()
+			if err != nil {
+				ln.Close()
+				return "err other " + err.Error()
+			}
+			if err := runtime.ShareTLSSessionTickets(ln, cfg); err != nil {
+				ln.Close()
+				return "err other " + err.Error()
+			}
+			served = tls.NewListener(ln, cfg)
+		}
+		go srv.Serve(served)
+		cw.mu.Lock()
+		n := len(cw.listeners)
+		cw.listeners = append(cw.listeners, ln)
+		cw.servers = append(cw.servers, srv)
+		cw.mu.Unlock()
+		return fmt.Sprintf("ok %d %s %s", n, ln.Addr(), pol)
+	case "udp":
+		pc, err := runtime.ListenPacket(ctx, f[1], f[2], opts...)
+		if err != nil {
+			return "err " + errName(err) + " " + err.Error()
+		}
+		pol, _ := runtime.ListenerPolicy(pc)
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(append([]byte(fmt.Sprintf("w%d:", id)), buf[:n]...), from)
+			}
+		}()
+		cw.mu.Lock()
+		n := len(cw.listeners)
+		cw.listeners = append(cw.listeners, pc)
+		cw.mu.Unlock()
+		return fmt.Sprintf("ok %d %s %s", n, pc.LocalAddr(), pol)
+	case "close":
+		n, _ := strconv.Atoi(f[1])
+		cw.mu.Lock()
+		c := cw.listeners[n]
+		cw.mu.Unlock()
+		if err := c.Close(); err != nil {
+			return "err " + err.Error()
+		}
+		return "ok"
+	case "stat":
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return fmt.Sprintf("fds=%d goroutines=%d", len(ents), goruntime.NumGoroutine())
+	}
+	return "err unknown command " + cmd
+}
+
+// testTLSConfig loads the certificate the test passed in the environment.
+func testTLSConfig() (*tls.Config, error) {
+	cert, err := tls.X509KeyPair([]byte(os.Getenv("HERD_TEST_CERT")), []byte(os.Getenv("HERD_TEST_KEY")))
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
+}
+
+// An unused helper keeps net imported for the worker side.
+var _ = net.ErrClosed

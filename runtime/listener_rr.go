@@ -1,0 +1,179 @@
+//go:build unix
+
+package runtime
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+)
+
+// maxAcceptQueue bounds the connections a round-robin listener holds that
+// its server has not accepted yet; hand-offs beyond it are refused and the
+// primary gives them to another worker. It also keeps what a closing
+// listener returns within one frame's descriptors.
+const maxAcceptQueue = 128
+
+// rrListener is a worker's listener on a round-robin handle: connections
+// come from the primary in Handoff messages and wait in a queue for Accept.
+type rrListener struct {
+	*listenEntry
+	addr net.Addr
+
+	mu      sync.Mutex
+	queue   []net.Conn // visible to Accept, from head
+	head    int
+	pending []net.Conn // taken by the Handoff being handled, not yet acknowledged
+	shut    bool       // closed: hand-offs are refused
+
+	ready     chan struct{} // a token when the queue may have grown
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+	publishFn func() // publish, bound once
+}
+
+func newRRListener(e *listenEntry) *rrListener {
+	l := &rrListener{listenEntry: e, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	l.publishFn = l.publish
+	return l
+}
+
+// Accept waits for the next handed-off connection.
+func (l *rrListener) Accept() (net.Conn, error) {
+	for {
+		select {
+		case <-l.done:
+			return nil, &net.OpError{Op: "accept", Net: l.netName(), Addr: l.addr, Err: net.ErrClosed}
+		default:
+		}
+		l.mu.Lock()
+		if l.head < len(l.queue) {
+			c := l.queue[l.head]
+			l.queue[l.head] = nil
+			l.head++
+			more := l.head < len(l.queue)
+			if !more {
+				l.queue, l.head = l.queue[:0], 0
+			}
+			l.mu.Unlock()
+			if more {
+				l.signal() // for another accepting goroutine
+			}
+			return c, nil
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.ready:
+		case <-l.done:
+		}
+	}
+}
+
+func (l *rrListener) signal() {
+	select {
+	case l.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (l *rrListener) netName() string {
+	if l.addr != nil {
+		return l.addr.Network()
+	}
+	return "tcp"
+}
+
+// Addr returns the handle's address.
+func (l *rrListener) Addr() net.Addr { return l.addr }
+
+// Close stops accepting, gives the connections the server has not accepted
+// back to the primary (which hands them to another worker) and releases the
+// worker's share of the handle. It may be called from any goroutine,
+// handlers included.
+func (l *rrListener) Close() error { return l.closeCluster() }
+
+func (l *rrListener) closeCluster() error {
+	first := false
+	l.closeOnce.Do(func() { first = true })
+	if !first {
+		return net.ErrClosed
+	}
+	close(l.done)
+	l.mu.Lock()
+	l.shut = true
+	back := make([]net.Conn, 0, len(l.queue)-l.head+len(l.pending))
+	back = append(append(back, l.queue[l.head:]...), l.pending...)
+	clear(l.queue)
+	clear(l.pending)
+	l.queue, l.head, l.pending = nil, 0, nil
+	l.mu.Unlock()
+	// Connections of a Handoff being acknowledged go back too: the
+	// primary holds its own copies until the acknowledgement, and then
+	// closes them; the copies returned here are new descriptors.
+	l.s.forget(l.listenEntry)
+	l.s.releaseHandle(l.id, back)
+	return nil
+}
+
+// take turns handed-off descriptors into connections, as many as the queue
+// has room for, from the first, and holds them as pending; it closes every
+// file. It runs on the drainer.
+func (l *rrListener) take(files []*os.File) int {
+	defer closeFiles(files)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	room := maxAcceptQueue - (len(l.queue) - l.head) - len(l.pending)
+	if l.shut {
+		room = 0
+	}
+	n := min(room, len(files))
+	took := 0
+	for _, f := range files[:max(n, 0)] {
+		c, err := net.FileConn(f)
+		if err != nil {
+			break // the rest go back to the primary
+		}
+		l.pending = append(l.pending, c)
+		took++
+	}
+	return took
+}
+
+// publish makes the pending connections visible to Accept, once their
+// acknowledgement is queued on the link.
+func (l *rrListener) publish() {
+	l.mu.Lock()
+	if len(l.pending) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.queue = append(l.queue, l.pending...)
+	clear(l.pending)
+	l.pending = l.pending[:0]
+	l.mu.Unlock()
+	l.signal()
+}
+
+// handoff serves the primary's Handoff: it takes the connections into the
+// listener's queue and acknowledges how many it took. The connections
+// become visible to Accept only once the acknowledgement is queued on the
+// link, so a connection the primary re-routes (because this worker died
+// before acknowledging) has not been read here.
+func (s *Self) handoff(ctx context.Context, req *herdv1.HandoffRequest) (*herdv1.HandoffResponse, error) {
+	files := FilesFromContext(ctx)
+	s.ls.mu.Lock()
+	l := s.ls.rr[req.GetListenerId()]
+	s.ls.mu.Unlock()
+	if l == nil {
+		closeFiles(files)
+		return &herdv1.HandoffResponse{}, nil
+	}
+	took := l.take(files)
+	if took > 0 {
+		s.ep.afterReply = l.publishFn
+	}
+	return &herdv1.HandoffResponse{Accepted: uint32(took)}, nil
+}
