@@ -46,7 +46,9 @@ func main() {
 	if role, ok := childRole(); ok {
 		os.Exit(runRole(role))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// On any of these the harness stops and kills its children first: a
+	// closed stdout (SIGPIPE, e.g. piped to head) included.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -86,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		load    = fs.String("load", "auto", "HTTP load generator: auto (wrk when installed and -duration >= 1s, else go), wrk or go")
 		node    = fs.String("node", "node", "Node.js executable for the node_* systems; empty to skip them")
 		quiet   = fs.Duration("quiet-wait", 30*time.Second, "before each run, wait up to this long for other processes to leave the CPUs idle (Linux; 0: do not check)")
+		procs   = fs.Int("gomaxprocs", 0, "GOMAXPROCS of the Go children (herd, raw, single); 0 leaves Go's default, as users run it")
 		profile = fs.String("profile", "", "Go children write CPU profiles to `DIR` (cpu-<role>-<pid>.pprof)")
 		tracing = fs.String("trace", "", "Go children write execution traces to `DIR` (trace-<role>-<pid>.out)")
 		verbose = fs.Bool("v", false, "log every run")
@@ -153,6 +156,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.tmp = tmp
 	if *node != "" {
 		cfg.nodePath = *node
+	}
+	if *procs < 0 || *procs > 1024 {
+		fmt.Fprintf(stderr, "herd-bench: -gomaxprocs %d out of range [0, 1024]\n", *procs)
+		return 2
+	}
+	if *procs > 0 {
+		cfg.childEnv = append(cfg.childEnv, fmt.Sprintf("GOMAXPROCS=%d", *procs))
+		fmt.Fprintf(stdout, "go children: GOMAXPROCS=%d (-gomaxprocs)\n", *procs)
 	}
 	for env, dir := range map[string]string{envProfile: *profile, envTrace: *tracing} {
 		if dir == "" {
