@@ -160,10 +160,14 @@ func (s *Self) Start(ctx context.Context) error {
 	s.stopWatch = watchParentDeath(selfPrimaryPID, s.orphaned)
 	res := &herdv1.HelloResponse{}
 	req := &herdv1.HelloRequest{ProtocolVersion: ProtocolVersion, WorkerId: s.id, Pid: int64(os.Getpid())}
+	// Listen goes through the link from now on: a handler may run (and
+	// listen) as soon as the primary has the Hello, before its reply is
+	// read here; its Listen request follows the Hello on the link.
+	current.Store(s)
 	if err := s.ep.call(ctx, controlHelloProcedure, req, res, nil, false); err != nil {
+		current.Store(nil)
 		return fmt.Errorf("herd: worker %d handshake: %w", s.id, err)
 	}
-	current.Store(s)
 	return nil
 }
 
