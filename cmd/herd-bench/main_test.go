@@ -34,18 +34,13 @@ func expectedKeys(t *testing.T) []string {
 		"ipc_oneway_msgs_per_s", "raw_socketpair_msgs_per_s",
 		"ipc_rtt_us", "raw_socketpair_rtt_us",
 		"ipc_1mib_rtt_ms",
-		"http_keepalive_rps_single", "http_close_rps_single",
+		"fork8_listening_ms",
+		"http_keepalive_rps_single", "http_keepalive_rps_rr", "http_keepalive_rps_shared",
+		"http_close_rps_single", "http_close_rps_rr", "http_close_rps_shared",
+		"rr_balance_max_over_min",
 	}
-	if haveListen {
-		keys = append(keys,
-			"fork8_listening_ms",
-			"http_keepalive_rps_rr", "http_keepalive_rps_shared",
-			"http_close_rps_rr", "http_close_rps_shared",
-			"rr_balance_max_over_min",
-		)
-		if goruntime.GOOS == "linux" {
-			keys = append(keys, "primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport")
-		}
+	if goruntime.GOOS == "linux" {
+		keys = append(keys, "primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport")
 	}
 	if _, err := exec.LookPath("node"); err == nil {
 		keys = append(keys,

@@ -1,5 +1,3 @@
-//go:build herdlisten
-
 package main
 
 import (
@@ -16,11 +14,6 @@ import (
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
 )
-
-// haveListen says whether this tree has runtime.Listen.
-const haveListen = true
-
-func needsListen(cfg *config) string { return "" }
 
 // The fork8_listening scenario, herd's side: a fresh primary forks 8
 // workers (this binary), each of which starts, comes online, and listens

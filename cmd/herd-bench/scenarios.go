@@ -66,25 +66,6 @@ func needsReuseport(cfg *config) string {
 	return ""
 }
 
-// needsAll is every one of needs.
-func needsAll(needs ...func(*config) string) func(*config) string {
-	return func(cfg *config) string {
-		for _, n := range needs {
-			if why := n(cfg); why != "" {
-				return why
-			}
-		}
-		return ""
-	}
-}
-
-func needsProc(cfg *config) string {
-	if goruntime.GOOS != "linux" {
-		return "VmRSS is read from /proc, Linux only"
-	}
-	return ""
-}
-
 // The IPC modes shared by the herd, raw and Node runs.
 const (
 	modeOneway = "oneway"
@@ -137,7 +118,7 @@ func scenarios() []*scenario {
 			lower: true,
 			refs:  []string{"node"},
 			systems: []*system{
-				{name: "herd", key: "fork8_listening_ms", needs: needsListen, run: herdFork, extras: []extra{
+				{name: "herd", key: "fork8_listening_ms", run: herdFork, extras: []extra{
 					{key: "primary_rss_mib_8_workers", label: "primary RSS", unit: "MiB", lower: true},
 				}},
 				{name: "node", key: "node_fork8_listening_ms", needs: needsNode, run: nodeFork, extras: []extra{
@@ -174,9 +155,9 @@ func httpScenario(name string, closeConns bool) *scenario {
 		refs:  []string{"single"},
 		systems: []*system{
 			sys("single", serverSingle, nil),
-			sys("rr", serverHerd("rr"), needsListen, balance...),
-			sys("shared", serverHerd("shared"), needsListen),
-			sys("reuseport", serverHerd("reuseport"), needsAll(needsListen, needsReuseport)),
+			sys("rr", serverHerd("rr"), nil, balance...),
+			sys("shared", serverHerd("shared"), nil),
+			sys("reuseport", serverHerd("reuseport"), needsReuseport),
 			sys("node_rr", serverNode("rr"), needsNode),
 			sys("node_none", serverNode("none"), needsNode),
 		},
