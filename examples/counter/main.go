@@ -1,0 +1,282 @@
+// Command counter is the example of Node's cluster documentation, with
+// typed messages: workers serve HTTP on a port they share and tell the
+// primary about every request with a fire-and-forget message; the primary
+// counts.
+//
+//	go run ./examples/counter [-addr 127.0.0.1:8000] [-workers N] [-sched rr|shared|reuseport]
+//
+// GET / answers "hello from worker ID"; GET /stats answers the primary's
+// current totals, which the worker fetches with a request/response call
+// (an optional ?delay=DURATION holds a response, to watch a graceful
+// shutdown finish it). Once every worker listens the primary prints
+//
+//	listening addr=HOST:PORT
+//
+// with the real port (also for port 0). SIGINT or SIGTERM disconnects the
+// workers gracefully (requests in flight finish), then the primary prints
+//
+//	total=N per_worker=1:A,2:B
+//
+// and exits with status 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	counterv1 "github.com/herd-go/herd/examples/counter/gen/counter/v1"
+	"github.com/herd-go/herd/examples/counter/gen/counter/v1/counterv1herd"
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
+	"github.com/herd-go/herd/runtime"
+)
+
+type options struct {
+	addr    string
+	workers int
+	sched   string
+}
+
+// parse reads the flags; workers run with the primary's arguments, so both
+// sides parse them.
+func parse(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("counter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8000", "address to serve HTTP on (port 0 picks one)")
+	fs.IntVar(&o.workers, "workers", goruntime.NumCPU(), "number of workers")
+	fs.StringVar(&o.sched, "sched", "", "scheduling policy: rr, shared or reuseport (default: "+runtime.EnvSchedPolicy+", else rr)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.workers < 1 {
+		return o, errors.New("-workers must be at least 1")
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parse(os.Args[1:], os.Stderr)
+	if err != nil {
+		os.Exit(2)
+	}
+	if runtime.IsWorker() {
+		os.Exit(worker(o))
+	}
+	os.Exit(primary(o, os.Stdout, os.Stderr))
+}
+
+// ---- worker ----
+
+func worker(o options) int {
+	ctx := context.Background()
+	self, err := runtime.NewSelf()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	counter := counterv1herd.NewCounterServiceClient(self)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		delay(r)
+		fmt.Fprintf(w, "hello from worker %d\n", self.ID())
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		delay(r)
+		st, err := counter.Stats(r.Context(), &counterv1.StatsRequest{})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, totals(st))
+	})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Tell the primary, fire-and-forget (Node's process.send). The
+		// message is queued before the response is written, so the
+		// primary has counted it by the time the worker exits.
+		if err := counter.SendHit(context.Background(), &counterv1.HitRequest{Path: r.URL.Path}); err != nil {
+			fmt.Fprintln(os.Stderr, "hit:", err)
+		}
+		mux.ServeHTTP(w, r)
+	})}
+	// On disconnect the runtime first closes the listener (Serve returns),
+	// then this hook lets requests in flight finish.
+	self.OnDisconnect(srv.Shutdown)
+	if err := self.Start(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ln, err := runtime.Listen(ctx, "tcp", o.addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "worker %d: %v\n", self.ID(), err)
+		return 1
+	}
+	go srv.Serve(ln)
+	<-self.Done()
+	return 0
+}
+
+// delay holds a response for ?delay=DURATION (at most ten seconds).
+func delay(r *http.Request) {
+	if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil && d > 0 {
+		time.Sleep(min(d, 10*time.Second))
+	}
+}
+
+// ---- primary ----
+
+// counts is the primary's CounterService: the totals.
+type counts struct {
+	counterv1herd.UnimplementedCounterServiceHandler
+	mu        sync.Mutex
+	total     uint64
+	perWorker map[uint64]uint64
+}
+
+// Hit implements counterv1herd.CounterServiceHandler.
+func (c *counts) Hit(ctx context.Context, req *counterv1.HitRequest) (*counterv1.HitResponse, error) {
+	w, _ := runtime.WorkerFromContext(ctx)
+	c.mu.Lock()
+	c.total++
+	c.perWorker[w.ID()]++
+	c.mu.Unlock()
+	return &counterv1.HitResponse{}, nil
+}
+
+// Stats implements counterv1herd.CounterServiceHandler.
+func (c *counts) Stats(ctx context.Context, req *counterv1.StatsRequest) (*counterv1.StatsResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	res := &counterv1.StatsResponse{Total: c.total, PerWorker: make(map[uint64]uint64, len(c.perWorker))}
+	for id, n := range c.perWorker {
+		res.PerWorker[id] = n
+	}
+	return res, nil
+}
+
+// totals formats the totals line: total=N per_worker=1:A,2:B.
+func totals(st *counterv1.StatsResponse) string {
+	ids := make([]uint64, 0, len(st.GetPerWorker()))
+	for id := range st.GetPerWorker() {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprintf("%d:%d", id, st.GetPerWorker()[id])
+	}
+	return fmt.Sprintf("total=%d per_worker=%s", st.GetTotal(), strings.Join(parts, ","))
+}
+
+// events prints when every worker listens, and reports failures.
+type events struct {
+	herdv1herd.UnimplementedEventServiceHandler
+	out       io.Writer
+	stderr    io.Writer
+	want      int
+	mu        sync.Mutex
+	listening map[uint64]bool
+	printed   bool
+}
+
+// Online implements herdv1herd.EventServiceHandler.
+func (e *events) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fmt.Fprintf(e.out, "online worker=%d pid=%d\n", ev.GetWorker().GetId(), ev.GetWorker().GetPid())
+	return &emptypb.Empty{}, nil
+}
+
+// Listening implements herdv1herd.EventServiceHandler.
+func (e *events) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.listening[ev.GetWorker().GetId()] = true
+	if !e.printed && len(e.listening) == e.want {
+		e.printed = true
+		host := ev.GetAddress().GetAddress()
+		if host == "" {
+			host = "::"
+		}
+		fmt.Fprintf(e.out, "listening addr=%s\n", net.JoinHostPort(host, strconv.Itoa(int(ev.GetAddress().GetPort()))))
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Exit implements herdv1herd.EventServiceHandler.
+func (e *events) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+	if !ev.GetExitedAfterDisconnect() {
+		fmt.Fprintf(e.stderr, "worker %d died (code %d, signal %q)\n", ev.GetWorker().GetId(), ev.GetCode(), ev.GetSignal())
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func primary(o options, stdout, stderr io.Writer) int {
+	ctx := context.Background()
+	var opts []runtime.PrimaryOption
+	if o.sched != "" {
+		pol, err := runtime.ParseSchedulingPolicy(o.sched)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		opts = append(opts, runtime.WithSchedulingPolicy(pol))
+	}
+	p := runtime.NewPrimary(opts...)
+	c := &counts{perWorker: make(map[uint64]uint64)}
+	ev := &events{out: stdout, stderr: stderr, want: o.workers, listening: make(map[uint64]bool)}
+	if err := counterv1herd.RegisterCounterServiceHandler(p, c); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := herdv1herd.RegisterEventServiceHandler(p, ev); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	for range o.workers {
+		w, err := p.Fork(ctx)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			break
+		}
+		// Every worker gets a line in the totals, even with no requests.
+		c.mu.Lock()
+		c.perWorker[w.ID()] += 0
+		c.mu.Unlock()
+	}
+	<-sigs
+	// Graceful: each worker closes its listener, finishes its requests
+	// and exits; after 30 seconds the stragglers are killed.
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.Disconnect(dctx); err != nil {
+		fmt.Fprintln(stderr, err)
+	}
+	if err := p.Wait(ctx); err != nil {
+		fmt.Fprintln(stderr, err)
+	}
+	st, _ := c.Stats(ctx, &counterv1.StatsRequest{})
+	ev.mu.Lock()
+	fmt.Fprintln(stdout, totals(st))
+	ev.mu.Unlock()
+	return 0
+}

@@ -1,0 +1,210 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
+)
+
+// The test binary doubles as the example's primary (HERD_COUNTER_MAIN=1)
+// and as its workers (the runtime's sentinel).
+func TestMain(m *testing.M) {
+	if runtime.IsWorker() || os.Getenv("HERD_COUNTER_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+const waitLimit = 60 * time.Second
+
+type example struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	lines chan string
+	seen  []string
+	pids  []int
+}
+
+func start(t *testing.T, args ...string) *example {
+	t.Helper()
+	base := herdtest.Take()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "HERD_COUNTER_MAIN=1")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e := &example{t: t, cmd: cmd, lines: make(chan string, 100)}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			e.lines <- sc.Text()
+		}
+		close(e.lines)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		for _, pid := range e.pids {
+			waitGone(t, pid)
+		}
+		herdtest.Check(t, base, 10*time.Second)
+	})
+	return e
+}
+
+func (e *example) expect(prefix string) string {
+	e.t.Helper()
+	timer := time.NewTimer(waitLimit)
+	defer timer.Stop()
+	for {
+		select {
+		case l, ok := <-e.lines:
+			if !ok {
+				e.t.Fatalf("output ended without %q; saw %q", prefix, e.seen)
+			}
+			e.seen = append(e.seen, l)
+			if strings.HasPrefix(l, "online ") {
+				var id, pid int
+				fmt.Sscanf(l, "online worker=%d pid=%d", &id, &pid)
+				e.pids = append(e.pids, pid)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timer.C:
+			e.t.Fatalf("no line %q; saw %q", prefix, e.seen)
+		}
+	}
+}
+
+// waitGone waits for a worker (not our child) to end.
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	if goruntime.GOOS != "linux" {
+		return
+	}
+	w, err := herdtest.WatchPID(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Wait(waitLimit) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Errorf("worker %d still alive", pid)
+	}
+}
+
+func get(t *testing.T, client *http.Client, url string) string {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %q %v", url, resp.StatusCode, b, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestCounter(t *testing.T) {
+	for _, sched := range []string{"rr", "shared", "reuseport"} {
+		t.Run(sched, func(t *testing.T) {
+			e := start(t, "-addr", "127.0.0.1:0", "-workers", "2", "-sched", sched)
+			line := e.expect("listening addr=")
+			addr := strings.TrimPrefix(line, "listening addr=")
+			if strings.HasSuffix(addr, ":0") || !strings.HasPrefix(addr, "127.0.0.1:") {
+				t.Fatalf("listening line %q: want the real port", line)
+			}
+			base := "http://" + addr
+			keepAlive := &http.Transport{}
+			defer keepAlive.CloseIdleConnections()
+			clients := []*http.Client{
+				{Transport: keepAlive, Timeout: waitLimit},
+				{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitLimit},
+			}
+			const perClient = 20
+			served := map[string]int{}
+			for _, c := range clients {
+				for range perClient {
+					body := get(t, c, base+"/")
+					if body != "hello from worker 1" && body != "hello from worker 2" {
+						t.Fatalf("GET / = %q", body)
+					}
+					served[body]++
+				}
+			}
+			if sched == "rr" && (served["hello from worker 1"] == 0 || served["hello from worker 2"] == 0) {
+				t.Errorf("round robin served %v", served)
+			}
+			// The stats request is counted too, before it reads the totals.
+			stats := get(t, clients[1], base+"/stats")
+			if !strings.HasPrefix(stats, fmt.Sprintf("total=%d per_worker=", 2*perClient+1)) {
+				t.Errorf("GET /stats = %q, want total=%d", stats, 2*perClient+1)
+			}
+			// A request in flight when the signal comes finishes.
+			slow := make(chan error, 1)
+			go func() {
+				resp, err := clients[1].Get(base + "/?delay=300ms")
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				slow <- err
+			}()
+			// Wait until the slow request has reached a worker: its hit is
+			// counted (every /stats call counts itself too).
+			statsCalls := 1
+			for deadline := time.Now().Add(waitLimit); ; {
+				statsCalls++
+				var n int
+				fmt.Sscanf(get(t, clients[1], base+"/stats"), "total=%d", &n)
+				if n == 2*perClient+statsCalls+1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the slow request never reached a worker")
+				}
+			}
+			e.cmd.Process.Signal(syscall.SIGTERM)
+			if err := <-slow; err != nil {
+				t.Errorf("request in flight during shutdown: %v", err)
+			}
+			total := e.expect("total=")
+			want := 2*perClient + statsCalls + 1
+			var n, a, b int
+			if _, err := fmt.Sscanf(total, "total=%d per_worker=1:%d,2:%d", &n, &a, &b); err != nil || n != want || a+b != want {
+				t.Errorf("totals line %q, want total=%d per_worker=1:A,2:B with A+B=%d", total, want, want)
+			}
+			if err := e.cmd.Wait(); err != nil {
+				t.Errorf("exit: %v", err)
+			}
+		})
+	}
+}
