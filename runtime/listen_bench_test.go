@@ -1,0 +1,274 @@
+//go:build unix
+
+package runtime_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime"
+)
+
+// The single-process baseline: a test binary started with
+// HERD_BENCH_SINGLE=1 serves the same handler with plain net/http on
+// 127.0.0.1:0, prints its address and serves until stdin closes.
+func init() {
+	if os.Getenv("HERD_BENCH_SINGLE") != "1" || runtime.IsWorker() {
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "w0") }))
+	fmt.Println("addr", ln.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// benchConcurrency is the number of client connections (goroutines).
+const benchConcurrency = 32
+
+// httpTarget is a server under test: its address and how to stop it.
+type httpTarget struct {
+	addr string
+	stop func()
+}
+
+// startSingle starts the single-process baseline server.
+func startSingle(tb testing.TB) httpTarget {
+	tb.Helper()
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HERD_BENCH_SINGLE=1")
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "addr ") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		tb.Fatalf("single server: %q %v", line, err)
+	}
+	return httpTarget{addr: strings.TrimSpace(line[5:]), stop: func() { stdin.Close(); cmd.Wait() }}
+}
+
+// startHerd starts a primary in this process with two ctl workers serving
+// the same handler on one port under policy.
+func startHerd(tb testing.TB, policy string) httpTarget {
+	tb.Helper()
+	p := runtime.NewPrimary()
+	var ws []*runtime.Worker
+	for range 2 {
+		w, err := p.Fork(context.Background(), runtime.WithForkEnv("HERD_LISTEN_MODE=ctl"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	var addr string
+	for _, w := range ws {
+		res := &herdv1.ErrorEvent{}
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		err := w.Call(ctx, doProcedure, &herdv1.ErrorEvent{Message: "listen tcp 127.0.0.1:0 policy=" + policy}, res)
+		cancel()
+		f := strings.Fields(res.GetMessage())
+		if err != nil || len(f) != 4 || f[0] != "ok" {
+			tb.Fatalf("listen: %q %v", res.GetMessage(), err)
+		}
+		addr = f[2]
+	}
+	return httpTarget{addr: addr, stop: func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		p.Disconnect(ctx)
+		p.Wait(ctx)
+	}}
+}
+
+var (
+	reqKeepAlive = []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+	reqClose     = []byte("GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+)
+
+// roundTrip writes one request and reads its response: status line,
+// headers, and a body of Content-Length bytes (or to EOF).
+func roundTrip(c net.Conn, br *bufio.Reader, req []byte) error {
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200")) {
+		return fmt.Errorf("status line %q", line)
+	}
+	length := -1
+	for {
+		line, err = br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+			length, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	if length < 0 {
+		_, err = io.Copy(io.Discard, br)
+		return err
+	}
+	_, err = br.Discard(length)
+	return err
+}
+
+// load sends n requests (n < 0: until stop is closed) over conc client
+// goroutines, each keeping one connection (keepAlive) or dialing one per
+// request, and returns how many were served.
+func load(addr string, keepAlive bool, conc, n int, stop <-chan struct{}) (int64, error) {
+	var left atomic.Int64
+	left.Store(int64(n))
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	var once sync.Once
+	var firstErr error
+	fail := func(err error) { once.Do(func() { firstErr = err }) }
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c net.Conn
+			var br *bufio.Reader
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
+			for {
+				if n >= 0 && left.Add(-1) < 0 {
+					return
+				}
+				if n < 0 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+				if c == nil {
+					var err error
+					if c, err = net.Dial("tcp", addr); err != nil {
+						fail(err)
+						return
+					}
+					br = bufio.NewReaderSize(c, 4096)
+				}
+				req := reqKeepAlive
+				if !keepAlive {
+					req = reqClose
+				}
+				if err := roundTrip(c, br, req); err != nil {
+					fail(err)
+					return
+				}
+				done.Add(1)
+				if !keepAlive {
+					c.Close()
+					c = nil
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return done.Load(), firstErr
+}
+
+func startTarget(tb testing.TB, name string) httpTarget {
+	if name == "single" {
+		return startSingle(tb)
+	}
+	return startHerd(tb, name)
+}
+
+// BenchmarkHTTP measures hello-world HTTP throughput over loopback with a
+// small Go client (32 connections): a single-process net/http server, and
+// herd with two workers under each policy, with keep-alive and with a new
+// connection per request. Compare the req/s of the rows (or run
+// TestHTTPThroughputRatios with HERD_BENCH_RATIOS=1 for the ratios in one
+// run).
+func BenchmarkHTTP(b *testing.B) {
+	for _, target := range []string{"single", "rr", "shared", "reuseport"} {
+		for _, mode := range []string{"keepalive", "close"} {
+			b.Run(target+"/"+mode, func(b *testing.B) {
+				tg := startTarget(b, target)
+				defer tg.stop()
+				if _, err := load(tg.addr, mode == "keepalive", benchConcurrency, 2*benchConcurrency, nil); err != nil {
+					b.Fatal(err) // warm up
+				}
+				b.ResetTimer()
+				start := time.Now()
+				n, err := load(tg.addr, mode == "keepalive", benchConcurrency, b.N, nil)
+				elapsed := time.Since(start)
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(n)/elapsed.Seconds(), "req/s")
+			})
+		}
+	}
+}
+
+// TestHTTPThroughputRatios runs each target for a fixed time, in one run,
+// and prints req/s and the ratio to the single-process server. It is a
+// measurement, not a check: it runs only with HERD_BENCH_RATIOS=1 (a
+// duration in HERD_BENCH_SECONDS, default 3).
+func TestHTTPThroughputRatios(t *testing.T) {
+	if os.Getenv("HERD_BENCH_RATIOS") != "1" {
+		t.Skip("set HERD_BENCH_RATIOS=1 to measure")
+	}
+	secs, _ := strconv.Atoi(os.Getenv("HERD_BENCH_SECONDS"))
+	if secs <= 0 {
+		secs = 3
+	}
+	rates := map[string]float64{}
+	for _, mode := range []string{"keepalive", "close"} {
+		for _, target := range []string{"single", "rr", "shared", "reuseport"} {
+			tg := startTarget(t, target)
+			load(tg.addr, mode == "keepalive", benchConcurrency, 4*benchConcurrency, nil)
+			stop := make(chan struct{})
+			time.AfterFunc(time.Duration(secs)*time.Second, func() { close(stop) })
+			start := time.Now()
+			n, err := load(tg.addr, mode == "keepalive", benchConcurrency, -1, stop)
+			elapsed := time.Since(start)
+			tg.stop()
+			if err != nil {
+				t.Fatalf("%s/%s: %v", target, mode, err)
+			}
+			rate := float64(n) / elapsed.Seconds()
+			rates[target+"/"+mode] = rate
+			t.Logf("%-20s %9.0f req/s  %.2fx single", target+"/"+mode, rate, rate/rates["single/"+mode])
+		}
+	}
+}
