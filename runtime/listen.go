@@ -149,8 +149,8 @@ func (o policyOption) applyToListen(c *listenConfig) { c.policy = SchedulingPoli
 func WithSchedulingPolicy(p SchedulingPolicy) PolicyOption { return policyOption(p) }
 
 // WithHandoffWindow sets how many round-robin hand-offs a worker may have
-// unacknowledged per address before the primary skips it (default 4; Node
-// allows 1). Under load several connections travel in one message.
+// unacknowledged per address before the primary skips it (default 16;
+// Node allows 1). Under load several connections travel in one message.
 func WithHandoffWindow(n int) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.handoffWindow = n })
 }
