@@ -97,7 +97,7 @@ func listenWorker() error {
 	}
 	srv := &http.Server{Handler: helloHandler{}, ReadHeaderTimeout: 10 * time.Second}
 	self.OnDisconnect(func(ctx context.Context) error {
-		defer stopProfiles()
+		stopProfiles() // before the drain: the runtime exits the process after it
 		return srv.Shutdown(ctx)
 	})
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {

@@ -239,10 +239,12 @@ func httpWorker() error {
 	}
 	srv := &http.Server{Handler: helloHandler{}, ReadHeaderTimeout: 10 * time.Second}
 	self.OnDisconnect(func(ctx context.Context) error {
-		defer stopProfiles()
+		stopProfiles() // before the drain: the runtime exits the process after it
 		return srv.Shutdown(ctx)
 	})
-	if err := srv.Serve(countingListener{ln, &accepted}); !errors.Is(err, http.ErrServerClosed) {
+	// A disconnect closes the listener (the runtime stops accepting first),
+	// then the drain hook shuts the server down.
+	if err := srv.Serve(countingListener{ln, &accepted}); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	<-self.Done()
