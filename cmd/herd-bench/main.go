@@ -305,6 +305,13 @@ func printTable(w io.Writer, cfg *config, res *results) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nmedians of %d round(s) of %v per system; ratio = figure / reference figure\n", cfg.rounds, cfg.duration)
+	for _, sc := range res.ran {
+		better := "higher is better"
+		if sc.lower {
+			better = "lower is better"
+		}
+		fmt.Fprintf(w, "  %-16s %s (%s)\n", sc.name, sc.title, better)
+	}
 	cfg.loads.report(w)
 }
 
@@ -342,10 +349,11 @@ func printTargets(w io.Writer, res *results) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "\ntarget\tmeasured\tverdict\n")
 	fmt.Fprintf(tw, "------\t--------\t-------\n")
+	skipped := 0
 	for _, t := range targets {
 		v, ok := res.median(t.key)
 		if !ok {
-			fmt.Fprintf(tw, "%s\t-\tnot measured\n", t.desc)
+			skipped++
 			continue
 		}
 		measured := formatFigure(v, t.unit)
@@ -369,4 +377,7 @@ func printTargets(w io.Writer, res *results) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.desc, strings.TrimSpace(measured), verdict)
 	}
 	tw.Flush()
+	if skipped > 0 {
+		fmt.Fprintf(w, "(%d more targets: figures not measured in this run)\n", skipped)
+	}
 }

@@ -40,7 +40,6 @@ type extra struct {
 	key   string
 	label string // table row label
 	unit  string
-	lower bool
 	// tableOnly figures are printed but not written to the JSON file.
 	tableOnly bool
 }
@@ -119,10 +118,10 @@ func scenarios() []*scenario {
 			refs:  []string{"node"},
 			systems: []*system{
 				{name: "herd", key: "fork8_listening_ms", run: herdFork, extras: []extra{
-					{key: "primary_rss_mib_8_workers", label: "primary RSS", unit: "MiB", lower: true},
+					{key: "primary_rss_mib_8_workers", label: "primary RSS", unit: "MiB"},
 				}},
 				{name: "node", key: "node_fork8_listening_ms", needs: needsNode, run: nodeFork, extras: []extra{
-					{key: "node_primary_rss_mib_8_workers", label: "primary RSS", unit: "MiB", lower: true, tableOnly: true},
+					{key: "node_primary_rss_mib_8_workers", label: "primary RSS", unit: "MiB", tableOnly: true},
 				}},
 			},
 		},
@@ -146,7 +145,7 @@ func httpScenario(name string, closeConns bool) *scenario {
 	}
 	var balance []extra
 	if closeConns {
-		balance = []extra{{key: "rr_balance_max_over_min", label: "per-worker conns max/min", unit: "x", lower: true}}
+		balance = []extra{{key: "rr_balance_max_over_min", label: "per-worker conns max/min", unit: "x"}}
 	}
 	return &scenario{
 		name:  name,
