@@ -36,7 +36,11 @@ func (p *Primary) hello(ctx context.Context, req *herdv1.HelloRequest) (*herdv1.
 		w.state.Store(int32(StateOnline))
 	}
 	w.onlineOnce.Do(func() { close(w.online) })
-	w.emit(eventOnlineProcedure, &herdv1.OnlineEvent{Worker: w.ident(), ProtocolVersion: req.GetProtocolVersion()})
+	// The online event follows the reply on the link, so that whatever a
+	// handler of the event sends the worker (a Disconnect, a call) reaches
+	// it after its handshake completes.
+	ev := &herdv1.OnlineEvent{Worker: w.ident(), ProtocolVersion: req.GetProtocolVersion()}
+	w.ep.afterReply = func() { w.emit(eventOnlineProcedure, ev) }
 	return &herdv1.HelloResponse{ProtocolVersion: ProtocolVersion}, nil
 }
 

@@ -348,7 +348,7 @@ func TestRoundRobinDistributionAndNoLeaks(t *testing.T) {
 }
 
 func TestRoundRobinReroutesFromDeadWorker(t *testing.T) {
-	c := newListenCluster(t)
+	c := newListenCluster(t, runtime.WithHandoffWindow(4))
 	ws := c.start(2)
 	var addr string
 	for _, w := range ws {

@@ -103,6 +103,31 @@ func (c *console) expect(prefix string) string {
 	}
 }
 
+// expectAll waits for one line starting with each prefix, in any order.
+func (c *console) expectAll(prefixes ...string) map[string]string {
+	c.t.Helper()
+	got := make(map[string]string, len(prefixes))
+	timer := time.NewTimer(waitLimit)
+	defer timer.Stop()
+	for len(got) < len(prefixes) {
+		select {
+		case l, ok := <-c.lines:
+			if !ok {
+				c.t.Fatalf("output ended without %q; saw %q", prefixes, c.seen)
+			}
+			c.seen = append(c.seen, l)
+			for _, p := range prefixes {
+				if _, done := got[p]; !done && strings.HasPrefix(l, p) {
+					got[p] = l
+				}
+			}
+		case <-timer.C:
+			c.t.Fatalf("no lines %q; saw %q", prefixes, c.seen)
+		}
+	}
+	return got
+}
+
 // pid returns the pid= field of a line.
 func pid(line string) int {
 	for _, f := range strings.Fields(line) {
@@ -143,13 +168,13 @@ func (c *console) exitCode() int {
 
 func TestConsoleCommands(t *testing.T) {
 	c := start(t, "-workers", "2")
-	fork1 := c.expect("event=fork worker=1 ")
-	c.expect("event=fork worker=2 ")
-	online1 := c.expect("event=online worker=1 ")
+	// Each worker's events are in order, but the two workers' events
+	// interleave in any order.
+	got := c.expectAll("event=fork worker=1 ", "event=fork worker=2 ", "event=online worker=1 ", "event=online worker=2 ")
+	fork1, online1 := got["event=fork worker=1 "], got["event=online worker=1 "]
 	if pid(fork1) == 0 || pid(fork1) != pid(online1) {
 		t.Errorf("pids differ: %q %q", fork1, online1)
 	}
-	c.expect("event=online worker=2 ")
 
 	c.send("kill 1 SIGKILL")
 	want := fmt.Sprintf("event=exit worker=1 pid=%d code=-1 signal=SIGKILL after_disconnect=false cause=killed", pid(fork1))
