@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if role, ok := childRole(); ok {
 		os.Exit(runRole(role))
 	}
+	// Under -race every process sleeps a second as it exits (GORACE
+	// atexit_sleep_ms), and a run exits up to ten: not for the children.
+	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	os.Exit(m.Run())
 }
 
