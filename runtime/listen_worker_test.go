@@ -38,6 +38,7 @@ const (
 
 type ctlWorker struct {
 	self      *runtime.Self
+	fresh     freshConns
 	mu        sync.Mutex
 	listeners []io.Closer
 	servers   []*http.Server
@@ -62,6 +63,10 @@ func listenWorkerMain() int {
 		cw.mu.Lock()
 		srvs := append([]*http.Server(nil), cw.servers...)
 		cw.mu.Unlock()
+		// The listeners are closed: wait until the connections accepted
+		// last have had their request read (net/http drops a request it
+		// reads after Shutdown has started), then shut down.
+		cw.fresh.wait(ctx)
 		for _, s := range srvs {
 			s.Shutdown(ctx)
 		}
@@ -123,7 +128,7 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 			return "err " + errName(err) + " " + err.Error()
 		}
 		pol, _ := runtime.ListenerPolicy(ln)
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := &http.Server{ConnState: cw.fresh.track, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if d := r.URL.Query().Get("sleep"); d != "" {
 				t, _ := time.ParseDuration(d)
 				time.Sleep(t)
@@ -198,3 +203,48 @@ func testTLSConfig() (*tls.Config, error) {
 
 // An unused helper keeps net imported for the worker side.
 var _ = net.ErrClosed
+
+// freshConns tracks the connections an http.Server has accepted whose
+// first request it has not started reading (StateNew).
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+	none  chan struct{} // closed when conns becomes empty
+}
+
+func (f *freshConns) track(c net.Conn, st http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		f.conns = make(map[net.Conn]bool)
+	}
+	if st == http.StateNew {
+		f.conns[c] = true
+		return
+	}
+	if f.conns[c] {
+		delete(f.conns, c)
+		if len(f.conns) == 0 && f.none != nil {
+			close(f.none)
+			f.none = nil
+		}
+	}
+}
+
+// wait waits until no connection is new, or ctx ends.
+func (f *freshConns) wait(ctx context.Context) {
+	f.mu.Lock()
+	if len(f.conns) == 0 {
+		f.mu.Unlock()
+		return
+	}
+	if f.none == nil {
+		f.none = make(chan struct{})
+	}
+	none := f.none
+	f.mu.Unlock()
+	select {
+	case <-none:
+	case <-ctx.Done():
+	}
+}

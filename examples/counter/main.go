@@ -106,7 +106,8 @@ func worker(o options) int {
 		}
 		fmt.Fprintln(w, totals(st))
 	})
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var fresh freshConns
+	srv := &http.Server{ConnState: fresh.track, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Tell the primary, fire-and-forget (Node's process.send). The
 		// message is queued before the response is written, so the
 		// primary has counted it by the time the worker exits.
@@ -116,8 +117,13 @@ func worker(o options) int {
 		mux.ServeHTTP(w, r)
 	})}
 	// On disconnect the runtime first closes the listener (Serve returns),
-	// then this hook lets requests in flight finish.
-	self.OnDisconnect(srv.Shutdown)
+	// then this hook lets requests in flight finish. net/http drops a
+	// request it reads after Shutdown has started, so first wait for the
+	// connections accepted last to have their request read.
+	self.OnDisconnect(func(ctx context.Context) error {
+		fresh.wait(ctx)
+		return srv.Shutdown(ctx)
+	})
 	if err := self.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -136,6 +142,56 @@ func worker(o options) int {
 func delay(r *http.Request) {
 	if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil && d > 0 {
 		time.Sleep(min(d, 10*time.Second))
+	}
+}
+
+// freshConns tracks the connections the server has accepted and not yet
+// read a request from (http.StateNew).
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+	none  chan struct{} // closed when conns becomes empty
+}
+
+func (f *freshConns) track(c net.Conn, st http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st == http.StateNew {
+		if f.conns == nil {
+			f.conns = make(map[net.Conn]bool)
+		}
+		f.conns[c] = true
+		return
+	}
+	if f.conns[c] {
+		delete(f.conns, c)
+		if len(f.conns) == 0 && f.none != nil {
+			close(f.none)
+			f.none = nil
+		}
+	}
+}
+
+// wait waits until no accepted connection is waiting for its first
+// request (at most five seconds, net/http's own limit for those), or ctx
+// ends.
+func (f *freshConns) wait(ctx context.Context) {
+	f.mu.Lock()
+	if len(f.conns) == 0 {
+		f.mu.Unlock()
+		return
+	}
+	if f.none == nil {
+		f.none = make(chan struct{})
+	}
+	none := f.none
+	f.mu.Unlock()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-none:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
