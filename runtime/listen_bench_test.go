@@ -26,8 +26,29 @@ import (
 // The single-process baseline: a test binary started with
 // HERD_BENCH_SINGLE=1 serves the same handler with plain net/http on
 // 127.0.0.1:0, prints its address and serves until stdin closes.
+//
+// With HERD_BENCH_CLUSTER=POLICY it runs a primary with two workers
+// serving the same handler under POLICY instead, for an external load
+// generator such as wrk:
+//
+//	go test -c -o /tmp/rt.test ./runtime
+//	HERD_BENCH_CLUSTER=rr /tmp/rt.test   # prints "addr 127.0.0.1:PORT"
 func init() {
-	if os.Getenv("HERD_BENCH_SINGLE") != "1" || runtime.IsWorker() {
+	if runtime.IsWorker() {
+		return
+	}
+	if pol := os.Getenv("HERD_BENCH_CLUSTER"); pol != "" {
+		tg, err := startHerdTarget(pol)
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println("addr", tg.addr)
+		io.Copy(io.Discard, os.Stdin)
+		tg.stop()
+		os.Exit(0)
+	}
+	if os.Getenv("HERD_BENCH_SINGLE") != "1" {
 		return
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -75,12 +96,27 @@ func startSingle(tb testing.TB) httpTarget {
 // the same handler on one port under policy.
 func startHerd(tb testing.TB, policy string) httpTarget {
 	tb.Helper()
+	tg, err := startHerdTarget(policy)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tg
+}
+
+func startHerdTarget(policy string) (httpTarget, error) {
 	p := runtime.NewPrimary()
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		p.Disconnect(ctx)
+		p.Wait(ctx)
+	}
 	var ws []*runtime.Worker
 	for range 2 {
 		w, err := p.Fork(context.Background(), runtime.WithForkEnv("HERD_LISTEN_MODE=ctl"))
 		if err != nil {
-			tb.Fatal(err)
+			stop()
+			return httpTarget{}, err
 		}
 		ws = append(ws, w)
 	}
@@ -92,16 +128,12 @@ func startHerd(tb testing.TB, policy string) httpTarget {
 		cancel()
 		f := strings.Fields(res.GetMessage())
 		if err != nil || len(f) != 4 || f[0] != "ok" {
-			tb.Fatalf("listen: %q %v", res.GetMessage(), err)
+			stop()
+			return httpTarget{}, fmt.Errorf("listen: %q %v", res.GetMessage(), err)
 		}
 		addr = f[2]
 	}
-	return httpTarget{addr: addr, stop: func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-		defer cancel()
-		p.Disconnect(ctx)
-		p.Wait(ctx)
-	}}
+	return httpTarget{addr: addr, stop: stop}, nil
 }
 
 var (
