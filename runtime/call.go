@@ -130,12 +130,13 @@ func (pc *pendingCall) reset() *pendingCall {
 }
 
 // callAsync sends a request whose reply goes to pc.async (set by the
-// caller, with pc.res) instead of a waiting goroutine. The link takes fds
-// over (see link.SendOwned) and the send never blocks. It reports whether
-// pc.async will be called: false when the request could not be sent (the
-// caller still owns fds; err says why), true when it was sent, or when the
-// link ended under it and its watcher fails the call (the caller still
-// owns fds then too, and err is not nil).
+// caller, with pc.res) instead of a waiting goroutine. The send never
+// blocks, and fds are borrowed (see link.SendBorrowed): the caller keeps
+// them open until pc.async has been called, which happens only after the
+// reply came (so they were sent) or the link ended. It reports whether
+// pc.async will be called: false when the request could not be sent (err
+// says why), true when it was sent, or when the link ended under it and
+// its watcher fails the call (err is then not nil).
 func (ep *endpoint) callAsync(procedure string, req proto.Message, pc *pendingCall, fds []int, system bool) (bool, error) {
 	id := ep.nextID.Add(1)
 	h := wire.Header{Procedure: procedure, CallID: id}
@@ -145,7 +146,7 @@ func (ep *endpoint) callAsync(procedure string, req proto.Message, pc *pendingCa
 	ep.pendMu.Lock()
 	ep.pending[id] = pc
 	ep.pendMu.Unlock()
-	if err := ep.link.SendOwned(&h, req, fds); err != nil {
+	if err := ep.link.SendBorrowed(&h, req, fds); err != nil {
 		return !ep.forget(id), sendError(err)
 	}
 	return true, nil

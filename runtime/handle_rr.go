@@ -299,29 +299,17 @@ func (h *rrHandle) kick() {
 }
 
 // sendLocked sends b to its member; false when it could not be sent (the
-// member is then marked unusable for now).
+// member is then marked gone). The link borrows the primary's own copies of
+// the descriptors: they stay open until the reply (or the link's end) has
+// been handled.
 func (h *rrHandle) sendLocked(b *handoffBatch) bool {
 	m := b.m
-	b.dups = b.dups[:0]
-	for _, fd := range b.fds {
-		d, err := dupFD(fd)
-		if err != nil {
-			closeRawFDs(b.dups)
-			h.log.Warn("herd: hand-off", "handle", h.String(), "error", os.NewSyscallError("dup", err))
-			m.skipUntil = time.Now().UnixNano() + int64(rejectPause)
-			return false
-		}
-		b.dups = append(b.dups, d)
-	}
 	b.req.ListenerId = m.m.id
 	b.req.Count = uint32(len(b.fds))
-	called, err := m.m.w.ep.callAsync(controlHandoffProcedure, &b.req, &b.pc, b.dups, true)
-	if err != nil {
-		closeRawFDs(b.dups) // still ours
-		if !called {
-			m.gone = true
-			return false
-		}
+	called, err := m.m.w.ep.callAsync(controlHandoffProcedure, &b.req, &b.pc, b.fds, true)
+	if err != nil && !called {
+		m.gone = true
+		return false
 	}
 	return true
 }
@@ -331,8 +319,7 @@ func (h *rrHandle) sendLocked(b *handoffBatch) bool {
 type handoffBatch struct {
 	h    *rrHandle
 	m    *rrMember
-	fds  []int // the primary's copies
-	dups []int // the copies given to the link
+	fds  []int // the primary's copies, lent to the link
 	req  herdv1.HandoffRequest
 	res  herdv1.HandoffResponse
 	pc   pendingCall
@@ -344,7 +331,7 @@ func getBatch() *handoffBatch {
 	if b, ok := batchPool.Get().(*handoffBatch); ok {
 		return b
 	}
-	b := &handoffBatch{fds: make([]int, 0, 8), dups: make([]int, 0, 8)}
+	b := &handoffBatch{fds: make([]int, 0, 8)}
 	b.pc.res = &b.res
 	b.pc.async = b.reply
 	return b
@@ -352,7 +339,7 @@ func getBatch() *handoffBatch {
 
 func (b *handoffBatch) release() {
 	b.h, b.m = nil, nil
-	b.fds, b.dups = b.fds[:0], b.dups[:0]
+	b.fds = b.fds[:0]
 	batchPool.Put(b)
 }
 

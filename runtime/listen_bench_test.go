@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,8 +44,15 @@ func init() {
 			fmt.Println("error", err)
 			os.Exit(1)
 		}
+		if path := os.Getenv("HERD_BENCH_CPUPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				pprof.StartCPUProfile(f)
+				defer pprof.StopCPUProfile()
+			}
+		}
 		fmt.Println("addr", tg.addr)
 		io.Copy(io.Discard, os.Stdin)
+		pprof.StopCPUProfile()
 		tg.stop()
 		os.Exit(0)
 	}

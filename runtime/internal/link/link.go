@@ -268,6 +268,19 @@ func (l *Link) SendBytes(ctx context.Context, h *wire.Header, payload []byte, fd
 // On error nothing was queued and fds are still the caller's. Send's other
 // rules apply (size, descriptor count and validity, closed link).
 func (l *Link) SendOwned(h *wire.Header, payload proto.Message, fds []int) error {
+	return l.sendAsync(h, payload, fds, true)
+}
+
+// SendBorrowed is SendOwned for descriptors the caller keeps: the link
+// neither waits for the sendmsg nor closes them. The caller must keep them
+// open until it knows the frame was written (the peer answered it) or the
+// link has ended (Done is closed): the link uses them until then, and never
+// after it has ended.
+func (l *Link) SendBorrowed(h *wire.Header, payload proto.Message, fds []int) error {
+	return l.sendAsync(h, payload, fds, false)
+}
+
+func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned bool) error {
 	if len(fds) > MaxFDsPerFrame {
 		return fmt.Errorf("herd: link send: %d file descriptors in one frame, at most %d", len(fds), MaxFDsPerFrame)
 	}
@@ -293,7 +306,7 @@ func (l *Link) SendOwned(h *wire.Header, payload proto.Message, fds []int) error
 	if len(fds) > 0 {
 		// The caller may reuse its slice.
 		own := append([]int(nil), fds...)
-		l.pendingFDs = append(l.pendingFDs, fdFrame{off: off, n: len(l.pending) - off, fds: own, owned: true})
+		l.pendingFDs = append(l.pendingFDs, fdFrame{off: off, n: len(l.pending) - off, fds: own, owned: owned})
 	}
 	l.mu.Unlock()
 	if wasEmpty {
