@@ -55,4 +55,12 @@
 // events, or for one worker with WithRegister at Fork. A worker's events go
 // through its mailbox like its messages, so they are handled in order:
 // fork, online, everything the worker sent, disconnect, exit.
+//
+// Workers share server ports as in Node: Listen and ListenPacket, called in
+// a worker, get their socket from the primary, which keeps one handle per
+// (network, address, port, descriptor, index) key and schedules its
+// connections round-robin (the primary accepts and hands each connection's
+// descriptor to a worker), shared (every worker accepts from the primary's
+// socket) or reuseport (one SO_REUSEPORT socket per worker). Outside a
+// cluster they are net.Listen and net.ListenPacket.
 package runtime

@@ -76,3 +76,24 @@ func TestSendOwnedDroppedOnAbort(t *testing.T) {
 	<-a.Done()
 	close(cb.gate)
 }
+
+// TestSendBorrowed: the link sends borrowed descriptors without closing
+// them.
+func TestSendBorrowed(t *testing.T) {
+	checkLeaks(t)
+	cb := newCollector(false)
+	t.Cleanup(cb.closeFiles)
+	a, _ := linkPair(t, discard, cb.handle)
+	r, _ := pipe(t)
+	fd := int(r.Fd())
+	if err := a.SendBorrowed(&wire.Header{CallID: 1}, nil, []int{fd}); err != nil {
+		t.Fatal(err)
+	}
+	frames := cb.wait(t, 1)
+	if len(frames[0].files) != 1 {
+		t.Fatalf("frame carries %d files", len(frames[0].files))
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		t.Fatalf("borrowed descriptor closed by the link: %v", err)
+	}
+}
