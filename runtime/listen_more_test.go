@@ -608,3 +608,40 @@ func mustGetOrErr(addr string) error {
 	_, err = c.Read(make([]byte, 1))
 	return err
 }
+
+// TestRoundRobinLastWorkerClosesQueue: when the last worker of a handle
+// goes, the connections the primary still holds are closed (not left
+// hanging) and the socket is closed.
+func TestRoundRobinLastWorkerClosesQueue(t *testing.T) {
+	c := newListenCluster(t, runtime.WithHandoffWindow(2))
+	ws := c.start(1)
+	addr, _ := c.listen(ws[0], "listen tcp 127.0.0.1:0 policy=rr")
+	if err := ws[0].Send(context.Background(), blockProcedure, &herdv1.ErrorEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	err := ws[0].Call(ctx, doProcedure, &herdv1.ErrorEvent{Message: "stat"}, &herdv1.ErrorEvent{})
+	cancel()
+	if runtime.CodeOf(err) != runtime.CodeDeadlineExceeded {
+		t.Fatalf("call to the blocked worker: %v", err)
+	}
+	// Two connections wait at the stuck worker, the rest in the primary.
+	const n = 6
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := rawGet("tcp", addr, "/")
+			errs <- err
+		}()
+	}
+	ws[0].Kill(syscall.SIGKILL)
+	for range n {
+		if err := <-errs; err == nil {
+			t.Error("a request succeeded with no worker")
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a client was left hanging: %v", err)
+		}
+	}
+	refused(t, "tcp", addr)
+	c.waitExit(ws[0])
+}
