@@ -16,7 +16,13 @@
 //     carries file descriptors is written with sendmsg(2), the descriptors
 //     attached as SCM_RIGHTS to the first byte of that frame; the bytes
 //     before it are flushed first, and if sendmsg writes only part of the
-//     frame the rest follows with plain writes.
+//     frame the rest follows with plain writes. SendDirect, for a sender
+//     about to wait for the peer's answer, skips the hand-off when the
+//     writer is idle and nothing is queued: it writes the frame itself with
+//     non-blocking writes, and leaves whatever the socket did not take to
+//     the writer, ahead of anything queued after it. On a machine with idle
+//     CPUs a goroutine hand-off costs a thread wake-up, which is most of a
+//     round trip's latency.
 //   - The reader. It reads with recvmsg(2) into a growable buffer plus a
 //     control buffer with room for MaxFDsPerFrame descriptors, decodes as
 //     many frames as the buffer holds, and calls the Handler for each, in

@@ -185,6 +185,10 @@ type Link struct {
 	inflight      []fdFrame // descriptor frames of the batch being written
 	sendErr       error     // non-nil once Send must refuse frames
 	draining      bool      // Shutdown: the writer closes the link once pending is empty
+	writing       bool      // the writer goroutine or a direct sender is writing a batch
+	carry         []byte    // what a direct write left unwritten; written before pending
+	carryBuf      []byte    // the buffer carry is in, to recycle
+	carryFrames   int       // frames that end in carry
 	flushed       bool      // the writer drained everything before closing
 	cause         error     // why the link ended; set once
 	spaceCh       chan struct{}
@@ -207,6 +211,7 @@ type Link struct {
 	werr       error    // error from the current write callback
 	woob       []byte   // control message buffer for sendmsg
 	writeFn    func(fd uintptr) bool
+	directFn   func(fd uintptr) bool
 	sendmsgFn  func(fd uintptr) bool
 	smallWrite int // consecutive batches far below the buffers' capacity
 
@@ -256,6 +261,23 @@ func (l *Link) Send(ctx context.Context, h *wire.Header, payload proto.Message, 
 // SendBytes is Send with a payload that is already encoded.
 func (l *Link) SendBytes(ctx context.Context, h *wire.Header, payload []byte, fds []int) error {
 	return l.send(ctx, h, nil, payload, fds)
+}
+
+// SendDirect is Send, without descriptors, for a caller that is about to
+// wait for the peer (a request/response call, or the reply to one): when
+// nothing is queued and no write is under way, it writes the frame itself,
+// with non-blocking write(2) calls on the caller's goroutine, instead of
+// waking the writer goroutine. That saves a goroutine hand-off, and often
+// a thread wake-up, on the latency path. What the socket does not take at
+// once is left to the writer, ahead of any frame queued later, so frames
+// keep their order and SendDirect never waits for the peer to read.
+// Otherwise (something queued, a write under way) it queues the frame as
+// Send does, so that frames sent in a burst are still coalesced.
+//
+// A write error ends the link, as it would in the writer; SendDirect then
+// returns nil, like Send for a frame the link ends under.
+func (l *Link) SendDirect(ctx context.Context, h *wire.Header, payload proto.Message) error {
+	return l.sendFrame(ctx, h, payload, nil, nil, true)
 }
 
 // SendOwned queues one frame whose descriptors the link takes over: it
@@ -319,6 +341,10 @@ func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned
 }
 
 func (l *Link) send(ctx context.Context, h *wire.Header, msg proto.Message, raw []byte, fds []int) error {
+	return l.sendFrame(ctx, h, msg, raw, fds, false)
+}
+
+func (l *Link) sendFrame(ctx context.Context, h *wire.Header, msg proto.Message, raw []byte, fds []int, direct bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("herd: link send: %w", err)
 	}
@@ -368,6 +394,10 @@ func (l *Link) send(ctx context.Context, h *wire.Header, msg proto.Message, raw 
 		return err
 	}
 	l.pendingFrames++
+	if direct && wasEmpty && !l.writing && l.carry == nil {
+		l.writeNow() // unlocks l.mu
+		return nil
+	}
 	var w *waiter
 	if len(fds) > 0 {
 		w = waiters.Get().(*waiter)
@@ -389,6 +419,47 @@ func (l *Link) send(ctx context.Context, h *wire.Header, msg proto.Message, raw 
 		return err
 	case <-ctx.Done():
 		return l.cancelFDFrame(ctx, w)
+	}
+}
+
+// writeNow writes the pending frames, which carry no descriptors, on the
+// calling goroutine, without waiting for the socket; what it does not take
+// becomes the carry, for the writer. It is called with l.mu held, and
+// l.writing false, and returns with l.mu released.
+func (l *Link) writeNow() {
+	batch, frames := l.pending, l.pendingFrames
+	l.pending, l.pendingFrames = l.spare, 0
+	l.spare = nil
+	l.writing = true
+	l.mu.Unlock()
+
+	n, err := l.writeDirect(batch)
+
+	l.mu.Lock()
+	l.writing = false
+	wake := len(l.pending) > 0 || l.draining
+	switch {
+	case err != nil:
+		l.spare = batch[:0]
+	case n < len(batch):
+		l.carry, l.carryBuf, l.carryFrames = batch[n:], batch, frames
+		wake = true
+	default:
+		l.spare = l.recycle(batch)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		l.abort(err)
+		return
+	}
+	if n == len(batch) {
+		l.framesSent.Add(uint64(frames))
+	}
+	if wake {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -25,5 +25,8 @@ func checkFDs([]int) error        { return ErrNotSupported }
 func dupFDs([]int) ([]int, error) { return nil, ErrNotSupported }
 func closeFDs([]int)              {}
 
+func (l *Link) writeDirect([]byte) (int, error) { return 0, ErrNotSupported }
+func (l *Link) recycle(b []byte) []byte         { return b[:0] }
+
 // receiver holds per-link recvmsg state on systems with links.
 type receiver struct{}

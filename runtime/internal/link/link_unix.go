@@ -76,6 +76,7 @@ func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
 	// Method values bound once: a closure passed to RawConn.Read/Write on
 	// every call would allocate on every call.
 	l.writeFn = l.writeCallback
+	l.directFn = l.directCallback
 	l.sendmsgFn = l.sendmsgCallback
 	l.readFn = l.readCallback
 	l.running.Store(2)
@@ -128,12 +129,14 @@ func (l *Link) writeLoop() {
 	defer l.exit()
 	for {
 		l.mu.Lock()
-		for len(l.pending) == 0 {
+		// A direct write (SendDirect) under way owns the socket; wait for
+		// it, and for something to write.
+		for l.writing || len(l.pending) == 0 && l.carry == nil {
 			if l.cause != nil {
 				l.mu.Unlock()
 				return
 			}
-			if l.draining {
+			if l.draining && !l.writing {
 				l.flushed = true
 				l.mu.Unlock()
 				l.abort(ErrLinkClosed)
@@ -146,10 +149,33 @@ func (l *Link) writeLoop() {
 			}
 			l.mu.Lock()
 		}
+		if l.carry != nil {
+			// The rest of a direct write goes first.
+			batch, buf, frames := l.carry, l.carryBuf, l.carryFrames
+			l.carry, l.carryBuf, l.carryFrames = nil, nil, 0
+			l.writing = true
+			l.mu.Unlock()
+			err := l.write(batch)
+			if err != nil {
+				l.abort(err)
+			}
+			l.mu.Lock()
+			l.writing = false
+			if l.spare == nil {
+				l.spare = l.recycle(buf)
+			}
+			l.mu.Unlock()
+			if err != nil {
+				return
+			}
+			l.framesSent.Add(uint64(frames))
+			continue
+		}
 		batch, recs, frames := l.pending, l.pendingFDs, l.pendingFrames
 		l.pending, l.pendingFDs, l.pendingFrames = l.spare, l.spareFDs, 0
 		l.spare, l.spareFDs = nil, nil
 		l.inflight = recs
+		l.writing = true
 		if l.spaceCh != nil {
 			close(l.spaceCh)
 			l.spaceCh = nil
@@ -165,6 +191,7 @@ func (l *Link) writeLoop() {
 		l.mu.Lock()
 		clear(recs)
 		l.inflight = nil
+		l.writing = false
 		l.spare, l.spareFDs = l.recycle(batch), recs[:0]
 		l.mu.Unlock()
 		if err != nil {
@@ -226,6 +253,23 @@ func (l *Link) write(p []byte) error {
 	err := l.rc.Write(l.writeFn)
 	l.wbuf = nil
 	return l.writeError(err, l.werr, "write")
+}
+
+// writeDirect writes what the socket takes of p at once, without waiting
+// for it to become writable, and returns how much that was.
+func (l *Link) writeDirect(p []byte) (int, error) {
+	l.wbuf, l.werr = p, nil
+	err := l.rc.Write(l.directFn)
+	n := len(p) - len(l.wbuf)
+	l.wbuf = nil
+	return n, l.writeError(err, l.werr, "write")
+}
+
+// directCallback is the RawConn.Write callback of writeDirect: it never
+// asks to wait.
+func (l *Link) directCallback(fd uintptr) bool {
+	l.writeCallback(fd)
+	return true
 }
 
 // writeCallback is the RawConn.Write callback of write. Returning false
