@@ -439,14 +439,23 @@ func TestRoundRobinDisconnectLosesNothing(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(50 * time.Millisecond) // let traffic flow
+			// Disconnect two workers while requests flow.
+			for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
+				mu.Lock()
+				n := count
+				mu.Unlock()
+				if n >= 40 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no traffic")
+				}
+			}
 			for _, w := range ws[:2] {
-				t.Logf("disconnect %d at %v", w.ID(), time.Since(t0))
 				if err := w.Disconnect(context.Background()); err != nil {
 					t.Fatal(err)
 				}
 			}
-			t.Logf("done at %v", time.Since(t0))
 			close(stop)
 			wg.Wait()
 			if len(errs) > 0 {
