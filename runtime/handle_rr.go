@@ -317,12 +317,12 @@ func (h *rrHandle) sendLocked(b *handoffBatch) bool {
 // handoffBatch is one Handoff in flight: the primary's copies of its
 // connections, and the request and reply. Batches are pooled.
 type handoffBatch struct {
-	h    *rrHandle
-	m    *rrMember
-	fds  []int // the primary's copies, lent to the link
-	req  herdv1.HandoffRequest
-	res  herdv1.HandoffResponse
-	pc   pendingCall
+	h   *rrHandle
+	m   *rrMember
+	fds []int // the primary's copies, lent to the link
+	req herdv1.HandoffRequest
+	res herdv1.HandoffResponse
+	pc  pendingCall
 }
 
 var batchPool sync.Pool
