@@ -80,7 +80,7 @@ func (ep *endpoint) callFiles(ctx context.Context, procedure string, req, res pr
 	ep.pending[id] = pc
 	ep.pendMu.Unlock()
 
-	if err := ep.link.Send(ctx, &h, req, fds); err != nil {
+	if err := ep.sendWaiting(ctx, &h, req, fds); err != nil {
 		if ep.forget(id) {
 			pendingPool.Put(pc.reset())
 		} else {
@@ -113,6 +113,16 @@ func (ep *endpoint) callFiles(ctx context.Context, procedure string, req, res pr
 		}
 		return nil, NewError(CodeOf(ctx.Err()), ctx.Err())
 	}
+}
+
+// sendWaiting sends a frame whose sender is about to wait for the peer (a
+// request, or a reply): without descriptors the link writes it on this
+// goroutine when it is idle, saving the hand-off to its writer.
+func (ep *endpoint) sendWaiting(ctx context.Context, h *wire.Header, msg proto.Message, fds []int) error {
+	if len(fds) == 0 {
+		return ep.link.SendDirect(ctx, h, msg)
+	}
+	return ep.link.Send(ctx, h, msg, fds)
 }
 
 // forget removes a pending call; false when the reply already claimed it.
@@ -186,33 +196,38 @@ func sendError(err error) error {
 	}
 }
 
+func noRelease() {}
+
 // callFiles collects the descriptors attached with WithFiles. The files are
 // kept alive until release, after the link has written them.
 func callFiles(opts []CallOption) (fds []int, release func(), err error) {
 	if len(opts) == 0 {
-		return nil, func() {}, nil
+		return nil, noRelease, nil
 	}
 	var cfg callConfig
 	for _, o := range opts {
 		o.applyToCall(&cfg)
 	}
 	if len(cfg.files) == 0 {
-		return nil, func() {}, nil
+		return nil, noRelease, nil
 	}
-	release = func() {
-		for _, fd := range fds {
+	// The closure captures dups, not the named result: a closure over a
+	// result would move it to the heap on every call, files or not.
+	var dups []int
+	closeAll := func() {
+		for _, fd := range dups {
 			closeFD(fd)
 		}
 	}
 	for _, c := range cfg.files {
 		fd, err := dupConn(c)
 		if err != nil {
-			release()
+			closeAll()
 			return nil, nil, NewError(CodeInvalidArgument, fmt.Errorf("attach file: %w", err))
 		}
-		fds = append(fds, fd)
+		dups = append(dups, fd)
 	}
-	return fds, release, nil
+	return dups, closeAll, nil
 }
 
 // dupConn duplicates the descriptor behind c (close-on-exec), so that the

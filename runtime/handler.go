@@ -36,7 +36,8 @@ func WithHandlerTimeout(d time.Duration) HandlerOption {
 
 // NewUnaryHandler returns a Handler for procedure that decodes each request
 // into a new Req and calls fn. Req and Res must be generated protobuf message
-// types (their pointers implement proto.Message).
+// types (their pointers implement proto.Message). A nil *Res with a nil
+// error answers with an empty response.
 func NewUnaryHandler[Req, Res any](procedure string, fn func(context.Context, *Req) (*Res, error), opts ...HandlerOption) *Handler {
 	if _, ok := any(new(Req)).(proto.Message); !ok {
 		panic(fmt.Sprintf("herd: %s: request type %T is not a protobuf message", procedure, new(Req)))
@@ -53,7 +54,9 @@ func NewUnaryHandler[Req, Res any](procedure string, fn func(context.Context, *R
 				return nil, err
 			}
 			if res == nil {
-				return any(new(Res)).(proto.Message), nil
+				// An empty response: nothing to encode, nothing to
+				// allocate (a nil message encodes as an empty one).
+				return nil, nil
 			}
 			return any(res).(proto.Message), nil
 		},

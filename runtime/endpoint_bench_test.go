@@ -1,0 +1,84 @@
+//go:build linux || darwin
+
+package runtime
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
+	"github.com/herd-go/herd/runtime/internal/link"
+)
+
+// endpointPair starts two endpoints over a socketpair in this process: a
+// serves local (calls from b), b serves nothing.
+func endpointPair(b *testing.B, local *Mux) (ea, eb *endpoint) {
+	b.Helper()
+	fa, fb, err := link.Pair()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := endpointConfig{logger: slog.New(slog.DiscardHandler)}.withDefaults()
+	noErr := func(Code, string, error) {}
+	ea = newEndpoint(cfg, NewMux(), local, nil, context.Background(), noErr)
+	eb = newEndpoint(cfg, NewMux(), NewMux(), nil, context.Background(), noErr)
+	if err := ea.start(fa); err != nil {
+		b.Fatal(err)
+	}
+	if err := eb.start(fb); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ea.link.Close()
+		eb.link.Close()
+		<-ea.closed
+		<-eb.closed
+	})
+	return ea, eb
+}
+
+// BenchmarkEndpointRoundTrip: request/response calls between two endpoints
+// in this process (no process boundary): the runtime's own overhead over
+// link.BenchmarkLinkRoundTrip.
+func BenchmarkEndpointRoundTrip(b *testing.B) {
+	local := NewMux()
+	local.Register(NewUnaryHandler(procEcho, func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
+		return &testv1.EchoResponse{Message: req.GetMessage()}, nil
+	}))
+	_, eb := endpointPair(b, local)
+	ctx := context.Background()
+	req, res := &testv1.EchoRequest{Message: "ping"}, &testv1.EchoResponse{}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := eb.call(ctx, procEcho, req, res, nil, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEndpointOneWay: fire-and-forget messages from one endpoint to
+// the other's handler, in this process.
+func BenchmarkEndpointOneWay(b *testing.B) {
+	local := NewMux()
+	done := make(chan struct{})
+	var n int
+	local.Register(NewUnaryHandler(procEcho, func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
+		if n++; n == b.N {
+			close(done)
+		}
+		return nil, nil
+	}))
+	_, eb := endpointPair(b, local)
+	ctx := context.Background()
+	req := &testv1.EchoRequest{Message: "ping"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := eb.send(ctx, procEcho, req, nil, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+}
