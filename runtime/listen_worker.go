@@ -174,9 +174,9 @@ func (s *Self) requestListen(ctx context.Context, e *listenEntry, network, addre
 	files, err := s.ep.callFiles(ctx, controlListenProcedure, req, res, nil, false, true)
 	if err != nil {
 		// The primary may have made us a member before the call ended on
-		// our side: release it (harmless when it did not).
-		go s.releaseHandle(e.id, nil)
-		return nil, nil, &net.OpError{Op: "listen", Net: network, Err: err}
+		// our side: the caller releases the share (harmless when it was
+		// not made).
+		return nil, nil, &listenCallError{&net.OpError{Op: "listen", Net: network, Err: err}}
 	}
 	if res.GetErrno() != 0 || res.GetError() != "" {
 		closeFiles(files)
@@ -191,6 +191,13 @@ func (s *Self) requestListen(ctx context.Context, e *listenEntry, network, addre
 	e.shared = true
 	return res, files, nil
 }
+
+// listenCallError is a Listen call that failed on the link or by its
+// context: the primary may have made the worker a member of the handle.
+type listenCallError struct{ err *net.OpError }
+
+func (e *listenCallError) Error() string { return e.err.Error() }
+func (e *listenCallError) Unwrap() error { return e.err }
 
 // listen is Listen in a started worker.
 func (s *Self) listen(ctx context.Context, network, address string, cfg *listenConfig) (net.Listener, error) {
@@ -219,6 +226,12 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 	s.ls.mu.Unlock()
 	res, files, err := s.requestListen(ctx, e, network, address, cfg)
 	if err != nil {
+		var ce *listenCallError
+		if errors.As(err, &ce) {
+			// Hand-offs may have reached rl: give them back with the share.
+			go rl.closeCluster()
+			return nil, ce.err
+		}
 		s.forget(e)
 		return nil, err
 	}
@@ -259,12 +272,16 @@ func (s *Self) listenPacket(ctx context.Context, network, address string, cfg *l
 		return l, nil
 	}
 	e := s.newEntry(indexKey(network, address, cfg))
-	res, files, err := s.requestListen(ctx, e, network, address, cfg)
+	_, files, err := s.requestListen(ctx, e, network, address, cfg)
 	if err != nil {
 		s.forget(e)
+		var ce *listenCallError
+		if errors.As(err, &ce) {
+			go s.releaseHandle(e.id, nil)
+			return nil, ce.err
+		}
 		return nil, err
 	}
-	_ = res
 	var pc net.PacketConn
 	if len(files) == 1 {
 		pc, err = net.FilePacketConn(files[0])
