@@ -251,7 +251,7 @@ func runScenario(ctx context.Context, cfg *config, sc *scenario, res *results) e
 // printTable prints one row per system of every scenario that ran: the
 // median figure and its ratio to the scenario's reference system.
 func printTable(w io.Writer, cfg *config, res *results) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw, flush := newTable(w)
 	fmt.Fprintf(tw, "\nscenario\tsystem\tfigure\tratio\tnote\n")
 	fmt.Fprintf(tw, "--------\t------\t------\t-----\t----\n")
 	for _, sc := range res.ran {
@@ -303,7 +303,7 @@ func printTable(w io.Writer, cfg *config, res *results) {
 			}
 		}
 	}
-	tw.Flush()
+	flush()
 	fmt.Fprintf(w, "\nmedians of %d round(s) of %v per system; ratio = figure / reference figure\n", cfg.rounds, cfg.duration)
 	for _, sc := range res.ran {
 		better := "higher is better"
@@ -346,7 +346,7 @@ var targets = []target{
 
 // printTargets checks every target whose figures were measured.
 func printTargets(w io.Writer, res *results) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw, flush := newTable(w)
 	fmt.Fprintf(tw, "\ntarget\tmeasured\tverdict\n")
 	fmt.Fprintf(tw, "------\t--------\t-------\n")
 	skipped := 0
@@ -376,8 +376,21 @@ func printTargets(w io.Writer, res *results) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.desc, strings.TrimSpace(measured), verdict)
 	}
-	tw.Flush()
+	flush()
 	if skipped > 0 {
 		fmt.Fprintf(w, "(%d more targets: figures not measured in this run)\n", skipped)
+	}
+}
+
+// newTable returns a tabwriter whose output, on flush, goes to w without
+// the padding a line's empty last cells leave.
+func newTable(w io.Writer) (*tabwriter.Writer, func()) {
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	return tw, func() {
+		tw.Flush()
+		for line := range strings.Lines(buf.String()) {
+			fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+		}
 	}
 }
