@@ -459,3 +459,34 @@ func FuzzDispatch(f *testing.F) {
 		herdtest.Check(t, base, dispatchWait)
 	})
 }
+
+// TestLookupCacheSeesRegistrations: the reader's one-entry lookup cache
+// never hides a handler registered after it was filled, in any of the
+// three muxes, with their precedence (control, local, shared).
+func TestLookupCacheSeesRegistrations(t *testing.T) {
+	control, local, shared := NewMux(), NewMux(), NewMux()
+	ep := newEndpoint(endpointConfig{}.withDefaults(), control, local, shared, context.Background(), func(Code, string, error) {})
+	mk := func() *Handler {
+		return NewUnaryHandler(procEcho, func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) { return nil, nil })
+	}
+	check := func(want *Handler, wantControl bool) {
+		t.Helper()
+		for range 2 { // a miss, then a hit
+			if h, c := ep.lookup([]byte(procEcho)); h != want || c != wantControl {
+				t.Fatalf("lookup = %p, %t; want %p, %t", h, c, want, wantControl)
+			}
+		}
+	}
+	check(nil, false)
+	hs, hl, hc := mk(), mk(), mk()
+	shared.Register(hs)
+	check(hs, false)
+	local.Register(hl)
+	check(hl, false)
+	control.Register(hc)
+	check(hc, true)
+	if h, _ := ep.lookup([]byte("/other.v1.S/M")); h != nil {
+		t.Fatalf("lookup of an unknown procedure = %p", h)
+	}
+	check(hc, true)
+}

@@ -50,6 +50,8 @@ type endpoint struct {
 	inflMu   sync.Mutex
 	inflight map[uint64]context.CancelFunc
 
+	cache lookupCache // the reader's
+
 	// afterReply, set by a handler on the drainer goroutine, runs once that
 	// handler's reply has been queued on the link.
 	afterReply func()
@@ -66,15 +68,15 @@ type endpoint struct {
 // inbound is one message in an endpoint's mailbox: a decoded request to run,
 // a request to reject, or a local event.
 type inbound struct {
-	h        *Handler
-	req      proto.Message
-	callID   uint64
-	files    []*os.File
-	ctx      context.Context // set for request/response calls; nil means baseCtx
-	reject   *Error          // set when the request is answered with an error
-	proc     string          // procedure, for rejects
-	event    func()          // a local event to run in order
-	cancel   func()          // ends ctx; set with ctx, released by endCall
+	h      *Handler
+	req    proto.Message
+	callID uint64
+	files  []*os.File
+	ctx    context.Context // set for request/response calls; nil means baseCtx
+	reject *Error          // set when the request is answered with an error
+	proc   string          // procedure, for rejects
+	event  func()          // a local event to run in order
+	cancel func()          // ends ctx; set with ctx, released by endCall
 }
 
 type endpointConfig struct {
@@ -244,8 +246,33 @@ func (ep *endpoint) readerError(code Code, procedure string, err error) {
 // lifeCtx is a context that ends with the link, for blocking posts.
 func (ep *endpoint) lifeCtx() context.Context { return closedCtx{ep.closed} }
 
-// lookup finds a handler, and whether it is one of the runtime's own.
+// lookupCache remembers the last procedure the reader looked up: a
+// stream of messages to one procedure then costs one comparison instead of
+// a lookup in each of three muxes. Only the reader uses it.
+type lookupCache struct {
+	procedure  []byte
+	h          *Handler
+	control    bool
+	generation uint64
+}
+
+// lookup finds a handler, and whether it is one of the runtime's own. It
+// runs on the reader.
 func (ep *endpoint) lookup(procedure []byte) (*Handler, bool) {
+	c := &ep.cache
+	gen := muxGeneration.Load()
+	if c.h != nil && c.generation == gen && string(c.procedure) == string(procedure) {
+		return c.h, c.control
+	}
+	h, control := ep.lookupMuxes(procedure)
+	if h != nil {
+		c.procedure = append(c.procedure[:0], procedure...)
+		c.h, c.control, c.generation = h, control, gen
+	}
+	return h, control
+}
+
+func (ep *endpoint) lookupMuxes(procedure []byte) (*Handler, bool) {
 	if h := ep.control.lookup(procedure); h != nil {
 		return h, true
 	}

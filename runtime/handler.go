@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -110,8 +111,13 @@ func (m *Mux) Register(handlers ...*Handler) error {
 	for _, h := range handlers {
 		m.handlers[h.procedure] = h
 	}
+	muxGeneration.Add(1)
 	return nil
 }
+
+// muxGeneration counts registrations in every Mux, so that an endpoint's
+// cached lookup can tell it may be stale.
+var muxGeneration atomic.Uint64
 
 // lookup finds the handler of a procedure given as bytes; the conversion in
 // the map index does not allocate.
