@@ -1,0 +1,221 @@
+//go:build unix
+
+package runtime_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
+	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
+	"github.com/herd-go/herd/runtime"
+)
+
+// Benchmarks over real worker processes (the test binary re-executed in
+// mode "typed"), through the generated TestService stubs. Run them with
+//
+//	go test -run '^$' -bench . -benchmem ./runtime
+//
+// allocs/op is the primary's; worker-allocs/msg is the worker's, counted
+// in the worker with runtime.MemStats and sent back.
+
+// benchCluster is a primary serving TestService with one typed worker.
+type benchCluster struct {
+	p      *runtime.Primary
+	w      *runtime.Worker
+	c      testv1herd.TestServiceClient
+	online chan uint64
+
+	// reports counts Report messages handled by the primary; when it
+	// reaches target, reached is signalled.
+	reports atomic.Uint64
+	target  atomic.Uint64
+	reached chan struct{}
+}
+
+type onlineEvents struct {
+	herdv1herd.UnimplementedEventServiceHandler
+	online chan uint64
+}
+
+func (o *onlineEvents) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+	o.online <- ev.GetWorker().GetId()
+	return &emptypb.Empty{}, nil
+}
+
+func newBenchCluster(b *testing.B, env ...string) *benchCluster {
+	b.Helper()
+	bc := &benchCluster{
+		p:       runtime.NewPrimary(runtime.WithOutput(io.Discard, io.Discard)),
+		online:  make(chan uint64, 16),
+		reached: make(chan struct{}, 1),
+	}
+	svc := &testService{onReport: func(w *runtime.Worker, req *testv1.ReportRequest) {
+		if bc.reports.Add(1) == bc.target.Load() {
+			bc.reached <- struct{}{}
+		}
+	}}
+	if err := testv1herd.RegisterTestServiceHandler(bc.p, svc); err != nil {
+		b.Fatal(err)
+	}
+	if err := herdv1herd.RegisterEventServiceHandler(bc.p, &onlineEvents{online: bc.online}); err != nil {
+		b.Fatal(err)
+	}
+	w, err := bc.p.Fork(context.Background(), runtime.WithForkEnv(append([]string{"HERD_TEST_MODE=typed"}, env...)...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	bc.w, bc.c = w, testv1herd.NewTestServiceClient(w)
+	select {
+	case <-bc.online:
+	case <-time.After(waitLimit):
+		b.Fatal("worker did not come online")
+	}
+	b.Cleanup(func() {
+		w.Kill(syscall.SIGKILL)
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		if err := bc.p.Wait(ctx); err != nil {
+			b.Errorf("worker not reaped: %v", err)
+		}
+	})
+	return bc
+}
+
+// workerMallocs returns the worker's runtime.MemStats.Mallocs.
+func (bc *benchCluster) workerMallocs(b *testing.B) uint64 {
+	b.Helper()
+	st, err := bc.c.Stats(context.Background(), &testv1.StatsRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st.GetMallocs()
+}
+
+// BenchmarkOneWay: the worker sends small fire-and-forget messages
+// (SendReport) to the primary as fast as it can; one op is one message,
+// from the worker's first send until the primary's handler has run for
+// the last.
+func BenchmarkOneWay(b *testing.B) {
+	bc := newBenchCluster(b)
+	ctx := context.Background()
+	// Warm up: buffers grown, pools filled, goroutines started.
+	bc.target.Store(1000)
+	if _, err := bc.c.Blast(ctx, &testv1.BlastRequest{Count: 1000}); err != nil {
+		b.Fatal(err)
+	}
+	<-bc.reached
+	bc.reports.Store(0)
+	bc.target.Store(uint64(b.N))
+	b.ReportAllocs()
+	b.ResetTimer()
+	res, err := bc.c.Blast(ctx, &testv1.BlastRequest{Count: uint64(b.N)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	<-bc.reached
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(res.GetMallocs())/float64(b.N), "worker-allocs/msg")
+}
+
+// BenchmarkRoundTrip: request/response calls of Echo from the primary to
+// the worker, one at a time; one op is one round trip.
+func BenchmarkRoundTrip(b *testing.B) {
+	bc := newBenchCluster(b)
+	ctx := context.Background()
+	req := &testv1.EchoRequest{Message: "ping"}
+	for range 1000 {
+		if _, err := bc.c.Echo(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	before := bc.workerMallocs(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := bc.c.Echo(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	after := bc.workerMallocs(b)
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/rtt")
+	b.ReportMetric(float64(after-before)/float64(b.N), "worker-allocs/msg")
+}
+
+// BenchmarkRoundTrip1MiB: a 1 MiB payload to the worker and back.
+func BenchmarkRoundTrip1MiB(b *testing.B) {
+	bc := newBenchCluster(b)
+	ctx := context.Background()
+	req := &testv1.PayloadRequest{Data: make([]byte, 1<<20)}
+	for range 10 {
+		if _, err := bc.c.Payload(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(2 << 20)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		res, err := bc.c.Payload(ctx, req)
+		if err != nil || len(res.GetData()) != 1<<20 {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/rtt")
+}
+
+// BenchmarkForkOnline: from Fork of n workers (at once) until every one
+// of them is online (its handshake done, its handlers registered).
+func BenchmarkForkOnline(b *testing.B) {
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			online := make(chan uint64, n)
+			p := runtime.NewPrimary(runtime.WithOutput(io.Discard, io.Discard))
+			if err := herdv1herd.RegisterEventServiceHandler(p, &onlineEvents{online: online}); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			for range b.N {
+				b.StartTimer()
+				ws := make([]*runtime.Worker, n)
+				for i := range ws {
+					w, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=typed"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					ws[i] = w
+				}
+				for range n {
+					select {
+					case <-online:
+					case <-time.After(waitLimit):
+						b.Fatal("workers did not come online")
+					}
+				}
+				b.StopTimer()
+				for _, w := range ws {
+					w.Kill(syscall.SIGKILL)
+				}
+				wctx, cancel := context.WithTimeout(ctx, waitLimit)
+				err := p.Wait(wctx)
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/fork")
+		})
+	}
+}
