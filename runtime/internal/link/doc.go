@@ -38,7 +38,9 @@
 // length above it ends the link with wire.ErrFrameTooLarge before anything
 // of that size is allocated. A frame with more than MaxFDsPerFrame
 // descriptors cannot be sent. Send blocks while the write queue holds
-// WithWriteBufferLimit bytes or more.
+// WithWriteBufferLimit bytes or more. Each end asks the kernel for a 1 MiB
+// socket send buffer, so that large frames and bursts take fewer wake-ups
+// of the peer.
 //
 // # Ending
 //

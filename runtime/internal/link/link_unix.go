@@ -48,7 +48,11 @@ func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
 		return nil, fmt.Errorf("herd: link: %w", err)
 	}
 	var typ int
-	cerr := rc.Control(func(fd uintptr) { typ, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE) })
+	cerr := rc.Control(func(fd uintptr) {
+		typ, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+		// Best effort: the kernel caps it at net.core.wmem_max.
+		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, socketSendBuffer)
+	})
 	if err = errors.Join(cerr, err); err == nil && typ != unix.SOCK_STREAM {
 		err = fmt.Errorf("socket type %d is not SOCK_STREAM", typ)
 	}
@@ -84,6 +88,15 @@ func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
 	go l.readLoop()
 	return l, nil
 }
+
+// socketSendBuffer is the send buffer a link asks for (SO_SNDBUF; Linux
+// doubles it, and caps it at net.core.wmem_max). The default (about 208
+// KiB on Linux) makes a 1 MiB frame take several wake-ups of the reader;
+// a larger one takes it in fewer writes, and lets more small frames queue
+// in the kernel during a burst. It limits, it does not allocate: memory is
+// used only by bytes the peer has not read yet, and the link's own write
+// queue still bounds what a sender can push past a slow reader.
+const socketSendBuffer = 1 << 20
 
 // checkFDs rejects descriptors that are negative or not open, so that a bad
 // descriptor fails its Send instead of the sendmsg, which would end the
