@@ -59,6 +59,13 @@ type endpoint struct {
 	// that handler's reply and closed once it is sent (or not).
 	replyFDs []int
 
+	// inline, when set, handles frames of its procedure on the link's
+	// reader goroutine instead of the mailbox (the worker's Handoff: the
+	// hand-off round trip then costs no goroutine switch). It takes the
+	// files and must not block.
+	inlineProc string
+	inline     func(env *wire.Envelope, files []*os.File)
+
 	maxFrame  int
 	ready     chan struct{} // closed once link is set: the reader waits for it
 	closed    chan struct{} // closed when the link is done
@@ -186,6 +193,10 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		return nil
 	case env.ReplyTo != 0:
 		ep.complete(env, files)
+		return nil
+	}
+	if ep.inline != nil && env.Flags&wire.FlagSystem != 0 && string(env.Procedure) == ep.inlineProc {
+		ep.inline(env, files)
 		return nil
 	}
 	if len(files) > 0 {

@@ -25,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 )
 
@@ -354,18 +353,9 @@ func TestRoundRobinReroutesFromDeadWorker(t *testing.T) {
 	for _, w := range ws {
 		addr, _ = c.listen(w, "listen tcp 127.0.0.1:0 policy=rr")
 	}
-	// Worker 1 stops handling messages: its hand-offs are never
-	// acknowledged, its window (4) fills, and it is skipped.
-	if err := ws[0].Send(context.Background(), blockProcedure, &herdv1.ErrorEvent{}); err != nil {
-		t.Fatal(err)
-	}
-	// A call queued behind the block times out: the worker is stuck.
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	err := ws[0].Call(ctx, doProcedure, &herdv1.ErrorEvent{Message: "stat"}, &herdv1.ErrorEvent{})
-	cancel()
-	if runtime.CodeOf(err) != runtime.CodeDeadlineExceeded {
-		t.Fatalf("call to the blocked worker: %v", err)
-	}
+	// Worker 1 hangs (SIGSTOP): its hand-offs are never acknowledged, its
+	// window (4) fills, and it is skipped.
+	stopWorker(t, ws[0])
 	const n = 20
 	type result struct {
 		body string
@@ -625,15 +615,7 @@ func TestRoundRobinLastWorkerClosesQueue(t *testing.T) {
 	c := newListenCluster(t, runtime.WithHandoffWindow(2))
 	ws := c.start(1)
 	addr, _ := c.listen(ws[0], "listen tcp 127.0.0.1:0 policy=rr")
-	if err := ws[0].Send(context.Background(), blockProcedure, &herdv1.ErrorEvent{}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	err := ws[0].Call(ctx, doProcedure, &herdv1.ErrorEvent{Message: "stat"}, &herdv1.ErrorEvent{})
-	cancel()
-	if runtime.CodeOf(err) != runtime.CodeDeadlineExceeded {
-		t.Fatalf("call to the blocked worker: %v", err)
-	}
+	stopWorker(t, ws[0])
 	// Two connections wait at the stuck worker, the rest in the primary.
 	const n = 6
 	errs := make(chan error, n)
@@ -653,4 +635,25 @@ func TestRoundRobinLastWorkerClosesQueue(t *testing.T) {
 	}
 	refused(t, "tcp", addr)
 	c.waitExit(ws[0])
+}
+
+// stopWorker stops a worker with SIGSTOP and waits until it is stopped: a
+// hung worker, which acknowledges nothing.
+func stopWorker(t *testing.T, w *runtime.Worker) {
+	t.Helper()
+	if err := syscall.Kill(w.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.PID()))
+		if err != nil {
+			return // no /proc: the signal is delivered before Kill returns to a single-threaded wait
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker %d did not stop", w.ID())
+		}
+	}
 }

@@ -3,12 +3,14 @@
 package runtime
 
 import (
-	"context"
 	"net"
 	"os"
 	"sync"
 
+	"google.golang.org/protobuf/proto"
+
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // maxAcceptQueue bounds the connections a round-robin listener holds that
@@ -32,13 +34,10 @@ type rrListener struct {
 	ready     chan struct{} // a token when the queue may have grown
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
-	publishFn func() // publish, bound once
 }
 
 func newRRListener(e *listenEntry) *rrListener {
-	l := &rrListener{listenEntry: e, ready: make(chan struct{}, 1), done: make(chan struct{})}
-	l.publishFn = l.publish
-	return l
+	return &rrListener{listenEntry: e, ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Accept waits for the next handed-off connection.
@@ -157,23 +156,51 @@ func (l *rrListener) publish() {
 	l.signal()
 }
 
-// handoff serves the primary's Handoff: it takes the connections into the
-// listener's queue and acknowledges how many it took. The connections
-// become visible to Accept only once the acknowledgement is queued on the
-// link, so a connection the primary re-routes (because this worker died
-// before acknowledging) has not been read here.
-func (s *Self) handoff(ctx context.Context, req *herdv1.HandoffRequest) (*herdv1.HandoffResponse, error) {
-	files := FilesFromContext(ctx)
-	s.ls.mu.Lock()
-	l := s.ls.rr[req.GetListenerId()]
-	s.ls.mu.Unlock()
-	if l == nil {
+// handoff serves the primary's Handoff, on the link's reader goroutine: it
+// takes the connections into the listener's queue and acknowledges how
+// many it took. The connections become visible to Accept only once the
+// acknowledgement is queued on the link, so a connection the primary
+// re-routes (because this worker died before acknowledging) has not been
+// read here. Nothing here blocks: the acknowledgement is queued whatever
+// the write queue holds (it is small, and the primary bounds how many
+// hand-offs are in flight).
+func (s *Self) handoff(env *wire.Envelope, files []*os.File) {
+	var req herdv1.HandoffRequest
+	took := 0
+	var l *rrListener
+	if err := proto.Unmarshal(env.Payload, &req); err == nil {
+		s.ls.mu.Lock()
+		l = s.ls.rr[req.GetListenerId()]
+		s.ls.mu.Unlock()
+	}
+	if l != nil {
+		took = l.take(files) // closes the files
+	} else {
 		closeFiles(files)
-		return &herdv1.HandoffResponse{}, nil
 	}
-	took := l.take(files)
+	if env.CallID != 0 {
+		h := wire.Header{ReplyTo: env.CallID}
+		if err := s.ep.link.SendOwned(&h, &herdv1.HandoffResponse{Accepted: uint32(took)}, nil); err != nil {
+			// The link is gone; the primary re-routes what it handed.
+			took = 0
+			if l != nil {
+				l.drop()
+			}
+		}
+	}
 	if took > 0 {
-		s.ep.afterReply = l.publishFn
+		l.publish()
 	}
-	return &herdv1.HandoffResponse{Accepted: uint32(took)}, nil
+}
+
+// drop closes the pending connections (their acknowledgement could not be
+// sent).
+func (l *rrListener) drop() {
+	l.mu.Lock()
+	pending := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	for _, c := range pending {
+		c.Close()
+	}
 }

@@ -5,8 +5,10 @@ package runtime
 import (
 	"context"
 	"net"
+	"os"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // Without unix sockets there are no workers, so no shared handles: these
@@ -37,8 +39,6 @@ func (s *Self) listenPacket(ctx context.Context, network, address string, cfg *l
 	return nil, &net.OpError{Op: "listen", Net: network, Err: ErrListenUnsupported}
 }
 
-func (s *Self) handoff(ctx context.Context, req *herdv1.HandoffRequest) (*herdv1.HandoffResponse, error) {
-	return &herdv1.HandoffResponse{}, nil
-}
+func (s *Self) handoff(env *wire.Envelope, files []*os.File) { closeFiles(files) }
 
 func (s *Self) closeListeners() {}

@@ -121,7 +121,6 @@ func NewSelf(opts ...SelfOption) (*Self, error) {
 	}
 	if err := s.control.Register(
 		NewUnaryHandler(controlDisconnectProcedure, s.primaryDisconnect),
-		NewUnaryHandler(controlHandoffProcedure, s.handoff),
 	); err != nil {
 		return nil, err
 	}
@@ -153,6 +152,7 @@ func (s *Self) Start(ctx context.Context) error {
 		return errors.New("herd: no link on descriptor 3")
 	}
 	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.reportError)
+	s.ep.inlineProc, s.ep.inline = controlHandoffProcedure, s.handoff
 	if err := s.ep.start(f); err != nil {
 		return fmt.Errorf("herd: start worker %d: %w", s.id, err)
 	}
