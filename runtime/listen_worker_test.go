@@ -110,6 +110,8 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 			case "fd":
 				n, _ := strconv.Atoi(v)
 				opts = append(opts, runtime.WithListenFD(n))
+			case "fdname":
+				opts = append(opts, runtime.WithListenFDName(v))
 			case "mode":
 				n, _ := strconv.ParseUint(v, 8, 32)
 				opts = append(opts, runtime.WithUnixMode(os.FileMode(n)))
