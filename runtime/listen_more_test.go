@@ -644,3 +644,32 @@ func stopWorker(t *testing.T, w *runtime.Worker) {
 		}
 	}
 }
+
+// TestRoundRobinLastWorkerClosesQueue: when the last worker of a handle
+// goes, the connections the primary still holds are closed (not left
+// hanging) and the socket is closed.
+func TestRoundRobinLastWorkerClosesQueue(t *testing.T) {
+	c := newListenCluster(t, runtime.WithHandoffWindow(2))
+	ws := c.start(1)
+	addr, _ := c.listen(ws[0], "listen tcp 127.0.0.1:0 policy=rr")
+	// Two connections wait at the hung worker, the rest in the primary.
+	stopWorker(t, ws[0])
+	const n = 6
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := rawGet("tcp", addr, "/")
+			errs <- err
+		}()
+	}
+	ws[0].Kill(syscall.SIGKILL)
+	for range n {
+		if err := <-errs; err == nil {
+			t.Error("a request succeeded with no worker")
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a client was left hanging: %v", err)
+		}
+	}
+	refused(t, "tcp", addr)
+	c.waitExit(ws[0])
+}
