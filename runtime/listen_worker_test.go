@@ -24,17 +24,14 @@ import (
 
 // The listen tests' worker: a test binary started with HERD_LISTEN_MODE=ctl
 // runs it from init, before TestMain, and never returns. The primary drives
-// it with commands (listen, udp, close, stat, block) sent to doProcedure.
+// it with commands (listen, udp, close, stat) sent to doProcedure.
 func init() {
 	if runtime.IsWorker() && os.Getenv("HERD_LISTEN_MODE") != "" {
 		os.Exit(listenWorkerMain())
 	}
 }
 
-const (
-	doProcedure    = "/herdtest.Listen/Do"
-	blockProcedure = "/herdtest.Listen/Block"
-)
+const doProcedure = "/herdtest.Listen/Do"
 
 type ctlWorker struct {
 	self      *runtime.Self
@@ -54,9 +51,6 @@ func listenWorkerMain() int {
 	self.Register(
 		runtime.NewUnaryHandler(doProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
 			return &herdv1.ErrorEvent{Message: cw.do(ctx, req.GetMessage())}, nil
-		}),
-		runtime.NewUnaryHandler(blockProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-			select {} // holds the drainer: hand-offs are never acknowledged
 		}),
 	)
 	self.OnDisconnect(func(ctx context.Context) error {
