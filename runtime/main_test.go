@@ -4,6 +4,7 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -23,6 +24,9 @@ import (
 func TestMain(m *testing.M) {
 	if runtime.IsWorker() {
 		os.Exit(workerMain(os.Getenv("HERD_TEST_MODE")))
+	}
+	if os.Getenv("HERD_TEST_ROLE") == "unprivileged-primary" {
+		os.Exit(unprivilegedPrimaryMain())
 	}
 	if os.Getenv("HERD_TEST_ROLE") == "primary" {
 		os.Exit(subPrimaryMain(os.Getenv("HERD_TEST_PRIMARY_MODE")))
@@ -118,6 +122,9 @@ func workerMain(mode string) int {
 		_, err := f.WriteString("written by the worker\n")
 		f.Close()
 		report(fmt.Sprint(err))
+	case "listenpriv":
+		_, err := runtime.Listen(ctx, "tcp", "127.0.0.1:1")
+		report(fmt.Sprintf("eacces=%t", errors.Is(err, syscall.EACCES)))
 	case "uid":
 		report(fmt.Sprintf("uid=%d gid=%d", os.Getuid(), os.Getgid()))
 	case "print":

@@ -1,0 +1,89 @@
+//go:build unix
+
+package runtime_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime"
+)
+
+// unprivilegedPrimaryMain is a primary run as an unprivileged user: its
+// worker listens on port 1 and reports whether the primary's bind failure
+// came back as EACCES.
+func unprivilegedPrimaryMain() int {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	p := runtime.NewPrimary()
+	result := make(chan string, 1)
+	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		result <- req.GetMessage()
+		return &herdv1.ErrorEvent{}, nil
+	}))
+	if _, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=listenpriv")); err != nil {
+		fmt.Println("fork:", err)
+		return 2
+	}
+	select {
+	case r := <-result:
+		fmt.Println("result", r)
+	case <-ctx.Done():
+		fmt.Println("no report")
+	}
+	p.Disconnect(ctx)
+	p.Wait(ctx)
+	return 0
+}
+
+// TestListenPermissionDenied: a worker's Listen on a privileged port, with
+// an unprivileged primary, fails with an error matching EACCES. The tests
+// run as root, so the primary under test runs as nobody.
+func TestListenPermissionDenied(t *testing.T) {
+	if os.Getuid() != 0 {
+		// Unprivileged already: TestListenBindErrors asserts EACCES directly.
+		t.Skip("covered by TestListenBindErrors when not root")
+	}
+	dir, err := os.MkdirTemp("", "herd-eacces-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "primary")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=unprivileged-primary", "GOCOVERDIR=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd.Stderr = os.Stderr
+	done := make(chan struct{})
+	timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.Output()
+	close(done)
+	if err != nil {
+		t.Fatalf("unprivileged primary: %v\n%s", err, out)
+	}
+	if got := strings.TrimSpace(string(out)); got != "result eacces=true" {
+		t.Errorf("got %q, want %q", got, "result eacces=true")
+	}
+}
