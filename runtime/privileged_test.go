@@ -75,11 +75,9 @@ func TestListenPermissionDenied(t *testing.T) {
 	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=unprivileged-primary", "GOCOVERDIR=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	cmd.Stderr = os.Stderr
-	done := make(chan struct{})
 	timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })
 	defer timer.Stop()
 	out, err := cmd.Output()
-	close(done)
 	if err != nil {
 		t.Fatalf("unprivileged primary: %v\n%s", err, out)
 	}
