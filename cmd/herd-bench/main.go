@@ -230,11 +230,22 @@ func runScenario(ctx context.Context, cfg *config, sc *scenario, res *results) e
 			if bad[sys] {
 				continue
 			}
-			if err := cfg.loads.awaitQuiet(ctx, cfg); err != nil {
-				return err
+			var (
+				figs  map[string]float64
+				err   error
+				start time.Time
+			)
+			for repeats := 0; ; repeats++ {
+				if err := cfg.loads.awaitQuiet(ctx, cfg); err != nil {
+					return err
+				}
+				start = time.Now()
+				before := takeCPU()
+				figs, err = sys.run(ctx, cfg)
+				if err != nil || !cfg.loads.disturbedRun(cfg, before, repeats) {
+					break
+				}
 			}
-			start := time.Now()
-			figs, err := sys.run(ctx, cfg)
 			if err != nil {
 				bad[sys] = true
 				res.fail(sc, sys, err)

@@ -3,7 +3,9 @@
 // HERD_BENCH_WORKERS workers on 127.0.0.1, port 0 (one port, shared by the
 // workers), under NODE_CLUSTER_SCHED_POLICY (rr or none, set by the
 // harness). Prints "ready {"port": N}" once every worker listens; when
-// stdin ends it disconnects the workers, prints "result {}" and exits.
+// stdin ends it disconnects the workers, waits for them to exit (so that
+// they are reaped, and their CPU time is the primary's children's), prints
+// "result {}" and exits.
 const cluster = require('node:cluster');
 const http = require('node:http');
 
@@ -21,25 +23,29 @@ if (cluster.isPrimary) {
     if (++listening === n) console.log('ready ' + JSON.stringify({ port }));
   });
   let stopping = false;
+  let exited = 0;
+  const done = () => {
+    console.log('result {}');
+    process.exit(0);
+  };
   cluster.on('exit', (w, code, signal) => {
     if (!stopping) {
       console.error(`worker ${w.id} exited: code ${code} signal ${signal}`);
       process.exit(1);
     }
+    if (++exited === n) done();
   });
-  for (let i = 0; i < n; i++) cluster.fork();
+  // Our own list: a primary-side disconnect takes a worker out of
+  // cluster.workers at once.
+  const workers = [];
+  for (let i = 0; i < n; i++) workers.push(cluster.fork());
   process.stdin.on('end', () => {
     stopping = true;
-    // Idle keep-alive connections would hold a graceful disconnect.
+    // Idle keep-alive connections could hold a graceful disconnect.
     setTimeout(() => {
-      for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
-      console.log('result {}');
-      process.exit(0);
+      for (const w of workers) if (!w.isDead()) w.process.kill('SIGKILL');
     }, 5000).unref();
-    cluster.disconnect(() => {
-      console.log('result {}');
-      process.exit(0);
-    });
+    for (const w of workers) w.disconnect();
   });
   process.stdin.resume();
 } else {
