@@ -491,26 +491,7 @@ func TestCredential(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("changing a worker's credentials needs root")
 	}
-	// The test binary lives in a directory only root may enter; give the
-	// unprivileged worker a copy it can run.
-	dir, err := os.MkdirTemp("", "herd-cred-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	exe, _ := os.Executable()
-	b, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "worker")
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	const nobody = 65534
+	dir, bin := publicTestBinary(t)
 	c := newCluster(t, runtime.WithExec(bin), runtime.WithDir(dir), runtime.WithCredential(nobody, nobody))
 	w := c.fork("uid")
 	if got := c.rec.waitFor(fmt.Sprintf("report %d ", w.ID())); got != "report 1 uid=65534 gid=65534" {
@@ -518,4 +499,36 @@ func TestCredential(t *testing.T) {
 	}
 	w.Disconnect(context.Background())
 	c.waitExit(w)
+}
+
+// nobody is the unprivileged user the credential tests run processes as.
+const nobody = 65534
+
+// publicTestBinary copies the test binary, which lives in a directory only
+// root may enter, into a fresh directory anyone may read, so that a
+// process run as nobody can execute it. The copy is removed at the end of
+// the test.
+func publicTestBinary(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "herd-public-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(dir, "herd.test")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin
 }

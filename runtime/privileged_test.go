@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,24 +51,7 @@ func TestListenPermissionDenied(t *testing.T) {
 		// Unprivileged already: TestListenBindErrors asserts EACCES directly.
 		t.Skip("covered by TestListenBindErrors when not root")
 	}
-	dir, err := os.MkdirTemp("", "herd-eacces-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	exe, _ := os.Executable()
-	b, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "primary")
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	const nobody = 65534
+	dir, bin := publicTestBinary(t)
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=unprivileged-primary", "GOCOVERDIR=")
