@@ -80,6 +80,10 @@ type config struct {
 	maxFrame    int
 	writeLimit  int
 	readBufSize int
+	// beforeBatch, when set (tests only), is called by the writer
+	// goroutine after it has taken a batch of queued frames and before it
+	// writes them.
+	beforeBatch func()
 }
 
 type optionFunc func(*config)

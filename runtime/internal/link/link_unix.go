@@ -195,6 +195,9 @@ func (l *Link) writeLoop() {
 		}
 		l.mu.Unlock()
 
+		if l.cfg.beforeBatch != nil {
+			l.cfg.beforeBatch()
+		}
 		err := l.writeBatch(batch, recs)
 		if err != nil {
 			// Before recs is cleared: abort fails its waiting senders.
