@@ -314,6 +314,33 @@ func TestBlockedPostersAllWake(t *testing.T) {
 	}
 }
 
+// manualDeadline is a context with a deadline that passes when pass is
+// called, whatever the clock says.
+type manualDeadline struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newManualDeadline() *manualDeadline {
+	return &manualDeadline{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *manualDeadline) pass() { c.once.Do(func() { close(c.done) }) }
+
+func (c *manualDeadline) Deadline() (time.Time, bool) { return time.Now().Add(time.Hour), true }
+
+func (c *manualDeadline) Done() <-chan struct{} { return c.done }
+
+func (c *manualDeadline) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
 func TestPostContextEndsWhileFull(t *testing.T) {
 	errCause := errors.New("link torn down")
 	tests := []struct {
@@ -343,8 +370,11 @@ func TestPostContextEndsWhileFull(t *testing.T) {
 		{
 			name: "deadline passes while waiting",
 			ctx: func() (context.Context, func()) {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-				return ctx, func() { defer cancel(); <-ctx.Done() }
+				// A deadline that passes when the test says so: a real
+				// short timeout can pass before Post starts waiting on a
+				// loaded machine.
+				ctx := newManualDeadline()
+				return ctx, ctx.pass
 			},
 			wantWait:  true,
 			wantMatch: []error{ErrMailboxFull, context.DeadlineExceeded},
