@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,18 +20,21 @@ import (
 // calls both ways. The files it writes are testdata/journey, which
 // TestJourneyInREADME keeps identical to the README's.
 //
-// It works offline from the module cache: GOPROXY=off, and two steps differ
-// from the README's, because this checkout is not a published version:
-// herd is required at v0.0.0 and replaced by this checkout instead of
-// `go get github.com/herd-go/herd@latest`, and protoc-gen-go is asked for
-// at the version herd requires instead of the latest. buf is built from
-// this checkout's tools.mod.
+// It works offline from the module cache (GOPROXY=off, GOSUMDB=off) with
+// the go command's defaults otherwise (no GOFLAGS: a missing go.sum entry
+// fails the build, as it does for a user), and two steps differ from the
+// README's, because this checkout is not a published version: herd is
+// required at v0.0.0 and replaced by this checkout before
+// `go get github.com/herd-go/herd/runtime` (instead of @latest), and
+// protoc-gen-go is asked for at the version herd requires instead of the
+// latest. buf is built from this checkout's tools.mod. The program's output
+// is checked, log lines included, against the README's.
 
 // journeyCommands are the README's commands, in order, as the test runs
 // them (with the two offline substitutions above).
 var journeyCommands = []string{
 	"go mod init example.com/hello",
-	"go get github.com/herd-go/herd@latest",
+	"go get github.com/herd-go/herd/runtime@latest",
 	"go get -tool google.golang.org/protobuf/cmd/protoc-gen-go",
 	"go get -tool github.com/herd-go/herd/cmd/protoc-gen-go-herd",
 	"buf lint",
@@ -41,7 +45,24 @@ var journeyCommands = []string{
 // journeyFiles are the files the user writes, relative to the module root.
 var journeyFiles = []string{"buf.yaml", "buf.gen.yaml", "proto/greet/v1/greet.proto", "main.go"}
 
-const journeyOutput = "hello alice from worker 1, ticket 1\nhello bob from worker 2, ticket 2\n"
+// journeyOutput is what `go run .` prints, standard output and standard
+// error together, as a terminal shows them: the primary's log lines (on
+// standard error, with log's date and time, which differ at every run and
+// are compared as a pattern) and the greetings.
+const journeyOutput = `2026/01/02 15:04:05 ticket 1 for worker 1
+hello alice from worker 1, ticket 1
+2026/01/02 15:04:05 ticket 2 for worker 2
+hello bob from worker 2, ticket 2
+`
+
+// logTime matches the date and time log.Printf starts a line with.
+var logTime = regexp.MustCompile(`(?m)^[0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} `)
+
+// sameOutput reports whether got is want, but for log's dates and times.
+func sameOutput(got, want string) bool {
+	const stamp = "YYYY/MM/DD hh:mm:ss "
+	return logTime.ReplaceAllString(got, stamp) == logTime.ReplaceAllString(want, stamp)
+}
 
 func TestJourney(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -51,9 +72,12 @@ func TestJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmp := t.TempDir()
-	env := []string{"GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off"}
+	// No GOFLAGS (so no -mod=mod: go.sum is the user's to complete, as
+	// it is for them), no proxy and no checksum database (offline: go
+	// records the module cache's hashes in go.sum).
+	env := []string{"GOPROXY=off", "GOSUMDB=off", "GOWORK=off"}
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k != "GOFLAGS" && k != "GOPROXY" && k != "GOWORK" {
+		if k, _, _ := strings.Cut(kv, "="); k != "GOFLAGS" && k != "GOPROXY" && k != "GOSUMDB" && k != "GOWORK" {
 			env = append(env, kv)
 		}
 	}
@@ -68,6 +92,19 @@ func TestJourney(t *testing.T) {
 		}
 		return out.String()
 	}
+	// combined runs a command with standard output and standard error
+	// going to one pipe, in the order written, as in a terminal.
+	combined := func(dir string, name string, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Dir, cmd.Env = dir, env
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s %s: %v\noutput:\n%s", name, strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
+	}
 
 	buf := filepath.Join(tmp, "bin", "buf")
 	run(checkout, "go", "build", "-modfile=tools.mod", "-o", buf, "github.com/bufbuild/buf/cmd/buf")
@@ -77,15 +114,13 @@ func TestJourney(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(mod, "go", "mod", "init", "example.com/hello")
-	// Instead of go get github.com/herd-go/herd@latest: this checkout.
+	// Instead of go get github.com/herd-go/herd/runtime@latest: the
+	// package of this checkout. Getting the package, not only the module,
+	// is what records in go.sum the modules it imports (golang.org/x/sys):
+	// without them `go run .` fails with "missing go.sum entry for module
+	// providing package golang.org/x/sys/unix".
 	run(mod, "go", "mod", "edit", "-require=github.com/herd-go/herd@v0.0.0", "-replace=github.com/herd-go/herd="+checkout)
-	sums, err := os.ReadFile(filepath.Join(checkout, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(mod, "go.sum"), sums, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	run(mod, "go", "get", "github.com/herd-go/herd/runtime")
 	run(mod, "go", "get", "-tool", "google.golang.org/protobuf/cmd/protoc-gen-go@"+protobufVersion(t, checkout))
 	run(mod, "go", "get", "-tool", "github.com/herd-go/herd/cmd/protoc-gen-go-herd")
 	gomod, err := os.ReadFile(filepath.Join(mod, "go.mod"))
@@ -123,8 +158,8 @@ func TestJourney(t *testing.T) {
 	// wait for.
 	hello := filepath.Join(tmp, "bin", "hello")
 	run(mod, "go", "build", "-o", hello, ".")
-	if got := run(mod, hello); got != journeyOutput {
-		t.Errorf("the program printed %q, want %q", got, journeyOutput)
+	if got := combined(mod, hello); !sameOutput(got, journeyOutput) {
+		t.Errorf("the program printed:\n%s\nwant (but for log's dates and times):\n%s", got, journeyOutput)
 	}
 }
 
@@ -168,6 +203,9 @@ func TestJourneyInREADME(t *testing.T) {
 		if !strings.Contains(section, "\n"+string(b)+"```\n") {
 			t.Errorf("the README does not show %s as testdata/journey/%s has it", name, name)
 		}
+	}
+	if !strings.Contains(section, "\n```\n"+journeyOutput+"```\n") {
+		t.Errorf("the README does not show the program's output as journeyOutput has it:\n%s", journeyOutput)
 	}
 	rest := section
 	for _, c := range journeyCommands {
