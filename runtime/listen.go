@@ -198,13 +198,20 @@ func WithIPv6Only() ListenOption {
 // available (systems without unix sockets).
 var ErrListenUnsupported = errors.New("herd: shared listening is not supported on this platform")
 
+// ErrNotStarted is returned (wrapped in a *net.OpError) by Listen and
+// ListenPacket in a worker whose Self has not been started: the socket must
+// come from the primary, which the worker reaches only once Start has run.
+// Listen after Start, or use net.Listen for a socket of the worker's own.
+var ErrNotStarted = errors.New("herd: Listen in a worker before Self.Start")
+
 // Listen announces on the local network address (Node's server.listen). In
 // a started worker the socket comes from the primary, which keeps one
 // handle per (network, address, port, descriptor, index) key, shared by
 // every worker that listens on it, and schedules its connections by the
 // handle's policy. The k-th Listen of ":0" in each worker maps to the same
-// port. Outside a cluster (in the primary, or a worker before Start) it is
-// net.Listen, with the options honoured where they can be.
+// port. Outside a cluster (in the primary, or any process that is not a
+// worker) it is net.Listen, with the options honoured where they can be. In
+// a worker before Self.Start it fails with ErrNotStarted.
 //
 // network is "tcp", "tcp4", "tcp6" or "unix". Bind failures match
 // syscall.EADDRINUSE, syscall.EACCES and so on with errors.Is. The listener
@@ -221,6 +228,9 @@ func Listen(ctx context.Context, network, address string, opts ...ListenOption) 
 	if s := current.Load(); s != nil {
 		return s.listen(ctx, network, address, &cfg)
 	}
+	if IsWorker() {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: strAddr{network, address}, Err: ErrNotStarted}
+	}
 	return listenLocal(ctx, network, address, &cfg)
 }
 
@@ -236,6 +246,9 @@ func ListenPacket(ctx context.Context, network, address string, opts ...ListenOp
 	}
 	if s := current.Load(); s != nil {
 		return s.listenPacket(ctx, network, address, &cfg)
+	}
+	if IsWorker() {
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: strAddr{network, address}, Err: ErrNotStarted}
 	}
 	return listenPacketLocal(ctx, network, address, &cfg)
 }
@@ -284,9 +297,18 @@ func ShareTLSSessionTickets(ln net.Listener, cfg *tls.Config) error {
 // listener returned by Listen or ListenPacket in a worker; false for any
 // other listener (such as one made outside a cluster, or exclusive).
 func ListenerPolicy(l any) (SchedulingPolicy, bool) {
-	cl, ok := l.(interface{ policy() SchedulingPolicy })
+	cl, ok := l.(interface {
+		policy() (SchedulingPolicy, bool)
+	})
 	if !ok {
 		return SchedDefault, false
 	}
-	return cl.policy(), true
+	return cl.policy()
 }
+
+// strAddr is an address as given, for errors and for addresses that do
+// not parse.
+type strAddr struct{ net, s string }
+
+func (a strAddr) Network() string { return a.net }
+func (a strAddr) String() string  { return a.s }

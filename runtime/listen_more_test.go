@@ -581,8 +581,8 @@ func TestListenExclusive(t *testing.T) {
 	if a1 == a2 {
 		t.Errorf("exclusive listens share %s", a1)
 	}
-	if p1 != "default" {
-		t.Errorf("exclusive listener reports policy %s", p1)
+	if p1 != "local" {
+		t.Errorf("exclusive listener reports policy %s, want none (ok false)", p1)
 	}
 	if mustGet(t, "tcp", a1) != "w1" || mustGet(t, "tcp", a2) != "w2" {
 		t.Error("exclusive listeners answer for the wrong worker")

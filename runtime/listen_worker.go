@@ -47,8 +47,16 @@ type listenEntry struct {
 	shared bool // the primary holds a handle for it (not exclusive)
 }
 
-func (e *listenEntry) policy() SchedulingPolicy { return e.pol }
-func (e *listenEntry) serverData() []byte       { return e.data }
+// policy is the policy of the listener's handle; false for an exclusive
+// listener, which has none.
+func (e *listenEntry) policy() (SchedulingPolicy, bool) {
+	if !e.shared {
+		return SchedDefault, false
+	}
+	return e.pol, true
+}
+
+func (e *listenEntry) serverData() []byte { return e.data }
 
 // newEntry reserves a listener ID and the lowest free index of ikey: the
 // k-th open listen of the same address in this worker has index k, so that
@@ -355,11 +363,6 @@ func opAddr(network, s string) net.Addr {
 	}
 	return strAddr{network, s}
 }
-
-type strAddr struct{ net, s string }
-
-func (a strAddr) Network() string { return a.net }
-func (a strAddr) String() string  { return a.s }
 
 // sharedListener is a worker's listener on its own copy of a socket: a
 // shared handle's, a reuseport socket, or an exclusive one.

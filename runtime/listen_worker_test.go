@@ -123,7 +123,7 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 		if err != nil {
 			return "err " + errName(err) + " " + err.Error()
 		}
-		pol, _ := runtime.ListenerPolicy(ln)
+		pol := policyName(ln)
 		srv := &http.Server{ConnState: cw.fresh.track, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if d := r.URL.Query().Get("sleep"); d != "" {
 				t, _ := time.ParseDuration(d)
@@ -156,7 +156,7 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 		if err != nil {
 			return "err " + errName(err) + " " + err.Error()
 		}
-		pol, _ := runtime.ListenerPolicy(pc)
+		pol := policyName(pc)
 		go func() {
 			buf := make([]byte, 1500)
 			for {
@@ -186,6 +186,16 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 		return fmt.Sprintf("fds=%d goroutines=%d", len(ents), goruntime.NumGoroutine())
 	}
 	return "err unknown command " + cmd
+}
+
+// policyName is the policy ListenerPolicy reports for l, or "local" when
+// it reports none.
+func policyName(l any) string {
+	pol, ok := runtime.ListenerPolicy(l)
+	if !ok {
+		return "local"
+	}
+	return pol.String()
 }
 
 // testTLSConfig loads the certificate the test passed in the environment.
