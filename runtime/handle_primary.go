@@ -140,6 +140,11 @@ func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (*he
 		return nil, Errorf(CodeAlreadyExists, "listen: listener %d already open", req.GetListenerId())
 	}
 	h := pt.handles[key]
+	if h == nil {
+		if h = pt.boundTo(key); h != nil && pt.isMember(w, h) {
+			return bindFailure(syscall.EADDRINUSE), nil // its own port, again
+		}
+	}
 	created := false
 	if h == nil {
 		if pt.conflicts(key) {
@@ -186,6 +191,48 @@ func (pt *portTable) conflicts(key handleKey) bool {
 	}
 	for k := range pt.handles {
 		if k.network == key.network && k.address == key.address && k.fd == key.fd && k.fdName == key.fdName && k.index != key.index {
+			return true
+		}
+	}
+	return false
+}
+
+// boundTo returns the handle already bound to key's concrete address, when
+// it was created under another key: for ":0" (or another spelling of the
+// address), and got that port. A worker that listens on the port another
+// got from ":0" joins its handle instead of failing with EADDRINUSE (which
+// Node does, for TCP and UDP). Called with pt.mu held.
+func (pt *portTable) boundTo(key handleKey) portHandle {
+	if key.network == "unix" || key.fd >= 0 || key.fdName != "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(key.address)
+	if err != nil || port == "0" || port == "" {
+		return nil
+	}
+	for k, h := range pt.handles {
+		if k.network != key.network || k.fd >= 0 || k.fdName != "" {
+			continue
+		}
+		b := h.base()
+		if b.address == key.address {
+			return h
+		}
+		khost, kport, err := net.SplitHostPort(k.address)
+		if err != nil || kport != "0" || khost != host {
+			continue
+		}
+		if _, bport, err := net.SplitHostPort(b.address); err == nil && bport == port {
+			return h
+		}
+	}
+	return nil
+}
+
+// isMember reports whether w holds a share of h. Called with pt.mu held.
+func (pt *portTable) isMember(w *Worker, h portHandle) bool {
+	for _, m := range pt.byWorker[w] {
+		if m.h == h {
 			return true
 		}
 	}

@@ -209,7 +209,8 @@ var ErrNotStarted = errors.New("herd: Listen in a worker before Self.Start")
 // handle per (network, address, port, descriptor, index) key, shared by
 // every worker that listens on it, and schedules its connections by the
 // handle's policy. The k-th Listen of ":0" in each worker maps to the same
-// port. Outside a cluster (in the primary, or any process that is not a
+// port, and a Listen of the port another worker got from ":0" joins that
+// worker's handle. Outside a cluster (in the primary, or any process that is not a
 // worker) it is net.Listen, with the options honoured where they can be. In
 // a worker before Self.Start it fails with ErrNotStarted.
 //
