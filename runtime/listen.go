@@ -177,7 +177,9 @@ func WithListenFD(fd int) ListenOption {
 
 // WithListenFDName listens on a socket passed to the primary under a name,
 // by systemd's convention (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID):
-// descriptors 3, 4, ... named in order.
+// descriptors 3, 4, ... named in order. NewPrimary takes them over (they
+// become close-on-exec and the variables leave the environment) and keeps
+// their names.
 func WithListenFDName(name string) ListenOption {
 	return listenOptionFunc(func(c *listenConfig) { c.fdName = name })
 }

@@ -22,9 +22,24 @@ func TestSystemdFDByName(t *testing.T) {
 	if _, err := systemdFD("grpc"); err == nil {
 		t.Error("unknown name found")
 	}
+	// Taken over: the variables are gone, the names stay.
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+		if v, ok := os.LookupEnv(k); ok {
+			t.Errorf("%s=%s still in the environment", k, v)
+		}
+	}
+	if fd, err := systemdFD("https"); err != nil || fd != 4 {
+		t.Errorf("after the take-over, systemdFD(https) = %d, %v", fd, err)
+	}
+	activation.fds, activation.names = nil, nil
 	t.Setenv("LISTEN_PID", "1")
+	t.Setenv("LISTEN_FDS", "3")
+	t.Setenv("LISTEN_FDNAMES", "http:https:metrics")
 	if _, err := systemdFD("http"); err == nil {
 		t.Error("descriptors of another process accepted")
+	}
+	if os.Getenv("LISTEN_FDS") != "3" {
+		t.Error("the variables of another process were removed")
 	}
 }
 

@@ -166,26 +166,6 @@ func ownFD(fd int, name string) (*os.File, error) {
 	return os.NewFile(uintptr(d), "fd"+strconv.Itoa(fd)), nil
 }
 
-// systemdFD finds a descriptor passed by socket activation by name:
-// LISTEN_FDS descriptors from 3 on, named in order by LISTEN_FDNAMES
-// (colon-separated); LISTEN_PID, when set, must be this process.
-func systemdFD(name string) (int, error) {
-	if pid := os.Getenv("LISTEN_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
-		return -1, fmt.Errorf("LISTEN_PID %s is not this process", pid)
-	}
-	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
-	if err != nil || n <= 0 {
-		return -1, errors.New("no descriptors passed (LISTEN_FDS)")
-	}
-	names := strings.Split(os.Getenv("LISTEN_FDNAMES"), ":")
-	for i := range n {
-		if i < len(names) && names[i] == name {
-			return 3 + i, nil
-		}
-	}
-	return -1, fmt.Errorf("no descriptor named %q in LISTEN_FDNAMES", name)
-}
-
 // absUnixPath resolves a relative unix socket path in this process's
 // working directory.
 func absUnixPath(path string) (string, error) {

@@ -40,8 +40,14 @@ type Primary struct {
 }
 
 // NewPrimary returns a primary with the given settings. It may be created in
-// any process, but only a primary should fork.
+// any process, but only a primary should fork. It takes over the sockets
+// systemd passed to the process, if any, as go-systemd's
+// activation.Files(true) does: they become close-on-exec and LISTEN_PID,
+// LISTEN_FDS and LISTEN_FDNAMES leave the environment, so that no worker
+// inherits them; workers listen on them with WithListenFDName or
+// WithListenFD.
 func NewPrimary(opts ...PrimaryOption) *Primary {
+	takeActivation() // systemd's sockets: not for the workers to inherit
 	p := &Primary{workers: make(map[uint64]*Worker)}
 	p.ports = newPortTable(p)
 	if pol, err := envPolicy(); err == nil {
