@@ -65,6 +65,7 @@ type rrMember struct {
 	stopped   bool  // the worker is disconnecting
 	gone      bool  // left the handle, or its link ended
 	skipUntil int64 // refused hand-offs: skipped until then (unix nanos)
+	atLimit   bool  // its last reply refused at its connection limit
 }
 
 func newRRHandle(b handleBase, ln net.Listener, window, maxQueue int, log *slog.Logger) (*rrHandle, error) {
@@ -363,9 +364,18 @@ func (b *handoffBatch) reply(err error) {
 	case took < n:
 		m.skipUntil = time.Now().UnixNano() + int64(rejectPause)
 	}
+	if err == nil {
+		m.atLimit = b.res.GetAtLimit()
+	}
 	if h.closed {
 		closeRawFDs(back)
 	} else {
+		if len(back) > 0 && m.atLimit && err == nil && !h.roomElsewhereLocked(m) {
+			// Beyond the connection limit of every worker that could take
+			// them: closed, as a server at its maxConnections closes them.
+			closeRawFDs(back)
+			back = nil
+		}
 		if len(back) > 0 {
 			h.unpopLocked(back)
 		}
@@ -373,6 +383,19 @@ func (b *handoffBatch) reply(err error) {
 	}
 	h.mu.Unlock()
 	b.release()
+}
+
+// roomElsewhereLocked reports whether a member other than m may take
+// connections: one that is not leaving and whose last reply did not refuse
+// at its connection limit. A connection refused at the limit thus visits
+// each member at most once before it is closed.
+func (h *rrHandle) roomElsewhereLocked(m *rrMember) bool {
+	for _, x := range h.list {
+		if x != m && !x.gone && !x.stopped && !x.atLimit {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- membership ----

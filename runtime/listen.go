@@ -117,6 +117,7 @@ type listenConfig struct {
 	fdName    string
 	unixMode  os.FileMode
 	ipv6Only  bool
+	maxConns  int
 }
 
 func newListenConfig(opts []ListenOption) listenConfig {
@@ -194,6 +195,20 @@ func WithUnixMode(mode os.FileMode) ListenOption {
 // ipv6Only): "[::]:80" then takes IPv6 connections only.
 func WithIPv6Only() ListenOption {
 	return listenOptionFunc(func(c *listenConfig) { c.ipv6Only = true })
+}
+
+// WithMaxConnections limits the connections the listener holds open (Node's
+// server.maxConnections); n <= 0 means no limit. A connection counts from
+// the moment the listener takes it until it is closed (Close of the
+// connection Accept returned: Accept then returns a wrapper, whose NetConn
+// method returns the connection itself, and closing that one directly does
+// not count). With SchedRoundRobin a worker at its limit refuses what the
+// primary hands it; the primary gives it to another worker of the address
+// that may have room, or closes it. With the other policies, outside a
+// cluster and for an exclusive listener, the listener closes what it
+// accepts beyond the limit. ListenPacket ignores it.
+func WithMaxConnections(n int) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.maxConns = n })
 }
 
 // ErrListenUnsupported is returned where cluster listening is not

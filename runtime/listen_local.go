@@ -121,7 +121,11 @@ func listenLocal(ctx context.Context, network, address string, cfg *listenConfig
 			return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 		}
 		defer f.Close()
-		return net.FileListener(f)
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, err
+		}
+		return limitListen(ln, cfg.maxConns), nil
 	}
 	b := &bindSpec{network: network, address: address, backlog: cfg.backlog,
 		reusePort: cfg.policy == SchedReusePort && network != "unix", ipv6Only: cfg.ipv6Only, unixMode: cfg.unixMode}
@@ -132,7 +136,7 @@ func listenLocal(ctx context.Context, network, address string, cfg *listenConfig
 	if ul, ok := ln.(*net.UnixListener); ok {
 		ul.SetUnlinkOnClose(true) // as net.Listen does
 	}
-	return ln, nil
+	return limitListen(ln, cfg.maxConns), nil
 }
 
 func listenPacketLocal(ctx context.Context, network, address string, cfg *listenConfig) (net.PacketConn, error) {

@@ -12,7 +12,11 @@ func listenLocal(ctx context.Context, network, address string, cfg *listenConfig
 		return nil, &net.OpError{Op: "listen", Net: network, Err: ErrListenUnsupported}
 	}
 	var lc net.ListenConfig
-	return lc.Listen(ctx, network, address)
+	ln, err := lc.Listen(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return limitListen(ln, cfg.maxConns), nil
 }
 
 func listenPacketLocal(ctx context.Context, network, address string, cfg *listenConfig) (net.PacketConn, error) {

@@ -229,6 +229,7 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 	}
 	e := s.newEntry(indexKey(network, address, cfg))
 	rl := newRRListener(e)
+	rl.lim = newConnLimit(cfg.maxConns)
 	s.ls.mu.Lock()
 	s.ls.rr[e.id] = rl // hand-offs may arrive before the response
 	s.ls.mu.Unlock()
@@ -260,7 +261,7 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 		s.releaseHandle(e.id, nil)
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: addr, Err: err}
 	}
-	l := &sharedListener{Listener: ln, listenEntry: e, addr: addr}
+	l := &sharedListener{Listener: limitListen(ln, cfg.maxConns), listenEntry: e, addr: addr}
 	s.track(e.id, l)
 	s.reportListening(network, address, addr, cfg.fd)
 	return l, nil

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +37,7 @@ const doProcedure = "/herdtest.Listen/Do"
 type ctlWorker struct {
 	self      *runtime.Self
 	fresh     freshConns
+	open      atomic.Int64 // connections the HTTP servers hold open
 	mu        sync.Mutex
 	listeners []io.Closer
 	servers   []*http.Server
@@ -111,6 +113,9 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 				opts = append(opts, runtime.WithUnixMode(os.FileMode(n)))
 			case "v6only":
 				opts = append(opts, runtime.WithIPv6Only())
+			case "maxconns":
+				n, _ := strconv.Atoi(v)
+				opts = append(opts, runtime.WithMaxConnections(n))
 			case "tls":
 				tlsOn = true
 			}
@@ -124,7 +129,7 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 			return "err " + errName(err) + " " + err.Error()
 		}
 		pol := policyName(ln)
-		srv := &http.Server{ConnState: cw.fresh.track, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := &http.Server{ConnState: cw.connState, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if d := r.URL.Query().Get("sleep"); d != "" {
 				t, _ := time.ParseDuration(d)
 				time.Sleep(t)
@@ -181,11 +186,24 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 			return "err " + err.Error()
 		}
 		return "ok"
+	case "conns":
+		return fmt.Sprint(cw.open.Load())
 	case "stat":
 		ents, _ := os.ReadDir("/proc/self/fd")
 		return fmt.Sprintf("fds=%d goroutines=%d", len(ents), goruntime.NumGoroutine())
 	}
 	return "err unknown command " + cmd
+}
+
+// connState tracks the HTTP servers' connections.
+func (cw *ctlWorker) connState(c net.Conn, st http.ConnState) {
+	cw.fresh.track(c, st)
+	switch st {
+	case http.StateNew:
+		cw.open.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		cw.open.Add(-1)
+	}
 }
 
 // policyName is the policy ListenerPolicy reports for l, or "local" when

@@ -24,6 +24,7 @@ const maxAcceptQueue = 128
 type rrListener struct {
 	*listenEntry
 	addr net.Addr
+	lim  *connLimit // WithMaxConnections; nil for none
 
 	mu      sync.Mutex
 	queue   []net.Conn // visible to Accept, from head
@@ -60,6 +61,9 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			l.mu.Unlock()
 			if more {
 				l.signal() // for another accepting goroutine
+			}
+			if l.lim != nil {
+				c = limitConn(c, l.lim) // its place, taken by take, ends with it
 			}
 			return c, nil
 		}
@@ -109,6 +113,7 @@ func (l *rrListener) closeCluster() error {
 	clear(l.pending)
 	l.queue, l.head, l.pending = nil, 0, nil
 	l.mu.Unlock()
+	l.releaseN(len(back))
 	// Connections of a Handoff being acknowledged go back too: the
 	// primary holds its own copies until the acknowledgement, and then
 	// closes them; the copies returned here are new descriptors.
@@ -118,9 +123,10 @@ func (l *rrListener) closeCluster() error {
 }
 
 // take turns handed-off descriptors into connections, as many as the queue
-// has room for, from the first, and holds them as pending; it closes every
-// file. It runs on the drainer.
-func (l *rrListener) take(files []*os.File) int {
+// and the listener's connection limit have room for, from the first, and
+// holds them as pending; it closes every file. atLimit says the limit
+// stopped it. It runs on the drainer.
+func (l *rrListener) take(files []*os.File) (took int, atLimit bool) {
 	defer closeFiles(files)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -129,16 +135,27 @@ func (l *rrListener) take(files []*os.File) int {
 		room = 0
 	}
 	n := min(room, len(files))
-	took := 0
 	for _, f := range files[:max(n, 0)] {
+		if l.lim != nil && !l.lim.acquire() {
+			return took, true // the rest go back to the primary
+		}
 		c, err := net.FileConn(f)
 		if err != nil {
+			l.releaseN(1)
 			break // the rest go back to the primary
 		}
 		l.pending = append(l.pending, c)
 		took++
 	}
-	return took
+	return took, false
+}
+
+// releaseN gives back n places of the connection limit: connections taken
+// and then returned or dropped.
+func (l *rrListener) releaseN(n int) {
+	if l.lim != nil {
+		l.lim.open.Add(-int64(n))
+	}
 }
 
 // publish makes the pending connections visible to Accept, once their
@@ -166,7 +183,7 @@ func (l *rrListener) publish() {
 // hand-offs are in flight).
 func (s *Self) handoff(env *wire.Envelope, files []*os.File) {
 	var req herdv1.HandoffRequest
-	took := 0
+	took, atLimit := 0, false
 	var l *rrListener
 	if err := proto.Unmarshal(env.Payload, &req); err == nil {
 		s.ls.mu.Lock()
@@ -174,13 +191,13 @@ func (s *Self) handoff(env *wire.Envelope, files []*os.File) {
 		s.ls.mu.Unlock()
 	}
 	if l != nil {
-		took = l.take(files) // closes the files
+		took, atLimit = l.take(files) // closes the files
 	} else {
 		closeFiles(files)
 	}
 	if env.CallID != 0 {
 		h := wire.Header{ReplyTo: env.CallID}
-		if err := s.ep.link.SendOwned(&h, &herdv1.HandoffResponse{Accepted: uint32(took)}, nil); err != nil {
+		if err := s.ep.link.SendOwned(&h, &herdv1.HandoffResponse{Accepted: uint32(took), AtLimit: atLimit}, nil); err != nil {
 			// The link is gone; the primary re-routes what it handed.
 			took = 0
 			if l != nil {
@@ -200,6 +217,7 @@ func (l *rrListener) drop() {
 	pending := l.pending
 	l.pending = nil
 	l.mu.Unlock()
+	l.releaseN(len(pending))
 	for _, c := range pending {
 		c.Close()
 	}

@@ -656,7 +656,11 @@ func (x *HandoffRequest) GetCount() uint32 {
 type HandoffResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// accepted is the number taken, from the first; the rest are returned.
-	Accepted      uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Accepted uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// at_limit says the listener took no more because it holds as many open
+	// connections as its limit allows (WithMaxConnections): the primary
+	// closes the rest unless another worker may take them.
+	AtLimit       bool `protobuf:"varint,2,opt,name=at_limit,json=atLimit,proto3" json:"at_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -696,6 +700,13 @@ func (x *HandoffResponse) GetAccepted() uint32 {
 		return x.Accepted
 	}
 	return 0
+}
+
+func (x *HandoffResponse) GetAtLimit() bool {
+	if x != nil {
+		return x.AtLimit
+	}
+	return false
 }
 
 // ListeningRequest reports a listening server.
@@ -898,9 +909,10 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x0eHandoffRequest\x12\x1f\n" +
 	"\vlistener_id\x18\x01 \x01(\x04R\n" +
 	"listenerId\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"-\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"H\n" +
 	"\x0fHandoffResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x01(\rR\baccepted\">\n" +
+	"\baccepted\x18\x01 \x01(\rR\baccepted\x12\x19\n" +
+	"\bat_limit\x18\x02 \x01(\bR\aatLimit\">\n" +
 	"\x10ListeningRequest\x12*\n" +
 	"\aaddress\x18\x01 \x01(\v2\x10.herd.v1.AddressR\aaddress\"\x13\n" +
 	"\x11ListeningResponse\"a\n" +
