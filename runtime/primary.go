@@ -199,7 +199,8 @@ func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, erro
 	return cmd, nil
 }
 
-// Workers returns the live workers (forked and not yet exited), by ID.
+// Workers returns the live workers (forked and not yet exited), by ID. A
+// worker leaves the list when its process exits, before its exit event.
 func (p *Primary) Workers() []*Worker {
 	p.mu.Lock()
 	ws := make([]*Worker, 0, len(p.workers))

@@ -293,6 +293,9 @@ func (w *Worker) supervise() {
 		w.primary.log.Warn("herd: wait for worker", "worker", w.id, "error", err)
 	}
 	w.exit = ev
+	// Out of the table before exited closes: whoever waits for the exit
+	// (Disconnect) then finds Workers without it.
+	w.primary.remove(w)
 	close(w.exited)
 
 	// Frames the worker wrote before it died are still in the socket; read
@@ -304,7 +307,6 @@ func (w *Worker) supervise() {
 		w.ep.link.Abort(ErrLinkClosed)
 	}
 	<-w.linkClosed
-	w.primary.remove(w)
 	w.ep.runEvent(func() {
 		w.state.Store(int32(StateDead))
 		w.emit(eventExitProcedure, ev)
