@@ -5,7 +5,12 @@ package runtime_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime"
 )
 
 // TestDisconnectAllLeavesNoWorker: once Primary.Disconnect returns, every
@@ -22,6 +27,28 @@ func TestDisconnectAllLeavesNoWorker(t *testing.T) {
 	if ws := c.p.Workers(); len(ws) != 0 {
 		for _, w := range ws {
 			t.Errorf("worker %d still listed after Disconnect (dead=%t)", w.ID(), w.IsDead())
+		}
+	}
+}
+
+// TestHelloTimeoutKills: a worker that never handshakes is killed once the
+// hello timeout passes, with an error event and an exit event whose cause
+// says why.
+func TestHelloTimeoutKills(t *testing.T) {
+	c := newCluster(t, runtime.WithHelloTimeout(300*time.Millisecond))
+	w := c.fork("nostart")
+	ev := c.waitExit(w)
+	if ev.GetCause() != herdv1.ExitCause_EXIT_CAUSE_HELLO_TIMEOUT || ev.GetSignal() != "SIGKILL" || ev.GetExitedAfterDisconnect() {
+		t.Errorf("exit %v, want cause hello timeout by SIGKILL", ev)
+	}
+	want := []string{"fork", "error deadline_exceeded", "disconnect", "exit code=-1 signal=SIGKILL after=false cause=EXIT_CAUSE_HELLO_TIMEOUT"}
+	got := c.rec.of(w.ID())
+	if len(got) != len(want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("event %d = %q, want %q...", i, got[i], want[i])
 		}
 	}
 }

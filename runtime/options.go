@@ -95,9 +95,19 @@ func WithCredential(uid, gid uint32) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.credential = &credential{uid: uid, gid: gid} })
 }
 
+// DefaultHelloTimeout is how long a forked worker has, by default, to
+// complete its handshake (Self.Start). It is generous, like systemd's start
+// timeouts rather than PM2's 3 s listen_timeout, because a worker may load a
+// lot before it calls Start; what it guards against is a worker that never
+// will (a wrong binary, a program that forgot Start, a deadlock in init),
+// which would otherwise stay in state none forever.
+const DefaultHelloTimeout = 30 * time.Second
+
 // WithHelloTimeout bounds how long a forked worker has to complete its
-// handshake before the primary reports an error and kills it; zero (the
-// default) waits forever, as Node does.
+// handshake before the primary kills it with SIGKILL, reporting an error
+// event (CodeDeadlineExceeded) and an exit event with cause
+// EXIT_CAUSE_HELLO_TIMEOUT. Zero restores DefaultHelloTimeout; a negative
+// duration waits forever, as Node does.
 func WithHelloTimeout(d time.Duration) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.hello = d })
 }
@@ -166,6 +176,14 @@ func WithForkEnv(kv ...string) ForkOption {
 // EventService handler this way to subscribe to one worker's events.
 func WithRegister(fn func(Registrar) error) ForkOption {
 	return forkOptionFunc(func(c *forkConfig) { c.register = append(c.register, fn) })
+}
+
+func (s settings) withDefaults() settings {
+	s.endpoint = s.endpoint.withDefaults()
+	if s.hello == 0 {
+		s.hello = DefaultHelloTimeout
+	}
+	return s
 }
 
 func (c endpointConfig) withDefaults() endpointConfig {

@@ -58,7 +58,7 @@ func NewPrimary(opts ...PrimaryOption) *Primary {
 	for _, o := range opts {
 		o.applyToPrimary(&p.settings)
 	}
-	p.settings.endpoint = p.settings.endpoint.withDefaults()
+	p.settings = p.settings.withDefaults()
 	p.log = p.settings.endpoint.logger
 	p.registerControl()
 	startForker()
@@ -73,7 +73,7 @@ func (p *Primary) Setup(opts ...PrimaryOption) {
 	for _, o := range opts {
 		o.applyToPrimary(&p.settings)
 	}
-	p.settings.endpoint = p.settings.endpoint.withDefaults()
+	p.settings = p.settings.withDefaults()
 }
 
 // Register implements Registrar: the handlers serve calls from every worker.

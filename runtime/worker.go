@@ -68,6 +68,7 @@ type Worker struct {
 	afterDisconnect atomic.Bool
 	disconnecting   atomic.Bool
 	killed          atomic.Bool
+	helloExpired    atomic.Bool // killed by the hello timeout
 	online          chan struct{}
 	onlineOnce      sync.Once
 
@@ -280,6 +281,8 @@ func (w *Worker) supervise() {
 		ExitedAfterDisconnect: w.afterDisconnect.Load(),
 	}
 	switch {
+	case sig != "" && w.helloExpired.Load():
+		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_HELLO_TIMEOUT
 	case sig != "" && w.killed.Load():
 		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_KILLED
 	case sig != "":
@@ -325,6 +328,7 @@ func (w *Worker) helloTimeout(d time.Duration) {
 	case <-w.online:
 	case <-w.exited:
 	case <-t.C:
+		w.helloExpired.Store(true)
 		w.ep.readerError(CodeDeadlineExceeded, controlHelloProcedure, fmt.Errorf("herd: worker %d did not complete its handshake within %v", w.id, d))
 		_ = w.Kill(syscall.SIGKILL)
 	}

@@ -37,6 +37,9 @@ const (
 	// EXIT_CAUSE_KILLED: killed by the primary (Kill, or a disconnect whose
 	// deadline passed).
 	ExitCause_EXIT_CAUSE_KILLED ExitCause = 4
+	// EXIT_CAUSE_HELLO_TIMEOUT: killed by the primary because it did not
+	// complete its handshake within the hello timeout (WithHelloTimeout).
+	ExitCause_EXIT_CAUSE_HELLO_TIMEOUT ExitCause = 5
 )
 
 // Enum value maps for ExitCause.
@@ -47,13 +50,15 @@ var (
 		2: "EXIT_CAUSE_ERROR",
 		3: "EXIT_CAUSE_SIGNAL",
 		4: "EXIT_CAUSE_KILLED",
+		5: "EXIT_CAUSE_HELLO_TIMEOUT",
 	}
 	ExitCause_value = map[string]int32{
-		"EXIT_CAUSE_UNSPECIFIED": 0,
-		"EXIT_CAUSE_CLEAN":       1,
-		"EXIT_CAUSE_ERROR":       2,
-		"EXIT_CAUSE_SIGNAL":      3,
-		"EXIT_CAUSE_KILLED":      4,
+		"EXIT_CAUSE_UNSPECIFIED":   0,
+		"EXIT_CAUSE_CLEAN":         1,
+		"EXIT_CAUSE_ERROR":         2,
+		"EXIT_CAUSE_SIGNAL":        3,
+		"EXIT_CAUSE_KILLED":        4,
+		"EXIT_CAUSE_HELLO_TIMEOUT": 5,
 	}
 )
 
@@ -527,13 +532,14 @@ const file_herd_v1_events_proto_rawDesc = "" +
 	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12!\n" +
 	"\x04code\x18\x02 \x01(\x0e2\r.herd.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1c\n" +
-	"\tprocedure\x18\x04 \x01(\tR\tprocedure*\x81\x01\n" +
+	"\tprocedure\x18\x04 \x01(\tR\tprocedure*\x9f\x01\n" +
 	"\tExitCause\x12\x1a\n" +
 	"\x16EXIT_CAUSE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10EXIT_CAUSE_CLEAN\x10\x01\x12\x14\n" +
 	"\x10EXIT_CAUSE_ERROR\x10\x02\x12\x15\n" +
 	"\x11EXIT_CAUSE_SIGNAL\x10\x03\x12\x15\n" +
-	"\x11EXIT_CAUSE_KILLED\x10\x042\xe2\x02\n" +
+	"\x11EXIT_CAUSE_KILLED\x10\x04\x12\x1c\n" +
+	"\x18EXIT_CAUSE_HELLO_TIMEOUT\x10\x052\xe2\x02\n" +
 	"\fEventService\x122\n" +
 	"\x04Fork\x12\x12.herd.v1.ForkEvent\x1a\x16.google.protobuf.Empty\x126\n" +
 	"\x06Online\x12\x14.herd.v1.OnlineEvent\x1a\x16.google.protobuf.Empty\x12<\n" +
