@@ -66,6 +66,11 @@ type endpoint struct {
 	inlineProc string
 	inline     func(env *wire.Envelope, files []*os.File)
 
+	// drop, once set, makes the drainer release messages instead of
+	// handling them (a dead worker's, after its exit event was delivered
+	// without waiting for a stuck handler).
+	drop atomic.Bool
+
 	maxFrame  int
 	ready     chan struct{} // closed once link is set: the reader waits for it
 	closed    chan struct{} // closed when the link is done
@@ -322,6 +327,10 @@ func (ep *endpoint) endCall(in *inbound) {
 func (ep *endpoint) handle(in inbound) {
 	if in.event != nil {
 		in.event()
+		return
+	}
+	if ep.drop.Load() {
+		ep.release(&in)
 		return
 	}
 	if in.reject != nil {

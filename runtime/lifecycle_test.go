@@ -52,3 +52,56 @@ func TestHelloTimeoutKills(t *testing.T) {
 		}
 	}
 }
+
+// TestStuckHandlerDoesNotHoldExit: a primary handler that ignores its
+// context holds its worker's mailbox, but not past the worker's exit: its
+// context then ends, and the exit event is delivered once the handler grace
+// has passed, so Wait returns while the handler is still stuck.
+func TestStuckHandlerDoesNotHoldExit(t *testing.T) {
+	c := newCluster(t, runtime.WithHandlerGrace(200*time.Millisecond))
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // runs before the cluster's reaping
+	started, ctxEnded := make(chan struct{}), make(chan struct{})
+	calls := 0
+	stuck := runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		calls++
+		if calls == 1 {
+			close(started)
+			<-ctx.Done()
+			close(ctxEnded)
+		}
+		<-release // ignores its context
+		return &herdv1.ErrorEvent{}, nil
+	})
+	// Mode burst sends 500 fire-and-forget reports, then kills itself.
+	w := c.fork("burst", runtime.WithRegister(func(r runtime.Registrar) error { return r.Register(stuck) }))
+	wait := func(ch chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(waitLimit):
+			t.Fatalf("%s: timed out", what)
+		}
+	}
+	wait(started, "first report")
+	ev := c.waitExit(w)
+	if ev.GetCause() != herdv1.ExitCause_EXIT_CAUSE_CLEAN {
+		t.Errorf("exit %v", ev)
+	}
+	wait(ctxEnded, "the stuck handler's context")
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.p.Wait(ctx); err != nil {
+		t.Fatalf("Primary.Wait: %v", err)
+	}
+	want := []string{"fork", "online", "disconnect", "exit"}
+	got := c.rec.of(w.ID())
+	if len(got) != len(want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("event %d = %q, want %q...", i, got[i], want[i])
+		}
+	}
+}

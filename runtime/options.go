@@ -22,6 +22,9 @@ type settings struct {
 	credential *credential
 	endpoint   endpointConfig
 	hello      time.Duration
+	// handlerGrace bounds how long a dead worker's exit event waits for its
+	// handlers still running.
+	handlerGrace time.Duration
 	// policy is the cluster's scheduling policy; handoffWindow bounds
 	// unacknowledged round-robin hand-offs per worker and address.
 	policy        SchedulingPolicy
@@ -112,6 +115,24 @@ func WithHelloTimeout(d time.Duration) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.hello = d })
 }
 
+// DefaultHandlerGrace is how long, by default, a worker's disconnect and
+// exit events wait, once the worker has exited, for handlers of its messages
+// that are still running (see WithHandlerGrace).
+const DefaultHandlerGrace = 10 * time.Second
+
+// WithHandlerGrace bounds how long a worker's disconnect and exit events
+// wait for the primary's handlers of that worker's messages that are still
+// running when the worker has exited and its link has been read to the end.
+// At that point the contexts of those handlers end (as an HTTP handler's
+// does when its client goes away); a handler that ignores its context then
+// holds the events, Worker.Wait and Primary.Wait for at most d, after which
+// the events are delivered anyway, possibly while the handler still runs,
+// and the worker's messages not yet handled are dropped (their files
+// closed). Zero restores DefaultHandlerGrace.
+func WithHandlerGrace(d time.Duration) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.handlerGrace = d })
+}
+
 // LinkOption configures both ends of links: it applies to NewPrimary and
 // NewSelf alike.
 type LinkOption interface {
@@ -182,6 +203,9 @@ func (s settings) withDefaults() settings {
 	s.endpoint = s.endpoint.withDefaults()
 	if s.hello == 0 {
 		s.hello = DefaultHelloTimeout
+	}
+	if s.handlerGrace <= 0 {
+		s.handlerGrace = DefaultHandlerGrace
 	}
 	return s
 }

@@ -99,8 +99,10 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 		id: id, primary: p,
 		online: make(chan struct{}), linkClosed: make(chan struct{}),
 		exited: make(chan struct{}), done: make(chan struct{}),
+		abandon: make(chan struct{}), handlerGrace: s.handlerGrace,
 	}
 	w.ctx = context.WithValue(context.Background(), workerKey{}, w)
+	w.handlerCtx, w.cancelHandlers = context.WithCancel(w.ctx)
 	for _, fn := range fc.register {
 		if err := fn(&w.mux); err != nil {
 			return nil, fmt.Errorf("herd: fork worker %d: register: %w", id, err)
@@ -126,7 +128,7 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 	}
 	prepareCommand(cmd, s.credential)
 
-	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.ctx, w.emitError)
+	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
 	err = startProcess(cmd)
 	theirs.Close()
 	for _, f := range pipes {

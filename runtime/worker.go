@@ -62,7 +62,18 @@ type Worker struct {
 	cmd     *exec.Cmd
 	ep      *endpoint
 	mux     Mux
-	ctx     context.Context
+	ctx     context.Context // events' context: carries the worker
+
+	// handlerCtx is the parent of the contexts of handlers of this worker's
+	// messages; cancelHandlers ends it once the worker has exited.
+	handlerCtx     context.Context
+	cancelHandlers context.CancelFunc
+	handlerGrace   time.Duration
+	// abandon is closed when the handler grace has passed: the disconnect
+	// and exit events no longer wait for the worker's mailbox.
+	abandon        chan struct{}
+	disconnectOnce sync.Once
+	exitOnce       sync.Once
 
 	state           atomic.Int32
 	afterDisconnect atomic.Bool
@@ -255,18 +266,37 @@ func (w *Worker) watchLink() {
 	<-w.ep.closed
 	w.disconnecting.Store(true)
 	w.primary.ports.dropWorker(w)
-	ev := &herdv1.DisconnectEvent{Worker: w.ident()}
-	code, failure := w.ep.linkFailure()
-	w.ep.runEvent(func() {
-		if failure != nil {
+	// The post waits while the mailbox is full, but not past the handler
+	// grace after the worker's exit (supervise then delivers the event).
+	if err := w.ep.box.Post(closedCtx{w.abandon}, inbound{event: w.deliverDisconnect}); err != nil {
+		w.deliverDisconnect()
+	}
+	close(w.linkClosed)
+}
+
+// deliverDisconnect emits the disconnect event, with the link's failure
+// first when it ended on one; once only.
+func (w *Worker) deliverDisconnect() {
+	w.disconnectOnce.Do(func() {
+		if code, failure := w.ep.linkFailure(); failure != nil {
 			w.emitError(code, "", fmt.Errorf("link: %w", failure))
 		}
 		if w.State() != StateDead {
 			w.state.Store(int32(StateDisconnected))
 		}
-		w.emit(eventDisconnectProcedure, ev)
+		w.emit(eventDisconnectProcedure, &herdv1.DisconnectEvent{Worker: w.ident()})
 	})
-	close(w.linkClosed)
+}
+
+// deliverExit emits the exit event and marks the worker done; once only.
+func (w *Worker) deliverExit() {
+	w.exitOnce.Do(func() {
+		w.state.Store(int32(StateDead))
+		w.emit(eventExitProcedure, w.exit)
+		w.closeOutput()
+		close(w.done)
+		w.primary.live.Done()
+	})
 }
 
 // supervise waits for the process to exit and queues the exit event after
@@ -309,14 +339,34 @@ func (w *Worker) supervise() {
 	case <-time.After(linkDrainTimeout):
 		w.ep.link.Abort(ErrLinkClosed)
 	}
-	<-w.linkClosed
-	w.ep.runEvent(func() {
-		w.state.Store(int32(StateDead))
-		w.emit(eventExitProcedure, ev)
-		w.closeOutput()
-		close(w.done)
-		w.primary.live.Done()
-	})
+
+	// The worker is gone and all it wrote has been read: the contexts of
+	// its handlers end. The disconnect and exit events follow everything
+	// it sent, but a handler that ignores its context holds them for at
+	// most the handler grace: they are then delivered anyway, and the
+	// worker's messages not yet handled are dropped.
+	w.cancelHandlers()
+	grace := time.AfterFunc(w.handlerGrace, func() { close(w.abandon) })
+	handled := make(chan struct{})
+	select {
+	case <-w.linkClosed:
+		exit := inbound{event: func() {
+			w.deliverExit()
+			close(handled)
+		}}
+		if w.ep.box.Post(closedCtx{w.abandon}, exit) == nil {
+			select {
+			case <-handled:
+			case <-w.abandon:
+			}
+		}
+	case <-w.abandon:
+	}
+	if !grace.Stop() {
+		w.ep.drop.Store(true)
+	}
+	w.deliverDisconnect()
+	w.deliverExit()
 	w.ep.box.Close()
 }
 
