@@ -16,6 +16,7 @@ func (p *Primary) registerControl() {
 		NewUnaryHandler(controlListeningProcedure, p.listening),
 		NewUnaryHandler(controlListenProcedure, p.ports.listen),
 		NewUnaryHandler(controlCloseListenerProcedure, p.ports.closeListener),
+		NewUnaryHandler(controlRejectedProcedure, p.rejected),
 	)
 	if err != nil {
 		panic(err) // the procedures are constants

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime/herdtest"
 	"github.com/herd-go/herd/runtime/internal/link"
 	"github.com/herd-go/herd/runtime/internal/wire"
@@ -281,9 +282,28 @@ func TestDispatchBadInput(t *testing.T) {
 	expectReply(2, CodeUnimplemented, "/nope.v1.NopeService/Nope")
 	expectEvent(CodeUnimplemented, "/nope.v1.NopeService/Nope", "not registered")
 
-	// Unknown procedure, fire-and-forget: no reply, an event.
+	// Unknown procedure, fire-and-forget: no reply, an event, and a
+	// Rejected notice that tells the sender.
 	p.write(p.frame(wire.Header{Procedure: "/nope.v1.NopeService/Quiet"}, nil), nil)
 	expectEvent(CodeUnimplemented, "/nope.v1.NopeService/Quiet", "not registered")
+	expectNotice := func(code Code, procedure string) {
+		t.Helper()
+		d := p.next()
+		n := &herdv1.RejectedRequest{}
+		if d.procedure != controlRejectedProcedure || d.callID != 0 || d.replyTo != 0 || proto.Unmarshal(d.payload, n) != nil ||
+			Code(n.GetCode()) != code || n.GetProcedure() != procedure {
+			t.Errorf("frame %+v (notice %v), want a Rejected notice of %s with code %v", d, n, procedure, code)
+		}
+	}
+	expectNotice(CodeUnimplemented, "/nope.v1.NopeService/Quiet")
+	// The same, undecodable: invalid_argument.
+	p.write(p.frame(wire.Header{Procedure: procEcho}, []byte{0x0a, 0x05, 'a'}), nil)
+	expectEvent(CodeInvalidArgument, procEcho, "decode")
+	expectNotice(CodeInvalidArgument, procEcho)
+	// A notice itself is never answered with a notice (the raw side serves
+	// no ControlService, so the endpoint under test rejects it).
+	p.write(p.frame(wire.Header{Procedure: controlRejectedProcedure, Flags: wire.FlagSystem}, nil), nil)
+	expectEvent(CodeUnimplemented, controlRejectedProcedure, "not registered")
 
 	// Undecodable payload: a string field with invalid UTF-8.
 	bad := []byte{0x0a, 0x02, 0xff, 0xfe}
@@ -431,6 +451,9 @@ func FuzzDispatch(f *testing.F) {
 					}
 					break
 				}
+				if d.replyTo == 0 && d.procedure == controlRejectedProcedure && callID == 0 {
+					continue // the notice of a rejected fire-and-forget frame
+				}
 				if d.replyTo == 0 || d.replyTo != callID {
 					t.Fatalf("unexpected frame %+v", d)
 				}
@@ -489,4 +512,58 @@ func TestLookupCacheSeesRegistrations(t *testing.T) {
 		t.Fatalf("lookup of an unknown procedure = %p", h)
 	}
 	check(hc, true)
+}
+
+// TestRejectedNoticesBounded: a flood of fire-and-forget frames that cannot
+// be dispatched is reported on the receiving side for every frame, but the
+// notices written back to the sender are bounded (rejectBurst at once,
+// rejectRate a second), and each names at most rejectMaxProcedure bytes of
+// a procedure, cut at a rune boundary.
+func TestRejectedNoticesBounded(t *testing.T) {
+	base := herdtest.Take()
+	p := newRawPeer(t)
+	const flood = 1000
+	long := "/" + strings.Repeat("é/", 400) // too long, and cut mid-rune at the limit
+	start := time.Now()
+	go func() {
+		for i := range flood {
+			proc := "/nope.v1.NopeService/Flood"
+			if i == 0 {
+				proc = long
+			}
+			if err := p.write(p.frame(wire.Header{Procedure: proc}, nil), nil); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	p.event(flood - 1) // every frame was reported here
+	elapsed := time.Since(start)
+	// An echo: every notice written before its reply comes before it.
+	if err := p.write(p.frame(wire.Header{Procedure: procEcho, CallID: 1}, marshal(t, &testv1.EchoRequest{})), nil); err != nil {
+		t.Fatal(err)
+	}
+	notices := 0
+	for {
+		d := p.next()
+		if d.replyTo == 1 {
+			break
+		}
+		n := &herdv1.RejectedRequest{}
+		if d.procedure != controlRejectedProcedure || proto.Unmarshal(d.payload, n) != nil {
+			t.Fatalf("unexpected frame %+v", d)
+		}
+		if notices == 0 && (len(n.GetProcedure()) > rejectMaxProcedure || !utf8.ValidString(n.GetProcedure()) || !strings.HasPrefix(n.GetProcedure(), "/é/é/")) {
+			t.Errorf("first notice names %q, want the procedure cut to %d bytes of valid UTF-8", n.GetProcedure(), rejectMaxProcedure)
+		}
+		notices++
+	}
+	limit := rejectBurst + int(elapsed.Seconds()*rejectRate) + 1
+	if notices < rejectBurst || notices > limit {
+		t.Errorf("%d notices for %d rejected frames in %v; want %d to %d", notices, flood, elapsed, rejectBurst, limit)
+	}
+	if err := p.close(); !errors.Is(err, link.ErrPeerClosed) {
+		t.Errorf("link ended with %v", err)
+	}
+	herdtest.Check(t, base, dispatchWait)
 }

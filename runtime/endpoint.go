@@ -50,7 +50,8 @@ type endpoint struct {
 	inflMu   sync.Mutex
 	inflight map[uint64]context.CancelFunc
 
-	cache lookupCache // the reader's
+	cache   lookupCache  // the reader's
+	rejects rejectBudget // the drainer's (rejected.go)
 
 	// afterReply, set by a handler on the drainer goroutine, runs once that
 	// handler's reply has been queued on the link.
@@ -338,6 +339,8 @@ func (ep *endpoint) handle(in inbound) {
 		ep.onError(in.reject.Code(), in.proc, in.reject)
 		if in.callID != 0 {
 			ep.reply(in.callID, nil, in.reject)
+		} else {
+			ep.notifyRejected(in.proc, in.reject)
 		}
 		return
 	}

@@ -5,6 +5,7 @@ package runtime_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,108 @@ func TestStuckHandlerDoesNotHoldExit(t *testing.T) {
 	for i := range want {
 		if !strings.HasPrefix(got[i], want[i]) {
 			t.Errorf("event %d = %q, want %q...", i, got[i], want[i])
+		}
+	}
+}
+
+// missingProcedure is served by neither side.
+const missingProcedure = "/herdtest.Test/Missing"
+
+func init() {
+	// A worker that sends a fire-and-forget message to a procedure the
+	// primary does not serve when asked to (an Echo "send missing"), and
+	// reports its own error events to the primary as "error <code>
+	// <procedure> <message>".
+	workerModes["sendmissing"] = func() int {
+		ctx := context.Background()
+		var self *runtime.Self
+		report := func(ev *herdv1.ErrorEvent) {
+			msg := fmt.Sprintf("error %s %s %s", runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage())
+			_ = self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg})
+		}
+		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second), runtime.WithErrorHandler(report))
+		if err != nil {
+			return 10
+		}
+		err = self.Register(runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+			if req.GetMessage() == "send missing" {
+				return &herdv1.ErrorEvent{}, self.Send(ctx, missingProcedure, &herdv1.ErrorEvent{Message: "lost"})
+			}
+			return echo(ctx, req)
+		}))
+		if err != nil {
+			return 11
+		}
+		if err := self.Start(ctx); err != nil {
+			return 12
+		}
+		<-self.Done()
+		select {}
+	}
+}
+
+// TestRejectedSendReachesSender: a fire-and-forget message to a procedure
+// the other side does not serve is an error event on the sending side too,
+// with code unimplemented and the procedure, in both directions.
+func TestRejectedSendReachesSender(t *testing.T) {
+	c := newCluster(t)
+	w := c.fork("sendmissing")
+	c.rec.waitFor(fmt.Sprintf("online %d", w.ID()))
+	ctx := context.Background()
+
+	// Primary to worker: the primary's ErrorEvent for that worker. (The
+	// worker reports its own receiving-side event as a report.)
+	if err := w.Send(ctx, missingProcedure, &herdv1.ErrorEvent{Message: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+	c.rec.waitFor(fmt.Sprintf("report %d error unimplemented %s", w.ID(), missingProcedure))
+	got := c.rec.waitFor(fmt.Sprintf("error %d unimplemented ", w.ID()))
+	if !strings.Contains(got, missingProcedure) || !strings.Contains(got, "rejected") {
+		t.Errorf("primary's error event %q, want the worker's rejection of %s", got, missingProcedure)
+	}
+
+	// Worker to primary: the worker's error handler. (The primary records
+	// its own receiving-side event as a second error event.)
+	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: "send missing"}, &herdv1.ErrorEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := waitLines(t, c.rec, w.ID(), 4, func(l string) bool {
+		return strings.HasPrefix(l, "report error") || strings.HasPrefix(l, "error")
+	})
+	// Each side's own event and the other side's notice-driven one (a
+	// notice travels in the control lane, so it may overtake a report).
+	want := []string{
+		"error unimplemented unimplemented: procedure " + missingProcedure + " is not registered",
+		"error unimplemented unimplemented: worker 1 rejected a fire-and-forget message to " + missingProcedure + ": does not serve it",
+		"report error unimplemented " + missingProcedure + " unimplemented: procedure " + missingProcedure + " is not registered",
+		"report error unimplemented " + missingProcedure + " unimplemented: the primary rejected a fire-and-forget message to " + missingProcedure + ": does not serve it",
+	}
+	slices.Sort(lines)
+	if !slices.Equal(lines, want) {
+		t.Errorf("error lines\n%q\nwant\n%q", lines, want)
+	}
+}
+
+// waitLines waits until n of the recorded lines about worker id match and
+// returns them.
+func waitLines(t *testing.T, rec *recorder, id uint64, n int, match func(string) bool) []string {
+	t.Helper()
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for {
+		var lines []string
+		for _, l := range rec.of(id) {
+			if match(l) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) >= n {
+			return lines
+		}
+		select {
+		case <-rec.notify:
+		case <-deadline.C:
+			t.Fatalf("%d matching lines, want %d: %q", len(lines), n, rec.all())
 		}
 	}
 }

@@ -121,6 +121,7 @@ func NewSelf(opts ...SelfOption) (*Self, error) {
 	}
 	if err := s.control.Register(
 		NewUnaryHandler(controlDisconnectProcedure, s.primaryDisconnect),
+		NewUnaryHandler(controlRejectedProcedure, s.rejected),
 	); err != nil {
 		return nil, err
 	}

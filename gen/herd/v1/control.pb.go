@@ -865,11 +865,106 @@ func (x *Address) GetFd() int32 {
 	return 0
 }
 
+// RejectedRequest names a fire-and-forget message the sender of the notice
+// could not dispatch.
+type RejectedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// procedure is the procedure the message was sent to, cut to at most 256
+	// bytes.
+	Procedure string `protobuf:"bytes,1,opt,name=procedure,proto3" json:"procedure,omitempty"`
+	// code says why: CODE_UNIMPLEMENTED (no handler) or
+	// CODE_INVALID_ARGUMENT (the payload did not decode).
+	Code          Code `protobuf:"varint,2,opt,name=code,proto3,enum=herd.v1.Code" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectedRequest) Reset() {
+	*x = RejectedRequest{}
+	mi := &file_herd_v1_control_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectedRequest) ProtoMessage() {}
+
+func (x *RejectedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectedRequest.ProtoReflect.Descriptor instead.
+func (*RejectedRequest) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RejectedRequest) GetProcedure() string {
+	if x != nil {
+		return x.Procedure
+	}
+	return ""
+}
+
+func (x *RejectedRequest) GetCode() Code {
+	if x != nil {
+		return x.Code
+	}
+	return Code_CODE_UNSPECIFIED
+}
+
+// RejectedResponse is never sent: Rejected is fire-and-forget.
+type RejectedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectedResponse) Reset() {
+	*x = RejectedResponse{}
+	mi := &file_herd_v1_control_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectedResponse) ProtoMessage() {}
+
+func (x *RejectedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectedResponse.ProtoReflect.Descriptor instead.
+func (*RejectedResponse) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{14}
+}
+
 var File_herd_v1_control_proto protoreflect.FileDescriptor
 
 const file_herd_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x15herd/v1/control.proto\x12\aherd.v1\"h\n" +
+	"\x15herd/v1/control.proto\x12\aherd.v1\x1a\x16herd/v1/envelope.proto\"h\n" +
 	"\fHelloRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\x04R\bworkerId\x12\x10\n" +
@@ -920,12 +1015,16 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x0e\n" +
-	"\x02fd\x18\x04 \x01(\x05R\x02fd*\x97\x01\n" +
+	"\x02fd\x18\x04 \x01(\x05R\x02fd\"R\n" +
+	"\x0fRejectedRequest\x12\x1c\n" +
+	"\tprocedure\x18\x01 \x01(\tR\tprocedure\x12!\n" +
+	"\x04code\x18\x02 \x01(\x0e2\r.herd.v1.CodeR\x04code\"\x12\n" +
+	"\x10RejectedResponse*\x97\x01\n" +
 	"\x10SchedulingPolicy\x12!\n" +
 	"\x1dSCHEDULING_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dSCHEDULING_POLICY_ROUND_ROBIN\x10\x01\x12\x1c\n" +
 	"\x18SCHEDULING_POLICY_SHARED\x10\x02\x12\x1f\n" +
-	"\x1bSCHEDULING_POLICY_REUSEPORT\x10\x032\x9c\x03\n" +
+	"\x1bSCHEDULING_POLICY_REUSEPORT\x10\x032\xdd\x03\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
@@ -933,7 +1032,8 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x06Listen\x12\x16.herd.v1.ListenRequest\x1a\x17.herd.v1.ListenResponse\x12N\n" +
 	"\rCloseListener\x12\x1d.herd.v1.CloseListenerRequest\x1a\x1e.herd.v1.CloseListenerResponse\x12<\n" +
 	"\aHandoff\x12\x17.herd.v1.HandoffRequest\x1a\x18.herd.v1.HandoffResponse\x12B\n" +
-	"\tListening\x12\x19.herd.v1.ListeningRequest\x1a\x1a.herd.v1.ListeningResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
+	"\tListening\x12\x19.herd.v1.ListeningRequest\x1a\x1a.herd.v1.ListeningResponse\x12?\n" +
+	"\bRejected\x12\x18.herd.v1.RejectedRequest\x1a\x19.herd.v1.RejectedResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
 	file_herd_v1_control_proto_rawDescOnce sync.Once
@@ -948,7 +1048,7 @@ func file_herd_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_herd_v1_control_proto_goTypes = []any{
 	(SchedulingPolicy)(0),         // 0: herd.v1.SchedulingPolicy
 	(*HelloRequest)(nil),          // 1: herd.v1.HelloRequest
@@ -964,28 +1064,34 @@ var file_herd_v1_control_proto_goTypes = []any{
 	(*ListeningRequest)(nil),      // 11: herd.v1.ListeningRequest
 	(*ListeningResponse)(nil),     // 12: herd.v1.ListeningResponse
 	(*Address)(nil),               // 13: herd.v1.Address
+	(*RejectedRequest)(nil),       // 14: herd.v1.RejectedRequest
+	(*RejectedResponse)(nil),      // 15: herd.v1.RejectedResponse
+	(Code)(0),                     // 16: herd.v1.Code
 }
 var file_herd_v1_control_proto_depIdxs = []int32{
 	0,  // 0: herd.v1.ListenRequest.policy:type_name -> herd.v1.SchedulingPolicy
 	0,  // 1: herd.v1.ListenResponse.policy:type_name -> herd.v1.SchedulingPolicy
 	13, // 2: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
-	1,  // 3: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
-	3,  // 4: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
-	5,  // 5: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
-	7,  // 6: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
-	9,  // 7: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
-	11, // 8: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
-	2,  // 9: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
-	4,  // 10: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
-	6,  // 11: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
-	8,  // 12: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
-	10, // 13: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
-	12, // 14: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
-	9,  // [9:15] is the sub-list for method output_type
-	3,  // [3:9] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	16, // 3: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
+	1,  // 4: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
+	3,  // 5: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
+	5,  // 6: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
+	7,  // 7: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
+	9,  // 8: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
+	11, // 9: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
+	14, // 10: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
+	2,  // 11: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
+	4,  // 12: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
+	6,  // 13: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
+	8,  // 14: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
+	10, // 15: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
+	12, // 16: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
+	15, // 17: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_herd_v1_control_proto_init() }
@@ -993,6 +1099,7 @@ func file_herd_v1_control_proto_init() {
 	if File_herd_v1_control_proto != nil {
 		return
 	}
+	file_herd_v1_envelope_proto_init()
 	file_herd_v1_control_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1000,7 +1107,7 @@ func file_herd_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_control_proto_rawDesc), len(file_herd_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

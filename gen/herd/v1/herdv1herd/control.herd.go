@@ -39,6 +39,8 @@ const (
 	ControlServiceHandoffProcedure = "/herd.v1.ControlService/Handoff"
 	// ControlServiceListeningProcedure is the procedure name of the ControlService's Listening method.
 	ControlServiceListeningProcedure = "/herd.v1.ControlService/Listening"
+	// ControlServiceRejectedProcedure is the procedure name of the ControlService's Rejected method.
+	ControlServiceRejectedProcedure = "/herd.v1.ControlService/Rejected"
 )
 
 // ControlServiceClient is a client of the herd.v1.ControlService service. Every method has a
@@ -81,6 +83,14 @@ type ControlServiceClient interface {
 	Listening(ctx context.Context, req *v1.ListeningRequest, opts ...runtime.CallOption) (*v1.ListeningResponse, error)
 	// SendListening sends a request to Listening without waiting for a response (fire-and-forget).
 	SendListening(ctx context.Context, req *v1.ListeningRequest, opts ...runtime.CallOption) error
+	// Rejected tells the sender of a fire-and-forget message that the other
+	// side could not dispatch it (no handler for its procedure, or a payload
+	// that did not decode), so that the mistake is reported where it was
+	// made. Either side sends it, fire-and-forget, a bounded number per
+	// second; it is never answered, not even by another Rejected.
+	Rejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) (*v1.RejectedResponse, error)
+	// SendRejected sends a request to Rejected without waiting for a response (fire-and-forget).
+	SendRejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceClient returns a client of the herd.v1.ControlService service that calls through
@@ -94,6 +104,7 @@ func NewControlServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 		closeListener: runtime.NewClient[v1.CloseListenerRequest, v1.CloseListenerResponse](conn, ControlServiceCloseListenerProcedure, opts...),
 		handoff:       runtime.NewClient[v1.HandoffRequest, v1.HandoffResponse](conn, ControlServiceHandoffProcedure, opts...),
 		listening:     runtime.NewClient[v1.ListeningRequest, v1.ListeningResponse](conn, ControlServiceListeningProcedure, opts...),
+		rejected:      runtime.NewClient[v1.RejectedRequest, v1.RejectedResponse](conn, ControlServiceRejectedProcedure, opts...),
 	}
 }
 
@@ -122,6 +133,12 @@ type ControlServiceHandler interface {
 	Handoff(context.Context, *v1.HandoffRequest) (*v1.HandoffResponse, error)
 	// Listening reports that a worker's server is listening.
 	Listening(context.Context, *v1.ListeningRequest) (*v1.ListeningResponse, error)
+	// Rejected tells the sender of a fire-and-forget message that the other
+	// side could not dispatch it (no handler for its procedure, or a payload
+	// that did not decode), so that the mistake is reported where it was
+	// made. Either side sends it, fire-and-forget, a bounded number per
+	// second; it is never answered, not even by another Rejected.
+	Rejected(context.Context, *v1.RejectedRequest) (*v1.RejectedResponse, error)
 }
 
 // RegisterControlServiceHandler registers impl as the herd.v1.ControlService service on r, one
@@ -139,6 +156,7 @@ func RegisterControlServiceHandler(r runtime.Registrar, impl ControlServiceHandl
 		runtime.NewUnaryHandler(ControlServiceCloseListenerProcedure, impl.CloseListener, opts...),
 		runtime.NewUnaryHandler(ControlServiceHandoffProcedure, impl.Handoff, opts...),
 		runtime.NewUnaryHandler(ControlServiceListeningProcedure, impl.Listening, opts...),
+		runtime.NewUnaryHandler(ControlServiceRejectedProcedure, impl.Rejected, opts...),
 	)
 }
 
@@ -171,6 +189,10 @@ func (UnimplementedControlServiceHandler) Listening(context.Context, *v1.Listeni
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Listening is not implemented")
 }
 
+func (UnimplementedControlServiceHandler) Rejected(context.Context, *v1.RejectedRequest) (*v1.RejectedResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Rejected is not implemented")
+}
+
 // isNilUnimplementedControlServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *UnimplementedControlServiceHandler would panic on the first call of a method it does not
 // implement, so RegisterControlServiceHandler rejects it.
@@ -186,6 +208,7 @@ type controlServiceClient struct {
 	closeListener *runtime.Client[v1.CloseListenerRequest, v1.CloseListenerResponse]
 	handoff       *runtime.Client[v1.HandoffRequest, v1.HandoffResponse]
 	listening     *runtime.Client[v1.ListeningRequest, v1.ListeningResponse]
+	rejected      *runtime.Client[v1.RejectedRequest, v1.RejectedResponse]
 }
 
 func (c *controlServiceClient) Hello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) (*v1.HelloResponse, error) {
@@ -234,4 +257,12 @@ func (c *controlServiceClient) Listening(ctx context.Context, req *v1.ListeningR
 
 func (c *controlServiceClient) SendListening(ctx context.Context, req *v1.ListeningRequest, opts ...runtime.CallOption) error {
 	return c.listening.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) Rejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) (*v1.RejectedResponse, error) {
+	return c.rejected.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) SendRejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) error {
+	return c.rejected.Send(ctx, req, opts...)
 }
