@@ -9,8 +9,8 @@ import (
 )
 
 // ClientConn is what generated clients call through: a Worker handle (calls
-// to that worker), the worker side's Self (calls to the primary), a
-// broadcast to every worker, or a Mux (in-process, for tests).
+// to that worker), the worker side's Self (calls to the primary), or a Mux
+// (in-process, for tests). Every ClientConn is also a SendConn.
 type ClientConn interface {
 	// Call sends req to procedure and waits for the response, decoded into
 	// res. It honours ctx's deadline and cancellation; cancellation reaches
@@ -19,6 +19,15 @@ type ClientConn interface {
 	// Send sends req to procedure without waiting for a reply
 	// (fire-and-forget, Node's send). It returns once the message is queued
 	// on the link; a full queue blocks until ctx ends.
+	Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error
+}
+
+// SendConn is what generated broadcast clients send through: the primary's
+// Broadcast (every worker), or any ClientConn. It offers fire-and-forget
+// sends only.
+type SendConn interface {
+	// Send sends req to procedure without waiting for a reply; see
+	// ClientConn.Send.
 	Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error
 }
 
@@ -106,12 +115,46 @@ func (c *Client[Req, Res]) Send(ctx context.Context, req *Req, opts ...CallOptio
 }
 
 func (c *Client[Req, Res]) merge(opts []CallOption) []CallOption {
-	if len(c.opts) == 0 {
-		return opts
+	return mergeCallOptions(c.opts, opts)
+}
+
+// mergeCallOptions returns a client's options followed by a call's.
+func mergeCallOptions(client, call []CallOption) []CallOption {
+	if len(client) == 0 {
+		return call
 	}
-	if len(opts) == 0 {
-		return c.opts
+	if len(call) == 0 {
+		return client
 	}
-	all := make([]CallOption, 0, len(c.opts)+len(opts))
-	return append(append(all, c.opts...), opts...)
+	all := make([]CallOption, 0, len(client)+len(call))
+	return append(append(all, client...), call...)
+}
+
+// SendClient sends fire-and-forget messages of one procedure with a typed
+// request. Generated broadcast clients hold one per method.
+type SendClient[Req any] struct {
+	conn      SendConn
+	procedure string
+	opts      []CallOption
+}
+
+// NewSendClient returns a fire-and-forget client of procedure over conn.
+// Req must be a generated protobuf message type.
+func NewSendClient[Req any](conn SendConn, procedure string, opts ...ClientOption) *SendClient[Req] {
+	if _, ok := any(new(Req)).(proto.Message); !ok {
+		panic(fmt.Sprintf("herd: %s: request type %T is not a protobuf message", procedure, new(Req)))
+	}
+	var cfg clientConfig
+	for _, o := range opts {
+		o.applyToClient(&cfg)
+	}
+	return &SendClient[Req]{conn: conn, procedure: procedure, opts: cfg.callOptions}
+}
+
+// Procedure returns the procedure the client sends to.
+func (c *SendClient[Req]) Procedure() string { return c.procedure }
+
+// Send sends req without waiting for a reply (fire-and-forget).
+func (c *SendClient[Req]) Send(ctx context.Context, req *Req, opts ...CallOption) error {
+	return c.conn.Send(ctx, c.procedure, any(req).(proto.Message), mergeCallOptions(c.opts, opts)...)
 }

@@ -30,11 +30,14 @@
 // by protoc-gen-go-herd. A service is served by whichever side registers it
 // (the Primary, a Worker handle or the worker's Self; each is a Registrar)
 // and called through a ClientConn (a Worker handle calls that worker; Self
-// calls the primary; Primary.Broadcast sends to every worker). Every method
-// can be called as request/response, which honours the context's deadline
-// and cancellation and fails with a typed *Error carrying a Code, or as
-// fire-and-forget, Node's send, which writes no reply. Files, connections
-// and listeners travel with a call (WithFiles, FilesFromContext).
+// calls the primary). Every method can be called as request/response, which
+// honours the context's deadline and cancellation and fails with a typed
+// *Error carrying a Code, or as fire-and-forget, Node's send, which writes
+// no reply. Primary.Broadcast sends to every worker through a generated
+// broadcast client, fire-and-forget only. A fire-and-forget message the
+// other side cannot dispatch is an error event on both sides. Files,
+// connections and listeners travel with a call (WithFiles,
+// FilesFromContext).
 //
 // # Actors
 //

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/protobuf/proto"
-
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime/internal/link"
 )
@@ -256,32 +254,6 @@ func (p *Primary) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// Broadcast returns a ClientConn that sends to every live worker. Only
-// fire-and-forget sends are supported; Call returns CodeUnimplemented.
-func (p *Primary) Broadcast() ClientConn { return broadcast{p} }
-
-type broadcast struct{ p *Primary }
-
-// Call is not supported on a broadcast.
-func (b broadcast) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
-	return Errorf(CodeUnimplemented, "broadcast supports fire-and-forget sends only")
-}
-
-// Send sends req to every live, connected worker and returns the errors of
-// those it could not reach.
-func (b broadcast) Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error {
-	var errs []error
-	for _, w := range b.p.Workers() {
-		if !w.IsConnected() {
-			continue
-		}
-		if err := w.Send(ctx, procedure, req, opts...); err != nil {
-			errs = append(errs, fmt.Errorf("worker %d: %w", w.id, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // remove takes an exited worker out of the table.

@@ -73,6 +73,33 @@ func TestGeneratedCallAndSend(t *testing.T) {
 	}
 }
 
+// TestGeneratedBroadcastClient: the broadcast client sends through any
+// runtime.SendConn (here a Mux) and has the Send methods only.
+func TestGeneratedBroadcastClient(t *testing.T) {
+	impl := new(counter)
+	mux := runtime.NewMux()
+	if err := counterv1herd.RegisterCounterServiceHandler(mux, impl); err != nil {
+		t.Fatal(err)
+	}
+	var conn runtime.SendConn = mux
+	all := counterv1herd.NewCounterServiceBroadcastClient(conn)
+	if err := all.SendAdd(t.Context(), &counterv1.AddRequest{Delta: 4}); err != nil {
+		t.Fatalf("SendAdd: %v", err)
+	}
+	if got := impl.get(); got != 4 {
+		t.Errorf("after SendAdd(4) the counter is %d, want 4", got)
+	}
+	err := all.SendReset(t.Context(), &counterv1.ResetRequest{})
+	if code := runtime.CodeOf(err); code != runtime.CodeUnimplemented {
+		t.Errorf("SendReset: code %v (error %v), want %v", code, err, runtime.CodeUnimplemented)
+	}
+	if _, ok := all.(interface {
+		Add(context.Context, *counterv1.AddRequest, ...runtime.CallOption) (*counterv1.AddResponse, error)
+	}); ok {
+		t.Error("the broadcast client has a request/response method")
+	}
+}
+
 func TestGeneratedUnimplemented(t *testing.T) {
 	client := newCounterClient(t, new(counter))
 	_, err := client.Reset(t.Context(), &counterv1.ResetRequest{})

@@ -23,6 +23,11 @@
 //     primary, a runtime.Mux in tests). Each method comes in two forms: Add
 //     waits for the response, and SendAdd sends the request without waiting
 //     (fire-and-forget, Node's send);
+//   - CounterServiceBroadcastClient and NewCounterServiceBroadcastClient,
+//     with the Send methods only, which sends through a runtime.SendConn:
+//     the primary's Broadcast, to every worker (a broadcast has no single
+//     response to wait for, so the request/response form does not exist
+//     there rather than failing at run time);
 //   - CounterServiceHandler, the interface implementations satisfy, and
 //     RegisterCounterServiceHandler, which registers one with any
 //     runtime.Registrar (the primary, a worker handle, a worker's link, a

@@ -40,10 +40,13 @@ func generateFile(plugin *protogen.Plugin, file *protogen.File, declared map[pro
 	for _, s := range names.Services {
 		generateClientInterface(g, names, s)
 		generateClientConstructor(g, names, s)
+		generateBroadcastClientInterface(g, names, s)
+		generateBroadcastClientConstructor(g, names, s)
 		generateHandlerInterface(g, names, s)
 		generateRegisterHandler(g, names, s)
 		generateUnimplementedHandler(g, names, s)
 		generateClientImplementation(g, names, s)
+		generateBroadcastClientImplementation(g, names, s)
 	}
 	return nil
 }
@@ -148,12 +151,7 @@ func generateClientInterface(g *protogen.GeneratedFile, names *fileNames, s *ser
 		printDoc(g, "", methodComments(m.Method), deprecated)
 		g.AnnotateSymbol(s.Client+"."+m.Call, protogen.Annotation{Location: m.Method.Location})
 		g.P(m.Call, clientParams(g, names, m), " (*", m.Response, ", error)")
-		sentence := m.Send + " sends a request to " + m.Call + " without waiting for a response " +
-			"(fire-and-forget)."
-		if m.Send != "Send"+m.Call {
-			sentence += " It is not named Send" + m.Call + " because the service has a method of that name."
-		}
-		printDoc(g, sentence, nil, deprecated)
+		printDoc(g, sendSentence(m), nil, deprecated)
 		g.AnnotateSymbol(s.Client+"."+m.Send, protogen.Annotation{Location: m.Method.Location})
 		g.P(m.Send, clientParams(g, names, m), " error")
 	}
@@ -179,6 +177,63 @@ func generateClientConstructor(g *protogen.GeneratedFile, names *fileNames, s *s
 	g.P("return &", s.ClientImpl, "{")
 	for _, m := range s.Methods {
 		g.P(m.ClientField, ": ", runtimePackage.Ident("NewClient"), "[", m.Request, ", ", m.Response, "](",
+			l.Conn, ", ", m.ProcedureConst, ", ", l.Opts, "...),")
+	}
+	g.P("}")
+	g.P("}")
+	g.P()
+}
+
+// sendSentence is the doc of a method's fire-and-forget form.
+func sendSentence(m *methodNames) string {
+	sentence := m.Send + " sends a request to " + m.Call + " without waiting for a response " +
+		"(fire-and-forget)."
+	if m.Send != "Send"+m.Call {
+		sentence += " It is not named Send" + m.Call + " because the service has a method of that name."
+	}
+	return sentence
+}
+
+func generateBroadcastClientInterface(g *protogen.GeneratedFile, names *fileNames, s *serviceNames) {
+	printDoc(g, s.BroadcastClient+" sends fire-and-forget messages to the "+
+		string(s.Service.Desc.FullName())+" service of every worker, through the primary's "+
+		"Broadcast. It has the Send methods of "+s.Client+" only: a broadcast has no single "+
+		"response to wait for.",
+		[]protogen.Comments{s.Service.Comments.Leading}, isDeprecatedService(s.Service))
+	g.AnnotateSymbol(s.BroadcastClient, protogen.Annotation{Location: s.Service.Location})
+	if len(s.Methods) == 0 {
+		g.P("type ", s.BroadcastClient, " interface{}")
+		g.P()
+		return
+	}
+	g.P("type ", s.BroadcastClient, " interface {")
+	for _, m := range s.Methods {
+		printDoc(g, sendSentence(m), methodComments(m.Method), isDeprecatedMethod(m.Method))
+		g.AnnotateSymbol(s.BroadcastClient+"."+m.Send, protogen.Annotation{Location: m.Method.Location})
+		g.P(m.Send, clientParams(g, names, m), " error")
+	}
+	g.P("}")
+	g.P()
+}
+
+func generateBroadcastClientConstructor(g *protogen.GeneratedFile, names *fileNames, s *serviceNames) {
+	l := names.Locals
+	printDoc(g, s.NewBroadcastClient+" returns a fire-and-forget client of the "+
+		string(s.Service.Desc.FullName())+" service that sends through "+l.Conn+": the "+
+		"primary's Broadcast, to send to every worker, or any runtime.ClientConn. "+
+		"The options apply to every send.",
+		nil, isDeprecatedService(s.Service))
+	g.P("func ", s.NewBroadcastClient, "(", l.Conn, " ", runtimePackage.Ident("SendConn"), ", ",
+		l.Opts, " ...", runtimePackage.Ident("ClientOption"), ") ", s.BroadcastClient, " {")
+	if len(s.Methods) == 0 {
+		g.P("return &", s.BroadcastClientImpl, "{}")
+		g.P("}")
+		g.P()
+		return
+	}
+	g.P("return &", s.BroadcastClientImpl, "{")
+	for _, m := range s.Methods {
+		g.P(m.ClientField, ": ", runtimePackage.Ident("NewSendClient"), "[", m.Request, "](",
 			l.Conn, ", ", m.ProcedureConst, ", ", l.Opts, "...),")
 	}
 	g.P("}")
@@ -279,6 +334,28 @@ func generateClientImplementation(g *protogen.GeneratedFile, names *fileNames, s
 		g.P("}")
 		g.P()
 		g.P("func (", l.Client, " *", s.ClientImpl, ") ", m.Send, clientParams(g, names, m), " error {")
+		g.P("return ", l.Client, ".", m.ClientField, ".Send(", l.Ctx, ", ", l.Req, ", ", l.Opts, "...)")
+		g.P("}")
+		g.P()
+	}
+}
+
+func generateBroadcastClientImplementation(g *protogen.GeneratedFile, names *fileNames, s *serviceNames) {
+	l := names.Locals
+	printWrapped(g, s.BroadcastClientImpl+" implements "+s.BroadcastClient+" with a runtime.SendClient per method.")
+	if len(s.Methods) == 0 {
+		g.P("type ", s.BroadcastClientImpl, " struct{}")
+		g.P()
+		return
+	}
+	g.P("type ", s.BroadcastClientImpl, " struct {")
+	for _, m := range s.Methods {
+		g.P(m.ClientField, " *", runtimePackage.Ident("SendClient"), "[", m.Request, "]")
+	}
+	g.P("}")
+	g.P()
+	for _, m := range s.Methods {
+		g.P("func (", l.Client, " *", s.BroadcastClientImpl, ") ", m.Send, clientParams(g, names, m), " error {")
 		g.P("return ", l.Client, ".", m.ClientField, ".Send(", l.Ctx, ", ", l.Req, ", ", l.Opts, "...)")
 		g.P("}")
 		g.P()

@@ -61,6 +61,16 @@ type serviceNames struct {
 	// ClientImpl is the unexported struct that implements Client:
 	// counterServiceClient.
 	ClientImpl string
+	// BroadcastClient is the fire-and-forget client interface, with the
+	// Send methods of Client only: CounterServiceBroadcastClient.
+	BroadcastClient string
+	// NewBroadcastClient is its constructor, which takes a
+	// runtime.SendConn such as the primary's Broadcast:
+	// NewCounterServiceBroadcastClient.
+	NewBroadcastClient string
+	// BroadcastClientImpl is the unexported struct that implements
+	// BroadcastClient: counterServiceBroadcastClient.
+	BroadcastClientImpl string
 	// Handler is the interface implementations satisfy: CounterServiceHandler.
 	Handler string
 	// Register registers a Handler: RegisterCounterServiceHandler.
@@ -156,6 +166,10 @@ func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile
 			Register:      "Register" + service.GoName + "Handler",
 			Unimplemented: "Unimplemented" + service.GoName + "Handler",
 			NilCheck:      "isNilUnimplemented" + service.GoName + "Handler",
+
+			BroadcastClient:     service.GoName + "BroadcastClient",
+			NewBroadcastClient:  "New" + service.GoName + "BroadcastClient",
+			BroadcastClientImpl: unexported(service.GoName + "BroadcastClient"),
 		}
 		for _, method := range service.Methods {
 			if method.Desc.IsStreamingClient() || method.Desc.IsStreamingServer() {
@@ -244,6 +258,9 @@ func (s *serviceNames) checkCollisions(file *protogen.File, declared scope) erro
 		{s.Client, fmt.Sprintf("the client interface of service %s", service)},
 		{s.NewClient, fmt.Sprintf("the client constructor of service %s", service)},
 		{s.ClientImpl, fmt.Sprintf("the client implementation of service %s", service)},
+		{s.BroadcastClient, fmt.Sprintf("the broadcast client interface of service %s", service)},
+		{s.NewBroadcastClient, fmt.Sprintf("the broadcast client constructor of service %s", service)},
+		{s.BroadcastClientImpl, fmt.Sprintf("the broadcast client implementation of service %s", service)},
 		{s.Handler, fmt.Sprintf("the handler interface of service %s", service)},
 		{s.Register, fmt.Sprintf("the register function of service %s", service)},
 		{s.Unimplemented, fmt.Sprintf("the unimplemented handler of service %s", service)},

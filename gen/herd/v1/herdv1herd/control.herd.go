@@ -108,6 +108,70 @@ func NewControlServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 	}
 }
 
+// ControlServiceBroadcastClient sends fire-and-forget messages to the herd.v1.ControlService
+// service of every worker, through the primary's Broadcast. It has the Send methods of
+// ControlServiceClient only: a broadcast has no single response to wait for.
+//
+// ControlService is the runtime's own protocol between a primary and a
+// worker. The runtime registers it on both ends; user code never does.
+type ControlServiceBroadcastClient interface {
+	// SendHello sends a request to Hello without waiting for a response (fire-and-forget).
+	//
+	// Hello is the worker's first message: the handshake that carries the
+	// protocol version. The primary answers with its own version; a mismatch
+	// fails the handshake on both sides. Its success makes the worker online.
+	SendHello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) error
+	// SendDisconnect sends a request to Disconnect without waiting for a response (fire-and-forget).
+	//
+	// Disconnect asks the other side to disconnect gracefully. Sent by the
+	// primary it starts the worker's drain; sent by the worker it tells the
+	// primary the exit that follows is after a disconnect (Node's
+	// exitedAfterDisconnect), and the primary acknowledges before the worker
+	// closes the link.
+	SendDisconnect(ctx context.Context, req *v1.DisconnectRequest, opts ...runtime.CallOption) error
+	// SendListen sends a request to Listen without waiting for a response (fire-and-forget).
+	//
+	// Listen asks the primary for a listening handle (worker to primary).
+	SendListen(ctx context.Context, req *v1.ListenRequest, opts ...runtime.CallOption) error
+	// SendCloseListener sends a request to CloseListener without waiting for a response
+	// (fire-and-forget).
+	//
+	// CloseListener tells the primary the worker closed a handle.
+	SendCloseListener(ctx context.Context, req *v1.CloseListenerRequest, opts ...runtime.CallOption) error
+	// SendHandoff sends a request to Handoff without waiting for a response (fire-and-forget).
+	//
+	// Handoff gives a worker accepted connections of a round-robin handle
+	// (primary to worker); the response says how many were accepted.
+	SendHandoff(ctx context.Context, req *v1.HandoffRequest, opts ...runtime.CallOption) error
+	// SendListening sends a request to Listening without waiting for a response (fire-and-forget).
+	//
+	// Listening reports that a worker's server is listening.
+	SendListening(ctx context.Context, req *v1.ListeningRequest, opts ...runtime.CallOption) error
+	// SendRejected sends a request to Rejected without waiting for a response (fire-and-forget).
+	//
+	// Rejected tells the sender of a fire-and-forget message that the other
+	// side could not dispatch it (no handler for its procedure, or a payload
+	// that did not decode), so that the mistake is reported where it was
+	// made. Either side sends it, fire-and-forget, a bounded number per
+	// second; it is never answered, not even by another Rejected.
+	SendRejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) error
+}
+
+// NewControlServiceBroadcastClient returns a fire-and-forget client of the herd.v1.ControlService
+// service that sends through conn: the primary's Broadcast, to send to every worker, or any
+// runtime.ClientConn. The options apply to every send.
+func NewControlServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) ControlServiceBroadcastClient {
+	return &controlServiceBroadcastClient{
+		hello:         runtime.NewSendClient[v1.HelloRequest](conn, ControlServiceHelloProcedure, opts...),
+		disconnect:    runtime.NewSendClient[v1.DisconnectRequest](conn, ControlServiceDisconnectProcedure, opts...),
+		listen:        runtime.NewSendClient[v1.ListenRequest](conn, ControlServiceListenProcedure, opts...),
+		closeListener: runtime.NewSendClient[v1.CloseListenerRequest](conn, ControlServiceCloseListenerProcedure, opts...),
+		handoff:       runtime.NewSendClient[v1.HandoffRequest](conn, ControlServiceHandoffProcedure, opts...),
+		listening:     runtime.NewSendClient[v1.ListeningRequest](conn, ControlServiceListeningProcedure, opts...),
+		rejected:      runtime.NewSendClient[v1.RejectedRequest](conn, ControlServiceRejectedProcedure, opts...),
+	}
+}
+
 // ControlServiceHandler is an implementation of the herd.v1.ControlService service, registered with
 // RegisterControlServiceHandler.
 //
@@ -264,5 +328,45 @@ func (c *controlServiceClient) Rejected(ctx context.Context, req *v1.RejectedReq
 }
 
 func (c *controlServiceClient) SendRejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) error {
+	return c.rejected.Send(ctx, req, opts...)
+}
+
+// controlServiceBroadcastClient implements ControlServiceBroadcastClient with a runtime.SendClient
+// per method.
+type controlServiceBroadcastClient struct {
+	hello         *runtime.SendClient[v1.HelloRequest]
+	disconnect    *runtime.SendClient[v1.DisconnectRequest]
+	listen        *runtime.SendClient[v1.ListenRequest]
+	closeListener *runtime.SendClient[v1.CloseListenerRequest]
+	handoff       *runtime.SendClient[v1.HandoffRequest]
+	listening     *runtime.SendClient[v1.ListeningRequest]
+	rejected      *runtime.SendClient[v1.RejectedRequest]
+}
+
+func (c *controlServiceBroadcastClient) SendHello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) error {
+	return c.hello.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendDisconnect(ctx context.Context, req *v1.DisconnectRequest, opts ...runtime.CallOption) error {
+	return c.disconnect.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendListen(ctx context.Context, req *v1.ListenRequest, opts ...runtime.CallOption) error {
+	return c.listen.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendCloseListener(ctx context.Context, req *v1.CloseListenerRequest, opts ...runtime.CallOption) error {
+	return c.closeListener.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendHandoff(ctx context.Context, req *v1.HandoffRequest, opts ...runtime.CallOption) error {
+	return c.handoff.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendListening(ctx context.Context, req *v1.ListeningRequest, opts ...runtime.CallOption) error {
+	return c.listening.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendRejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) error {
 	return c.rejected.Send(ctx, req, opts...)
 }

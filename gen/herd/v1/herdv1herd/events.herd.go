@@ -91,6 +91,56 @@ func NewEventServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption
 	}
 }
 
+// EventServiceBroadcastClient sends fire-and-forget messages to the herd.v1.EventService service of
+// every worker, through the primary's Broadcast. It has the Send methods of EventServiceClient
+// only: a broadcast has no single response to wait for.
+//
+// EventService is how cluster events reach user code on the primary. The
+// runtime calls the handler that was registered for it, through the
+// worker's mailbox, so a worker's events are handled in order with the
+// messages it sent: fork, online, listening..., disconnect and exit last.
+// Embed UnimplementedEventServiceHandler and override what you need.
+type EventServiceBroadcastClient interface {
+	// SendFork sends a request to Fork without waiting for a response (fire-and-forget).
+	//
+	// Fork: the worker process was started.
+	SendFork(ctx context.Context, req *v1.ForkEvent, opts ...runtime.CallOption) error
+	// SendOnline sends a request to Online without waiting for a response (fire-and-forget).
+	//
+	// Online: the worker finished its handshake.
+	SendOnline(ctx context.Context, req *v1.OnlineEvent, opts ...runtime.CallOption) error
+	// SendListening sends a request to Listening without waiting for a response (fire-and-forget).
+	//
+	// Listening: a server in the worker is listening.
+	SendListening(ctx context.Context, req *v1.ListeningEvent, opts ...runtime.CallOption) error
+	// SendDisconnect sends a request to Disconnect without waiting for a response (fire-and-forget).
+	//
+	// Disconnect: the worker's link closed.
+	SendDisconnect(ctx context.Context, req *v1.DisconnectEvent, opts ...runtime.CallOption) error
+	// SendExit sends a request to Exit without waiting for a response (fire-and-forget).
+	//
+	// Exit: the worker process exited.
+	SendExit(ctx context.Context, req *v1.ExitEvent, opts ...runtime.CallOption) error
+	// SendError sends a request to Error without waiting for a response (fire-and-forget).
+	//
+	// Error: something went wrong on the worker's link or in its process.
+	SendError(ctx context.Context, req *v1.ErrorEvent, opts ...runtime.CallOption) error
+}
+
+// NewEventServiceBroadcastClient returns a fire-and-forget client of the herd.v1.EventService
+// service that sends through conn: the primary's Broadcast, to send to every worker, or any
+// runtime.ClientConn. The options apply to every send.
+func NewEventServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) EventServiceBroadcastClient {
+	return &eventServiceBroadcastClient{
+		fork:       runtime.NewSendClient[v1.ForkEvent](conn, EventServiceForkProcedure, opts...),
+		online:     runtime.NewSendClient[v1.OnlineEvent](conn, EventServiceOnlineProcedure, opts...),
+		listening:  runtime.NewSendClient[v1.ListeningEvent](conn, EventServiceListeningProcedure, opts...),
+		disconnect: runtime.NewSendClient[v1.DisconnectEvent](conn, EventServiceDisconnectProcedure, opts...),
+		exit:       runtime.NewSendClient[v1.ExitEvent](conn, EventServiceExitProcedure, opts...),
+		error:      runtime.NewSendClient[v1.ErrorEvent](conn, EventServiceErrorProcedure, opts...),
+	}
+}
+
 // EventServiceHandler is an implementation of the herd.v1.EventService service, registered with
 // RegisterEventServiceHandler.
 //
@@ -223,5 +273,40 @@ func (c *eventServiceClient) Error(ctx context.Context, req *v1.ErrorEvent, opts
 }
 
 func (c *eventServiceClient) SendError(ctx context.Context, req *v1.ErrorEvent, opts ...runtime.CallOption) error {
+	return c.error.Send(ctx, req, opts...)
+}
+
+// eventServiceBroadcastClient implements EventServiceBroadcastClient with a runtime.SendClient per
+// method.
+type eventServiceBroadcastClient struct {
+	fork       *runtime.SendClient[v1.ForkEvent]
+	online     *runtime.SendClient[v1.OnlineEvent]
+	listening  *runtime.SendClient[v1.ListeningEvent]
+	disconnect *runtime.SendClient[v1.DisconnectEvent]
+	exit       *runtime.SendClient[v1.ExitEvent]
+	error      *runtime.SendClient[v1.ErrorEvent]
+}
+
+func (c *eventServiceBroadcastClient) SendFork(ctx context.Context, req *v1.ForkEvent, opts ...runtime.CallOption) error {
+	return c.fork.Send(ctx, req, opts...)
+}
+
+func (c *eventServiceBroadcastClient) SendOnline(ctx context.Context, req *v1.OnlineEvent, opts ...runtime.CallOption) error {
+	return c.online.Send(ctx, req, opts...)
+}
+
+func (c *eventServiceBroadcastClient) SendListening(ctx context.Context, req *v1.ListeningEvent, opts ...runtime.CallOption) error {
+	return c.listening.Send(ctx, req, opts...)
+}
+
+func (c *eventServiceBroadcastClient) SendDisconnect(ctx context.Context, req *v1.DisconnectEvent, opts ...runtime.CallOption) error {
+	return c.disconnect.Send(ctx, req, opts...)
+}
+
+func (c *eventServiceBroadcastClient) SendExit(ctx context.Context, req *v1.ExitEvent, opts ...runtime.CallOption) error {
+	return c.exit.Send(ctx, req, opts...)
+}
+
+func (c *eventServiceBroadcastClient) SendError(ctx context.Context, req *v1.ErrorEvent, opts ...runtime.CallOption) error {
 	return c.error.Send(ctx, req, opts...)
 }

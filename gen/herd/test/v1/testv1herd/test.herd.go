@@ -118,6 +118,78 @@ func NewTestServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption)
 	}
 }
 
+// TestServiceBroadcastClient sends fire-and-forget messages to the herd.test.v1.TestService service
+// of every worker, through the primary's Broadcast. It has the Send methods of TestServiceClient
+// only: a broadcast has no single response to wait for.
+//
+// TestService is what the runtime's own tests and benchmarks call, on the
+// primary and on workers alike. It is not part of herd's API: it exists so
+// that the runtime is tested through generated code, as users use it.
+type TestServiceBroadcastClient interface {
+	// SendEcho sends a request to Echo without waiting for a response (fire-and-forget).
+	//
+	// Echo answers with the message it was sent. With relay set, the callee
+	// first calls Echo on the other side of its link (without relay) and
+	// answers with that answer.
+	SendEcho(ctx context.Context, req *v1.EchoRequest, opts ...runtime.CallOption) error
+	// SendReport sends a request to Report without waiting for a response (fire-and-forget).
+	//
+	// Report carries a message to the other side, usually fire-and-forget.
+	SendReport(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) error
+	// SendSleep sends a request to Sleep without waiting for a response (fire-and-forget).
+	//
+	// Sleep sends the caller a Report "sleep: started deadline=<unix nano or
+	// 0>", blocks until its context ends, then sends a Report saying why
+	// ("sleep: <code>") and returns the context's error.
+	SendSleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) error
+	// SendBlast sends a request to Blast without waiting for a response (fire-and-forget).
+	//
+	// Blast makes the callee send count Report messages back to the caller,
+	// fire-and-forget, with seq 1..count; it returns once all are queued.
+	SendBlast(ctx context.Context, req *v1.BlastRequest, opts ...runtime.CallOption) error
+	// SendPayload sends a request to Payload without waiting for a response (fire-and-forget).
+	//
+	// Payload returns the data it was sent, or response_size bytes when that
+	// is set.
+	SendPayload(ctx context.Context, req *v1.PayloadRequest, opts ...runtime.CallOption) error
+	// SendFail sends a request to Fail without waiting for a response (fire-and-forget).
+	//
+	// Fail returns an error with the given code and message. With relay set,
+	// the callee instead sends Fail (without relay) back to the caller,
+	// fire-and-forget, and succeeds.
+	SendFail(ctx context.Context, req *v1.FailRequest, opts ...runtime.CallOption) error
+	// SendPanic sends a request to Panic without waiting for a response (fire-and-forget).
+	//
+	// Panic panics in the handler.
+	SendPanic(ctx context.Context, req *v1.PanicRequest, opts ...runtime.CallOption) error
+	// SendFiles sends a request to Files without waiting for a response (fire-and-forget).
+	//
+	// Files uses the files attached to the call, one per entry of kinds, and
+	// closes them.
+	SendFiles(ctx context.Context, req *v1.FilesRequest, opts ...runtime.CallOption) error
+	// SendStats sends a request to Stats without waiting for a response (fire-and-forget).
+	//
+	// Stats returns the callee's counters.
+	SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error
+}
+
+// NewTestServiceBroadcastClient returns a fire-and-forget client of the herd.test.v1.TestService
+// service that sends through conn: the primary's Broadcast, to send to every worker, or any
+// runtime.ClientConn. The options apply to every send.
+func NewTestServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) TestServiceBroadcastClient {
+	return &testServiceBroadcastClient{
+		echo:    runtime.NewSendClient[v1.EchoRequest](conn, TestServiceEchoProcedure, opts...),
+		report:  runtime.NewSendClient[v1.ReportRequest](conn, TestServiceReportProcedure, opts...),
+		sleep:   runtime.NewSendClient[v1.SleepRequest](conn, TestServiceSleepProcedure, opts...),
+		blast:   runtime.NewSendClient[v1.BlastRequest](conn, TestServiceBlastProcedure, opts...),
+		payload: runtime.NewSendClient[v1.PayloadRequest](conn, TestServicePayloadProcedure, opts...),
+		fail:    runtime.NewSendClient[v1.FailRequest](conn, TestServiceFailProcedure, opts...),
+		panic:   runtime.NewSendClient[v1.PanicRequest](conn, TestServicePanicProcedure, opts...),
+		files:   runtime.NewSendClient[v1.FilesRequest](conn, TestServiceFilesProcedure, opts...),
+		stats:   runtime.NewSendClient[v1.StatsRequest](conn, TestServiceStatsProcedure, opts...),
+	}
+}
+
 // TestServiceHandler is an implementation of the herd.test.v1.TestService service, registered with
 // RegisterTestServiceHandler.
 //
@@ -305,5 +377,55 @@ func (c *testServiceClient) Stats(ctx context.Context, req *v1.StatsRequest, opt
 }
 
 func (c *testServiceClient) SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error {
+	return c.stats.Send(ctx, req, opts...)
+}
+
+// testServiceBroadcastClient implements TestServiceBroadcastClient with a runtime.SendClient per
+// method.
+type testServiceBroadcastClient struct {
+	echo    *runtime.SendClient[v1.EchoRequest]
+	report  *runtime.SendClient[v1.ReportRequest]
+	sleep   *runtime.SendClient[v1.SleepRequest]
+	blast   *runtime.SendClient[v1.BlastRequest]
+	payload *runtime.SendClient[v1.PayloadRequest]
+	fail    *runtime.SendClient[v1.FailRequest]
+	panic   *runtime.SendClient[v1.PanicRequest]
+	files   *runtime.SendClient[v1.FilesRequest]
+	stats   *runtime.SendClient[v1.StatsRequest]
+}
+
+func (c *testServiceBroadcastClient) SendEcho(ctx context.Context, req *v1.EchoRequest, opts ...runtime.CallOption) error {
+	return c.echo.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendReport(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) error {
+	return c.report.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendSleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) error {
+	return c.sleep.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendBlast(ctx context.Context, req *v1.BlastRequest, opts ...runtime.CallOption) error {
+	return c.blast.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendPayload(ctx context.Context, req *v1.PayloadRequest, opts ...runtime.CallOption) error {
+	return c.payload.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendFail(ctx context.Context, req *v1.FailRequest, opts ...runtime.CallOption) error {
+	return c.fail.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendPanic(ctx context.Context, req *v1.PanicRequest, opts ...runtime.CallOption) error {
+	return c.panic.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendFiles(ctx context.Context, req *v1.FilesRequest, opts ...runtime.CallOption) error {
+	return c.files.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error {
 	return c.stats.Send(ctx, req, opts...)
 }

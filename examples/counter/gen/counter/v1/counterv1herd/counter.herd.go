@@ -60,6 +60,34 @@ func NewCounterServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 	}
 }
 
+// CounterServiceBroadcastClient sends fire-and-forget messages to the counter.v1.CounterService
+// service of every worker, through the primary's Broadcast. It has the Send methods of
+// CounterServiceClient only: a broadcast has no single response to wait for.
+//
+// CounterService is served by the primary of examples/counter: workers
+// report every request they serve, and read the totals.
+type CounterServiceBroadcastClient interface {
+	// SendHit sends a request to Hit without waiting for a response (fire-and-forget).
+	//
+	// Hit reports one request served by the calling worker. Workers send it
+	// fire-and-forget (Node's process.send({cmd: 'notifyRequest'})).
+	SendHit(ctx context.Context, req *v1.HitRequest, opts ...runtime.CallOption) error
+	// SendStats sends a request to Stats without waiting for a response (fire-and-forget).
+	//
+	// Stats returns the primary's current totals (request/response).
+	SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error
+}
+
+// NewCounterServiceBroadcastClient returns a fire-and-forget client of the
+// counter.v1.CounterService service that sends through conn: the primary's Broadcast, to send to
+// every worker, or any runtime.ClientConn. The options apply to every send.
+func NewCounterServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) CounterServiceBroadcastClient {
+	return &counterServiceBroadcastClient{
+		hit:   runtime.NewSendClient[v1.HitRequest](conn, CounterServiceHitProcedure, opts...),
+		stats: runtime.NewSendClient[v1.StatsRequest](conn, CounterServiceStatsProcedure, opts...),
+	}
+}
+
 // CounterServiceHandler is an implementation of the counter.v1.CounterService service, registered
 // with RegisterCounterServiceHandler.
 //
@@ -126,5 +154,20 @@ func (c *counterServiceClient) Stats(ctx context.Context, req *v1.StatsRequest, 
 }
 
 func (c *counterServiceClient) SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error {
+	return c.stats.Send(ctx, req, opts...)
+}
+
+// counterServiceBroadcastClient implements CounterServiceBroadcastClient with a runtime.SendClient
+// per method.
+type counterServiceBroadcastClient struct {
+	hit   *runtime.SendClient[v1.HitRequest]
+	stats *runtime.SendClient[v1.StatsRequest]
+}
+
+func (c *counterServiceBroadcastClient) SendHit(ctx context.Context, req *v1.HitRequest, opts ...runtime.CallOption) error {
+	return c.hit.Send(ctx, req, opts...)
+}
+
+func (c *counterServiceBroadcastClient) SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error {
 	return c.stats.Send(ctx, req, opts...)
 }

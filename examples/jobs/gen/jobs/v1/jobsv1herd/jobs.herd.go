@@ -58,6 +58,30 @@ func NewJobServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption) 
 	}
 }
 
+// JobServiceBroadcastClient sends fire-and-forget messages to the jobs.v1.JobService service of
+// every worker, through the primary's Broadcast. It has the Send methods of JobServiceClient only:
+// a broadcast has no single response to wait for.
+//
+// JobService runs jobs. Workers serve it; the primary calls it, one
+// request/response call per job.
+type JobServiceBroadcastClient interface {
+	// SendRun sends a request to Run without waiting for a response (fire-and-forget).
+	//
+	// Run runs one job and answers with its result. While it runs, the
+	// worker reports progress to the primary with ProgressService.Progress,
+	// fire-and-forget.
+	SendRun(ctx context.Context, req *v1.RunRequest, opts ...runtime.CallOption) error
+}
+
+// NewJobServiceBroadcastClient returns a fire-and-forget client of the jobs.v1.JobService service
+// that sends through conn: the primary's Broadcast, to send to every worker, or any
+// runtime.ClientConn. The options apply to every send.
+func NewJobServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) JobServiceBroadcastClient {
+	return &jobServiceBroadcastClient{
+		run: runtime.NewSendClient[v1.RunRequest](conn, JobServiceRunProcedure, opts...),
+	}
+}
+
 // JobServiceHandler is an implementation of the jobs.v1.JobService service, registered with
 // RegisterJobServiceHandler.
 //
@@ -112,6 +136,16 @@ func (c *jobServiceClient) SendRun(ctx context.Context, req *v1.RunRequest, opts
 	return c.run.Send(ctx, req, opts...)
 }
 
+// jobServiceBroadcastClient implements JobServiceBroadcastClient with a runtime.SendClient per
+// method.
+type jobServiceBroadcastClient struct {
+	run *runtime.SendClient[v1.RunRequest]
+}
+
+func (c *jobServiceBroadcastClient) SendRun(ctx context.Context, req *v1.RunRequest, opts ...runtime.CallOption) error {
+	return c.run.Send(ctx, req, opts...)
+}
+
 // ProgressServiceClient is a client of the jobs.v1.ProgressService service. Every method has a
 // fire-and-forget form, named with the prefix Send, like Node's send: it returns once the request
 // is queued, without waiting for a response, and an error of the handler goes to the callee's error
@@ -132,6 +166,28 @@ type ProgressServiceClient interface {
 func NewProgressServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption) ProgressServiceClient {
 	return &progressServiceClient{
 		progress: runtime.NewClient[v1.ProgressRequest, v1.ProgressResponse](conn, ProgressServiceProgressProcedure, opts...),
+	}
+}
+
+// ProgressServiceBroadcastClient sends fire-and-forget messages to the jobs.v1.ProgressService
+// service of every worker, through the primary's Broadcast. It has the Send methods of
+// ProgressServiceClient only: a broadcast has no single response to wait for.
+//
+// ProgressService receives progress reports. The primary serves it; workers
+// send to it without waiting for a reply.
+type ProgressServiceBroadcastClient interface {
+	// SendProgress sends a request to Progress without waiting for a response (fire-and-forget).
+	//
+	// Progress says how far a job has come.
+	SendProgress(ctx context.Context, req *v1.ProgressRequest, opts ...runtime.CallOption) error
+}
+
+// NewProgressServiceBroadcastClient returns a fire-and-forget client of the jobs.v1.ProgressService
+// service that sends through conn: the primary's Broadcast, to send to every worker, or any
+// runtime.ClientConn. The options apply to every send.
+func NewProgressServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) ProgressServiceBroadcastClient {
+	return &progressServiceBroadcastClient{
+		progress: runtime.NewSendClient[v1.ProgressRequest](conn, ProgressServiceProgressProcedure, opts...),
 	}
 }
 
@@ -184,5 +240,15 @@ func (c *progressServiceClient) Progress(ctx context.Context, req *v1.ProgressRe
 }
 
 func (c *progressServiceClient) SendProgress(ctx context.Context, req *v1.ProgressRequest, opts ...runtime.CallOption) error {
+	return c.progress.Send(ctx, req, opts...)
+}
+
+// progressServiceBroadcastClient implements ProgressServiceBroadcastClient with a
+// runtime.SendClient per method.
+type progressServiceBroadcastClient struct {
+	progress *runtime.SendClient[v1.ProgressRequest]
+}
+
+func (c *progressServiceBroadcastClient) SendProgress(ctx context.Context, req *v1.ProgressRequest, opts ...runtime.CallOption) error {
 	return c.progress.Send(ctx, req, opts...)
 }

@@ -98,6 +98,55 @@ func NewTypeClient(conn runtime.ClientConn, opts ...runtime.ClientOption) TypeCl
 	}
 }
 
+// TypeBroadcastClient sends fire-and-forget messages to the keywords.v1.Type service of every
+// worker, through the primary's Broadcast. It has the Send methods of TypeClient only: a broadcast
+// has no single response to wait for.
+//
+// Type is named after a Go keyword.
+type TypeBroadcastClient interface {
+	// SendFunc sends a request to Func without waiting for a response (fire-and-forget).
+	//
+	// Func is named after a Go keyword and takes a message named Context.
+	SendFunc(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error
+	// SendContext sends a request to Context without waiting for a response (fire-and-forget).
+	//
+	// Context is named like the standard library's context package; inside
+	// the service, the message Context has to be spelled .keywords.v1.Context.
+	SendContext(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error
+	// SendAdd_ sends a request to Add without waiting for a response (fire-and-forget). It is not named
+	// SendAdd because the service has a method of that name.
+	//
+	// Add is a method whose fire-and-forget form, SendAdd, collides with the
+	// next method; the generator names it SendAdd_.
+	SendAdd_(ctx context.Context, req_ *v1.AddRequest, opts ...runtime.CallOption) error
+	// SendSendAdd sends a request to SendAdd without waiting for a response (fire-and-forget).
+	//
+	// SendAdd is a method of its own.
+	SendSendAdd(ctx context.Context, req_ *v1.AddRequest, opts ...runtime.CallOption) error
+	// SendRuntime sends a request to Runtime without waiting for a response (fire-and-forget).
+	//
+	// Runtime returns a message of a Go package named runtime.
+	SendRuntime(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error
+	// SendSearch sends a request to Search without waiting for a response (fire-and-forget).
+	//
+	// Search takes a message of a Go package named req.
+	SendSearch(ctx context.Context, req_ *req.Query, opts ...runtime.CallOption) error
+}
+
+// NewTypeBroadcastClient returns a fire-and-forget client of the keywords.v1.Type service that
+// sends through conn: the primary's Broadcast, to send to every worker, or any runtime.ClientConn.
+// The options apply to every send.
+func NewTypeBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) TypeBroadcastClient {
+	return &typeBroadcastClient{
+		func_:   runtime.NewSendClient[v1.Context](conn, TypeFuncProcedure, opts...),
+		context: runtime.NewSendClient[v1.Context](conn, TypeContextProcedure, opts...),
+		add:     runtime.NewSendClient[v1.AddRequest](conn, TypeAddProcedure, opts...),
+		sendAdd: runtime.NewSendClient[v1.AddRequest](conn, TypeSendAddProcedure, opts...),
+		runtime: runtime.NewSendClient[v1.Context](conn, TypeRuntimeProcedure, opts...),
+		search:  runtime.NewSendClient[req.Query](conn, TypeSearchProcedure, opts...),
+	}
+}
+
 // TypeHandler is an implementation of the keywords.v1.Type service, registered with
 // RegisterTypeHandler.
 //
@@ -230,6 +279,40 @@ func (c *typeClient) SendSearch(ctx context.Context, req_ *req.Query, opts ...ru
 	return c.search.Send(ctx, req_, opts...)
 }
 
+// typeBroadcastClient implements TypeBroadcastClient with a runtime.SendClient per method.
+type typeBroadcastClient struct {
+	func_   *runtime.SendClient[v1.Context]
+	context *runtime.SendClient[v1.Context]
+	add     *runtime.SendClient[v1.AddRequest]
+	sendAdd *runtime.SendClient[v1.AddRequest]
+	runtime *runtime.SendClient[v1.Context]
+	search  *runtime.SendClient[req.Query]
+}
+
+func (c *typeBroadcastClient) SendFunc(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error {
+	return c.func_.Send(ctx, req_, opts...)
+}
+
+func (c *typeBroadcastClient) SendContext(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error {
+	return c.context.Send(ctx, req_, opts...)
+}
+
+func (c *typeBroadcastClient) SendAdd_(ctx context.Context, req_ *v1.AddRequest, opts ...runtime.CallOption) error {
+	return c.add.Send(ctx, req_, opts...)
+}
+
+func (c *typeBroadcastClient) SendSendAdd(ctx context.Context, req_ *v1.AddRequest, opts ...runtime.CallOption) error {
+	return c.sendAdd.Send(ctx, req_, opts...)
+}
+
+func (c *typeBroadcastClient) SendRuntime(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error {
+	return c.runtime.Send(ctx, req_, opts...)
+}
+
+func (c *typeBroadcastClient) SendSearch(ctx context.Context, req_ *req.Query, opts ...runtime.CallOption) error {
+	return c.search.Send(ctx, req_, opts...)
+}
+
 // FuncClient is a client of the keywords.v1.Func service. Every method has a fire-and-forget form,
 // named with the prefix Send, like Node's send: it returns once the request is queued, without
 // waiting for a response, and an error of the handler goes to the callee's error event.
@@ -258,6 +341,37 @@ func NewFuncClient(conn runtime.ClientConn, opts ...runtime.ClientOption) FuncCl
 		map_:       runtime.NewClient[v1.Context, v1.Context](conn, FuncMapProcedure, opts...),
 		interface_: runtime.NewClient[v1.Context, v1.Context](conn, FuncInterfaceProcedure, opts...),
 		error:      runtime.NewClient[v1.Context, v1.Context](conn, FuncErrorProcedure, opts...),
+	}
+}
+
+// FuncBroadcastClient sends fire-and-forget messages to the keywords.v1.Func service of every
+// worker, through the primary's Broadcast. It has the Send methods of FuncClient only: a broadcast
+// has no single response to wait for.
+//
+// Func is a second service named after a Go keyword.
+type FuncBroadcastClient interface {
+	// SendMap sends a request to Map without waiting for a response (fire-and-forget).
+	//
+	// Map is named after a Go keyword.
+	SendMap(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error
+	// SendInterface sends a request to Interface without waiting for a response (fire-and-forget).
+	//
+	// Interface is named after a Go keyword.
+	SendInterface(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error
+	// SendError sends a request to Error without waiting for a response (fire-and-forget).
+	//
+	// Error is named after a predeclared identifier.
+	SendError(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error
+}
+
+// NewFuncBroadcastClient returns a fire-and-forget client of the keywords.v1.Func service that
+// sends through conn: the primary's Broadcast, to send to every worker, or any runtime.ClientConn.
+// The options apply to every send.
+func NewFuncBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) FuncBroadcastClient {
+	return &funcBroadcastClient{
+		map_:       runtime.NewSendClient[v1.Context](conn, FuncMapProcedure, opts...),
+		interface_: runtime.NewSendClient[v1.Context](conn, FuncInterfaceProcedure, opts...),
+		error:      runtime.NewSendClient[v1.Context](conn, FuncErrorProcedure, opts...),
 	}
 }
 
@@ -340,5 +454,24 @@ func (c *funcClient) Error(ctx context.Context, req_ *v1.Context, opts ...runtim
 }
 
 func (c *funcClient) SendError(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error {
+	return c.error.Send(ctx, req_, opts...)
+}
+
+// funcBroadcastClient implements FuncBroadcastClient with a runtime.SendClient per method.
+type funcBroadcastClient struct {
+	map_       *runtime.SendClient[v1.Context]
+	interface_ *runtime.SendClient[v1.Context]
+	error      *runtime.SendClient[v1.Context]
+}
+
+func (c *funcBroadcastClient) SendMap(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error {
+	return c.map_.Send(ctx, req_, opts...)
+}
+
+func (c *funcBroadcastClient) SendInterface(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error {
+	return c.interface_.Send(ctx, req_, opts...)
+}
+
+func (c *funcBroadcastClient) SendError(ctx context.Context, req_ *v1.Context, opts ...runtime.CallOption) error {
 	return c.error.Send(ctx, req_, opts...)
 }

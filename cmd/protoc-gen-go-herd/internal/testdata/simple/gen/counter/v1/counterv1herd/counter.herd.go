@@ -58,6 +58,32 @@ func NewCounterServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 	}
 }
 
+// CounterServiceBroadcastClient sends fire-and-forget messages to the counter.v1.CounterService
+// service of every worker, through the primary's Broadcast. It has the Send methods of
+// CounterServiceClient only: a broadcast has no single response to wait for.
+//
+// CounterService keeps a counter in the process that serves it.
+type CounterServiceBroadcastClient interface {
+	// SendAdd sends a request to Add without waiting for a response (fire-and-forget).
+	//
+	// Add adds delta to the counter and returns the new value.
+	SendAdd(ctx context.Context, req *v1.AddRequest, opts ...runtime.CallOption) error
+	// SendReset sends a request to Reset without waiting for a response (fire-and-forget).
+	//
+	// Reset sets the counter to zero.
+	SendReset(ctx context.Context, req *v1.ResetRequest, opts ...runtime.CallOption) error
+}
+
+// NewCounterServiceBroadcastClient returns a fire-and-forget client of the
+// counter.v1.CounterService service that sends through conn: the primary's Broadcast, to send to
+// every worker, or any runtime.ClientConn. The options apply to every send.
+func NewCounterServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) CounterServiceBroadcastClient {
+	return &counterServiceBroadcastClient{
+		add:   runtime.NewSendClient[v1.AddRequest](conn, CounterServiceAddProcedure, opts...),
+		reset: runtime.NewSendClient[v1.ResetRequest](conn, CounterServiceResetProcedure, opts...),
+	}
+}
+
 // CounterServiceHandler is an implementation of the counter.v1.CounterService service, registered
 // with RegisterCounterServiceHandler.
 //
@@ -122,5 +148,20 @@ func (c *counterServiceClient) Reset(ctx context.Context, req *v1.ResetRequest, 
 }
 
 func (c *counterServiceClient) SendReset(ctx context.Context, req *v1.ResetRequest, opts ...runtime.CallOption) error {
+	return c.reset.Send(ctx, req, opts...)
+}
+
+// counterServiceBroadcastClient implements CounterServiceBroadcastClient with a runtime.SendClient
+// per method.
+type counterServiceBroadcastClient struct {
+	add   *runtime.SendClient[v1.AddRequest]
+	reset *runtime.SendClient[v1.ResetRequest]
+}
+
+func (c *counterServiceBroadcastClient) SendAdd(ctx context.Context, req *v1.AddRequest, opts ...runtime.CallOption) error {
+	return c.add.Send(ctx, req, opts...)
+}
+
+func (c *counterServiceBroadcastClient) SendReset(ctx context.Context, req *v1.ResetRequest, opts ...runtime.CallOption) error {
 	return c.reset.Send(ctx, req, opts...)
 }
