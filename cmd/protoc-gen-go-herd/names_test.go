@@ -97,6 +97,13 @@ func TestNameCollisions(t *testing.T) {
 			want: "protoc-gen-go-herd: a.proto: the procedure constant of method a.A.BC and the procedure constant of method a.AB.C are both named ABCProcedure in Go; rename one of them",
 		},
 		{
+			name: "broadcast client",
+			files: []*descriptorpb.FileDescriptorProto{
+				testFile("a.proto", "a", "example.com/a", map[string][]string{"S": {"M"}, "SBroadcast": {"N"}}),
+			},
+			want: "protoc-gen-go-herd: a.proto: the broadcast client interface of service a.S and the client interface of service a.SBroadcast are both named SBroadcastClient in Go; rename one of them",
+		},
+		{
 			name: "files of one Go package",
 			files: []*descriptorpb.FileDescriptorProto{
 				testFile("x.proto", "x", "example.com/gen;gen", map[string][]string{"S": {"M"}}),
