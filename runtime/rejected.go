@@ -81,7 +81,9 @@ func shortProcedure(p string) string {
 	return p[:cut]
 }
 
-// rejectedError is the sender's error event for a notice from peer.
+// rejectedError is the sender's error event for a notice from peer. The
+// notice is the peer's word (a worker's, on the primary): its code and
+// procedure are kept within what a notice can say.
 func rejectedError(peer string, req *herdv1.RejectedRequest) (Code, string, error) {
 	code := Code(req.GetCode())
 	if code == 0 || int(code) >= len(codeNames) {
@@ -91,7 +93,8 @@ func rejectedError(peer string, req *herdv1.RejectedRequest) (Code, string, erro
 	if code == CodeInvalidArgument {
 		what = "could not decode its payload"
 	}
-	return code, req.GetProcedure(), NewError(code, fmt.Errorf("%s rejected a fire-and-forget message to %s: %s", peer, req.GetProcedure(), what))
+	proc := shortProcedure(req.GetProcedure())
+	return code, proc, NewError(code, fmt.Errorf("%s rejected a fire-and-forget message to %s: %s", peer, proc, what))
 }
 
 // rejected serves ControlService.Rejected on the primary: an error event
