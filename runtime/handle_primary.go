@@ -76,13 +76,13 @@ type portHandle interface {
 
 // handleBase is what every handle has.
 type handleBase struct {
-	key      handleKey
-	id       uint64
-	policy   SchedulingPolicy
-	network  string
-	address  string // the bound address, with the real port; absolute path for unix
-	unixPath string // the socket file to remove when the handle closes
-	data     []byte // TLS session ticket keys shared by the handle's workers
+	key     handleKey
+	id      uint64
+	policy  SchedulingPolicy
+	network string
+	address string      // the bound address, with the real port; absolute path for unix
+	sock    *unixSocket // the unix socket file to remove when the handle closes
+	data    []byte      // TLS session ticket keys shared by the handle's workers
 }
 
 func (b *handleBase) base() *handleBase { return b }
@@ -115,9 +115,16 @@ func (pt *portTable) policyFor(req *herdv1.ListenRequest) SchedulingPolicy {
 func isPacketNetwork(n string) bool { return n == "udp" || n == "udp4" || n == "udp6" }
 
 // listen serves a worker's Listen: join the handle of the request's key,
-// creating (binding) it first when needed.
-func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (*herdv1.ListenResponse, error) {
+// creating (binding) it first when needed. A refused request is also an
+// error event about the worker (reported once the table is unlocked, so
+// that the event's handlers may use the table).
+func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (res *herdv1.ListenResponse, err error) {
 	w, _ := WorkerFromContext(ctx)
+	defer func() {
+		if res.GetRefusal() != herdv1.ListenRefusal_LISTEN_REFUSAL_UNSPECIFIED {
+			w.emitError(CodePermissionDenied, controlListenProcedure, fmt.Errorf("worker %d: %s", w.id, res.GetError()))
+		}
+	}()
 	switch req.GetNetwork() {
 	case "tcp", "tcp4", "tcp6", "unix", "udp", "udp4", "udp6":
 	default:
@@ -151,9 +158,9 @@ func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (*he
 			return bindFailure(syscall.EADDRINUSE), nil
 		}
 		var err error
-		h, err = pt.create(key, req)
+		h, err = pt.create(w, key, req)
 		if err != nil {
-			return bindFailure(err), nil
+			return listenFailure(err), nil
 		}
 		pt.handles[key] = h
 		created = true
@@ -244,8 +251,8 @@ func bindFailure(err error) *herdv1.ListenResponse {
 	return &herdv1.ListenResponse{Errno: int32(errnoOf(err)), Error: err.Error()}
 }
 
-// create binds a new handle for key. Called with pt.mu held.
-func (pt *portTable) create(key handleKey, req *herdv1.ListenRequest) (portHandle, error) {
+// create binds a new handle for key, for worker w. Called with pt.mu held.
+func (pt *portTable) create(w *Worker, key handleKey, req *herdv1.ListenRequest) (portHandle, error) {
 	policy := pt.policyFor(req)
 	b := handleBase{key: key, id: pt.nextKey.Add(1), policy: policy, network: req.GetNetwork()}
 	b.data = make([]byte, 32)
@@ -259,19 +266,21 @@ func (pt *portTable) create(key handleKey, req *herdv1.ListenRequest) (portHandl
 		ipv6Only: req.GetIpv6Only(),
 		unixMode: os.FileMode(req.GetUnixMode()).Perm(),
 	}
-	if spec.network == "unix" {
-		b.unixPath = spec.address
-		spec.address = shortUnixPath(spec.address)
-	}
 	packet := isPacketNetwork(spec.network)
 	var fdFile *os.File
-	if key.fd >= 0 || key.fdName != "" {
-		f, err := ownFD(int(key.fd), key.fdName)
+	switch {
+	case key.fd >= 0 || key.fdName != "":
+		f, err := pt.shareableFD(key, spec.network)
 		if err != nil {
 			return nil, err
 		}
 		fdFile = f
-		b.unixPath = "" // not ours to remove
+	case spec.network == "unix" && !isAbstract(spec.address):
+		sock, err := w.trust.openUnixSocket(spec.address, spec.unixMode)
+		if err != nil {
+			return nil, err
+		}
+		b.sock = sock
 	}
 	ctx := context.Background()
 	switch {
@@ -294,17 +303,21 @@ func (pt *portTable) create(key handleKey, req *herdv1.ListenRequest) (portHandl
 	}
 	var ln net.Listener
 	var err error
-	if fdFile != nil {
+	switch {
+	case fdFile != nil:
 		ln, err = net.FileListener(fdFile)
 		fdFile.Close()
-	} else {
+	case b.sock != nil:
+		ln, err = b.sock.listen(ctx, spec.backlog)
+	default:
 		ln, err = bindListener(ctx, spec)
 	}
 	if err != nil {
+		b.removeSocket()
 		return nil, err
 	}
-	if b.network == "unix" && b.unixPath != "" {
-		b.address = b.unixPath
+	if b.sock != nil {
+		b.address = b.sock.path
 	} else {
 		b.address = ln.Addr().String()
 	}
@@ -319,7 +332,12 @@ func (pt *portTable) create(key handleKey, req *herdv1.ListenRequest) (portHandl
 		if backlog <= 0 {
 			backlog = defaultRRBacklog
 		}
-		return newRRHandle(b, ln, min(window, maxHandoffBatch), backlog, pt.p.log)
+		h, err := newRRHandle(b, ln, min(window, maxHandoffBatch), backlog, pt.p.log)
+		if err != nil {
+			b.removeSocket()
+			return nil, err
+		}
+		return h, nil
 	}
 	return newSharedHandle(b, ln.(syscall.Conn), ln)
 }

@@ -473,7 +473,7 @@ func (h *rrHandle) close() {
 	h.mu.Unlock()
 	close(h.done)
 	h.sock.Close()
-	unlinkSocket(h.unixPath)
+	h.removeSocket()
 }
 
 func closeRawFDs(fds []int) {

@@ -56,7 +56,7 @@ func (h *sharedHandle) members() int {
 
 func (h *sharedHandle) close() {
 	h.res.Close()
-	unlinkSocket(h.unixPath)
+	h.removeSocket()
 }
 
 // reusePortHandle gives every worker its own SO_REUSEPORT socket on the

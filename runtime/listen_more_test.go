@@ -490,7 +490,7 @@ func TestListenOnPrimaryFD(t *testing.T) {
 	fd := int(f.Fd())
 	for _, pol := range []string{"rr", "shared"} {
 		t.Run(pol, func(t *testing.T) {
-			c := newListenCluster(t)
+			c := newListenCluster(t, runtime.WithShareableFDs(fd))
 			ws := c.start(2)
 			for _, w := range ws {
 				c.listen(w, fmt.Sprintf("listen tcp systemd fd=%d policy=%s", fd, pol))
@@ -510,7 +510,8 @@ func TestListenOnPrimaryFD(t *testing.T) {
 		})
 	}
 	// By name, as systemd passes sockets: descriptors 3, 4, ... named in
-	// LISTEN_FDNAMES; ours is the last.
+	// LISTEN_FDNAMES; ours is the last. They are shareable without
+	// WithShareableFDs.
 	names := make([]string, fd-2)
 	for i := range names {
 		names[i] = "other"

@@ -186,10 +186,12 @@ func (s *Self) requestListen(ctx context.Context, e *listenEntry, network, addre
 		// not made).
 		return nil, nil, &listenCallError{&net.OpError{Op: "listen", Net: network, Err: err}}
 	}
-	if res.GetErrno() != 0 || res.GetError() != "" {
+	if res.GetErrno() != 0 || res.GetError() != "" || res.GetRefusal() != 0 {
 		closeFiles(files)
 		var cause error = errors.New(res.GetError())
-		if res.GetErrno() != 0 {
+		if r := refusedListen(res); r != nil {
+			cause = r
+		} else if res.GetErrno() != 0 {
 			cause = os.NewSyscallError("bind", syscall.Errno(res.GetErrno()))
 		}
 		return nil, nil, &net.OpError{Op: "listen", Net: network, Addr: opAddr(network, address), Err: cause}

@@ -78,6 +78,11 @@ func listenWorkerMain() int {
 
 // errName names the errno a listen error matches.
 func errName(err error) string {
+	for name, e := range refusals {
+		if errors.Is(err, e) {
+			return name
+		}
+	}
 	for _, e := range []syscall.Errno{syscall.EADDRINUSE, syscall.EACCES, syscall.EADDRNOTAVAIL, syscall.ENOENT} {
 		if errors.Is(err, e) {
 			return map[syscall.Errno]string{syscall.EADDRINUSE: "EADDRINUSE", syscall.EACCES: "EACCES",
@@ -191,6 +196,9 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 	case "stat":
 		ents, _ := os.ReadDir("/proc/self/fd")
 		return fmt.Sprintf("fds=%d goroutines=%d", len(ents), goruntime.NumGoroutine())
+	}
+	if fn := ctlCommands[f[0]]; fn != nil {
+		return fn(f[1:])
 	}
 	return "err unknown command " + cmd
 }

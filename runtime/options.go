@@ -29,6 +29,8 @@ type settings struct {
 	// unacknowledged round-robin hand-offs per worker and address.
 	policy        SchedulingPolicy
 	handoffWindow int
+	// trust limits what workers may ask of the primary (trust.go).
+	trust trustSettings
 }
 
 // PrimaryOption configures a Primary (NewPrimary) or the settings of later

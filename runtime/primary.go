@@ -101,6 +101,7 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 	}
 	w.ctx = context.WithValue(context.Background(), workerKey{}, w)
 	w.handlerCtx, w.cancelHandlers = context.WithCancel(w.ctx)
+	w.trust = s.trust.forWorker(s.dir)
 	for _, fn := range fc.register {
 		if err := fn(&w.mux); err != nil {
 			return nil, fmt.Errorf("herd: fork worker %d: register: %w", id, err)
@@ -180,7 +181,7 @@ func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, erro
 	env := make([]string, 0, len(os.Environ())+len(s.env)+len(fc.env)+2)
 	for _, list := range [][]string{os.Environ(), s.env, fc.env} {
 		for _, kv := range list {
-			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID {
+			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID || k == envNonDumpable {
 				continue
 			}
 			env = append(env, kv)
@@ -189,6 +190,9 @@ func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, erro
 	cmd.Env = append(env,
 		EnvWorkerID+"="+strconv.FormatUint(id, 10),
 		EnvPrimaryPID+"="+strconv.Itoa(os.Getpid()))
+	if s.trust.nonDumpableFor(s.credential) {
+		cmd.Env = append(cmd.Env, envNonDumpable+"=1")
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if s.stdout != nil {
 		cmd.Stdout = s.stdout

@@ -63,6 +63,7 @@ type Worker struct {
 	ep      *endpoint
 	mux     Mux
 	ctx     context.Context // events' context: carries the worker
+	trust   workerTrust     // what it may ask of the primary (trust.go)
 
 	// handlerCtx is the parent of the contexts of handlers of this worker's
 	// messages; cancelHandlers ends it once the worker has exited.

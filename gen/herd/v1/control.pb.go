@@ -80,6 +80,66 @@ func (SchedulingPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_herd_v1_control_proto_rawDescGZIP(), []int{0}
 }
 
+// ListenRefusal is why the primary refused a ListenRequest.
+type ListenRefusal int32
+
+const (
+	// LISTEN_REFUSAL_UNSPECIFIED: not refused.
+	ListenRefusal_LISTEN_REFUSAL_UNSPECIFIED ListenRefusal = 0
+	// LISTEN_REFUSAL_FD_NOT_SHAREABLE: the descriptor is not one the primary
+	// declared shareable, or not a listening socket of the requested network.
+	ListenRefusal_LISTEN_REFUSAL_FD_NOT_SHAREABLE ListenRefusal = 1
+	// LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED: the unix socket path is outside
+	// the directories the primary allows, or reached through a symbolic link.
+	ListenRefusal_LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED ListenRefusal = 2
+	// LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED: the unix socket mode grants more
+	// than the primary allows.
+	ListenRefusal_LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED ListenRefusal = 3
+)
+
+// Enum value maps for ListenRefusal.
+var (
+	ListenRefusal_name = map[int32]string{
+		0: "LISTEN_REFUSAL_UNSPECIFIED",
+		1: "LISTEN_REFUSAL_FD_NOT_SHAREABLE",
+		2: "LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED",
+		3: "LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED",
+	}
+	ListenRefusal_value = map[string]int32{
+		"LISTEN_REFUSAL_UNSPECIFIED":           0,
+		"LISTEN_REFUSAL_FD_NOT_SHAREABLE":      1,
+		"LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED": 2,
+		"LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED": 3,
+	}
+)
+
+func (x ListenRefusal) Enum() *ListenRefusal {
+	p := new(ListenRefusal)
+	*p = x
+	return p
+}
+
+func (x ListenRefusal) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ListenRefusal) Descriptor() protoreflect.EnumDescriptor {
+	return file_herd_v1_control_proto_enumTypes[1].Descriptor()
+}
+
+func (ListenRefusal) Type() protoreflect.EnumType {
+	return &file_herd_v1_control_proto_enumTypes[1]
+}
+
+func (x ListenRefusal) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ListenRefusal.Descriptor instead.
+func (ListenRefusal) EnumDescriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
 // HelloRequest opens a link.
 type HelloRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -287,7 +347,8 @@ type ListenRequest struct {
 	Policy SchedulingPolicy `protobuf:"varint,4,opt,name=policy,proto3,enum=herd.v1.SchedulingPolicy" json:"policy,omitempty"`
 	// backlog is the listen backlog; zero means the system default.
 	Backlog int32 `protobuf:"varint,5,opt,name=backlog,proto3" json:"backlog,omitempty"`
-	// fd, when set, names a listening descriptor of the primary to share.
+	// fd, when set, names a listening descriptor of the primary to share; the
+	// primary shares only descriptors it declared shareable.
 	Fd *int32 `protobuf:"varint,6,opt,name=fd,proto3,oneof" json:"fd,omitempty"`
 	// fd_name, when set, names a descriptor the primary inherited (as in
 	// systemd's LISTEN_FDNAMES).
@@ -422,7 +483,10 @@ type ListenResponse struct {
 	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	// server_data is opaque data shared by every worker of the handle, such
 	// as TLS session ticket keys.
-	ServerData    []byte `protobuf:"bytes,6,opt,name=server_data,json=serverData,proto3" json:"server_data,omitempty"`
+	ServerData []byte `protobuf:"bytes,6,opt,name=server_data,json=serverData,proto3" json:"server_data,omitempty"`
+	// refusal is set when the primary refused the request (error says why):
+	// the worker asked for something the primary does not share with it.
+	Refusal       ListenRefusal `protobuf:"varint,7,opt,name=refusal,proto3,enum=herd.v1.ListenRefusal" json:"refusal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -497,6 +561,13 @@ func (x *ListenResponse) GetServerData() []byte {
 		return x.ServerData
 	}
 	return nil
+}
+
+func (x *ListenResponse) GetRefusal() ListenRefusal {
+	if x != nil {
+		return x.Refusal
+	}
+	return ListenRefusal_LISTEN_REFUSAL_UNSPECIFIED
 }
 
 // CloseListenerRequest releases a worker's share of a handle. Connections
@@ -987,7 +1058,7 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\vlistener_id\x18\n" +
 	" \x01(\x04R\n" +
 	"listenerIdB\x05\n" +
-	"\x03_fd\"\xbc\x01\n" +
+	"\x03_fd\"\xee\x01\n" +
 	"\x0eListenResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x121\n" +
 	"\x06policy\x18\x02 \x01(\x0e2\x19.herd.v1.SchedulingPolicyR\x06policy\x12\x18\n" +
@@ -995,7 +1066,8 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x05errno\x18\x04 \x01(\x05R\x05errno\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
 	"\vserver_data\x18\x06 \x01(\fR\n" +
-	"serverData\"M\n" +
+	"serverData\x120\n" +
+	"\arefusal\x18\a \x01(\x0e2\x16.herd.v1.ListenRefusalR\arefusal\"M\n" +
 	"\x14CloseListenerRequest\x12\x1f\n" +
 	"\vlistener_id\x18\x01 \x01(\x04R\n" +
 	"listenerId\x12\x14\n" +
@@ -1024,7 +1096,12 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x1dSCHEDULING_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dSCHEDULING_POLICY_ROUND_ROBIN\x10\x01\x12\x1c\n" +
 	"\x18SCHEDULING_POLICY_SHARED\x10\x02\x12\x1f\n" +
-	"\x1bSCHEDULING_POLICY_REUSEPORT\x10\x032\xdd\x03\n" +
+	"\x1bSCHEDULING_POLICY_REUSEPORT\x10\x03*\xa8\x01\n" +
+	"\rListenRefusal\x12\x1e\n" +
+	"\x1aLISTEN_REFUSAL_UNSPECIFIED\x10\x00\x12#\n" +
+	"\x1fLISTEN_REFUSAL_FD_NOT_SHAREABLE\x10\x01\x12(\n" +
+	"$LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED\x10\x02\x12(\n" +
+	"$LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED\x10\x032\xdd\x03\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
@@ -1047,51 +1124,53 @@ func file_herd_v1_control_proto_rawDescGZIP() []byte {
 	return file_herd_v1_control_proto_rawDescData
 }
 
-var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_herd_v1_control_proto_goTypes = []any{
 	(SchedulingPolicy)(0),         // 0: herd.v1.SchedulingPolicy
-	(*HelloRequest)(nil),          // 1: herd.v1.HelloRequest
-	(*HelloResponse)(nil),         // 2: herd.v1.HelloResponse
-	(*DisconnectRequest)(nil),     // 3: herd.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),    // 4: herd.v1.DisconnectResponse
-	(*ListenRequest)(nil),         // 5: herd.v1.ListenRequest
-	(*ListenResponse)(nil),        // 6: herd.v1.ListenResponse
-	(*CloseListenerRequest)(nil),  // 7: herd.v1.CloseListenerRequest
-	(*CloseListenerResponse)(nil), // 8: herd.v1.CloseListenerResponse
-	(*HandoffRequest)(nil),        // 9: herd.v1.HandoffRequest
-	(*HandoffResponse)(nil),       // 10: herd.v1.HandoffResponse
-	(*ListeningRequest)(nil),      // 11: herd.v1.ListeningRequest
-	(*ListeningResponse)(nil),     // 12: herd.v1.ListeningResponse
-	(*Address)(nil),               // 13: herd.v1.Address
-	(*RejectedRequest)(nil),       // 14: herd.v1.RejectedRequest
-	(*RejectedResponse)(nil),      // 15: herd.v1.RejectedResponse
-	(Code)(0),                     // 16: herd.v1.Code
+	(ListenRefusal)(0),            // 1: herd.v1.ListenRefusal
+	(*HelloRequest)(nil),          // 2: herd.v1.HelloRequest
+	(*HelloResponse)(nil),         // 3: herd.v1.HelloResponse
+	(*DisconnectRequest)(nil),     // 4: herd.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 5: herd.v1.DisconnectResponse
+	(*ListenRequest)(nil),         // 6: herd.v1.ListenRequest
+	(*ListenResponse)(nil),        // 7: herd.v1.ListenResponse
+	(*CloseListenerRequest)(nil),  // 8: herd.v1.CloseListenerRequest
+	(*CloseListenerResponse)(nil), // 9: herd.v1.CloseListenerResponse
+	(*HandoffRequest)(nil),        // 10: herd.v1.HandoffRequest
+	(*HandoffResponse)(nil),       // 11: herd.v1.HandoffResponse
+	(*ListeningRequest)(nil),      // 12: herd.v1.ListeningRequest
+	(*ListeningResponse)(nil),     // 13: herd.v1.ListeningResponse
+	(*Address)(nil),               // 14: herd.v1.Address
+	(*RejectedRequest)(nil),       // 15: herd.v1.RejectedRequest
+	(*RejectedResponse)(nil),      // 16: herd.v1.RejectedResponse
+	(Code)(0),                     // 17: herd.v1.Code
 }
 var file_herd_v1_control_proto_depIdxs = []int32{
 	0,  // 0: herd.v1.ListenRequest.policy:type_name -> herd.v1.SchedulingPolicy
 	0,  // 1: herd.v1.ListenResponse.policy:type_name -> herd.v1.SchedulingPolicy
-	13, // 2: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
-	16, // 3: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
-	1,  // 4: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
-	3,  // 5: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
-	5,  // 6: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
-	7,  // 7: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
-	9,  // 8: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
-	11, // 9: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
-	14, // 10: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
-	2,  // 11: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
-	4,  // 12: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
-	6,  // 13: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
-	8,  // 14: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
-	10, // 15: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
-	12, // 16: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
-	15, // 17: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	1,  // 2: herd.v1.ListenResponse.refusal:type_name -> herd.v1.ListenRefusal
+	14, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
+	17, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
+	2,  // 5: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
+	4,  // 6: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
+	6,  // 7: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
+	8,  // 8: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
+	10, // 9: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
+	12, // 10: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
+	15, // 11: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
+	3,  // 12: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
+	5,  // 13: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
+	7,  // 14: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
+	9,  // 15: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
+	11, // 16: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
+	13, // 17: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
+	16, // 18: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_herd_v1_control_proto_init() }
@@ -1106,7 +1185,7 @@ func file_herd_v1_control_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_control_proto_rawDesc), len(file_herd_v1_control_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
