@@ -66,4 +66,15 @@
 // descriptor to a worker), shared (every worker accepts from the primary's
 // socket) or reuseport (one SO_REUSEPORT socket per worker). Outside a
 // cluster they are net.Listen and net.ListenPacket.
+//
+// # Trust
+//
+// The primary trusts no worker: a worker listens only on descriptors the
+// primary declared shareable (WithShareableFDs, systemd's LISTEN_FDS) and
+// has unix sockets only in the directories it allows (WithUnixSocketDirs,
+// WithUnixModeLimit); anything else is refused with ErrFDNotShareable,
+// ErrUnixPathNotAllowed or ErrUnixModeNotAllowed and an error event naming
+// the worker. Workers run as another user (WithCredential) are made
+// non-dumpable (WithNonDumpable). SECURITY.md in the repository states the
+// threat model and the known gaps.
 package runtime

@@ -66,6 +66,11 @@ func linuxCtlCommands() bool {
 		}
 		return "dumpable=" + strconv.Itoa(v)
 	}
+	// ids reports the worker's user, group and supplementary groups.
+	ctlCommands["ids"] = func([]string) string {
+		groups, _ := os.Getgroups()
+		return fmt.Sprintf("uid=%d gid=%d groups=%v", os.Getuid(), os.Getgid(), groups)
+	}
 	// getenv NAME reports an environment variable.
 	ctlCommands["getenv"] = func(args []string) string {
 		v, ok := os.LookupEnv(args[0])
@@ -127,6 +132,12 @@ func TestNonDumpableWorkers(t *testing.T) {
 				c = newListenCluster(t, tc.opts...)
 			}
 			ws := c.start(2)
+			if tc.nobody && os.Getuid() == 0 {
+				// Nothing of root's: not its groups either.
+				if got, want := c.do(ws[0], "ids"), fmt.Sprintf("uid=%d gid=%d groups=[]", nobody, nobody); got != want {
+					t.Errorf("worker: %s, want %s", got, want)
+				}
+			}
 			for _, w := range ws {
 				if got := c.do(w, "dumpable"); got != tc.dumpable {
 					t.Errorf("worker %d: %s, want %s", w.ID(), got, tc.dumpable)
