@@ -176,6 +176,26 @@ func TestListenFDShareableOnly(t *testing.T) {
 	if len(taken) != 0 {
 		t.Errorf("the worker obtained the primary's descriptors %v", taken)
 	}
+	// Declared or not, a descriptor that is not a listening socket is never
+	// shared: the primary's ends of the links to the workers above all
+	// (its unix stream sockets; other descriptors come and go as handles
+	// are made, so the numbers could name something else by now).
+	c.p.Setup(runtime.WithShareableFDs(before...))
+	links := 0
+	for _, n := range before {
+		if !isUnixStream(n) {
+			continue
+		}
+		links++
+		if got := c.do(attacker, fmt.Sprintf("listen unix declared%d fd=%d policy=shared", n, n)); !strings.HasPrefix(got, "err NOTSHAREABLE") {
+			t.Errorf("declared unix stream socket %d: %s; want err NOTSHAREABLE", n, got)
+		}
+	}
+	if links < 4 { // the pair, and the links to two workers
+		t.Errorf("only %d unix stream sockets among the primary's descriptors %v", links, before)
+	}
+	// A declared listening socket is shared.
+	c.listen(attacker, fmt.Sprintf("listen tcp admin fd=%d policy=shared", adminFD))
 	// Wrong network for a shareable socket.
 	for _, cmd := range []string{
 		fmt.Sprintf("listen unix web fd=%d", webFD),  // a TCP socket as unix
@@ -344,4 +364,16 @@ func TestListenUnixAllowedByPrimary(t *testing.T) {
 		t.Errorf("mode 0777 with limit 0666: %s", got)
 	}
 	c.do(w, "close 0")
+}
+
+// isUnixStream says whether this process's descriptor fd is a unix stream
+// socket, such as a link.
+func isUnixStream(fd int) bool {
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil || typ != unix.SOCK_STREAM {
+		return false
+	}
+	sa, err := unix.Getsockname(fd)
+	_, ok := sa.(*unix.SockaddrUnix)
+	return err == nil && ok
 }
