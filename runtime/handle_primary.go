@@ -121,8 +121,8 @@ func isPacketNetwork(n string) bool { return n == "udp" || n == "udp4" || n == "
 func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (res *herdv1.ListenResponse, err error) {
 	w, _ := WorkerFromContext(ctx)
 	defer func() {
-		if res.GetRefusal() != herdv1.ListenRefusal_LISTEN_REFUSAL_UNSPECIFIED {
-			w.emitError(CodePermissionDenied, controlListenProcedure, fmt.Errorf("worker %d: %s", w.id, res.GetError()))
+		if r := refusedListen(res); r != nil {
+			w.emitError(r.code(), controlListenProcedure, fmt.Errorf("worker %d: %w", w.id, r))
 		}
 	}()
 	switch req.GetNetwork() {
@@ -141,6 +141,10 @@ func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (res
 	defer pt.mu.Unlock()
 	if w.disconnecting.Load() {
 		return nil, Errorf(CodeUnavailable, "listen: worker %d is disconnecting", w.id)
+	}
+	if n := len(pt.byWorker[w]); n >= w.trust.maxListeners {
+		return listenFailure(refuse(herdv1.ListenRefusal_LISTEN_REFUSAL_TOO_MANY_LISTENERS,
+			"worker %d holds %d listeners, the most the primary allows (WithMaxListeners)", w.id, n)), nil
 	}
 	ms := pt.byWorker[w]
 	if ms[req.GetListenerId()] != nil {

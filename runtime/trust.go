@@ -27,7 +27,16 @@ var (
 	// ErrUnixModeNotAllowed: WithUnixMode asked for permission bits beyond
 	// the primary's limit (WithUnixModeLimit, by default 0600).
 	ErrUnixModeNotAllowed = errors.New("herd: unix socket mode not allowed")
+	// ErrTooManyListeners: the worker already holds as many cluster
+	// listeners as the primary allows one worker (WithMaxListeners, by
+	// default 256). Reported to the primary with CodeResourceExhausted.
+	ErrTooManyListeners = errors.New("herd: too many listeners")
 )
+
+// defaultMaxListeners bounds the cluster listeners of one worker, so that
+// one worker cannot make the primary bind sockets (each a descriptor of the
+// primary) without limit.
+const defaultMaxListeners = 256
 
 // defaultUnixMode is the mode of a unix socket file the primary creates for
 // a worker that asked for none: only the primary's user may connect.
@@ -40,6 +49,7 @@ type trustSettings struct {
 	unixModeSet  bool
 	unixMode     os.FileMode // the widest mode a worker may ask for
 	nonDumpable  int8        // 0: when the credential differs; 1: always; -1: never
+	maxListeners int         // per worker; 0: defaultMaxListeners
 }
 
 // modeLimit is the widest unix socket mode a worker may ask for.
@@ -88,6 +98,15 @@ func WithUnixModeLimit(mode os.FileMode) PrimaryOption {
 	})
 }
 
+// WithMaxListeners bounds the cluster listeners (Listen and ListenPacket
+// calls that the primary serves) one worker may hold open at once; default
+// 256. Each may be a socket the primary binds and holds, so without a bound
+// one worker could exhaust the primary's descriptors. A Listen beyond it
+// fails with ErrTooManyListeners.
+func WithMaxListeners(n int) PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.trust.maxListeners = n })
+}
+
 // WithNonDumpable sets whether workers make themselves non-dumpable
 // (Linux's PR_SET_DUMPABLE 0) as they start. A non-dumpable process can be
 // reached through ptrace, pidfd_getfd, process_vm_readv or its /proc files
@@ -114,15 +133,19 @@ func WithNonDumpable(on bool) PrimaryOption {
 
 // workerTrust is what one worker may ask of the primary, fixed at its fork.
 type workerTrust struct {
-	dir       string   // the worker's working directory, absolute
-	unixDirs  []string // where the primary creates unix sockets for it, absolute
-	modeLimit os.FileMode
+	dir          string   // the worker's working directory, absolute
+	unixDirs     []string // where the primary creates unix sockets for it, absolute
+	modeLimit    os.FileMode
+	maxListeners int
 }
 
 // forWorker is the trust a worker forked with working directory dir (empty:
 // the primary's) gets.
 func (t *trustSettings) forWorker(dir string) workerTrust {
-	wt := workerTrust{modeLimit: t.modeLimit()}
+	wt := workerTrust{modeLimit: t.modeLimit(), maxListeners: t.maxListeners}
+	if wt.maxListeners <= 0 {
+		wt.maxListeners = defaultMaxListeners
+	}
 	if abs, err := filepath.Abs(dir); err == nil { // dir "" is the primary's
 		wt.dir = abs
 	}

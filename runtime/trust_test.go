@@ -24,6 +24,7 @@ var refusals = map[string]error{
 	"NOTSHAREABLE": runtime.ErrFDNotShareable,
 	"PATHREFUSED":  runtime.ErrUnixPathNotAllowed,
 	"MODEREFUSED":  runtime.ErrUnixModeNotAllowed,
+	"TOOMANY":      runtime.ErrTooManyListeners,
 }
 
 // ctlCommands are ctl worker commands beyond listen, udp, close and stat:
@@ -376,4 +377,56 @@ func isUnixStream(fd int) bool {
 	sa, err := unix.Getsockname(fd)
 	_, ok := sa.(*unix.SockaddrUnix)
 	return err == nil && ok
+}
+
+// TestListenersBoundedPerWorker: one worker cannot make the primary bind
+// sockets without limit (each ":0" listen of a worker is a new port, a new
+// descriptor of the primary): beyond WithMaxListeners (default 256) its
+// Listen fails with ErrTooManyListeners and an error event; closing one
+// makes room again.
+func TestListenersBoundedPerWorker(t *testing.T) {
+	c := newListenCluster(t)
+	ws := c.start(2)
+	before := len(openFDs(t))
+	const attempts = 300
+	ok, refused := 0, 0
+	for range attempts {
+		got := c.do(ws[0], "listen tcp 127.0.0.1:0 policy=shared")
+		switch {
+		case strings.HasPrefix(got, "ok"):
+			ok++
+		case strings.HasPrefix(got, "err TOOMANY"):
+			refused++
+		default:
+			t.Fatalf("listen: %s", got)
+		}
+	}
+	t.Logf("%d listens of one worker: %d served, %d refused; the primary's descriptors went from %d to %d",
+		attempts, ok, refused, before, len(openFDs(t)))
+	if ok != 256 || refused != attempts-256 {
+		t.Errorf("%d served, %d refused; want 256 and %d", ok, refused, attempts-256)
+	}
+	if got := c.rec.waitFor(fmt.Sprintf("error %d resource_exhausted", ws[0].ID())); !strings.Contains(got, "too many listeners") {
+		t.Errorf("error event %q", got)
+	}
+	// The bound is per worker, and closing makes room.
+	c.listen(ws[1], "listen tcp 127.0.0.1:0")
+	if got := c.do(ws[0], "close 0"); got != "ok" {
+		t.Fatal(got)
+	}
+	c.listen(ws[0], "listen tcp 127.0.0.1:0")
+	if got := c.do(ws[0], "listen tcp 127.0.0.1:0"); !strings.HasPrefix(got, "err TOOMANY") {
+		t.Errorf("listen beyond the bound again: %s", got)
+	}
+}
+
+func TestListenersBoundSetting(t *testing.T) {
+	c := newListenCluster(t, runtime.WithMaxListeners(3))
+	w := c.start(1)[0]
+	for range 3 {
+		c.listen(w, "udp udp 127.0.0.1:0")
+	}
+	if got := c.do(w, "udp udp 127.0.0.1:0"); !strings.HasPrefix(got, "err TOOMANY") {
+		t.Errorf("fourth listener with WithMaxListeners(3): %s", got)
+	}
 }

@@ -40,8 +40,18 @@ func (r *refusal) Unwrap() error {
 		return ErrUnixPathNotAllowed
 	case herdv1.ListenRefusal_LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED:
 		return ErrUnixModeNotAllowed
+	case herdv1.ListenRefusal_LISTEN_REFUSAL_TOO_MANY_LISTENERS:
+		return ErrTooManyListeners
 	}
 	return nil
+}
+
+// code is the code of the refusal's error event.
+func (r *refusal) code() Code {
+	if r.kind == herdv1.ListenRefusal_LISTEN_REFUSAL_TOO_MANY_LISTENERS {
+		return CodeResourceExhausted
+	}
+	return CodePermissionDenied
 }
 
 func refuse(kind herdv1.ListenRefusal, format string, args ...any) *refusal {
@@ -60,17 +70,13 @@ func listenFailure(err error) *herdv1.ListenResponse {
 	return bindFailure(err)
 }
 
-// refusedListen is the error a worker's Listen returns for a refusal in
-// res, or nil.
-func refusedListen(res *herdv1.ListenResponse) error {
+// refusedListen is the refusal in res, or nil. A kind this side does not
+// know matches no sentinel but keeps its message.
+func refusedListen(res *herdv1.ListenResponse) *refusal {
 	if res.GetRefusal() == herdv1.ListenRefusal_LISTEN_REFUSAL_UNSPECIFIED {
 		return nil
 	}
-	r := &refusal{kind: res.GetRefusal(), msg: res.GetError()}
-	if r.Unwrap() == nil { // a kind this worker does not know
-		return errors.New(r.msg)
-	}
-	return r
+	return &refusal{kind: res.GetRefusal(), msg: res.GetError()}
 }
 
 // systemdFDs is the range of descriptors passed to this process by socket

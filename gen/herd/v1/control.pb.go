@@ -95,6 +95,9 @@ const (
 	// LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED: the unix socket mode grants more
 	// than the primary allows.
 	ListenRefusal_LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED ListenRefusal = 3
+	// LISTEN_REFUSAL_TOO_MANY_LISTENERS: the worker holds as many listeners
+	// as the primary allows one worker.
+	ListenRefusal_LISTEN_REFUSAL_TOO_MANY_LISTENERS ListenRefusal = 4
 )
 
 // Enum value maps for ListenRefusal.
@@ -104,12 +107,14 @@ var (
 		1: "LISTEN_REFUSAL_FD_NOT_SHAREABLE",
 		2: "LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED",
 		3: "LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED",
+		4: "LISTEN_REFUSAL_TOO_MANY_LISTENERS",
 	}
 	ListenRefusal_value = map[string]int32{
 		"LISTEN_REFUSAL_UNSPECIFIED":           0,
 		"LISTEN_REFUSAL_FD_NOT_SHAREABLE":      1,
 		"LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED": 2,
 		"LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED": 3,
+		"LISTEN_REFUSAL_TOO_MANY_LISTENERS":    4,
 	}
 )
 
@@ -1096,12 +1101,13 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x1dSCHEDULING_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dSCHEDULING_POLICY_ROUND_ROBIN\x10\x01\x12\x1c\n" +
 	"\x18SCHEDULING_POLICY_SHARED\x10\x02\x12\x1f\n" +
-	"\x1bSCHEDULING_POLICY_REUSEPORT\x10\x03*\xa8\x01\n" +
+	"\x1bSCHEDULING_POLICY_REUSEPORT\x10\x03*\xcf\x01\n" +
 	"\rListenRefusal\x12\x1e\n" +
 	"\x1aLISTEN_REFUSAL_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fLISTEN_REFUSAL_FD_NOT_SHAREABLE\x10\x01\x12(\n" +
 	"$LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED\x10\x02\x12(\n" +
-	"$LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED\x10\x032\xdd\x03\n" +
+	"$LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED\x10\x03\x12%\n" +
+	"!LISTEN_REFUSAL_TOO_MANY_LISTENERS\x10\x042\xdd\x03\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
