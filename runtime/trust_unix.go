@@ -79,18 +79,15 @@ func refusedListen(res *herdv1.ListenResponse) *refusal {
 	return &refusal{kind: res.GetRefusal(), msg: res.GetError()}
 }
 
-// systemdFDs is the range of descriptors passed to this process by socket
-// activation: first, first+1, ... first+n-1 (LISTEN_FDS from 3; LISTEN_PID,
-// when set, must be this process).
-func systemdFDs() (first, n int) {
+// isSystemdFD reports whether fd is one of the descriptors passed to this
+// process by socket activation: 3 to 3+LISTEN_FDS-1, when LISTEN_PID (if
+// set) is this process.
+func isSystemdFD(fd int) bool {
 	if pid := os.Getenv("LISTEN_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
-		return 3, 0
+		return false
 	}
 	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
-	if err != nil || n < 0 {
-		return 3, 0
-	}
-	return 3, n
+	return err == nil && fd >= 3 && fd < 3+n
 }
 
 // shareableFD returns a duplicate of the descriptor a worker's Listen names
@@ -112,11 +109,10 @@ func (pt *portTable) shareableFD(key handleKey, network string) (*os.File, error
 		}
 		fd = n
 	} else {
-		first, n := systemdFDs()
 		pt.p.mu.Lock()
 		declared := slices.Contains(pt.p.settings.trust.shareableFDs, fd)
 		pt.p.mu.Unlock()
-		if !declared && (fd < first || fd >= first+n) {
+		if !declared && !isSystemdFD(fd) {
 			return nil, refuse(notShareable, "descriptor %d was not declared shareable (WithShareableFDs, LISTEN_FDS)", fd)
 		}
 	}
