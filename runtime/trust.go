@@ -81,7 +81,9 @@ func WithShareableFDs(fds ...int) PrimaryOption {
 // The directories themselves are trusted as given; below them the primary
 // follows no symbolic link, so a worker cannot redirect a socket elsewhere
 // by planting one (Linux; elsewhere the check and the bind are not one
-// step). A path outside them fails with ErrUnixPathNotAllowed.
+// step). A path outside them fails with ErrUnixPathNotAllowed; with no
+// directories, workers may have no unix socket files at all (abstract
+// sockets, which have no file, are not concerned).
 func WithUnixSocketDirs(dirs ...string) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.trust.unixDirs = append([]string{}, dirs...) })
 }

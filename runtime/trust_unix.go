@@ -129,7 +129,8 @@ func (pt *portTable) shareableFD(key handleKey, network string) (*os.File, error
 
 // checkListenSocket checks that fd is a socket a worker may listen on with
 // network: a listening stream socket (SO_ACCEPTCONN) for tcp and unix, a
-// datagram socket for udp, of the network's address family.
+// datagram socket for udp, of the network's address family (from
+// getsockname, which every system has; SO_DOMAIN is Linux's).
 func checkListenSocket(fd int, network string) error {
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil {
