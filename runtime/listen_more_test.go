@@ -520,6 +520,7 @@ func TestListenOnPrimaryFD(t *testing.T) {
 	t.Setenv("LISTEN_PID", fmt.Sprint(os.Getpid()))
 	t.Setenv("LISTEN_FDS", fmt.Sprint(len(names)))
 	t.Setenv("LISTEN_FDNAMES", strings.Join(names, ":"))
+	t.Cleanup(runtime.ForgetActivation) // NewPrimary takes them over for the process
 	t.Run("name", func(t *testing.T) {
 		c := newListenCluster(t)
 		ws := c.start(2)

@@ -104,8 +104,8 @@ func fileOf(t *testing.T, c interface{ File() (*os.File, error) }) *os.File {
 // standard files) is refused with ErrFDNotShareable and an error event
 // naming the worker.
 func TestListenFDShareableOnly(t *testing.T) {
-	t.Setenv("LISTEN_FDS", "") // no systemd descriptors in this test
-	t.Setenv("LISTEN_PID", "")
+	// No systemd descriptors in this test (another may have left some).
+	runtime.ForgetActivation()
 	admin, err := net.Listen("tcp", "127.0.0.1:0") // the primary's own, not shared
 	if err != nil {
 		t.Fatal(err)

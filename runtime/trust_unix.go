@@ -79,15 +79,14 @@ func refusedListen(res *herdv1.ListenResponse) *refusal {
 	return &refusal{kind: res.GetRefusal(), msg: res.GetError()}
 }
 
-// isSystemdFD reports whether fd is one of the descriptors passed to this
-// process by socket activation: 3 to 3+LISTEN_FDS-1, when LISTEN_PID (if
-// set) is this process.
+// isSystemdFD reports whether fd is one of the descriptors systemd passed
+// to this process by socket activation (taken over by NewPrimary; see
+// takeActivation).
 func isSystemdFD(fd int) bool {
-	if pid := os.Getenv("LISTEN_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
-		return false
-	}
-	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
-	return err == nil && fd >= 3 && fd < 3+n
+	takeActivation()
+	activation.mu.Lock()
+	defer activation.mu.Unlock()
+	return slices.Contains(activation.fds, fd)
 }
 
 // shareableFD returns a duplicate of the descriptor a worker's Listen names
