@@ -43,6 +43,8 @@ func init() {
 	selfPrimaryPID, _ = strconv.Atoi(os.Getenv(EnvPrimaryPID))
 	os.Unsetenv(EnvWorkerID)
 	os.Unsetenv(EnvPrimaryPID)
+	// Still on the main thread: see armParentDeath.
+	armParentDeath(selfPrimaryPID)
 }
 
 // IsWorker reports whether this process was started by a herd primary as a

@@ -21,6 +21,8 @@ func startForker() {}
 
 func startProcess(cmd *exec.Cmd) error { return errUnsupported }
 
+func armParentDeath(primaryPID int) {}
+
 func watchParentDeath(primaryPID int, onDeath func()) (stop func()) { return func() {} }
 
 func exitStatus(ps *os.ProcessState) (code int, signal string) { return ps.ExitCode(), "" }

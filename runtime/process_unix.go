@@ -23,6 +23,10 @@ func startForker() {}
 
 func startProcess(cmd *exec.Cmd) error { return cmd.Start() }
 
+// armParentDeath does nothing: there is no parent-death signal outside
+// Linux.
+func armParentDeath(primaryPID int) {}
+
 // watchParentDeath checks once that the primary is still the parent; after
 // that, the end of the link is the signal.
 func watchParentDeath(primaryPID int, onDeath func()) (stop func()) {
