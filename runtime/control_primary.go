@@ -17,6 +17,7 @@ func (p *Primary) registerControl() {
 		NewUnaryHandler(controlListenProcedure, p.ports.listen),
 		NewUnaryHandler(controlCloseListenerProcedure, p.ports.closeListener),
 		NewUnaryHandler(controlRejectedProcedure, p.rejected),
+		NewUnaryHandler(controlStopSignalProcedure, p.stopSignal),
 	)
 	if err != nil {
 		panic(err) // the procedures are constants

@@ -28,6 +28,7 @@ const (
 	controlCloseListenerProcedure = "/herd.v1.ControlService/CloseListener"
 	controlHandoffProcedure       = "/herd.v1.ControlService/Handoff"
 	controlListeningProcedure     = "/herd.v1.ControlService/Listening"
+	controlStopSignalProcedure    = "/herd.v1.ControlService/StopSignal"
 )
 
 // emit delivers a cluster event about w: first to the handlers registered

@@ -166,10 +166,17 @@ func workerMain(mode string) int {
 	select {}
 }
 
+// primaryModes holds primary modes defined in other test files, which run
+// instead of subPrimaryMain's own.
+var primaryModes = map[string]func() int{}
+
 // subPrimaryMain is a primary in a child process of the test, for the tests
 // that kill a primary: it forks two workers, prints their PIDs once they
 // are online, and then waits to be killed or exits with status 1.
 func subPrimaryMain(mode string) int {
+	if fn, ok := primaryModes[mode]; ok {
+		return fn()
+	}
 	ctx := context.Background()
 	p := runtime.NewPrimary(runtime.WithEnv("HERD_TEST_MODE=" + os.Getenv("HERD_TEST_WORKER_MODE")))
 	online := make(chan uint64, 2)

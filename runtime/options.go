@@ -31,6 +31,9 @@ type settings struct {
 	handoffWindow int
 	// trust limits what workers may ask of the primary (trust.go).
 	trust trustSettings
+	// signalGrace is how long a worker's stop signal waits for the
+	// primary's own stop (signal_primary.go).
+	signalGrace time.Duration
 }
 
 // PrimaryOption configures a Primary (NewPrimary) or the settings of later

@@ -39,6 +39,10 @@ type Self struct {
 	endOnce       sync.Once
 	done          chan struct{}
 	stopWatch     func()
+
+	sigMu    sync.Mutex // stop signals (signal_worker.go)
+	sigOff   func()
+	sigEnded bool
 }
 
 type selfConfig struct {
@@ -48,6 +52,7 @@ type selfConfig struct {
 	drainTimeout     time.Duration
 	onError          func(*herdv1.ErrorEvent)
 	exit             func(code int)
+	stopSignals      []os.Signal
 }
 
 // SelfOption configures a Self.
@@ -106,6 +111,7 @@ func NewSelf(opts ...SelfOption) (*Self, error) {
 			orphanTimeout:    3 * time.Second,
 			drainTimeout:     30 * time.Second,
 			exit:             os.Exit,
+			stopSignals:      defaultStopSignals,
 		},
 		done: make(chan struct{}),
 	}
@@ -146,7 +152,8 @@ func (s *Self) OnDisconnect(hook func(ctx context.Context) error) {
 }
 
 // Start connects to the primary and completes the handshake; the worker is
-// online when it returns.
+// online when it returns. From then on SIGINT and SIGTERM make the worker
+// stop gracefully, coordinated with the primary (WithStopSignals).
 func (s *Self) Start(ctx context.Context) error {
 	f := os.NewFile(linkFD, "herd-link")
 	if f == nil {
@@ -169,6 +176,7 @@ func (s *Self) Start(ctx context.Context) error {
 		current.Store(nil)
 		return fmt.Errorf("herd: worker %d handshake: %w", s.id, err)
 	}
+	s.watchStopSignals()
 	return nil
 }
 
@@ -275,6 +283,7 @@ func (s *Self) end(ctx context.Context, exit bool) {
 		if s.stopWatch != nil {
 			s.stopWatch()
 		}
+		s.unwatchStopSignals()
 		close(s.done)
 	})
 	if exit {

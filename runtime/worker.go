@@ -80,7 +80,9 @@ type Worker struct {
 	afterDisconnect atomic.Bool
 	disconnecting   atomic.Bool
 	killed          atomic.Bool
-	helloExpired    atomic.Bool // killed by the hello timeout
+	helloExpired    atomic.Bool  // killed by the hello timeout
+	killSignal      atomic.Value // string: the name of the signal Kill sent last
+	signalled       atomic.Bool  // reported a stop signal (signal_primary.go)
 	online          chan struct{}
 	onlineOnce      sync.Once
 
@@ -161,6 +163,7 @@ func (w *Worker) Kill(sig syscall.Signal) error {
 		return nil
 	}
 	w.killed.Store(true)
+	w.killSignal.Store(signalName(sig))
 	if err := w.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("herd: kill worker %d: %w", w.id, err)
 	}

@@ -145,6 +145,61 @@ func (ListenRefusal) EnumDescriptor() ([]byte, []int) {
 	return file_herd_v1_control_proto_rawDescGZIP(), []int{1}
 }
 
+// StopSignalAction is what a worker does about a stop signal.
+type StopSignalAction int32
+
+const (
+	// STOP_SIGNAL_ACTION_UNSPECIFIED is not sent; a worker treats it as DRAIN.
+	StopSignalAction_STOP_SIGNAL_ACTION_UNSPECIFIED StopSignalAction = 0
+	// STOP_SIGNAL_ACTION_DRAIN: the worker keeps serving and waits for the
+	// primary's Disconnect, which runs its drain hooks.
+	StopSignalAction_STOP_SIGNAL_ACTION_DRAIN StopSignalAction = 1
+	// STOP_SIGNAL_ACTION_TERMINATE: the signal was the primary's Kill; the
+	// worker ends with the signal's default action, with no graceful step.
+	StopSignalAction_STOP_SIGNAL_ACTION_TERMINATE StopSignalAction = 2
+)
+
+// Enum value maps for StopSignalAction.
+var (
+	StopSignalAction_name = map[int32]string{
+		0: "STOP_SIGNAL_ACTION_UNSPECIFIED",
+		1: "STOP_SIGNAL_ACTION_DRAIN",
+		2: "STOP_SIGNAL_ACTION_TERMINATE",
+	}
+	StopSignalAction_value = map[string]int32{
+		"STOP_SIGNAL_ACTION_UNSPECIFIED": 0,
+		"STOP_SIGNAL_ACTION_DRAIN":       1,
+		"STOP_SIGNAL_ACTION_TERMINATE":   2,
+	}
+)
+
+func (x StopSignalAction) Enum() *StopSignalAction {
+	p := new(StopSignalAction)
+	*p = x
+	return p
+}
+
+func (x StopSignalAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StopSignalAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_herd_v1_control_proto_enumTypes[2].Descriptor()
+}
+
+func (StopSignalAction) Type() protoreflect.EnumType {
+	return &file_herd_v1_control_proto_enumTypes[2]
+}
+
+func (x StopSignalAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StopSignalAction.Descriptor instead.
+func (StopSignalAction) EnumDescriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{2}
+}
+
 // HelloRequest opens a link.
 type HelloRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1036,6 +1091,98 @@ func (*RejectedResponse) Descriptor() ([]byte, []int) {
 	return file_herd_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
+// StopSignalRequest reports a stop signal the worker received.
+type StopSignalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// signal is the signal's name, such as "SIGTERM".
+	Signal        string `protobuf:"bytes,1,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopSignalRequest) Reset() {
+	*x = StopSignalRequest{}
+	mi := &file_herd_v1_control_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopSignalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopSignalRequest) ProtoMessage() {}
+
+func (x *StopSignalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopSignalRequest.ProtoReflect.Descriptor instead.
+func (*StopSignalRequest) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StopSignalRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+// StopSignalResponse answers a StopSignalRequest.
+type StopSignalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is what the worker does.
+	Action        StopSignalAction `protobuf:"varint,1,opt,name=action,proto3,enum=herd.v1.StopSignalAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopSignalResponse) Reset() {
+	*x = StopSignalResponse{}
+	mi := &file_herd_v1_control_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopSignalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopSignalResponse) ProtoMessage() {}
+
+func (x *StopSignalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopSignalResponse.ProtoReflect.Descriptor instead.
+func (*StopSignalResponse) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StopSignalResponse) GetAction() StopSignalAction {
+	if x != nil {
+		return x.Action
+	}
+	return StopSignalAction_STOP_SIGNAL_ACTION_UNSPECIFIED
+}
+
 var File_herd_v1_control_proto protoreflect.FileDescriptor
 
 const file_herd_v1_control_proto_rawDesc = "" +
@@ -1096,7 +1243,11 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x0fRejectedRequest\x12\x1c\n" +
 	"\tprocedure\x18\x01 \x01(\tR\tprocedure\x12!\n" +
 	"\x04code\x18\x02 \x01(\x0e2\r.herd.v1.CodeR\x04code\"\x12\n" +
-	"\x10RejectedResponse*\x97\x01\n" +
+	"\x10RejectedResponse\"+\n" +
+	"\x11StopSignalRequest\x12\x16\n" +
+	"\x06signal\x18\x01 \x01(\tR\x06signal\"G\n" +
+	"\x12StopSignalResponse\x121\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x19.herd.v1.StopSignalActionR\x06action*\x97\x01\n" +
 	"\x10SchedulingPolicy\x12!\n" +
 	"\x1dSCHEDULING_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dSCHEDULING_POLICY_ROUND_ROBIN\x10\x01\x12\x1c\n" +
@@ -1107,7 +1258,11 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x1fLISTEN_REFUSAL_FD_NOT_SHAREABLE\x10\x01\x12(\n" +
 	"$LISTEN_REFUSAL_UNIX_PATH_NOT_ALLOWED\x10\x02\x12(\n" +
 	"$LISTEN_REFUSAL_UNIX_MODE_NOT_ALLOWED\x10\x03\x12%\n" +
-	"!LISTEN_REFUSAL_TOO_MANY_LISTENERS\x10\x042\xdd\x03\n" +
+	"!LISTEN_REFUSAL_TOO_MANY_LISTENERS\x10\x04*v\n" +
+	"\x10StopSignalAction\x12\"\n" +
+	"\x1eSTOP_SIGNAL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18STOP_SIGNAL_ACTION_DRAIN\x10\x01\x12 \n" +
+	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\xa4\x04\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
@@ -1116,7 +1271,9 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\rCloseListener\x12\x1d.herd.v1.CloseListenerRequest\x1a\x1e.herd.v1.CloseListenerResponse\x12<\n" +
 	"\aHandoff\x12\x17.herd.v1.HandoffRequest\x1a\x18.herd.v1.HandoffResponse\x12B\n" +
 	"\tListening\x12\x19.herd.v1.ListeningRequest\x1a\x1a.herd.v1.ListeningResponse\x12?\n" +
-	"\bRejected\x12\x18.herd.v1.RejectedRequest\x1a\x19.herd.v1.RejectedResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
+	"\bRejected\x12\x18.herd.v1.RejectedRequest\x1a\x19.herd.v1.RejectedResponse\x12E\n" +
+	"\n" +
+	"StopSignal\x12\x1a.herd.v1.StopSignalRequest\x1a\x1b.herd.v1.StopSignalResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
 	file_herd_v1_control_proto_rawDescOnce sync.Once
@@ -1130,53 +1287,59 @@ func file_herd_v1_control_proto_rawDescGZIP() []byte {
 	return file_herd_v1_control_proto_rawDescData
 }
 
-var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_herd_v1_control_proto_goTypes = []any{
 	(SchedulingPolicy)(0),         // 0: herd.v1.SchedulingPolicy
 	(ListenRefusal)(0),            // 1: herd.v1.ListenRefusal
-	(*HelloRequest)(nil),          // 2: herd.v1.HelloRequest
-	(*HelloResponse)(nil),         // 3: herd.v1.HelloResponse
-	(*DisconnectRequest)(nil),     // 4: herd.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),    // 5: herd.v1.DisconnectResponse
-	(*ListenRequest)(nil),         // 6: herd.v1.ListenRequest
-	(*ListenResponse)(nil),        // 7: herd.v1.ListenResponse
-	(*CloseListenerRequest)(nil),  // 8: herd.v1.CloseListenerRequest
-	(*CloseListenerResponse)(nil), // 9: herd.v1.CloseListenerResponse
-	(*HandoffRequest)(nil),        // 10: herd.v1.HandoffRequest
-	(*HandoffResponse)(nil),       // 11: herd.v1.HandoffResponse
-	(*ListeningRequest)(nil),      // 12: herd.v1.ListeningRequest
-	(*ListeningResponse)(nil),     // 13: herd.v1.ListeningResponse
-	(*Address)(nil),               // 14: herd.v1.Address
-	(*RejectedRequest)(nil),       // 15: herd.v1.RejectedRequest
-	(*RejectedResponse)(nil),      // 16: herd.v1.RejectedResponse
-	(Code)(0),                     // 17: herd.v1.Code
+	(StopSignalAction)(0),         // 2: herd.v1.StopSignalAction
+	(*HelloRequest)(nil),          // 3: herd.v1.HelloRequest
+	(*HelloResponse)(nil),         // 4: herd.v1.HelloResponse
+	(*DisconnectRequest)(nil),     // 5: herd.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 6: herd.v1.DisconnectResponse
+	(*ListenRequest)(nil),         // 7: herd.v1.ListenRequest
+	(*ListenResponse)(nil),        // 8: herd.v1.ListenResponse
+	(*CloseListenerRequest)(nil),  // 9: herd.v1.CloseListenerRequest
+	(*CloseListenerResponse)(nil), // 10: herd.v1.CloseListenerResponse
+	(*HandoffRequest)(nil),        // 11: herd.v1.HandoffRequest
+	(*HandoffResponse)(nil),       // 12: herd.v1.HandoffResponse
+	(*ListeningRequest)(nil),      // 13: herd.v1.ListeningRequest
+	(*ListeningResponse)(nil),     // 14: herd.v1.ListeningResponse
+	(*Address)(nil),               // 15: herd.v1.Address
+	(*RejectedRequest)(nil),       // 16: herd.v1.RejectedRequest
+	(*RejectedResponse)(nil),      // 17: herd.v1.RejectedResponse
+	(*StopSignalRequest)(nil),     // 18: herd.v1.StopSignalRequest
+	(*StopSignalResponse)(nil),    // 19: herd.v1.StopSignalResponse
+	(Code)(0),                     // 20: herd.v1.Code
 }
 var file_herd_v1_control_proto_depIdxs = []int32{
 	0,  // 0: herd.v1.ListenRequest.policy:type_name -> herd.v1.SchedulingPolicy
 	0,  // 1: herd.v1.ListenResponse.policy:type_name -> herd.v1.SchedulingPolicy
 	1,  // 2: herd.v1.ListenResponse.refusal:type_name -> herd.v1.ListenRefusal
-	14, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
-	17, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
-	2,  // 5: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
-	4,  // 6: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
-	6,  // 7: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
-	8,  // 8: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
-	10, // 9: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
-	12, // 10: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
-	15, // 11: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
-	3,  // 12: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
-	5,  // 13: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
-	7,  // 14: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
-	9,  // 15: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
-	11, // 16: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
-	13, // 17: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
-	16, // 18: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	15, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
+	20, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
+	2,  // 5: herd.v1.StopSignalResponse.action:type_name -> herd.v1.StopSignalAction
+	3,  // 6: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
+	5,  // 7: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
+	7,  // 8: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
+	9,  // 9: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
+	11, // 10: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
+	13, // 11: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
+	16, // 12: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
+	18, // 13: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
+	4,  // 14: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
+	6,  // 15: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
+	8,  // 16: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
+	10, // 17: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
+	12, // 18: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
+	14, // 19: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
+	17, // 20: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
+	19, // 21: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_herd_v1_control_proto_init() }
@@ -1191,8 +1354,8 @@ func file_herd_v1_control_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_control_proto_rawDesc), len(file_herd_v1_control_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   15,
+			NumEnums:      3,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

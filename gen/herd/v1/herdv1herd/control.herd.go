@@ -41,6 +41,9 @@ const (
 	ControlServiceListeningProcedure = "/herd.v1.ControlService/Listening"
 	// ControlServiceRejectedProcedure is the procedure name of the ControlService's Rejected method.
 	ControlServiceRejectedProcedure = "/herd.v1.ControlService/Rejected"
+	// ControlServiceStopSignalProcedure is the procedure name of the ControlService's StopSignal
+	// method.
+	ControlServiceStopSignalProcedure = "/herd.v1.ControlService/StopSignal"
 )
 
 // ControlServiceClient is a client of the herd.v1.ControlService service. Every method has a
@@ -91,6 +94,14 @@ type ControlServiceClient interface {
 	Rejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) (*v1.RejectedResponse, error)
 	// SendRejected sends a request to Rejected without waiting for a response (fire-and-forget).
 	SendRejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) error
+	// StopSignal tells the primary that the worker received a stop signal
+	// (SIGINT or SIGTERM) and asks how to stop (worker to primary). The
+	// primary answers at once; when the answer is to drain, the primary
+	// disconnects the worker in its own order: with its own graceful stop when
+	// it is stopping too (a signal to the whole process group), else alone.
+	StopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) (*v1.StopSignalResponse, error)
+	// SendStopSignal sends a request to StopSignal without waiting for a response (fire-and-forget).
+	SendStopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceClient returns a client of the herd.v1.ControlService service that calls through
@@ -105,6 +116,7 @@ func NewControlServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 		handoff:       runtime.NewClient[v1.HandoffRequest, v1.HandoffResponse](conn, ControlServiceHandoffProcedure, opts...),
 		listening:     runtime.NewClient[v1.ListeningRequest, v1.ListeningResponse](conn, ControlServiceListeningProcedure, opts...),
 		rejected:      runtime.NewClient[v1.RejectedRequest, v1.RejectedResponse](conn, ControlServiceRejectedProcedure, opts...),
+		stopSignal:    runtime.NewClient[v1.StopSignalRequest, v1.StopSignalResponse](conn, ControlServiceStopSignalProcedure, opts...),
 	}
 }
 
@@ -155,6 +167,14 @@ type ControlServiceBroadcastClient interface {
 	// made. Either side sends it, fire-and-forget, a bounded number per
 	// second; it is never answered, not even by another Rejected.
 	SendRejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) error
+	// SendStopSignal sends a request to StopSignal without waiting for a response (fire-and-forget).
+	//
+	// StopSignal tells the primary that the worker received a stop signal
+	// (SIGINT or SIGTERM) and asks how to stop (worker to primary). The
+	// primary answers at once; when the answer is to drain, the primary
+	// disconnects the worker in its own order: with its own graceful stop when
+	// it is stopping too (a signal to the whole process group), else alone.
+	SendStopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceBroadcastClient returns a fire-and-forget client of the herd.v1.ControlService
@@ -169,6 +189,7 @@ func NewControlServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.Cli
 		handoff:       runtime.NewSendClient[v1.HandoffRequest](conn, ControlServiceHandoffProcedure, opts...),
 		listening:     runtime.NewSendClient[v1.ListeningRequest](conn, ControlServiceListeningProcedure, opts...),
 		rejected:      runtime.NewSendClient[v1.RejectedRequest](conn, ControlServiceRejectedProcedure, opts...),
+		stopSignal:    runtime.NewSendClient[v1.StopSignalRequest](conn, ControlServiceStopSignalProcedure, opts...),
 	}
 }
 
@@ -203,6 +224,12 @@ type ControlServiceHandler interface {
 	// made. Either side sends it, fire-and-forget, a bounded number per
 	// second; it is never answered, not even by another Rejected.
 	Rejected(context.Context, *v1.RejectedRequest) (*v1.RejectedResponse, error)
+	// StopSignal tells the primary that the worker received a stop signal
+	// (SIGINT or SIGTERM) and asks how to stop (worker to primary). The
+	// primary answers at once; when the answer is to drain, the primary
+	// disconnects the worker in its own order: with its own graceful stop when
+	// it is stopping too (a signal to the whole process group), else alone.
+	StopSignal(context.Context, *v1.StopSignalRequest) (*v1.StopSignalResponse, error)
 }
 
 // RegisterControlServiceHandler registers impl as the herd.v1.ControlService service on r, one
@@ -221,6 +248,7 @@ func RegisterControlServiceHandler(r runtime.Registrar, impl ControlServiceHandl
 		runtime.NewUnaryHandler(ControlServiceHandoffProcedure, impl.Handoff, opts...),
 		runtime.NewUnaryHandler(ControlServiceListeningProcedure, impl.Listening, opts...),
 		runtime.NewUnaryHandler(ControlServiceRejectedProcedure, impl.Rejected, opts...),
+		runtime.NewUnaryHandler(ControlServiceStopSignalProcedure, impl.StopSignal, opts...),
 	)
 }
 
@@ -257,6 +285,10 @@ func (UnimplementedControlServiceHandler) Rejected(context.Context, *v1.Rejected
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Rejected is not implemented")
 }
 
+func (UnimplementedControlServiceHandler) StopSignal(context.Context, *v1.StopSignalRequest) (*v1.StopSignalResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.StopSignal is not implemented")
+}
+
 // isNilUnimplementedControlServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *UnimplementedControlServiceHandler would panic on the first call of a method it does not
 // implement, so RegisterControlServiceHandler rejects it.
@@ -273,6 +305,7 @@ type controlServiceClient struct {
 	handoff       *runtime.Client[v1.HandoffRequest, v1.HandoffResponse]
 	listening     *runtime.Client[v1.ListeningRequest, v1.ListeningResponse]
 	rejected      *runtime.Client[v1.RejectedRequest, v1.RejectedResponse]
+	stopSignal    *runtime.Client[v1.StopSignalRequest, v1.StopSignalResponse]
 }
 
 func (c *controlServiceClient) Hello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) (*v1.HelloResponse, error) {
@@ -331,6 +364,14 @@ func (c *controlServiceClient) SendRejected(ctx context.Context, req *v1.Rejecte
 	return c.rejected.Send(ctx, req, opts...)
 }
 
+func (c *controlServiceClient) StopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) (*v1.StopSignalResponse, error) {
+	return c.stopSignal.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) SendStopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) error {
+	return c.stopSignal.Send(ctx, req, opts...)
+}
+
 // controlServiceBroadcastClient implements ControlServiceBroadcastClient with a runtime.SendClient
 // per method.
 type controlServiceBroadcastClient struct {
@@ -341,6 +382,7 @@ type controlServiceBroadcastClient struct {
 	handoff       *runtime.SendClient[v1.HandoffRequest]
 	listening     *runtime.SendClient[v1.ListeningRequest]
 	rejected      *runtime.SendClient[v1.RejectedRequest]
+	stopSignal    *runtime.SendClient[v1.StopSignalRequest]
 }
 
 func (c *controlServiceBroadcastClient) SendHello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) error {
@@ -369,4 +411,8 @@ func (c *controlServiceBroadcastClient) SendListening(ctx context.Context, req *
 
 func (c *controlServiceBroadcastClient) SendRejected(ctx context.Context, req *v1.RejectedRequest, opts ...runtime.CallOption) error {
 	return c.rejected.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendStopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) error {
+	return c.stopSignal.Send(ctx, req, opts...)
 }

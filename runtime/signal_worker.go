@@ -1,0 +1,141 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+)
+
+// defaultStopSignals are the signals a worker drains on by default: those
+// that reach every process of a group at once (Ctrl-C in a terminal,
+// kill -- -PGID, systemd's KillMode=control-group, docker stop of a
+// container whose workers share its cgroup), not only the primary.
+var defaultStopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+
+// stopSignalTimeout bounds the worker's question to the primary about a stop
+// signal. The primary answers at once, from ahead of queued messages; no
+// answer in this time means the primary is stuck, and the worker disconnects
+// by itself.
+const stopSignalTimeout = 5 * time.Second
+
+// WithStopSignals sets the signals that make the worker stop gracefully
+// instead of dying at once. Default SIGINT and SIGTERM.
+//
+// On such a signal the worker keeps serving and asks the primary how to
+// stop. When the primary is stopping too (the signal went to the whole
+// process group, and the primary's handler calls Primary.Disconnect), the
+// primary's own graceful stop disconnects the worker, in the primary's
+// order and with its deadline. When the signal reached the worker alone, the
+// primary disconnects that worker alone after a short grace
+// (WithWorkerSignalGrace). Either way the worker runs its drain hooks,
+// finishes what is in flight and exits with status 0, and its exit event
+// says exitedAfterDisconnect. When the signal came from the primary's
+// Worker.Kill, the worker dies of it, as Kill promises. A signal ignored
+// when the worker started stays ignored.
+//
+// WithStopSignals() with no signals leaves signal handling to the program:
+// use it when the worker installs its own handlers (signal.Notify) for
+// these signals.
+func WithStopSignals(sigs ...os.Signal) SelfOption {
+	sigs = append([]os.Signal{}, sigs...)
+	return selfOptionFunc(func(c *selfConfig) { c.stopSignals = sigs })
+}
+
+// watchStopSignals starts handling the stop signals; Start calls it once the
+// worker is online. end stops it.
+func (s *Self) watchStopSignals() {
+	var sigs []os.Signal
+	for _, sig := range s.cfg.stopSignals {
+		// Notify would undo an ignore the worker inherited (a background
+		// job started with SIGINT ignored): keep it.
+		if !signal.Ignored(sig) {
+			sigs = append(sigs, sig)
+		}
+	}
+	if len(sigs) == 0 {
+		return
+	}
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
+	if s.sigEnded {
+		return // the worker disconnected already
+	}
+	ch := make(chan os.Signal, 1)
+	quit := make(chan struct{})
+	signal.Notify(ch, sigs...)
+	s.sigOff = func() {
+		signal.Stop(ch)
+		close(quit)
+	}
+	go func() {
+		asked := false
+		for {
+			select {
+			case <-quit:
+				return
+			case sig := <-ch:
+				// Once asked, or once a disconnect is under way, a
+				// repeated signal changes nothing: the drain decides.
+				if asked || s.disconnecting.Load() {
+					continue
+				}
+				asked = true
+				go s.stopSignal(sig)
+			}
+		}
+	}()
+}
+
+// stopSignal asks the primary what to do about sig and does it.
+func (s *Self) stopSignal(sig os.Signal) {
+	name := sig.String()
+	if ss, ok := sig.(syscall.Signal); ok {
+		name = signalName(ss)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopSignalTimeout)
+	res := &herdv1.StopSignalResponse{}
+	err := s.ep.call(ctx, controlStopSignalProcedure, &herdv1.StopSignalRequest{Signal: name}, res, nil, true)
+	cancel()
+	switch {
+	case err == nil && res.GetAction() == herdv1.StopSignalAction_STOP_SIGNAL_ACTION_TERMINATE:
+		raise(sig)
+	case err == nil:
+		// The primary disconnects this worker, now or with its own stop.
+	case isLinkClosed(s.ep.closed):
+		// The primary is gone: watchLink runs the orphan path.
+	default:
+		s.cfg.endpoint.logger.Warn("herd: the primary did not answer a stop signal; disconnecting", "signal", name, "error", err)
+		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
+		defer cancel()
+		if err := s.Disconnect(dctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.reportError(CodeOf(err), controlStopSignalProcedure, fmt.Errorf("disconnect on %s: %w", name, err))
+		}
+	}
+}
+
+// unwatchStopSignals gives the stop signals back to the program (their
+// default action, unless it has handlers of its own); end calls it.
+func (s *Self) unwatchStopSignals() {
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
+	s.sigEnded = true
+	if s.sigOff != nil {
+		s.sigOff()
+		s.sigOff = nil
+	}
+}
+
+func isLinkClosed(closed chan struct{}) bool {
+	select {
+	case <-closed:
+		return true
+	default:
+		return false
+	}
+}
