@@ -19,9 +19,22 @@
 // Node's exitedAfterDisconnect.
 //
 // No worker outlives its primary. When its link ends without a disconnect,
-// a worker runs its drain hooks for a short time and exits. On Linux the
-// kernel also tells it (PR_SET_PDEATHSIG), so even a worker whose goroutines
-// are all busy goes when the primary is killed with SIGKILL.
+// a worker runs its drain hooks for a short time (WithOrphanTimeout) and
+// exits. On Linux the kernel also tells it (PR_SET_PDEATHSIG, armed on the
+// worker's main thread when this package initialises), so even a worker
+// whose goroutines are all busy runs its drain hooks and goes when the
+// primary is killed with SIGKILL.
+//
+// SIGINT and SIGTERM make a started worker stop gracefully instead of dying:
+// Ctrl-C in a terminal, kill -- -PGID, systemd's KillMode=control-group and
+// docker stop signal every process of the group, workers included. The
+// worker tells its primary and keeps serving; the primary's own graceful
+// stop (Primary.Disconnect, called from its signal handler) then drains it,
+// in the primary's order and with its deadline. A worker signalled alone is
+// disconnected by the primary after a grace (WithWorkerSignalGrace). Either
+// way the drain hooks run, requests in flight finish, the worker exits with
+// status 0 and ExitedAfterDisconnect is true. The signal of Worker.Kill
+// still kills. WithStopSignals() leaves these signals to the program.
 //
 // # Messages
 //

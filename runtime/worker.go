@@ -130,7 +130,8 @@ func (w *Worker) IsDead() bool {
 }
 
 // ExitedAfterDisconnect is Node's exitedAfterDisconnect: true once a
-// disconnect was started by the primary (Disconnect) or by the worker
+// disconnect was started by the primary (Disconnect, including the one that
+// follows a stop signal the worker reported) or by the worker
 // (Self.Disconnect or Self.Kill); false for a crash, an exit of its own, a
 // signal, or Kill from the primary.
 func (w *Worker) ExitedAfterDisconnect() bool { return w.afterDisconnect.Load() }
@@ -154,7 +155,9 @@ func (w *Worker) Send(ctx context.Context, procedure string, req proto.Message, 
 // Kill sends sig to the worker's process (default SIGTERM when sig is 0),
 // with no graceful step (Node's worker.kill). The exit that follows is
 // reported with cause "killed" and ExitedAfterDisconnect false, unless a
-// disconnect had started.
+// disconnect had started. A worker that drains on SIGINT and SIGTERM
+// (WithStopSignals) learns from the primary that the signal is Kill's and
+// dies of it.
 func (w *Worker) Kill(sig syscall.Signal) error {
 	if sig == 0 {
 		sig = syscall.SIGTERM

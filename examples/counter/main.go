@@ -12,8 +12,11 @@
 //
 //	listening addr=HOST:PORT
 //
-// with the real port (also for port 0). SIGINT or SIGTERM disconnects the
-// workers gracefully (requests in flight finish), then the primary prints
+// with the real port (also for port 0). SIGINT or SIGTERM, to the primary or
+// to the whole process group (Ctrl-C, kill -- -PGID, systemd, docker stop),
+// disconnects the workers gracefully (requests in flight finish; a worker
+// that gets the signal too waits for the primary's disconnect, which the
+// runtime arranges), then the primary prints
 //
 //	total=N per_worker=1:A,2:B
 //

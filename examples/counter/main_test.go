@@ -48,6 +48,10 @@ func start(t *testing.T, args ...string) *example {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), "HERD_COUNTER_MAIN=1")
+	// A process group of its own, as a shell gives a job: a signal to the
+	// group reaches the primary and every worker, as Ctrl-C, systemd and
+	// docker stop do.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -131,8 +135,13 @@ func get(t *testing.T, client *http.Client, url string) string {
 }
 
 func TestCounter(t *testing.T) {
-	for _, sched := range []string{"rr", "shared", "reuseport"} {
-		t.Run(sched, func(t *testing.T) {
+	// SIGTERM goes to the primary alone, or to the whole process group
+	// (workers included): either way the request in flight finishes.
+	for _, tt := range []struct{ sched, target string }{
+		{"rr", "primary"}, {"shared", "primary"}, {"reuseport", "primary"}, {"rr", "group"},
+	} {
+		sched := tt.sched
+		t.Run(sched+"/"+tt.target, func(t *testing.T) {
 			e := start(t, "-addr", "127.0.0.1:0", "-workers", "2", "-sched", sched)
 			line := e.expect("listening addr=")
 			addr := strings.TrimPrefix(line, "listening addr=")
@@ -197,7 +206,11 @@ func TestCounter(t *testing.T) {
 				slow <- err
 			}()
 			waitTotal(1) // the slow request has reached a worker
-			e.cmd.Process.Signal(syscall.SIGTERM)
+			if tt.target == "group" {
+				syscall.Kill(-e.cmd.Process.Pid, syscall.SIGTERM)
+			} else {
+				e.cmd.Process.Signal(syscall.SIGTERM)
+			}
 			if err := <-slow; err != nil {
 				t.Errorf("request in flight during shutdown: %v", err)
 			}
