@@ -74,19 +74,16 @@ func (s *Self) watchStopSignals() {
 		close(quit)
 	}
 	go func() {
-		asked := false
 		for {
 			select {
 			case <-quit:
 				return
 			case sig := <-ch:
-				// Once asked, or once a disconnect is under way, a
-				// repeated signal changes nothing: the drain decides.
-				if asked || s.disconnecting.Load() {
-					continue
-				}
-				asked = true
-				go s.stopSignal(sig)
+				// Every signal is reported, one at a time, even during a
+				// drain: a repeated group signal changes nothing (the
+				// primary is draining this worker already), while the
+				// signal of Worker.Kill still kills.
+				s.stopSignal(sig)
 			}
 		}
 	}()
@@ -110,12 +107,16 @@ func (s *Self) stopSignal(sig os.Signal) {
 	case isLinkClosed(s.ep.closed):
 		// The primary is gone: watchLink runs the orphan path.
 	default:
+		// No answer (a primary stuck, or one without StopSignal): drain
+		// alone, as Self.Disconnect does.
 		s.cfg.endpoint.logger.Warn("herd: the primary did not answer a stop signal; disconnecting", "signal", name, "error", err)
-		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
-		defer cancel()
-		if err := s.Disconnect(dctx); err != nil && !errors.Is(err, context.Canceled) {
-			s.reportError(CodeOf(err), controlStopSignalProcedure, fmt.Errorf("disconnect on %s: %w", name, err))
-		}
+		go func() {
+			dctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
+			defer cancel()
+			if err := s.Disconnect(dctx); err != nil && !errors.Is(err, context.Canceled) {
+				s.reportError(CodeOf(err), controlStopSignalProcedure, fmt.Errorf("disconnect on %s: %w", name, err))
+			}
+		}()
 	}
 }
 
