@@ -39,10 +39,6 @@ type Self struct {
 	endOnce       sync.Once
 	done          chan struct{}
 	stopWatch     func()
-
-	sigMu    sync.Mutex // stop signals (signal_worker.go)
-	sigOff   func()
-	sigEnded bool
 }
 
 type selfConfig struct {
@@ -283,7 +279,6 @@ func (s *Self) end(ctx context.Context, exit bool) {
 		if s.stopWatch != nil {
 			s.stopWatch()
 		}
-		s.unwatchStopSignals()
 		close(s.done)
 	})
 	if exit {

@@ -39,6 +39,12 @@ const stopSignalTimeout = 5 * time.Second
 // Worker.Kill, the worker dies of it, as Kill promises. A signal ignored
 // when the worker started stays ignored.
 //
+// The signals stay caught after the disconnect, until the process exits (a
+// late copy of the group signal that started the drain must not kill a
+// worker that drained cleanly); a program that keeps running after its
+// disconnect (WithExitOnDisconnect(false)) can restore their default action
+// with signal.Reset.
+//
 // WithStopSignals() with no signals leaves signal handling to the program:
 // use it when the worker installs its own handlers (signal.Notify) for
 // these signals.
@@ -48,7 +54,7 @@ func WithStopSignals(sigs ...os.Signal) SelfOption {
 }
 
 // watchStopSignals starts handling the stop signals; Start calls it once the
-// worker is online. end stops it.
+// worker is online.
 func (s *Self) watchStopSignals() {
 	var sigs []os.Signal
 	for _, sig := range s.cfg.stopSignals {
@@ -61,30 +67,21 @@ func (s *Self) watchStopSignals() {
 	if len(sigs) == 0 {
 		return
 	}
-	s.sigMu.Lock()
-	defer s.sigMu.Unlock()
-	if s.sigEnded {
-		return // the worker disconnected already
-	}
+	// The signals stay caught for the life of the process, also after
+	// the worker has disconnected: a signal sent to the group reaches each
+	// process when one of its threads next runs, which on a loaded machine
+	// can be after the drain it started has finished, and restoring the
+	// default action before the exit would let that late copy kill a
+	// worker that drained cleanly (an untruthful exit status).
 	ch := make(chan os.Signal, 1)
-	quit := make(chan struct{})
 	signal.Notify(ch, sigs...)
-	s.sigOff = func() {
-		signal.Stop(ch)
-		close(quit)
-	}
 	go func() {
-		for {
-			select {
-			case <-quit:
-				return
-			case sig := <-ch:
-				// Every signal is reported, one at a time, even during a
-				// drain: a repeated group signal changes nothing (the
-				// primary is draining this worker already), while the
-				// signal of Worker.Kill still kills.
-				s.stopSignal(sig)
-			}
+		for sig := range ch {
+			// Every signal is reported, one at a time, even during a
+			// drain: a repeated group signal changes nothing (the
+			// primary is draining this worker already), while the
+			// signal of Worker.Kill still kills.
+			s.stopSignal(sig)
 		}
 	}()
 }
@@ -106,6 +103,8 @@ func (s *Self) stopSignal(sig os.Signal) {
 		// The primary disconnects this worker, now or with its own stop.
 	case isLinkClosed(s.ep.closed):
 		// The primary is gone: watchLink runs the orphan path.
+	case s.disconnecting.Load():
+		// A disconnect is under way (the link is closing): it decides.
 	default:
 		// No answer (a primary stuck, or one without StopSignal): drain
 		// alone, as Self.Disconnect does.
@@ -117,18 +116,6 @@ func (s *Self) stopSignal(sig os.Signal) {
 				s.reportError(CodeOf(err), controlStopSignalProcedure, fmt.Errorf("disconnect on %s: %w", name, err))
 			}
 		}()
-	}
-}
-
-// unwatchStopSignals gives the stop signals back to the program (their
-// default action, unless it has handlers of its own); end calls it.
-func (s *Self) unwatchStopSignals() {
-	s.sigMu.Lock()
-	defer s.sigMu.Unlock()
-	s.sigEnded = true
-	if s.sigOff != nil {
-		s.sigOff()
-		s.sigOff = nil
 	}
 }
 
