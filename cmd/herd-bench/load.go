@@ -79,7 +79,8 @@ func runLoad(ctx context.Context, cfg *config, addr string, closeConns bool) (lo
 // goLoad runs conns connections against addr for d. Each connection is a
 // goroutine with a pre-built request and a response parser that handles
 // what hello-world servers send: a status line, headers and a
-// Content-Length body.
+// Content-Length body. When no response completes within d, the first
+// one after it is counted and the run is measured up to it.
 func goLoad(ctx context.Context, addr string, conns int, d time.Duration, closeConns bool) (loadResult, error) {
 	if err := checkLoopback(addr); err != nil {
 		return loadResult{}, err
@@ -102,6 +103,7 @@ func goLoad(ctx context.Context, addr string, conns int, d time.Duration, closeC
 	defer cancel()
 	start := time.Now()
 	end := start.Add(d)
+	var lateEnd atomic.Int64 // unix nanos of a response counted after the end
 	for range conns {
 		wg.Add(1)
 		go func() {
@@ -115,8 +117,13 @@ func goLoad(ctx context.Context, addr string, conns int, d time.Duration, closeC
 					}
 					continue
 				}
-				if time.Now().Before(end) {
+				if now := time.Now(); now.Before(end) {
 					requests.Add(1)
+				} else if requests.CompareAndSwap(0, 1) {
+					// Nothing completed within the run (a loaded
+					// machine, a very short run): the first late
+					// response counts, and the run is measured to it.
+					lateEnd.Store(now.UnixNano())
 				}
 			}
 			c.close()
@@ -126,6 +133,9 @@ func goLoad(ctx context.Context, addr string, conns int, d time.Duration, closeC
 	elapsed := time.Since(start)
 	if elapsed > d {
 		elapsed = d // responses after the end are not counted
+	}
+	if late := lateEnd.Load(); late != 0 {
+		elapsed = time.Unix(0, late).Sub(start)
 	}
 	if err := ctx.Err(); err != nil {
 		return loadResult{}, err
