@@ -135,12 +135,12 @@ func (c goldenCase) request(t *testing.T) *pluginpb.CodeGeneratorRequest {
 // same run function.
 func generate(t *testing.T, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
 	t.Helper()
-	var flags flag.FlagSet
-	plugin, err := protogen.Options{ParamFunc: flags.Set}.New(req)
+	opts := newOptions()
+	plugin, err := protogen.Options{ParamFunc: opts.flagSet().Set}.New(req)
 	if err != nil {
 		t.Fatalf("protogen: %v", err)
 	}
-	if err := run(plugin); err != nil {
+	if err := run(plugin, opts); err != nil {
 		plugin.Error(err)
 	}
 	return plugin.Response()

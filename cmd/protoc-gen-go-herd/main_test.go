@@ -71,13 +71,13 @@ func TestBinary(t *testing.T) {
 	})
 	t.Run("unknown option", func(t *testing.T) {
 		req := findCase(t, "simple").request(t)
-		req.Parameter = proto.String("package_suffix=rpc")
+		req.Parameter = proto.String("simple")
 		in, err := proto.Marshal(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, stderr, code := pluginRun(t, in)
-		if code != 1 || !strings.Contains(stderr, "no such flag -package_suffix") {
+		if code != 1 || !strings.Contains(stderr, "no such flag -simple") {
 			t.Errorf("exit code %d, stderr %q; want 1 and no such flag", code, stderr)
 		}
 	})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"slices"
 	"testing"
 
@@ -131,14 +130,13 @@ func TestNameCollisions(t *testing.T) {
 func TestUnknownOption(t *testing.T) {
 	req := &pluginpb.CodeGeneratorRequest{
 		FileToGenerate: []string{"a.proto"},
-		Parameter:      proto.String("paths=source_relative,package_suffix=rpc"),
+		Parameter:      proto.String("paths=source_relative,simple"),
 		ProtoFile: []*descriptorpb.FileDescriptorProto{
 			testFile("a.proto", "a", "example.com/a", map[string][]string{"S": {"M"}}),
 		},
 	}
-	var flags flag.FlagSet
-	_, err := protogen.Options{ParamFunc: flags.Set}.New(req)
-	if err == nil || err.Error() != "no such flag -package_suffix" {
-		t.Errorf("unknown option: error %v, want no such flag -package_suffix", err)
+	_, err := protogen.Options{ParamFunc: newOptions().flagSet().Set}.New(req)
+	if err == nil || err.Error() != "no such flag -simple" {
+		t.Errorf("unknown option: error %v, want no such flag -simple", err)
 	}
 }
