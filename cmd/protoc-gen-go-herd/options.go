@@ -65,14 +65,14 @@ func (o *options) flagSet() *flag.FlagSet {
 		// The suffix becomes part of a package name and of a directory
 		// name: letters, digits and underscores only.
 		if v != "" && !token.IsIdentifier("x"+v) {
-			return fmt.Errorf("%q is not a valid suffix of a Go package name", v)
+			return fmt.Errorf("%s=%s: a suffix of a Go package name has letters, digits and underscores only", packageSuffixOption, v)
 		}
 		o.packageSuffix = v
 		return nil
 	})
 	flags.Func(runtimeImportOption, "the import path of the package generated code calls", func(v string) error {
 		if !validImportPath(v) {
-			return fmt.Errorf("%q is not a Go import path", v)
+			return fmt.Errorf("%s=%s: not a Go import path", runtimeImportOption, v)
 		}
 		o.runtime = protogen.GoImportPath(v)
 		return nil
@@ -80,7 +80,7 @@ func (o *options) flagSet() *flag.FlagSet {
 	flags.Func(handlerOnlyOption, "a service, by full name, to generate without clients; repeat the option for more", func(v string) error {
 		name := protoreflect.FullName(v)
 		if !name.IsValid() || name.Parent() == "" {
-			return fmt.Errorf("%q is not the full name of a service, such as herd.v1.EventService", v)
+			return fmt.Errorf("%s=%s: not the full name of a service, such as herd.v1.EventService", handlerOnlyOption, v)
 		}
 		o.handlerOnly[name] = true
 		return nil
