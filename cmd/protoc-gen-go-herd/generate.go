@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -19,11 +20,18 @@ const (
 // generateFile writes the .herd.go file of a .proto file, one function per
 // section of the output; a file without services generates nothing.
 // declared holds, per Go package, the package-level names generated so far.
-func generateFile(plugin *protogen.Plugin, file *protogen.File, opts *options, declared map[protogen.GoImportPath]scope) error {
+// written maps the names of the files generated so far to their .proto
+// files: with herd_package, two .proto files of the same name in different
+// directories would write the same file.
+func generateFile(plugin *protogen.Plugin, file *protogen.File, opts *options, declared map[protogen.GoImportPath]scope, written map[string]string) error {
 	if len(file.Services) == 0 {
 		return nil
 	}
-	out := newOutputFile(file, opts.packageSuffix)
+	out := newOutputFile(file, opts)
+	if prev, ok := written[out.Filename]; ok {
+		return fmt.Errorf("%s and %s would both generate %s; rename one of them", prev, file.Desc.Path(), out.Filename)
+	}
+	written[out.Filename] = file.Desc.Path()
 	if declared[out.GoImportPath] == nil {
 		declared[out.GoImportPath] = make(scope)
 		declareProtocGenGo(declared[out.GoImportPath], plugin, out.GoImportPath)

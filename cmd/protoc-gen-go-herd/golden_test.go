@@ -56,6 +56,13 @@ var goldenCases = []goldenCase{
 	{name: "sourcerelative", param: "paths=source_relative"},
 	{name: "module", param: "module=example.com/mod"},
 	{name: "suffix", param: "package_suffix=rpc"},
+	{name: "herdpackage", param: "module=example.com/gen,herd_package=example.com/gen/internal/counterherd"},
+	{
+		name:    "herdpackage_and_suffix",
+		dir:     "herdpackage",
+		param:   "herd_package=example.com/gen/internal/counterherd,package_suffix=",
+		wantErr: "protoc-gen-go-herd: package_suffix and herd_package exclude each other: give one",
+	},
 	{name: "samepackage", param: "module=" + testdataModule + "/samepackage/gen,package_suffix", compiled: true},
 	{
 		name: "internalapi",

@@ -49,15 +49,16 @@ func run(plugin *protogen.Plugin, opts *options) error {
 		pluginpb.CodeGeneratorResponse_FEATURE_SUPPORTS_EDITIONS)
 	plugin.SupportedEditionsMinimum = descriptorpb.Edition_EDITION_PROTO2
 	plugin.SupportedEditionsMaximum = descriptorpb.Edition_EDITION_2023
-	if err := opts.checkHandlerOnly(plugin); err != nil {
+	if err := opts.resolve(plugin); err != nil {
 		return fmt.Errorf("protoc-gen-go-herd: %w", err)
 	}
 	declared := make(map[protogen.GoImportPath]scope)
+	written := make(map[string]string) // generated file name → its .proto file
 	for _, file := range plugin.Files {
 		if !file.Generate {
 			continue
 		}
-		if err := generateFile(plugin, file, opts, declared); err != nil {
+		if err := generateFile(plugin, file, opts, declared, written); err != nil {
 			return fmt.Errorf("protoc-gen-go-herd: %w", err)
 		}
 	}

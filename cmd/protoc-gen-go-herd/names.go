@@ -328,24 +328,35 @@ type outputFile struct {
 }
 
 // newOutputFile places the generated code of file in a sub-package of its
-// .pb.go package named with suffix, as protoc-gen-connect-go does:
-// counter/v1/counter.proto with go_package
+// .pb.go package named with the package_suffix option, as
+// protoc-gen-connect-go does: counter/v1/counter.proto with go_package
 // example.com/gen/counter/v1;counterv1 generates
 // example.com/gen/counter/v1/counterv1herd/counter.herd.go, package
 // counterv1herd. An empty suffix places it next to the .pb.go file, in its
 // package: example.com/gen/counter/v1/counter.herd.go, package counterv1.
 // GeneratedFilenamePrefix already honours paths= and the M flags; protogen
-// strips the module= prefix from the final name.
-func newOutputFile(file *protogen.File, suffix string) outputFile {
+// strips the module= prefix from the final name. The herd_package option
+// places it in that package instead, under its import path:
+// herd_package=example.com/gen/internal/control generates
+// example.com/gen/internal/control/counter.herd.go, package control (or
+// the package name of the .pb.go files of that import path, if any).
+func newOutputFile(file *protogen.File, opts *options) outputFile {
 	prefix := filepath.ToSlash(file.GeneratedFilenamePrefix)
-	if suffix == "" {
+	switch {
+	case opts.herdPackage != "":
+		return outputFile{
+			Filename:      path.Join(string(opts.herdPackage), path.Base(prefix)) + filenameSuffix,
+			GoImportPath:  opts.herdPackage,
+			GoPackageName: opts.herdPackageName,
+		}
+	case opts.packageSuffix == "":
 		return outputFile{
 			Filename:      prefix + filenameSuffix,
 			GoImportPath:  file.GoImportPath,
 			GoPackageName: file.GoPackageName,
 		}
 	}
-	pkg := file.GoPackageName + protogen.GoPackageName(suffix)
+	pkg := file.GoPackageName + protogen.GoPackageName(opts.packageSuffix)
 	return outputFile{
 		Filename:      path.Join(path.Dir(prefix), string(pkg), path.Base(prefix)) + filenameSuffix,
 		GoImportPath:  protogen.GoImportPath(path.Join(string(file.GoImportPath), string(pkg))),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"go/token"
 	"maps"
+	"path"
 	"slices"
 	"strings"
 
@@ -16,6 +17,7 @@ import (
 // M<file>= (see the package doc).
 const (
 	packageSuffixOption = "package_suffix"
+	herdPackageOption   = "herd_package"
 	runtimeImportOption = "runtime_import"
 	handlerOnlyOption   = "handler_only"
 )
@@ -39,6 +41,17 @@ type options struct {
 	// of that name, as protoc-gen-connect-go's package_suffix does. Empty,
 	// the generated code goes into the package of the .pb.go file itself.
 	packageSuffix string
+	// suffixSet records that package_suffix was given, which herd_package
+	// excludes.
+	suffixSet bool
+	// herdPackage, when set, is the one Go package all the generated code
+	// goes into, whatever the .pb.go files' packages: a package of the
+	// runtime's, say, while the messages stay in a public one.
+	herdPackage protogen.GoImportPath
+	// herdPackageName is the package name of herdPackage, set by resolve:
+	// the name protoc-gen-go gives it when .pb.go files live there too,
+	// else its last element.
+	herdPackageName protogen.GoPackageName
 	// runtime is the import path of the package generated code calls:
 	// herd's runtime, or a package that declares the same identifiers
 	// (runtimeAPI) for code the runtime itself imports.
@@ -68,6 +81,15 @@ func (o *options) flagSet() *flag.FlagSet {
 			return fmt.Errorf("%s=%s: a suffix of a Go package name has letters, digits and underscores only", packageSuffixOption, v)
 		}
 		o.packageSuffix = v
+		o.suffixSet = true
+		return nil
+	})
+	flags.Func(herdPackageOption, "the import path of the one package all generated code goes into", func(v string) error {
+		// The last element names the package.
+		if !validImportPath(v) || !token.IsIdentifier(path.Base(v)) {
+			return fmt.Errorf("%s=%s: not a Go import path whose last element is a package name", herdPackageOption, v)
+		}
+		o.herdPackage = protogen.GoImportPath(v)
 		return nil
 	})
 	flags.Func(runtimeImportOption, "the import path of the package generated code calls", func(v string) error {
@@ -97,6 +119,26 @@ func validImportPath(path string) bool {
 		return false
 	}
 	return !slices.Contains(strings.Split(path, "/"), "")
+}
+
+// resolve completes the options with what the request says, once protogen
+// has parsed them: the name of herd_package's package. It reports options
+// that exclude each other, and handler_only services that do not exist
+// (see checkHandlerOnly).
+func (o *options) resolve(plugin *protogen.Plugin) error {
+	if o.herdPackage != "" {
+		if o.suffixSet {
+			return fmt.Errorf("%s and %s exclude each other: give one", packageSuffixOption, herdPackageOption)
+		}
+		o.herdPackageName = protogen.GoPackageName(path.Base(string(o.herdPackage)))
+		for _, file := range plugin.Files {
+			if file.GoImportPath == o.herdPackage {
+				o.herdPackageName = file.GoPackageName
+				break
+			}
+		}
+	}
+	return o.checkHandlerOnly(plugin)
 }
 
 // checkHandlerOnly reports a handler_only service that does not exist, so
