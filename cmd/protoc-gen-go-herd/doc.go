@@ -41,8 +41,8 @@
 //   - a compile-time assertion that the herd runtime is recent enough.
 //
 // A service named by the handler_only option gets the constants and the
-// handler side only. Files without services generate nothing. Streaming methods are an error:
-// herd supports unary methods only.
+// handler side only. Files without services generate nothing. Streaming
+// methods are an error: herd supports unary methods only.
 //
 // # Names and comments
 //
