@@ -8,6 +8,11 @@ import (
 	"testing"
 	"time"
 
+	jobsv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/handleronly/gen/jobs/v1"
+	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/handleronly/gen/jobs/v1/jobsv1herd"
+	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/internalapi/callapi"
+	controlv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/internalapi/gen/control/v1"
+	samev1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/samepackage/gen/same/v1"
 	counterv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/simple/gen/counter/v1"
 	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/simple/gen/counter/v1/counterv1herd"
 	"github.com/herd-go/herd/runtime"
@@ -16,8 +21,9 @@ import (
 	_ "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/keywords/gen/keywords/v1/keywordsv1herd"
 )
 
-// The tests of this file use the code generated for the simple case, kept
-// in sync with the generator by TestGolden.
+// The tests of this file use the code generated for the compiled cases
+// (simple, samepackage, internalapi, handleronly), kept in sync with the
+// generator by TestGolden.
 
 // counter implements Add and leaves Reset to the embedded
 // UnimplementedCounterServiceHandler.
@@ -180,4 +186,101 @@ func TestGeneratedRegister(t *testing.T) {
 	if !errors.Is(err, runtime.ErrDuplicateProcedure) {
 		t.Errorf("registering twice: %v, want ErrDuplicateProcedure", err)
 	}
+}
+
+// TestGeneratedSamePackage calls through the code generated with an empty
+// package_suffix, which lives in the package of counter.pb.go.
+func TestGeneratedSamePackage(t *testing.T) {
+	mux := runtime.NewMux()
+	impl := &samePackageCounter{}
+	if err := samev1.RegisterCounterServiceHandler(mux, impl); err != nil {
+		t.Fatalf("RegisterCounterServiceHandler: %v", err)
+	}
+	client := samev1.NewCounterServiceClient(mux)
+	res, err := client.Add(t.Context(), &samev1.AddRequest{Delta: 3})
+	if err != nil || res.GetValue() != 3 {
+		t.Fatalf("Add: %v, %v; want value 3", res, err)
+	}
+	_, err = client.Reset(t.Context(), &samev1.ResetRequest{})
+	if code := runtime.CodeOf(err); code != runtime.CodeUnimplemented {
+		t.Errorf("Reset: code %v (error %v), want %v", code, err, runtime.CodeUnimplemented)
+	}
+}
+
+type samePackageCounter struct {
+	samev1.UnimplementedCounterServiceHandler
+	value int64
+}
+
+func (c *samePackageCounter) Add(_ context.Context, req *samev1.AddRequest) (*samev1.AddResponse, error) {
+	c.value += req.GetDelta()
+	return &samev1.AddResponse{Value: c.value}, nil
+}
+
+// TestGeneratedInternalAPI calls through the code generated with
+// runtime_import: the package of control.pb.go, calling callapi.
+func TestGeneratedInternalAPI(t *testing.T) {
+	mux := new(callapi.Mux)
+	if err := controlv1.RegisterControlServiceHandler(mux, hello{}); err != nil {
+		t.Fatalf("RegisterControlServiceHandler: %v", err)
+	}
+	client := controlv1.NewControlServiceClient(mux)
+	res, err := client.Hello(t.Context(), &controlv1.HelloRequest{ProtocolVersion: 7})
+	if err != nil || res.GetProtocolVersion() != 7 {
+		t.Fatalf("Hello: %v, %v; want protocol version 7", res, err)
+	}
+	err = controlv1.NewControlServiceBroadcastClient(mux).SendRejected(t.Context(), &controlv1.RejectedRequest{})
+	var e *callapi.Error
+	if !errors.As(err, &e) || e.Code != callapi.CodeUnimplemented {
+		t.Errorf("SendRejected: %v, want a callapi.Error with CodeUnimplemented", err)
+	}
+	if err := controlv1.RegisterControlServiceHandler(new(callapi.Mux), &nilHello{}); err == nil ||
+		!strings.Contains(err.Error(), "embeds a nil *controlv1.UnimplementedControlServiceHandler") {
+		t.Errorf("registering a nil embedded handler: %v", err)
+	}
+}
+
+type hello struct {
+	controlv1.UnimplementedControlServiceHandler
+}
+
+func (hello) Hello(_ context.Context, req *controlv1.HelloRequest) (*controlv1.HelloResponse, error) {
+	return &controlv1.HelloResponse{ProtocolVersion: req.GetProtocolVersion()}, nil
+}
+
+type nilHello struct {
+	*controlv1.UnimplementedControlServiceHandler
+}
+
+// TestGeneratedHandlerOnly serves the handler-only EventService: it
+// registers and dispatches like any service, by its procedure constants.
+func TestGeneratedHandlerOnly(t *testing.T) {
+	mux := runtime.NewMux()
+	ev := &jobEvents{}
+	if err := jobsv1herd.RegisterEventServiceHandler(mux, ev); err != nil {
+		t.Fatalf("RegisterEventServiceHandler: %v", err)
+	}
+	err := mux.Send(t.Context(), jobsv1herd.EventServiceFinishedProcedure, &jobsv1.FinishedEvent{Job: 9, Ok: true})
+	if err != nil {
+		t.Fatalf("Finished: %v", err)
+	}
+	if ev.finished != 9 {
+		t.Errorf("the handler saw job %d, want 9", ev.finished)
+	}
+	err = mux.Send(t.Context(), jobsv1herd.EventServiceStartedProcedure, &jobsv1.StartedEvent{Job: 9})
+	if code := runtime.CodeOf(err); code != runtime.CodeUnimplemented {
+		t.Errorf("Started: code %v (error %v), want %v", code, err, runtime.CodeUnimplemented)
+	}
+	// JobService, in the same file but not handler-only, has its client.
+	var _ jobsv1herd.JobServiceClient = jobsv1herd.NewJobServiceClient(mux)
+}
+
+type jobEvents struct {
+	jobsv1herd.UnimplementedEventServiceHandler
+	finished uint64
+}
+
+func (e *jobEvents) Finished(_ context.Context, ev *jobsv1.FinishedEvent) (*jobsv1.EventResponse, error) {
+	e.finished = ev.GetJob()
+	return nil, nil
 }

@@ -13,7 +13,8 @@
 //
 // it writes example.com/gen/counter/v1/counterv1herd/counter.herd.go:
 // package counterv1herd, a sub-package of the package of protoc-gen-go's
-// counter.pb.go, as protoc-gen-connect-go does. It declares
+// counter.pb.go, as protoc-gen-connect-go does (options choose another
+// package, see below). It declares
 //
 //   - CounterServiceName, the service's full name, and
 //     CounterServiceAddProcedure, "/counter.v1.CounterService/Add", the
@@ -39,8 +40,9 @@
 //     that embeds it by nil pointer, rather than panicking at the first call;
 //   - a compile-time assertion that the herd runtime is recent enough.
 //
-// Files without services generate nothing. Streaming methods are an error:
-// herd supports unary methods only.
+// A service named by the handler_only option gets the constants and the
+// handler side only. Files without services generate nothing. Streaming
+// methods are an error: herd supports unary methods only.
 //
 // # Names and comments
 //
@@ -86,11 +88,79 @@
 //
 // # Options
 //
-// The plugin takes the options of protoc-gen-go that place files, and no
-// other: paths=import (the default: files go under their Go import path) or
+// The plugin takes the options of protoc-gen-go that place files:
+// paths=import (the default: files go under their Go import path) or
 // paths=source_relative (next to the .proto file), module=PREFIX (strips
 // PREFIX from the import path), and M<file>=<import path> (overrides a file's
-// go_package). Any other option is an error.
+// go_package). Its own options are below; any other option is an error.
+// Several options are separated by commas, or listed in buf.gen.yaml:
+//
+//	opt:
+//	  - paths=source_relative
+//	  - handler_only=counter.v1.EventService
+//
+// package_suffix=SUFFIX names the package of the generated code: the package
+// name of the .pb.go file followed by SUFFIX, in a directory of that name
+// next to the .pb.go file. The default is herd (counterv1herd). An empty
+// suffix, package_suffix= or a bare package_suffix, generates into the
+// package of the .pb.go file itself, as protoc-gen-connect-go's empty
+// package_suffix does: counter/v1/counter.herd.go next to counter.pb.go, in
+// package counterv1, which then declares both the messages and
+// CounterServiceClient. A generated name that collides with one of
+// protoc-gen-go's there (a message named CounterServiceClient) is reported
+// as an error.
+//
+// herd_package=IMPORT_PATH generates the code of every file into the one
+// package IMPORT_PATH, named after its last element (or as the .pb.go files
+// of that import path name it), which imports the .pb.go packages for the
+// messages: herd_package=example.com/gen/internal/rpc writes
+// example.com/gen/internal/rpc/counter.herd.go. It excludes package_suffix.
+// Use it to keep the messages public and the clients and handlers internal.
+//
+// handler_only=SERVICE generates only the handler side of the service of that
+// full name: the name and procedure constants, the Handler interface, its
+// Register function and the Unimplemented handler, and no Client or
+// BroadcastClient. It is for services that code serves and should not call,
+// such as herd's own cluster events (herd.v1.EventService), which the
+// runtime calls. Repeat the option for more services
+// (handler_only=a.v1.S,handler_only=a.v1.T: a comma separates options).
+// buf runs the plugin once per directory; a run that generates files of
+// the service's proto package reports a service that is not there, so that
+// a misspelt name does not silently generate a client.
+//
+// runtime_import=IMPORT_PATH makes the generated code call the package
+// IMPORT_PATH instead of herd's runtime. It exists for herd itself: the
+// runtime cannot use stubs that import it, so stubs the runtime imports (its
+// own control protocol, generated into an internal package with
+// package_suffix= or herd_package) call a small internal package that the
+// runtime imports too and re-exports. That package must declare, with the
+// meanings of the runtime's, the identifiers generated code refers to:
+//
+//	IsAtLeastVersion0_1_0                     the version assertion
+//	ClientConn, SendConn                      what clients call through
+//	Client[Req, Res], NewClient               a client of one procedure
+//	SendClient[Req], NewSendClient            a fire-and-forget client
+//	CallOption, ClientOption, HandlerOption   the options
+//	Registrar, NewUnaryHandler                registering handlers
+//	Errorf, CodeUnimplemented                 the Unimplemented handler's error
+//
+// and the runtime declares each as an alias of it (type ClientConn =
+// callapi.ClientConn, type Client[Req, Res any] = callapi.Client[Req, Res],
+// a NewClient that calls callapi.NewClient), so that the stubs' types are
+// the runtime's: a *runtime.Worker is a callapi.ClientConn, a
+// runtime.Registrar accepts the handlers. Its configuration in herd's
+// buf.gen.yaml would be, for the control protocol alone (buf's types
+// option), next to the usual entry with exclude_types:
+// [herd.v1.ControlService]:
+//
+//	plugins:
+//	  - local: ["go", "tool", "protoc-gen-go-herd"]
+//	    out: .
+//	    types: [herd.v1.ControlService]
+//	    opt:
+//	      - module=github.com/herd-go/herd
+//	      - herd_package=github.com/herd-go/herd/runtime/internal/control
+//	      - runtime_import=github.com/herd-go/herd/runtime/internal/callapi
 //
 // protoc-gen-go-herd --version prints the plugin's version; the code it
 // generates needs a herd runtime of at least that version.

@@ -37,6 +37,7 @@ const testdataModule = "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/
 // with the suffix .golden, or under gen/ for compiled cases.
 type goldenCase struct {
 	name    string // directory under internal/testdata
+	dir     string // directory under internal/testdata when it is not name
 	param   string // the plugin's parameter, as opt in buf.gen.yaml
 	wantErr string // the plugin's error; empty when it generates files
 	// compiled cases keep their golden files under gen/ as .go files, next
@@ -54,6 +55,28 @@ var goldenCases = []goldenCase{
 	{name: "comments"},
 	{name: "sourcerelative", param: "paths=source_relative"},
 	{name: "module", param: "module=example.com/mod"},
+	{name: "suffix", param: "package_suffix=rpc"},
+	{name: "herdpackage", param: "module=example.com/gen,herd_package=example.com/gen/internal/counterherd"},
+	{
+		name:    "herdpackage_and_suffix",
+		dir:     "herdpackage",
+		param:   "herd_package=example.com/gen/internal/counterherd,package_suffix=",
+		wantErr: "protoc-gen-go-herd: package_suffix and herd_package exclude each other: give one",
+	},
+	{name: "samepackage", param: "module=" + testdataModule + "/samepackage/gen,package_suffix", compiled: true},
+	{
+		name: "internalapi",
+		param: "module=" + testdataModule + "/internalapi/gen,package_suffix=," +
+			"runtime_import=" + testdataModule + "/internalapi/callapi",
+		compiled: true,
+	},
+	{name: "handleronly", param: "module=" + testdataModule + "/handleronly/gen,handler_only=jobs.v1.EventService", compiled: true},
+	{
+		name:    "handleronly_unknown",
+		dir:     "handleronly",
+		param:   "handler_only=jobs.v1.EventServise,handler_only=other.v1.EventService",
+		wantErr: "protoc-gen-go-herd: handler_only=jobs.v1.EventServise: package jobs.v1 has no service EventServise",
+	},
 	{
 		name:    "streaming",
 		wantErr: "protoc-gen-go-herd: counter/v1/counter.proto: method counter.v1.CounterService.Watch is streaming; herd supports unary methods only",
@@ -101,7 +124,7 @@ func TestGolden(t *testing.T) {
 // generated.
 func (c goldenCase) request(t *testing.T) *pluginpb.CodeGeneratorRequest {
 	t.Helper()
-	dir := filepath.Join("internal", "testdata", c.name)
+	dir := c.path()
 	b, err := os.ReadFile(filepath.Join(dir, "image.binpb"))
 	if err != nil {
 		t.Fatal(err)
@@ -135,12 +158,12 @@ func (c goldenCase) request(t *testing.T) *pluginpb.CodeGeneratorRequest {
 // same run function.
 func generate(t *testing.T, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
 	t.Helper()
-	var flags flag.FlagSet
-	plugin, err := protogen.Options{ParamFunc: flags.Set}.New(req)
+	opts := newOptions()
+	plugin, err := protogen.Options{ParamFunc: opts.flagSet().Set}.New(req)
 	if err != nil {
 		t.Fatalf("protogen: %v", err)
 	}
-	if err := run(plugin); err != nil {
+	if err := run(plugin, opts); err != nil {
 		plugin.Error(err)
 	}
 	return plugin.Response()
@@ -157,13 +180,21 @@ func checkFeatures(t *testing.T, resp *pluginpb.CodeGeneratorResponse) {
 	}
 }
 
+// path is the case's directory.
+func (c goldenCase) path() string {
+	if c.dir != "" {
+		return filepath.Join("internal", "testdata", c.dir)
+	}
+	return filepath.Join("internal", "testdata", c.name)
+}
+
 // goldenDir is where the case's golden files are: want/, or gen/ for
 // compiled cases.
 func (c goldenCase) goldenDir() string {
 	if c.compiled {
-		return filepath.Join("internal", "testdata", c.name, "gen")
+		return filepath.Join(c.path(), "gen")
 	}
-	return filepath.Join("internal", "testdata", c.name, "want")
+	return filepath.Join(c.path(), "want")
 }
 
 // goldenPath returns the golden file of a generated file.

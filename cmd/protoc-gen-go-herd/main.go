@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
 
@@ -33,26 +32,33 @@ func main() {
 			return
 		}
 	}
-	// herd has no options of its own: protogen handles paths=, module= and
-	// M<file>=, and an empty flag set makes any other option an error
-	// instead of silently ignoring it.
-	var flags flag.FlagSet
-	protogen.Options{ParamFunc: flags.Set}.Run(run)
+	// protogen handles paths=, module= and M<file>=, and hands every other
+	// option to the flag set, which makes an unknown one an error instead
+	// of silently ignoring it.
+	opts := newOptions()
+	protogen.Options{ParamFunc: opts.flagSet().Set}.Run(func(plugin *protogen.Plugin) error {
+		return run(plugin, opts)
+	})
 }
 
-// run generates the herd code of a request. main hands it to protogen; the
-// tests call it with a plugin built from their own requests.
-func run(plugin *protogen.Plugin) error {
+// run generates the herd code of a request with the plugin's options. main
+// hands it to protogen; the tests call it with a plugin built from their
+// own requests.
+func run(plugin *protogen.Plugin, opts *options) error {
 	plugin.SupportedFeatures = uint64(pluginpb.CodeGeneratorResponse_FEATURE_PROTO3_OPTIONAL |
 		pluginpb.CodeGeneratorResponse_FEATURE_SUPPORTS_EDITIONS)
 	plugin.SupportedEditionsMinimum = descriptorpb.Edition_EDITION_PROTO2
 	plugin.SupportedEditionsMaximum = descriptorpb.Edition_EDITION_2023
+	if err := opts.resolve(plugin); err != nil {
+		return fmt.Errorf("protoc-gen-go-herd: %w", err)
+	}
 	declared := make(map[protogen.GoImportPath]scope)
+	written := make(map[string]string) // generated file name → its .proto file
 	for _, file := range plugin.Files {
 		if !file.Generate {
 			continue
 		}
-		if err := generateFile(plugin, file, declared); err != nil {
+		if err := generateFile(plugin, file, opts, declared, written); err != nil {
 			return fmt.Errorf("protoc-gen-go-herd: %w", err)
 		}
 	}

@@ -51,33 +51,49 @@ func TestBinary(t *testing.T) {
 			t.Errorf("--version: stdout %q, stderr %q, exit code %d; want %q, nothing, 0", stdout, stderr, code, version+"\n")
 		}
 	})
-	t.Run("request", func(t *testing.T) {
+	// The cases with the plugin's own options check that main hands them
+	// to run as the tests do.
+	for _, name := range []string{"simple", "internalapi", "handleronly", "herdpackage_and_suffix"} {
+		t.Run("request "+name, func(t *testing.T) {
+			req := findCase(t, name).request(t)
+			in, err := proto.Marshal(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdout, stderr, code := pluginRun(t, in)
+			if code != 0 || stderr != "" {
+				t.Fatalf("exit code %d, stderr %q", code, stderr)
+			}
+			var resp pluginpb.CodeGeneratorResponse
+			if err := proto.Unmarshal([]byte(stdout), &resp); err != nil {
+				t.Fatal(err)
+			}
+			if want := generate(t, req); !proto.Equal(&resp, want) {
+				t.Errorf("the binary's response differs from the in-process one:\n%v\n%v", &resp, want)
+			}
+		})
+	}
+	t.Run("invalid option", func(t *testing.T) {
 		req := findCase(t, "simple").request(t)
-		in, err := proto.Marshal(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stdout, stderr, code := pluginRun(t, in)
-		if code != 0 || stderr != "" {
-			t.Fatalf("exit code %d, stderr %q", code, stderr)
-		}
-		var resp pluginpb.CodeGeneratorResponse
-		if err := proto.Unmarshal([]byte(stdout), &resp); err != nil {
-			t.Fatal(err)
-		}
-		if want := generate(t, req); !proto.Equal(&resp, want) {
-			t.Errorf("the binary's response differs from the in-process one:\n%v\n%v", &resp, want)
-		}
-	})
-	t.Run("unknown option", func(t *testing.T) {
-		req := findCase(t, "simple").request(t)
-		req.Parameter = proto.String("package_suffix=rpc")
+		req.Parameter = proto.String("package_suffix=a/b")
 		in, err := proto.Marshal(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, stderr, code := pluginRun(t, in)
-		if code != 1 || !strings.Contains(stderr, "no such flag -package_suffix") {
+		if want := "package_suffix=a/b: a suffix of a Go package name has letters, digits and underscores only"; code != 1 || !strings.Contains(stderr, want) {
+			t.Errorf("exit code %d, stderr %q; want 1 and %q", code, stderr, want)
+		}
+	})
+	t.Run("unknown option", func(t *testing.T) {
+		req := findCase(t, "simple").request(t)
+		req.Parameter = proto.String("simple")
+		in, err := proto.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, code := pluginRun(t, in)
+		if code != 1 || !strings.Contains(stderr, "no such flag -simple") {
 			t.Errorf("exit code %d, stderr %q; want 1 and no such flag", code, stderr)
 		}
 	})

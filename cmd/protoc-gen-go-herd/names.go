@@ -16,26 +16,42 @@ import (
 // method, and rejects definitions whose names would collide in Go. The
 // functions of generate.go only print them.
 
-// The packages generated code imports. runtime is herd's runtime; protogen
-// gives each import a name that does not collide with another import or a
-// predeclared identifier.
+// The standard packages generated code imports, besides the runtime
+// (options.runtime); protogen gives each import a name that does not collide
+// with another import or a predeclared identifier.
 const (
 	contextPackage = protogen.GoImportPath("context")
 	fmtPackage     = protogen.GoImportPath("fmt")
-	runtimePackage = protogen.GoImportPath("github.com/herd-go/herd/runtime")
 )
 
 const (
-	// packageSuffix is appended to the Go package name of a .proto file to
-	// name the sub-package of its generated herd code: counterv1 becomes
-	// counterv1herd, in a directory of that name next to the .pb.go file.
-	packageSuffix = "herd"
 	// filenameSuffix replaces .proto in the name of the generated file.
 	filenameSuffix = ".herd.go"
 	// versionAssertion is the runtime constant generated code refers to, so
 	// that it fails to compile against a runtime too old for it.
 	versionAssertion = "IsAtLeastVersion0_1_0"
 )
+
+// runtimeAPI is every identifier of the runtime that generated code refers
+// to: what a package named by the runtime_import option must declare, with
+// the runtime's meanings. TestRuntimeAPI keeps it in step with the
+// generator and the runtime.
+var runtimeAPI = []string{
+	versionAssertion,
+	"CallOption",
+	"Client",
+	"ClientConn",
+	"ClientOption",
+	"CodeUnimplemented",
+	"Errorf",
+	"HandlerOption",
+	"NewClient",
+	"NewSendClient",
+	"NewUnaryHandler",
+	"Registrar",
+	"SendClient",
+	"SendConn",
+}
 
 // fileNames are the names of one generated file.
 type fileNames struct {
@@ -44,14 +60,21 @@ type fileNames struct {
 	Filename      string
 	GoImportPath  protogen.GoImportPath
 	GoPackageName protogen.GoPackageName
-	Locals        locals
-	Services      []*serviceNames
+	// Runtime is the package the generated code calls: herd's runtime, or
+	// the package of the runtime_import option.
+	Runtime  protogen.GoImportPath
+	Locals   locals
+	Services []*serviceNames
 }
 
 // serviceNames are the names generated for one service, CounterService in
 // package counter.v1 in the examples.
 type serviceNames struct {
 	Service *protogen.Service
+	// HandlerOnly is set for the services of the handler_only option, which
+	// get no clients: Client, BroadcastClient and their constructors and
+	// implementations are not generated.
+	HandlerOnly bool
 	// NameConst is the constant of the service's full name: CounterServiceName.
 	NameConst string
 	// Client is the client interface: CounterServiceClient.
@@ -132,11 +155,12 @@ type locals struct {
 // that the import names are known and stable. declared holds the
 // package-level names already generated into the same Go package by other
 // files of this run.
-func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile, declared scope) (*fileNames, error) {
+func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile, opts *options, declared scope) (*fileNames, error) {
 	names := &fileNames{
 		Filename:      out.Filename,
 		GoImportPath:  out.GoImportPath,
 		GoPackageName: out.GoPackageName,
+		Runtime:       opts.runtime,
 	}
 	imported := make(map[string]bool)
 	qualify := func(ident protogen.GoIdent) string {
@@ -146,7 +170,7 @@ func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile
 		}
 		return q
 	}
-	qualify(runtimePackage.Ident(versionAssertion))
+	qualify(names.Runtime.Ident(versionAssertion))
 	qualify(fmtPackage.Ident("Errorf"))
 	for _, service := range file.Services {
 		if len(service.Methods) > 0 {
@@ -158,6 +182,7 @@ func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile
 	for _, service := range file.Services {
 		s := &serviceNames{
 			Service:       service,
+			HandlerOnly:   opts.handlerOnly[service.Desc.FullName()],
 			NameConst:     service.GoName + "Name",
 			Client:        service.GoName + "Client",
 			NewClient:     "New" + service.GoName + "Client",
@@ -255,16 +280,22 @@ func (s *serviceNames) checkCollisions(file *protogen.File, declared scope) erro
 	service := s.Service.Desc.FullName()
 	pkg := []struct{ name, what string }{
 		{s.NameConst, fmt.Sprintf("the name constant of service %s", service)},
-		{s.Client, fmt.Sprintf("the client interface of service %s", service)},
-		{s.NewClient, fmt.Sprintf("the client constructor of service %s", service)},
-		{s.ClientImpl, fmt.Sprintf("the client implementation of service %s", service)},
-		{s.BroadcastClient, fmt.Sprintf("the broadcast client interface of service %s", service)},
-		{s.NewBroadcastClient, fmt.Sprintf("the broadcast client constructor of service %s", service)},
-		{s.BroadcastClientImpl, fmt.Sprintf("the broadcast client implementation of service %s", service)},
+	}
+	if !s.HandlerOnly {
+		pkg = append(pkg, []struct{ name, what string }{
+			{s.Client, fmt.Sprintf("the client interface of service %s", service)},
+			{s.NewClient, fmt.Sprintf("the client constructor of service %s", service)},
+			{s.ClientImpl, fmt.Sprintf("the client implementation of service %s", service)},
+			{s.BroadcastClient, fmt.Sprintf("the broadcast client interface of service %s", service)},
+			{s.NewBroadcastClient, fmt.Sprintf("the broadcast client constructor of service %s", service)},
+			{s.BroadcastClientImpl, fmt.Sprintf("the broadcast client implementation of service %s", service)},
+		}...)
+	}
+	pkg = append(pkg, []struct{ name, what string }{
 		{s.Handler, fmt.Sprintf("the handler interface of service %s", service)},
 		{s.Register, fmt.Sprintf("the register function of service %s", service)},
 		{s.Unimplemented, fmt.Sprintf("the unimplemented handler of service %s", service)},
-	}
+	}...)
 	for _, m := range s.Methods {
 		pkg = append(pkg, struct{ name, what string }{
 			m.ProcedureConst, fmt.Sprintf("the procedure constant of method %s", m.Method.Desc.FullName()),
@@ -297,18 +328,101 @@ type outputFile struct {
 }
 
 // newOutputFile places the generated code of file in a sub-package of its
-// .pb.go package, as protoc-gen-connect-go does: counter/v1/counter.proto
-// with go_package example.com/gen/counter/v1;counterv1 generates
+// .pb.go package named with the package_suffix option, as
+// protoc-gen-connect-go does: counter/v1/counter.proto with go_package
+// example.com/gen/counter/v1;counterv1 generates
 // example.com/gen/counter/v1/counterv1herd/counter.herd.go, package
-// counterv1herd. GeneratedFilenamePrefix already honours paths= and the
-// M flags; protogen strips the module= prefix from the final name.
-func newOutputFile(file *protogen.File) outputFile {
-	pkg := file.GoPackageName + packageSuffix
+// counterv1herd. An empty suffix places it next to the .pb.go file, in its
+// package: example.com/gen/counter/v1/counter.herd.go, package counterv1.
+// GeneratedFilenamePrefix already honours paths= and the M flags; protogen
+// strips the module= prefix from the final name. The herd_package option
+// places it in that package instead, under its import path:
+// herd_package=example.com/gen/internal/control generates
+// example.com/gen/internal/control/counter.herd.go, package control (or
+// the package name of the .pb.go files of that import path, if any).
+func newOutputFile(file *protogen.File, opts *options) outputFile {
 	prefix := filepath.ToSlash(file.GeneratedFilenamePrefix)
+	switch {
+	case opts.herdPackage != "":
+		return outputFile{
+			Filename:      path.Join(string(opts.herdPackage), path.Base(prefix)) + filenameSuffix,
+			GoImportPath:  opts.herdPackage,
+			GoPackageName: opts.herdPackageName,
+		}
+	case opts.packageSuffix == "":
+		return outputFile{
+			Filename:      prefix + filenameSuffix,
+			GoImportPath:  file.GoImportPath,
+			GoPackageName: file.GoPackageName,
+		}
+	}
+	pkg := file.GoPackageName + protogen.GoPackageName(opts.packageSuffix)
 	return outputFile{
 		Filename:      path.Join(path.Dir(prefix), string(pkg), path.Base(prefix)) + filenameSuffix,
 		GoImportPath:  protogen.GoImportPath(path.Join(string(file.GoImportPath), string(pkg))),
 		GoPackageName: pkg,
+	}
+}
+
+// declareProtocGenGo declares in sc the package-level names protoc-gen-go
+// generates for the files of plugin in the Go package pkg, so that herd
+// code generated into the same package (an empty package_suffix) reports a
+// collision with them as an error rather than as code that does not
+// compile. Unexported names are left out: protoc-gen-go's begin with file_
+// or is, the generator's end with Client.
+func declareProtocGenGo(sc scope, plugin *protogen.Plugin, pkg protogen.GoImportPath) {
+	declare := func(name, what string) {
+		if _, ok := sc[name]; !ok {
+			sc[name] = what + " (generated by protoc-gen-go into the same Go package)"
+		}
+	}
+	var messages func([]*protogen.Message)
+	enums := func(enums []*protogen.Enum) {
+		for _, e := range enums {
+			what := fmt.Sprintf("enum %s", e.Desc.FullName())
+			declare(e.GoIdent.GoName, what)
+			declare(e.GoIdent.GoName+"_name", what)
+			declare(e.GoIdent.GoName+"_value", what)
+			for _, v := range e.Values {
+				declare(v.GoIdent.GoName, fmt.Sprintf("enum value %s", v.Desc.FullName()))
+				if v.PrefixedAlias.GoName != "" {
+					declare(v.PrefixedAlias.GoName, fmt.Sprintf("enum value %s", v.Desc.FullName()))
+				}
+			}
+		}
+	}
+	extensions := func(exts []*protogen.Extension) {
+		for _, x := range exts {
+			declare("E_"+x.GoIdent.GoName, fmt.Sprintf("extension %s", x.Desc.FullName()))
+		}
+	}
+	messages = func(msgs []*protogen.Message) {
+		for _, m := range msgs {
+			if m.Desc.IsMapEntry() {
+				continue
+			}
+			declare(m.GoIdent.GoName, fmt.Sprintf("message %s", m.Desc.FullName()))
+			for _, f := range m.Fields {
+				if f.Oneof != nil && !f.Oneof.Desc.IsSynthetic() {
+					declare(f.GoIdent.GoName, fmt.Sprintf("oneof field %s", f.Desc.FullName()))
+				}
+				if f.Desc.HasDefault() {
+					declare("Default_"+m.GoIdent.GoName+"_"+f.GoName, fmt.Sprintf("the default of field %s", f.Desc.FullName()))
+				}
+			}
+			enums(m.Enums)
+			extensions(m.Extensions)
+			messages(m.Messages)
+		}
+	}
+	for _, file := range plugin.Files {
+		if file.GoImportPath != pkg {
+			continue
+		}
+		declare(file.GoDescriptorIdent.GoName, fmt.Sprintf("the descriptor of %s", file.Desc.Path()))
+		enums(file.Enums)
+		extensions(file.Extensions)
+		messages(file.Messages)
 	}
 }
 

@@ -5,7 +5,7 @@
 #   - <case>/image.binpb: the case's files and their imports, with source
 #     info, as a FileDescriptorSet (buf build --as-file-descriptor-set);
 #   - <case>/gen/**/*.pb.go for the cases whose generated code is compiled
-#     (simple, keywords), written by protoc-gen-go.
+#     (those with a gen directory), written by protoc-gen-go.
 #
 # The .herd.go files are written by the golden test itself:
 #
@@ -24,8 +24,9 @@ for dir in */; do
 	buf build "$testdata/$c" --as-file-descriptor-set -o "$testdata/$c/image.binpb"
 done
 
-for c in simple keywords; do
-	find "$testdata/$c/gen" -name '*.pb.go' -delete 2>/dev/null || true
+for dir in */gen/; do
+	c=${dir%/gen/}
+	find "$testdata/$c/gen" -name '*.pb.go' -delete
 	buf generate "$testdata/$c" --template "{
 		\"version\": \"v2\",
 		\"plugins\": [{
