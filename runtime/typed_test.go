@@ -291,7 +291,7 @@ func TestTypedErrorCodes(t *testing.T) {
 		}
 	})
 	t.Run("unregistered procedure", func(t *testing.T) {
-		_, err := herdv1herd.NewEventServiceClient(w).Fork(ctx, &herdv1.ForkEvent{})
+		err := w.Call(ctx, herdv1herd.EventServiceForkProcedure, &herdv1.ForkEvent{}, &emptypb.Empty{})
 		wantCode(t, "call of a procedure the worker does not serve", err, runtime.CodeUnimplemented)
 		// The callee reports it as an error event too.
 		tc.rec.waitFor(fmt.Sprintf("report %d error unimplemented /herd.v1.EventService/Fork", w.ID()))
