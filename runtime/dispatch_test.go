@@ -71,7 +71,7 @@ type decoded struct {
 	payload   []byte
 }
 
-func newRawPeer(t testing.TB) *rawPeer {
+func newRawPeer(t testing.TB, extra ...*Handler) *rawPeer {
 	t.Helper()
 	a, b, err := link.Pair()
 	if err != nil {
@@ -93,6 +93,9 @@ func newRawPeer(t testing.TB) *rawPeer {
 			return nil, Errorf(Code(req.GetCode()), "%s", req.GetMessage())
 		}),
 	)
+	if err == nil && len(extra) > 0 {
+		err = local.Register(extra...)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

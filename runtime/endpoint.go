@@ -348,10 +348,14 @@ func (ep *endpoint) handle(in inbound) {
 	if ctx == nil {
 		ctx = ep.baseCtx
 	}
+	var files *callFilesBox
 	if len(in.files) > 0 {
-		ctx = context.WithValue(ctx, filesKey{}, in.files)
+		ctx, files = withFiles(ctx, in.files)
 	}
 	res, err := in.h.invoke(ctx, in.req)
+	if files != nil {
+		files.release() // closes what the handler did not take
+	}
 	ep.endCall(&in)
 	fds := ep.replyFDs
 	ep.replyFDs = nil
