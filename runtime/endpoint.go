@@ -224,6 +224,13 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 			in.h, in.req = nil, nil
 		}
 	}
+	if in.reject == nil && env.FDsLost > 0 {
+		// This process could not install them all (see link's
+		// "Descriptors"): refuse the message rather than run it without.
+		in.proc = string(env.Procedure)
+		in.reject = NewError(CodeResourceExhausted, lostFDs(env))
+		in.h, in.req = nil, nil
+	}
 	if in.reject == nil && env.CallID != 0 {
 		ctx := ep.baseCtx
 		var cancel context.CancelFunc
@@ -409,6 +416,11 @@ func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
 	pc := ep.pending[env.ReplyTo]
 	delete(ep.pending, env.ReplyTo)
 	ep.pendMu.Unlock()
+	if pc != nil && env.FDsLost > 0 && !env.HasError {
+		closeFiles(files)
+		pc.finish(NewError(CodeResourceExhausted, lostFDs(env)))
+		return
+	}
 	if pc != nil && pc.wantFiles && len(files) > 0 && !env.HasError {
 		// The link reuses its slice after this call; the files are ours.
 		pc.files = append([]*os.File(nil), files...)
@@ -464,4 +476,10 @@ func closeFiles(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
+}
+
+// lostFDs describes a frame some of whose descriptors this process could not
+// install (link's Envelope.FDsLost).
+func lostFDs(env *wire.Envelope) error {
+	return fmt.Errorf("%d of the %d file descriptors sent with the message were lost: this process is at its descriptor limit (RLIMIT_NOFILE)", env.FDsLost, env.FDCount)
 }

@@ -6,7 +6,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
+	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/internal/wire"
@@ -22,6 +26,7 @@ import (
 
 func init() {
 	workerModes["fdflood"] = fdFloodWorker
+	workerModes["holdconns"] = holdConnsWorker
 }
 
 // fdFloodWorker is a hostile worker (issue 9, finding 4): on its raw link
@@ -123,4 +128,198 @@ func TestFDFloodFromWorker(t *testing.T) {
 		t.Errorf("call to the other worker: %v %v", res, err)
 	}
 	c.waitExit(bad)
+}
+
+// holdConnsWorker serves echoProcedure commands: "listen" listens
+// (round-robin) on 127.0.0.1:0 and accepts in the background, writing
+// "w<ID>" on each connection and holding it open; "count" answers how many
+// it holds. Its error events go to the primary as reports
+// "error <code> <procedure> <message>".
+func holdConnsWorker() int {
+	var self *runtime.Self
+	var mu sync.Mutex
+	var held []net.Conn
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second), runtime.WithErrorHandler(func(ev *herdv1.ErrorEvent) {
+		msg := fmt.Sprintf("error %s %s %s", runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage())
+		_ = self.Send(context.Background(), reportProcedure, &herdv1.ErrorEvent{Message: msg})
+	}))
+	if err != nil {
+		return 10
+	}
+	err = self.Register(runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		switch req.GetMessage() {
+		case "listen":
+			ln, err := runtime.Listen(ctx, "tcp", "127.0.0.1:0", runtime.WithSchedulingPolicy(runtime.SchedRoundRobin))
+			if err != nil {
+				return nil, err
+			}
+			self.OnDisconnect(func(context.Context) error {
+				ln.Close()
+				mu.Lock()
+				defer mu.Unlock()
+				for _, c := range held {
+					c.Close()
+				}
+				held = nil
+				return nil
+			})
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					if _, err := c.Write([]byte("w" + strconv.FormatUint(self.ID(), 10) + "\n")); err != nil {
+						c.Close()
+						continue
+					}
+					mu.Lock()
+					held = append(held, c)
+					mu.Unlock()
+				}
+			}()
+			return &herdv1.ErrorEvent{Message: ln.Addr().String()}, nil
+		case "count":
+			mu.Lock()
+			defer mu.Unlock()
+			return &herdv1.ErrorEvent{Message: strconv.Itoa(len(held))}, nil
+		}
+		return nil, runtime.Errorf(runtime.CodeInvalidArgument, "command %q", req.GetMessage())
+	}))
+	if err != nil {
+		return 11
+	}
+	if err := self.Start(context.Background()); err != nil {
+		return 12
+	}
+	<-self.Done()
+	select {}
+}
+
+// do sends a command to a holdconns worker.
+func do(t *testing.T, w *runtime.Worker, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	res := &herdv1.ErrorEvent{}
+	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: cmd}, res); err != nil {
+		t.Fatalf("worker %d %s: %v", w.ID(), cmd, err)
+	}
+	return res.GetMessage()
+}
+
+// TestWorkerAtDescriptorLimit is finding 7 of issue 9: a worker at its
+// descriptor limit (RLIMIT_NOFILE 64) is handed more connections than it
+// can hold. The kernel truncates the hand-offs' descriptors (MSG_CTRUNC);
+// the worker must refuse what it cannot take, so that the primary gives
+// those connections to the other worker, keep its link, say why in an
+// error event, and, disconnected, exit cleanly.
+func TestWorkerAtDescriptorLimit(t *testing.T) {
+	const conns = 200
+	c := newCluster(t)
+	small := c.fork("holdconns")
+	big := c.fork("holdconns")
+	c.rec.waitFor(fmt.Sprintf("online %d", small.ID()))
+	c.rec.waitFor(fmt.Sprintf("online %d", big.ID()))
+	lim := unix.Rlimit{Cur: 64, Max: 64}
+	if err := unix.Prlimit(small.PID(), unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+		t.Skipf("cannot set the worker's RLIMIT_NOFILE: %v", err)
+	}
+	addr := do(t, small, "listen")
+	if got := do(t, big, "listen"); got != addr {
+		t.Fatalf("workers listen on %s and %s", addr, got)
+	}
+	by := map[string]int{}
+	var clients []net.Conn
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
+	for i := range conns {
+		cl, err := net.DialTimeout("tcp", addr, waitLimit)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		clients = append(clients, cl)
+	}
+	for i, cl := range clients {
+		cl.SetReadDeadline(time.Now().Add(waitLimit))
+		line, err := bufio.NewReader(cl).ReadString('\n')
+		if err != nil {
+			t.Fatalf("connection %d was never served (%v); served so far %v", i, err, by)
+		}
+		by[strings.TrimSpace(line)]++
+	}
+	t.Logf("served by worker: %v", by)
+	smallName := "w" + strconv.FormatUint(small.ID(), 10)
+	if by[smallName] == 0 || by[smallName] >= conns {
+		t.Errorf("the limited worker holds %d of %d connections", by[smallName], conns)
+	}
+	// Its link is up, it answers, and it said why it refused.
+	if !small.IsConnected() {
+		t.Fatal("the limited worker lost its link")
+	}
+	if n := do(t, small, "count"); n != strconv.Itoa(by[smallName]) {
+		t.Errorf("the limited worker holds %s connections, the clients saw %d", n, by[smallName])
+	}
+	ev := c.rec.waitFor(fmt.Sprintf("report %d error resource_exhausted", small.ID()))
+	if !strings.Contains(ev, "descriptor limit") && !strings.Contains(ev, "too many open files") {
+		t.Errorf("error event %q does not say why", ev)
+	}
+	lost := 0
+	for _, l := range c.rec.all() {
+		if strings.HasPrefix(l, fmt.Sprintf("report %d error", small.ID())) && strings.Contains(l, "were lost") {
+			lost++
+		}
+	}
+	t.Logf("first error event: %s; %d hand-offs truncated (MSG_CTRUNC)", ev, lost)
+	for _, l := range c.rec.all() {
+		if strings.HasPrefix(l, "exit ") || strings.HasPrefix(l, "disconnect ") {
+			t.Errorf("event %q during the test", l)
+		}
+	}
+	for _, cl := range clients {
+		cl.Close()
+	}
+	clients = nil
+	for _, w := range []*runtime.Worker{small, big} {
+		if err := w.Disconnect(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if ev := c.waitExit(w); ev.GetCause() != herdv1.ExitCause_EXIT_CAUSE_CLEAN || !ev.GetExitedAfterDisconnect() {
+			t.Errorf("worker %d exit %v", w.ID(), ev)
+		}
+	}
+}
+
+// TestExitAfterLinkFailureIsNotClean: exit events tell the truth (issue 9,
+// finding 7). A worker whose side of the link fails exits with
+// ExitLinkFailure; a worker whose link the primary ended for bad input is
+// not reported clean even when it then exits with status 0.
+func TestExitAfterLinkFailureIsNotClean(t *testing.T) {
+	t.Run("worker side", func(t *testing.T) {
+		c := newCluster(t)
+		w := c.fork("typed", runtime.WithForkEnv("HERD_TEST_MAX_FRAME=65536"))
+		c.rec.waitFor(fmt.Sprintf("online %d", w.ID()))
+		// Within the primary's limit, over the worker's: the worker's link
+		// ends with ErrFrameTooLarge.
+		err := testv1herd.NewTestServiceClient(w).SendPayload(context.Background(), &testv1.PayloadRequest{Data: make([]byte, 1<<20)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := c.waitExit(w)
+		if ev.GetCode() != runtime.ExitLinkFailure || ev.GetCause() != herdv1.ExitCause_EXIT_CAUSE_ERROR || ev.GetExitedAfterDisconnect() {
+			t.Errorf("exit event %v, want code %d and cause error", ev, runtime.ExitLinkFailure)
+		}
+	})
+	t.Run("primary side", func(t *testing.T) {
+		c := newCluster(t)
+		w := c.fork("garbage") // exits 0 once the primary closed the link
+		c.rec.waitFor(fmt.Sprintf("error %d ", w.ID()))
+		ev := c.waitExit(w)
+		if ev.GetCode() != 0 || ev.GetCause() != herdv1.ExitCause_EXIT_CAUSE_ERROR {
+			t.Errorf("exit event %v, want code 0 and cause error", ev)
+		}
+	})
 }
