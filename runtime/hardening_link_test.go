@@ -5,6 +5,7 @@ package runtime_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -322,4 +323,35 @@ func TestExitAfterLinkFailureIsNotClean(t *testing.T) {
 			t.Errorf("exit event %v, want code 0 and cause error", ev)
 		}
 	})
+}
+
+// TestOversizeMessagesFailAtOnce (issue 9, finding 8): with the default
+// 16 MiB frame limit, 20 MiB and 200 MiB messages, requests, fire-and-forget
+// sends and responses alike, fail with resource_exhausted and
+// ErrFrameTooLarge without ever being written, and cost nothing else: the
+// link stays up and reports no error.
+func TestOversizeMessagesFailAtOnce(t *testing.T) {
+	tc := newTyped(t)
+	w, c := tc.fork()
+	ctx := context.Background()
+	for _, size := range []int{20 << 20, 200 << 20} {
+		data := make([]byte, size)
+		_, err := c.Payload(ctx, &testv1.PayloadRequest{Data: data})
+		wantCode(t, fmt.Sprintf("%d MiB request", size>>20), err, runtime.CodeResourceExhausted)
+		if !errors.Is(err, runtime.ErrFrameTooLarge) {
+			t.Errorf("%d MiB request: %v does not match ErrFrameTooLarge", size>>20, err)
+		}
+		err = c.SendPayload(ctx, &testv1.PayloadRequest{Data: data})
+		wantCode(t, fmt.Sprintf("%d MiB send", size>>20), err, runtime.CodeResourceExhausted)
+		// The worker's response of that size fails on its side, and the
+		// caller gets the code.
+		_, err = c.Payload(ctx, &testv1.PayloadRequest{ResponseSize: uint64(size)})
+		wantCode(t, fmt.Sprintf("%d MiB response", size>>20), err, runtime.CodeResourceExhausted)
+	}
+	echoOK(t, c, w)
+	for _, l := range tc.rec.of(w.ID()) {
+		if strings.HasPrefix(l, "error") && strings.Contains(l, "link") {
+			t.Errorf("link error: %s", l)
+		}
+	}
 }
