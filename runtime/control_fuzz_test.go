@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -244,6 +245,13 @@ func FuzzPrimaryControl(f *testing.F) {
 		fuzzOp(opHandoffReply, 0, 0, mustMarshal(&herdv1.HandoffResponse{Accepted: 1}))))
 	NewPrimary(WithLogger(slog.New(slog.DiscardHandler))) // starts the process-wide forker before the first leak snapshot
 	f.Fuzz(func(t *testing.T, script []byte) {
+		// A hang is a failure too: the waits below have no deadline of
+		// their own (they end with the frame or with the link).
+		watchdog := time.AfterFunc(2*dispatchWait, func() {
+			buf := make([]byte, 1<<20)
+			panic(fmt.Sprintf("FuzzPrimaryControl: the iteration hung; script %q\n%s", script, buf[:goruntime.Stack(buf, true)]))
+		})
+		defer watchdog.Stop()
 		base := herdtest.Take()
 		dir := t.TempDir()
 		p := NewPrimary(WithLogger(slog.New(slog.DiscardHandler)))

@@ -72,6 +72,12 @@ type decoded struct {
 }
 
 func newRawPeer(t testing.TB, extra ...*Handler) *rawPeer {
+	return newRawPeerConfig(t, nil, extra...)
+}
+
+// newRawPeerConfig is newRawPeer with the endpoint's configuration changed
+// by cfgFn.
+func newRawPeerConfig(t testing.TB, cfgFn func(*endpointConfig), extra ...*Handler) *rawPeer {
 	t.Helper()
 	a, b, err := link.Pair()
 	if err != nil {
@@ -99,7 +105,11 @@ func newRawPeer(t testing.TB, extra ...*Handler) *rawPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := endpointConfig{maxFrame: dispatchMaxFrame, mailboxCap: 4, logger: slog.New(slog.DiscardHandler)}.withDefaults()
+	cfg := endpointConfig{maxFrame: dispatchMaxFrame, mailboxCap: 4, logger: slog.New(slog.DiscardHandler)}
+	if cfgFn != nil {
+		cfgFn(&cfg)
+	}
+	cfg = cfg.withDefaults()
 	p.ep = newEndpoint(cfg, NewMux(), local, nil, context.Background(), p.onError)
 	if err := p.ep.start(a); err != nil {
 		b.Close()

@@ -73,6 +73,8 @@ type endpoint struct {
 	drop atomic.Bool
 
 	maxFrame  int
+	maxFDs    int           // bound of queuedFDs (WithMaxQueuedFiles)
+	queuedFDs atomic.Int64  // received files in the mailbox, not yet handed to a handler
 	ready     chan struct{} // closed once link is set: the reader waits for it
 	closed    chan struct{} // closed when the link is done
 	closeOnce sync.Once
@@ -95,6 +97,7 @@ type inbound struct {
 type endpointConfig struct {
 	maxFrame     int
 	mailboxCap   int
+	maxQueuedFDs int
 	logger       *slog.Logger
 	crashOnPanic bool
 }
@@ -124,6 +127,7 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 	}
 	ep.box = actor.NewMailbox(ep.handle, opts...)
 	ep.maxFrame = cfg.maxFrame
+	ep.maxFDs = cfg.maxQueuedFDs
 	return ep
 }
 
@@ -224,6 +228,20 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 			in.h, in.req = nil, nil
 		}
 	}
+	if n := int64(len(files)); n > 0 {
+		if ep.queuedFDs.Add(n) > int64(ep.maxFDs) {
+			// Refused at once: the files are not held while the
+			// refusal waits in the mailbox.
+			ep.queuedFDs.Add(-n)
+			closeFiles(files)
+			in.files = nil
+			if in.reject == nil {
+				in.proc = string(env.Procedure)
+				in.reject = Errorf(CodeResourceExhausted, "%d more files would take this link past its %d queued files (WithMaxQueuedFiles)", n, ep.maxFDs)
+				in.h, in.req = nil, nil
+			}
+		}
+	}
 	if in.reject == nil && env.FDsLost > 0 {
 		// This process could not install them all (see link's
 		// "Descriptors"): refuse the message rather than run it without.
@@ -315,6 +333,7 @@ func (ep *endpoint) lookupMuxes(procedure []byte) (*Handler, bool) {
 
 // release frees what an inbound holds when it is not handled.
 func (ep *endpoint) release(in *inbound) {
+	ep.queuedFDs.Add(-int64(len(in.files)))
 	closeFiles(in.files)
 	ep.endCall(in)
 }
@@ -341,6 +360,7 @@ func (ep *endpoint) handle(in inbound) {
 		ep.release(&in)
 		return
 	}
+	ep.queuedFDs.Add(-int64(len(in.files))) // out of the mailbox
 	if in.reject != nil {
 		closeFiles(in.files)
 		ep.onError(in.reject.Code(), in.proc, in.reject)
@@ -477,6 +497,9 @@ func closeFiles(files []*os.File) {
 		f.Close()
 	}
 }
+
+// defaultMaxQueuedFDs is the default of WithMaxQueuedFiles.
+const defaultMaxQueuedFDs = 1024
 
 // lostFDs describes a frame some of whose descriptors this process could not
 // install (link's Envelope.FDsLost).

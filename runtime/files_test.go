@@ -5,8 +5,12 @@ package runtime
 import (
 	"context"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	"github.com/herd-go/herd/runtime/herdtest"
@@ -72,5 +76,134 @@ func TestFilesClosedWhenHandlerReturns(t *testing.T) {
 		_ = files // reachable until here: no finalizer closed them
 	}
 	p.close()
+	herdtest.Check(t, base, dispatchWait)
+}
+
+// TestLostFilesRefuseTheMessage: a message whose descriptors this process
+// could not install (it is at its RLIMIT_NOFILE: the kernel truncates the
+// control message) is refused with resource_exhausted and an error event
+// saying so, instead of running without them; the link stays up.
+func TestLostFilesRefuseTheMessage(t *testing.T) {
+	base := herdtest.Take()
+	p := newRawPeer(t)
+	p.echo(1, "before")
+	var fds []int
+	for range 3 {
+		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+	}
+	frame := p.frame(wire.Header{Procedure: procEcho, CallID: 2, FDCount: 3}, marshal(t, &testv1.EchoRequest{Message: "x"}))
+
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// A limit with one descriptor number free.
+	open := map[int]bool{}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list descriptors: %v", err)
+	}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			open[n] = true
+		}
+	}
+	limit, free := 0, 0
+	// One free number, and the listing's own descriptor (closed now): two.
+	for free < 1 || open[limit] {
+		if !open[limit] {
+			free++
+		}
+		limit++
+	}
+	lim := old
+	lim.Cur = uint64(limit)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+	}
+	werr := p.write(frame, fds)
+	d := p.next()
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatalf("restoring RLIMIT_NOFILE: %v", err)
+	}
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	if d.replyTo != 2 || !d.hasError || d.code != CodeResourceExhausted || !strings.Contains(d.message, "lost") {
+		t.Fatalf("reply %+v, want resource_exhausted saying the descriptors were lost", d)
+	}
+	if e := p.event(0); e.code != CodeResourceExhausted || e.procedure != procEcho || !strings.Contains(e.msg, "descriptor limit") {
+		t.Errorf("error event %+v", e)
+	}
+	p.echo(3, "after")
+	if err := p.ep.link.Err(); err != nil {
+		t.Fatalf("link ended: %v", err)
+	}
+	p.close()
+	herdtest.Check(t, base, dispatchWait)
+}
+
+// TestQueuedFilesBounded: the files waiting in a link's mailbox are bounded
+// (WithMaxQueuedFiles): a message whose files would exceed the bound is
+// refused with resource_exhausted and its files are closed at once, while
+// the handler ahead of it still runs; the link goes on.
+func TestQueuedFilesBounded(t *testing.T) {
+	base := herdtest.Take()
+	hold, held := make(chan struct{}), make(chan struct{})
+	p := newRawPeerConfig(t, func(c *endpointConfig) { c.maxQueuedFDs = 4 },
+		NewUnaryHandler("/herd.test.v1.TestService/Hold", func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
+			close(held)
+			<-hold
+			return &testv1.EchoResponse{}, nil
+		}))
+	p.write(p.frame(wire.Header{Procedure: "/herd.test.v1.TestService/Hold", CallID: 1}, nil), nil)
+	<-held
+	send := func(id uint64) *os.File {
+		t.Helper()
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd := int(w.Fd())
+		if err := p.write(p.frame(wire.Header{Procedure: procEcho, CallID: id, FDCount: 3}, marshal(t, &testv1.EchoRequest{Message: "f"})), []int{fd, fd, fd}); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		return r
+	}
+	r2 := send(2) // 3 queued: within the bound
+	r3 := send(3) // 3 more: refused
+	// Closed at once, though the drainer is still held.
+	r3.SetReadDeadline(time.Now().Add(dispatchWait))
+	if n, err := r3.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("refused message's files: read %d, %v; want EOF", n, err)
+	}
+	close(hold)
+	for _, want := range []struct {
+		id   uint64
+		code Code
+	}{{1, 0}, {2, 0}, {3, CodeResourceExhausted}} {
+		d := p.next()
+		if d.replyTo != want.id || Code(d.code) != want.code {
+			t.Fatalf("reply %+v, want to %d with code %v", d, want.id, want.code)
+		}
+	}
+	if e := p.event(0); e.code != CodeResourceExhausted || !strings.Contains(e.msg, "queued files") {
+		t.Errorf("error event %+v", e)
+	}
+	if n := p.ep.queuedFDs.Load(); n != 0 {
+		t.Errorf("%d files counted as queued after the handlers ran", n)
+	}
+	p.echo(4, "after")
+	p.close()
+	r2.Close()
+	r3.Close()
 	herdtest.Check(t, base, dispatchWait)
 }
