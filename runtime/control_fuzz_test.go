@@ -56,13 +56,15 @@ func newFakeWorker(t testing.TB, p *Primary) *fakeWorker {
 		id: id, primary: p,
 		online: make(chan struct{}), linkClosed: make(chan struct{}),
 		exited: make(chan struct{}), done: make(chan struct{}),
+		abandon: make(chan struct{}), handlerGrace: s.handlerGrace,
 	}
 	w.ctx = context.WithValue(context.Background(), workerKey{}, w)
+	w.handlerCtx, w.cancelHandlers = context.WithCancel(w.ctx)
 	a, b, err := link.Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.ctx, w.emitError)
+	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
 	if err := w.ep.start(a); err != nil {
 		b.Close()
 		t.Fatal(err)
@@ -146,6 +148,7 @@ func (fw *fakeWorker) close(t testing.TB) {
 	case <-time.After(dispatchWait):
 		t.Fatal("the primary did not drop the worker")
 	}
+	fw.w.cancelHandlers()
 	fw.w.ep.runEvent(func() {})
 	fw.w.ep.box.Close()
 	<-fw.w.ep.box.Done()
