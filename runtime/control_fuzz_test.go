@@ -232,9 +232,9 @@ func mustMarshal(m proto.Message) []byte {
 // payload bytes and descriptor counts, some with descriptors attached, and
 // connections to the addresses it listens on, so that the primary hands
 // them off. Listen requests that decode are confined to loopback and a
-// temporary directory, and never name a primary descriptor (that is what
-// the port table's own checks are for); everything else is as the fuzzer
-// wrote it.
+// temporary directory (the primary's allowed unix socket directory);
+// everything else, descriptor numbers to listen on included, is as the
+// fuzzer wrote it.
 //
 // The primary must not panic (a handler panic would show as an internal
 // error event), must answer every well-formed call until the link ends,
@@ -257,7 +257,7 @@ func FuzzPrimaryControl(f *testing.F) {
 		defer watchdog.Stop()
 		base := herdtest.Take()
 		dir := t.TempDir()
-		p := NewPrimary(WithLogger(slog.New(slog.DiscardHandler)))
+		p := NewPrimary(WithLogger(slog.New(slog.DiscardHandler)), WithUnixSocketDirs(dir))
 		var evMu sync.Mutex
 		var events []string
 		if err := p.Register(NewUnaryHandler(eventErrorProcedure, func(ctx context.Context, ev *herdv1.ErrorEvent) (*emptypb.Empty, error) {
@@ -355,7 +355,6 @@ func FuzzPrimaryControl(f *testing.F) {
 			case opListen:
 				var req herdv1.ListenRequest
 				if proto.Unmarshal(payload, &req) == nil {
-					req.Fd = nil
 					switch req.GetNetwork() {
 					case "tcp", "tcp4", "udp", "udp4":
 						req.Address = "127.0.0.1:0"

@@ -62,8 +62,8 @@ func fdFloodWorker() int {
 	}
 }
 
-// openFDs counts this process's open descriptors.
-func openFDs() int {
+// countOpenFDs counts this process's open descriptors.
+func countOpenFDs() int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return -1
@@ -85,7 +85,7 @@ func TestFDFloodFromWorker(t *testing.T) {
 	good := c.fork("idle")
 	c.rec.waitFor(fmt.Sprintf("online %d", good.ID()))
 	c.p.Setup(runtime.WithExtraFiles(w)) // for the flooding worker only
-	before := openFDs()
+	before := countOpenFDs()
 
 	// The peak, sampled, for the figure in the log.
 	var peak atomic.Int64
@@ -95,7 +95,7 @@ func TestFDFloodFromWorker(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for {
-			if n := int64(openFDs()); n > peak.Load() {
+			if n := int64(countOpenFDs()); n > peak.Load() {
 				peak.Store(n)
 			}
 			select {
@@ -112,7 +112,7 @@ func TestFDFloodFromWorker(t *testing.T) {
 		t.Fatalf("flooding worker: %v", err)
 	}
 	ev := c.rec.waitFor(fmt.Sprintf("error %d ", bad.ID()))
-	held := openFDs() // the flooding worker is alive: its link would still be up without the fix
+	held := countOpenFDs() // the flooding worker is alive: its link would still be up without the fix
 	close(stop)
 	wg.Wait()
 	t.Logf("primary descriptors: %d before, peak %d during the flood, %d after it (%s of 40 x 250)", before, peak.Load(), held, strings.TrimSpace(line))
