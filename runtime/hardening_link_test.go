@@ -170,13 +170,12 @@ func holdConnsWorker() int {
 					if err != nil {
 						return
 					}
-					if _, err := c.Write([]byte("w" + strconv.FormatUint(self.ID(), 10) + "\n")); err != nil {
-						c.Close()
-						continue
-					}
+					// Held before the greeting: a client that has read
+					// it is counted by "count".
 					mu.Lock()
 					held = append(held, c)
 					mu.Unlock()
+					c.Write([]byte("w" + strconv.FormatUint(self.ID(), 10) + "\n"))
 				}
 			}()
 			return &herdv1.ErrorEvent{Message: ln.Addr().String()}, nil
@@ -226,10 +225,10 @@ func TestWorkerAtDescriptorLimit(t *testing.T) {
 	if err := unix.Prlimit(small.PID(), unix.RLIMIT_NOFILE, &lim, nil); err != nil {
 		t.Skipf("cannot set the worker's RLIMIT_NOFILE: %v", err)
 	}
+	// The limited worker listens alone at first: it is handed
+	// connections until it reaches its limit and refuses them (they wait
+	// in the primary), then the other worker joins and takes them.
 	addr := do(t, small, "listen")
-	if got := do(t, big, "listen"); got != addr {
-		t.Fatalf("workers listen on %s and %s", addr, got)
-	}
 	by := map[string]int{}
 	var clients []net.Conn
 	defer func() {
@@ -237,13 +236,21 @@ func TestWorkerAtDescriptorLimit(t *testing.T) {
 			cl.Close()
 		}
 	}()
-	for i := range conns {
-		cl, err := net.DialTimeout("tcp", addr, waitLimit)
-		if err != nil {
-			t.Fatalf("dial %d: %v", i, err)
+	dial := func(n int) {
+		for range n {
+			cl, err := net.DialTimeout("tcp", addr, waitLimit)
+			if err != nil {
+				t.Fatalf("dial %d: %v", len(clients), err)
+			}
+			clients = append(clients, cl)
 		}
-		clients = append(clients, cl)
 	}
+	dial(conns / 2)
+	ev := c.rec.waitFor(fmt.Sprintf("report %d error resource_exhausted", small.ID()))
+	if got := do(t, big, "listen"); got != addr {
+		t.Fatalf("workers listen on %s and %s", addr, got)
+	}
+	dial(conns - conns/2)
 	for i, cl := range clients {
 		cl.SetReadDeadline(time.Now().Add(waitLimit))
 		line, err := bufio.NewReader(cl).ReadString('\n')
@@ -264,7 +271,6 @@ func TestWorkerAtDescriptorLimit(t *testing.T) {
 	if n := do(t, small, "count"); n != strconv.Itoa(by[smallName]) {
 		t.Errorf("the limited worker holds %s connections, the clients saw %d", n, by[smallName])
 	}
-	ev := c.rec.waitFor(fmt.Sprintf("report %d error resource_exhausted", small.ID()))
 	if !strings.Contains(ev, "descriptor limit") && !strings.Contains(ev, "too many open files") {
 		t.Errorf("error event %q does not say why", ev)
 	}
