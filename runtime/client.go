@@ -46,7 +46,8 @@ func (f callOptionFunc) applyToCall(c *callConfig) { f(c) }
 
 // WithFiles attaches open files, connections or listeners to the call
 // (Node's send(message, handle)): their descriptors travel with the message
-// and the handler gets duplicates from FilesFromContext. The caller keeps
+// and the handler gets duplicates from FilesFromContext (closed when it
+// returns, unless it takes them with TakeFiles). The caller keeps
 // its own copies and may close them once the call returns. *os.File,
 // *net.TCPConn, *net.UnixConn, *net.TCPListener and *net.UnixListener all
 // implement syscall.Conn.

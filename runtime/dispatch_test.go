@@ -71,7 +71,13 @@ type decoded struct {
 	payload   []byte
 }
 
-func newRawPeer(t testing.TB) *rawPeer {
+func newRawPeer(t testing.TB, extra ...*Handler) *rawPeer {
+	return newRawPeerConfig(t, nil, extra...)
+}
+
+// newRawPeerConfig is newRawPeer with the endpoint's configuration changed
+// by cfgFn.
+func newRawPeerConfig(t testing.TB, cfgFn func(*endpointConfig), extra ...*Handler) *rawPeer {
 	t.Helper()
 	a, b, err := link.Pair()
 	if err != nil {
@@ -93,10 +99,17 @@ func newRawPeer(t testing.TB) *rawPeer {
 			return nil, Errorf(Code(req.GetCode()), "%s", req.GetMessage())
 		}),
 	)
+	if err == nil && len(extra) > 0 {
+		err = local.Register(extra...)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := endpointConfig{maxFrame: dispatchMaxFrame, mailboxCap: 4, logger: slog.New(slog.DiscardHandler)}.withDefaults()
+	cfg := endpointConfig{maxFrame: dispatchMaxFrame, mailboxCap: 4, logger: slog.New(slog.DiscardHandler)}
+	if cfgFn != nil {
+		cfgFn(&cfg)
+	}
+	cfg = cfg.withDefaults()
 	p.ep = newEndpoint(cfg, NewMux(), local, nil, context.Background(), p.onError)
 	if err := p.ep.start(a); err != nil {
 		b.Close()
@@ -415,7 +428,8 @@ func FuzzDispatch(f *testing.F) {
 		}
 		h := wire.Header{Procedure: procedure, CallID: callID, ReplyTo: replyTo, Flags: flags, FDCount: fdCount % 4, DeadlineUnixNano: deadline}
 		frame, ferr := wire.AppendFrameBytes(nil, &h, payload, dispatchMaxFrame)
-		wellFormed := ferr == nil && len(garbage) == 0 && int(h.FDCount) <= len(fds)
+		// Descriptors the frame does not claim are a protocol error too.
+		wellFormed := ferr == nil && len(garbage) == 0 && int(h.FDCount) == len(fds)
 		var in []byte
 		if garbageFirst {
 			in = append(in, garbage...)

@@ -50,7 +50,7 @@
 // broadcast client, fire-and-forget only. A fire-and-forget message the
 // other side cannot dispatch is an error event on both sides. Files,
 // connections and listeners travel with a call (WithFiles,
-// FilesFromContext).
+// FilesFromContext, TakeFiles).
 //
 // # Actors
 //

@@ -73,6 +73,8 @@ type endpoint struct {
 	drop atomic.Bool
 
 	maxFrame  int
+	maxFDs    int           // bound of queuedFDs (WithMaxQueuedFiles)
+	queuedFDs atomic.Int64  // received files in the mailbox, not yet handed to a handler
 	ready     chan struct{} // closed once link is set: the reader waits for it
 	closed    chan struct{} // closed when the link is done
 	closeOnce sync.Once
@@ -95,6 +97,7 @@ type inbound struct {
 type endpointConfig struct {
 	maxFrame     int
 	mailboxCap   int
+	maxQueuedFDs int
 	logger       *slog.Logger
 	crashOnPanic bool
 }
@@ -124,6 +127,7 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 	}
 	ep.box = actor.NewMailbox(ep.handle, opts...)
 	ep.maxFrame = cfg.maxFrame
+	ep.maxFDs = cfg.maxQueuedFDs
 	return ep
 }
 
@@ -224,6 +228,27 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 			in.h, in.req = nil, nil
 		}
 	}
+	if n := int64(len(files)); n > 0 {
+		if ep.queuedFDs.Add(n) > int64(ep.maxFDs) {
+			// Refused at once: the files are not held while the
+			// refusal waits in the mailbox.
+			ep.queuedFDs.Add(-n)
+			closeFiles(files)
+			in.files = nil
+			if in.reject == nil {
+				in.proc = string(env.Procedure)
+				in.reject = Errorf(CodeResourceExhausted, "%d more files would take this link past its %d queued files (WithMaxQueuedFiles)", n, ep.maxFDs)
+				in.h, in.req = nil, nil
+			}
+		}
+	}
+	if in.reject == nil && env.FDsLost > 0 {
+		// This process could not install them all (see link's
+		// "Descriptors"): refuse the message rather than run it without.
+		in.proc = string(env.Procedure)
+		in.reject = NewError(CodeResourceExhausted, lostFDs(env))
+		in.h, in.req = nil, nil
+	}
 	if in.reject == nil && env.CallID != 0 {
 		ctx := ep.baseCtx
 		var cancel context.CancelFunc
@@ -308,6 +333,7 @@ func (ep *endpoint) lookupMuxes(procedure []byte) (*Handler, bool) {
 
 // release frees what an inbound holds when it is not handled.
 func (ep *endpoint) release(in *inbound) {
+	ep.queuedFDs.Add(-int64(len(in.files)))
 	closeFiles(in.files)
 	ep.endCall(in)
 }
@@ -334,6 +360,7 @@ func (ep *endpoint) handle(in inbound) {
 		ep.release(&in)
 		return
 	}
+	ep.queuedFDs.Add(-int64(len(in.files))) // out of the mailbox
 	if in.reject != nil {
 		closeFiles(in.files)
 		ep.onError(in.reject.Code(), in.proc, in.reject)
@@ -348,10 +375,14 @@ func (ep *endpoint) handle(in inbound) {
 	if ctx == nil {
 		ctx = ep.baseCtx
 	}
+	var files *callFilesBox
 	if len(in.files) > 0 {
-		ctx = context.WithValue(ctx, filesKey{}, in.files)
+		ctx, files = withFiles(ctx, in.files)
 	}
 	res, err := in.h.invoke(ctx, in.req)
+	if files != nil {
+		files.release() // closes what the handler did not take
+	}
 	ep.endCall(&in)
 	fds := ep.replyFDs
 	ep.replyFDs = nil
@@ -405,6 +436,11 @@ func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
 	pc := ep.pending[env.ReplyTo]
 	delete(ep.pending, env.ReplyTo)
 	ep.pendMu.Unlock()
+	if pc != nil && env.FDsLost > 0 && !env.HasError {
+		closeFiles(files)
+		pc.finish(NewError(CodeResourceExhausted, lostFDs(env)))
+		return
+	}
 	if pc != nil && pc.wantFiles && len(files) > 0 && !env.HasError {
 		// The link reuses its slice after this call; the files are ours.
 		pc.files = append([]*os.File(nil), files...)
@@ -460,4 +496,13 @@ func closeFiles(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
+}
+
+// defaultMaxQueuedFDs is the default of WithMaxQueuedFiles.
+const defaultMaxQueuedFDs = 1024
+
+// lostFDs describes a frame some of whose descriptors this process could not
+// install (link's Envelope.FDsLost).
+func lostFDs(env *wire.Envelope) error {
+	return fmt.Errorf("%d of the %d file descriptors sent with the message were lost: this process is at its descriptor limit (RLIMIT_NOFILE)", env.FDsLost, env.FDCount)
 }

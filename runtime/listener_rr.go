@@ -3,9 +3,12 @@
 package runtime
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 
 	"google.golang.org/protobuf/proto"
 
@@ -128,6 +131,13 @@ func (l *rrListener) closeCluster() error {
 // stopped it. It runs on the drainer.
 func (l *rrListener) take(files []*os.File) (took int, atLimit bool) {
 	defer closeFiles(files)
+	var refused error // reported once l.mu is released
+	var code Code
+	defer func() {
+		if refused != nil {
+			l.s.ep.readerError(code, controlHandoffProcedure, refused)
+		}
+	}()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	room := maxAcceptQueue - (len(l.queue) - l.head) - len(l.pending)
@@ -142,7 +152,13 @@ func (l *rrListener) take(files []*os.File) (took int, atLimit bool) {
 		c, err := net.FileConn(f)
 		if err != nil {
 			l.releaseN(1)
-			break // the rest go back to the primary
+			// The rest go back to the primary, for another worker.
+			code = CodeInternal
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				code = CodeResourceExhausted
+			}
+			refused = fmt.Errorf("hand-off: %d connections refused: %w", len(files)-took, err)
+			break
 		}
 		l.pending = append(l.pending, c)
 		took++
@@ -194,6 +210,13 @@ func (s *Self) handoff(env *wire.Envelope, files []*os.File) {
 		took, atLimit = l.take(files) // closes the files
 	} else {
 		closeFiles(files)
+	}
+	if env.FDsLost > 0 {
+		// The kernel could not install the last ones: they are refused
+		// with the rest the worker did not take, and the primary, which
+		// holds its own copies until acknowledged, gives them to another
+		// worker.
+		s.ep.readerError(CodeResourceExhausted, controlHandoffProcedure, fmt.Errorf("hand-off: %d of %d connections refused: %w", int(env.FDCount)-took, env.FDCount, lostFDs(env)))
 	}
 	if env.CallID != 0 {
 		h := wire.Header{ReplyTo: env.CallID}

@@ -163,6 +163,17 @@ func WithMailboxCapacity(n int) LinkOption {
 	return linkOption(func(c *endpointConfig) { c.mailboxCap = n })
 }
 
+// WithMaxQueuedFiles sets how many received files (descriptors) a link end
+// may hold in its mailbox, waiting for their handlers. A message whose
+// files would take it past n is refused at once with CodeResourceExhausted
+// (an error event on this side, the error to the caller), its files
+// closed; the link goes on. Default 1024, four frames' worth: a peer cannot
+// make this process hold more than that, beyond what running handlers hold
+// or have taken.
+func WithMaxQueuedFiles(n int) LinkOption {
+	return linkOption(func(c *endpointConfig) { c.maxQueuedFDs = n })
+}
+
 // WithLogger sets the logger for runtime diagnostics. Default slog.Default().
 func WithLogger(l *slog.Logger) LinkOption {
 	return linkOption(func(c *endpointConfig) { c.logger = l })
@@ -224,6 +235,9 @@ func (c endpointConfig) withDefaults() endpointConfig {
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
+	}
+	if c.maxQueuedFDs <= 0 {
+		c.maxQueuedFDs = defaultMaxQueuedFDs
 	}
 	return c
 }

@@ -36,6 +36,7 @@ type Self struct {
 	hooks  []func(context.Context) error
 
 	disconnecting atomic.Bool
+	orphanCode    atomic.Int32 // exit status when the link ends without a disconnect
 	endOnce       sync.Once
 	done          chan struct{}
 	stopWatch     func()
@@ -273,7 +274,10 @@ func (s *Self) runHooks(ctx context.Context) error {
 }
 
 // end flushes and closes the link, closes Done, and exits when asked.
-func (s *Self) end(ctx context.Context, exit bool) {
+func (s *Self) end(ctx context.Context, exit bool) { s.endCode(ctx, exit, 0) }
+
+// endCode is end with the exit status to exit with.
+func (s *Self) endCode(ctx context.Context, exit bool, code int) {
 	s.endOnce.Do(func() {
 		_ = s.ep.link.Shutdown(ctx)
 		if s.stopWatch != nil {
@@ -282,7 +286,7 @@ func (s *Self) end(ctx context.Context, exit bool) {
 		close(s.done)
 	})
 	if exit {
-		s.cfg.exit(0)
+		s.cfg.exit(code)
 	}
 }
 
@@ -292,11 +296,19 @@ func (s *Self) watchLink() {
 	<-s.ep.closed
 	if code, err := s.ep.linkFailure(); err != nil {
 		s.reportError(code, "", fmt.Errorf("link: %w", err))
+		// The primary must not take this exit for a clean one.
+		s.orphanCode.Store(ExitLinkFailure)
 	}
 	if !s.disconnecting.Load() {
 		s.orphaned()
 	}
 }
+
+// ExitLinkFailure is the exit status of a worker whose link to the primary
+// ended with an error (a protocol error, an oversize frame, an I/O error)
+// rather than a close by either side: 76, EX_PROTOCOL in sysexits.h. The
+// primary's exit event then has cause EXIT_CAUSE_ERROR.
+const ExitLinkFailure = 76
 
 var orphanOnce sync.Once
 
@@ -305,14 +317,15 @@ var orphanOnce sync.Once
 func (s *Self) orphaned() {
 	orphanOnce.Do(func() {
 		s.disconnecting.Store(true)
-		time.AfterFunc(s.cfg.orphanTimeout+time.Second, func() { s.cfg.exit(0) })
+		code := int(s.orphanCode.Load())
+		time.AfterFunc(s.cfg.orphanTimeout+time.Second, func() { s.cfg.exit(code) })
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.orphanTimeout)
 		defer cancel()
 		s.closeListeners()
 		if err := s.runHooks(ctx); err != nil {
 			s.cfg.endpoint.logger.Warn("herd: drain hooks after the primary died", "error", err)
 		}
-		s.end(ctx, true)
+		s.endCode(ctx, true, code)
 	})
 }
 

@@ -346,6 +346,13 @@ func (w *Worker) supervise() {
 	case <-time.After(linkDrainTimeout):
 		w.ep.link.Abort(ErrLinkClosed)
 	}
+	if ev.Cause == herdv1.ExitCause_EXIT_CAUSE_CLEAN {
+		if _, failure := w.ep.linkFailure(); failure != nil {
+			// The link ended with an error (already reported by an error
+			// event): the worker did not end cleanly, whatever its status.
+			ev.Cause = herdv1.ExitCause_EXIT_CAUSE_ERROR
+		}
+	}
 
 	// The worker is gone and all it wrote has been read: the contexts of
 	// its handlers end. The disconnect and exit events follow everything

@@ -28,9 +28,13 @@ type ExitCause int32
 const (
 	// EXIT_CAUSE_UNSPECIFIED is not a valid cause.
 	ExitCause_EXIT_CAUSE_UNSPECIFIED ExitCause = 0
-	// EXIT_CAUSE_CLEAN: exit status 0.
+	// EXIT_CAUSE_CLEAN: exit status 0, and the link did not end with an
+	// error.
 	ExitCause_EXIT_CAUSE_CLEAN ExitCause = 1
-	// EXIT_CAUSE_ERROR: a non-zero exit status.
+	// EXIT_CAUSE_ERROR: a non-zero exit status (76, EX_PROTOCOL, for a worker
+	// whose side of the link failed), or any status after the primary's side
+	// of the link ended with an error (a protocol error, an oversize frame,
+	// an I/O error), which an error event reported.
 	ExitCause_EXIT_CAUSE_ERROR ExitCause = 2
 	// EXIT_CAUSE_SIGNAL: killed by a signal not sent by the primary.
 	ExitCause_EXIT_CAUSE_SIGNAL ExitCause = 3

@@ -27,7 +27,8 @@
 //     control buffer with room for MaxFDsPerFrame descriptors, decodes as
 //     many frames as the buffer holds, and calls the Handler for each, in
 //     order. Received descriptors go into a FIFO queue; each frame claims
-//     exactly Envelope.FDCount of them from its head. Because the handler
+//     exactly Envelope.FDCount of them from its head (see Descriptors
+//     below for what a peer may send). Because the handler
 //     runs on the reader goroutine, a handler that blocks stops the reading:
 //     the peer's socket buffer fills, then its write queue, then its Send
 //     blocks. That is the backpressure, end to end, with nothing dropped.
@@ -41,6 +42,41 @@
 // WithWriteBufferLimit bytes or more. Each end asks the kernel for a 1 MiB
 // socket send buffer, so that large frames and bursts take fewer wake-ups
 // of the peer.
+//
+// # Descriptors
+//
+// The writer attaches a frame's descriptors to the sendmsg that starts with
+// the frame's first byte, and an AF_UNIX stream socket returns them with
+// the first bytes of that sendmsg's data: a recvmsg returns the
+// descriptors of at most one sendmsg, and stops after the bytes that
+// carried them. So the frame that owns the descriptors of a read starts
+// within the bytes of that same read. The reader enforces exactly that:
+//
+//   - A frame that claims descriptors (FDCount) takes them from the oldest
+//     batch still queued, which must have arrived with the frame's first
+//     byte and hold at least FDCount descriptors; otherwise the frame is a
+//     *wire.ProtocolError (it claims descriptors that were not sent with
+//     it). More than MaxFDsPerFrame is always one.
+//   - Descriptors left in a batch once the next frame to decode starts
+//     after the bytes they arrived with (no frame left can claim them), or
+//     that arrived with bytes in the middle of a frame, end the link with a
+//     *wire.ProtocolError wrapping ErrUnclaimedFDs, and are closed at once.
+//
+// The check runs as each frame is dispatched and after every read, so
+// between two reads the queue holds at most the descriptors of the one
+// partial frame at the end of the read buffer (MaxFDsPerFrame), and at
+// most twice that during a read: a peer cannot make the link hold
+// descriptors no frame claims. (A peer can still move descriptors between
+// frames that start in the same read, say one frame claiming the
+// descriptors meant for the next; the count stays the same, and the
+// handler gets what the frames claim.)
+//
+// When the receiving process cannot install the descriptors of a read (it
+// is at its RLIMIT_NOFILE, or a security module refuses one), the kernel
+// installs the first ones, closes the rest and sets MSG_CTRUNC. That is not
+// the peer's fault, so the link goes on: the frame that claims them gets
+// those installed, and Envelope.FDsLost says how many of its FDCount are
+// missing (the last ones), for the handler to refuse what they stood for.
 //
 // # Ending
 //

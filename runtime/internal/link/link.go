@@ -53,6 +53,13 @@ var ErrPeerClosed = fmt.Errorf("%w by peer: %w", ErrLinkClosed, io.EOF)
 // of it was written, Send's error wraps only the context's error.
 var ErrSendInFlight = errors.New("herd: frame already being written")
 
+// ErrUnclaimedFDs is the cause (inside a *wire.ProtocolError, so test with
+// errors.Is) of a link ended because descriptors arrived that no frame
+// claims: more than the frame they came with declares in its FDCount, or
+// with bytes in which no frame starts. The reader closes them at once (see
+// the package documentation, "Descriptors").
+var ErrUnclaimedFDs = errors.New("herd: file descriptors no frame claims")
+
 // ErrNotSupported is returned by Pair and New on systems without links
 // (anything but Linux and macOS).
 var ErrNotSupported = errors.New("herd: links are not supported on " + goruntime.GOOS)
@@ -62,9 +69,12 @@ var ErrNotSupported = errors.New("herd: links are not supported on " + goruntime
 //
 // env aliases the link's read buffer and is valid only during the call:
 // decode the payload, or copy what must be kept, before returning. files
-// holds exactly env.FDCount descriptors, received with the frame; their
-// ownership passes to the handler, which must close them (the slice itself
-// is reused after the call; the *os.File values are the handler's).
+// holds the descriptors received with the frame: env.FDCount of them, less
+// env.FDsLost, which is not zero only when this side's kernel could not
+// install them all (MSG_CTRUNC, see there); the files then are the first
+// ones the peer sent. Their ownership passes to the handler, which must
+// close them (the slice itself is reused after the call; the *os.File
+// values are the handler's).
 //
 // While the handler runs the link reads nothing more, which is how a busy
 // receiver pushes back on its peer. A non-nil return ends the link with
@@ -168,6 +178,15 @@ type fdFrame struct {
 	w      *waiter // the waiting sender, nil once told or gone
 }
 
+// fdBatch is the descriptors one recvmsg returned, with the stream offsets
+// of the bytes it returned: the frame they were sent with starts in
+// [start, end) (see "Descriptors" in the package documentation).
+type fdBatch struct {
+	n          int    // descriptors of the batch still queued in fdq
+	start, end uint64 // stream offsets of the bytes of that recvmsg
+	lost       bool   // MSG_CTRUNC: the kernel could not install them all
+}
+
 // waiter carries the result of a descriptor frame's sendmsg to its sender.
 type waiter struct{ ch chan error }
 
@@ -229,6 +248,8 @@ type Link struct {
 	readFn    func(fd uintptr) bool
 	recv      receiver
 	fdq       []int      // received descriptors not yet claimed by a frame
+	batches   []fdBatch  // where the descriptors of fdq arrived, oldest first
+	rpos      uint64     // stream offset of rbuf[w]: bytes received so far
 	files     []*os.File // reused for each frame's descriptors
 	env       wire.Envelope
 	smallRead int // consecutive reads without a frame needing a grown buffer

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -426,7 +427,7 @@ func (l *Link) readFrames() error {
 			if n > l.cfg.readBufSize {
 				l.smallRead = 0
 			}
-			if err := l.dispatch(); err != nil {
+			if err := l.dispatch(n); err != nil {
 				return err
 			}
 			l.r += n
@@ -434,25 +435,30 @@ func (l *Link) readFrames() error {
 				return ErrLinkClosed
 			}
 		}
+		if err := l.checkPartial(); err != nil {
+			return err
+		}
 	}
 }
 
-// dispatch hands the decoded frame in l.env, and its descriptors, to the
-// handler.
-func (l *Link) dispatch() error {
+// dispatch hands the decoded frame in l.env, n bytes long, and its
+// descriptors, to the handler.
+func (l *Link) dispatch(n int) error {
+	take, lost, err := l.claim(l.rpos-uint64(l.w-l.r), uint64(n), l.env.FDCount)
+	if err != nil {
+		return err
+	}
 	var files []*os.File
-	if k := l.env.FDCount; k > 0 {
-		if uint64(k) > uint64(len(l.fdq)) {
-			return &wire.ProtocolError{Cause: fmt.Errorf("frame claims %d file descriptors, %d received", k, len(l.fdq))}
-		}
-		for _, fd := range l.fdq[:k] {
+	if take > 0 {
+		for _, fd := range l.fdq[:take] {
 			l.files = append(l.files, os.NewFile(uintptr(fd), "herd-received-fd"))
 		}
-		l.fdq = l.fdq[:copy(l.fdq, l.fdq[k:])]
+		l.fdq = l.fdq[:copy(l.fdq, l.fdq[take:])]
 		files = l.files
 	}
+	l.env.FDsLost = lost
 	l.framesReceived.Add(1)
-	err := l.handler(&l.env, files)
+	err = l.handler(&l.env, files)
 	clear(l.files)
 	l.files = l.files[:0]
 	l.env = wire.Envelope{}
@@ -460,6 +466,90 @@ func (l *Link) dispatch() error {
 		return fmt.Errorf("herd: link handler: %w", err)
 	}
 	return nil
+}
+
+// claim matches the k descriptors claimed by the frame at stream offset f0,
+// n bytes long, with those received: they must have arrived with the
+// frame's first byte, that is in the batch whose bytes include f0. It
+// returns how many of the descriptors at the head of fdq are the frame's,
+// and how many of its k the kernel lost (MSG_CTRUNC). Descriptors that no
+// later frame can claim, because the next frame starts after the bytes
+// they arrived with, are a protocol error (ErrUnclaimedFDs).
+func (l *Link) claim(f0, n uint64, k uint32) (take int, lost uint32, err error) {
+	if err := l.expire(f0); err != nil {
+		return 0, 0, err
+	}
+	if k > 0 {
+		if k > MaxFDsPerFrame {
+			return 0, 0, &wire.ProtocolError{Cause: fmt.Errorf("frame claims %d file descriptors, at most %d can be sent", k, MaxFDsPerFrame)}
+		}
+		var b *fdBatch
+		if len(l.batches) > 0 && l.batches[0].start <= f0 {
+			b = &l.batches[0]
+		}
+		switch {
+		case b != nil && b.n >= int(k):
+			take = int(k)
+		case b != nil && b.lost:
+			take, lost = b.n, k-uint32(b.n)
+		default:
+			got := 0
+			if b != nil {
+				got = b.n
+			}
+			return 0, 0, &wire.ProtocolError{Cause: fmt.Errorf("frame claims %d file descriptors, %d arrived with it", k, got)}
+		}
+		if b.n -= take; b.n == 0 {
+			l.popBatch()
+		}
+	}
+	return take, lost, l.expire(f0 + n)
+}
+
+// expire drops the batches whose bytes all lie before stream offset pos,
+// where the next frame starts: no frame left can claim their descriptors,
+// so any still queued are a protocol error.
+func (l *Link) expire(pos uint64) error {
+	for len(l.batches) > 0 && l.batches[0].end <= pos {
+		if l.batches[0].n > 0 {
+			return l.unclaimed(l.batches[0])
+		}
+		l.popBatch()
+	}
+	return nil
+}
+
+// checkPartial runs once every whole frame in the buffer has been
+// dispatched: what remains is at most the start of one frame, so only the
+// batch that arrived with that start may still hold descriptors. The queue
+// thus never holds more than one batch (MaxFDsPerFrame descriptors) between
+// reads.
+func (l *Link) checkPartial() error {
+	pos := l.rpos - uint64(l.w-l.r) // where the partial frame starts
+	if err := l.expire(pos); err != nil {
+		return err
+	}
+	for i, b := range l.batches {
+		if b.start <= pos {
+			continue // the partial frame's
+		}
+		if b.n > 0 {
+			return l.unclaimed(b)
+		}
+		l.batches = slices.Delete(l.batches, i, i+1) // only lost ones: nothing to close
+		return l.checkPartial()
+	}
+	return nil
+}
+
+// unclaimed is the error for descriptors of b that no frame claims.
+func (l *Link) unclaimed(b fdBatch) error {
+	return &wire.ProtocolError{Cause: fmt.Errorf("%w: %d arrived with stream bytes [%d, %d), which no frame claiming them starts in",
+		ErrUnclaimedFDs, b.n, b.start, b.end)}
+}
+
+func (l *Link) popBatch() {
+	l.batches = l.batches[:copy(l.batches, l.batches[1:])]
 }
 
 // fill makes room in the read buffer and reads once.
@@ -476,11 +566,18 @@ func (l *Link) fill() error {
 		}
 		return fmt.Errorf("herd: link read: %w", err)
 	}
-	if l.roobn > 0 {
+	lost := l.rflags&unix.MSG_CTRUNC != 0
+	if l.roobn > 0 || lost {
+		// The descriptors belong to the frame that starts in the bytes of
+		// this read. With MSG_CTRUNC the kernel installed only the first
+		// ones (it closed the rest: typically this process is at its
+		// descriptor limit); the frame then gets those and learns how many
+		// were lost (Envelope.FDsLost), and the link goes on.
+		q := len(l.fdq)
 		l.fdq = appendReceivedFDs(l.fdq, l.roob[:l.roobn])
-	}
-	if l.rflags&unix.MSG_CTRUNC != 0 {
-		return &wire.ProtocolError{Cause: errors.New("control message truncated: too many file descriptors in one message")}
+		if got := len(l.fdq) - q; got > 0 || lost {
+			l.batches = append(l.batches, fdBatch{n: got, start: l.rpos, end: l.rpos + uint64(l.rn), lost: lost})
+		}
 	}
 	switch {
 	case l.rerr == unix.ECONNRESET:
@@ -494,6 +591,7 @@ func (l *Link) fill() error {
 		return ErrPeerClosed
 	}
 	l.w += l.rn
+	l.rpos += uint64(l.rn)
 	l.bytesReceived.Add(uint64(l.rn))
 	return nil
 }

@@ -49,9 +49,11 @@ type receiver struct {
 // returns the descriptors of a sendmsg together with the first bytes of
 // that sendmsg's data (never later), and it stops after the bytes that
 // carried descriptors, so one read never returns the descriptors of two
-// sendmsgs. The control buffer must be large enough: if it is not, the
-// kernel closes the descriptors that do not fit and sets MSG_CTRUNC, which
-// the link treats as a protocol error.
+// sendmsgs. The control buffer has room for MaxFDsPerFrame descriptors,
+// Linux's SCM_MAX_FD, the most one sendmsg can carry, so MSG_CTRUNC means
+// this process could not install them (RLIMIT_NOFILE, a security module):
+// the kernel installs the first ones and closes the rest, and the link
+// delivers the frame with Envelope.FDsLost set.
 func (r *receiver) recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
 	r.iov.Base = &p[0]
 	r.iov.SetLen(len(p))

@@ -120,6 +120,12 @@ type Envelope struct {
 	DeadlineUnixNano int64
 	// Payload is the encoded request or response message.
 	Payload []byte
+	// FDsLost is not on the wire: the link package sets it to the number
+	// of the frame's FDCount descriptors that the receiving kernel could
+	// not install (MSG_CTRUNC, typically because the receiver is at its
+	// descriptor limit). They are the last ones of the frame; the handler
+	// gets the others. Decode sets it to zero.
+	FDsLost uint32
 }
 
 // limit returns the effective maximum frame size for a maxFrame argument.
