@@ -120,6 +120,9 @@ type Envelope struct {
 	DeadlineUnixNano int64
 	// Payload is the encoded request or response message.
 	Payload []byte
+	// Len is the length of the whole frame, prefix included, as Decode
+	// consumed it. Flow control counts frames by it, on both ends.
+	Len int
 }
 
 // limit returns the effective maximum frame size for a maxFrame argument.
