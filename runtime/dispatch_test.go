@@ -134,6 +134,12 @@ func (p *rawPeer) read() {
 			if m == 0 {
 				break
 			}
+			if string(env.Procedure) == controlCreditProcedure {
+				// Flow control: this peer writes within the window
+				// granted first, and ignores what is given back.
+				buf = buf[m:]
+				continue
+			}
 			p.frames <- decoded{
 				replyTo: env.ReplyTo, callID: env.CallID, procedure: string(env.Procedure),
 				hasError: env.HasError, code: Code(env.ErrorCode), message: string(env.ErrorMessage),
