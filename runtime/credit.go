@@ -172,12 +172,14 @@ func (ep *endpoint) creditWait() {
 // overflow this end's counters (which would only hurt its own link).
 const maxGrant = 1 << 40
 
-// onCredit handles a Credit frame from the peer, on the reader.
-func (ep *endpoint) onCredit(env *wire.Envelope) error {
+// onCredit handles a Credit frame from the peer, on the reader. One that
+// does not decode is reported and ignored, like any undecodable request.
+func (ep *endpoint) onCredit(env *wire.Envelope) {
 	m := &ep.creditIn
 	m.Reset()
 	if err := proto.Unmarshal(env.Payload, m); err != nil {
-		return &wire.ProtocolError{Cause: fmt.Errorf("decode credit: %w", err)}
+		ep.readerError(CodeInvalidArgument, controlCreditProcedure, fmt.Errorf("decode %s request: %w", controlCreditProcedure, err))
+		return
 	}
 	if f, b := m.GetFrames(), m.GetBytes(); f > 0 || b > 0 {
 		ep.link.Grant(int64(f), int64(min(b, maxGrant)))
@@ -185,7 +187,6 @@ func (ep *endpoint) onCredit(env *wire.Envelope) error {
 	if m.GetWaiting() {
 		ep.credit.peerWaits()
 	}
-	return nil
 }
 
 // afterReceived runs fn on the drainer after the user messages already

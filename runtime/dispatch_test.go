@@ -38,6 +38,7 @@ const (
 	procEcho  = "/herd.test.v1.TestService/Echo"
 	procPanic = "/herd.test.v1.TestService/Panic"
 	procFail  = "/herd.test.v1.TestService/Fail"
+	procBlock = "/herd.test.v1.TestService/Block"
 )
 
 // errorEvent is one call of the endpoint's onError.
@@ -55,9 +56,12 @@ type rawPeer struct {
 	frames  chan decoded // frames the endpoint wrote, until it closed
 	readErr error        // why reading stopped; set before frames closes
 
-	mu     sync.Mutex
-	events []errorEvent
-	evSig  chan struct{}
+	mu      sync.Mutex
+	events  []errorEvent
+	evSig   chan struct{}
+	credits []*herdv1.CreditRequest // Credit frames the endpoint wrote
+
+	block chan struct{} // procBlock's handler returns once it is closed
 }
 
 // decoded is a frame read from the endpoint, copied out of the read buffer.
@@ -73,11 +77,18 @@ type decoded struct {
 
 func newRawPeer(t testing.TB) *rawPeer {
 	t.Helper()
+	return newRawPeerWith(t, nil)
+}
+
+// newRawPeerWith is newRawPeer with the endpoint's configuration changed
+// by configure.
+func newRawPeerWith(t testing.TB, configure func(*endpointConfig)) *rawPeer {
+	t.Helper()
 	a, b, err := link.Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rawPeer{t: t, raw: b, frames: make(chan decoded, 64), evSig: make(chan struct{}, 1)}
+	p := &rawPeer{t: t, raw: b, frames: make(chan decoded, 64), evSig: make(chan struct{}, 1), block: make(chan struct{})}
 	local := NewMux()
 	err = local.Register(
 		NewUnaryHandler(procEcho, func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
@@ -92,11 +103,20 @@ func newRawPeer(t testing.TB) *rawPeer {
 			closeFiles(FilesFromContext(ctx))
 			return nil, Errorf(Code(req.GetCode()), "%s", req.GetMessage())
 		}),
+		NewUnaryHandler(procBlock, func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
+			closeFiles(FilesFromContext(ctx))
+			<-p.block
+			return &testv1.EchoResponse{}, nil
+		}),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := endpointConfig{maxFrame: dispatchMaxFrame, mailboxCap: 4, logger: slog.New(slog.DiscardHandler)}.withDefaults()
+	cfg := endpointConfig{maxFrame: dispatchMaxFrame, mailboxCap: 4, logger: slog.New(slog.DiscardHandler)}
+	if configure != nil {
+		configure(&cfg)
+	}
+	cfg = cfg.withDefaults()
 	p.ep = newEndpoint(cfg, NewMux(), local, nil, context.Background(), p.onError)
 	if err := p.ep.start(a); err != nil {
 		b.Close()
@@ -135,8 +155,20 @@ func (p *rawPeer) read() {
 				break
 			}
 			if string(env.Procedure) == controlCreditProcedure {
-				// Flow control: this peer writes within the window
-				// granted first, and ignores what is given back.
+				// Flow control: kept aside; the tests write within
+				// the window the endpoint grants first.
+				c := &herdv1.CreditRequest{}
+				if err := proto.Unmarshal(env.Payload, c); err != nil {
+					p.readErr = fmt.Errorf("endpoint wrote a bad credit frame: %w", err)
+					return
+				}
+				p.mu.Lock()
+				p.credits = append(p.credits, c)
+				p.mu.Unlock()
+				select {
+				case p.evSig <- struct{}{}:
+				default:
+				}
 				buf = buf[m:]
 				continue
 			}
@@ -421,7 +453,10 @@ func FuzzDispatch(f *testing.F) {
 		}
 		h := wire.Header{Procedure: procedure, CallID: callID, ReplyTo: replyTo, Flags: flags, FDCount: fdCount % 4, DeadlineUnixNano: deadline}
 		frame, ferr := wire.AppendFrameBytes(nil, &h, payload, dispatchMaxFrame)
-		wellFormed := ferr == nil && len(garbage) == 0 && int(h.FDCount) <= len(fds)
+		// A control request larger than maxSystemFrame is a protocol
+		// error, however well-formed.
+		bigControl := h.Flags&wire.FlagCancel == 0 && h.ReplyTo == 0 && h.Flags&wire.FlagSystem != 0 && len(frame) > maxSystemFrame
+		wellFormed := ferr == nil && len(garbage) == 0 && int(h.FDCount) <= len(fds) && !bigControl
 		var in []byte
 		if garbageFirst {
 			in = append(in, garbage...)

@@ -217,7 +217,8 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		switch {
 		case string(env.Procedure) == controlCreditProcedure:
 			closeFiles(files)
-			return ep.onCredit(env)
+			ep.onCredit(env)
+			return nil
 		case ep.inline != nil && string(env.Procedure) == ep.inlineProc:
 			ep.inline(env, files)
 			return nil
