@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	goruntime "runtime"
@@ -96,7 +97,8 @@ func floodWorkerMain() int {
 }
 
 // sinkWorkerMain has a Flood handler that never returns; on SIGUSR1 it
-// calls the primary's Ask and prints the call's error.
+// calls the primary's Ask and prints the call's error. It also listens on a
+// round-robin address (printed) and greets every connection it is handed.
 func sinkWorkerMain() int {
 	self, err := runtime.NewSelf(runtime.WithMailboxBytes(flowBudget))
 	if err != nil {
@@ -113,8 +115,23 @@ func sinkWorkerMain() int {
 		return 12
 	}
 	ctx := context.Background()
-	if err := self.Call(ctx, askProcedure, &herdv1.ErrorEvent{Message: "ready"}, &herdv1.ErrorEvent{}); err != nil {
+	ln, err := runtime.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
 		return 13
+	}
+	fmt.Printf("listening %s\n", ln.Addr())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("hi\n"))
+			c.Close()
+		}
+	}()
+	if err := self.Call(ctx, askProcedure, &herdv1.ErrorEvent{Message: "ready"}, &herdv1.ErrorEvent{}); err != nil {
+		return 14
 	}
 	for range usr1 {
 		cctx, cancel := context.WithTimeout(ctx, waitLimit/2)
@@ -232,8 +249,9 @@ func TestFloodingWorkerDisconnectsGracefully(t *testing.T) {
 
 // TestFloodedWorkerStillGetsReplies: the primary floods a worker whose
 // handler does not return. The worker holds at most its byte budget (1 MiB
-// messages), and a call it makes to the primary still gets its reply: the
-// reply is not stuck behind the flood on the worker's reader.
+// messages), a call it makes to the primary still gets its reply, and
+// connections of its round-robin listener are still handed to it: neither
+// is stuck behind the flood.
 func TestFloodedWorkerStillGetsReplies(t *testing.T) {
 	for _, size := range []int{64, 1 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
@@ -250,6 +268,16 @@ func TestFloodedWorkerStillGetsReplies(t *testing.T) {
 			w.Stderr().Close()
 			if m := <-calls; m != "ready" {
 				t.Fatalf("first call %q", m)
+			}
+			var addr string
+			select {
+			case l := <-out:
+				var ok bool
+				if addr, ok = strings.CutPrefix(l, "listening "); !ok {
+					t.Fatalf("worker said %q", l)
+				}
+			case <-time.After(waitLimit):
+				t.Fatal("no address from the worker")
 			}
 			pid := strconv.Itoa(w.PID())
 			before := rss(t, pid)
@@ -278,6 +306,18 @@ func TestFloodedWorkerStillGetsReplies(t *testing.T) {
 			waitLine(t, out, "call: <nil>")
 			if m := <-calls; m != "call" {
 				t.Fatalf("second call %q", m)
+			}
+			for range 3 {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.SetDeadline(time.Now().Add(waitLimit))
+				b, err := io.ReadAll(conn)
+				conn.Close()
+				if string(b) != "hi\n" {
+					t.Fatalf("connection to the flooded worker: read %q, %v", b, err)
+				}
 			}
 			if err := w.Kill(syscall.SIGKILL); err != nil {
 				t.Fatal(err)

@@ -257,6 +257,10 @@ type Link struct {
 // ctx.Err(); if the writer already has it, the error also wraps
 // ErrSendInFlight (see there).
 //
+// On a link built WithCredit, a credited frame (a request) first waits for
+// the peer's credit, in order with other waiting senders; if ctx ends
+// meanwhile the error wraps ctx.Err() and nothing was queued.
+//
 // A frame larger than the maximum frame size is refused with an error
 // wrapping wire.ErrFrameTooLarge; more than MaxFDsPerFrame descriptors, a
 // negative or closed descriptor, or a payload that fails to marshal are
