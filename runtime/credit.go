@@ -66,7 +66,7 @@ type inboxCredit struct {
 	relFrames, relBytes         atomic.Int64 // credited frames handled
 	grantedFrames, grantedBytes atomic.Int64 // granted in total, window included
 
-	peerWaiting atomic.Bool // the peer said it waits for credit
+	peerWaiting atomic.Bool // the peer waits for credit, until all is given back
 	stopped     atomic.Bool // a disconnect started: grant nothing more
 
 	mu   sync.Mutex
@@ -103,8 +103,9 @@ func (c *inboxCredit) admit(n int) error {
 // when a quarter of the window (in messages or bytes) is waiting to be
 // given back, or when the mailbox is empty and the peer waits.
 func (c *inboxCredit) release(n int) {
-	rf := c.relFrames.Add(1)
+	// Bytes first: a grant that sees the frame handled sees its bytes.
 	rb := c.relBytes.Add(int64(n))
+	rf := c.relFrames.Add(1)
 	if c.stopped.Load() {
 		return
 	}
@@ -117,7 +118,9 @@ func (c *inboxCredit) release(n int) {
 }
 
 // peerWaits records that the peer waits for credit, and grants what is
-// held back if nothing is left to handle.
+// held back if nothing is left to handle. The peer says so once per
+// waiting sender; it is remembered until everything has been given back
+// (the peer then has its whole window, in which any one message fits).
 func (c *inboxCredit) peerWaits() {
 	c.peerWaiting.Store(true)
 	if c.relFrames.Load() == c.recvFrames.Load() {
@@ -133,7 +136,8 @@ func (c *inboxCredit) grant() {
 		return
 	}
 	gf, gb := c.grantedFrames.Load(), c.grantedBytes.Load()
-	pf := c.relFrames.Load() - (gf - c.windowFrames)
+	rf := c.relFrames.Load()
+	pf := rf - (gf - c.windowFrames)
 	pb := c.relBytes.Load() - (gb - c.windowBytes)
 	if pf <= 0 && pb <= 0 {
 		c.mu.Unlock()
@@ -143,7 +147,9 @@ func (c *inboxCredit) grant() {
 	// strength of it must find it counted.
 	c.grantedFrames.Store(gf + pf)
 	c.grantedBytes.Store(gb + pb)
-	c.peerWaiting.Store(false)
+	if rf == c.recvFrames.Load() {
+		c.peerWaiting.Store(false) // everything is given back
+	}
 	c.send(&herdv1.CreditRequest{Frames: uint32(pf), Bytes: uint64(pb)})
 	c.mu.Unlock()
 }

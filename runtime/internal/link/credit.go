@@ -25,14 +25,17 @@ import (
 // (or other senders already waiting) waits, first come first served, until
 // a grant covers it, its context ends or the link ends; nothing is queued
 // meanwhile, so whatever a Send returned nil for is on its way to a
-// receiver that has room for it. When a sender starts waiting the link
-// calls the function given to WithCredit once (again only after a grant),
-// so the receiver can grant what it holds back in batches.
+// receiver that has room for it. Each time a sender comes to the head of
+// the waiting line the link calls the function given to WithCredit, so
+// that the receiver, which gives credit back in batches, knows to give back
+// everything once it has handled what it holds. That call is made once per
+// waiting sender, never in answer to a grant: a peer cannot make this end
+// write by sending grants.
 
 // WithCredit turns on flow control of credited frames (see Link.Grant).
-// onWait, if not nil, is called (outside the link's lock, on the goroutine
-// of a Send) when a credited Send starts waiting for credit and the peer
-// has not been told since its last grant; it must not block.
+// onWait, if not nil, is called (outside the link's lock) each time a
+// credited Send comes to the head of the senders waiting for credit; it
+// must not block.
 func WithCredit(onWait func()) Option {
 	return optionFunc(func(c *config) {
 		c.credit = true
@@ -55,7 +58,7 @@ type creditState struct {
 	frames int64 // frames that may still be sent
 	bytes  int64 // bytes that may still be sent; negative after an oversize frame
 	q      []*creditWaiter
-	asked  bool // onCreditWait was called since the last grant
+	asked  *creditWaiter // the head of q that onCreditWait was called for
 }
 
 // credited reports whether h is a credited frame on this link.
@@ -81,8 +84,8 @@ func (l *Link) takeCreditLocked(n int64) bool {
 }
 
 // serveLocked hands credit to waiting senders, in order, while it covers
-// them. It reports whether senders are still waiting and the peer has not
-// been told since its last grant (the caller then calls onCreditWait).
+// them. It reports whether a sender is waiting at the head of the line that
+// the peer has not been told about (the caller then calls onCreditWait).
 func (l *Link) serveLocked() (ask bool) {
 	c := &l.credit
 	for len(c.q) > 0 && c.fitsLocked(c.q[0].n) {
@@ -95,13 +98,13 @@ func (l *Link) serveLocked() (ask bool) {
 		close(w.ch)
 	}
 	if len(c.q) == 0 {
-		c.q = nil
+		c.q, c.asked = nil, nil
 		return false
 	}
-	if c.asked {
+	if c.asked == c.q[0] {
 		return false
 	}
-	c.asked = true
+	c.asked = c.q[0]
 	return true
 }
 
@@ -120,7 +123,6 @@ func (l *Link) Grant(frames, bytes int64) {
 	}
 	c.frames += frames
 	c.bytes += bytes
-	c.asked = false
 	ask := l.serveLocked()
 	l.mu.Unlock()
 	if ask && l.cfg.onCreditWait != nil {
@@ -135,8 +137,7 @@ func (l *Link) waitCredit(ctx context.Context, n int64) error {
 	w := &creditWaiter{n: n, ch: make(chan struct{})}
 	c := &l.credit
 	c.q = append(c.q, w)
-	ask := !c.asked
-	c.asked = true
+	ask := l.serveLocked() // w cannot be served: it did not fit, or others wait
 	l.mu.Unlock()
 	if ask && l.cfg.onCreditWait != nil {
 		l.cfg.onCreditWait()
@@ -185,5 +186,5 @@ func (l *Link) failCreditLocked(err error) {
 		w.err = err
 		close(w.ch)
 	}
-	l.credit.q = nil
+	l.credit.q, l.credit.asked = nil, nil
 }

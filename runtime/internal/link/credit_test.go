@@ -104,17 +104,49 @@ func TestCreditOversizeFrameGoesWhenNothingOutstanding(t *testing.T) {
 	<-waits
 	size := int64(len(frameBytes(t, wire.Header{Procedure: "/t/big"}, &herdv1.ErrorEvent{Message: string(big)})))
 	a.Grant(1, size-100) // no bytes available yet
-	select {
-	case err := <-next:
-		t.Fatalf("sent with no credit in bytes: %v", err)
-	case <-waits:
-		// Still waiting: the peer is told again after the grant.
+	a.mu.Lock()
+	waiting := len(a.credit.q)
+	a.mu.Unlock()
+	if waiting != 1 {
+		t.Fatalf("%d senders waiting after a grant that covers none, want 1", waiting)
 	}
 	a.Grant(0, 100)
 	if err := <-next; err != nil {
 		t.Fatal(err)
 	}
 	c.wait(t, 2)
+}
+
+// The peer is told once per sender that comes to the head of the line, not
+// in answer to grants.
+func TestCreditAsksOncePerWaiter(t *testing.T) {
+	checkLeaks(t)
+	ctx := testContext(t)
+	a, _, c, waits := creditPair(t)
+	a.Grant(1, 1<<20)
+	if err := a.Send(ctx, &wire.Header{Procedure: "/t/0"}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	first := sendAsync(ctx, a, "/t/1", nil)
+	<-waits
+	second := sendAsync(ctx, a, "/t/2", nil)
+	poll(t, "two waiting senders", func() bool { a.mu.Lock(); defer a.mu.Unlock(); return len(a.credit.q) == 2 })
+	for range 10 {
+		a.Grant(0, 1) // bytes only: serves nobody
+	}
+	a.Grant(1, 0) // serves the first; the second comes to the head
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	<-waits
+	a.Grant(1, 0)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	c.wait(t, 3)
+	if n := len(waits); n != 0 {
+		t.Fatalf("%d more calls of onWait, want none", n)
+	}
 }
 
 func TestCreditWaitersFailWhenLinkEnds(t *testing.T) {
