@@ -62,8 +62,14 @@ var errCreditExceeded = errors.New("herd: peer exceeded its flow-control credit"
 type inboxCredit struct {
 	windowFrames, windowBytes int64
 
-	recvFrames, recvBytes       atomic.Int64 // credited frames read
-	relFrames, relBytes         atomic.Int64 // credited frames handled
+	// The reader's and the drainer's counters on their own cache lines:
+	// each is written for every message.
+	_                     [64]byte
+	recvFrames, recvBytes atomic.Int64 // credited frames read
+	_                     [48]byte
+	relFrames, relBytes   atomic.Int64 // credited frames handled
+	_                     [48]byte
+
 	grantedFrames, grantedBytes atomic.Int64 // granted in total, window included
 
 	peerWaiting atomic.Bool // the peer waits for credit, until all is given back
