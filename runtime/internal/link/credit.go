@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
@@ -43,13 +44,16 @@ func WithCredit(onWait func()) Option {
 	})
 }
 
-// creditWaiter is a credited Send waiting for credit.
+// creditWaiter is a credited Send waiting for credit. They are pooled: a
+// sender held back by flow control allocates nothing.
 type creditWaiter struct {
 	n       int64         // the frame's size in bytes
-	ch      chan struct{} // closed once granted or failed
+	ch      chan struct{} // gets a token, under Link.mu, once granted or failed
 	granted bool          // the credit for n was reserved for this sender
 	err     error         // the link ended first
 }
+
+var creditWaiters = sync.Pool{New: func() any { return &creditWaiter{ch: make(chan struct{}, 1)} }}
 
 // creditState is a link's credit, guarded by Link.mu.
 type creditState struct {
@@ -95,7 +99,7 @@ func (l *Link) serveLocked() (ask bool) {
 		c.frames--
 		c.bytes -= w.n
 		w.granted = true
-		close(w.ch)
+		w.ch <- struct{}{}
 	}
 	if len(c.q) == 0 {
 		c.q, c.asked = nil, nil
@@ -134,7 +138,8 @@ func (l *Link) Grant(frames, bytes int64) {
 // fit. It is called with l.mu held and returns with it released; on
 // success the credit is reserved for the caller.
 func (l *Link) waitCredit(ctx context.Context, n int64) error {
-	w := &creditWaiter{n: n, ch: make(chan struct{})}
+	w := creditWaiters.Get().(*creditWaiter)
+	w.n = n
 	c := &l.credit
 	c.q = append(c.q, w)
 	ask := l.serveLocked() // w cannot be served: it did not fit, or others wait
@@ -142,16 +147,23 @@ func (l *Link) waitCredit(ctx context.Context, n int64) error {
 	if ask && l.cfg.onCreditWait != nil {
 		l.cfg.onCreditWait()
 	}
+	got := false // the token was taken
 	select {
 	case <-w.ch:
+		got = true
 	case <-ctx.Done():
 	}
 	l.mu.Lock()
+	if !got && (w.granted || w.err != nil) {
+		<-w.ch // sent under l.mu, before this lock
+	}
+	err := w.err
 	switch {
-	case w.err != nil:
+	case err != nil:
 		l.mu.Unlock()
-		return w.err
-	case ctx.Err() != nil:
+		putCreditWaiter(w)
+		return err
+	case !got && ctx.Err() != nil:
 		// Give back what was reserved, or leave the queue; either may let
 		// the next sender go.
 		if w.granted {
@@ -162,13 +174,20 @@ func (l *Link) waitCredit(ctx context.Context, n int64) error {
 		}
 		ask := l.serveLocked()
 		l.mu.Unlock()
+		putCreditWaiter(w)
 		if ask && l.cfg.onCreditWait != nil {
 			l.cfg.onCreditWait()
 		}
 		return fmt.Errorf("herd: link send: waiting for the peer's credit: %w", ctx.Err())
 	}
 	l.mu.Unlock()
+	putCreditWaiter(w)
 	return nil
+}
+
+func putCreditWaiter(w *creditWaiter) {
+	w.n, w.granted, w.err = 0, false, nil
+	creditWaiters.Put(w)
 }
 
 // returnCreditLocked gives back credit reserved for a frame that was not
@@ -184,7 +203,7 @@ func (l *Link) returnCreditLocked(n int64) {
 func (l *Link) failCreditLocked(err error) {
 	for _, w := range l.credit.q {
 		w.err = err
-		close(w.ch)
+		w.ch <- struct{}{}
 	}
 	l.credit.q, l.credit.asked = nil, nil
 }
