@@ -76,6 +76,7 @@ type inboxCredit struct {
 	stopped     atomic.Bool // a disconnect started: grant nothing more
 
 	mu   sync.Mutex
+	msg  herdv1.CreditRequest        // the grant being sent, under mu (encoded before send returns)
 	send func(*herdv1.CreditRequest) // writes a Credit frame
 }
 
@@ -85,9 +86,12 @@ func (c *inboxCredit) init(frames, bytes int64, send func(*herdv1.CreditRequest)
 
 // grantWindow grants the whole window; it is the first frame of the link.
 func (c *inboxCredit) grantWindow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.grantedFrames.Store(c.windowFrames)
 	c.grantedBytes.Store(c.windowBytes)
-	c.send(&herdv1.CreditRequest{Frames: uint32(c.windowFrames), Bytes: uint64(c.windowBytes)})
+	c.msg.Frames, c.msg.Bytes = uint32(c.windowFrames), uint64(c.windowBytes)
+	c.send(&c.msg)
 }
 
 // admit counts a credited frame of n bytes as it is read, or fails if the
@@ -156,7 +160,8 @@ func (c *inboxCredit) grant() {
 	if rf == c.recvFrames.Load() {
 		c.peerWaiting.Store(false) // everything is given back
 	}
-	c.send(&herdv1.CreditRequest{Frames: uint32(pf), Bytes: uint64(pb)})
+	c.msg.Frames, c.msg.Bytes = uint32(pf), uint64(pb)
+	c.send(&c.msg)
 	c.mu.Unlock()
 }
 
@@ -174,10 +179,14 @@ func (ep *endpoint) sendCredit(req *herdv1.CreditRequest) {
 	}
 }
 
+// waitingCredit is the Credit message saying a sender waits. It is only
+// read (encoding it concurrently is safe), so it is shared.
+var waitingCredit = &herdv1.CreditRequest{Waiting: true}
+
 // creditWait is the link's WithCredit callback: a sender on this end waits
 // for the peer's credit.
 func (ep *endpoint) creditWait() {
-	ep.sendCredit(&herdv1.CreditRequest{Waiting: true})
+	ep.sendCredit(waitingCredit)
 }
 
 // maxGrant bounds one grant from the peer, so that a hostile one cannot
