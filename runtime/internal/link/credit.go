@@ -94,15 +94,18 @@ func (l *Link) serveLocked() (ask bool) {
 	c := &l.credit
 	for len(c.q) > 0 && c.fitsLocked(c.q[0].n) {
 		w := c.q[0]
-		c.q[0] = nil
-		c.q = c.q[1:]
+		// Shift rather than reslice, so the queue keeps its array: a
+		// sender that waits then allocates nothing.
+		k := copy(c.q, c.q[1:])
+		c.q[k] = nil
+		c.q = c.q[:k]
 		c.frames--
 		c.bytes -= w.n
 		w.granted = true
 		w.ch <- struct{}{}
 	}
 	if len(c.q) == 0 {
-		c.q, c.asked = nil, nil
+		c.asked = nil
 		return false
 	}
 	if c.asked == c.q[0] {
@@ -205,5 +208,6 @@ func (l *Link) failCreditLocked(err error) {
 		w.err = err
 		w.ch <- struct{}{}
 	}
-	l.credit.q, l.credit.asked = nil, nil
+	clear(l.credit.q)
+	l.credit.q, l.credit.asked = l.credit.q[:0], nil
 }
