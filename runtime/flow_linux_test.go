@@ -235,9 +235,11 @@ func TestFloodingWorkerDisconnectsGracefully(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
+			start := time.Now()
 			if err := w.Disconnect(ctx); err != nil {
 				t.Fatalf("Disconnect of the flooding worker: %v (it was killed)", err)
 			}
+			t.Logf("graceful disconnect of the flooding worker took %v", time.Since(start).Round(time.Millisecond))
 			unblock()
 			ev := c.waitExit(w)
 			if !ev.GetExitedAfterDisconnect() || ev.GetCause() != herdv1.ExitCause_EXIT_CAUSE_CLEAN {
