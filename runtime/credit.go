@@ -36,6 +36,11 @@ import (
 // frames (wire.Envelope.Len), the same on both ends; the decoded form of a
 // message is about the size of its encoding for the usual shapes (bytes and
 // strings), larger for messages made of many tiny sub-messages.
+//
+// Control requests that a handler serves (Disconnect, Listen,
+// CloseListener) go to the mailbox's system lane, ahead of every queued
+// user message; they still wait for a handler that is running to return,
+// since one goroutine runs all of a link end's handlers.
 
 // DefaultMailboxBytes is how many bytes of user messages a link end holds
 // (received and not yet handled) unless WithMailboxBytes says otherwise.

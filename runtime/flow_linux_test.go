@@ -219,11 +219,9 @@ func TestFloodingWorkerDisconnectsGracefully(t *testing.T) {
 			debug.FreeOSMemory()
 			before := rss(t, "self")
 			w := c.fork("flood", runtime.WithForkEnv(fmt.Sprintf("HERD_TEST_FLOOD_SIZE=%d", size)))
+			// The reader of out ends when the worker has exited (at the
+			// latest when the cluster's cleanup kills it).
 			out := lines(w.Stdout())
-			defer func() {
-				for range out {
-				}
-			}()
 			defer unblock()
 			w.Stderr().Close()
 			waitLine(t, out, "stalled")
