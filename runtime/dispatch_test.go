@@ -562,8 +562,10 @@ func TestLookupCacheSeesRegistrations(t *testing.T) {
 // a procedure, cut at a rune boundary.
 func TestRejectedNoticesBounded(t *testing.T) {
 	base := herdtest.Take()
-	p := newRawPeer(t)
 	const flood = 1000
+	// This peer writes without waiting for credit: the endpoint grants it
+	// room for the whole flood.
+	p := newRawPeerWith(t, func(c *endpointConfig) { c.mailboxCap = flood + 1 })
 	long := "/" + strings.Repeat("é/", 400) // too long, and cut mid-rune at the limit
 	start := time.Now()
 	go func() {

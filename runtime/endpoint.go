@@ -240,13 +240,13 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		in.credit = env.Len
 	}
 	switch {
+	case h == nil:
+		in.proc = string(env.Procedure)
+		in.reject = Errorf(CodeUnimplemented, "procedure %s is not registered", in.proc)
 	case !credited && !control:
 		// Only the runtime's own procedures are control traffic.
 		in.h, in.proc = nil, string(env.Procedure)
 		in.reject = Errorf(CodeInvalidArgument, "procedure %s is not a control procedure", in.proc)
-	case h == nil:
-		in.proc = string(env.Procedure)
-		in.reject = Errorf(CodeUnimplemented, "procedure %s is not registered", in.proc)
 	default:
 		in.req = h.newReq()
 		if err := proto.Unmarshal(env.Payload, in.req); err != nil {
