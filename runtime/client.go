@@ -14,11 +14,15 @@ import (
 type ClientConn interface {
 	// Call sends req to procedure and waits for the response, decoded into
 	// res. It honours ctx's deadline and cancellation; cancellation reaches
-	// the callee's context.
+	// the callee's context. While the other side holds as many messages
+	// (or bytes) as its mailbox takes, the request waits for room, within
+	// ctx.
 	Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error
 	// Send sends req to procedure without waiting for a reply
-	// (fire-and-forget, Node's send). It returns once the message is queued
-	// on the link; a full queue blocks until ctx ends.
+	// (fire-and-forget, Node's send). It returns once the message is on its
+	// way to a mailbox that has room for it: while the other side holds as
+	// many messages (or bytes) as its mailbox takes, or before it has
+	// started, Send waits, and fails with ctx's error if ctx ends first.
 	Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error
 }
 

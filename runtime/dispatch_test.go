@@ -38,6 +38,7 @@ const (
 	procEcho  = "/herd.test.v1.TestService/Echo"
 	procPanic = "/herd.test.v1.TestService/Panic"
 	procFail  = "/herd.test.v1.TestService/Fail"
+	procBlock = "/herd.test.v1.TestService/Block"
 )
 
 // errorEvent is one call of the endpoint's onError.
@@ -55,9 +56,12 @@ type rawPeer struct {
 	frames  chan decoded // frames the endpoint wrote, until it closed
 	readErr error        // why reading stopped; set before frames closes
 
-	mu     sync.Mutex
-	events []errorEvent
-	evSig  chan struct{}
+	mu      sync.Mutex
+	events  []errorEvent
+	evSig   chan struct{}
+	credits []*herdv1.CreditRequest // Credit frames the endpoint wrote
+
+	block chan struct{} // procBlock's handler returns once it is closed
 }
 
 // decoded is a frame read from the endpoint, copied out of the read buffer.
@@ -75,6 +79,13 @@ func newRawPeer(t testing.TB, extra ...*Handler) *rawPeer {
 	return newRawPeerConfig(t, nil, extra...)
 }
 
+// newRawPeerWith is newRawPeer with the endpoint's configuration changed
+// by configure.
+func newRawPeerWith(t testing.TB, configure func(*endpointConfig)) *rawPeer {
+	t.Helper()
+	return newRawPeerConfig(t, configure)
+}
+
 // newRawPeerConfig is newRawPeer with the endpoint's configuration changed
 // by cfgFn.
 func newRawPeerConfig(t testing.TB, cfgFn func(*endpointConfig), extra ...*Handler) *rawPeer {
@@ -83,7 +94,7 @@ func newRawPeerConfig(t testing.TB, cfgFn func(*endpointConfig), extra ...*Handl
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rawPeer{t: t, raw: b, frames: make(chan decoded, 64), evSig: make(chan struct{}, 1)}
+	p := &rawPeer{t: t, raw: b, frames: make(chan decoded, 64), evSig: make(chan struct{}, 1), block: make(chan struct{})}
 	local := NewMux()
 	err = local.Register(
 		NewUnaryHandler(procEcho, func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
@@ -97,6 +108,11 @@ func newRawPeerConfig(t testing.TB, cfgFn func(*endpointConfig), extra ...*Handl
 		NewUnaryHandler(procFail, func(ctx context.Context, req *testv1.FailRequest) (*testv1.FailResponse, error) {
 			closeFiles(FilesFromContext(ctx))
 			return nil, Errorf(Code(req.GetCode()), "%s", req.GetMessage())
+		}),
+		NewUnaryHandler(procBlock, func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
+			closeFiles(FilesFromContext(ctx))
+			<-p.block
+			return &testv1.EchoResponse{}, nil
 		}),
 	)
 	if err == nil && len(extra) > 0 {
@@ -146,6 +162,24 @@ func (p *rawPeer) read() {
 			}
 			if m == 0 {
 				break
+			}
+			if string(env.Procedure) == controlCreditProcedure {
+				// Flow control: kept aside; the tests write within
+				// the window the endpoint grants first.
+				c := &herdv1.CreditRequest{}
+				if err := proto.Unmarshal(env.Payload, c); err != nil {
+					p.readErr = fmt.Errorf("endpoint wrote a bad credit frame: %w", err)
+					return
+				}
+				p.mu.Lock()
+				p.credits = append(p.credits, c)
+				p.mu.Unlock()
+				select {
+				case p.evSig <- struct{}{}:
+				default:
+				}
+				buf = buf[m:]
+				continue
 			}
 			p.frames <- decoded{
 				replyTo: env.ReplyTo, callID: env.CallID, procedure: string(env.Procedure),
@@ -428,8 +462,11 @@ func FuzzDispatch(f *testing.F) {
 		}
 		h := wire.Header{Procedure: procedure, CallID: callID, ReplyTo: replyTo, Flags: flags, FDCount: fdCount % 4, DeadlineUnixNano: deadline}
 		frame, ferr := wire.AppendFrameBytes(nil, &h, payload, dispatchMaxFrame)
-		// Descriptors the frame does not claim are a protocol error too.
-		wellFormed := ferr == nil && len(garbage) == 0 && int(h.FDCount) == len(fds)
+		// Descriptors the frame does not claim are a protocol error too,
+		// and so is a control request larger than maxSystemFrame, however
+		// well-formed.
+		bigControl := h.Flags&wire.FlagCancel == 0 && h.ReplyTo == 0 && h.Flags&wire.FlagSystem != 0 && len(frame) > maxSystemFrame
+		wellFormed := ferr == nil && len(garbage) == 0 && int(h.FDCount) == len(fds) && !bigControl
 		var in []byte
 		if garbageFirst {
 			in = append(in, garbage...)
@@ -535,8 +572,10 @@ func TestLookupCacheSeesRegistrations(t *testing.T) {
 // a procedure, cut at a rune boundary.
 func TestRejectedNoticesBounded(t *testing.T) {
 	base := herdtest.Take()
-	p := newRawPeer(t)
 	const flood = 1000
+	// This peer writes without waiting for credit: the endpoint grants it
+	// room for the whole flood.
+	p := newRawPeerWith(t, func(c *endpointConfig) { c.mailboxCap = flood + 1 })
 	long := "/" + strings.Repeat("é/", 400) // too long, and cut mid-rune at the limit
 	start := time.Now()
 	go func() {

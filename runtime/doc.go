@@ -59,9 +59,15 @@
 // one at a time, in arrival order, so a handler needs no lock for
 // per-worker state. Handlers for different workers run concurrently.
 // Responses to a side's own calls do not wait in its mailbox, so a handler
-// may call the other side and wait for the answer. A full mailbox stops the
-// link's reader: the sender's queue fills and its calls block until their
-// deadlines. Nothing is dropped silently.
+// may call the other side and wait for the answer. A mailbox is bounded in
+// messages (WithMailboxCapacity) and in bytes (WithMailboxBytes), and the
+// bound is enforced by credit-based flow control: the other side sends user
+// messages only within the credit this side granted, so when the mailbox is
+// full the sender waits (a call until its deadline, a fire-and-forget send
+// until its context ends) while the link's reader keeps reading. Control
+// traffic (replies, connection hand-offs, disconnect requests) is never
+// stuck behind user messages, in either direction. Nothing is dropped
+// silently.
 //
 // # Events
 //

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herd-go/herd/actor"
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime/internal/link"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
@@ -53,6 +54,11 @@ type endpoint struct {
 	cache   lookupCache  // the reader's
 	rejects rejectBudget // the drainer's (rejected.go)
 
+	// credit is the receiving side of flow control (credit.go);
+	// creditIn is the reader's decoded Credit frame, reused.
+	credit   inboxCredit
+	creditIn herdv1.CreditRequest
+
 	// afterReply, set by a handler on the drainer goroutine, runs once that
 	// handler's reply has been queued on the link.
 	afterReply func()
@@ -92,12 +98,14 @@ type inbound struct {
 	proc   string          // procedure, for rejects
 	event  func()          // a local event to run in order
 	cancel func()          // ends ctx; set with ctx, released by endCall
+	credit int             // frame size of a credited message, 0 if not credited
 }
 
 type endpointConfig struct {
 	maxFrame     int
 	mailboxCap   int
 	maxQueuedFDs int
+	mailboxBytes int
 	logger       *slog.Logger
 	crashOnPanic bool
 }
@@ -117,7 +125,8 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 		ready:    make(chan struct{}),
 		closed:   make(chan struct{}),
 	}
-	opts := []actor.Option{actor.WithCapacity(cfg.mailboxCap)}
+	// The user lane holds the credited window plus room for local events.
+	opts := []actor.Option{actor.WithCapacity(cfg.mailboxCap + eventReserve)}
 	if cfg.crashOnPanic {
 		opts = append(opts, actor.WithCrashOnPanic())
 	} else {
@@ -128,16 +137,18 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 	ep.box = actor.NewMailbox(ep.handle, opts...)
 	ep.maxFrame = cfg.maxFrame
 	ep.maxFDs = cfg.maxQueuedFDs
+	ep.credit.init(int64(cfg.mailboxCap), int64(cfg.mailboxBytes), ep.sendCredit)
 	return ep
 }
 
 // start runs the link over f, which it takes over.
 func (ep *endpoint) start(f *os.File) error {
-	l, err := link.New(f, ep.onFrame, link.WithMaxFrameSize(ep.maxFrame))
+	l, err := link.New(f, ep.onFrame, link.WithMaxFrameSize(ep.maxFrame), link.WithCredit(ep.creditWait))
 	if err != nil {
 		return err
 	}
 	ep.link = l
+	ep.credit.grantWindow() // the link's first frame
 	close(ep.ready)
 	go ep.watch()
 	return nil
@@ -205,21 +216,41 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		ep.complete(env, files)
 		return nil
 	}
-	if ep.inline != nil && env.Flags&wire.FlagSystem != 0 && string(env.Procedure) == ep.inlineProc {
-		ep.inline(env, files)
-		return nil
+	credited := env.Flags&wire.FlagSystem == 0
+	if !credited {
+		switch {
+		case string(env.Procedure) == controlCreditProcedure:
+			closeFiles(files)
+			ep.onCredit(env)
+			return nil
+		case ep.inline != nil && string(env.Procedure) == ep.inlineProc:
+			ep.inline(env, files)
+			return nil
+		case env.Len > maxSystemFrame:
+			closeFiles(files)
+			return &wire.ProtocolError{Cause: fmt.Errorf("%w: a %d-byte control message, at most %d", errCreditExceeded, env.Len, maxSystemFrame)}
+		}
+	} else if err := ep.credit.admit(env.Len); err != nil {
+		closeFiles(files)
+		return err
 	}
 	if len(files) > 0 {
 		// The link reuses its slice after this call; the files are ours.
 		files = append([]*os.File(nil), files...)
 	}
 	h, control := ep.lookup(env.Procedure)
-	system := control && env.Flags&wire.FlagSystem != 0
 	in := inbound{h: h, callID: env.CallID, files: files}
+	if credited {
+		in.credit = env.Len
+	}
 	switch {
 	case h == nil:
 		in.proc = string(env.Procedure)
 		in.reject = Errorf(CodeUnimplemented, "procedure %s is not registered", in.proc)
+	case !credited && !control:
+		// Only the runtime's own procedures are control traffic.
+		in.h, in.proc = nil, string(env.Procedure)
+		in.reject = Errorf(CodeInvalidArgument, "procedure %s is not a control procedure", in.proc)
 	default:
 		in.req = h.newReq()
 		if err := proto.Unmarshal(env.Payload, in.req); err != nil {
@@ -264,14 +295,20 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		in.ctx, in.cancel = ctx, cancel
 	}
 	var err error
-	if system {
+	if !credited {
 		err = ep.box.PostSystem(in)
-	} else {
+	} else if err = ep.box.TryPost(in); errors.Is(err, actor.ErrMailboxFull) {
+		// The credit leaves room for every credited message; only local
+		// events beyond eventReserve can take it.
 		err = ep.box.Post(ep.lifeCtx(), in)
 	}
 	if err != nil {
 		ep.release(&in)
-		ep.readerError(CodeResourceExhausted, string(env.Procedure), fmt.Errorf("mailbox: %w", err))
+		err = fmt.Errorf("mailbox: %w", err)
+		ep.readerError(CodeResourceExhausted, string(env.Procedure), err)
+		if in.callID != 0 && !errors.Is(err, actor.ErrMailboxClosed) {
+			ep.reply(in.callID, nil, NewError(CodeResourceExhausted, err))
+		}
 	}
 	return nil
 }
@@ -336,6 +373,9 @@ func (ep *endpoint) release(in *inbound) {
 	ep.queuedFDs.Add(-int64(len(in.files)))
 	closeFiles(in.files)
 	ep.endCall(in)
+	if in.credit > 0 {
+		ep.credit.release(in.credit)
+	}
 }
 
 // endCall ends a request/response call's context and forgets it. (A
@@ -361,6 +401,10 @@ func (ep *endpoint) handle(in inbound) {
 		return
 	}
 	ep.queuedFDs.Add(-int64(len(in.files))) // out of the mailbox
+	if in.credit > 0 {
+		// Deferred: a handler that panics gives its credit back too.
+		defer ep.credit.release(in.credit)
+	}
 	if in.reject != nil {
 		closeFiles(in.files)
 		ep.onError(in.reject.Code(), in.proc, in.reject)

@@ -29,6 +29,7 @@ const (
 	controlHandoffProcedure       = "/herd.v1.ControlService/Handoff"
 	controlListeningProcedure     = "/herd.v1.ControlService/Listening"
 	controlStopSignalProcedure    = "/herd.v1.ControlService/StopSignal"
+	controlCreditProcedure        = "/herd.v1.ControlService/Credit"
 )
 
 // emit delivers a cluster event about w: first to the handlers registered

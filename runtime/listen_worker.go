@@ -149,7 +149,7 @@ func (s *Self) releaseHandle(id uint64, back []net.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeListenerTimeout)
 	defer cancel()
-	if err := s.ep.call(ctx, controlCloseListenerProcedure, req, &herdv1.CloseListenerResponse{}, opts, false); err != nil {
+	if err := s.ep.call(ctx, controlCloseListenerProcedure, req, &herdv1.CloseListenerResponse{}, opts, true); err != nil {
 		s.cfg.endpoint.logger.Debug("herd: close listener", "listener", id, "error", err)
 	}
 }
@@ -179,7 +179,7 @@ func (s *Self) requestListen(ctx context.Context, e *listenEntry, network, addre
 		req.Fd = &fd
 	}
 	res := &herdv1.ListenResponse{}
-	files, err := s.ep.callFiles(ctx, controlListenProcedure, req, res, nil, false, true)
+	files, err := s.ep.callFiles(ctx, controlListenProcedure, req, res, nil, true, true)
 	if err != nil {
 		// The primary may have made us a member before the call ended on
 		// our side: the caller releases the share (harmless when it was

@@ -157,8 +157,10 @@ func WithMaxFrameSize(n int) LinkOption {
 	return linkOption(func(c *endpointConfig) { c.maxFrame = n })
 }
 
-// WithMailboxCapacity sets how many user messages a link end queues before
-// it stops reading (backpressure). Default 1024.
+// WithMailboxCapacity sets how many user messages a link end holds,
+// received and not yet handled (default 1024). It is granted to the other
+// end as credit: beyond it the other end's senders wait (backpressure),
+// while control traffic (replies, hand-offs, disconnects) still flows.
 func WithMailboxCapacity(n int) LinkOption {
 	return linkOption(func(c *endpointConfig) { c.mailboxCap = n })
 }
@@ -172,6 +174,16 @@ func WithMailboxCapacity(n int) LinkOption {
 // or have taken.
 func WithMaxQueuedFiles(n int) LinkOption {
 	return linkOption(func(c *endpointConfig) { c.maxQueuedFDs = n })
+}
+
+// WithMailboxBytes sets how many bytes of user messages a link end holds,
+// received and not yet handled (default DefaultMailboxBytes, 64 MiB),
+// counted as encoded frames. Like WithMailboxCapacity it is granted to the
+// other end as credit, so it bounds what a worker can make the primary
+// hold for it (and the primary a worker). A single message larger than
+// this is still delivered, when nothing else is held.
+func WithMailboxBytes(n int) LinkOption {
+	return linkOption(func(c *endpointConfig) { c.mailboxBytes = n })
 }
 
 // WithLogger sets the logger for runtime diagnostics. Default slog.Default().
@@ -232,6 +244,9 @@ func (c endpointConfig) withDefaults() endpointConfig {
 	}
 	if c.mailboxCap <= 0 {
 		c.mailboxCap = 1024
+	}
+	if c.mailboxBytes <= 0 {
+		c.mailboxBytes = DefaultMailboxBytes
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()

@@ -215,7 +215,7 @@ func (s *Self) Disconnect(ctx context.Context) error {
 	}
 	s.closeListeners()
 	hookErr := s.runHooks(ctx)
-	err := s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, false)
+	err := s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, true)
 	s.end(ctx, s.cfg.exitOnDisconnect)
 	return errors.Join(hookErr, err)
 }
@@ -227,24 +227,30 @@ func (s *Self) Kill() {
 	s.disconnecting.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, false)
+	_ = s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, true)
 	s.end(ctx, true)
 }
 
-// primaryDisconnect serves the primary's Disconnect: run the drain hooks,
-// acknowledge, then close the link and exit.
+// primaryDisconnect serves the primary's Disconnect: stop taking new user
+// messages, run the drain hooks, acknowledge, handle the user messages
+// already received, then close the link and exit. The request is control
+// traffic (it runs ahead of the user messages queued before it), so the
+// rest of the drain is queued behind those.
 func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequest) (*herdv1.DisconnectResponse, error) {
 	if !s.disconnecting.CompareAndSwap(false, true) {
 		return &herdv1.DisconnectResponse{}, nil // a disconnect is under way
 	}
+	s.ep.credit.stop()
 	s.closeListeners()
 	dctx, cancel := s.drainContext(req.GetDeadlineUnixNano())
 	err := s.runHooks(dctx)
 	cancel()
 	s.ep.afterReply = func() {
-		fctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
-		defer cancel()
-		s.end(fctx, s.cfg.exitOnDisconnect)
+		s.ep.afterReceived(func() {
+			fctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
+			defer cancel()
+			s.end(fctx, s.cfg.exitOnDisconnect)
+		})
 	}
 	if err != nil {
 		s.reportError(CodeInternal, controlDisconnectProcedure, fmt.Errorf("drain hooks: %w", err))

@@ -188,7 +188,7 @@ func (w *Worker) Disconnect(ctx context.Context) error {
 		}
 		go func() {
 			// The reply only says the drain hooks ran; the exit is what counts.
-			_ = w.ep.call(ctx, controlDisconnectProcedure, req, &herdv1.DisconnectResponse{}, nil, false)
+			_ = w.ep.call(ctx, controlDisconnectProcedure, req, &herdv1.DisconnectResponse{}, nil, true)
 		}()
 	}
 	select {

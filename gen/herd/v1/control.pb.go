@@ -923,6 +923,108 @@ func (*ListeningResponse) Descriptor() ([]byte, []int) {
 	return file_herd_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
+// CreditRequest grants credit for credited frames to the receiver of this
+// frame, or tells it that the sender is waiting for credit.
+type CreditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// frames is the number of credited frames granted.
+	Frames uint32 `protobuf:"varint,1,opt,name=frames,proto3" json:"frames,omitempty"`
+	// bytes is the number of bytes granted.
+	Bytes uint64 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// waiting reports that the sender has a credited frame waiting for credit.
+	Waiting       bool `protobuf:"varint,3,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreditRequest) Reset() {
+	*x = CreditRequest{}
+	mi := &file_herd_v1_control_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreditRequest) ProtoMessage() {}
+
+func (x *CreditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
+func (*CreditRequest) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreditRequest) GetFrames() uint32 {
+	if x != nil {
+		return x.Frames
+	}
+	return 0
+}
+
+func (x *CreditRequest) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *CreditRequest) GetWaiting() bool {
+	if x != nil {
+		return x.Waiting
+	}
+	return false
+}
+
+// CreditResponse is never sent: Credit is fire-and-forget.
+type CreditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreditResponse) Reset() {
+	*x = CreditResponse{}
+	mi := &file_herd_v1_control_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreditResponse) ProtoMessage() {}
+
+func (x *CreditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
+func (*CreditResponse) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{13}
+}
+
 // Address is a listening address, as in Node's 'listening' event.
 type Address struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -940,7 +1042,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_herd_v1_control_proto_msgTypes[12]
+	mi := &file_herd_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1054,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[12]
+	mi := &file_herd_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1067,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Address) GetNetwork() string {
@@ -1012,7 +1114,7 @@ type RejectedRequest struct {
 
 func (x *RejectedRequest) Reset() {
 	*x = RejectedRequest{}
-	mi := &file_herd_v1_control_proto_msgTypes[13]
+	mi := &file_herd_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1126,7 @@ func (x *RejectedRequest) String() string {
 func (*RejectedRequest) ProtoMessage() {}
 
 func (x *RejectedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[13]
+	mi := &file_herd_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1139,7 @@ func (x *RejectedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedRequest.ProtoReflect.Descriptor instead.
 func (*RejectedRequest) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RejectedRequest) GetProcedure() string {
@@ -1063,7 +1165,7 @@ type RejectedResponse struct {
 
 func (x *RejectedResponse) Reset() {
 	*x = RejectedResponse{}
-	mi := &file_herd_v1_control_proto_msgTypes[14]
+	mi := &file_herd_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1177,7 @@ func (x *RejectedResponse) String() string {
 func (*RejectedResponse) ProtoMessage() {}
 
 func (x *RejectedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[14]
+	mi := &file_herd_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1190,7 @@ func (x *RejectedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedResponse.ProtoReflect.Descriptor instead.
 func (*RejectedResponse) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 // StopSignalRequest reports a stop signal the worker received.
@@ -1102,7 +1204,7 @@ type StopSignalRequest struct {
 
 func (x *StopSignalRequest) Reset() {
 	*x = StopSignalRequest{}
-	mi := &file_herd_v1_control_proto_msgTypes[15]
+	mi := &file_herd_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1216,7 @@ func (x *StopSignalRequest) String() string {
 func (*StopSignalRequest) ProtoMessage() {}
 
 func (x *StopSignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[15]
+	mi := &file_herd_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1229,7 @@ func (x *StopSignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopSignalRequest.ProtoReflect.Descriptor instead.
 func (*StopSignalRequest) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StopSignalRequest) GetSignal() string {
@@ -1148,7 +1250,7 @@ type StopSignalResponse struct {
 
 func (x *StopSignalResponse) Reset() {
 	*x = StopSignalResponse{}
-	mi := &file_herd_v1_control_proto_msgTypes[16]
+	mi := &file_herd_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1262,7 @@ func (x *StopSignalResponse) String() string {
 func (*StopSignalResponse) ProtoMessage() {}
 
 func (x *StopSignalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[16]
+	mi := &file_herd_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1275,7 @@ func (x *StopSignalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopSignalResponse.ProtoReflect.Descriptor instead.
 func (*StopSignalResponse) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StopSignalResponse) GetAction() StopSignalAction {
@@ -1234,7 +1336,12 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\bat_limit\x18\x02 \x01(\bR\aatLimit\">\n" +
 	"\x10ListeningRequest\x12*\n" +
 	"\aaddress\x18\x01 \x01(\v2\x10.herd.v1.AddressR\aaddress\"\x13\n" +
-	"\x11ListeningResponse\"a\n" +
+	"\x11ListeningResponse\"W\n" +
+	"\rCreditRequest\x12\x16\n" +
+	"\x06frames\x18\x01 \x01(\rR\x06frames\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x18\n" +
+	"\awaiting\x18\x03 \x01(\bR\awaiting\"\x10\n" +
+	"\x0eCreditResponse\"a\n" +
 	"\aAddress\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -1262,7 +1369,7 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x10StopSignalAction\x12\"\n" +
 	"\x1eSTOP_SIGNAL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18STOP_SIGNAL_ACTION_DRAIN\x10\x01\x12 \n" +
-	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\xa4\x04\n" +
+	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\xdf\x04\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
@@ -1273,7 +1380,8 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\tListening\x12\x19.herd.v1.ListeningRequest\x1a\x1a.herd.v1.ListeningResponse\x12?\n" +
 	"\bRejected\x12\x18.herd.v1.RejectedRequest\x1a\x19.herd.v1.RejectedResponse\x12E\n" +
 	"\n" +
-	"StopSignal\x12\x1a.herd.v1.StopSignalRequest\x1a\x1b.herd.v1.StopSignalResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
+	"StopSignal\x12\x1a.herd.v1.StopSignalRequest\x1a\x1b.herd.v1.StopSignalResponse\x129\n" +
+	"\x06Credit\x12\x16.herd.v1.CreditRequest\x1a\x17.herd.v1.CreditResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
 	file_herd_v1_control_proto_rawDescOnce sync.Once
@@ -1288,7 +1396,7 @@ func file_herd_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_herd_v1_control_proto_goTypes = []any{
 	(SchedulingPolicy)(0),         // 0: herd.v1.SchedulingPolicy
 	(ListenRefusal)(0),            // 1: herd.v1.ListenRefusal
@@ -1305,19 +1413,21 @@ var file_herd_v1_control_proto_goTypes = []any{
 	(*HandoffResponse)(nil),       // 12: herd.v1.HandoffResponse
 	(*ListeningRequest)(nil),      // 13: herd.v1.ListeningRequest
 	(*ListeningResponse)(nil),     // 14: herd.v1.ListeningResponse
-	(*Address)(nil),               // 15: herd.v1.Address
-	(*RejectedRequest)(nil),       // 16: herd.v1.RejectedRequest
-	(*RejectedResponse)(nil),      // 17: herd.v1.RejectedResponse
-	(*StopSignalRequest)(nil),     // 18: herd.v1.StopSignalRequest
-	(*StopSignalResponse)(nil),    // 19: herd.v1.StopSignalResponse
-	(Code)(0),                     // 20: herd.v1.Code
+	(*CreditRequest)(nil),         // 15: herd.v1.CreditRequest
+	(*CreditResponse)(nil),        // 16: herd.v1.CreditResponse
+	(*Address)(nil),               // 17: herd.v1.Address
+	(*RejectedRequest)(nil),       // 18: herd.v1.RejectedRequest
+	(*RejectedResponse)(nil),      // 19: herd.v1.RejectedResponse
+	(*StopSignalRequest)(nil),     // 20: herd.v1.StopSignalRequest
+	(*StopSignalResponse)(nil),    // 21: herd.v1.StopSignalResponse
+	(Code)(0),                     // 22: herd.v1.Code
 }
 var file_herd_v1_control_proto_depIdxs = []int32{
 	0,  // 0: herd.v1.ListenRequest.policy:type_name -> herd.v1.SchedulingPolicy
 	0,  // 1: herd.v1.ListenResponse.policy:type_name -> herd.v1.SchedulingPolicy
 	1,  // 2: herd.v1.ListenResponse.refusal:type_name -> herd.v1.ListenRefusal
-	15, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
-	20, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
+	17, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
+	22, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
 	2,  // 5: herd.v1.StopSignalResponse.action:type_name -> herd.v1.StopSignalAction
 	3,  // 6: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
 	5,  // 7: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
@@ -1325,18 +1435,20 @@ var file_herd_v1_control_proto_depIdxs = []int32{
 	9,  // 9: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
 	11, // 10: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
 	13, // 11: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
-	16, // 12: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
-	18, // 13: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
-	4,  // 14: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
-	6,  // 15: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
-	8,  // 16: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
-	10, // 17: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
-	12, // 18: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
-	14, // 19: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
-	17, // 20: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
-	19, // 21: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
-	14, // [14:22] is the sub-list for method output_type
-	6,  // [6:14] is the sub-list for method input_type
+	18, // 12: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
+	20, // 13: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
+	15, // 14: herd.v1.ControlService.Credit:input_type -> herd.v1.CreditRequest
+	4,  // 15: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
+	6,  // 16: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
+	8,  // 17: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
+	10, // 18: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
+	12, // 19: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
+	14, // 20: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
+	19, // 21: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
+	21, // 22: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
+	16, // 23: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
+	15, // [15:24] is the sub-list for method output_type
+	6,  // [6:15] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1355,7 +1467,7 @@ func file_herd_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_control_proto_rawDesc), len(file_herd_v1_control_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

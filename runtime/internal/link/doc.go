@@ -78,6 +78,12 @@
 // those installed, and Envelope.FDsLost says how many of its FDCount are
 // missing (the last ones), for the handler to refuse what they stood for.
 //
+// With WithCredit a link also flow-controls its requests (frames without
+// ReplyTo or wire.FlagSystem): it sends one only within the credit the
+// peer granted (Grant), and a Send without enough credit waits for it,
+// while replies and system frames always go (see credit.go). A receiver
+// that grants only what it has room for then never needs to stop reading.
+//
 // # Ending
 //
 // A link ends once, for one reason, reported by Err: a local Close, Abort or

@@ -90,6 +90,10 @@ type config struct {
 	maxFrame    int
 	writeLimit  int
 	readBufSize int
+	// credit gates credited frames on the peer's grants (WithCredit);
+	// onCreditWait is called when a sender starts waiting for credit.
+	credit       bool
+	onCreditWait func()
 	// beforeBatch, when set (tests only), is called by the writer
 	// goroutine after it has taken a batch of queued frames and before it
 	// writes them.
@@ -215,6 +219,7 @@ type Link struct {
 	flushed       bool      // the writer drained everything before closing
 	cause         error     // why the link ended; set once
 	spaceCh       chan struct{}
+	credit        creditState // the peer's grants (WithCredit)
 
 	wake       chan struct{} // writer wake-up, capacity 1
 	quit       chan struct{} // closed when the link is aborted
@@ -272,6 +277,10 @@ type Link struct {
 // not yet taken by the writer, the frame is withdrawn and the error wraps
 // ctx.Err(); if the writer already has it, the error also wraps
 // ErrSendInFlight (see there).
+//
+// On a link built WithCredit, a credited frame (a request) first waits for
+// the peer's credit, in order with other waiting senders; if ctx ends
+// meanwhile the error wraps ctx.Err() and nothing was queued.
 //
 // A frame larger than the maximum frame size is refused with an error
 // wrapping wire.ErrFrameTooLarge; more than MaxFDsPerFrame descriptors, a
@@ -334,6 +343,9 @@ func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned
 	if h == nil {
 		h = new(wire.Header)
 	}
+	if l.credited(h) {
+		return fmt.Errorf("herd: link send: a credited frame cannot be sent without waiting for credit")
+	}
 	h.FDCount = uint32(len(fds))
 	l.mu.Lock()
 	if l.sendErr != nil {
@@ -385,8 +397,11 @@ func (l *Link) sendFrame(ctx context.Context, h *wire.Header, msg proto.Message,
 		h = new(wire.Header)
 	}
 	h.FDCount = uint32(len(fds))
+	credited := l.credited(h)
+	reserved := int64(-1) // credit reserved by waitCredit, in bytes
 
 	l.mu.Lock()
+encode:
 	for l.sendErr == nil && len(l.pending) >= l.cfg.writeLimit {
 		ch := l.spaceCh
 		if ch == nil {
@@ -397,6 +412,11 @@ func (l *Link) sendFrame(ctx context.Context, h *wire.Header, msg proto.Message,
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			if reserved >= 0 {
+				l.mu.Lock()
+				l.returnCreditLocked(reserved)
+				l.mu.Unlock()
+			}
 			return fmt.Errorf("herd: link send: write queue full: %w", ctx.Err())
 		}
 		l.mu.Lock()
@@ -415,8 +435,28 @@ func (l *Link) sendFrame(ctx context.Context, h *wire.Header, msg proto.Message,
 		l.pending, err = wire.AppendFrameBytes(l.pending, h, raw, l.cfg.maxFrame)
 	}
 	if err != nil {
+		if reserved >= 0 {
+			l.returnCreditLocked(reserved)
+		}
 		l.mu.Unlock()
 		return err
+	}
+	if credited {
+		n := int64(len(l.pending) - off)
+		switch {
+		case reserved >= 0:
+			// Reserved by a wait for the same frame; a message changed
+			// in between is charged at its new size.
+			l.credit.bytes -= n - reserved
+		case !l.takeCreditLocked(n):
+			l.pending = l.pending[:off]
+			if err := l.waitCredit(ctx, n); err != nil {
+				return err
+			}
+			reserved = n
+			l.mu.Lock()
+			goto encode
+		}
 	}
 	l.pendingFrames++
 	if direct && wasEmpty && !l.writing && l.carry == nil {
@@ -556,6 +596,7 @@ func (l *Link) Shutdown(ctx context.Context) error {
 			close(l.spaceCh)
 			l.spaceCh = nil
 		}
+		l.failCreditLocked(l.sendErr)
 	}
 	l.mu.Unlock()
 	select {
@@ -642,6 +683,7 @@ func (l *Link) abort(cause error) {
 	}
 	failFDFrames(l.pendingFDs, l.sendErr)
 	failFDFrames(l.inflight, l.sendErr)
+	l.failCreditLocked(l.sendErr)
 	clear(l.pendingFDs)
 	l.pending, l.pendingFDs, l.pendingFrames = l.pending[:0], l.pendingFDs[:0], 0
 	if l.spaceCh != nil {

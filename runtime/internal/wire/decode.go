@@ -37,6 +37,7 @@ func Decode(b []byte, maxFrame int, env *Envelope) (n int, err error) {
 	if err := env.parse(b[PrefixSize:end]); err != nil {
 		return 0, err
 	}
+	env.Len = end
 	return end, nil
 }
 

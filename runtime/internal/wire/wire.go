@@ -126,6 +126,9 @@ type Envelope struct {
 	// descriptor limit). They are the last ones of the frame; the handler
 	// gets the others. Decode sets it to zero.
 	FDsLost uint32
+	// Len is the length of the whole frame, prefix included, as Decode
+	// consumed it. Flow control counts frames by it, on both ends.
+	Len int
 }
 
 // limit returns the effective maximum frame size for a maxFrame argument.

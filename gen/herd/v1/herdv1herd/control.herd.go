@@ -44,6 +44,8 @@ const (
 	// ControlServiceStopSignalProcedure is the procedure name of the ControlService's StopSignal
 	// method.
 	ControlServiceStopSignalProcedure = "/herd.v1.ControlService/StopSignal"
+	// ControlServiceCreditProcedure is the procedure name of the ControlService's Credit method.
+	ControlServiceCreditProcedure = "/herd.v1.ControlService/Credit"
 )
 
 // ControlServiceClient is a client of the herd.v1.ControlService service. Every method has a
@@ -102,6 +104,20 @@ type ControlServiceClient interface {
 	StopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) (*v1.StopSignalResponse, error)
 	// SendStopSignal sends a request to StopSignal without waiting for a response (fire-and-forget).
 	SendStopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) error
+	// Credit is flow control of user messages, in both directions, sent
+	// fire-and-forget with FLAG_SYSTEM and handled on the link's reader.
+	// Every request frame without FLAG_SYSTEM is credited: the sender sends
+	// it only within the credit the receiver granted, in frames and in bytes
+	// (whole frames, length prefix included). A side's first Credit grants
+	// its window (what it holds at most at once); each later one gives back
+	// what it has handled. A frame larger than the window in bytes may be
+	// sent when nothing is outstanding. A sender that waits for credit says
+	// so (waiting), so that the receiver gives back what it holds back in
+	// batches. A peer that sends beyond its credit breaks the protocol and
+	// its link is closed.
+	Credit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) (*v1.CreditResponse, error)
+	// SendCredit sends a request to Credit without waiting for a response (fire-and-forget).
+	SendCredit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceClient returns a client of the herd.v1.ControlService service that calls through
@@ -117,6 +133,7 @@ func NewControlServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 		listening:     runtime.NewClient[v1.ListeningRequest, v1.ListeningResponse](conn, ControlServiceListeningProcedure, opts...),
 		rejected:      runtime.NewClient[v1.RejectedRequest, v1.RejectedResponse](conn, ControlServiceRejectedProcedure, opts...),
 		stopSignal:    runtime.NewClient[v1.StopSignalRequest, v1.StopSignalResponse](conn, ControlServiceStopSignalProcedure, opts...),
+		credit:        runtime.NewClient[v1.CreditRequest, v1.CreditResponse](conn, ControlServiceCreditProcedure, opts...),
 	}
 }
 
@@ -175,6 +192,20 @@ type ControlServiceBroadcastClient interface {
 	// disconnects the worker in its own order: with its own graceful stop when
 	// it is stopping too (a signal to the whole process group), else alone.
 	SendStopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) error
+	// SendCredit sends a request to Credit without waiting for a response (fire-and-forget).
+	//
+	// Credit is flow control of user messages, in both directions, sent
+	// fire-and-forget with FLAG_SYSTEM and handled on the link's reader.
+	// Every request frame without FLAG_SYSTEM is credited: the sender sends
+	// it only within the credit the receiver granted, in frames and in bytes
+	// (whole frames, length prefix included). A side's first Credit grants
+	// its window (what it holds at most at once); each later one gives back
+	// what it has handled. A frame larger than the window in bytes may be
+	// sent when nothing is outstanding. A sender that waits for credit says
+	// so (waiting), so that the receiver gives back what it holds back in
+	// batches. A peer that sends beyond its credit breaks the protocol and
+	// its link is closed.
+	SendCredit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceBroadcastClient returns a fire-and-forget client of the herd.v1.ControlService
@@ -190,6 +221,7 @@ func NewControlServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.Cli
 		listening:     runtime.NewSendClient[v1.ListeningRequest](conn, ControlServiceListeningProcedure, opts...),
 		rejected:      runtime.NewSendClient[v1.RejectedRequest](conn, ControlServiceRejectedProcedure, opts...),
 		stopSignal:    runtime.NewSendClient[v1.StopSignalRequest](conn, ControlServiceStopSignalProcedure, opts...),
+		credit:        runtime.NewSendClient[v1.CreditRequest](conn, ControlServiceCreditProcedure, opts...),
 	}
 }
 
@@ -230,6 +262,18 @@ type ControlServiceHandler interface {
 	// disconnects the worker in its own order: with its own graceful stop when
 	// it is stopping too (a signal to the whole process group), else alone.
 	StopSignal(context.Context, *v1.StopSignalRequest) (*v1.StopSignalResponse, error)
+	// Credit is flow control of user messages, in both directions, sent
+	// fire-and-forget with FLAG_SYSTEM and handled on the link's reader.
+	// Every request frame without FLAG_SYSTEM is credited: the sender sends
+	// it only within the credit the receiver granted, in frames and in bytes
+	// (whole frames, length prefix included). A side's first Credit grants
+	// its window (what it holds at most at once); each later one gives back
+	// what it has handled. A frame larger than the window in bytes may be
+	// sent when nothing is outstanding. A sender that waits for credit says
+	// so (waiting), so that the receiver gives back what it holds back in
+	// batches. A peer that sends beyond its credit breaks the protocol and
+	// its link is closed.
+	Credit(context.Context, *v1.CreditRequest) (*v1.CreditResponse, error)
 }
 
 // RegisterControlServiceHandler registers impl as the herd.v1.ControlService service on r, one
@@ -249,6 +293,7 @@ func RegisterControlServiceHandler(r runtime.Registrar, impl ControlServiceHandl
 		runtime.NewUnaryHandler(ControlServiceListeningProcedure, impl.Listening, opts...),
 		runtime.NewUnaryHandler(ControlServiceRejectedProcedure, impl.Rejected, opts...),
 		runtime.NewUnaryHandler(ControlServiceStopSignalProcedure, impl.StopSignal, opts...),
+		runtime.NewUnaryHandler(ControlServiceCreditProcedure, impl.Credit, opts...),
 	)
 }
 
@@ -289,6 +334,10 @@ func (UnimplementedControlServiceHandler) StopSignal(context.Context, *v1.StopSi
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.StopSignal is not implemented")
 }
 
+func (UnimplementedControlServiceHandler) Credit(context.Context, *v1.CreditRequest) (*v1.CreditResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Credit is not implemented")
+}
+
 // isNilUnimplementedControlServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *UnimplementedControlServiceHandler would panic on the first call of a method it does not
 // implement, so RegisterControlServiceHandler rejects it.
@@ -306,6 +355,7 @@ type controlServiceClient struct {
 	listening     *runtime.Client[v1.ListeningRequest, v1.ListeningResponse]
 	rejected      *runtime.Client[v1.RejectedRequest, v1.RejectedResponse]
 	stopSignal    *runtime.Client[v1.StopSignalRequest, v1.StopSignalResponse]
+	credit        *runtime.Client[v1.CreditRequest, v1.CreditResponse]
 }
 
 func (c *controlServiceClient) Hello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) (*v1.HelloResponse, error) {
@@ -372,6 +422,14 @@ func (c *controlServiceClient) SendStopSignal(ctx context.Context, req *v1.StopS
 	return c.stopSignal.Send(ctx, req, opts...)
 }
 
+func (c *controlServiceClient) Credit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) (*v1.CreditResponse, error) {
+	return c.credit.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) SendCredit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) error {
+	return c.credit.Send(ctx, req, opts...)
+}
+
 // controlServiceBroadcastClient implements ControlServiceBroadcastClient with a runtime.SendClient
 // per method.
 type controlServiceBroadcastClient struct {
@@ -383,6 +441,7 @@ type controlServiceBroadcastClient struct {
 	listening     *runtime.SendClient[v1.ListeningRequest]
 	rejected      *runtime.SendClient[v1.RejectedRequest]
 	stopSignal    *runtime.SendClient[v1.StopSignalRequest]
+	credit        *runtime.SendClient[v1.CreditRequest]
 }
 
 func (c *controlServiceBroadcastClient) SendHello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) error {
@@ -415,4 +474,8 @@ func (c *controlServiceBroadcastClient) SendRejected(ctx context.Context, req *v
 
 func (c *controlServiceBroadcastClient) SendStopSignal(ctx context.Context, req *v1.StopSignalRequest, opts ...runtime.CallOption) error {
 	return c.stopSignal.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendCredit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) error {
+	return c.credit.Send(ctx, req, opts...)
 }
