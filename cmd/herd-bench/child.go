@@ -94,7 +94,7 @@ func childEnv(cfg *config) []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case envRole, envWorkerRole, envMode, envDurationMS, envWorkers, envProfile, envTrace, "HERD_SCHED_POLICY", "NODE_CLUSTER_SCHED_POLICY":
+		case envRole, envWorkerRole, envMode, envDurationMS, envWorkers, envKill, envProfile, envTrace, "HERD_SCHED_POLICY", "NODE_CLUSTER_SCHED_POLICY":
 			continue
 		}
 		env = append(env, kv)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"syscall"
 )
@@ -19,4 +20,21 @@ func killProcessGroup(cmd *exec.Cmd) {
 	if cmd.Process != nil && cmd.Process.Pid > 0 {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
+}
+
+// killMember SIGKILLs pid, a process of c's process group (a worker of the
+// server c started): the group check keeps the harness from killing
+// anything else should the PID be wrong or reused.
+func killMember(c *child, pid int) error {
+	pgid, err := syscall.Getpgid(pid)
+	if err != nil {
+		return fmt.Errorf("victim %d: %w", pid, err)
+	}
+	if pgid != c.cmd.Process.Pid {
+		return fmt.Errorf("victim %d is not in %s's process group", pid, c.name)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill victim %d: %w", pid, err)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	goruntime "runtime"
@@ -30,6 +31,7 @@ type loadResult struct {
 	requests int64         // responses completed within the run
 	errors   int64         // failed connects, reads, writes or non-2xx responses
 	elapsed  time.Duration // measuring time
+	first    error         // the first error (built-in client only)
 }
 
 func (r loadResult) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -66,12 +68,27 @@ func (cfg *config) findTools(out io.Writer) error {
 	return nil
 }
 
-// runLoad loads addr (host:port) for cfg.duration.
+// runLoad loads addr (host:port) for cfg.duration. More than one error in
+// a hundred requests fails the run: a throughput measured on failing
+// requests means nothing.
 func runLoad(ctx context.Context, cfg *config, addr string, closeConns bool) (loadResult, error) {
+	var r loadResult
+	var err error
 	if cfg.wrkPath != "" {
-		return runWrk(ctx, cfg, addr, closeConns)
+		r, err = runWrk(ctx, cfg, addr, closeConns)
+	} else {
+		r, err = goLoad(ctx, addr, cfg.connections, cfg.duration, closeConns, 0)
 	}
-	return goLoad(ctx, addr, cfg.connections, cfg.duration, closeConns)
+	if err != nil {
+		return r, err
+	}
+	if r.errors > r.requests/100 {
+		if r.first != nil {
+			return r, fmt.Errorf("%d errors for %d requests; first: %v", r.errors, r.requests, r.first)
+		}
+		return r, fmt.Errorf("%d errors for %d requests", r.errors, r.requests)
+	}
+	return r, nil
 }
 
 // The built-in client.
@@ -80,8 +97,13 @@ func runLoad(ctx context.Context, cfg *config, addr string, closeConns bool) (lo
 // goroutine with a pre-built request and a response parser that handles
 // what hello-world servers send: a status line, headers and a
 // Content-Length body. When no response completes within d, the first
-// one after it is counted and the run is measured up to it.
-func goLoad(ctx context.Context, addr string, conns int, d time.Duration, closeConns bool) (loadResult, error) {
+// one after it is counted and the run is measured up to it. Errors are
+// counted until the end of the run, and after it a request that timed out:
+// the server never answered it. A request times out reqTimeout after it
+// started (when not zero), and in any case 5 seconds after the end of the
+// run. It fails only when no request completed; the caller judges the
+// errors.
+func goLoad(ctx context.Context, addr string, conns int, d time.Duration, closeConns bool, reqTimeout time.Duration) (loadResult, error) {
 	if err := checkLoopback(addr); err != nil {
 		return loadResult{}, err
 	}
@@ -108,12 +130,14 @@ func goLoad(ctx context.Context, addr string, conns int, d time.Duration, closeC
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &loadConn{addr: addr, req: []byte(req), end: end}
+			c := &loadConn{addr: addr, req: []byte(req), end: end, timeout: reqTimeout}
 			for ctx.Err() == nil && time.Now().Before(end) {
 				if err := c.roundTrip(closeConns); err != nil {
 					if time.Now().Before(end) {
 						fail(err)
 						time.Sleep(time.Millisecond) // no busy loop on a refusing server
+					} else if errors.Is(err, os.ErrDeadlineExceeded) {
+						fail(err)
 					}
 					continue
 				}
@@ -140,42 +164,46 @@ func goLoad(ctx context.Context, addr string, conns int, d time.Duration, closeC
 	if err := ctx.Err(); err != nil {
 		return loadResult{}, err
 	}
-	r := loadResult{requests: requests.Load(), errors: failures.Load(), elapsed: elapsed}
+	r := loadResult{requests: requests.Load(), errors: failures.Load(), elapsed: elapsed, first: firstErr}
 	if r.requests == 0 {
 		return r, fmt.Errorf("no request completed; first error: %v", firstErr)
-	}
-	if r.errors > r.requests/100 {
-		return r, fmt.Errorf("%d errors for %d requests; first: %v", r.errors, r.requests, firstErr)
 	}
 	return r, nil
 }
 
 // loadConn is one client connection of the built-in client.
 type loadConn struct {
-	addr string
-	req  []byte
-	end  time.Time
-	conn net.Conn
-	br   *bufio.Reader
+	addr    string
+	req     []byte
+	end     time.Time
+	timeout time.Duration // per request; zero: none but the run's
+	conn    net.Conn
+	br      *bufio.Reader
 }
 
 // roundTrip sends one request and reads its response, connecting first
 // when there is no connection; with closeConn the connection is closed
 // after the response.
 func (c *loadConn) roundTrip(closeConn bool) error {
+	// A server that stops answering cannot hold the run past its end.
+	deadline := c.end.Add(5 * time.Second)
+	if t := time.Now().Add(c.timeout); c.timeout > 0 && t.Before(deadline) {
+		deadline = t
+	}
 	if c.conn == nil {
-		conn, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
+		conn, err := net.DialTimeout("tcp", c.addr, time.Until(deadline))
 		if err != nil {
 			return err
 		}
-		// A server that stops answering cannot hold the run past its end.
-		conn.SetDeadline(c.end.Add(5 * time.Second))
+		conn.SetDeadline(deadline)
 		c.conn = conn
 		if c.br == nil {
 			c.br = bufio.NewReaderSize(conn, 4096)
 		} else {
 			c.br.Reset(conn)
 		}
+	} else if c.timeout > 0 {
+		c.conn.SetDeadline(deadline)
 	}
 	if _, err := c.conn.Write(c.req); err != nil {
 		c.close()
@@ -330,9 +358,6 @@ func parseWrk(out string) (loadResult, error) {
 	}
 	if r.requests == 0 || r.elapsed <= 0 {
 		return r, fmt.Errorf("wrk completed no request in %v (%d socket errors)", r.elapsed, r.errors)
-	}
-	if r.errors > r.requests/100 {
-		return r, fmt.Errorf("wrk: %d errors for %d requests", r.errors, r.requests)
 	}
 	return r, nil
 }

@@ -20,7 +20,7 @@
 // SO_REUSEPORT outside Linux).
 //
 // Scenarios (for -only): ipc_oneway, ipc_rtt, ipc_1mib_rtt,
-// fork8_listening, http_keepalive, http_close.
+// fork8_listening, http_keepalive, http_close, kill_failed_requests.
 package main
 
 import (
@@ -328,7 +328,9 @@ func printTable(w io.Writer, cfg *config, res *results) {
 
 // A target is one of the project's performance targets: the figure under
 // key divided by the one under ref (or the figure itself when ref is
-// empty) must be at most (max) or at least bound.
+// empty) must be at most (max) or at least bound. A target with a unit and
+// a ref compares the two figures themselves (bound is then ignored): for
+// counts, where a ratio to zero means nothing.
 type target struct {
 	desc  string
 	key   string
@@ -353,6 +355,9 @@ var targets = []target{
 	{"new conn/request reuseport >= 1.0x single", "http_close_rps_reuseport", "http_close_rps_single", false, 1.0, ""},
 	{"rr balance max/min <= 1.05", "rr_balance_max_over_min", "", true, 1.05, "x"},
 	{"primary RSS with 8 workers <= 20 MiB", "primary_rss_mib_8_workers", "", true, 20, "MiB"},
+	{"worker killed: rr <= 1 failed request", "kill_failed_requests_rr", "", true, 1, "failed"},
+	{"worker killed: reuseport <= 1 failed request", "kill_failed_requests_reuseport", "", true, 1, "failed"},
+	{"worker killed: shared <= Node SCHED_NONE", "kill_failed_requests_shared", "kill_failed_requests_node_none", true, 0, "failed"},
 }
 
 // printTargets checks every target whose figures were measured.
@@ -368,18 +373,24 @@ func printTargets(w io.Writer, res *results) {
 			continue
 		}
 		measured := formatFigure(v, t.unit)
+		bound := t.bound
 		if t.ref != "" {
 			r, ok := res.median(t.ref)
 			if !ok {
 				fmt.Fprintf(tw, "%s\t-\tnot measured (no %s)\n", t.desc, t.ref)
 				continue
 			}
-			v /= r
-			measured = strconv.FormatFloat(v, 'f', 3, 64) + "x"
+			if t.unit != "" {
+				bound = r
+				measured += " vs " + formatFigure(r, t.unit)
+			} else {
+				v /= r
+				measured = strconv.FormatFloat(v, 'f', 3, 64) + "x"
+			}
 		}
-		holds := v >= t.bound
+		holds := v >= bound
 		if t.max {
-			holds = v <= t.bound
+			holds = v <= bound
 		}
 		verdict := "holds"
 		if !holds {

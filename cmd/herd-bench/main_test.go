@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,9 +42,11 @@ func expectedKeys(t *testing.T) []string {
 		"http_keepalive_rps_single", "http_keepalive_rps_rr", "http_keepalive_rps_shared",
 		"http_close_rps_single", "http_close_rps_rr", "http_close_rps_shared",
 		"rr_balance_max_over_min",
+		"kill_failed_requests_rr", "kill_failed_requests_shared",
 	}
 	if goruntime.GOOS == "linux" {
-		keys = append(keys, "primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport")
+		keys = append(keys, "primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
+			"kill_failed_requests_reuseport")
 	}
 	if _, err := exec.LookPath("node"); err == nil {
 		keys = append(keys,
@@ -51,6 +54,7 @@ func expectedKeys(t *testing.T) []string {
 			"node_fork8_listening_ms",
 			"http_keepalive_rps_node_rr", "http_keepalive_rps_node_none",
 			"http_close_rps_node_rr", "http_close_rps_node_none",
+			"kill_failed_requests_node_rr", "kill_failed_requests_node_none",
 		)
 	} else {
 		t.Log("node is not on PATH: node_* keys are not expected")
@@ -77,7 +81,7 @@ func TestSmoke(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s", code, stderr.String())
 	}
-	for _, want := range []string{"load: built-in Go client", "scenario", "ipc_oneway", "http_close", "target"} {
+	for _, want := range []string{"load: built-in Go client", "scenario", "ipc_oneway", "http_close", "kill_failed_requests", "target"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -90,13 +94,24 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("bad JSON %s: %v", b, err)
 	}
-	for _, k := range expectedKeys(t) {
+	want := expectedKeys(t)
+	for _, k := range want {
 		v, ok := got[k]
 		switch {
 		case !ok:
 			t.Errorf("JSON lacks %s", k)
+		case strings.HasPrefix(k, "kill_failed_requests_"):
+			// A count of failed requests: zero is the aim.
+			if !(v >= 0) || v != math.Trunc(v) {
+				t.Errorf("%s = %v, want a count", k, v)
+			}
 		case !(v > 0):
 			t.Errorf("%s = %v, want a positive figure", k, v)
+		}
+	}
+	for k := range got {
+		if !slices.Contains(want, k) {
+			t.Errorf("JSON has unexpected key %s", k)
 		}
 	}
 	herdtest.Check(t, base, 20*time.Second)

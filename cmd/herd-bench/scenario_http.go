@@ -167,14 +167,22 @@ func httpPrimary() error {
 	}
 	defer stopCluster(p)
 	stop := stdinClosed()
+	var first *runtime.Worker
 	for range n {
-		if _, err := p.Fork(ctx); err != nil {
+		w, err := p.Fork(ctx)
+		if err != nil {
 			return err
+		}
+		if first == nil {
+			first = w
 		}
 	}
 	port, err := ev.waitListening(n, 60*time.Second)
 	if err != nil {
 		return err
+	}
+	if os.Getenv(envKill) != "" {
+		return killedCluster(p, ev, first, port, stop)
 	}
 	emit(lineReady, map[string]float64{"port": float64(port)})
 	<-stop
@@ -206,6 +214,37 @@ func httpPrimary() error {
 		}
 	}
 	emit(lineResult, figs)
+	return nil
+}
+
+// killedCluster is the rest of httpPrimary in the kill scenario: it names
+// the first worker as the victim, replaces nothing when the harness kills
+// it, and reports whether it died of SIGKILL.
+func killedCluster(p *runtime.Primary, ev *clusterEvents, victim *runtime.Worker, port int, stop <-chan struct{}) error {
+	emit(lineReady, map[string]float64{"port": float64(port), "victim": float64(victim.PID())})
+	<-stop
+	killed := 0.0
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+wait:
+	for {
+		select {
+		case x := <-ev.exit:
+			if x.GetWorker().GetId() != victim.ID() {
+				return fmt.Errorf("worker %d exited: code %d signal %q", x.GetWorker().GetId(), x.GetCode(), x.GetSignal())
+			}
+			if x.GetSignal() == "SIGKILL" {
+				killed = 1
+			}
+			break wait
+		case <-t.C:
+			break wait // the victim is still there: killed stays 0
+		}
+	}
+	if err := stopCluster(p); err != nil {
+		return err
+	}
+	emit(lineResult, map[string]float64{"victim_killed": killed})
 	return nil
 }
 

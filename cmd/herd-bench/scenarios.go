@@ -127,6 +127,7 @@ func scenarios() []*scenario {
 		},
 		httpScenario("http_keepalive", false),
 		httpScenario("http_close", true),
+		killScenario(),
 	}
 }
 

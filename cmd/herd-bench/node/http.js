@@ -6,10 +6,15 @@
 // stdin ends it disconnects the workers, waits for them to exit (so that
 // they are reaped, and their CPU time is the primary's children's), prints
 // "result {}" and exits.
+// With HERD_BENCH_KILL set (the kill scenario) the ready line also names
+// the first worker's PID as the victim, which the harness SIGKILLs; that
+// death is expected, nothing replaces the worker, and the result says
+// whether it died of SIGKILL.
 const cluster = require('node:cluster');
 const http = require('node:http');
 
 const n = Number(process.env.HERD_BENCH_WORKERS || 2);
+const kill = !!process.env.HERD_BENCH_KILL;
 
 if (cluster.isPrimary) {
   let listening = 0;
@@ -20,20 +25,26 @@ if (cluster.isPrimary) {
       process.exit(1);
     }
     port = address.port;
-    if (++listening === n) console.log('ready ' + JSON.stringify({ port }));
+    if (++listening !== n) return;
+    const ready = { port };
+    if (kill) ready.victim = workers[0].process.pid;
+    console.log('ready ' + JSON.stringify(ready));
   });
   let stopping = false;
   let exited = 0;
+  let victimKilled = 0;
   const done = () => {
-    console.log('result {}');
+    console.log('result ' + JSON.stringify(kill ? { victim_killed: victimKilled } : {}));
     process.exit(0);
   };
   cluster.on('exit', (w, code, signal) => {
-    if (!stopping) {
+    const victim = kill && w === workers[0];
+    if (victim && signal === 'SIGKILL') victimKilled = 1;
+    if (!stopping && !victim) {
       console.error(`worker ${w.id} exited: code ${code} signal ${signal}`);
       process.exit(1);
     }
-    if (++exited === n) done();
+    if (++exited === n && stopping) done();
   });
   // Our own list: a primary-side disconnect takes a worker out of
   // cluster.workers at once.
@@ -45,7 +56,8 @@ if (cluster.isPrimary) {
     setTimeout(() => {
       for (const w of workers) if (!w.isDead()) w.process.kill('SIGKILL');
     }, 5000).unref();
-    for (const w of workers) w.disconnect();
+    for (const w of workers) if (!w.isDead()) w.disconnect();
+    if (exited === n) done();
   });
   process.stdin.resume();
 } else {

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// The kill scenario: what a worker's death costs the clients. An HTTP
+// cluster of killWorkers workers serves the hello-world handler under a
+// load with a new connection per request; halfway through the run the
+// harness SIGKILLs one worker (the "victim", whose PID the server reports
+// in its ready line) and counts the requests that failed in the run:
+// socket errors (connect, read, write, timeout) and non-2xx responses.
+// Nothing replaces the victim: the figure is the kill's cost alone. One
+// run is one kill; the table's median over the rounds (3 by default) is
+// the median of that many kills.
+//
+// The load is always the built-in client, with -connections connections: it counts a request that hangs (the server never answers)
+// as failed even when it hangs past the end of the run, and wrk does not.
+
+// killWorkers is the size of the kill scenario's cluster.
+const killWorkers = 2
+
+// killRequestTimeout is how long a request of the kill scenario may take
+// before it counts as failed (a hello world answers in well under a
+// millisecond; this leaves room for a loaded machine).
+const killRequestTimeout = 2 * time.Second
+
+// envKill tells a server child it runs the kill scenario: it reports a
+// victim's PID and tolerates that worker's death.
+const envKill = "HERD_BENCH_KILL"
+
+// killScenario is the kill_failed_requests scenario.
+func killScenario() *scenario {
+	sys := func(name string, srv server, needs func(*config) string) *system {
+		return &system{
+			name: name, key: "kill_failed_requests_" + name, needs: needs, run: killRun(name, srv),
+			extras: []extra{{key: "kill_requests_" + name, label: "requests in the run", unit: "requests", tableOnly: true}},
+		}
+	}
+	return &scenario{
+		name:  "kill_failed_requests",
+		title: "HTTP, 2 workers, a new connection per request, one worker SIGKILLed mid-run: failed requests per kill",
+		unit:  "failed",
+		lower: true,
+		systems: []*system{
+			sys("rr", serverHerd("rr"), nil),
+			sys("shared", serverHerd("shared"), nil),
+			sys("reuseport", serverHerd("reuseport"), needsReuseport),
+			sys("node_rr", serverNode("rr"), needsNode),
+			sys("node_none", serverNode("none"), needsNode),
+		},
+	}
+}
+
+// killRun runs one kill of system name: the server srv with killWorkers workers, loaded
+// for the measuring time with a new connection per request, its victim
+// killed halfway. The figure is the count of failed requests.
+func killRun(name string, srv server) func(context.Context, *config) (map[string]float64, error) {
+	return func(ctx context.Context, cfg *config) (map[string]float64, error) {
+		kcfg := *cfg
+		kcfg.workers = killWorkers
+		kcfg.childEnv = append(slices.Clone(cfg.childEnv), envKill+"=1")
+		c, err := srv(&kcfg)
+		if err != nil {
+			return nil, err
+		}
+		defer c.kill()
+		ready, err := c.await(ctx, lineReady, childTimeout)
+		if err != nil {
+			return nil, err
+		}
+		port, victim := int(ready["port"]), int(ready["victim"])
+		if port <= 0 || port > 65535 {
+			return nil, c.failure(fmt.Errorf("bad port %v", ready["port"]))
+		}
+		if victim <= 0 {
+			return nil, c.failure(fmt.Errorf("bad victim PID %v", ready["victim"]))
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		killed := make(chan error, 1)
+		go func() {
+			t := time.NewTimer(cfg.duration / 2)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				killed <- killMember(c, victim)
+			case <-lctx.Done():
+				killed <- fmt.Errorf("the load ended before the kill: %w", lctx.Err())
+			}
+		}()
+		load, err := goLoad(lctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cfg.connections, cfg.duration, true, killRequestTimeout)
+		cancel()
+		if kerr := <-killed; kerr != nil && err == nil {
+			err = kerr
+		}
+		if err != nil {
+			return nil, c.failure(fmt.Errorf("load: %w", err))
+		}
+		c.stop()
+		res, err := c.await(ctx, lineResult, childTimeout)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.finish(ctx); err != nil {
+			return nil, err
+		}
+		if res["victim_killed"] != 1 {
+			return nil, fmt.Errorf("%s: the server did not see its victim (PID %d) die of SIGKILL", c.name, victim)
+		}
+		return map[string]float64{"value": float64(load.errors), "kill_requests_" + name: float64(load.requests)}, nil
+	}
+}
