@@ -61,9 +61,14 @@ func (h *sharedHandle) close() {
 
 // reusePortHandle gives every worker its own SO_REUSEPORT socket on the
 // handle's port; the kernel balances connections (or datagrams) among them.
-// The primary keeps no socket (one nobody accepts from would get its share
-// of the connections), but keeps the port: a worker that restarts while
-// others still listen gets the same one, also for ":0".
+// The primary accepts from none of them (a socket nobody accepts from would
+// get its share of the connections), but keeps the port: a worker that
+// restarts while others still listen gets the same one, also for ":0".
+//
+// For TCP the primary also keeps a descriptor of each worker's socket, so
+// that the socket outlives the worker: when the worker dies or leaves, the
+// primary accepts what is queued there, closes it, and hands those
+// connections to the handle's other workers (see reuseport_rescue.go).
 type reusePortHandle struct {
 	handleBase
 	spec   bindSpec
@@ -72,11 +77,19 @@ type reusePortHandle struct {
 	firstC io.Closer
 
 	mu   sync.Mutex
-	list map[*membership]struct{}
+	list map[*membership]*reuseMember
+	ring []*membership // the members in join order, for rescues
+	next int           // the ring's next member to rescue to
+}
+
+// reuseMember is one worker's share of a reuseport handle.
+type reuseMember struct {
+	sock    net.Listener // the primary's copy of the worker's TCP socket; nil for UDP
+	stopped bool         // the worker is disconnecting: no rescued connection goes to it
 }
 
 func newReusePortHandle(ctx context.Context, b handleBase, spec *bindSpec, packet bool) (*reusePortHandle, error) {
-	h := &reusePortHandle{handleBase: b, spec: *spec, packet: packet, list: make(map[*membership]struct{})}
+	h := &reusePortHandle{handleBase: b, spec: *spec, packet: packet, list: make(map[*membership]*reuseMember)}
 	h.spec.reusePort = true
 	sock, c, addr, err := h.bind(ctx)
 	if err != nil {
@@ -124,24 +137,58 @@ func (h *reusePortHandle) join(m *membership) ([]int, error) {
 		}
 	}
 	fd, err := dupSocket(sock)
-	c.Close()
 	if err != nil {
+		c.Close()
 		return nil, err
 	}
+	rm := &reuseMember{}
+	if ln, ok := c.(net.Listener); ok && !h.packet {
+		rm.sock = ln // kept: see leave
+	} else {
+		c.Close()
+	}
 	h.mu.Lock()
-	h.list[m] = struct{}{}
+	h.list[m] = rm
+	h.ring = append(h.ring, m)
 	h.mu.Unlock()
 	return []int{fd}, nil
 }
 
+// leave removes m. The connections queued on its socket, and those it
+// returns (rescued connections its server had not accepted), go to the
+// other workers: its socket is still open here, so the kernel kept its
+// queue even if the worker is dead.
 func (h *reusePortHandle) leave(m *membership, returned []*os.File) {
-	closeFiles(returned)
 	h.mu.Lock()
+	rm := h.list[m]
 	delete(h.list, m)
+	for i, x := range h.ring {
+		if x == m {
+			h.ring = append(h.ring[:i], h.ring[i+1:]...)
+			if h.next > i {
+				h.next--
+			}
+			break
+		}
+	}
 	h.mu.Unlock()
+	conns := returned
+	if rm != nil && rm.sock != nil {
+		conns = append(conns, acceptQueued(rm.sock)...)
+		rm.sock.Close()
+	}
+	if len(conns) > 0 {
+		go h.rescue(conns, m.w.primary.log)
+	}
 }
 
-func (h *reusePortHandle) stop(*membership) {}
+func (h *reusePortHandle) stop(m *membership) {
+	h.mu.Lock()
+	if rm := h.list[m]; rm != nil {
+		rm.stopped = true
+	}
+	h.mu.Unlock()
+}
 
 func (h *reusePortHandle) members() int {
 	h.mu.Lock()

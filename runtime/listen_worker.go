@@ -263,7 +263,7 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 		s.releaseHandle(e.id, nil)
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: addr, Err: err}
 	}
-	l := &sharedListener{Listener: limitListen(ln, cfg.maxConns), listenEntry: e, addr: addr}
+	l := &sharedListener{Listener: limitListen(adoptable(e, ln), cfg.maxConns), listenEntry: e, addr: addr}
 	s.track(e.id, l)
 	s.reportListening(network, address, addr, cfg.fd)
 	return l, nil
@@ -388,7 +388,7 @@ func (l *sharedListener) closeCluster() error {
 		err = l.Listener.Close()
 		l.s.forget(l.listenEntry)
 		if l.shared {
-			l.s.releaseHandle(l.id, nil)
+			l.s.releaseHandle(l.id, adoptLeftovers(l.Listener))
 		}
 	})
 	return err

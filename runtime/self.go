@@ -125,6 +125,7 @@ func NewSelf(opts ...SelfOption) (*Self, error) {
 	if err := s.control.Register(
 		NewUnaryHandler(controlDisconnectProcedure, s.primaryDisconnect),
 		NewUnaryHandler(controlRejectedProcedure, s.rejected),
+		NewUnaryHandler(controlAdoptProcedure, s.adopt),
 	); err != nil {
 		return nil, err
 	}

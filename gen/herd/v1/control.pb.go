@@ -1285,6 +1285,111 @@ func (x *StopSignalResponse) GetAction() StopSignalAction {
 	return StopSignalAction_STOP_SIGNAL_ACTION_UNSPECIFIED
 }
 
+// AdoptRequest carries connections the primary accepted from the
+// SO_REUSEPORT socket of a worker that died or left its handle; each is an
+// attached descriptor.
+type AdoptRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// listener_id is the receiving worker's ID of its own listener on the
+	// same handle, from ListenRequest.
+	ListenerId uint64 `protobuf:"varint,1,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
+	// count is the number of connections attached.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptRequest) Reset() {
+	*x = AdoptRequest{}
+	mi := &file_herd_v1_control_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptRequest) ProtoMessage() {}
+
+func (x *AdoptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptRequest.ProtoReflect.Descriptor instead.
+func (*AdoptRequest) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AdoptRequest) GetListenerId() uint64 {
+	if x != nil {
+		return x.ListenerId
+	}
+	return 0
+}
+
+func (x *AdoptRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// AdoptResponse says how many of the connections the worker took, from the
+// first; the primary gives the rest to another worker of the handle.
+type AdoptResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accepted is the number taken.
+	Accepted      uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptResponse) Reset() {
+	*x = AdoptResponse{}
+	mi := &file_herd_v1_control_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptResponse) ProtoMessage() {}
+
+func (x *AdoptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptResponse.ProtoReflect.Descriptor instead.
+func (*AdoptResponse) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AdoptResponse) GetAccepted() uint32 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
 var File_herd_v1_control_proto protoreflect.FileDescriptor
 
 const file_herd_v1_control_proto_rawDesc = "" +
@@ -1354,7 +1459,13 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x11StopSignalRequest\x12\x16\n" +
 	"\x06signal\x18\x01 \x01(\tR\x06signal\"G\n" +
 	"\x12StopSignalResponse\x121\n" +
-	"\x06action\x18\x01 \x01(\x0e2\x19.herd.v1.StopSignalActionR\x06action*\x97\x01\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x19.herd.v1.StopSignalActionR\x06action\"E\n" +
+	"\fAdoptRequest\x12\x1f\n" +
+	"\vlistener_id\x18\x01 \x01(\x04R\n" +
+	"listenerId\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"+\n" +
+	"\rAdoptResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\rR\baccepted*\x97\x01\n" +
 	"\x10SchedulingPolicy\x12!\n" +
 	"\x1dSCHEDULING_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dSCHEDULING_POLICY_ROUND_ROBIN\x10\x01\x12\x1c\n" +
@@ -1369,7 +1480,7 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x10StopSignalAction\x12\"\n" +
 	"\x1eSTOP_SIGNAL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18STOP_SIGNAL_ACTION_DRAIN\x10\x01\x12 \n" +
-	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\xdf\x04\n" +
+	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\x97\x05\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
@@ -1381,7 +1492,8 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\bRejected\x12\x18.herd.v1.RejectedRequest\x1a\x19.herd.v1.RejectedResponse\x12E\n" +
 	"\n" +
 	"StopSignal\x12\x1a.herd.v1.StopSignalRequest\x1a\x1b.herd.v1.StopSignalResponse\x129\n" +
-	"\x06Credit\x12\x16.herd.v1.CreditRequest\x1a\x17.herd.v1.CreditResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
+	"\x06Credit\x12\x16.herd.v1.CreditRequest\x1a\x17.herd.v1.CreditResponse\x126\n" +
+	"\x05Adopt\x12\x15.herd.v1.AdoptRequest\x1a\x16.herd.v1.AdoptResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
 	file_herd_v1_control_proto_rawDescOnce sync.Once
@@ -1396,7 +1508,7 @@ func file_herd_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_herd_v1_control_proto_goTypes = []any{
 	(SchedulingPolicy)(0),         // 0: herd.v1.SchedulingPolicy
 	(ListenRefusal)(0),            // 1: herd.v1.ListenRefusal
@@ -1420,14 +1532,16 @@ var file_herd_v1_control_proto_goTypes = []any{
 	(*RejectedResponse)(nil),      // 19: herd.v1.RejectedResponse
 	(*StopSignalRequest)(nil),     // 20: herd.v1.StopSignalRequest
 	(*StopSignalResponse)(nil),    // 21: herd.v1.StopSignalResponse
-	(Code)(0),                     // 22: herd.v1.Code
+	(*AdoptRequest)(nil),          // 22: herd.v1.AdoptRequest
+	(*AdoptResponse)(nil),         // 23: herd.v1.AdoptResponse
+	(Code)(0),                     // 24: herd.v1.Code
 }
 var file_herd_v1_control_proto_depIdxs = []int32{
 	0,  // 0: herd.v1.ListenRequest.policy:type_name -> herd.v1.SchedulingPolicy
 	0,  // 1: herd.v1.ListenResponse.policy:type_name -> herd.v1.SchedulingPolicy
 	1,  // 2: herd.v1.ListenResponse.refusal:type_name -> herd.v1.ListenRefusal
 	17, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
-	22, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
+	24, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
 	2,  // 5: herd.v1.StopSignalResponse.action:type_name -> herd.v1.StopSignalAction
 	3,  // 6: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
 	5,  // 7: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
@@ -1438,17 +1552,19 @@ var file_herd_v1_control_proto_depIdxs = []int32{
 	18, // 12: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
 	20, // 13: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
 	15, // 14: herd.v1.ControlService.Credit:input_type -> herd.v1.CreditRequest
-	4,  // 15: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
-	6,  // 16: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
-	8,  // 17: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
-	10, // 18: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
-	12, // 19: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
-	14, // 20: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
-	19, // 21: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
-	21, // 22: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
-	16, // 23: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
-	15, // [15:24] is the sub-list for method output_type
-	6,  // [6:15] is the sub-list for method input_type
+	22, // 15: herd.v1.ControlService.Adopt:input_type -> herd.v1.AdoptRequest
+	4,  // 16: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
+	6,  // 17: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
+	8,  // 18: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
+	10, // 19: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
+	12, // 20: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
+	14, // 21: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
+	19, // 22: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
+	21, // 23: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
+	16, // 24: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
+	23, // 25: herd.v1.ControlService.Adopt:output_type -> herd.v1.AdoptResponse
+	16, // [16:26] is the sub-list for method output_type
+	6,  // [6:16] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1467,7 +1583,7 @@ func file_herd_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_control_proto_rawDesc), len(file_herd_v1_control_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

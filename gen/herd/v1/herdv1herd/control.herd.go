@@ -46,6 +46,8 @@ const (
 	ControlServiceStopSignalProcedure = "/herd.v1.ControlService/StopSignal"
 	// ControlServiceCreditProcedure is the procedure name of the ControlService's Credit method.
 	ControlServiceCreditProcedure = "/herd.v1.ControlService/Credit"
+	// ControlServiceAdoptProcedure is the procedure name of the ControlService's Adopt method.
+	ControlServiceAdoptProcedure = "/herd.v1.ControlService/Adopt"
 )
 
 // ControlServiceClient is a client of the herd.v1.ControlService service. Every method has a
@@ -118,6 +120,13 @@ type ControlServiceClient interface {
 	Credit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) (*v1.CreditResponse, error)
 	// SendCredit sends a request to Credit without waiting for a response (fire-and-forget).
 	SendCredit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) error
+	// Adopt gives a worker connections that were waiting in the accept queue
+	// of another worker's SO_REUSEPORT socket on the same handle when that
+	// worker died or left (primary to worker); the response says how many
+	// the worker took.
+	Adopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) (*v1.AdoptResponse, error)
+	// SendAdopt sends a request to Adopt without waiting for a response (fire-and-forget).
+	SendAdopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceClient returns a client of the herd.v1.ControlService service that calls through
@@ -134,6 +143,7 @@ func NewControlServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 		rejected:      runtime.NewClient[v1.RejectedRequest, v1.RejectedResponse](conn, ControlServiceRejectedProcedure, opts...),
 		stopSignal:    runtime.NewClient[v1.StopSignalRequest, v1.StopSignalResponse](conn, ControlServiceStopSignalProcedure, opts...),
 		credit:        runtime.NewClient[v1.CreditRequest, v1.CreditResponse](conn, ControlServiceCreditProcedure, opts...),
+		adopt:         runtime.NewClient[v1.AdoptRequest, v1.AdoptResponse](conn, ControlServiceAdoptProcedure, opts...),
 	}
 }
 
@@ -206,6 +216,13 @@ type ControlServiceBroadcastClient interface {
 	// batches. A peer that sends beyond its credit breaks the protocol and
 	// its link is closed.
 	SendCredit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) error
+	// SendAdopt sends a request to Adopt without waiting for a response (fire-and-forget).
+	//
+	// Adopt gives a worker connections that were waiting in the accept queue
+	// of another worker's SO_REUSEPORT socket on the same handle when that
+	// worker died or left (primary to worker); the response says how many
+	// the worker took.
+	SendAdopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceBroadcastClient returns a fire-and-forget client of the herd.v1.ControlService
@@ -222,6 +239,7 @@ func NewControlServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.Cli
 		rejected:      runtime.NewSendClient[v1.RejectedRequest](conn, ControlServiceRejectedProcedure, opts...),
 		stopSignal:    runtime.NewSendClient[v1.StopSignalRequest](conn, ControlServiceStopSignalProcedure, opts...),
 		credit:        runtime.NewSendClient[v1.CreditRequest](conn, ControlServiceCreditProcedure, opts...),
+		adopt:         runtime.NewSendClient[v1.AdoptRequest](conn, ControlServiceAdoptProcedure, opts...),
 	}
 }
 
@@ -274,6 +292,11 @@ type ControlServiceHandler interface {
 	// batches. A peer that sends beyond its credit breaks the protocol and
 	// its link is closed.
 	Credit(context.Context, *v1.CreditRequest) (*v1.CreditResponse, error)
+	// Adopt gives a worker connections that were waiting in the accept queue
+	// of another worker's SO_REUSEPORT socket on the same handle when that
+	// worker died or left (primary to worker); the response says how many
+	// the worker took.
+	Adopt(context.Context, *v1.AdoptRequest) (*v1.AdoptResponse, error)
 }
 
 // RegisterControlServiceHandler registers impl as the herd.v1.ControlService service on r, one
@@ -294,6 +317,7 @@ func RegisterControlServiceHandler(r runtime.Registrar, impl ControlServiceHandl
 		runtime.NewUnaryHandler(ControlServiceRejectedProcedure, impl.Rejected, opts...),
 		runtime.NewUnaryHandler(ControlServiceStopSignalProcedure, impl.StopSignal, opts...),
 		runtime.NewUnaryHandler(ControlServiceCreditProcedure, impl.Credit, opts...),
+		runtime.NewUnaryHandler(ControlServiceAdoptProcedure, impl.Adopt, opts...),
 	)
 }
 
@@ -338,6 +362,10 @@ func (UnimplementedControlServiceHandler) Credit(context.Context, *v1.CreditRequ
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Credit is not implemented")
 }
 
+func (UnimplementedControlServiceHandler) Adopt(context.Context, *v1.AdoptRequest) (*v1.AdoptResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Adopt is not implemented")
+}
+
 // isNilUnimplementedControlServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *UnimplementedControlServiceHandler would panic on the first call of a method it does not
 // implement, so RegisterControlServiceHandler rejects it.
@@ -356,6 +384,7 @@ type controlServiceClient struct {
 	rejected      *runtime.Client[v1.RejectedRequest, v1.RejectedResponse]
 	stopSignal    *runtime.Client[v1.StopSignalRequest, v1.StopSignalResponse]
 	credit        *runtime.Client[v1.CreditRequest, v1.CreditResponse]
+	adopt         *runtime.Client[v1.AdoptRequest, v1.AdoptResponse]
 }
 
 func (c *controlServiceClient) Hello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) (*v1.HelloResponse, error) {
@@ -430,6 +459,14 @@ func (c *controlServiceClient) SendCredit(ctx context.Context, req *v1.CreditReq
 	return c.credit.Send(ctx, req, opts...)
 }
 
+func (c *controlServiceClient) Adopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) (*v1.AdoptResponse, error) {
+	return c.adopt.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) SendAdopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) error {
+	return c.adopt.Send(ctx, req, opts...)
+}
+
 // controlServiceBroadcastClient implements ControlServiceBroadcastClient with a runtime.SendClient
 // per method.
 type controlServiceBroadcastClient struct {
@@ -442,6 +479,7 @@ type controlServiceBroadcastClient struct {
 	rejected      *runtime.SendClient[v1.RejectedRequest]
 	stopSignal    *runtime.SendClient[v1.StopSignalRequest]
 	credit        *runtime.SendClient[v1.CreditRequest]
+	adopt         *runtime.SendClient[v1.AdoptRequest]
 }
 
 func (c *controlServiceBroadcastClient) SendHello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) error {
@@ -478,4 +516,8 @@ func (c *controlServiceBroadcastClient) SendStopSignal(ctx context.Context, req 
 
 func (c *controlServiceBroadcastClient) SendCredit(ctx context.Context, req *v1.CreditRequest, opts ...runtime.CallOption) error {
 	return c.credit.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendAdopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) error {
+	return c.adopt.Send(ctx, req, opts...)
 }

@@ -1,0 +1,161 @@
+//go:build unix
+
+package runtime
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+)
+
+// What a worker's death costs with SchedReusePort.
+//
+// Each worker accepts from its own SO_REUSEPORT socket, and the kernel
+// queues every connection it routes to a socket on that socket alone. When
+// the last descriptor of a listening socket closes, the kernel resets the
+// connections in its accept queue, unless net.ipv4.tcp_migrate_req is 1
+// (Linux 5.14+), which moves them to another socket of the group. The
+// primary cannot count on that sysctl (it is off by default, and setting it
+// is the administrator's call), so it keeps a descriptor of every worker's
+// socket itself: a worker's death then closes nothing, and the primary,
+// told of the death by the end of the worker's link (or of a graceful
+// leave by CloseListener), accepts what is queued, closes its descriptor,
+// and hands what it accepted to the handle's other workers with Adopt.
+//
+// What remains is the handshakes in flight when the primary closes the
+// socket: a SYN the kernel routed to it whose final ACK arrives after the
+// close finds no listener and the client gets a reset (with
+// tcp_migrate_req, those move to another socket too). On loopback a
+// handshake takes microseconds, so this is rare; the kill_failed_requests
+// scenario of cmd/herd-bench measures it with the requests the dead worker
+// had already accepted.
+
+const (
+	// maxAdoptBatch bounds the connections one Adopt message carries.
+	maxAdoptBatch = 64
+	// rescueRetry is how long the primary waits before offering rescued
+	// connections again when every worker refused them (their queues of
+	// adopted connections were full, or they were leaving).
+	rescueRetry = 5 * time.Millisecond
+	// rescueTimeout bounds how long rescued connections wait for a worker
+	// to take them; what is left then is closed.
+	rescueTimeout = 10 * time.Second
+)
+
+// controlAdoptProcedure is the worker's Adopt (herd.v1.ControlService).
+const controlAdoptProcedure = "/herd.v1.ControlService/Adopt"
+
+// acceptQueued accepts every connection waiting in ln's accept queue,
+// without waiting for more, as blocking close-on-exec descriptors (as
+// round robin sends them).
+func acceptQueued(ln net.Listener) []*os.File {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var conns []*os.File
+	_ = rc.Control(func(fd uintptr) {
+		for {
+			nfd, err := acceptRaw(int(fd))
+			switch err {
+			case nil:
+				conns = append(conns, os.NewFile(uintptr(nfd), "herd-rescued"))
+				continue
+			case syscall.EINTR, syscall.ECONNABORTED:
+				continue
+			}
+			return // EAGAIN: the queue is empty; anything else: give up
+		}
+	})
+	return conns
+}
+
+// rescue hands conns, rescued from the socket of a worker that left, to
+// the handle's other workers, a batch at a time, round robin. A worker
+// takes what its queue of adopted connections has room for and the rest
+// go to the next; when every worker refused, the primary waits rescueRetry
+// and tries again, for at most rescueTimeout. What no worker takes (or
+// when none is left) is closed.
+func (h *reusePortHandle) rescue(conns []*os.File, log *slog.Logger) {
+	total := len(conns)
+	defer func() {
+		if len(conns) > 0 {
+			log.Warn("herd: connections of a departed worker closed: no other worker took them",
+				"handle", h.String(), "closed", len(conns), "rescued", total-len(conns))
+		}
+		closeFiles(conns)
+	}()
+	deadline := time.Now().Add(rescueTimeout)
+	for len(conns) > 0 {
+		targets := h.rescueTargets()
+		if len(targets) == 0 {
+			return
+		}
+		progress := false
+		for _, m := range targets {
+			if len(conns) == 0 {
+				break
+			}
+			took := adopt(m, conns[:min(len(conns), maxAdoptBatch)])
+			closeFiles(conns[:took])
+			conns = conns[took:]
+			progress = progress || took > 0
+		}
+		if !progress {
+			if time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(rescueRetry)
+		}
+	}
+	log.Debug("herd: connections of a departed worker handed to the others", "handle", h.String(), "rescued", total)
+}
+
+// rescueTargets returns the members that may take rescued connections,
+// starting with the next in turn.
+func (h *reusePortHandle) rescueTargets() []*membership {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := len(h.ring)
+	var out []*membership
+	for i := range n {
+		m := h.ring[(h.next+i)%n]
+		if rm := h.list[m]; rm != nil && !rm.stopped && !rm.sockless() {
+			out = append(out, m)
+		}
+	}
+	if n > 0 {
+		h.next = (h.next + 1) % n
+	}
+	return out
+}
+
+// sockless reports a member of a UDP handle, which adopts nothing.
+func (rm *reuseMember) sockless() bool { return rm.sock == nil }
+
+// adopt offers conns to m's worker and returns how many it took, from the
+// first; the primary's copies of those may then be closed. A failed call
+// (the worker's link ended, or it does not know the listener) took none.
+// The call has no deadline: it ends when the worker answers or its link
+// ends.
+func adopt(m *membership, conns []*os.File) int {
+	files := make([]syscall.Conn, len(conns))
+	for i, f := range conns {
+		files[i] = f
+	}
+	req := &herdv1.AdoptRequest{ListenerId: m.id, Count: uint32(len(conns))}
+	res := &herdv1.AdoptResponse{}
+	if err := m.w.ep.call(context.Background(), controlAdoptProcedure, req, res, []CallOption{WithFiles(files...)}, true); err != nil {
+		return 0
+	}
+	return min(int(res.GetAccepted()), len(conns))
+}
