@@ -86,6 +86,7 @@ type reusePortHandle struct {
 type reuseMember struct {
 	sock    net.Listener // the primary's copy of the worker's TCP socket; nil for UDP
 	stopped bool         // the worker is disconnecting: no rescued connection goes to it
+	offered cookieRing   // the connections last offered to it (see trustReturned)
 }
 
 func newReusePortHandle(ctx context.Context, b handleBase, spec *bindSpec, packet bool) (*reusePortHandle, error) {
@@ -172,7 +173,7 @@ func (h *reusePortHandle) leave(m *membership, returned []*os.File) {
 		}
 	}
 	h.mu.Unlock()
-	conns := returned
+	conns := rm.trustReturned(returned, m.w.primary.log)
 	if rm != nil && rm.sock != nil {
 		conns = append(conns, acceptQueued(rm.sock)...)
 		rm.sock.Close()

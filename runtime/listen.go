@@ -32,8 +32,10 @@ const (
 	SchedShared
 	// SchedReusePort: the primary creates one SO_REUSEPORT socket per
 	// worker on the same port and the kernel balances connections among
-	// them (Linux). Elsewhere, and for unix sockets and descriptors, it is
-	// SchedShared.
+	// them (Linux). The primary keeps a copy of each socket: the
+	// connections waiting in the queue of a worker that dies or closes its
+	// listener go to the other workers. Elsewhere, and for unix sockets and
+	// descriptors, it is SchedShared.
 	SchedReusePort
 )
 

@@ -105,7 +105,9 @@ func (h *reusePortHandle) rescue(conns []*os.File, log *slog.Logger) {
 			if len(conns) == 0 {
 				break
 			}
-			took := adopt(m, conns[:min(len(conns), maxAdoptBatch)])
+			batch := conns[:min(len(conns), maxAdoptBatch)]
+			h.noteOffered(m, batch)
+			took := adopt(m, batch)
 			closeFiles(conns[:took])
 			conns = conns[took:]
 			progress = progress || took > 0
@@ -137,6 +139,75 @@ func (h *reusePortHandle) rescueTargets() []*membership {
 		h.next = (h.next + 1) % n
 	}
 	return out
+}
+
+// A worker that closes its listener gives back the adopted connections its
+// server did not accept (CloseListener). The primary trusts no worker: it
+// takes back only sockets it offered to that worker recently (by their
+// socket cookie), so a worker cannot pass another worker a descriptor of
+// its own making. A worker holds at most maxAdoptQueue unaccepted adopted
+// connections, the last ones it took, so remembering the last
+// maxAdoptQueue offered is enough.
+
+// cookieRing remembers the cookies of the last maxAdoptQueue connections
+// offered to a member.
+type cookieRing struct {
+	c    []uint64
+	next int
+}
+
+func (r *cookieRing) add(c uint64) {
+	if len(r.c) < maxAdoptQueue {
+		r.c = append(r.c, c)
+		return
+	}
+	r.c[r.next] = c
+	r.next = (r.next + 1) % maxAdoptQueue
+}
+
+func (r *cookieRing) has(c uint64) bool {
+	for _, x := range r.c {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// noteOffered records the connections about to be offered to m, before the
+// offer: the worker may give them back before the reply is handled here.
+func (h *reusePortHandle) noteOffered(m *membership, conns []*os.File) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rm := h.list[m]
+	if rm == nil {
+		return
+	}
+	for _, f := range conns {
+		if c, ok := socketCookie(f); ok {
+			rm.offered.add(c)
+		}
+	}
+}
+
+// trustReturned keeps the returned descriptors that are connections
+// offered to this member, and closes the others. rm may be nil (the
+// member already left): everything is closed.
+func (rm *reuseMember) trustReturned(returned []*os.File, log *slog.Logger) []*os.File {
+	var keep []*os.File
+	bad := 0
+	for _, f := range returned {
+		if c, ok := socketCookie(f); ok && rm != nil && rm.offered.has(c) {
+			keep = append(keep, f)
+			continue
+		}
+		f.Close()
+		bad++
+	}
+	if bad > 0 {
+		log.Warn("herd: a worker gave back descriptors the primary did not offer it; closed", "count", bad)
+	}
+	return keep
 }
 
 // sockless reports a member of a UDP handle, which adopts nothing.
