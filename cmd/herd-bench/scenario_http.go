@@ -221,7 +221,7 @@ func httpPrimary() error {
 // the first worker as the victim, replaces nothing when the harness kills
 // it, and reports whether it died of SIGKILL.
 func killedCluster(p *runtime.Primary, ev *clusterEvents, victim *runtime.Worker, port int, stop <-chan struct{}) error {
-	emit(lineReady, map[string]float64{"port": float64(port), "victim": float64(victim.PID())})
+	emit(lineReady, map[string]float64{"port": float64(port), "victim": float64(victim.PID()), "victim_id": float64(victim.ID())})
 	<-stop
 	killed := 0.0
 	t := time.NewTimer(10 * time.Second)
@@ -283,7 +283,15 @@ func httpWorker() error {
 	})
 	// A disconnect closes the listener (the runtime stops accepting first),
 	// then the drain hook shuts the server down.
-	if err := srv.Serve(countingListener{ln, &accepted}); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+	served := net.Listener(countingListener{ln, &accepted})
+	if path := os.Getenv(envCounts); path != "" {
+		acc, closed, err := counterSlot(path, self.ID())
+		if err != nil {
+			return err
+		}
+		served = killListener{served, acc, closed}
+	}
+	if err := srv.Serve(served); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	<-self.Done()

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,7 +20,11 @@ import (
 // socket errors (connect, read, write, timeout) and non-2xx responses.
 // Nothing replaces the victim: the figure is the kill's cost alone. One
 // run is one kill; the table's median over the rounds (3 by default) is
-// the median of that many kills.
+// the median of that many kills. For the herd systems the table also
+// shows how many connections the victim's server held (accepted, not yet
+// closed) when it died, as the workers count them in a shared file: those
+// are lost under any policy, and the rest of the failures is what the
+// policy lost.
 //
 // The load is always the built-in client, with -connections connections: it counts a request that hangs (the server never answers)
 // as failed even when it hangs past the end of the run, and wrk does not.
@@ -31,15 +38,22 @@ const killWorkers = 2
 const killRequestTimeout = 2 * time.Second
 
 // envKill tells a server child it runs the kill scenario: it reports a
-// victim's PID and tolerates that worker's death.
-const envKill = "HERD_BENCH_KILL"
+// victim's PID and tolerates that worker's death. envCounts names the file
+// where herd workers count their server's connections (counts_unix.go).
+const (
+	envKill   = "HERD_BENCH_KILL"
+	envCounts = "HERD_BENCH_COUNTS"
+)
 
 // killScenario is the kill_failed_requests scenario.
 func killScenario() *scenario {
 	sys := func(name string, srv server, needs func(*config) string) *system {
 		return &system{
 			name: name, key: "kill_failed_requests_" + name, needs: needs, run: killRun(name, srv),
-			extras: []extra{{key: "kill_requests_" + name, label: "requests in the run", unit: "requests", tableOnly: true}},
+			extras: []extra{
+				{key: "kill_requests_" + name, label: "requests in the run", unit: "requests", tableOnly: true},
+				{key: "kill_inflight_" + name, label: "connections its server held (accepted, not closed) at its death", unit: "conns", tableOnly: true},
+			},
 		}
 	}
 	return &scenario{
@@ -64,7 +78,17 @@ func killRun(name string, srv server) func(context.Context, *config) (map[string
 	return func(ctx context.Context, cfg *config) (map[string]float64, error) {
 		kcfg := *cfg
 		kcfg.workers = killWorkers
-		kcfg.childEnv = append(slices.Clone(cfg.childEnv), envKill+"=1")
+		counts, err := os.CreateTemp(cfg.tmp, "kill-counts-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(counts.Name())
+		err = counts.Truncate(16 * killWorkers)
+		counts.Close()
+		if err != nil {
+			return nil, err
+		}
+		kcfg.childEnv = append(slices.Clone(cfg.childEnv), envKill+"=1", envCounts+"="+counts.Name())
 		c, err := srv(&kcfg)
 		if err != nil {
 			return nil, err
@@ -112,6 +136,45 @@ func killRun(name string, srv server) func(context.Context, *config) (map[string
 		if res["victim_killed"] != 1 {
 			return nil, fmt.Errorf("%s: the server did not see its victim (PID %d) die of SIGKILL", c.name, victim)
 		}
-		return map[string]float64{"value": float64(load.errors), "kill_requests_" + name: float64(load.requests)}, nil
+		figs := map[string]float64{"value": float64(load.errors), "kill_requests_" + name: float64(load.requests)}
+		if id := ready["victim_id"]; id > 0 {
+			// A herd victim counted its server's connections: those it
+			// accepted and had not closed when it died were lost with it.
+			accepted, closed, err := readSlot(counts.Name(), uint64(id))
+			if err != nil {
+				return nil, err
+			}
+			figs["kill_inflight_"+name] = float64(accepted - closed)
+		}
+		return figs, nil
 	}
+}
+
+// killListener counts, for the kill scenario, the connections its server
+// accepts and those it closes.
+type killListener struct {
+	net.Listener
+	accepted, closed *atomic.Int64
+}
+
+func (l killListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.accepted.Add(1)
+	return &closeCounting{Conn: c, closed: l.closed}, nil
+}
+
+// closeCounting counts its first Close (before closing: the response is
+// written by then).
+type closeCounting struct {
+	net.Conn
+	closed *atomic.Int64
+	once   sync.Once
+}
+
+func (c *closeCounting) Close() error {
+	c.once.Do(func() { c.closed.Add(1) })
+	return c.Conn.Close()
 }

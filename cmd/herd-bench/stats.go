@@ -129,7 +129,7 @@ func formatFigure(v float64, unit string) string {
 		return sig3(v) + " " + unit
 	case "x":
 		return strconv.FormatFloat(v, 'f', 3, 64)
-	case "failed", "requests": // counts, or the median of an even number of them
+	case "failed", "requests", "conns": // counts, or the median of an even number of them
 		return strconv.FormatFloat(v, 'f', -1, 64) + " " + unit
 	}
 	return sig3(v) + " " + unit
