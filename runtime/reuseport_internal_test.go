@@ -52,20 +52,29 @@ func TestTrustReturned(t *testing.T) {
 	rm := &reuseMember{}
 	rm.offered.add(c0)
 	keep := rm.trustReturned(files, log)
-	if len(keep) != 1 || keep[0] != files[0] {
+	if len(keep) != 1 {
 		t.Fatalf("kept %v, want the offered connection alone", keep)
 	}
-	for _, f := range files[1:] {
+	if c, _ := socketCookie(keep[0]); c != c0 {
+		t.Errorf("kept socket %d, want %d", c, c0)
+	}
+	keep[0].Close()
+	// Every returned file is closed (the kept one is a duplicate).
+	for _, f := range files {
 		if err := f.Close(); !errors.Is(err, os.ErrClosed) {
 			t.Errorf("%s was not closed (Close: %v)", f.Name(), err)
 		}
 	}
 	// A member that already left takes nothing back.
+	s, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var gone *reuseMember
-	if keep := gone.trustReturned(files[:1], log); len(keep) != 0 {
+	if keep := gone.trustReturned([]*os.File{s}, log); len(keep) != 0 {
 		t.Errorf("a departed member kept %v", keep)
 	}
-	if err := files[0].Close(); !errors.Is(err, os.ErrClosed) {
+	if err := s.Close(); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("not closed for a departed member (Close: %v)", err)
 	}
 }

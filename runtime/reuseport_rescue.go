@@ -190,19 +190,22 @@ func (h *reusePortHandle) noteOffered(m *membership, conns []*os.File) {
 	}
 }
 
-// trustReturned keeps the returned descriptors that are connections
-// offered to this member, and closes the others. rm may be nil (the
-// member already left): everything is closed.
+// trustReturned keeps duplicates of the returned descriptors that are
+// connections offered to this member (the runtime closes a call's files
+// when its handler returns), and closes every returned file. rm may be nil
+// (the member already left): nothing is kept.
 func (rm *reuseMember) trustReturned(returned []*os.File, log *slog.Logger) []*os.File {
 	var keep []*os.File
 	bad := 0
 	for _, f := range returned {
 		if c, ok := socketCookie(f); ok && rm != nil && rm.offered.has(c) {
-			keep = append(keep, f)
-			continue
+			if fd, err := dupConn(f); err == nil {
+				keep = append(keep, os.NewFile(uintptr(fd), "herd-rescued"))
+			}
+		} else {
+			bad++
 		}
 		f.Close()
-		bad++
 	}
 	if bad > 0 {
 		log.Warn("herd: a worker gave back descriptors the primary did not offer it; closed", "count", bad)
