@@ -27,6 +27,7 @@ const (
 	controlListenProcedure        = "/herd.v1.ControlService/Listen"
 	controlCloseListenerProcedure = "/herd.v1.ControlService/CloseListener"
 	controlHandoffProcedure       = "/herd.v1.ControlService/Handoff"
+	controlAcceptedProcedure      = "/herd.v1.ControlService/Accepted"
 	controlListeningProcedure     = "/herd.v1.ControlService/Listening"
 	controlStopSignalProcedure    = "/herd.v1.ControlService/StopSignal"
 	controlCreditProcedure        = "/herd.v1.ControlService/Credit"

@@ -13,7 +13,10 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"google.golang.org/protobuf/proto"
+
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // defaultHandoffWindow is how many round-robin hand-offs a worker may have
@@ -397,6 +400,25 @@ func (pt *portTable) dropWorker(w *Worker) {
 	for _, m := range pt.byWorker[w] {
 		pt.leaveLocked(m, nil)
 	}
+}
+
+// acceptedReport handles the worker's Accepted reports, on its link's
+// reader (see rrHandle.accepted), in order with everything else it sent.
+func (w *Worker) acceptedReport(env *wire.Envelope, files []*os.File) {
+	closeFiles(files)
+	var req herdv1.AcceptedRequest
+	if err := proto.Unmarshal(env.Payload, &req); err != nil {
+		w.ep.readerError(CodeInvalidArgument, controlAcceptedProcedure, fmt.Errorf("decode %s request: %w", controlAcceptedProcedure, err))
+		return
+	}
+	pt := w.primary.ports
+	pt.mu.Lock()
+	m := pt.byWorker[w][req.GetListenerId()]
+	pt.mu.Unlock()
+	if m == nil || m.rr == nil {
+		return // a listener that left its handle, or not round robin
+	}
+	m.h.(*rrHandle).accepted(m.rr, &req)
 }
 
 // dupSocket duplicates a socket's descriptor (close-on-exec) for sending.

@@ -11,32 +11,39 @@ import (
 	"time"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 const (
 	// maxHandoffBatch bounds the connections one Handoff message carries
-	// (the window bounds it first).
+	// (a worker's credit and the window bound it first).
 	maxHandoffBatch = 64
 	// acceptBatch is how many connections the accept loop takes from the
 	// kernel before queueing them.
 	acceptBatch = 64
-	// rejectPause is how long a worker that refused hand-offs (its listener
-	// closing, or its accept queue full) is skipped.
-	rejectPause = 5 * time.Millisecond
+	// maxCredit bounds the credit a worker can accumulate (a worker asks
+	// for one per waiting Accept call: far fewer).
+	maxCredit = 1 << 16
 )
 
 // rrHandle is Node's RoundRobinHandle: the primary owns the listening
 // socket and an accept loop, and hands every accepted connection's
-// descriptor to the next worker of the handle that has room in its window
-// of unacknowledged hand-offs. Connections wait in a bounded queue while
-// no worker has room. A worker that refuses hand-offs (its listener is
-// closing) or whose link ends before it acknowledges gives them back, and
-// they go to another worker: nothing is lost. The primary keeps its own
-// copy of each descriptor until the worker acknowledges it.
+// descriptor to the next worker of the handle that asks for one. Workers
+// ask with credits (see rrListener): one per Accept call waiting, so a
+// worker that stops accepting is handed nothing more, and several
+// connections travel in one message to a worker with several credits.
+// Connections wait in a bounded queue while no worker asks.
+//
+// The primary keeps its own copy of each connection it hands off until
+// the worker reports that its server accepted it. A worker that dies,
+// closes its listener or gives connections back before that loses
+// nothing: the primary hands its copies to another worker. At most window
+// connections are handed and unaccepted at one worker, whatever it asked.
 //
 // The hand-off path costs no goroutine and, in steady state, no allocation
-// in the primary: raw descriptors from accept4, pooled batches, and
-// Handoff requests whose replies complete on the link's reader.
+// in the primary: raw descriptors from accept4, one duplicate per
+// connection for the link to send and close, and reports handled on the
+// link's reader.
 type rrHandle struct {
 	handleBase
 	sock     *os.File // the listening socket, pollable: its RawConn can wait to read
@@ -45,14 +52,12 @@ type rrHandle struct {
 	maxQueue int
 	log      *slog.Logger
 
-	mu         sync.Mutex
-	queue      []int // accepted descriptors waiting, from head
-	head       int
-	list       []*rrMember
-	next       int
-	closed     bool
-	timer      *time.Timer
-	timerArmed bool
+	mu     sync.Mutex
+	queue  []int // accepted descriptors waiting, from head
+	head   int
+	list   []*rrMember
+	next   int
+	closed bool
 
 	space chan struct{} // a token when the queue shrank
 	done  chan struct{} // closed by close
@@ -60,12 +65,11 @@ type rrHandle struct {
 
 // rrMember is one worker listener of a round-robin handle.
 type rrMember struct {
-	m         *membership
-	inflight  int   // connections handed and not yet acknowledged
-	stopped   bool  // the worker is disconnecting
-	gone      bool  // left the handle, or its link ended
-	skipUntil int64 // refused hand-offs: skipped until then (unix nanos)
-	atLimit   bool  // its last reply refused at its connection limit
+	m       *membership
+	held    []int // the primary's copies of connections handed and not reported yet, in hand-off order
+	credit  int   // connections the worker asked for and was not handed yet
+	stopped bool  // the worker is disconnecting
+	gone    bool  // left the handle, or its link ended
 }
 
 func newRRHandle(b handleBase, ln net.Listener, window, maxQueue int, log *slog.Logger) (*rrHandle, error) {
@@ -223,179 +227,106 @@ func (h *rrHandle) unpopLocked(fds []int) {
 	h.queue, h.head = q, 0
 }
 
-// dispatchLocked hands queued connections to workers with room, round
-// robin, as many per message as the worker's window allows.
+// dispatchLocked hands queued connections to workers that asked for
+// them, round robin, as many per message as the worker asked for (within
+// its window).
 func (h *rrHandle) dispatchLocked() {
 	for h.queued() > 0 {
 		m := h.pickLocked()
 		if m == nil {
 			return
 		}
-		k := min(h.window-m.inflight, h.queued(), maxHandoffBatch)
-		b := getBatch()
-		b.h, b.m = h, m
-		b.fds = append(b.fds[:0], h.queue[h.head:h.head+k]...)
-		h.popLocked(k)
-		m.inflight += k
-		if !h.sendLocked(b) {
-			m.inflight -= k
-			h.unpopLocked(b.fds)
-			b.release()
+		k := min(m.credit, h.window-len(m.held), h.queued(), maxHandoffBatch)
+		switch h.sendLocked(m, h.queue[h.head:h.head+k]) {
+		case sendGone:
+			continue // try the next worker
+		case sendLater:
+			return
 		}
+		m.held = append(m.held, h.queue[h.head:h.head+k]...)
+		m.credit -= k
+		h.popLocked(k)
 	}
 }
 
-// pickLocked returns the next member with room, or nil.
+// pickLocked returns the next member that asked for a connection and has
+// room in its window, or nil.
 func (h *rrHandle) pickLocked() *rrMember {
 	n := len(h.list)
-	var now, soonest int64
 	for i := range n {
 		j := (h.next + i) % n
 		m := h.list[j]
-		if m.gone || m.stopped || m.inflight >= h.window {
+		if m.gone || m.stopped || m.credit == 0 || len(m.held) >= h.window {
 			continue
-		}
-		if m.skipUntil != 0 {
-			if now == 0 {
-				now = time.Now().UnixNano()
-			}
-			if now < m.skipUntil {
-				if soonest == 0 || m.skipUntil < soonest {
-					soonest = m.skipUntil
-				}
-				continue
-			}
-			m.skipUntil = 0
 		}
 		h.next = (j + 1) % n
 		return m
 	}
-	if soonest != 0 {
-		h.armLocked(time.Duration(soonest - now))
-	}
 	return nil
 }
 
-// armLocked dispatches again after d, when skipped workers may take
-// connections again.
-func (h *rrHandle) armLocked(d time.Duration) {
-	if h.timerArmed || h.closed {
-		return
+// The results of sendLocked.
+const (
+	sendOK    = iota
+	sendGone  // m's link has ended: m is marked gone
+	sendLater // out of descriptors: dispatch again at the next report
+)
+
+// sendLocked sends fds to m in one Handoff, as duplicates the link closes
+// once sent: the primary's own copies stay open, whatever the link does,
+// until the worker reports them.
+func (h *rrHandle) sendLocked(m *rrMember, fds []int) int {
+	var dups [maxHandoffBatch]int
+	n := 0
+	for _, fd := range fds {
+		d, err := dupFD(fd)
+		if err != nil {
+			// Out of descriptors: these wait in the queue for the next
+			// report, and the worker keeps its credit.
+			closeRawFDs(dups[:n])
+			h.log.Warn("herd: round-robin hand-off", "handle", h.String(), "error", os.NewSyscallError("fcntl", err))
+			return sendLater
+		}
+		dups[n] = d
+		n++
 	}
-	h.timerArmed = true
-	if h.timer == nil {
-		h.timer = time.AfterFunc(d, h.kick)
-	} else {
-		h.timer.Reset(d)
+	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(n)}
+	hdr := wire.Header{Procedure: controlHandoffProcedure, Flags: wire.FlagSystem}
+	if err := m.m.w.ep.link.SendOwned(&hdr, &req, dups[:n]); err != nil {
+		closeRawFDs(dups[:n])
+		m.gone = true
+		return sendGone
 	}
+	return sendOK
 }
 
-func (h *rrHandle) kick() {
+// accepted handles a worker's report (on its link's reader): the primary
+// closes its copies of what the server accepted, queues again what the
+// worker gave back, adds the worker's new credit and dispatches.
+func (h *rrHandle) accepted(m *rrMember, req *herdv1.AcceptedRequest) {
+	var buf [8]int
 	h.mu.Lock()
-	h.timerArmed = false
+	if m.gone {
+		h.mu.Unlock()
+		return
+	}
+	a := min(int(req.GetAccepted()), len(m.held))
+	closing := append(buf[:0], m.held[:a]...)
+	r := min(int(req.GetReturned()), len(m.held)-a)
+	if r > 0 {
+		if h.closed {
+			closing = append(closing, m.held[a:a+r]...)
+		} else {
+			h.unpopLocked(m.held[a : a+r])
+		}
+	}
+	m.held = m.held[:copy(m.held, m.held[a+r:])]
+	m.credit = min(m.credit+int(req.GetCredit()), maxCredit)
 	if !h.closed {
 		h.dispatchLocked()
 	}
 	h.mu.Unlock()
-}
-
-// sendLocked sends b to its member; false when it could not be sent (the
-// member is then marked gone). The link borrows the primary's own copies of
-// the descriptors: they stay open until the reply (or the link's end) has
-// been handled.
-func (h *rrHandle) sendLocked(b *handoffBatch) bool {
-	m := b.m
-	b.req.ListenerId = m.m.id
-	b.req.Count = uint32(len(b.fds))
-	called, err := m.m.w.ep.callAsync(controlHandoffProcedure, &b.req, &b.pc, b.fds, true)
-	if err != nil && !called {
-		m.gone = true
-		return false
-	}
-	return true
-}
-
-// handoffBatch is one Handoff in flight: the primary's copies of its
-// connections, and the request and reply. Batches are pooled.
-type handoffBatch struct {
-	h   *rrHandle
-	m   *rrMember
-	fds []int // the primary's copies, lent to the link
-	req herdv1.HandoffRequest
-	res herdv1.HandoffResponse
-	pc  pendingCall
-}
-
-var batchPool sync.Pool
-
-func getBatch() *handoffBatch {
-	if b, ok := batchPool.Get().(*handoffBatch); ok {
-		return b
-	}
-	b := &handoffBatch{fds: make([]int, 0, 8)}
-	b.pc.res = &b.res
-	b.pc.async = b.reply
-	return b
-}
-
-func (b *handoffBatch) release() {
-	b.h, b.m = nil, nil
-	b.fds = b.fds[:0]
-	batchPool.Put(b)
-}
-
-// reply handles the worker's acknowledgement (on the link's reader), or
-// the failure of the call (the link ended): the primary closes its copies
-// of what the worker took and queues the rest again.
-func (b *handoffBatch) reply(err error) {
-	h, m := b.h, b.m
-	n := len(b.fds)
-	took := 0
-	if err == nil {
-		took = min(int(b.res.GetAccepted()), n)
-	}
-	closeRawFDs(b.fds[:took])
-	back := b.fds[took:]
-	h.mu.Lock()
-	m.inflight -= n
-	switch {
-	case err != nil && !m.m.w.IsConnected():
-		m.gone = true
-	case took < n:
-		m.skipUntil = time.Now().UnixNano() + int64(rejectPause)
-	}
-	if err == nil {
-		m.atLimit = b.res.GetAtLimit()
-	}
-	if h.closed {
-		closeRawFDs(back)
-	} else {
-		if len(back) > 0 && m.atLimit && err == nil && !h.roomElsewhereLocked(m) {
-			// Beyond the connection limit of every worker that could take
-			// them: closed, as a server at its maxConnections closes them.
-			closeRawFDs(back)
-			back = nil
-		}
-		if len(back) > 0 {
-			h.unpopLocked(back)
-		}
-		h.dispatchLocked()
-	}
-	h.mu.Unlock()
-	b.release()
-}
-
-// roomElsewhereLocked reports whether a member other than m may take
-// connections: one that is not leaving and whose last reply did not refuse
-// at its connection limit. A connection refused at the limit thus visits
-// each member at most once before it is closed.
-func (h *rrHandle) roomElsewhereLocked(m *rrMember) bool {
-	for _, x := range h.list {
-		if x != m && !x.gone && !x.stopped && !x.atLimit {
-			return true
-		}
-	}
-	return false
+	closeRawFDs(closing)
 }
 
 // ---- membership ----
@@ -405,23 +336,21 @@ func (h *rrHandle) join(m *membership) ([]int, error) {
 	m.rr = rm
 	h.mu.Lock()
 	h.list = append(h.list, rm)
-	h.dispatchLocked()
 	h.mu.Unlock()
 	return nil, nil
 }
 
+// leave removes m. The connections it was handed and did not report go to
+// the other workers; returned (descriptors an older worker sends back) are
+// its own copies, closed.
 func (h *rrHandle) leave(m *membership, returned []*os.File) {
-	var fds []int
-	for _, f := range returned {
-		if fd, err := dupConn(f); err == nil {
-			fds = append(fds, fd)
-		}
-		f.Close()
-	}
+	closeFiles(returned)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	rm := m.rr
 	rm.gone = true
+	held := rm.held
+	rm.held, rm.credit = nil, 0
 	for i, x := range h.list {
 		if x == rm {
 			h.list = append(h.list[:i], h.list[i+1:]...)
@@ -435,11 +364,11 @@ func (h *rrHandle) leave(m *membership, returned []*os.File) {
 		h.next = 0
 	}
 	if h.closed {
-		closeRawFDs(fds)
+		closeRawFDs(held)
 		return
 	}
-	if len(fds) > 0 {
-		h.unpopLocked(fds)
+	if len(held) > 0 {
+		h.unpopLocked(held)
 	}
 	h.dispatchLocked()
 }
@@ -467,8 +396,9 @@ func (h *rrHandle) close() {
 	h.closed = true
 	closeRawFDs(h.queue[h.head:])
 	h.queue, h.head = nil, 0
-	if h.timer != nil {
-		h.timer.Stop()
+	for _, m := range h.list {
+		closeRawFDs(m.held)
+		m.held = nil
 	}
 	h.mu.Unlock()
 	close(h.done)

@@ -3,12 +3,9 @@
 package runtime
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"os"
 	"sync"
-	"syscall"
 
 	"google.golang.org/protobuf/proto"
 
@@ -16,24 +13,41 @@ import (
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
-// maxAcceptQueue bounds the connections a round-robin listener holds that
-// its server has not accepted yet; hand-offs beyond it are refused and the
-// primary gives them to another worker. It also keeps what a closing
-// listener returns within one frame's descriptors.
-const maxAcceptQueue = 128
+// acceptAhead is how many connections a round-robin listener asks for
+// beyond its waiting Accept calls once its server has accepted one: the
+// next connection then travels while the server starts serving the last
+// (an http.Server calls Accept again at once). It is also what a listener
+// whose server stops accepting can hold at most besides one connection per
+// Accept call that was waiting.
+const acceptAhead = 1
 
-// rrListener is a worker's listener on a round-robin handle: connections
-// come from the primary in Handoff messages and wait in a queue for Accept.
+// rrListener is a worker's listener on a round-robin handle. Connections
+// come from the primary in Handoff messages, never more than the listener
+// asked for: it credits the primary with one connection per Accept call
+// that waits (and acceptAhead more once its server accepts), so a worker
+// that stops accepting (stopped, in a long pause, its accept loop blocked)
+// holds at most what it asked for, and the other workers get the rest.
+//
+// The primary keeps its own copy of every connection until this listener
+// reports, in an Accepted message, that its server's Accept took it. That
+// report is written to the link before Accept returns the connection: if
+// the worker dies, every connection its server had not accepted goes to
+// another worker, and none that it had accepted does.
 type rrListener struct {
 	*listenEntry
 	addr net.Addr
 	lim  *connLimit // WithMaxConnections; nil for none
 
+	// acceptMu orders Accept's reports with each other and with Close:
+	// the primary matches them to its copies in hand-off order.
+	acceptMu sync.Mutex
+
 	mu      sync.Mutex
-	queue   []net.Conn // visible to Accept, from head
+	queue   []*os.File // handed off, not accepted yet, from head
 	head    int
-	pending []net.Conn // taken by the Handoff being handled, not yet acknowledged
-	shut    bool       // closed: hand-offs are refused
+	waiting int  // Accept calls waiting for a connection
+	credit  int  // connections asked for and not received yet
+	shut    bool // closed: hand-offs are closed at once
 
 	ready     chan struct{} // a token when the queue may have grown
 	done      chan struct{} // closed by Close
@@ -44,38 +58,103 @@ func newRRListener(e *listenEntry) *rrListener {
 	return &rrListener{listenEntry: e, ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// Accept waits for the next handed-off connection.
+// queued is how many handed-off connections wait for Accept.
+func (l *rrListener) queued() int { return len(l.queue) - l.head }
+
+// askLocked returns how many more connections to ask for so that the
+// listener has (or is owed) want; it counts them as asked.
+func (l *rrListener) askLocked(want int) uint32 {
+	n := want - l.credit - l.queued()
+	if n <= 0 {
+		return 0
+	}
+	l.credit += n
+	return uint32(n)
+}
+
+// Accept waits for the next handed-off connection. Before it returns one,
+// it has told the primary (on the link, in the kernel's hands) that the
+// server took it.
 func (l *rrListener) Accept() (net.Conn, error) {
+	counted := false // this call counts in l.waiting
 	for {
-		select {
-		case <-l.done:
-			return nil, &net.OpError{Op: "accept", Net: l.netName(), Addr: l.addr, Err: net.ErrClosed}
-		default:
-		}
+		l.acceptMu.Lock()
 		l.mu.Lock()
-		if l.head < len(l.queue) {
-			c := l.queue[l.head]
+		if counted {
+			l.waiting--
+			counted = false
+		}
+		if l.shut {
+			l.mu.Unlock()
+			l.acceptMu.Unlock()
+			return nil, l.closedErr()
+		}
+		if l.queued() > 0 {
+			f := l.queue[l.head]
 			l.queue[l.head] = nil
 			l.head++
-			more := l.head < len(l.queue)
-			if !more {
+			if l.head == len(l.queue) {
 				l.queue, l.head = l.queue[:0], 0
 			}
+			more := l.queued() > 0
+			ask := l.askLocked(max(l.waiting, acceptAhead))
 			l.mu.Unlock()
+			c, cerr := net.FileConn(f)
+			f.Close()
+			req := &herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}
+			if cerr != nil {
+				// The primary gives it to another worker; net/http backs
+				// off on this error (EMFILE, ENFILE, ENOMEM).
+				req.Returned = 1
+			} else {
+				req.Accepted = 1
+			}
+			serr := l.report(req, true)
+			l.acceptMu.Unlock()
 			if more {
 				l.signal() // for another accepting goroutine
 			}
-			if l.lim != nil {
-				c = limitConn(c, l.lim) // its place, taken by take, ends with it
+			if serr != nil {
+				// The link is gone: the primary re-routes the connection
+				// (the report may not have reached it), so the server must
+				// not have it.
+				if c != nil {
+					c.Close()
+				}
+				return nil, l.closedErr()
+			}
+			if cerr != nil {
+				return nil, &net.OpError{Op: "accept", Net: l.netName(), Addr: l.addr, Err: cerr}
 			}
 			return c, nil
 		}
+		l.waiting++
+		counted = true
+		ask := l.askLocked(l.waiting)
 		l.mu.Unlock()
+		if ask > 0 {
+			l.report(&herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}, false)
+		}
+		l.acceptMu.Unlock()
 		select {
 		case <-l.ready:
 		case <-l.done:
 		}
 	}
+}
+
+// report sends an Accepted message on the system lane; sync waits until
+// it is written.
+func (l *rrListener) report(req *herdv1.AcceptedRequest, sync bool) error {
+	h := wire.Header{Procedure: controlAcceptedProcedure, Flags: wire.FlagSystem}
+	if sync {
+		return l.s.ep.link.SendSync(&h, req)
+	}
+	return l.s.ep.link.SendDirect(l.s.ep.lifeCtx(), &h, req)
+}
+
+func (l *rrListener) closedErr() error {
+	return &net.OpError{Op: "accept", Net: l.netName(), Addr: l.addr, Err: net.ErrClosed}
 }
 
 func (l *rrListener) signal() {
@@ -95,10 +174,9 @@ func (l *rrListener) netName() string {
 // Addr returns the handle's address.
 func (l *rrListener) Addr() net.Addr { return l.addr }
 
-// Close stops accepting, gives the connections the server has not accepted
-// back to the primary (which hands them to another worker) and releases the
-// worker's share of the handle. It may be called from any goroutine,
-// handlers included.
+// Close stops accepting and releases the worker's share of the handle; the
+// connections the server has not accepted go to another worker. It may be
+// called from any goroutine, handlers included.
 func (l *rrListener) Close() error { return l.closeCluster() }
 
 func (l *rrListener) closeCluster() error {
@@ -108,140 +186,60 @@ func (l *rrListener) closeCluster() error {
 		return net.ErrClosed
 	}
 	close(l.done)
+	// After any report of an Accept under way: the primary takes back
+	// what was not reported accepted when it handles the release, which
+	// follows the reports on the link.
+	l.acceptMu.Lock()
 	l.mu.Lock()
 	l.shut = true
-	back := make([]net.Conn, 0, len(l.queue)-l.head+len(l.pending))
-	back = append(append(back, l.queue[l.head:]...), l.pending...)
-	clear(l.queue)
-	clear(l.pending)
-	l.queue, l.head, l.pending = nil, 0, nil
+	back := l.queue[l.head:]
+	l.queue, l.head = nil, 0
 	l.mu.Unlock()
-	l.releaseN(len(back))
-	// Connections of a Handoff being acknowledged go back too: the
-	// primary holds its own copies until the acknowledgement, and then
-	// closes them; the copies returned here are new descriptors.
+	l.acceptMu.Unlock()
+	// These are the worker's copies: the primary has its own.
+	closeFiles(back)
 	l.s.forget(l.listenEntry)
-	l.s.releaseHandle(l.id, back)
+	l.s.releaseHandle(l.id, nil)
 	return nil
 }
 
-// take turns handed-off descriptors into connections, as many as the queue
-// and the listener's connection limit have room for, from the first, and
-// holds them as pending; it closes every file. atLimit says the limit
-// stopped it. It runs on the drainer.
-func (l *rrListener) take(files []*os.File) (took int, atLimit bool) {
-	defer closeFiles(files)
-	var refused error // reported once l.mu is released
-	var code Code
-	defer func() {
-		if refused != nil {
-			l.s.ep.readerError(code, controlHandoffProcedure, refused)
-		}
-	}()
+// take queues handed-off connections for Accept, or closes them when the
+// listener is closed (the primary then hands its own copies to another
+// worker). It runs on the link's reader and takes the files.
+func (l *rrListener) take(files []*os.File) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	room := maxAcceptQueue - (len(l.queue) - l.head) - len(l.pending)
 	if l.shut {
-		room = 0
-	}
-	n := min(room, len(files))
-	for _, f := range files[:max(n, 0)] {
-		if l.lim != nil && !l.lim.acquire() {
-			return took, true // the rest go back to the primary
-		}
-		c, err := net.FileConn(f)
-		if err != nil {
-			l.releaseN(1)
-			// The rest go back to the primary, for another worker.
-			code = CodeInternal
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				code = CodeResourceExhausted
-			}
-			refused = fmt.Errorf("hand-off: %d connections refused: %w", len(files)-took, err)
-			break
-		}
-		l.pending = append(l.pending, c)
-		took++
-	}
-	return took, false
-}
-
-// releaseN gives back n places of the connection limit: connections taken
-// and then returned or dropped.
-func (l *rrListener) releaseN(n int) {
-	if l.lim != nil {
-		l.lim.open.Add(-int64(n))
-	}
-}
-
-// publish makes the pending connections visible to Accept, once their
-// acknowledgement is queued on the link.
-func (l *rrListener) publish() {
-	l.mu.Lock()
-	if len(l.pending) == 0 {
 		l.mu.Unlock()
+		closeFiles(files)
 		return
 	}
-	l.queue = append(l.queue, l.pending...)
-	clear(l.pending)
-	l.pending = l.pending[:0]
+	if l.head > 0 && l.head >= len(l.queue)/2 {
+		l.queue = l.queue[:copy(l.queue, l.queue[l.head:])]
+		l.head = 0
+	}
+	l.queue = append(l.queue, files...)
+	l.credit = max(l.credit-len(files), 0)
 	l.mu.Unlock()
 	l.signal()
 }
 
-// handoff serves the primary's Handoff, on the link's reader goroutine: it
-// takes the connections into the listener's queue and acknowledges how
-// many it took. The connections become visible to Accept only once the
-// acknowledgement is queued on the link, so a connection the primary
-// re-routes (because this worker died before acknowledging) has not been
-// read here. Nothing here blocks: the acknowledgement is queued whatever
-// the write queue holds (it is small, and the primary bounds how many
-// hand-offs are in flight).
+// handoff serves the primary's Handoff, on the link's reader goroutine:
+// it queues the connections for the listener's Accept. Nothing here
+// blocks, and nothing is answered: Accept reports each connection as its
+// server takes it.
 func (s *Self) handoff(env *wire.Envelope, files []*os.File) {
 	var req herdv1.HandoffRequest
-	took, atLimit := 0, false
 	var l *rrListener
 	if err := proto.Unmarshal(env.Payload, &req); err == nil {
 		s.ls.mu.Lock()
 		l = s.ls.rr[req.GetListenerId()]
 		s.ls.mu.Unlock()
 	}
-	if l != nil {
-		took, atLimit = l.take(files) // closes the files
-	} else {
+	if l == nil {
+		// A listener that closed: the primary has its copies back.
 		closeFiles(files)
+		return
 	}
-	if env.FDsLost > 0 {
-		// The kernel could not install the last ones: they are refused
-		// with the rest the worker did not take, and the primary, which
-		// holds its own copies until acknowledged, gives them to another
-		// worker.
-		s.ep.readerError(CodeResourceExhausted, controlHandoffProcedure, fmt.Errorf("hand-off: %d of %d connections refused: %w", int(env.FDCount)-took, env.FDCount, lostFDs(env)))
-	}
-	if env.CallID != 0 {
-		h := wire.Header{ReplyTo: env.CallID}
-		if err := s.ep.link.SendOwned(&h, &herdv1.HandoffResponse{Accepted: uint32(took), AtLimit: atLimit}, nil); err != nil {
-			// The link is gone; the primary re-routes what it handed.
-			took = 0
-			if l != nil {
-				l.drop()
-			}
-		}
-	}
-	if took > 0 {
-		l.publish()
-	}
-}
-
-// drop closes the pending connections (their acknowledgement could not be
-// sent).
-func (l *rrListener) drop() {
-	l.mu.Lock()
-	pending := l.pending
-	l.pending = nil
-	l.mu.Unlock()
-	l.releaseN(len(pending))
-	for _, c := range pending {
-		c.Close()
-	}
+	// The link reuses its slice of files; the files are ours.
+	l.take(files)
 }

@@ -41,4 +41,6 @@ func (s *Self) listenPacket(ctx context.Context, network, address string, cfg *l
 
 func (s *Self) handoff(env *wire.Envelope, files []*os.File) { closeFiles(files) }
 
+func (w *Worker) acceptedReport(env *wire.Envelope, files []*os.File) { closeFiles(files) }
+
 func (s *Self) closeListeners() {}

@@ -128,6 +128,7 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 	prepareCommand(cmd, s.credential)
 
 	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
+	w.ep.inlineProc, w.ep.inline = controlAcceptedProcedure, w.acceptedReport
 	err = startProcess(cmd)
 	theirs.Close()
 	for _, f := range pipes {

@@ -630,15 +630,16 @@ func (x *ListenResponse) GetRefusal() ListenRefusal {
 	return ListenRefusal_LISTEN_REFUSAL_UNSPECIFIED
 }
 
-// CloseListenerRequest releases a worker's share of a handle. Connections
-// of a round-robin handle that the worker had taken but its server had not
-// yet accepted travel back with it as attached descriptors, for the primary
-// to hand to another worker.
+// CloseListenerRequest releases a worker's share of a handle. The
+// connections of a round-robin handle that the worker's server has not
+// accepted go to another worker: the primary kept its own copy of each
+// until the worker reported it accepted, so nothing travels back.
 type CloseListenerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// listener_id is the worker's ID of the listener, from ListenRequest.
 	ListenerId uint64 `protobuf:"varint,1,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
-	// count is the number of connections attached.
+	// count is the number of connections attached (none since protocol
+	// version 2; a primary closes any it is sent).
 	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -782,11 +783,11 @@ func (x *HandoffRequest) GetCount() uint32 {
 	return 0
 }
 
-// HandoffResponse says how many of the handed-off connections the worker
-// took; the primary re-routes the rest.
+// HandoffResponse is unused: Handoff is sent without a reply (protocol
+// version 2); Accepted reports what became of the connections.
 type HandoffResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// accepted is the number taken, from the first; the rest are returned.
+	// accepted is unused.
 	Accepted uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	// at_limit says the listener took no more because it holds as many open
 	// connections as its limit allows (WithMaxConnections): the primary
@@ -840,6 +841,128 @@ func (x *HandoffResponse) GetAtLimit() bool {
 	return false
 }
 
+// AcceptedRequest is a round-robin listener's report. The primary keeps its
+// own copy of every connection it handed to the listener, in hand-off
+// order, until the report says what became of it: the first `accepted` of
+// them were taken by the server's Accept (the primary closes its copies),
+// the `returned` that follow are given back (the primary hands them to
+// another worker). A worker writes the report of an accepted connection to
+// the link before its Accept returns that connection, so a worker that dies
+// has either reported a connection (it was its server's) or not (it goes to
+// another worker): never both.
+type AcceptedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// listener_id is the worker's ID of the listener, from ListenRequest.
+	ListenerId uint64 `protobuf:"varint,1,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
+	// accepted counts connections taken by the server, oldest first.
+	Accepted uint32 `protobuf:"varint,2,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// returned counts the connections after those that go back to the
+	// primary (the worker could not use them).
+	Returned uint32 `protobuf:"varint,3,opt,name=returned,proto3" json:"returned,omitempty"`
+	// credit is how many more connections the worker asks for: one for each
+	// Accept call that waits, and one ahead for a server that accepts again.
+	// The primary hands a worker no more than it asked for, and holds no more
+	// than the handoff window unaccepted at any worker.
+	Credit        uint32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptedRequest) Reset() {
+	*x = AcceptedRequest{}
+	mi := &file_herd_v1_control_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptedRequest) ProtoMessage() {}
+
+func (x *AcceptedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptedRequest.ProtoReflect.Descriptor instead.
+func (*AcceptedRequest) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AcceptedRequest) GetListenerId() uint64 {
+	if x != nil {
+		return x.ListenerId
+	}
+	return 0
+}
+
+func (x *AcceptedRequest) GetAccepted() uint32 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
+func (x *AcceptedRequest) GetReturned() uint32 {
+	if x != nil {
+		return x.Returned
+	}
+	return 0
+}
+
+func (x *AcceptedRequest) GetCredit() uint32 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
+}
+
+// AcceptedResponse is never sent: Accepted has no reply.
+type AcceptedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptedResponse) Reset() {
+	*x = AcceptedResponse{}
+	mi := &file_herd_v1_control_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptedResponse) ProtoMessage() {}
+
+func (x *AcceptedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptedResponse.ProtoReflect.Descriptor instead.
+func (*AcceptedResponse) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{11}
+}
+
 // ListeningRequest reports a listening server.
 type ListeningRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -851,7 +974,7 @@ type ListeningRequest struct {
 
 func (x *ListeningRequest) Reset() {
 	*x = ListeningRequest{}
-	mi := &file_herd_v1_control_proto_msgTypes[10]
+	mi := &file_herd_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +986,7 @@ func (x *ListeningRequest) String() string {
 func (*ListeningRequest) ProtoMessage() {}
 
 func (x *ListeningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[10]
+	mi := &file_herd_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +999,7 @@ func (x *ListeningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListeningRequest.ProtoReflect.Descriptor instead.
 func (*ListeningRequest) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListeningRequest) GetAddress() *Address {
@@ -895,7 +1018,7 @@ type ListeningResponse struct {
 
 func (x *ListeningResponse) Reset() {
 	*x = ListeningResponse{}
-	mi := &file_herd_v1_control_proto_msgTypes[11]
+	mi := &file_herd_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1030,7 @@ func (x *ListeningResponse) String() string {
 func (*ListeningResponse) ProtoMessage() {}
 
 func (x *ListeningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[11]
+	mi := &file_herd_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1043,7 @@ func (x *ListeningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListeningResponse.ProtoReflect.Descriptor instead.
 func (*ListeningResponse) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 // CreditRequest grants credit for credited frames to the receiver of this
@@ -939,7 +1062,7 @@ type CreditRequest struct {
 
 func (x *CreditRequest) Reset() {
 	*x = CreditRequest{}
-	mi := &file_herd_v1_control_proto_msgTypes[12]
+	mi := &file_herd_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1074,7 @@ func (x *CreditRequest) String() string {
 func (*CreditRequest) ProtoMessage() {}
 
 func (x *CreditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[12]
+	mi := &file_herd_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1087,7 @@ func (x *CreditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditRequest.ProtoReflect.Descriptor instead.
 func (*CreditRequest) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreditRequest) GetFrames() uint32 {
@@ -997,7 +1120,7 @@ type CreditResponse struct {
 
 func (x *CreditResponse) Reset() {
 	*x = CreditResponse{}
-	mi := &file_herd_v1_control_proto_msgTypes[13]
+	mi := &file_herd_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1132,7 @@ func (x *CreditResponse) String() string {
 func (*CreditResponse) ProtoMessage() {}
 
 func (x *CreditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[13]
+	mi := &file_herd_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1145,7 @@ func (x *CreditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreditResponse.ProtoReflect.Descriptor instead.
 func (*CreditResponse) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 // Address is a listening address, as in Node's 'listening' event.
@@ -1042,7 +1165,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_herd_v1_control_proto_msgTypes[14]
+	mi := &file_herd_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1177,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[14]
+	mi := &file_herd_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1190,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Address) GetNetwork() string {
@@ -1114,7 +1237,7 @@ type RejectedRequest struct {
 
 func (x *RejectedRequest) Reset() {
 	*x = RejectedRequest{}
-	mi := &file_herd_v1_control_proto_msgTypes[15]
+	mi := &file_herd_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1249,7 @@ func (x *RejectedRequest) String() string {
 func (*RejectedRequest) ProtoMessage() {}
 
 func (x *RejectedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[15]
+	mi := &file_herd_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1262,7 @@ func (x *RejectedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedRequest.ProtoReflect.Descriptor instead.
 func (*RejectedRequest) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RejectedRequest) GetProcedure() string {
@@ -1165,7 +1288,7 @@ type RejectedResponse struct {
 
 func (x *RejectedResponse) Reset() {
 	*x = RejectedResponse{}
-	mi := &file_herd_v1_control_proto_msgTypes[16]
+	mi := &file_herd_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1300,7 @@ func (x *RejectedResponse) String() string {
 func (*RejectedResponse) ProtoMessage() {}
 
 func (x *RejectedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[16]
+	mi := &file_herd_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1313,7 @@ func (x *RejectedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectedResponse.ProtoReflect.Descriptor instead.
 func (*RejectedResponse) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 // StopSignalRequest reports a stop signal the worker received.
@@ -1204,7 +1327,7 @@ type StopSignalRequest struct {
 
 func (x *StopSignalRequest) Reset() {
 	*x = StopSignalRequest{}
-	mi := &file_herd_v1_control_proto_msgTypes[17]
+	mi := &file_herd_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1339,7 @@ func (x *StopSignalRequest) String() string {
 func (*StopSignalRequest) ProtoMessage() {}
 
 func (x *StopSignalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[17]
+	mi := &file_herd_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1352,7 @@ func (x *StopSignalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopSignalRequest.ProtoReflect.Descriptor instead.
 func (*StopSignalRequest) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StopSignalRequest) GetSignal() string {
@@ -1250,7 +1373,7 @@ type StopSignalResponse struct {
 
 func (x *StopSignalResponse) Reset() {
 	*x = StopSignalResponse{}
-	mi := &file_herd_v1_control_proto_msgTypes[18]
+	mi := &file_herd_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1385,7 @@ func (x *StopSignalResponse) String() string {
 func (*StopSignalResponse) ProtoMessage() {}
 
 func (x *StopSignalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[18]
+	mi := &file_herd_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1398,7 @@ func (x *StopSignalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopSignalResponse.ProtoReflect.Descriptor instead.
 func (*StopSignalResponse) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StopSignalResponse) GetAction() StopSignalAction {
@@ -1301,7 +1424,7 @@ type AdoptRequest struct {
 
 func (x *AdoptRequest) Reset() {
 	*x = AdoptRequest{}
-	mi := &file_herd_v1_control_proto_msgTypes[19]
+	mi := &file_herd_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1436,7 @@ func (x *AdoptRequest) String() string {
 func (*AdoptRequest) ProtoMessage() {}
 
 func (x *AdoptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[19]
+	mi := &file_herd_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1449,7 @@ func (x *AdoptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdoptRequest.ProtoReflect.Descriptor instead.
 func (*AdoptRequest) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AdoptRequest) GetListenerId() uint64 {
@@ -1355,7 +1478,7 @@ type AdoptResponse struct {
 
 func (x *AdoptResponse) Reset() {
 	*x = AdoptResponse{}
-	mi := &file_herd_v1_control_proto_msgTypes[20]
+	mi := &file_herd_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1490,7 @@ func (x *AdoptResponse) String() string {
 func (*AdoptResponse) ProtoMessage() {}
 
 func (x *AdoptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_herd_v1_control_proto_msgTypes[20]
+	mi := &file_herd_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1503,7 @@ func (x *AdoptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdoptResponse.ProtoReflect.Descriptor instead.
 func (*AdoptResponse) Descriptor() ([]byte, []int) {
-	return file_herd_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AdoptResponse) GetAccepted() uint32 {
@@ -1438,7 +1561,14 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\rR\x05count\"H\n" +
 	"\x0fHandoffResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12\x19\n" +
-	"\bat_limit\x18\x02 \x01(\bR\aatLimit\">\n" +
+	"\bat_limit\x18\x02 \x01(\bR\aatLimit\"\x82\x01\n" +
+	"\x0fAcceptedRequest\x12\x1f\n" +
+	"\vlistener_id\x18\x01 \x01(\x04R\n" +
+	"listenerId\x12\x1a\n" +
+	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1a\n" +
+	"\breturned\x18\x03 \x01(\rR\breturned\x12\x16\n" +
+	"\x06credit\x18\x04 \x01(\rR\x06credit\"\x12\n" +
+	"\x10AcceptedResponse\">\n" +
 	"\x10ListeningRequest\x12*\n" +
 	"\aaddress\x18\x01 \x01(\v2\x10.herd.v1.AddressR\aaddress\"\x13\n" +
 	"\x11ListeningResponse\"W\n" +
@@ -1480,14 +1610,15 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x10StopSignalAction\x12\"\n" +
 	"\x1eSTOP_SIGNAL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18STOP_SIGNAL_ACTION_DRAIN\x10\x01\x12 \n" +
-	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\x97\x05\n" +
+	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\xd8\x05\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
 	"Disconnect\x12\x1a.herd.v1.DisconnectRequest\x1a\x1b.herd.v1.DisconnectResponse\x129\n" +
 	"\x06Listen\x12\x16.herd.v1.ListenRequest\x1a\x17.herd.v1.ListenResponse\x12N\n" +
 	"\rCloseListener\x12\x1d.herd.v1.CloseListenerRequest\x1a\x1e.herd.v1.CloseListenerResponse\x12<\n" +
-	"\aHandoff\x12\x17.herd.v1.HandoffRequest\x1a\x18.herd.v1.HandoffResponse\x12B\n" +
+	"\aHandoff\x12\x17.herd.v1.HandoffRequest\x1a\x18.herd.v1.HandoffResponse\x12?\n" +
+	"\bAccepted\x12\x18.herd.v1.AcceptedRequest\x1a\x19.herd.v1.AcceptedResponse\x12B\n" +
 	"\tListening\x12\x19.herd.v1.ListeningRequest\x1a\x1a.herd.v1.ListeningResponse\x12?\n" +
 	"\bRejected\x12\x18.herd.v1.RejectedRequest\x1a\x19.herd.v1.RejectedResponse\x12E\n" +
 	"\n" +
@@ -1508,7 +1639,7 @@ func file_herd_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_herd_v1_control_proto_goTypes = []any{
 	(SchedulingPolicy)(0),         // 0: herd.v1.SchedulingPolicy
 	(ListenRefusal)(0),            // 1: herd.v1.ListenRefusal
@@ -1523,48 +1654,52 @@ var file_herd_v1_control_proto_goTypes = []any{
 	(*CloseListenerResponse)(nil), // 10: herd.v1.CloseListenerResponse
 	(*HandoffRequest)(nil),        // 11: herd.v1.HandoffRequest
 	(*HandoffResponse)(nil),       // 12: herd.v1.HandoffResponse
-	(*ListeningRequest)(nil),      // 13: herd.v1.ListeningRequest
-	(*ListeningResponse)(nil),     // 14: herd.v1.ListeningResponse
-	(*CreditRequest)(nil),         // 15: herd.v1.CreditRequest
-	(*CreditResponse)(nil),        // 16: herd.v1.CreditResponse
-	(*Address)(nil),               // 17: herd.v1.Address
-	(*RejectedRequest)(nil),       // 18: herd.v1.RejectedRequest
-	(*RejectedResponse)(nil),      // 19: herd.v1.RejectedResponse
-	(*StopSignalRequest)(nil),     // 20: herd.v1.StopSignalRequest
-	(*StopSignalResponse)(nil),    // 21: herd.v1.StopSignalResponse
-	(*AdoptRequest)(nil),          // 22: herd.v1.AdoptRequest
-	(*AdoptResponse)(nil),         // 23: herd.v1.AdoptResponse
-	(Code)(0),                     // 24: herd.v1.Code
+	(*AcceptedRequest)(nil),       // 13: herd.v1.AcceptedRequest
+	(*AcceptedResponse)(nil),      // 14: herd.v1.AcceptedResponse
+	(*ListeningRequest)(nil),      // 15: herd.v1.ListeningRequest
+	(*ListeningResponse)(nil),     // 16: herd.v1.ListeningResponse
+	(*CreditRequest)(nil),         // 17: herd.v1.CreditRequest
+	(*CreditResponse)(nil),        // 18: herd.v1.CreditResponse
+	(*Address)(nil),               // 19: herd.v1.Address
+	(*RejectedRequest)(nil),       // 20: herd.v1.RejectedRequest
+	(*RejectedResponse)(nil),      // 21: herd.v1.RejectedResponse
+	(*StopSignalRequest)(nil),     // 22: herd.v1.StopSignalRequest
+	(*StopSignalResponse)(nil),    // 23: herd.v1.StopSignalResponse
+	(*AdoptRequest)(nil),          // 24: herd.v1.AdoptRequest
+	(*AdoptResponse)(nil),         // 25: herd.v1.AdoptResponse
+	(Code)(0),                     // 26: herd.v1.Code
 }
 var file_herd_v1_control_proto_depIdxs = []int32{
 	0,  // 0: herd.v1.ListenRequest.policy:type_name -> herd.v1.SchedulingPolicy
 	0,  // 1: herd.v1.ListenResponse.policy:type_name -> herd.v1.SchedulingPolicy
 	1,  // 2: herd.v1.ListenResponse.refusal:type_name -> herd.v1.ListenRefusal
-	17, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
-	24, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
+	19, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
+	26, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
 	2,  // 5: herd.v1.StopSignalResponse.action:type_name -> herd.v1.StopSignalAction
 	3,  // 6: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
 	5,  // 7: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
 	7,  // 8: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
 	9,  // 9: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
 	11, // 10: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
-	13, // 11: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
-	18, // 12: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
-	20, // 13: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
-	15, // 14: herd.v1.ControlService.Credit:input_type -> herd.v1.CreditRequest
-	22, // 15: herd.v1.ControlService.Adopt:input_type -> herd.v1.AdoptRequest
-	4,  // 16: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
-	6,  // 17: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
-	8,  // 18: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
-	10, // 19: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
-	12, // 20: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
-	14, // 21: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
-	19, // 22: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
-	21, // 23: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
-	16, // 24: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
-	23, // 25: herd.v1.ControlService.Adopt:output_type -> herd.v1.AdoptResponse
-	16, // [16:26] is the sub-list for method output_type
-	6,  // [6:16] is the sub-list for method input_type
+	13, // 11: herd.v1.ControlService.Accepted:input_type -> herd.v1.AcceptedRequest
+	15, // 12: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
+	20, // 13: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
+	22, // 14: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
+	17, // 15: herd.v1.ControlService.Credit:input_type -> herd.v1.CreditRequest
+	24, // 16: herd.v1.ControlService.Adopt:input_type -> herd.v1.AdoptRequest
+	4,  // 17: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
+	6,  // 18: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
+	8,  // 19: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
+	10, // 20: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
+	12, // 21: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
+	14, // 22: herd.v1.ControlService.Accepted:output_type -> herd.v1.AcceptedResponse
+	16, // 23: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
+	21, // 24: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
+	23, // 25: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
+	18, // 26: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
+	25, // 27: herd.v1.ControlService.Adopt:output_type -> herd.v1.AdoptResponse
+	17, // [17:28] is the sub-list for method output_type
+	6,  // [6:17] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1583,7 +1718,7 @@ func file_herd_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_control_proto_rawDesc), len(file_herd_v1_control_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

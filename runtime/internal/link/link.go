@@ -180,6 +180,7 @@ type fdFrame struct {
 	owned  bool    // fds are duplicates owned by the link (the sender gave up waiting)
 	sent   bool    // sendmsg carrying fds has completed
 	w      *waiter // the waiting sender, nil once told or gone
+	mark   bool    // no descriptors: a SendSync frame, whose sender waits until it is written
 }
 
 // fdBatch is the descriptors one recvmsg returned, with the stream offsets
@@ -369,6 +370,91 @@ func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned
 	}
 	l.mu.Unlock()
 	if wasEmpty {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// SendSync sends a frame without descriptors and returns once all of it
+// has been written to the socket, so that the peer reads it even if this
+// process dies the next instant (the kernel delivers what a dead process
+// wrote before the end of the stream). When nothing is queued and no write
+// is under way it writes the frame on the caller's goroutine, waiting on
+// the netpoller while the socket is full; otherwise it queues the frame
+// and waits for the writer. It ignores the write-queue limit (it is meant
+// for small control frames) and fails only when the link ends first, with
+// an error wrapping ErrLinkClosed.
+func (l *Link) SendSync(h *wire.Header, payload proto.Message) error {
+	if h == nil {
+		h = new(wire.Header)
+	}
+	h.FDCount = 0
+	l.mu.Lock()
+	if l.sendErr != nil {
+		err := l.sendErr
+		l.mu.Unlock()
+		return err
+	}
+	wasEmpty := len(l.pending) == 0
+	off := len(l.pending)
+	var err error
+	l.pending, err = wire.AppendFrame(l.pending, h, payload, l.cfg.maxFrame)
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	l.pendingFrames++
+	if wasEmpty && !l.writing && l.carry == nil {
+		return l.writeSync() // unlocks l.mu
+	}
+	w := waiters.Get().(*waiter)
+	l.pendingFDs = append(l.pendingFDs, fdFrame{off: off, n: len(l.pending) - off, w: w, mark: true})
+	l.mu.Unlock()
+	if wasEmpty {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	err = <-w.ch
+	waiters.Put(w)
+	return err
+}
+
+// writeSync writes the pending frames, which carry no descriptors, on the
+// calling goroutine, all of them, waiting while the socket is full. It is
+// called with l.mu held and l.writing false, and returns with l.mu
+// released.
+func (l *Link) writeSync() error {
+	batch, frames := l.pending, l.pendingFrames
+	l.pending, l.pendingFrames = l.spare, 0
+	l.spare = nil
+	l.writing = true
+	l.mu.Unlock()
+
+	err := l.write(batch)
+
+	l.mu.Lock()
+	l.writing = false
+	wake := len(l.pending) > 0 || l.draining
+	if err != nil {
+		l.spare = batch[:0]
+	} else {
+		l.spare = l.recycle(batch)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		l.abort(err)
+		l.mu.Lock()
+		err = l.sendErr
+		l.mu.Unlock()
+		return err
+	}
+	l.framesSent.Add(uint64(frames))
+	if wake {
 		select {
 		case l.wake <- struct{}{}:
 		default:

@@ -239,6 +239,23 @@ func (l *Link) writeBatch(b []byte, recs []fdFrame) error {
 	pos := 0
 	for i := range recs {
 		rec := &recs[i]
+		if rec.mark {
+			// A SendSync frame: written once everything up to its end
+			// is; then its sender may go on.
+			end := rec.off + rec.n
+			if err := l.write(b[pos:end]); err != nil {
+				return err
+			}
+			l.mu.Lock()
+			rec.sent = true
+			if rec.w != nil {
+				rec.w.ch <- nil
+				rec.w = nil
+			}
+			l.mu.Unlock()
+			pos = end
+			continue
+		}
 		if err := l.write(b[pos:rec.off]); err != nil {
 			return err
 		}

@@ -37,6 +37,8 @@ const (
 	ControlServiceCloseListenerProcedure = "/herd.v1.ControlService/CloseListener"
 	// ControlServiceHandoffProcedure is the procedure name of the ControlService's Handoff method.
 	ControlServiceHandoffProcedure = "/herd.v1.ControlService/Handoff"
+	// ControlServiceAcceptedProcedure is the procedure name of the ControlService's Accepted method.
+	ControlServiceAcceptedProcedure = "/herd.v1.ControlService/Accepted"
 	// ControlServiceListeningProcedure is the procedure name of the ControlService's Listening method.
 	ControlServiceListeningProcedure = "/herd.v1.ControlService/Listening"
 	// ControlServiceRejectedProcedure is the procedure name of the ControlService's Rejected method.
@@ -82,10 +84,18 @@ type ControlServiceClient interface {
 	// (fire-and-forget).
 	SendCloseListener(ctx context.Context, req *v1.CloseListenerRequest, opts ...runtime.CallOption) error
 	// Handoff gives a worker accepted connections of a round-robin handle
-	// (primary to worker); the response says how many were accepted.
+	// (primary to worker), never more than the worker asked for with
+	// Accepted. It is sent without a reply: the worker reports what became
+	// of each connection with Accepted.
 	Handoff(ctx context.Context, req *v1.HandoffRequest, opts ...runtime.CallOption) (*v1.HandoffResponse, error)
 	// SendHandoff sends a request to Handoff without waiting for a response (fire-and-forget).
 	SendHandoff(ctx context.Context, req *v1.HandoffRequest, opts ...runtime.CallOption) error
+	// Accepted reports a round-robin listener's progress (worker to primary,
+	// without a reply): the connections its server accepted, those it gives
+	// back, and how many more it asks for (its credit).
+	Accepted(ctx context.Context, req *v1.AcceptedRequest, opts ...runtime.CallOption) (*v1.AcceptedResponse, error)
+	// SendAccepted sends a request to Accepted without waiting for a response (fire-and-forget).
+	SendAccepted(ctx context.Context, req *v1.AcceptedRequest, opts ...runtime.CallOption) error
 	// Listening reports that a worker's server is listening.
 	Listening(ctx context.Context, req *v1.ListeningRequest, opts ...runtime.CallOption) (*v1.ListeningResponse, error)
 	// SendListening sends a request to Listening without waiting for a response (fire-and-forget).
@@ -139,6 +149,7 @@ func NewControlServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 		listen:        runtime.NewClient[v1.ListenRequest, v1.ListenResponse](conn, ControlServiceListenProcedure, opts...),
 		closeListener: runtime.NewClient[v1.CloseListenerRequest, v1.CloseListenerResponse](conn, ControlServiceCloseListenerProcedure, opts...),
 		handoff:       runtime.NewClient[v1.HandoffRequest, v1.HandoffResponse](conn, ControlServiceHandoffProcedure, opts...),
+		accepted:      runtime.NewClient[v1.AcceptedRequest, v1.AcceptedResponse](conn, ControlServiceAcceptedProcedure, opts...),
 		listening:     runtime.NewClient[v1.ListeningRequest, v1.ListeningResponse](conn, ControlServiceListeningProcedure, opts...),
 		rejected:      runtime.NewClient[v1.RejectedRequest, v1.RejectedResponse](conn, ControlServiceRejectedProcedure, opts...),
 		stopSignal:    runtime.NewClient[v1.StopSignalRequest, v1.StopSignalResponse](conn, ControlServiceStopSignalProcedure, opts...),
@@ -180,8 +191,16 @@ type ControlServiceBroadcastClient interface {
 	// SendHandoff sends a request to Handoff without waiting for a response (fire-and-forget).
 	//
 	// Handoff gives a worker accepted connections of a round-robin handle
-	// (primary to worker); the response says how many were accepted.
+	// (primary to worker), never more than the worker asked for with
+	// Accepted. It is sent without a reply: the worker reports what became
+	// of each connection with Accepted.
 	SendHandoff(ctx context.Context, req *v1.HandoffRequest, opts ...runtime.CallOption) error
+	// SendAccepted sends a request to Accepted without waiting for a response (fire-and-forget).
+	//
+	// Accepted reports a round-robin listener's progress (worker to primary,
+	// without a reply): the connections its server accepted, those it gives
+	// back, and how many more it asks for (its credit).
+	SendAccepted(ctx context.Context, req *v1.AcceptedRequest, opts ...runtime.CallOption) error
 	// SendListening sends a request to Listening without waiting for a response (fire-and-forget).
 	//
 	// Listening reports that a worker's server is listening.
@@ -235,6 +254,7 @@ func NewControlServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.Cli
 		listen:        runtime.NewSendClient[v1.ListenRequest](conn, ControlServiceListenProcedure, opts...),
 		closeListener: runtime.NewSendClient[v1.CloseListenerRequest](conn, ControlServiceCloseListenerProcedure, opts...),
 		handoff:       runtime.NewSendClient[v1.HandoffRequest](conn, ControlServiceHandoffProcedure, opts...),
+		accepted:      runtime.NewSendClient[v1.AcceptedRequest](conn, ControlServiceAcceptedProcedure, opts...),
 		listening:     runtime.NewSendClient[v1.ListeningRequest](conn, ControlServiceListeningProcedure, opts...),
 		rejected:      runtime.NewSendClient[v1.RejectedRequest](conn, ControlServiceRejectedProcedure, opts...),
 		stopSignal:    runtime.NewSendClient[v1.StopSignalRequest](conn, ControlServiceStopSignalProcedure, opts...),
@@ -264,8 +284,14 @@ type ControlServiceHandler interface {
 	// CloseListener tells the primary the worker closed a handle.
 	CloseListener(context.Context, *v1.CloseListenerRequest) (*v1.CloseListenerResponse, error)
 	// Handoff gives a worker accepted connections of a round-robin handle
-	// (primary to worker); the response says how many were accepted.
+	// (primary to worker), never more than the worker asked for with
+	// Accepted. It is sent without a reply: the worker reports what became
+	// of each connection with Accepted.
 	Handoff(context.Context, *v1.HandoffRequest) (*v1.HandoffResponse, error)
+	// Accepted reports a round-robin listener's progress (worker to primary,
+	// without a reply): the connections its server accepted, those it gives
+	// back, and how many more it asks for (its credit).
+	Accepted(context.Context, *v1.AcceptedRequest) (*v1.AcceptedResponse, error)
 	// Listening reports that a worker's server is listening.
 	Listening(context.Context, *v1.ListeningRequest) (*v1.ListeningResponse, error)
 	// Rejected tells the sender of a fire-and-forget message that the other
@@ -313,6 +339,7 @@ func RegisterControlServiceHandler(r runtime.Registrar, impl ControlServiceHandl
 		runtime.NewUnaryHandler(ControlServiceListenProcedure, impl.Listen, opts...),
 		runtime.NewUnaryHandler(ControlServiceCloseListenerProcedure, impl.CloseListener, opts...),
 		runtime.NewUnaryHandler(ControlServiceHandoffProcedure, impl.Handoff, opts...),
+		runtime.NewUnaryHandler(ControlServiceAcceptedProcedure, impl.Accepted, opts...),
 		runtime.NewUnaryHandler(ControlServiceListeningProcedure, impl.Listening, opts...),
 		runtime.NewUnaryHandler(ControlServiceRejectedProcedure, impl.Rejected, opts...),
 		runtime.NewUnaryHandler(ControlServiceStopSignalProcedure, impl.StopSignal, opts...),
@@ -344,6 +371,10 @@ func (UnimplementedControlServiceHandler) CloseListener(context.Context, *v1.Clo
 
 func (UnimplementedControlServiceHandler) Handoff(context.Context, *v1.HandoffRequest) (*v1.HandoffResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Handoff is not implemented")
+}
+
+func (UnimplementedControlServiceHandler) Accepted(context.Context, *v1.AcceptedRequest) (*v1.AcceptedResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Accepted is not implemented")
 }
 
 func (UnimplementedControlServiceHandler) Listening(context.Context, *v1.ListeningRequest) (*v1.ListeningResponse, error) {
@@ -380,6 +411,7 @@ type controlServiceClient struct {
 	listen        *runtime.Client[v1.ListenRequest, v1.ListenResponse]
 	closeListener *runtime.Client[v1.CloseListenerRequest, v1.CloseListenerResponse]
 	handoff       *runtime.Client[v1.HandoffRequest, v1.HandoffResponse]
+	accepted      *runtime.Client[v1.AcceptedRequest, v1.AcceptedResponse]
 	listening     *runtime.Client[v1.ListeningRequest, v1.ListeningResponse]
 	rejected      *runtime.Client[v1.RejectedRequest, v1.RejectedResponse]
 	stopSignal    *runtime.Client[v1.StopSignalRequest, v1.StopSignalResponse]
@@ -425,6 +457,14 @@ func (c *controlServiceClient) Handoff(ctx context.Context, req *v1.HandoffReque
 
 func (c *controlServiceClient) SendHandoff(ctx context.Context, req *v1.HandoffRequest, opts ...runtime.CallOption) error {
 	return c.handoff.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) Accepted(ctx context.Context, req *v1.AcceptedRequest, opts ...runtime.CallOption) (*v1.AcceptedResponse, error) {
+	return c.accepted.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) SendAccepted(ctx context.Context, req *v1.AcceptedRequest, opts ...runtime.CallOption) error {
+	return c.accepted.Send(ctx, req, opts...)
 }
 
 func (c *controlServiceClient) Listening(ctx context.Context, req *v1.ListeningRequest, opts ...runtime.CallOption) (*v1.ListeningResponse, error) {
@@ -475,6 +515,7 @@ type controlServiceBroadcastClient struct {
 	listen        *runtime.SendClient[v1.ListenRequest]
 	closeListener *runtime.SendClient[v1.CloseListenerRequest]
 	handoff       *runtime.SendClient[v1.HandoffRequest]
+	accepted      *runtime.SendClient[v1.AcceptedRequest]
 	listening     *runtime.SendClient[v1.ListeningRequest]
 	rejected      *runtime.SendClient[v1.RejectedRequest]
 	stopSignal    *runtime.SendClient[v1.StopSignalRequest]
@@ -500,6 +541,10 @@ func (c *controlServiceBroadcastClient) SendCloseListener(ctx context.Context, r
 
 func (c *controlServiceBroadcastClient) SendHandoff(ctx context.Context, req *v1.HandoffRequest, opts ...runtime.CallOption) error {
 	return c.handoff.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendAccepted(ctx context.Context, req *v1.AcceptedRequest, opts ...runtime.CallOption) error {
+	return c.accepted.Send(ctx, req, opts...)
 }
 
 func (c *controlServiceBroadcastClient) SendListening(ctx context.Context, req *v1.ListeningRequest, opts ...runtime.CallOption) error {
