@@ -188,7 +188,11 @@ func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (res
 	ms[m.id] = m
 	w.ep.replyFDs = fds
 	b := h.base()
-	return &herdv1.ListenResponse{Key: b.id, Policy: b.policy.proto(), Address: b.address, ServerData: b.data}, nil
+	res = &herdv1.ListenResponse{Key: b.id, Policy: b.policy.proto(), Address: b.address, ServerData: b.data}
+	if rr, ok := h.(*rrHandle); ok {
+		res.HandoffWindow = uint32(rr.window)
+	}
+	return res, nil
 }
 
 // conflicts reports whether another handle already holds the fixed port of

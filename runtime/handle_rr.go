@@ -237,7 +237,7 @@ func (h *rrHandle) dispatchLocked() {
 			return
 		}
 		k := min(m.credit, h.window-len(m.held), h.queued(), maxHandoffBatch)
-		switch h.sendLocked(m, h.queue[h.head:h.head+k]) {
+		switch h.sendLocked(m, h.queue[h.head:h.head+k], h.queued()-k) {
 		case sendGone:
 			continue // try the next worker
 		case sendLater:
@@ -275,7 +275,7 @@ const (
 // sendLocked sends fds to m in one Handoff, as duplicates the link closes
 // once sent: the primary's own copies stay open, whatever the link does,
 // until the worker reports them.
-func (h *rrHandle) sendLocked(m *rrMember, fds []int) int {
+func (h *rrHandle) sendLocked(m *rrMember, fds []int, backlog int) int {
 	var dups [maxHandoffBatch]int
 	n := 0
 	for _, fd := range fds {
@@ -290,7 +290,7 @@ func (h *rrHandle) sendLocked(m *rrMember, fds []int) int {
 		dups[n] = d
 		n++
 	}
-	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(n)}
+	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(n), Backlog: uint32(backlog)}
 	hdr := wire.Header{Procedure: controlHandoffProcedure, Flags: wire.FlagSystem}
 	if err := m.m.w.ep.link.SendOwned(&hdr, &req, dups[:n]); err != nil {
 		closeRawFDs(dups[:n])

@@ -250,6 +250,7 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 	if e.pol == SchedRoundRobin {
 		closeFiles(files)
 		rl.addr = addr
+		rl.setWindow(res.GetHandoffWindow())
 		s.track(e.id, rl)
 		s.reportListening(network, address, addr, cfg.fd)
 		return rl, nil

@@ -13,13 +13,15 @@ import (
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
-// acceptAhead is how many connections a round-robin listener asks for
-// beyond its waiting Accept calls once its server has accepted one: the
-// next connection then travels while the server starts serving the last
-// (an http.Server calls Accept again at once). It is also what a listener
-// whose server stops accepting can hold at most besides one connection per
-// Accept call that was waiting.
-const acceptAhead = 1
+// A round-robin listener asks for connections ahead of its Accept calls
+// once its server accepts (an http.Server calls Accept again at once, so
+// the next connection travels while it starts serving the last): one
+// while the primary has no backlog, which is also the most a listener
+// whose server stops accepting holds besides one per Accept call that was
+// waiting; while the primary reports a backlog, one more per hand-off up
+// to the handoff window, so that a busy worker gets batches and its
+// accept loop does not wait a round trip per connection.
+const minAhead = 1
 
 // rrListener is a worker's listener on a round-robin handle. Connections
 // come from the primary in Handoff messages, never more than the listener
@@ -42,12 +44,14 @@ type rrListener struct {
 	// the primary matches them to its copies in hand-off order.
 	acceptMu sync.Mutex
 
-	mu      sync.Mutex
-	queue   []*os.File // handed off, not accepted yet, from head
-	head    int
-	waiting int  // Accept calls waiting for a connection
-	credit  int  // connections asked for and not received yet
-	shut    bool // closed: hand-offs are closed at once
+	mu       sync.Mutex
+	queue    []*os.File // handed off, not accepted yet, from head
+	head     int
+	waiting  int  // Accept calls waiting for a connection
+	credit   int  // connections asked for and not received yet
+	ahead    int  // connections to ask for ahead of Accept calls (minAhead..maxAhead)
+	maxAhead int  // the primary's handoff window
+	shut     bool // closed: hand-offs are closed at once
 
 	ready     chan struct{} // a token when the queue may have grown
 	done      chan struct{} // closed by Close
@@ -55,7 +59,15 @@ type rrListener struct {
 }
 
 func newRRListener(e *listenEntry) *rrListener {
-	return &rrListener{listenEntry: e, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	return &rrListener{listenEntry: e, ahead: minAhead, maxAhead: minAhead, ready: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// setWindow records the primary's handoff window, the most the listener
+// asks for ahead.
+func (l *rrListener) setWindow(n uint32) {
+	l.mu.Lock()
+	l.maxAhead = max(int(min(n, maxCredit)), minAhead)
+	l.mu.Unlock()
 }
 
 // queued is how many handed-off connections wait for Accept.
@@ -97,7 +109,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				l.queue, l.head = l.queue[:0], 0
 			}
 			more := l.queued() > 0
-			ask := l.askLocked(max(l.waiting, acceptAhead))
+			ask := l.askLocked(max(l.waiting, l.ahead))
 			l.mu.Unlock()
 			c, cerr := net.FileConn(f)
 			f.Close()
@@ -130,7 +142,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 		}
 		l.waiting++
 		counted = true
-		ask := l.askLocked(l.waiting)
+		ask := l.askLocked(max(l.waiting, l.ahead))
 		l.mu.Unlock()
 		if ask > 0 {
 			l.report(&herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}, false)
@@ -205,9 +217,15 @@ func (l *rrListener) closeCluster() error {
 
 // take queues handed-off connections for Accept, or closes them when the
 // listener is closed (the primary then hands its own copies to another
-// worker). It runs on the link's reader and takes the files.
-func (l *rrListener) take(files []*os.File) {
+// worker), and adapts how many to ask for ahead to the primary's backlog.
+// It runs on the link's reader and takes the files.
+func (l *rrListener) take(files []*os.File, backlog uint32) {
 	l.mu.Lock()
+	if backlog > 0 {
+		l.ahead = min(l.ahead+1, l.maxAhead)
+	} else {
+		l.ahead = max(l.ahead-1, minAhead)
+	}
 	if l.shut {
 		l.mu.Unlock()
 		closeFiles(files)
@@ -241,5 +259,5 @@ func (s *Self) handoff(env *wire.Envelope, files []*os.File) {
 		return
 	}
 	// The link reuses its slice of files; the files are ours.
-	l.take(files)
+	l.take(files, req.GetBacklog())
 }

@@ -546,7 +546,11 @@ type ListenResponse struct {
 	ServerData []byte `protobuf:"bytes,6,opt,name=server_data,json=serverData,proto3" json:"server_data,omitempty"`
 	// refusal is set when the primary refused the request (error says why):
 	// the worker asked for something the primary does not share with it.
-	Refusal       ListenRefusal `protobuf:"varint,7,opt,name=refusal,proto3,enum=herd.v1.ListenRefusal" json:"refusal,omitempty"`
+	Refusal ListenRefusal `protobuf:"varint,7,opt,name=refusal,proto3,enum=herd.v1.ListenRefusal" json:"refusal,omitempty"`
+	// handoff_window is, for a round-robin handle, the most connections the
+	// primary hands a worker's listener before its server accepts them: what
+	// the worker may usefully ask for ahead.
+	HandoffWindow uint32 `protobuf:"varint,8,opt,name=handoff_window,json=handoffWindow,proto3" json:"handoff_window,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -628,6 +632,13 @@ func (x *ListenResponse) GetRefusal() ListenRefusal {
 		return x.Refusal
 	}
 	return ListenRefusal_LISTEN_REFUSAL_UNSPECIFIED
+}
+
+func (x *ListenResponse) GetHandoffWindow() uint32 {
+	if x != nil {
+		return x.HandoffWindow
+	}
+	return 0
 }
 
 // CloseListenerRequest releases a worker's share of a handle. The
@@ -734,7 +745,11 @@ type HandoffRequest struct {
 	// for, from ListenRequest.
 	ListenerId uint64 `protobuf:"varint,1,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
 	// count is the number of connections attached.
-	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// backlog is how many connections still wait in the primary after these:
+	// a worker told of a backlog asks for more ahead of its Accept calls, up
+	// to the handoff window; told of none, it asks for fewer, down to one.
+	Backlog       uint32 `protobuf:"varint,3,opt,name=backlog,proto3" json:"backlog,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -779,6 +794,13 @@ func (x *HandoffRequest) GetListenerId() uint64 {
 func (x *HandoffRequest) GetCount() uint32 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *HandoffRequest) GetBacklog() uint32 {
+	if x != nil {
+		return x.Backlog
 	}
 	return 0
 }
@@ -860,7 +882,8 @@ type AcceptedRequest struct {
 	// primary (the worker could not use them).
 	Returned uint32 `protobuf:"varint,3,opt,name=returned,proto3" json:"returned,omitempty"`
 	// credit is how many more connections the worker asks for: one for each
-	// Accept call that waits, and one ahead for a server that accepts again.
+	// Accept call that waits, or, once its server accepts, a few ahead (one
+	// while the primary has no backlog, more while it has).
 	// The primary hands a worker no more than it asked for, and holds no more
 	// than the handoff window unaccepted at any worker.
 	Credit        uint32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
@@ -1540,7 +1563,7 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\vlistener_id\x18\n" +
 	" \x01(\x04R\n" +
 	"listenerIdB\x05\n" +
-	"\x03_fd\"\xee\x01\n" +
+	"\x03_fd\"\x95\x02\n" +
 	"\x0eListenResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x121\n" +
 	"\x06policy\x18\x02 \x01(\x0e2\x19.herd.v1.SchedulingPolicyR\x06policy\x12\x18\n" +
@@ -1549,16 +1572,18 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
 	"\vserver_data\x18\x06 \x01(\fR\n" +
 	"serverData\x120\n" +
-	"\arefusal\x18\a \x01(\x0e2\x16.herd.v1.ListenRefusalR\arefusal\"M\n" +
+	"\arefusal\x18\a \x01(\x0e2\x16.herd.v1.ListenRefusalR\arefusal\x12%\n" +
+	"\x0ehandoff_window\x18\b \x01(\rR\rhandoffWindow\"M\n" +
 	"\x14CloseListenerRequest\x12\x1f\n" +
 	"\vlistener_id\x18\x01 \x01(\x04R\n" +
 	"listenerId\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\"\x17\n" +
-	"\x15CloseListenerResponse\"G\n" +
+	"\x15CloseListenerResponse\"a\n" +
 	"\x0eHandoffRequest\x12\x1f\n" +
 	"\vlistener_id\x18\x01 \x01(\x04R\n" +
 	"listenerId\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"H\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x18\n" +
+	"\abacklog\x18\x03 \x01(\rR\abacklog\"H\n" +
 	"\x0fHandoffResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12\x19\n" +
 	"\bat_limit\x18\x02 \x01(\bR\aatLimit\"\x82\x01\n" +
