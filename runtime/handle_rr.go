@@ -65,11 +65,12 @@ type rrHandle struct {
 
 // rrMember is one worker listener of a round-robin handle.
 type rrMember struct {
-	m       *membership
-	held    []int // the primary's copies of connections handed and not reported yet, in hand-off order
-	credit  int   // connections the worker asked for and was not handed yet
-	stopped bool  // the worker is disconnecting
-	gone    bool  // left the handle, or its link ended
+	m        *membership
+	held     []int // the primary's copies of connections handed and not reported yet, in hand-off order
+	credit   int   // connections the worker asked for and was not handed yet
+	accepted int   // connections the worker reported accepted, in all
+	stopped  bool  // the worker is disconnecting
+	gone     bool  // left the handle, or its link ended
 }
 
 func newRRHandle(b handleBase, ln net.Listener, window, maxQueue int, log *slog.Logger) (*rrHandle, error) {
@@ -321,6 +322,7 @@ func (h *rrHandle) accepted(m *rrMember, req *herdv1.AcceptedRequest) {
 		}
 	}
 	m.held = m.held[:copy(m.held, m.held[a+r:])]
+	m.accepted += a
 	m.credit = min(m.credit+int(req.GetCredit()), maxCredit)
 	if !h.closed {
 		h.dispatchLocked()

@@ -41,6 +41,79 @@ type ctlWorker struct {
 	mu        sync.Mutex
 	listeners []io.Closer
 	servers   []*http.Server
+	gates     map[int]chan struct{} // gated listeners' gates, by listener index
+}
+
+// gatedListener lets its server's Accept through only as often as the
+// test opens the gate ("gate N K"): a server that stops accepting, with
+// the listener (and its credit) underneath.
+type gatedListener struct {
+	net.Listener
+	gate chan struct{}
+	done chan struct{}
+}
+
+func (g *gatedListener) Accept() (net.Conn, error) {
+	select {
+	case <-g.gate:
+	case <-g.done:
+		return nil, net.ErrClosed
+	}
+	return g.Listener.Accept()
+}
+
+// fanInListener serves the connections that several goroutines accept
+// from one listener: a server with k accept loops.
+type fanInListener struct {
+	net.Listener
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newFanIn(ln net.Listener, k int) *fanInListener {
+	f := &fanInListener{Listener: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	for range k {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					f.Close()
+					return
+				}
+				select {
+				case f.conns <- c:
+				case <-f.done:
+					c.Close()
+					return
+				}
+			}
+		}()
+	}
+	return f
+}
+
+func (f *fanInListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-f.conns:
+		return c, nil
+	case <-f.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (f *fanInListener) Close() error {
+	f.once.Do(func() { close(f.done) })
+	return f.Listener.Close()
+}
+
+func (g *gatedListener) Close() error {
+	select {
+	case <-g.done:
+	default:
+		close(g.done)
+	}
+	return g.Listener.Close()
 }
 
 func listenWorkerMain() int {
@@ -95,7 +168,7 @@ func errName(err error) string {
 func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 	f := strings.Fields(cmd)
 	var opts []runtime.ListenOption
-	tlsOn := false
+	tlsOn, gated, acceptors := false, false, 0
 	if len(f) > 3 {
 		for _, o := range f[3:] {
 			k, v, _ := strings.Cut(o, "=")
@@ -123,6 +196,10 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 				opts = append(opts, runtime.WithMaxConnections(n))
 			case "tls":
 				tlsOn = true
+			case "gate":
+				gated = true
+			case "acceptors":
+				acceptors, _ = strconv.Atoi(v)
 			}
 		}
 	}
@@ -154,9 +231,23 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 			}
 			served = tls.NewListener(ln, cfg)
 		}
+		if acceptors > 0 {
+			served = newFanIn(served, acceptors)
+		}
+		var gate chan struct{}
+		if gated {
+			gate = make(chan struct{}, 1000)
+			served = &gatedListener{Listener: served, gate: gate, done: make(chan struct{})}
+		}
 		go srv.Serve(served)
 		cw.mu.Lock()
 		n := len(cw.listeners)
+		if gate != nil {
+			if cw.gates == nil {
+				cw.gates = make(map[int]chan struct{})
+			}
+			cw.gates[n] = gate
+		}
 		cw.listeners = append(cw.listeners, ln)
 		cw.servers = append(cw.servers, srv)
 		cw.mu.Unlock()
@@ -193,6 +284,16 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 		return "ok"
 	case "conns":
 		return fmt.Sprint(cw.open.Load())
+	case "gate":
+		n, _ := strconv.Atoi(f[1])
+		k, _ := strconv.Atoi(f[2])
+		cw.mu.Lock()
+		gate := cw.gates[n]
+		cw.mu.Unlock()
+		for range k {
+			gate <- struct{}{}
+		}
+		return "ok"
 	case "stat":
 		ents, _ := os.ReadDir("/proc/self/fd")
 		return fmt.Sprintf("fds=%d goroutines=%d", len(ents), goruntime.NumGoroutine())
@@ -232,9 +333,6 @@ func testTLSConfig() (*tls.Config, error) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
 }
-
-// An unused helper keeps net imported for the worker side.
-var _ = net.ErrClosed
 
 // freshConns tracks the connections an http.Server has accepted whose
 // first request it has not started reading (StateNew).

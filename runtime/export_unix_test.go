@@ -1,0 +1,28 @@
+//go:build unix
+
+package runtime
+
+// RoundRobinState reports, summed over w's round-robin listeners, what the
+// primary's handles hold for w: connections handed and not reported
+// accepted, credit (connections w asked for and was not handed yet), and
+// connections w reported accepted. For tests.
+func RoundRobinState(w *Worker) (held, credit, accepted int) {
+	pt := w.primary.ports
+	pt.mu.Lock()
+	var ms []*membership
+	for _, m := range pt.byWorker[w] {
+		if m.rr != nil {
+			ms = append(ms, m)
+		}
+	}
+	pt.mu.Unlock()
+	for _, m := range ms {
+		h := m.h.(*rrHandle)
+		h.mu.Lock()
+		held += len(m.rr.held)
+		credit += m.rr.credit
+		accepted += m.rr.accepted
+		h.mu.Unlock()
+	}
+	return held, credit, accepted
+}
