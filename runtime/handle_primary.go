@@ -19,13 +19,15 @@ import (
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
-// defaultHandoffWindow is how many round-robin hand-offs a worker may have
-// unacknowledged per handle. Node allows one; with a new connection per
-// request the hand-off round trip then limits throughput (measured with
+// defaultHandoffWindow is the most round-robin connections a worker's
+// listener may hold handed and not accepted by its server, whatever it
+// asks for. A worker asks for what its waiting Accept calls need and, only
+// while the primary has a backlog, more ahead (see rrListener); Node
+// allows one. With a new connection per request the hand-off round trip
+// limits throughput when a worker asks for one at a time (measured with
 // two workers on two cores: a window of 4 gave 0.55x the connections per
-// second of a single Go process, 8 gave 0.68x, 16 gave 0.91x), so herd
-// allows 16: still a bound on what a stuck worker holds, and what it holds
-// is re-routed when it dies.
+// second of a single Go process, 8 gave 0.68x, 16 gave 0.91x), so a busy
+// worker may ask for up to 16; what it holds is re-routed when it dies.
 const defaultHandoffWindow = 16
 
 // defaultRRBacklog bounds the connections a round-robin handle holds while

@@ -22,9 +22,11 @@ const (
 	// WithSchedulingPolicy, else HERD_SCHED_POLICY, else SchedRoundRobin.
 	SchedDefault SchedulingPolicy = iota
 	// SchedRoundRobin: the primary owns the socket, accepts, and hands each
-	// connection to the next listening worker (Node's SCHED_RR). Handed
-	// connections a worker has not acknowledged when it dies or closes its
-	// listener go to another worker.
+	// connection to the next listening worker that asks for one (Node's
+	// SCHED_RR): a worker asks with its listener's waiting Accept calls, so
+	// a stopped or stalled worker is handed at most what it asked for.
+	// Handed connections the worker's server has not accepted when it dies
+	// or closes its listener go to another worker.
 	SchedRoundRobin
 	// SchedShared: the primary binds and sends the listening socket, and
 	// workers accept from it themselves (Node's SCHED_NONE); the kernel
@@ -151,9 +153,13 @@ func (o policyOption) applyToListen(c *listenConfig) { c.policy = SchedulingPoli
 // PrimaryOption) or for one address (as a ListenOption).
 func WithSchedulingPolicy(p SchedulingPolicy) PolicyOption { return policyOption(p) }
 
-// WithHandoffWindow sets how many round-robin hand-offs a worker may have
-// unacknowledged per address before the primary skips it (default 16;
-// Node allows 1). Under load several connections travel in one message.
+// WithHandoffWindow sets the most round-robin connections the primary
+// hands one worker's listener before its server accepts them (default 16;
+// Node allows 1), whatever the worker asks for. A worker asks for one
+// connection per Accept call waiting, and, once its server accepts, one
+// ahead while the primary has no backlog or up to this window while it
+// has: a stalled worker holds what it asked for, a busy one gets batches
+// (several connections in one message).
 func WithHandoffWindow(n int) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.handoffWindow = n })
 }

@@ -26,7 +26,8 @@ type settings struct {
 	// handlers still running.
 	handlerGrace time.Duration
 	// policy is the cluster's scheduling policy; handoffWindow bounds
-	// unacknowledged round-robin hand-offs per worker and address.
+	// round-robin connections handed to a worker's listener and not yet
+	// accepted by its server.
 	policy        SchedulingPolicy
 	handoffWindow int
 	// trust limits what workers may ask of the primary (trust.go).
