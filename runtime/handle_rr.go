@@ -24,6 +24,10 @@ const (
 	// maxCredit bounds the credit a worker can accumulate (a worker asks
 	// for one per waiting Accept call: far fewer).
 	maxCredit = 1 << 16
+	// rejectPause is how long a worker that gave connections back (at its
+	// connection limit, or out of descriptors) is skipped, so that a
+	// connection does not bounce between it and the primary.
+	rejectPause = 5 * time.Millisecond
 )
 
 // rrHandle is Node's RoundRobinHandle: the primary owns the listening
@@ -52,12 +56,14 @@ type rrHandle struct {
 	maxQueue int
 	log      *slog.Logger
 
-	mu     sync.Mutex
-	queue  []int // accepted descriptors waiting, from head
-	head   int
-	list   []*rrMember
-	next   int
-	closed bool
+	mu         sync.Mutex
+	queue      []int // accepted descriptors waiting, from head
+	head       int
+	list       []*rrMember
+	next       int
+	closed     bool
+	timer      *time.Timer
+	timerArmed bool
 
 	space chan struct{} // a token when the queue shrank
 	done  chan struct{} // closed by close
@@ -65,12 +71,14 @@ type rrHandle struct {
 
 // rrMember is one worker listener of a round-robin handle.
 type rrMember struct {
-	m        *membership
-	held     []int // the primary's copies of connections handed and not reported yet, in hand-off order
-	credit   int   // connections the worker asked for and was not handed yet
-	accepted int   // connections the worker reported accepted, in all
-	stopped  bool  // the worker is disconnecting
-	gone     bool  // left the handle, or its link ended
+	m         *membership
+	held      []int // the primary's copies of connections handed and not reported yet, in hand-off order
+	credit    int   // connections the worker asked for and was not handed yet
+	accepted  int   // connections the worker reported accepted, in all
+	atLimit   bool  // it last gave connections back at its connection limit
+	skipUntil int64 // it gave connections back: skipped until then (unix nanos)
+	stopped   bool  // the worker is disconnecting
+	gone      bool  // left the handle, or its link ended
 }
 
 func newRRHandle(b handleBase, ln net.Listener, window, maxQueue int, log *slog.Logger) (*rrHandle, error) {
@@ -254,16 +262,55 @@ func (h *rrHandle) dispatchLocked() {
 // room in its window, or nil.
 func (h *rrHandle) pickLocked() *rrMember {
 	n := len(h.list)
+	var now, soonest int64
 	for i := range n {
 		j := (h.next + i) % n
 		m := h.list[j]
 		if m.gone || m.stopped || m.credit == 0 || len(m.held) >= h.window {
 			continue
 		}
+		if m.skipUntil != 0 {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if now < m.skipUntil {
+				if soonest == 0 || m.skipUntil < soonest {
+					soonest = m.skipUntil
+				}
+				continue
+			}
+			m.skipUntil = 0
+		}
 		h.next = (j + 1) % n
 		return m
 	}
+	if soonest != 0 {
+		h.armLocked(time.Duration(soonest - now))
+	}
 	return nil
+}
+
+// armLocked dispatches again after d, when skipped workers may take
+// connections again.
+func (h *rrHandle) armLocked(d time.Duration) {
+	if h.timerArmed || h.closed {
+		return
+	}
+	h.timerArmed = true
+	if h.timer == nil {
+		h.timer = time.AfterFunc(d, h.kick)
+	} else {
+		h.timer.Reset(d)
+	}
+}
+
+func (h *rrHandle) kick() {
+	h.mu.Lock()
+	h.timerArmed = false
+	if !h.closed {
+		h.dispatchLocked()
+	}
+	h.mu.Unlock()
 }
 
 // The results of sendLocked.
@@ -314,8 +361,16 @@ func (h *rrHandle) accepted(m *rrMember, req *herdv1.AcceptedRequest) {
 	a := min(int(req.GetAccepted()), len(m.held))
 	closing := append(buf[:0], m.held[:a]...)
 	r := min(int(req.GetReturned()), len(m.held)-a)
+	if a > 0 {
+		m.atLimit = false
+	}
 	if r > 0 {
-		if h.closed {
+		m.atLimit = req.GetAtLimit()
+		m.skipUntil = time.Now().UnixNano() + int64(rejectPause)
+		if h.closed || m.atLimit && !h.roomElsewhereLocked(m) {
+			// Beyond the connection limit of every worker that could
+			// take them: closed, as a server at its maxConnections
+			// closes them.
 			closing = append(closing, m.held[a:a+r]...)
 		} else {
 			h.unpopLocked(m.held[a : a+r])
@@ -329,6 +384,19 @@ func (h *rrHandle) accepted(m *rrMember, req *herdv1.AcceptedRequest) {
 	}
 	h.mu.Unlock()
 	closeRawFDs(closing)
+}
+
+// roomElsewhereLocked reports whether a member other than m may take
+// connections: one that is not leaving and whose last report did not give
+// connections back at its connection limit. A connection refused at the
+// limit thus visits each member at most once before it is closed.
+func (h *rrHandle) roomElsewhereLocked(m *rrMember) bool {
+	for _, x := range h.list {
+		if x != m && !x.gone && !x.stopped && !x.atLimit {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- membership ----
@@ -401,6 +469,9 @@ func (h *rrHandle) close() {
 	for _, m := range h.list {
 		closeRawFDs(m.held)
 		m.held = nil
+	}
+	if h.timer != nil {
+		h.timer.Stop()
 	}
 	h.mu.Unlock()
 	close(h.done)

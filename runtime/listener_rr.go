@@ -111,15 +111,35 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			more := l.queued() > 0
 			ask := l.askLocked(max(l.waiting, l.ahead))
 			l.mu.Unlock()
-			c, cerr := net.FileConn(f)
-			f.Close()
 			req := &herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}
+			var c net.Conn
+			var cerr error
+			if l.lim != nil && !l.lim.acquire() {
+				// At its connection limit: the primary gives it to a
+				// worker with room, or closes it (Node's maxConnections).
+				f.Close()
+				req.Returned, req.AtLimit = 1, true
+				l.report(req, false)
+				l.acceptMu.Unlock()
+				if more {
+					l.signal()
+				}
+				continue
+			}
+			c, cerr = net.FileConn(f)
+			f.Close()
 			if cerr != nil {
 				// The primary gives it to another worker; net/http backs
 				// off on this error (EMFILE, ENFILE, ENOMEM).
 				req.Returned = 1
+				if l.lim != nil {
+					l.lim.release()
+				}
 			} else {
 				req.Accepted = 1
+				if l.lim != nil {
+					c = limitConn(c, l.lim) // its place ends with it
+				}
 			}
 			serr := l.report(req, true)
 			l.acceptMu.Unlock()

@@ -811,9 +811,7 @@ type HandoffResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// accepted is unused.
 	Accepted uint32 `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	// at_limit says the listener took no more because it holds as many open
-	// connections as its limit allows (WithMaxConnections): the primary
-	// closes the rest unless another worker may take them.
+	// at_limit is unused (see AcceptedRequest.at_limit).
 	AtLimit       bool `protobuf:"varint,2,opt,name=at_limit,json=atLimit,proto3" json:"at_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -886,7 +884,12 @@ type AcceptedRequest struct {
 	// while the primary has no backlog, more while it has).
 	// The primary hands a worker no more than it asked for, and holds no more
 	// than the handoff window unaccepted at any worker.
-	Credit        uint32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
+	Credit uint32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
+	// at_limit says the returned connections were refused because the
+	// listener holds as many open connections as its limit allows
+	// (WithMaxConnections): the primary closes them unless another worker
+	// may take them.
+	AtLimit       bool `protobuf:"varint,5,opt,name=at_limit,json=atLimit,proto3" json:"at_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -947,6 +950,13 @@ func (x *AcceptedRequest) GetCredit() uint32 {
 		return x.Credit
 	}
 	return 0
+}
+
+func (x *AcceptedRequest) GetAtLimit() bool {
+	if x != nil {
+		return x.AtLimit
+	}
+	return false
 }
 
 // AcceptedResponse is never sent: Accepted has no reply.
@@ -1586,13 +1596,14 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\abacklog\x18\x03 \x01(\rR\abacklog\"H\n" +
 	"\x0fHandoffResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12\x19\n" +
-	"\bat_limit\x18\x02 \x01(\bR\aatLimit\"\x82\x01\n" +
+	"\bat_limit\x18\x02 \x01(\bR\aatLimit\"\x9d\x01\n" +
 	"\x0fAcceptedRequest\x12\x1f\n" +
 	"\vlistener_id\x18\x01 \x01(\x04R\n" +
 	"listenerId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1a\n" +
 	"\breturned\x18\x03 \x01(\rR\breturned\x12\x16\n" +
-	"\x06credit\x18\x04 \x01(\rR\x06credit\"\x12\n" +
+	"\x06credit\x18\x04 \x01(\rR\x06credit\x12\x19\n" +
+	"\bat_limit\x18\x05 \x01(\bR\aatLimit\"\x12\n" +
 	"\x10AcceptedResponse\">\n" +
 	"\x10ListeningRequest\x12*\n" +
 	"\aaddress\x18\x01 \x01(\v2\x10.herd.v1.AddressR\aaddress\"\x13\n" +
