@@ -28,6 +28,10 @@ const (
 	// connection limit, or out of descriptors) is skipped, so that a
 	// connection does not bounce between it and the primary.
 	rejectPause = 5 * time.Millisecond
+	// maxOwed bounds the turns a member passed over for want of credit is
+	// owed (see pickLocked): a worker that stops asking for a while gets
+	// at most this many extra connections when it asks again.
+	maxOwed = 4
 )
 
 // rrHandle is Node's RoundRobinHandle: the primary owns the listening
@@ -77,6 +81,7 @@ type rrMember struct {
 	accepted  int   // connections the worker reported accepted, in all
 	atLimit   bool  // it last gave connections back at its connection limit
 	skipUntil int64 // it gave connections back: skipped until then (unix nanos)
+	owed      int   // turns it was passed over for want of credit (up to maxOwed)
 	stopped   bool  // the worker is disconnecting
 	gone      bool  // left the handle, or its link ended
 }
@@ -259,10 +264,14 @@ func (h *rrHandle) dispatchLocked() {
 }
 
 // pickLocked returns the next member that asked for a connection and has
-// room in its window, or nil.
+// room in its window, or nil. Members passed over only because their
+// request had not arrived yet (a report still on its way) are owed a turn,
+// up to maxOwed: the next connection goes to the member owed most that
+// asked, so that round robin stays balanced when credits arrive late.
 func (h *rrHandle) pickLocked() *rrMember {
 	n := len(h.list)
 	var now, soonest int64
+	first, best := -1, -1
 	for i := range n {
 		j := (h.next + i) % n
 		m := h.list[j]
@@ -281,13 +290,36 @@ func (h *rrHandle) pickLocked() *rrMember {
 			}
 			m.skipUntil = 0
 		}
-		h.next = (j + 1) % n
-		return m
+		if first < 0 {
+			first = j
+		}
+		if m.owed > 0 && (best < 0 || m.owed > h.list[best].owed) {
+			best = j
+		}
 	}
-	if soonest != 0 {
-		h.armLocked(time.Duration(soonest - now))
+	if first < 0 {
+		if soonest != 0 {
+			h.armLocked(time.Duration(soonest - now))
+		}
+		return nil
 	}
-	return nil
+	for j := h.next; j != first; j = (j + 1) % n {
+		if m := h.list[j]; !m.gone && !m.stopped && m.credit == 0 {
+			m.owed = min(m.owed+1, maxOwed)
+		}
+	}
+	if best >= 0 && best != first {
+		// The turn goes to the member owed it; first keeps its place.
+		h.list[best].owed--
+		h.next = first
+		return h.list[best]
+	}
+	m := h.list[first]
+	if m.owed > 0 {
+		m.owed--
+	}
+	h.next = (first + 1) % n
+	return m
 }
 
 // armLocked dispatches again after d, when skipped workers may take
