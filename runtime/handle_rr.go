@@ -29,9 +29,12 @@ const (
 	// connection does not bounce between it and the primary.
 	rejectPause = 5 * time.Millisecond
 	// maxOwed bounds the turns a member passed over for want of credit is
-	// owed (see pickLocked): a worker that stops asking for a while gets
-	// at most this many extra connections when it asks again.
-	maxOwed = 4
+	// owed (see pickLocked): a worker whose reports arrive late for a while
+	// (its link's reader in the primary not scheduled, on a loaded
+	// machine) gets them back, and a worker that stops asking for a while
+	// gets at most this many extra connections when it asks again, one per
+	// credit.
+	maxOwed = 64
 )
 
 // rrHandle is Node's RoundRobinHandle: the primary owns the listening
