@@ -156,10 +156,10 @@ func WithSchedulingPolicy(p SchedulingPolicy) PolicyOption { return policyOption
 // WithHandoffWindow sets the most round-robin connections the primary
 // hands one worker's listener before its server accepts them (default 16;
 // Node allows 1), whatever the worker asks for. A worker asks for one
-// connection per Accept call waiting, and, once its server accepts, one
-// ahead while the primary has no backlog or up to this window while it
-// has: a stalled worker holds what it asked for, a busy one gets batches
-// (several connections in one message).
+// connection when it starts listening and one per Accept call waiting, and,
+// once its server accepts, one ahead while the primary has no backlog or up
+// to this window while it has: a stalled worker holds what it asked for, a
+// busy one gets batches (several connections in one message).
 func WithHandoffWindow(n int) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.handoffWindow = n })
 }

@@ -251,6 +251,7 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 		closeFiles(files)
 		rl.addr = addr
 		rl.setWindow(res.GetHandoffWindow())
+		rl.prime()
 		s.track(e.id, rl)
 		s.reportListening(network, address, addr, cfg.fd)
 		return rl, nil

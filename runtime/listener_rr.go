@@ -84,6 +84,19 @@ func (l *rrListener) askLocked(want int) uint32 {
 	return uint32(n)
 }
 
+// prime asks for the first connection as the listener opens, so that a
+// worker whose server has not called Accept yet does not miss its first
+// turns of round robin; a server that never accepts holds at most this one
+// (as it would one asked for ahead).
+func (l *rrListener) prime() {
+	l.mu.Lock()
+	ask := l.askLocked(minAhead)
+	l.mu.Unlock()
+	if ask > 0 {
+		l.report(&herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}, false)
+	}
+}
+
 // Accept waits for the next handed-off connection. Before it returns one,
 // it has told the primary (on the link, in the kernel's hands) that the
 // server took it.

@@ -879,9 +879,10 @@ type AcceptedRequest struct {
 	// returned counts the connections after those that go back to the
 	// primary (the worker could not use them).
 	Returned uint32 `protobuf:"varint,3,opt,name=returned,proto3" json:"returned,omitempty"`
-	// credit is how many more connections the worker asks for: one for each
-	// Accept call that waits, or, once its server accepts, a few ahead (one
-	// while the primary has no backlog, more while it has).
+	// credit is how many more connections the worker asks for: one as the
+	// listener opens, one for each Accept call that waits, or, once its
+	// server accepts, a few ahead (one while the primary has no backlog, more
+	// while it has).
 	// The primary hands a worker no more than it asked for, and holds no more
 	// than the handoff window unaccepted at any worker.
 	Credit uint32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
