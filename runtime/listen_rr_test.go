@@ -160,3 +160,21 @@ func TestRoundRobinManyAcceptors(t *testing.T) {
 	}
 	waitRR(t, ws[0], "every connection reported accepted", func(held, credit, accepted int) bool { return accepted == n && held == 0 })
 }
+
+// rrBalanced reports whether n sequential connections went round robin to
+// k workers: each served n/k, give or take one. Round robin hands a
+// connection only to a worker that asked for one; a worker whose request
+// the primary reads after the next connection (both ready at once) misses
+// that turn and is owed it, so over a few connections the counts may
+// differ by one.
+func rrBalanced(seen map[string]int, n, k int) bool {
+	if len(seen) != k {
+		return false
+	}
+	for _, c := range seen {
+		if c < n/k-1 || c > n/k+1 {
+			return false
+		}
+	}
+	return true
+}
