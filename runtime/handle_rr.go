@@ -269,8 +269,9 @@ func (h *rrHandle) dispatchLocked() {
 // pickLocked returns the next member that asked for a connection and has
 // room in its window, or nil. Members passed over only because their
 // request had not arrived yet (a report still on its way) are owed a turn,
-// up to maxOwed: the next connection goes to the member owed most that
-// asked, so that round robin stays balanced when credits arrive late.
+// up to maxOwed: a connection goes, as an extra turn, to the member owed
+// most that asked, so that round robin stays balanced when credits arrive
+// late.
 func (h *rrHandle) pickLocked() *rrMember {
 	n := len(h.list)
 	var now, soonest int64
@@ -312,17 +313,14 @@ func (h *rrHandle) pickLocked() *rrMember {
 		}
 	}
 	if best >= 0 && best != first {
-		// The turn goes to the member owed it; first keeps its place.
+		// An extra turn for the member owed one; first keeps its place.
 		h.list[best].owed--
 		h.next = first
 		return h.list[best]
 	}
-	m := h.list[first]
-	if m.owed > 0 {
-		m.owed--
-	}
+	// Its own turn: what it is owed stays owed.
 	h.next = (first + 1) % n
-	return m
+	return h.list[first]
 }
 
 // armLocked dispatches again after d, when skipped workers may take
