@@ -3,9 +3,12 @@
 package runtime
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 
 	"google.golang.org/protobuf/proto"
 
@@ -127,6 +130,17 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			req := &herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}
 			var c net.Conn
 			var cerr error
+			if f == nil {
+				// A connection whose descriptor was lost on the way:
+				// given back in its place.
+				req.Returned = 1
+				l.report(req, false)
+				l.acceptMu.Unlock()
+				if more {
+					l.signal()
+				}
+				continue
+			}
 			if l.lim != nil && !l.lim.acquire() {
 				// At its connection limit: the primary gives it to a
 				// worker with room, or closes it (Node's maxConnections).
@@ -144,6 +158,11 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			if cerr != nil {
 				// The primary gives it to another worker; net/http backs
 				// off on this error (EMFILE, ENFILE, ENOMEM).
+				code := CodeInternal
+				if errors.Is(cerr, syscall.EMFILE) || errors.Is(cerr, syscall.ENFILE) {
+					code = CodeResourceExhausted
+				}
+				l.s.ep.readerError(code, controlHandoffProcedure, fmt.Errorf("hand-off: connection refused: %w", cerr))
 				req.Returned = 1
 				if l.lim != nil {
 					l.lim.release()
@@ -290,6 +309,14 @@ func (s *Self) handoff(env *wire.Envelope, files []*os.File) {
 		// A listener that closed: the primary has its copies back.
 		closeFiles(files)
 		return
+	}
+	if env.FDsLost > 0 {
+		// The kernel could not install the last ones (this process is at
+		// its descriptor limit): they keep their places in the queue as
+		// nil, and Accept gives them back in order; the primary, which
+		// holds its own copies, hands them to another worker.
+		s.ep.readerError(CodeResourceExhausted, controlHandoffProcedure, fmt.Errorf("hand-off: %d of %d connections refused: %w", env.FDsLost, env.FDCount, lostFDs(env)))
+		files = append(files, make([]*os.File, env.FDsLost)...)
 	}
 	// The link reuses its slice of files; the files are ours.
 	l.take(files, req.GetBacklog())
