@@ -40,6 +40,10 @@ func TestRoundRobinReportsAreBounded(t *testing.T) {
 	var mu sync.Mutex
 	handed := 0
 	peer, err := link.New(fb, func(env *wire.Envelope, files []*os.File) error {
+		if string(env.Procedure) != controlHandoffProcedure {
+			closeFiles(files)
+			return nil
+		}
 		var req herdv1.HandoffRequest
 		if err := proto.Unmarshal(env.Payload, &req); err != nil || int(req.GetCount()) != len(files) {
 			t.Errorf("hand-off %v: count %d, %d files", err, req.GetCount(), len(files))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -105,6 +106,7 @@ func (l *rrListener) prime() {
 // server took it.
 func (l *rrListener) Accept() (net.Conn, error) {
 	counted := false // this call counts in l.waiting
+	var backoff time.Duration
 	for {
 		l.acceptMu.Lock()
 		l.mu.Lock()
@@ -156,22 +158,43 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			c, cerr = net.FileConn(f)
 			f.Close()
 			if cerr != nil {
-				// The primary gives it to another worker; net/http backs
-				// off on this error (EMFILE, ENFILE, ENOMEM).
+				// Out of descriptors (EMFILE, ENFILE) or memory: the
+				// connection goes back to the primary, for another
+				// worker, and this listener asks for nothing more for a
+				// while (backing off as net/http does), so that what it
+				// is handed does not wait on it; its server does not see
+				// the error.
 				code := CodeInternal
 				if errors.Is(cerr, syscall.EMFILE) || errors.Is(cerr, syscall.ENFILE) {
 					code = CodeResourceExhausted
 				}
 				l.s.ep.readerError(code, controlHandoffProcedure, fmt.Errorf("hand-off: connection refused: %w", cerr))
-				req.Returned = 1
 				if l.lim != nil {
 					l.lim.release()
 				}
-			} else {
-				req.Accepted = 1
-				if l.lim != nil {
-					c = limitConn(c, l.lim) // its place ends with it
+				l.mu.Lock()
+				l.credit -= int(ask)
+				l.mu.Unlock()
+				req.Credit, req.Returned = 0, 1
+				serr := l.report(req, false)
+				l.acceptMu.Unlock()
+				if more {
+					l.signal()
 				}
+				if serr != nil {
+					return nil, l.closedErr()
+				}
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+				case <-l.done:
+				}
+				continue
+			}
+			backoff = 0
+			req.Accepted = 1
+			if l.lim != nil {
+				c = limitConn(c, l.lim) // its place ends with it
 			}
 			serr := l.report(req, true)
 			l.acceptMu.Unlock()
@@ -186,9 +209,6 @@ func (l *rrListener) Accept() (net.Conn, error) {
 					c.Close()
 				}
 				return nil, l.closedErr()
-			}
-			if cerr != nil {
-				return nil, &net.OpError{Op: "accept", Net: l.netName(), Addr: l.addr, Err: cerr}
 			}
 			return c, nil
 		}
