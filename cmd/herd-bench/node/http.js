@@ -49,7 +49,17 @@ if (cluster.isPrimary) {
   // Our own list: a primary-side disconnect takes a worker out of
   // cluster.workers at once.
   const workers = [];
-  for (let i = 0; i < n; i++) workers.push(cluster.fork());
+  for (let i = 0; i < n; i++) {
+    const w = cluster.fork();
+    // Disconnecting the SIGKILLed victim before its exit event arrived
+    // writes to a dead channel (EPIPE): expected for it, fatal otherwise.
+    w.on('error', (err) => {
+      if (kill && w === workers[0]) return;
+      console.error(`worker ${w.id}: ${err.message}`);
+      process.exit(1);
+    });
+    workers.push(w);
+  }
   process.stdin.on('end', () => {
     stopping = true;
     // Idle keep-alive connections could hold a graceful disconnect.
