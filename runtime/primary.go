@@ -128,6 +128,7 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 	prepareCommand(cmd, s.credential)
 
 	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
+	w.ep.peer = Peer{WorkerID: id}
 	err = startProcess(cmd)
 	theirs.Close()
 	for _, f := range pipes {
