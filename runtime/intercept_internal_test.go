@@ -406,14 +406,23 @@ func TestLinkStats(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if b := eb.stats(); b.MailboxCapacity != 8 || b.PendingCalls != 0 || b.MailboxUser != 0 || b.FramesSent != n {
+		t.Fatalf("b %+v", b)
+	}
+	// Once both ends are done, the readers' counters are final; a's
+	// replies are written by its drainer, which may count one a moment
+	// after the caller returned.
+	eb.link.Close()
+	<-ea.closed
+	<-eb.closed
 	a, b := ea.stats(), eb.stats()
-	if b.FramesSent != n || a.FramesReceived != n || a.FramesSent != n || b.FramesReceived != n {
+	if b.FramesSent != n || a.FramesReceived != n || b.FramesReceived != n || a.FramesSent > n {
 		t.Fatalf("frames: a %+v, b %+v", a, b)
 	}
-	if a.BytesReceived != b.BytesSent || b.BytesReceived != a.BytesSent || b.BytesSent == 0 {
+	if a.BytesReceived != b.BytesSent || a.BytesSent > b.BytesReceived || b.BytesSent == 0 || b.BytesReceived == 0 {
 		t.Fatalf("bytes: a %+v, b %+v", a, b)
 	}
-	if b.Writes == 0 || a.Reads == 0 || b.MailboxCapacity != 8 || b.PendingCalls != 0 || b.MailboxUser != 0 {
+	if b.Writes == 0 || a.Reads == 0 {
 		t.Fatalf("b %+v", b)
 	}
 }
