@@ -117,7 +117,8 @@ func TestTypedInterceptorsAcrossProcesses(t *testing.T) {
 		t.Fatalf("primary's interceptor saw:\n%s\nwant:\n%s", strings.Join(seen, "\n"), strings.Join(wantSeen, "\n"))
 	}
 
-	// Too much metadata fails before anything is sent.
+	// Too much metadata fails before anything is sent (the error wraps
+	// ErrTooMuchMetadata: only a local error can).
 	var kv []string
 	for i := range runtime.MaxMetadataEntries + 1 {
 		kv = append(kv, fmt.Sprint("k", i), "v")
@@ -128,9 +129,8 @@ func TestTypedInterceptorsAcrossProcesses(t *testing.T) {
 		t.Fatalf("too much metadata: %v", err)
 	}
 	wantCode(t, "too much metadata", err, runtime.CodeResourceExhausted)
-	after := w.Stats()
-	if after.FramesSent != before.FramesSent || before.FramesSent < 4 || before.FramesReceived < 4 || before.BytesSent == 0 || before.MailboxCapacity == 0 {
-		t.Fatalf("stats before %+v, after %+v", before, after)
+	if before.FramesSent < 4 || before.FramesReceived < 4 || before.BytesSent == 0 || before.BytesReceived == 0 || before.MailboxCapacity == 0 || before.Writes == 0 {
+		t.Fatalf("stats %+v", before)
 	}
 	echoOK := fmt.Sprintf("worker %d:ok [worker md= peer=primary selfstats=ok]", w.ID())
 	if res, err := testv1herd.NewTestServiceClient(w).Echo(context.Background(), &testv1.EchoRequest{Message: "ok"}); err != nil || res.GetMessage() != echoOK {

@@ -16,10 +16,11 @@ type LinkStats struct {
 	// (those that found the socket full or empty included). FramesSent
 	// divided by Writes is how well writes are batched.
 	Writes, Reads uint64
-	// MailboxUser and MailboxSystem are how many received messages wait in
-	// this end's mailbox for its handlers, in the user lane and the
-	// runtime's own; MailboxCapacity is the user lane's bound (at which the
-	// link stops reading: backpressure).
+	// MailboxUser and MailboxSystem are how many received messages (and
+	// local events) wait in this end's mailbox for its handlers, in the
+	// user lane and the runtime's own; MailboxCapacity is how many user
+	// messages the peer may have queued here (WithMailboxCapacity, the
+	// credit window: beyond it the peer's calls wait).
 	MailboxUser, MailboxSystem, MailboxCapacity int
 	// PendingCalls is how many of this end's calls wait for a response.
 	PendingCalls int
@@ -41,7 +42,8 @@ func (ep *endpoint) stats() LinkStats {
 	default:
 	}
 	s.MailboxSystem, s.MailboxUser = ep.box.Len()
-	_, s.MailboxCapacity = ep.box.Cap()
+	_, c := ep.box.Cap()
+	s.MailboxCapacity = c - eventReserve // the lane holds the window plus room for events
 	ep.pendMu.Lock()
 	s.PendingCalls = len(ep.pending)
 	ep.pendMu.Unlock()
