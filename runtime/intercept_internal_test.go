@@ -416,19 +416,19 @@ func TestLinkStats(t *testing.T) {
 	if b := eb.stats(); b.MailboxCapacity != 8 || b.PendingCalls != 0 || b.MailboxUser != 0 || b.FramesSent < n {
 		t.Fatalf("b %+v", b)
 	}
-	// Once both ends are done, the readers' counters are final, and so are
-	// b's sends (its requests, written by the callers, and its credit
-	// grant); a's replies are written by its drainer, which may count one
-	// a moment after the caller returned. Besides calls, the ends send
-	// each other credit grants (flow control).
+	// Once both ends are done, b's sends are final (its requests, written
+	// by the callers, and its credit grant) and a has read them all (b
+	// closed after writing); b may have closed before reading a's last
+	// frames (credit grants), and a's drainer may count a reply a moment
+	// after the caller returned, so a's sends are compared with nothing.
 	eb.link.Close()
 	<-ea.closed
 	<-eb.closed
 	a, b := ea.stats(), eb.stats()
-	if a.FramesReceived != b.FramesSent || b.FramesSent < n || b.FramesReceived < n || a.FramesSent > b.FramesReceived {
+	if a.FramesReceived != b.FramesSent || b.FramesSent < n || b.FramesReceived < n {
 		t.Fatalf("frames: a %+v, b %+v", a, b)
 	}
-	if a.BytesReceived != b.BytesSent || a.BytesSent > b.BytesReceived || b.BytesSent == 0 || b.BytesReceived == 0 {
+	if a.BytesReceived != b.BytesSent || b.BytesSent == 0 || b.BytesReceived == 0 || a.BytesSent == 0 {
 		t.Fatalf("bytes: a %+v, b %+v", a, b)
 	}
 	if b.Writes == 0 || a.Reads == 0 {
