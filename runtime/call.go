@@ -42,7 +42,7 @@ func (pc *pendingCall) finish(err error) {
 	pc.done <- struct{}{}
 }
 
-// call sends a request and waits for its response.
+// call sends a request of the runtime's own and waits for its response.
 func (ep *endpoint) call(ctx context.Context, procedure string, req, res proto.Message, opts []CallOption, system bool) error {
 	_, err := ep.callFiles(ctx, procedure, req, res, opts, system, false)
 	return err
@@ -51,6 +51,58 @@ func (ep *endpoint) call(ctx context.Context, procedure string, req, res proto.M
 // callFiles is call that, with wantFiles, also returns the descriptors
 // attached to the response (the caller owns them).
 func (ep *endpoint) callFiles(ctx context.Context, procedure string, req, res proto.Message, opts []CallOption, system, wantFiles bool) ([]*os.File, error) {
+	return ep.roundTrip(ctx, procedure, req, res, newCallConfig(opts), nil, system, wantFiles)
+}
+
+// userCall is a user's call (Worker.Call, Self.Call): through the link's
+// and the call's interceptors, with the metadata of ctx and the options.
+// Without interceptors it adds nothing to the round trip but a context
+// lookup.
+func (ep *endpoint) userCall(ctx context.Context, procedure string, req, res proto.Message, opts []CallOption) error {
+	cfg := newCallConfig(opts)
+	if len(ep.interceptors) == 0 && cfg.interceptorList() == nil {
+		md, err := outgoingPairs(ctx, cfg.metadataList())
+		if err != nil {
+			return err
+		}
+		_, err = ep.roundTrip(ctx, procedure, req, res, cfg, md, false, false)
+		return err
+	}
+	spec := Spec{Procedure: procedure, IsClient: true}
+	return interceptedCall(ctx, spec, ep.peer, req, res, func(ctx context.Context, req proto.Message) error {
+		md, err := outgoingPairs(ctx, cfg.metadataList())
+		if err != nil {
+			return err
+		}
+		_, err = ep.roundTrip(ctx, procedure, req, res, cfg, md, false, false)
+		return err
+	}, ep.interceptors, cfg.interceptorList())
+}
+
+// userSend is a user's fire-and-forget message (Worker.Send, Self.Send),
+// as userCall.
+func (ep *endpoint) userSend(ctx context.Context, procedure string, req proto.Message, opts []CallOption) error {
+	cfg := newCallConfig(opts)
+	if len(ep.interceptors) == 0 && cfg.interceptorList() == nil {
+		md, err := outgoingPairs(ctx, cfg.metadataList())
+		if err != nil {
+			return err
+		}
+		return ep.sendCfg(ctx, procedure, req, cfg, md, false)
+	}
+	spec := Spec{Procedure: procedure, IsClient: true, OneWay: true}
+	return interceptedCall(ctx, spec, ep.peer, req, nil, func(ctx context.Context, req proto.Message) error {
+		md, err := outgoingPairs(ctx, cfg.metadataList())
+		if err != nil {
+			return err
+		}
+		return ep.sendCfg(ctx, procedure, req, cfg, md, false)
+	}, ep.interceptors, cfg.interceptorList())
+}
+
+// roundTrip sends a request with metadata md (key, value pairs) and the
+// files of cfg (nil: none), and waits for its response.
+func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res proto.Message, cfg *callConfig, md []string, system, wantFiles bool) ([]*os.File, error) {
 	select {
 	case <-ep.closed:
 		return nil, NewError(CodeUnavailable, ep.linkErr())
@@ -59,7 +111,7 @@ func (ep *endpoint) callFiles(ctx context.Context, procedure string, req, res pr
 	if err := ctx.Err(); err != nil {
 		return nil, NewError(CodeOf(err), err)
 	}
-	fds, release, err := callFiles(opts)
+	fds, release, err := callFiles(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +121,7 @@ func (ep *endpoint) callFiles(ctx context.Context, procedure string, req, res pr
 	pc.res = res
 	pc.wantFiles = wantFiles
 	id := ep.nextID.Add(1)
-	h := wire.Header{Procedure: procedure, CallID: id}
+	h := wire.Header{Procedure: procedure, CallID: id, Metadata: md}
 	if system {
 		h.Flags = wire.FlagSystem
 	}
@@ -162,19 +214,26 @@ func (ep *endpoint) callAsync(procedure string, req proto.Message, pc *pendingCa
 	return true, nil
 }
 
-// send sends a fire-and-forget message: no call ID, so no reply frame.
+// send sends a fire-and-forget message of the runtime's own: no call ID,
+// so no reply frame.
 func (ep *endpoint) send(ctx context.Context, procedure string, req proto.Message, opts []CallOption, system bool) error {
+	return ep.sendCfg(ctx, procedure, req, newCallConfig(opts), nil, system)
+}
+
+// sendCfg sends a fire-and-forget message with metadata md and the files of
+// cfg (nil: none).
+func (ep *endpoint) sendCfg(ctx context.Context, procedure string, req proto.Message, cfg *callConfig, md []string, system bool) error {
 	select {
 	case <-ep.closed:
 		return NewError(CodeUnavailable, ep.linkErr())
 	default:
 	}
-	fds, release, err := callFiles(opts)
+	fds, release, err := callFiles(cfg)
 	if err != nil {
 		return err
 	}
 	defer release()
-	h := wire.Header{Procedure: procedure}
+	h := wire.Header{Procedure: procedure, Metadata: md}
 	if system {
 		h.Flags = wire.FlagSystem
 	}
@@ -189,6 +248,8 @@ func sendError(err error) error {
 	switch {
 	case errors.Is(err, wire.ErrFrameTooLarge):
 		return NewError(CodeResourceExhausted, err)
+	case errors.Is(err, wire.ErrInvalidUTF8):
+		return NewError(CodeInvalidArgument, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return NewError(CodeOf(err), err)
 	default:
@@ -198,17 +259,22 @@ func sendError(err error) error {
 
 func noRelease() {}
 
+// newCallConfig applies opts; nil when there are none.
+func newCallConfig(opts []CallOption) *callConfig {
+	if len(opts) == 0 {
+		return nil
+	}
+	cfg := new(callConfig)
+	for _, o := range opts {
+		o.applyToCall(cfg)
+	}
+	return cfg
+}
+
 // callFiles collects the descriptors attached with WithFiles. The files are
 // kept alive until release, after the link has written them.
-func callFiles(opts []CallOption) (fds []int, release func(), err error) {
-	if len(opts) == 0 {
-		return nil, noRelease, nil
-	}
-	var cfg callConfig
-	for _, o := range opts {
-		o.applyToCall(&cfg)
-	}
-	if len(cfg.files) == 0 {
+func callFiles(cfg *callConfig) (fds []int, release func(), err error) {
+	if cfg == nil || len(cfg.files) == 0 {
 		return nil, noRelease, nil
 	}
 	// The closure captures dups, not the named result: a closure over a

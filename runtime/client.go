@@ -41,7 +41,24 @@ type CallOption interface {
 }
 
 type callConfig struct {
-	files []syscall.Conn
+	files        []syscall.Conn
+	metadata     []string      // key, value pairs (WithMetadata)
+	interceptors []Interceptor // WithInterceptors
+}
+
+// metadataList and interceptorList read a config that may be nil.
+func (c *callConfig) metadataList() []string {
+	if c == nil {
+		return nil
+	}
+	return c.metadata
+}
+
+func (c *callConfig) interceptorList() []Interceptor {
+	if c == nil || len(c.interceptors) == 0 {
+		return nil
+	}
+	return c.interceptors
 }
 
 type callOptionFunc func(*callConfig)

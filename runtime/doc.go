@@ -52,6 +52,16 @@
 // connections and listeners travel with a call (WithFiles,
 // FilesFromContext, TakeFiles).
 //
+// # Interceptors and metadata
+//
+// Interceptors wrap calls on the calling side, the handling side or both,
+// as connect-go's do: WithInterceptors on a client, a call, a handler, or
+// link-wide on the Primary and on Self. Per-call metadata, string keys and
+// values, travels with a request (AppendToOutgoingContext, WithMetadata)
+// and is read in the handler with MetadataFromContext; a call carries at
+// most MaxMetadataEntries entries. Worker.Stats and Self.Stats expose each
+// link's counters for metrics.
+//
 // # Actors
 //
 // Each end of a link is an actor: the link's reader decodes each request

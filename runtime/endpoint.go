@@ -41,6 +41,13 @@ type endpoint struct {
 	// identity of the peer (the Worker, on the primary).
 	baseCtx context.Context
 
+	// peer is the other end, for interceptors; interceptors are the
+	// link-wide ones (interceptor.go), and chains caches, for the drainer,
+	// each user handler wrapped in them.
+	peer         Peer
+	interceptors []Interceptor
+	chains       map[*Handler]UnaryFunc
+
 	// onError reports an error event about this link. It is called on the
 	// drainer (use readerError from the reader).
 	onError func(code Code, procedure string, err error)
@@ -94,6 +101,8 @@ type inbound struct {
 	callID uint64
 	files  []*os.File
 	ctx    context.Context // set for request/response calls; nil means baseCtx
+	md     Metadata        // the caller's metadata, nil when none
+	user   bool            // h is a user handler (not the runtime's own)
 	reject *Error          // set when the request is answered with an error
 	proc   string          // procedure, for rejects
 	event  func()          // a local event to run in order
@@ -108,22 +117,24 @@ type endpointConfig struct {
 	mailboxBytes int
 	logger       *slog.Logger
 	crashOnPanic bool
+	interceptors []Interceptor // link-wide (WithInterceptors on NewPrimary, NewSelf)
 }
 
 // newEndpoint makes an endpoint whose mailbox is ready but whose link is not
 // yet started, so that events can be queued ahead of the first message.
 func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx context.Context, onError func(Code, string, error)) *endpoint {
 	ep := &endpoint{
-		log:      cfg.logger,
-		control:  control,
-		local:    local,
-		shared:   shared,
-		baseCtx:  baseCtx,
-		onError:  onError,
-		pending:  make(map[uint64]*pendingCall),
-		inflight: make(map[uint64]context.CancelFunc),
-		ready:    make(chan struct{}),
-		closed:   make(chan struct{}),
+		log:          cfg.logger,
+		control:      control,
+		local:        local,
+		shared:       shared,
+		baseCtx:      baseCtx,
+		onError:      onError,
+		pending:      make(map[uint64]*pendingCall),
+		inflight:     make(map[uint64]context.CancelFunc),
+		interceptors: cfg.interceptors,
+		ready:        make(chan struct{}),
+		closed:       make(chan struct{}),
 	}
 	// The user lane holds the credited window plus room for local events.
 	opts := []actor.Option{actor.WithCapacity(cfg.mailboxCap + eventReserve)}
@@ -239,7 +250,7 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		files = append([]*os.File(nil), files...)
 	}
 	h, control := ep.lookup(env.Procedure)
-	in := inbound{h: h, callID: env.CallID, files: files}
+	in := inbound{h: h, callID: env.CallID, files: files, user: !control}
 	if credited {
 		in.credit = env.Len
 	}
@@ -279,6 +290,11 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		in.proc = string(env.Procedure)
 		in.reject = NewError(CodeResourceExhausted, lostFDs(env))
 		in.h, in.req = nil, nil
+	}
+	if in.reject == nil && env.MetadataCount > 0 {
+		if in.md, in.reject = decodeMetadata(env); in.reject != nil {
+			in.proc, in.h, in.req = h.procedure, nil, nil
+		}
 	}
 	if in.reject == nil && env.CallID != 0 {
 		ctx := ep.baseCtx
@@ -423,7 +439,12 @@ func (ep *endpoint) handle(in inbound) {
 	if len(in.files) > 0 {
 		ctx, files = withFiles(ctx, in.files)
 	}
-	res, err := in.h.invoke(ctx, in.req)
+	ctx = incomingContext(ctx, in.md)
+	var chain UnaryFunc
+	if in.user {
+		chain = ep.chainFor(in.h)
+	}
+	res, err := in.h.run(ctx, in.req, chain, ep.peer, in.callID == 0)
 	if files != nil {
 		files.release() // closes what the handler did not take
 	}
@@ -442,6 +463,27 @@ func (ep *endpoint) handle(in inbound) {
 		ep.afterReply = nil
 		f()
 	}
+}
+
+// chainFor returns h wrapped in the link's interceptors around its own, nil
+// when there are none. It runs on the drainer, which owns the cache.
+func (ep *endpoint) chainFor(h *Handler) UnaryFunc {
+	if len(ep.interceptors) == 0 {
+		return h.unary
+	}
+	if fn, ok := ep.chains[h]; ok {
+		return fn
+	}
+	inner := h.unary
+	if inner == nil {
+		inner = h.direct
+	}
+	fn := chainUnary(inner, ep.interceptors)
+	if ep.chains == nil {
+		ep.chains = make(map[*Handler]UnaryFunc)
+	}
+	ep.chains[h] = fn
+	return fn
 }
 
 // reply writes the response to call id.

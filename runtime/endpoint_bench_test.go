@@ -7,19 +7,22 @@ import (
 	"log/slog"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	"github.com/herd-go/herd/runtime/internal/link"
 )
 
 // endpointPair starts two endpoints over a socketpair in this process: a
-// serves local (calls from b), b serves nothing.
-func endpointPair(b *testing.B, local *Mux) (ea, eb *endpoint) {
+// serves local (calls from b), b serves nothing. Both have the link-wide
+// interceptors ics.
+func endpointPair(b *testing.B, local *Mux, ics ...Interceptor) (ea, eb *endpoint) {
 	b.Helper()
 	fa, fb, err := link.Pair()
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg := endpointConfig{logger: slog.New(slog.DiscardHandler)}.withDefaults()
+	cfg := endpointConfig{logger: slog.New(slog.DiscardHandler), interceptors: ics}.withDefaults()
 	noErr := func(Code, string, error) {}
 	ea = newEndpoint(cfg, NewMux(), local, nil, context.Background(), noErr)
 	eb = newEndpoint(cfg, NewMux(), NewMux(), nil, context.Background(), noErr)
@@ -52,7 +55,7 @@ func BenchmarkEndpointRoundTrip(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		if err := eb.call(ctx, procEcho, req, res, nil, false); err != nil {
+		if err := eb.userCall(ctx, procEcho, req, res, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -76,9 +79,34 @@ func BenchmarkEndpointOneWay(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		if err := eb.send(ctx, procEcho, req, nil, false); err != nil {
+		if err := eb.userSend(ctx, procEcho, req, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
 	<-done
+}
+
+// passThrough is an interceptor that only calls next.
+var passThrough = UnaryInterceptorFunc(func(next UnaryFunc) UnaryFunc {
+	return func(ctx context.Context, req *Request) (proto.Message, error) { return next(ctx, req) }
+})
+
+// BenchmarkEndpointRoundTripIntercepted: BenchmarkEndpointRoundTrip with a
+// pass-through interceptor on both ends and one metadata entry: the cost of
+// using them.
+func BenchmarkEndpointRoundTripIntercepted(b *testing.B) {
+	local := NewMux()
+	local.Register(NewUnaryHandler(procEcho, func(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
+		return &testv1.EchoResponse{Message: MetadataFromContext(ctx).Get("k")}, nil
+	}))
+	_, eb := endpointPair(b, local, passThrough)
+	ctx := AppendToOutgoingContext(context.Background(), "k", "v")
+	req, res := &testv1.EchoRequest{Message: "ping"}, &testv1.EchoResponse{}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := eb.userCall(ctx, procEcho, req, res, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -18,6 +18,11 @@ type Handler struct {
 	newReq    func() proto.Message
 	call      func(context.Context, proto.Message) (proto.Message, error)
 	timeout   time.Duration
+
+	// interceptors are the handler's own (WithInterceptors); unary is
+	// call wrapped in them, nil when there are none.
+	interceptors []Interceptor
+	unary        UnaryFunc
 }
 
 // HandlerOption configures a Handler.
@@ -65,7 +70,19 @@ func NewUnaryHandler[Req, Res any](procedure string, fn func(context.Context, *R
 	for _, o := range opts {
 		o.applyToHandler(h)
 	}
+	if len(h.interceptors) > 0 {
+		h.unary = chainUnary(h.direct, h.interceptors)
+	}
 	return h
+}
+
+// direct is the handler as a UnaryFunc, the innermost step of its
+// interceptor chain.
+func (h *Handler) direct(ctx context.Context, r *Request) (proto.Message, error) {
+	if r == nil || r.Msg == nil {
+		return nil, Errorf(CodeInternal, "interceptor passed no request message for %s", h.procedure)
+	}
+	return h.call(ctx, r.Msg)
 }
 
 // Procedure returns the procedure the handler serves, "/pkg.Service/Method".
@@ -139,12 +156,27 @@ func (m *Mux) Handler(procedure string) *Handler {
 // handler would receive it from a link, runs the handler on the calling
 // goroutine and copies the response into res. It is meant for unit tests of
 // handlers and of code that takes a ClientConn.
+//
+// Interceptors and metadata given with the call (or in ctx) apply as over a
+// link: the client's interceptors run on the calling side, the handler's on
+// the handling side, and the handler reads the metadata from its context.
 func (m *Mux) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
+	cfg := newCallConfig(opts)
+	if ics := cfg.interceptorList(); ics != nil {
+		spec := Spec{Procedure: procedure, IsClient: true}
+		return interceptedCall(ctx, spec, Peer{}, req, res, func(ctx context.Context, req proto.Message) error {
+			return m.call(ctx, procedure, req, res, cfg)
+		}, ics)
+	}
+	return m.call(ctx, procedure, req, res, cfg)
+}
+
+func (m *Mux) call(ctx context.Context, procedure string, req, res proto.Message, cfg *callConfig) error {
 	h := m.Handler(procedure)
 	if h == nil {
 		return Errorf(CodeUnimplemented, "procedure %s is not registered", procedure)
 	}
-	out, err := h.invokeEncoded(ctx, req)
+	out, err := h.invokeEncoded(ctx, req, cfg, false)
 	if err != nil {
 		return err
 	}
@@ -161,15 +193,36 @@ func (m *Mux) Call(ctx context.Context, procedure string, req, res proto.Message
 // Send implements ClientConn in-process: it runs the handler and discards
 // the response.
 func (m *Mux) Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error {
+	cfg := newCallConfig(opts)
+	if ics := cfg.interceptorList(); ics != nil {
+		spec := Spec{Procedure: procedure, IsClient: true, OneWay: true}
+		return interceptedCall(ctx, spec, Peer{}, req, nil, func(ctx context.Context, req proto.Message) error {
+			return m.send(ctx, procedure, req, cfg)
+		}, ics)
+	}
+	return m.send(ctx, procedure, req, cfg)
+}
+
+func (m *Mux) send(ctx context.Context, procedure string, req proto.Message, cfg *callConfig) error {
 	h := m.Handler(procedure)
 	if h == nil {
 		return Errorf(CodeUnimplemented, "procedure %s is not registered", procedure)
 	}
-	_, err := h.invokeEncoded(ctx, req)
+	_, err := h.invokeEncoded(ctx, req, cfg, true)
 	return err
 }
 
-func (h *Handler) invokeEncoded(ctx context.Context, req proto.Message) (proto.Message, error) {
+// invokeEncoded runs the handler in-process as if req had come over a
+// link: encoded and decoded, with the metadata of ctx and cfg moved to the
+// handler's side, through the handler's interceptors.
+func (h *Handler) invokeEncoded(ctx context.Context, req proto.Message, cfg *callConfig, oneWay bool) (proto.Message, error) {
+	kv, err := outgoingPairs(ctx, cfg.metadataList())
+	if err != nil {
+		return nil, err
+	}
+	// The handler sees the caller's metadata as incoming, not outgoing.
+	ctx = context.WithValue(ctx, outgoingKey{}, []string(nil))
+	ctx = incomingContext(ctx, pairsToMetadata(kv))
 	b, err := proto.Marshal(req)
 	if err != nil {
 		return nil, NewError(CodeInvalidArgument, fmt.Errorf("encode request: %w", err))
@@ -178,11 +231,18 @@ func (h *Handler) invokeEncoded(ctx context.Context, req proto.Message) (proto.M
 	if err := proto.Unmarshal(b, in); err != nil {
 		return nil, NewError(CodeInvalidArgument, fmt.Errorf("decode request: %w", err))
 	}
-	return h.invoke(ctx, in)
+	return h.run(ctx, in, h.unary, Peer{}, oneWay)
 }
 
-// invoke runs the handler with panic recovery: a panic becomes CodeInternal.
+// invoke runs the handler without interceptors (events, which are not
+// calls), with panic recovery.
 func (h *Handler) invoke(ctx context.Context, req proto.Message) (res proto.Message, err error) {
+	return h.run(ctx, req, nil, Peer{}, false)
+}
+
+// run runs the handler, through fn (its interceptor chain) when not nil,
+// with its timeout and panic recovery: a panic becomes CodeInternal.
+func (h *Handler) run(ctx context.Context, req proto.Message, fn UnaryFunc, peer Peer, oneWay bool) (res proto.Message, err error) {
 	if h.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, h.timeout)
@@ -193,5 +253,8 @@ func (h *Handler) invoke(ctx context.Context, req proto.Message) (res proto.Mess
 			res, err = nil, Errorf(CodeInternal, "handler for %s panicked: %v", h.procedure, r)
 		}
 	}()
-	return h.call(ctx, req)
+	if fn == nil {
+		return h.call(ctx, req)
+	}
+	return fn(ctx, &Request{Spec: Spec{Procedure: h.procedure, OneWay: oneWay}, Peer: peer, Msg: req})
 }

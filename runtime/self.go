@@ -158,6 +158,7 @@ func (s *Self) Start(ctx context.Context) error {
 		return errors.New("herd: no link on descriptor 3")
 	}
 	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.reportError)
+	s.ep.peer = Peer{Primary: true}
 	s.ep.inlineProc, s.ep.inline = controlHandoffProcedure, s.handoff
 	if err := s.ep.start(f); err != nil {
 		return fmt.Errorf("herd: start worker %d: %w", s.id, err)
@@ -180,12 +181,12 @@ func (s *Self) Start(ctx context.Context) error {
 
 // Call implements ClientConn: a request/response call to the primary.
 func (s *Self) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
-	return s.ep.call(ctx, procedure, req, res, opts, false)
+	return s.ep.userCall(ctx, procedure, req, res, opts)
 }
 
 // Send implements ClientConn: a fire-and-forget message to the primary.
 func (s *Self) Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error {
-	return s.ep.send(ctx, procedure, req, opts, false)
+	return s.ep.userSend(ctx, procedure, req, opts)
 }
 
 // IsConnected reports whether the link is up and no disconnect has started.

@@ -265,6 +265,9 @@ func typedWorkerMain() int {
 	if d, err := time.ParseDuration(os.Getenv("HERD_TEST_REPORT_DELAY")); err == nil {
 		svc.reportDelay = d
 	}
+	if os.Getenv("HERD_TEST_INTERCEPT") == "1" {
+		opts = append(opts, runtime.WithInterceptors(workerInterceptor(svc)))
+	}
 	self, err := runtime.NewSelf(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "NewSelf:", err)

@@ -144,12 +144,12 @@ func (w *Worker) Register(handlers ...*Handler) error { return w.mux.Register(ha
 // worker registered. A call to a dead worker fails at once with
 // CodeUnavailable.
 func (w *Worker) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
-	return w.ep.call(ctx, procedure, req, res, opts, false)
+	return w.ep.userCall(ctx, procedure, req, res, opts)
 }
 
 // Send implements ClientConn: a fire-and-forget message to the worker.
 func (w *Worker) Send(ctx context.Context, procedure string, req proto.Message, opts ...CallOption) error {
-	return w.ep.send(ctx, procedure, req, opts, false)
+	return w.ep.userSend(ctx, procedure, req, opts)
 }
 
 // Kill sends sig to the worker's process (default SIGTERM when sig is 0),

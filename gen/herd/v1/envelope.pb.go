@@ -214,8 +214,11 @@ type Envelope struct {
 	// deadline_unix_nano carries the caller's context deadline, if any, so the
 	// callee's context ends at the same moment.
 	DeadlineUnixNano int64 `protobuf:"varint,8,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// metadata carries the caller's per-call metadata: string keys and
+	// values, read by the callee's handler and interceptors. Requests only.
+	Metadata      map[string]string `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
@@ -304,6 +307,13 @@ func (x *Envelope) GetDeadlineUnixNano() int64 {
 	return 0
 }
 
+func (x *Envelope) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
 // Error is the failure of a call, carried back to the caller.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -363,7 +373,7 @@ var File_herd_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_herd_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x16herd/v1/envelope.proto\x12\aherd.v1\"\xfb\x01\n" +
+	"\x16herd/v1/envelope.proto\x12\aherd.v1\"\xf5\x02\n" +
 	"\bEnvelope\x12\x1c\n" +
 	"\tprocedure\x18\x01 \x01(\tR\tprocedure\x12\x17\n" +
 	"\acall_id\x18\x02 \x01(\x04R\x06callId\x12\x19\n" +
@@ -372,7 +382,11 @@ const file_herd_v1_envelope_proto_rawDesc = "" +
 	"\apayload\x18\x05 \x01(\fR\apayload\x12\x19\n" +
 	"\bfd_count\x18\x06 \x01(\rR\afdCount\x12$\n" +
 	"\x05error\x18\a \x01(\v2\x0e.herd.v1.ErrorR\x05error\x12,\n" +
-	"\x12deadline_unix_nano\x18\b \x01(\x03R\x10deadlineUnixNano\"D\n" +
+	"\x12deadline_unix_nano\x18\b \x01(\x03R\x10deadlineUnixNano\x12;\n" +
+	"\bmetadata\x18\t \x03(\v2\x1f.herd.v1.Envelope.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
 	"\x05Error\x12!\n" +
 	"\x04code\x18\x01 \x01(\x0e2\r.herd.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage*>\n" +
@@ -413,21 +427,23 @@ func file_herd_v1_envelope_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_v1_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herd_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_herd_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_herd_v1_envelope_proto_goTypes = []any{
 	(Flag)(0),        // 0: herd.v1.Flag
 	(Code)(0),        // 1: herd.v1.Code
 	(*Envelope)(nil), // 2: herd.v1.Envelope
 	(*Error)(nil),    // 3: herd.v1.Error
+	nil,              // 4: herd.v1.Envelope.MetadataEntry
 }
 var file_herd_v1_envelope_proto_depIdxs = []int32{
 	3, // 0: herd.v1.Envelope.error:type_name -> herd.v1.Error
-	1, // 1: herd.v1.Error.code:type_name -> herd.v1.Code
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 1: herd.v1.Envelope.metadata:type_name -> herd.v1.Envelope.MetadataEntry
+	1, // 2: herd.v1.Error.code:type_name -> herd.v1.Code
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_herd_v1_envelope_proto_init() }
@@ -441,7 +457,7 @@ func file_herd_v1_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_envelope_proto_rawDesc), len(file_herd_v1_envelope_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -87,6 +87,14 @@ func (e *Envelope) parse(b []byte) error {
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
 			e.DeadlineUnixNano = int64(v)
+		case num == fieldMetadata && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 {
+				if err := e.parseMetadataEntry(v); err != nil {
+					return err
+				}
+			}
 		default:
 			// Unknown field, or a known number with another wire type,
 			// which proto.Unmarshal also treats as unknown.
@@ -127,6 +135,45 @@ func (e *Envelope) parseError(b []byte) error {
 			return protocolError("error", num, protowire.ParseError(n))
 		}
 		b = b[n:]
+	}
+	return nil
+}
+
+// parseMetadataEntry decodes one map entry of the metadata field and
+// appends it to e.Metadata while there is room (MaxMetadataEntries); it
+// counts every entry in e.MetadataCount. As in proto.Unmarshal, a missing
+// key or value is empty and a repeated one keeps its last value.
+func (e *Envelope) parseMetadataEntry(b []byte) error {
+	var key, value []byte
+	for len(b) > 0 {
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return protocolError("metadata entry", 0, protowire.ParseError(n))
+		}
+		b = b[n:]
+		switch {
+		case (num == fieldMetadataKey || num == fieldMetadataValue) && typ == protowire.BytesType:
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			if n >= 0 && !utf8.Valid(v) {
+				return protocolError("metadata entry", num, errInvalidUTF8Field)
+			}
+			if num == fieldMetadataKey {
+				key = v
+			} else {
+				value = v
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protocolError("metadata entry", num, protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	e.MetadataCount++
+	if len(e.Metadata) < MaxMetadataEntries {
+		e.Metadata = append(e.Metadata, MetadataEntry{Key: key, Value: value})
 	}
 	return nil
 }

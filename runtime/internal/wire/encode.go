@@ -110,6 +110,13 @@ func envelopeSize(h *Header, pn, maxFrame int) (int, error) {
 	if h.DeadlineUnixNano != 0 {
 		n += 1 + protowire.SizeVarint(uint64(h.DeadlineUnixNano))
 	}
+	if len(h.Metadata) > 1 {
+		mn, err := metadataSize(h.Metadata)
+		if err != nil {
+			return 0, err
+		}
+		n += mn
+	}
 	if lim := limit(maxFrame); n > lim || n < 0 {
 		return 0, fmt.Errorf("%w: envelope of %d bytes, limit is %d", ErrFrameTooLarge, n, lim)
 	}
@@ -128,6 +135,27 @@ func errorSize(h *Header) int {
 		n += 1 + protowire.SizeBytes(validUTF8Len(h.ErrorMessage))
 	}
 	return n
+}
+
+// metadataSize returns the encoded length of the metadata map field, every
+// entry with its tag and length, after checking that every key and value is
+// valid UTF-8.
+func metadataSize(md []string) (int, error) {
+	n := 0
+	for i := 0; i+1 < len(md); i += 2 {
+		k, v := md[i], md[i+1]
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return 0, fmt.Errorf("%w: metadata %q", ErrInvalidUTF8, k)
+		}
+		n += 1 + protowire.SizeBytes(entrySize(k, v))
+	}
+	return n, nil
+}
+
+// entrySize is the encoded length of one map entry message. proto.Marshal
+// writes both key and value even when empty, and so does appendTail.
+func entrySize(k, v string) int {
+	return 1 + protowire.SizeBytes(len(k)) + 1 + protowire.SizeBytes(len(v))
 }
 
 // appendHead appends the length prefix and fields 1 to 4, which precede the
@@ -154,7 +182,7 @@ func appendHead(b []byte, h *Header, size int) []byte {
 	return b
 }
 
-// appendTail appends fields 6 to 8, which follow the payload.
+// appendTail appends fields 6 to 9, which follow the payload.
 func appendTail(b []byte, h *Header) []byte {
 	if h.FDCount != 0 {
 		b = protowire.AppendTag(b, fieldFDCount, protowire.VarintType)
@@ -176,6 +204,15 @@ func appendTail(b []byte, h *Header) []byte {
 	if h.DeadlineUnixNano != 0 {
 		b = protowire.AppendTag(b, fieldDeadline, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(h.DeadlineUnixNano))
+	}
+	for i := 0; i+1 < len(h.Metadata); i += 2 {
+		k, v := h.Metadata[i], h.Metadata[i+1]
+		b = protowire.AppendTag(b, fieldMetadata, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(entrySize(k, v)))
+		b = protowire.AppendTag(b, fieldMetadataKey, protowire.BytesType)
+		b = protowire.AppendString(b, k)
+		b = protowire.AppendTag(b, fieldMetadataValue, protowire.BytesType)
+		b = protowire.AppendString(b, v)
 	}
 	return b
 }

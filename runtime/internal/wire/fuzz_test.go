@@ -65,6 +65,18 @@ func FuzzDecode(f *testing.F) {
 		if len(ref.Payload) == 0 {
 			ref.Payload = nil
 		}
+		if env.MetadataCount != len(env.Metadata) && len(env.Metadata) != wire.MaxMetadataEntries {
+			t.Fatalf("Decode kept %d of %d metadata entries; want min(count, %d)", len(env.Metadata), env.MetadataCount, wire.MaxMetadataEntries)
+		}
+		if env.MetadataCount > wire.MaxMetadataEntries {
+			// Decode keeps only the first entries; compare the rest
+			// of the envelope.
+			ref.Metadata = nil
+			env.Metadata = nil
+		}
+		if len(ref.Metadata) == 0 {
+			ref.Metadata = nil
+		}
 		if got := fromDecoded(&env); !proto.Equal(got, &ref) {
 			t.Fatalf("Decode gave %v, proto.Unmarshal %v", got, &ref)
 		}
@@ -79,6 +91,9 @@ func FuzzDecode(f *testing.F) {
 			ErrorCode:        env.ErrorCode,
 			ErrorMessage:     string(env.ErrorMessage),
 			DeadlineUnixNano: env.DeadlineUnixNano,
+		}
+		for _, kv := range env.Metadata {
+			h.Metadata = append(h.Metadata, string(kv.Key), string(kv.Value))
 		}
 		frame, err := wire.AppendFrameBytes(nil, &h, env.Payload, maxFrame+64)
 		if err != nil {
@@ -95,8 +110,20 @@ func FuzzDecode(f *testing.F) {
 			again.FDCount != env.FDCount || again.ErrorCode != env.ErrorCode ||
 			again.DeadlineUnixNano != env.DeadlineUnixNano || again.HasError != wantHasError ||
 			!bytes.Equal(again.Procedure, env.Procedure) || !bytes.Equal(again.ErrorMessage, env.ErrorMessage) ||
-			!bytes.Equal(again.Payload, env.Payload) {
+			!bytes.Equal(again.Payload, env.Payload) || !sameMetadata(again.Metadata, env.Metadata) {
 			t.Fatalf("round trip changed the envelope:\n got %+v\nwant %+v", again, env)
 		}
 	})
+}
+
+func sameMetadata(a, b []wire.MetadataEntry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i].Key, b[i].Key) || !bytes.Equal(a[i].Value, b[i].Value) {
+			return false
+		}
+	}
+	return true
 }

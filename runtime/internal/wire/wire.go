@@ -34,6 +34,11 @@ const (
 	fieldFDCount   = 6
 	fieldError     = 7
 	fieldDeadline  = 8
+	fieldMetadata  = 9
+
+	// herd.v1.Envelope.MetadataEntry (a map entry)
+	fieldMetadataKey   = 1
+	fieldMetadataValue = 2
 
 	// herd.v1.Error
 	fieldErrorCode    = 1
@@ -99,6 +104,21 @@ type Header struct {
 	ErrorMessage string
 	// DeadlineUnixNano is the caller's deadline in Unix nanoseconds, or 0.
 	DeadlineUnixNano int64
+	// Metadata is the call's metadata as key, value pairs: Metadata[2i]
+	// is a key and Metadata[2i+1] its value. A trailing odd element is
+	// ignored. Keys and values must be valid UTF-8.
+	Metadata []string
+}
+
+// MaxMetadataEntries is how many metadata entries Decode keeps in
+// Envelope.Metadata; it counts the rest in Envelope.MetadataCount without
+// keeping them, so that a peer's frame full of tiny entries costs a bounded
+// amount of memory. The runtime rejects a call that has more.
+const MaxMetadataEntries = 64
+
+// MetadataEntry is one decoded metadata entry. Its slices alias the frame.
+type MetadataEntry struct {
+	Key, Value []byte
 }
 
 // Envelope is one decoded frame. Its byte slices alias the buffer given to
@@ -118,6 +138,12 @@ type Envelope struct {
 	HasError     bool
 	// DeadlineUnixNano is the caller's deadline in Unix nanoseconds, or 0.
 	DeadlineUnixNano int64
+	// Metadata holds the first MaxMetadataEntries metadata entries in
+	// frame order; a key that occurs twice keeps its last value when they
+	// are read into a map, as in proto.Unmarshal. MetadataCount counts
+	// every entry, kept or not.
+	Metadata      []MetadataEntry
+	MetadataCount int
 	// Payload is the encoded request or response message.
 	Payload []byte
 	// FDsLost is not on the wire: the link package sets it to the number

@@ -43,7 +43,25 @@ func headerCases() []wire.Header {
 			Procedure: "/pkg.Svc/Method", CallID: 42, ReplyTo: 41, Flags: 1, FDCount: 3,
 			ErrorCode: 14, ErrorMessage: "unavailable", DeadlineUnixNano: math.MaxInt64,
 		},
+		// Metadata keys in sorted order and unique: proto.Marshal's
+		// deterministic map order, so that the bytes compare equal.
+		{Procedure: "/pkg.Svc/Method", CallID: 9, Metadata: []string{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
+		{CallID: 1, Metadata: []string{"", "", "a", "", "b", "héllo ☃"}},
+		{CallID: 1, DeadlineUnixNano: 5, Metadata: []string{"k", strings.Repeat("v", 300)}},
+		{CallID: 1, Metadata: []string{"odd"}}, // a trailing key without value is ignored
 	}
+}
+
+// metadataMap is the map a list of key, value pairs stands for (last wins).
+func metadataMap(md []string) map[string]string {
+	if len(md) < 2 {
+		return nil
+	}
+	m := make(map[string]string)
+	for i := 0; i+1 < len(md); i += 2 {
+		m[md[i]] = md[i+1]
+	}
+	return m
 }
 
 // toProto builds the generated envelope that h and payload stand for.
@@ -56,6 +74,7 @@ func toProto(h *wire.Header, payload []byte) *herdv1.Envelope {
 		Payload:          payload,
 		FdCount:          h.FDCount,
 		DeadlineUnixNano: h.DeadlineUnixNano,
+		Metadata:         metadataMap(h.Metadata),
 	}
 	if h.ErrorCode != 0 || h.ErrorMessage != "" {
 		e.Error = &herdv1.Error{Code: herdv1.Code(h.ErrorCode), Message: strings.ToValidUTF8(h.ErrorMessage, "\uFFFD")}
@@ -78,6 +97,12 @@ func fromDecoded(env *wire.Envelope) *herdv1.Envelope {
 	}
 	if env.HasError {
 		e.Error = &herdv1.Error{Code: herdv1.Code(env.ErrorCode), Message: string(env.ErrorMessage)}
+	}
+	for _, kv := range env.Metadata {
+		if e.Metadata == nil {
+			e.Metadata = make(map[string]string)
+		}
+		e.Metadata[string(kv.Key)] = string(kv.Value)
 	}
 	return e
 }
@@ -418,5 +443,41 @@ func TestZeroAllocs(t *testing.T) {
 		wire.Decode(frame, 0, &env)
 	}); a != 0 {
 		t.Errorf("Decode: %v allocs/op", a)
+	}
+}
+
+// TestDecodeMetadataBounded: a frame with more metadata entries than
+// MaxMetadataEntries decodes (proto.Unmarshal accepts it), keeps the first
+// MaxMetadataEntries and counts them all.
+func TestDecodeMetadataBounded(t *testing.T) {
+	const n = 3 * wire.MaxMetadataEntries
+	h := wire.Header{CallID: 1}
+	for i := range n {
+		h.Metadata = append(h.Metadata, string(rune('a'+i%26)), "v")
+	}
+	frame, err := wire.AppendFrameBytes(nil, &h, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env wire.Envelope
+	if _, err := wire.Decode(frame, 0, &env); err != nil {
+		t.Fatal(err)
+	}
+	if env.MetadataCount != n || len(env.Metadata) != wire.MaxMetadataEntries {
+		t.Fatalf("count %d, kept %d; want %d, %d", env.MetadataCount, len(env.Metadata), n, wire.MaxMetadataEntries)
+	}
+	if string(env.Metadata[1].Key) != "b" || string(env.Metadata[1].Value) != "v" {
+		t.Fatalf("entry 1 = %q: %q", env.Metadata[1].Key, env.Metadata[1].Value)
+	}
+}
+
+func TestAppendFrameMetadataInvalidUTF8(t *testing.T) {
+	for _, md := range [][]string{{"k\xff", "v"}, {"k", "\xc3"}} {
+		h := wire.Header{CallID: 1, Metadata: md}
+		dst := []byte("keep")
+		got, err := wire.AppendFrameBytes(dst, &h, nil, 0)
+		if !errors.Is(err, wire.ErrInvalidUTF8) || string(got) != "keep" {
+			t.Fatalf("%q: %q, %v; want dst unchanged and ErrInvalidUTF8", md, got, err)
+		}
 	}
 }
