@@ -1,20 +1,13 @@
-// Package herdtest helps test programs built on herd. Take snapshots a
-// process's open descriptors, goroutines and child processes, and Check
-// verifies that a test gave back what it took; WatchPID waits for a process
-// that is not a child (a worker of a primary under test) to end.
-//
-// Goroutines and descriptors are released asynchronously (a reader goroutine
-// returns after its socket closes), so Check re-reads the counts until they
-// are back or a deadline passes; it never sleeps a fixed time before the
-// first look.
 package herdtest
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,9 +18,42 @@ type Snapshot struct {
 	Children   []int
 }
 
-// Take records the current counts.
+// Take records the current counts. Goroutines leaves out the one that herd
+// starts with the first Primary and keeps for the life of the process (the
+// thread workers are forked from; see the runtime's parent-death notes), so
+// that a snapshot taken before the first NewPrimary of a test binary
+// compares with one taken after it.
 func Take() Snapshot {
-	return Snapshot{FDs: countFDs(), Goroutines: goruntime.NumGoroutine(), Children: Children()}
+	return Snapshot{FDs: countFDs(), Goroutines: goruntime.NumGoroutine() - lifetimeGoroutines(), Children: Children()}
+}
+
+// forkerFunc is the function of herd's fork thread, as a goroutine dump
+// names it.
+const forkerFunc = "github.com/herd-go/herd/runtime.forkLoop("
+
+// forkerSeen is set once the fork thread exists; it never ends.
+var forkerSeen atomic.Bool
+
+// lifetimeGoroutines counts the goroutines that, once started, live as long
+// as the process: herd's fork thread.
+func lifetimeGoroutines() int {
+	if forkerSeen.Load() {
+		return 1
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n := goruntime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	if bytes.Contains(buf, []byte(forkerFunc)) {
+		forkerSeen.Store(true)
+		return 1
+	}
+	return 0
 }
 
 // TB is the part of testing.TB that Check uses.

@@ -45,3 +45,14 @@ func (w *Watch) Wait(timeout time.Duration) bool {
 		return err == nil && n == 1
 	}
 }
+
+// waitGone waits up to d for pid to end.
+func waitGone(pid int, d time.Duration) bool {
+	w, err := WatchPID(pid)
+	if err != nil {
+		return !Alive(pid)
+	}
+	return w.Wait(d)
+}
+
+func killPID(pid int) { unix.Kill(pid, unix.SIGKILL) }

@@ -1,0 +1,176 @@
+package herdtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
+	"github.com/herd-go/herd/runtime"
+)
+
+// Events records cluster events as lines, in the order they were handled
+// (a worker's events in its own order: fork, online, everything it sent,
+// disconnect, exit; different workers' events interleave):
+//
+//	fork 1
+//	online 1
+//	listening 1 127.0.0.1:8080   (a unix socket: its path)
+//	disconnect 1
+//	exit 1 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN
+//	error 1 deadline_exceeded <message>
+//
+// The number is the worker's ID; exit has the code, the signal's name, the
+// exited_after_disconnect flag and the cause; error has the code's name
+// and the message. A test adds lines of its own (a handler's "report 1
+// ready") with Add, and waits for any of them with WaitFor. It is safe for
+// concurrent use.
+type Events struct {
+	// Timeout bounds each WaitFor; zero means DefaultTimeout.
+	Timeout time.Duration
+
+	t      testing.TB
+	mu     sync.Mutex
+	lines  []string
+	notify chan struct{}
+}
+
+// NewEvents returns an empty recorder; Register installs it.
+func NewEvents(t testing.TB) *Events {
+	return &Events{t: t, notify: make(chan struct{}, 1)}
+}
+
+// RecordEvents returns a recorder registered on reg (a Primary, for every
+// worker's events), and fails the test if it cannot be (reg already has an
+// EventService handler). For one worker's events only, give
+// runtime.WithRegister(events.Register) to Fork instead.
+func RecordEvents(t testing.TB, reg runtime.Registrar) *Events {
+	t.Helper()
+	e := NewEvents(t)
+	if err := e.Register(reg); err != nil {
+		t.Fatalf("herdtest: record events: %v", err)
+	}
+	return e
+}
+
+// Register installs the recorder as reg's herd.v1.EventService handler.
+func (e *Events) Register(reg runtime.Registrar) error {
+	return herdv1herd.RegisterEventServiceHandler(reg, eventHandler{e})
+}
+
+// Add records a line.
+func (e *Events) Add(line string) {
+	e.mu.Lock()
+	e.lines = append(e.lines, line)
+	e.mu.Unlock()
+	select {
+	case e.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Addf records a formatted line.
+func (e *Events) Addf(format string, args ...any) { e.Add(fmt.Sprintf(format, args...)) }
+
+// All returns the lines recorded so far.
+func (e *Events) All() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.lines...)
+}
+
+// Of returns the lines about worker id, in order, without the ID: "fork",
+// "online", "exit code=0 ...".
+func (e *Events) Of(id uint64) []string {
+	want := fmt.Sprint(id)
+	var out []string
+	for _, l := range e.All() {
+		kind, rest, _ := strings.Cut(l, " ")
+		wid, tail, _ := strings.Cut(rest, " ")
+		if wid == want {
+			out = append(out, strings.TrimSpace(kind+" "+tail))
+		}
+	}
+	return out
+}
+
+// WaitFor waits until a line starting with prefix has been recorded (it may
+// have been already) and returns the first such line. It fails the test,
+// with every line recorded, when the wait reaches its bound. "exit 2 "
+// matches worker 2's exit, not worker 21's.
+func (e *Events) WaitFor(prefix string) string {
+	e.t.Helper()
+	d := limit(e.t, e.Timeout)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		if l, ok := e.find(prefix); ok {
+			return l
+		}
+		select {
+		case <-e.notify:
+		case <-timer.C:
+			e.t.Fatalf("herdtest: no event %q after %v; recorded %q", prefix, d, e.All())
+		}
+	}
+}
+
+func (e *Events) find(prefix string) (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, l := range e.lines {
+		if strings.HasPrefix(l, prefix) {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// eventHandler is the recorder's EventService handler, apart so that its
+// methods are not the recorder's.
+type eventHandler struct{ e *Events }
+
+var _ herdv1herd.EventServiceHandler = eventHandler{}
+
+func (h eventHandler) Fork(ctx context.Context, ev *herdv1.ForkEvent) (*emptypb.Empty, error) {
+	h.e.Addf("fork %d", ev.GetWorker().GetId())
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+	h.e.Addf("online %d", ev.GetWorker().GetId())
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+	a := ev.GetAddress()
+	addr := a.GetAddress()
+	if a.GetPort() >= 0 {
+		addr = net.JoinHostPort(addr, strconv.Itoa(int(a.GetPort())))
+	}
+	h.e.Addf("listening %d %s", ev.GetWorker().GetId(), addr)
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) Disconnect(ctx context.Context, ev *herdv1.DisconnectEvent) (*emptypb.Empty, error) {
+	h.e.Addf("disconnect %d", ev.GetWorker().GetId())
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+	h.e.Addf("exit %d code=%d signal=%s after=%t cause=%s", ev.GetWorker().GetId(), ev.GetCode(), ev.GetSignal(), ev.GetExitedAfterDisconnect(), ev.GetCause())
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) Error(ctx context.Context, ev *herdv1.ErrorEvent) (*emptypb.Empty, error) {
+	h.e.Addf("error %d %s %s", ev.GetWorker().GetId(), runtime.Code(ev.GetCode()), ev.GetMessage())
+	return &emptypb.Empty{}, nil
+}
