@@ -507,3 +507,23 @@ func TestWaitGone(t *testing.T) {
 		t.Errorf("exit status %d, want -1 (killed)", code)
 	}
 }
+
+// TestTrackFails: a tracked process still running when the test ends is
+// killed and reported.
+func TestTrackFails(t *testing.T) {
+	CheckLeaks(t)
+	other := Start(t, "echo")
+	other.WaitLine("ready")
+	out := runFake(t, func(t testing.TB) {
+		p := Start(t, "hello")
+		p.Track(other.PID())
+		p.WaitExit(0)
+		p.Timeout = 50 * time.Millisecond // for the cleanup's wait
+	})
+	if want := fmt.Sprintf("herdtest: hello: worker %d still alive after 50ms", other.PID()); out != want {
+		t.Errorf("reported %q, want %q", out, want)
+	}
+	if code := other.Wait(); code != -1 {
+		t.Errorf("exit status %d, want -1 (killed)", code)
+	}
+}

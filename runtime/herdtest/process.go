@@ -36,7 +36,7 @@ type Process struct {
 	done    chan struct{} // closed when the process has been reaped
 	waitErr error         // cmd.Wait's result, set before done closes
 	group   bool
-	tracked []int
+	tracked []tracked
 	waited  bool // the test looked at the exit status
 }
 
@@ -143,11 +143,19 @@ func (p *Process) Signal(sig os.Signal) {
 	}
 }
 
+// tracked is a process the cleanup waits for.
+type tracked struct {
+	pid   int
+	watch *Watch // nil where pidfds are missing
+}
+
 // Track makes the test's cleanup wait for pid (a worker of this program: not
 // a child of the test) to end, so that a test cannot pass while a worker of
-// its primary is left running.
+// its primary is left running. On Linux it holds a pidfd from now on, so
+// that the PID being reused after the worker ends cannot fool the wait.
 func (p *Process) Track(pid int) {
-	p.tracked = append(p.tracked, pid)
+	w, _ := WatchPID(pid)
+	p.tracked = append(p.tracked, tracked{pid: pid, watch: w})
 }
 
 // Lines returns the lines of standard output read so far (by WaitLine and
@@ -278,8 +286,18 @@ func (p *Process) cleanup() {
 		<-p.done
 	}
 	p.stdin.Close()
-	for _, pid := range p.tracked {
-		WaitGone(p.t, pid)
+	d := limit(p.t, p.Timeout)
+	for _, tr := range p.tracked {
+		gone := false
+		if tr.watch != nil {
+			gone = tr.watch.Wait(d)
+		} else {
+			gone = waitGone(tr.pid, d)
+		}
+		if !gone {
+			killPID(tr.pid)
+			p.t.Errorf("herdtest: %s: worker %d still alive after %v", p.role, tr.pid, d)
+		}
 	}
 	if p.t.Failed() {
 		if e := p.stderr.String(); e != "" {
