@@ -22,7 +22,7 @@ import (
 
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
-	"github.com/herd-go/herd/runtime/herdtest"
+	herdtest "github.com/herd-go/herd/runtime/internal/leakcheck"
 	"github.com/herd-go/herd/runtime/internal/link"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )

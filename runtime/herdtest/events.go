@@ -80,6 +80,12 @@ func (e *Events) Add(line string) {
 // Addf records a formatted line.
 func (e *Events) Addf(format string, args ...any) { e.Add(fmt.Sprintf(format, args...)) }
 
+// Changed returns a channel that receives a value after lines are added: one
+// value may stand for several lines, and it serves one waiter at a time. It
+// is for a wait of its own that also selects on something else; WaitFor and
+// WaitUntil use it.
+func (e *Events) Changed() <-chan struct{} { return e.notify }
+
 // All returns the lines recorded so far.
 func (e *Events) All() []string {
 	e.mu.Lock()
@@ -108,30 +114,44 @@ func (e *Events) Of(id uint64) []string {
 // matches worker 2's exit, not worker 21's.
 func (e *Events) WaitFor(prefix string) string {
 	e.t.Helper()
+	var found string
+	e.wait(fmt.Sprintf("no event %q", prefix), func(lines []string) bool {
+		for _, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				found = l
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// WaitUntil waits until cond, given every line recorded so far, reports
+// true; it asks again after each new line. It fails the test, naming what
+// it waited for and with every line recorded, when the wait reaches its
+// bound. Use it for what WaitFor cannot say: "both workers have exited",
+// "three reports from worker 2".
+func (e *Events) WaitUntil(what string, cond func(lines []string) bool) {
+	e.t.Helper()
+	e.wait("waiting until "+what, cond)
+}
+
+func (e *Events) wait(failure string, cond func(lines []string) bool) {
+	e.t.Helper()
 	d := limit(e.t, e.Timeout)
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
-		if l, ok := e.find(prefix); ok {
-			return l
+		if cond(e.All()) {
+			return
 		}
 		select {
 		case <-e.notify:
 		case <-timer.C:
-			e.t.Fatalf("herdtest: no event %q after %v; recorded %q", prefix, d, e.All())
+			e.t.Fatalf("herdtest: %s after %v; recorded %q", failure, d, e.All())
 		}
 	}
-}
-
-func (e *Events) find(prefix string) (string, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, l := range e.lines {
-		if strings.HasPrefix(l, prefix) {
-			return l, true
-		}
-	}
-	return "", false
 }
 
 // eventHandler is the recorder's EventService handler, apart so that its
