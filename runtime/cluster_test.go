@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -413,53 +412,28 @@ func TestPrimaryDeathLeavesNoWorker(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			exe, _ := os.Executable()
-			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE="+tt.primaryMode, "HERD_TEST_WORKER_MODE="+tt.workerMode)
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(out)
+			herdtest.CheckLeaks(t)
+			p := herdtest.Start(t, "primary", herdtest.WithEnv("HERD_TEST_PRIMARY_MODE="+tt.primaryMode, "HERD_TEST_WORKER_MODE="+tt.workerMode))
 			var pids []int
-			for sc.Scan() {
-				if rest, ok := strings.CutPrefix(sc.Text(), "pids "); ok {
-					for _, f := range strings.Fields(rest) {
-						var pid int
-						fmt.Sscan(f, &pid)
-						pids = append(pids, pid)
-					}
-					break
-				}
+			for _, f := range strings.Fields(strings.TrimPrefix(p.WaitLine("pids "), "pids ")) {
+				var pid int
+				fmt.Sscan(f, &pid)
+				pids = append(pids, pid)
 			}
 			if len(pids) != 2 {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("primary printed no pids")
+				t.Fatalf("primary printed pids %q", p.Lines())
 			}
-			// Hold pidfds before the primary dies, so that PID reuse cannot
-			// fool the check.
-			var watches []*herdtest.Watch
+			// Track holds pidfds before the primary dies, so that PID reuse
+			// cannot fool the check; the cleanup fails the test if a worker
+			// survives its primary.
 			for _, pid := range pids {
-				w, err := herdtest.WatchPID(pid)
-				if err != nil {
-					t.Fatalf("watch %d: %v", pid, err)
-				}
-				watches = append(watches, w)
+				p.Track(pid)
 			}
 			if tt.primaryMode == "wait" {
-				cmd.Process.Signal(syscall.SIGKILL)
-			}
-			cmd.Wait()
-			for i, w := range watches {
-				if !w.Wait(waitLimit) {
-					syscall.Kill(pids[i], syscall.SIGKILL)
-					t.Errorf("worker %d survived its primary", pids[i])
-				}
+				p.Signal(syscall.SIGKILL)
+				p.WaitExit(-1)
+			} else {
+				p.WaitExit(1)
 			}
 		})
 	}

@@ -16,11 +16,15 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
 // The test binary is its own worker (and, for the parent-death tests, its
 // own primary): TestMain checks the sentinels and runs that side instead of
-// the tests.
+// the tests. Every worker runs workerMain (HERD_TEST_MODE picks what it
+// does), whatever role its primary was started in; the primaries started
+// by herdtest.Start have herdtest roles, those started by hand
+// HERD_TEST_ROLE (still to move to herdtest).
 func TestMain(m *testing.M) {
 	if runtime.IsWorker() {
 		os.Exit(workerMain(os.Getenv("HERD_TEST_MODE")))
@@ -31,7 +35,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("HERD_TEST_ROLE") == "primary" {
 		os.Exit(subPrimaryMain(os.Getenv("HERD_TEST_PRIMARY_MODE")))
 	}
-	os.Exit(m.Run())
+	herdtest.Main(m, herdtest.Roles{
+		"primary": func() int { return subPrimaryMain(os.Getenv("HERD_TEST_PRIMARY_MODE")) },
+	})
 }
 
 // Test procedures, with herd.v1.ErrorEvent as a convenient message that
