@@ -21,12 +21,13 @@ import (
 
 // The test binary is its own worker (and, for the parent-death tests, its
 // own primary): TestMain checks the sentinels and runs that side instead of
-// the tests. Every worker runs workerMain (HERD_TEST_MODE picks what it
-// does), whatever role its primary was started in; the primaries started
-// by herdtest.Start have herdtest roles, those started by hand
-// HERD_TEST_ROLE (still to move to herdtest).
+// the tests. A worker runs workerMain (HERD_TEST_MODE picks what it does),
+// whatever role its primary was started in, unless it was forked in one of
+// the examples' roles (herdtest.WorkerRole). The primaries started by
+// herdtest.Start have herdtest roles, those started by hand HERD_TEST_ROLE
+// (still to move to herdtest).
 func TestMain(m *testing.M) {
-	if runtime.IsWorker() {
+	if _, example := exampleRoles[os.Getenv(herdtest.EnvRole)]; runtime.IsWorker() && !example {
 		os.Exit(workerMain(os.Getenv("HERD_TEST_MODE")))
 	}
 	if os.Getenv("HERD_TEST_ROLE") == "unprivileged-primary" {
@@ -35,9 +36,13 @@ func TestMain(m *testing.M) {
 	if os.Getenv("HERD_TEST_ROLE") == "primary" {
 		os.Exit(subPrimaryMain(os.Getenv("HERD_TEST_PRIMARY_MODE")))
 	}
-	herdtest.Main(m, herdtest.Roles{
+	roles := herdtest.Roles{
 		"primary": func() int { return subPrimaryMain(os.Getenv("HERD_TEST_PRIMARY_MODE")) },
-	})
+	}
+	for name, fn := range exampleRoles {
+		roles[name] = fn
+	}
+	herdtest.Main(m, roles)
 }
 
 // Test procedures, with herd.v1.ErrorEvent as a convenient message that
