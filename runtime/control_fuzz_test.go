@@ -24,7 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
-	"github.com/herd-go/herd/runtime/herdtest"
+	herdtest "github.com/herd-go/herd/runtime/internal/leakcheck"
 	"github.com/herd-go/herd/runtime/internal/link"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )

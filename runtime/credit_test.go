@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/runtime/herdtest"
+	herdtest "github.com/herd-go/herd/runtime/internal/leakcheck"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
