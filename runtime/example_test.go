@@ -38,14 +38,24 @@ var exampleRoles = herdtest.Roles{
 	"crash": func() int { return workerMain("exit3") },
 }
 
-// Fork a worker, disconnect it gracefully, and read its exit.
+// Fork a worker, wait until it is online, disconnect it gracefully, and
+// read its exit.
 func ExampleWorker_Disconnect() {
 	ctx := context.Background()
 	p := runtime.NewPrimary(herdtest.WorkerRole("worker"))
-	w, err := p.Fork(ctx)
+	// A handler of this worker's events only, registered before it starts.
+	online := make(chan struct{})
+	w, err := p.Fork(ctx, runtime.WithRegister(func(r runtime.Registrar) error {
+		return r.Register(runtime.NewUnaryHandler(herdv1herd.EventServiceOnlineProcedure,
+			func(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+				close(online)
+				return nil, nil
+			}))
+	}))
 	if err != nil {
 		log.Fatal(err)
 	}
+	<-online
 	// Graceful: the worker runs its drain hooks and exits; Disconnect
 	// returns once it has.
 	if err := w.Disconnect(ctx); err != nil {

@@ -317,7 +317,7 @@ func TestStopSignalToOneWorker(t *testing.T) {
 			}
 			var got []string
 			for _, l := range c.rec.of(w1.ID()) {
-				if !strings.HasPrefix(l, "report addr") && l != "report inflight" && l != "listening 127.0.0.1" {
+				if !strings.HasPrefix(l, "report addr") && l != "report inflight" && !strings.HasPrefix(l, "listening 127.0.0.1:") {
 					got = append(got, l)
 				}
 			}
