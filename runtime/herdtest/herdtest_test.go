@@ -527,3 +527,23 @@ func TestTrackFails(t *testing.T) {
 		t.Errorf("exit status %d, want -1 (killed)", code)
 	}
 }
+
+func TestEventsWaitUntil(t *testing.T) {
+	e := NewEvents(t)
+	go func() {
+		e.Add("exit 1 code=0")
+		e.Add("exit 2 code=0")
+	}()
+	e.WaitUntil("two exits", func(lines []string) bool { return len(lines) == 2 })
+
+	out := runFake(t, func(t testing.TB) {
+		e := NewEvents(t)
+		e.Timeout = 50 * time.Millisecond
+		e.Add("exit 1 code=0")
+		e.WaitUntil("two exits", func(lines []string) bool { return len(lines) == 2 })
+		t.Errorf("WaitUntil returned")
+	})
+	if want := `herdtest: waiting until two exits after 50ms; recorded ["exit 1 code=0"]`; out != want {
+		t.Errorf("reported %q, want %q", out, want)
+	}
+}
