@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
-	"github.com/herd-go/herd/runtime/herdtest"
+	herdtest "github.com/herd-go/herd/runtime/internal/leakcheck"
 	"github.com/herd-go/herd/runtime/internal/link"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )

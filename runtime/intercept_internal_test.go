@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/runtime/herdtest"
+	herdtest "github.com/herd-go/herd/runtime/internal/leakcheck"
 	"github.com/herd-go/herd/runtime/internal/link"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
