@@ -7,8 +7,9 @@ import (
 )
 
 // registerControl installs the primary's side of herd.v1.ControlService.
-// Its handlers run on the calling worker's drainer, in order with that
-// worker's messages.
+// Its handlers run on the calling worker's control lane (control.go),
+// concurrently with that worker's user handlers; the events they cause
+// go on the user lane, in order with that worker's messages.
 func (p *Primary) registerControl() {
 	err := p.control.Register(
 		NewUnaryHandler(controlHelloProcedure, p.hello),
@@ -41,8 +42,10 @@ func (p *Primary) hello(ctx context.Context, req *herdv1.HelloRequest) (*herdv1.
 	// The online event follows the reply on the link, so that whatever a
 	// handler of the event sends the worker (a Disconnect, a call) reaches
 	// it after its handshake completes.
+	// It is queued now, ahead of any message the worker sends once it has
+	// the reply.
 	ev := &herdv1.OnlineEvent{Worker: w.ident(), ProtocolVersion: req.GetProtocolVersion()}
-	w.ep.afterReply = func() { w.emit(eventOnlineProcedure, ev) }
+	w.ep.eventAfterReply(ctx, func() { w.emit(eventOnlineProcedure, ev) })
 	return &herdv1.HelloResponse{ProtocolVersion: ProtocolVersion}, nil
 }
 

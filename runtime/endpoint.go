@@ -21,13 +21,17 @@ import (
 // An endpoint is one end of a link as an actor: the link's reader decodes
 // requests and posts them to a bounded mailbox; one drainer runs their
 // handlers one at a time, in arrival order, and writes the replies.
-// Responses to this end's own calls bypass the mailbox and complete the
-// waiting caller directly, so a handler may call the other side and wait.
+// Control requests (frames flagged system: a Disconnect, a Listen, ...) go
+// to a second, small mailbox with its own drainer, so that they never wait
+// for a user handler that is running (control.go). Responses to this end's
+// own calls bypass both and complete the waiting caller directly, so a
+// handler may call the other side and wait.
 //
 // The primary has one endpoint per worker; a worker has one, to the primary.
 type endpoint struct {
 	link *link.Link
-	box  *actor.Mailbox[inbound]
+	box  *actor.Mailbox[inbound] // the user lane: user messages and events, in order
+	ctl  *actor.Mailbox[inbound] // the control lane (control.go)
 	log  *slog.Logger
 
 	// Handlers are looked up in control (the runtime's own ControlService),
@@ -59,19 +63,12 @@ type endpoint struct {
 	inflight map[uint64]context.CancelFunc
 
 	cache   lookupCache  // the reader's
-	rejects rejectBudget // the drainer's (rejected.go)
+	rejects rejectBudget // the drainers' (rejected.go)
 
 	// credit is the receiving side of flow control (credit.go);
 	// creditIn is the reader's decoded Credit frame, reused.
 	credit   inboxCredit
 	creditIn herdv1.CreditRequest
-
-	// afterReply, set by a handler on the drainer goroutine, runs once that
-	// handler's reply has been queued on the link.
-	afterReply func()
-	// replyFDs, set by a handler on the drainer goroutine, are attached to
-	// that handler's reply and closed once it is sent (or not).
-	replyFDs []int
 
 	// inline, when set, handles frames of its procedure on the link's
 	// reader goroutine instead of the mailbox (the worker's Handoff: the
@@ -146,6 +143,7 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 		}))
 	}
 	ep.box = actor.NewMailbox(ep.handle, opts...)
+	ep.ctl = actor.NewMailbox(ep.handleControl, append(opts, actor.WithCapacity(controlLaneCap))...)
 	ep.maxFrame = cfg.maxFrame
 	ep.maxFDs = cfg.maxQueuedFDs
 	ep.credit.init(int64(cfg.mailboxCap), int64(cfg.mailboxBytes), ep.sendCredit)
@@ -312,7 +310,7 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	}
 	var err error
 	if !credited {
-		err = ep.box.PostSystem(in)
+		err = ep.ctl.TryPost(in)
 	} else if err = ep.box.TryPost(in); errors.Is(err, actor.ErrMailboxFull) {
 		// The credit leaves room for every credited message; only local
 		// events beyond eventReserve can take it.
@@ -329,9 +327,9 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	return nil
 }
 
-// readerError reports an error seen on the reader: through the mailbox when
-// it has room, so that it is ordered with the messages around it, else at
-// once.
+// readerError reports an error seen off the user lane's drainer (on the
+// reader, or on the control lane): through the user lane when it has room,
+// so that it is ordered with the messages around it, else at once.
 func (ep *endpoint) readerError(code Code, procedure string, err error) {
 	if ep.box.TryPost(inbound{event: func() { ep.onError(code, procedure, err) }}) != nil {
 		ep.onError(code, procedure, err)
@@ -406,8 +404,12 @@ func (ep *endpoint) endCall(in *inbound) {
 	in.cancel()
 }
 
-// handle runs on the mailbox's drainer.
-func (ep *endpoint) handle(in inbound) {
+// handle runs on the user lane's drainer.
+func (ep *endpoint) handle(in inbound) { ep.serve(in, ep.onError) }
+
+// serve runs one inbound on its lane's drainer; report is how that lane
+// reports an error event.
+func (ep *endpoint) serve(in inbound, report func(Code, string, error)) {
 	if in.event != nil {
 		in.event()
 		return
@@ -423,7 +425,7 @@ func (ep *endpoint) handle(in inbound) {
 	}
 	if in.reject != nil {
 		closeFiles(in.files)
-		ep.onError(in.reject.Code(), in.proc, in.reject)
+		report(in.reject.Code(), in.proc, in.reject)
 		if in.callID != 0 {
 			ep.reply(in.callID, nil, in.reject)
 		} else {
@@ -441,32 +443,38 @@ func (ep *endpoint) handle(in inbound) {
 	}
 	ctx = incomingContext(ctx, in.md)
 	var chain UnaryFunc
+	var rs *replyState
 	if in.user {
 		chain = ep.chainFor(in.h)
+	} else {
+		ctx, rs = withReplyState(ctx)
 	}
 	res, err := in.h.run(ctx, in.req, chain, ep.peer, in.callID == 0)
 	if files != nil {
 		files.release() // closes what the handler did not take
 	}
 	ep.endCall(&in)
-	fds := ep.replyFDs
-	ep.replyFDs = nil
+	var fds []int
+	if rs != nil {
+		fds = rs.fds
+	}
 	if in.callID != 0 {
 		ep.replyWith(in.callID, res, err, fds)
 	} else if err != nil {
-		ep.onError(CodeOf(err), in.h.procedure, err)
+		report(CodeOf(err), in.h.procedure, err)
 	}
 	for _, fd := range fds {
 		closeFD(fd)
 	}
-	if f := ep.afterReply; f != nil {
-		ep.afterReply = nil
-		f()
+	if rs != nil && rs.after != nil {
+		rs.after()
 	}
 }
 
 // chainFor returns h wrapped in the link's interceptors around its own, nil
-// when there are none. It runs on the drainer, which owns the cache.
+// when there are none. It runs on the user lane's drainer, which owns the
+// cache (user handlers never run on the control lane: onFrame rejects a
+// control-flagged frame to one).
 func (ep *endpoint) chainFor(h *Handler) UnaryFunc {
 	if len(ep.interceptors) == 0 {
 		return h.unary

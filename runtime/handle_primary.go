@@ -127,7 +127,8 @@ func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (res
 	w, _ := WorkerFromContext(ctx)
 	defer func() {
 		if r := refusedListen(res); r != nil {
-			w.emitError(r.code(), controlListenProcedure, fmt.Errorf("worker %d: %w", w.id, r))
+			// Through the user lane: ordered with the worker's events.
+			w.ep.readerError(r.code(), controlListenProcedure, fmt.Errorf("worker %d: %w", w.id, r))
 		}
 	}()
 	switch req.GetNetwork() {
@@ -188,7 +189,7 @@ func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (res
 		pt.byWorker[w] = ms
 	}
 	ms[m.id] = m
-	w.ep.replyFDs = fds
+	setReplyFDs(ctx, fds)
 	b := h.base()
 	res = &herdv1.ListenResponse{Key: b.id, Policy: b.policy.proto(), Address: b.address, ServerData: b.data}
 	if rr, ok := h.(*rrHandle); ok {

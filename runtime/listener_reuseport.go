@@ -174,7 +174,7 @@ func (l *adoptListener) publish(linkClosed <-chan struct{}) {
 	}
 }
 
-// adopt serves the primary's Adopt, on the drainer: the listener takes the
+// adopt serves the primary's Adopt, on the control lane: the listener takes the
 // connections into its queue, and they become visible to Accept once the
 // reply is queued.
 func (s *Self) adopt(ctx context.Context, req *herdv1.AdoptRequest) (*herdv1.AdoptResponse, error) {
@@ -192,7 +192,7 @@ func (s *Self) adopt(ctx context.Context, req *herdv1.AdoptRequest) (*herdv1.Ado
 	}
 	took := l.stage(files)
 	if took > 0 {
-		s.ep.afterReply = func() { l.publish(s.ep.closed) }
+		setAfterReply(ctx, func() { l.publish(s.ep.closed) })
 	}
 	return &herdv1.AdoptResponse{Accepted: uint32(took)}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -31,14 +32,18 @@ const (
 
 const controlRejectedProcedure = "/herd.v1.ControlService/Rejected"
 
-// rejectBudget is a token bucket of notices. Only the drainer uses it.
+// rejectBudget is a token bucket of notices, shared by the two lanes'
+// drainers.
 type rejectBudget struct {
+	mu     sync.Mutex
 	tokens float64
 	last   time.Time
 }
 
 // take reports whether a notice may be sent at now, and spends it.
 func (b *rejectBudget) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.last.IsZero() {
 		b.tokens = rejectBurst
 	} else {
@@ -101,12 +106,12 @@ func rejectedError(peer string, req *herdv1.RejectedRequest) (Code, string, erro
 // for the worker that sent the notice.
 func (p *Primary) rejected(ctx context.Context, req *herdv1.RejectedRequest) (*herdv1.RejectedResponse, error) {
 	w, _ := WorkerFromContext(ctx)
-	w.emitError(rejectedError(fmt.Sprintf("worker %d", w.id), req))
+	w.ep.readerError(rejectedError(fmt.Sprintf("worker %d", w.id), req)) // via the user lane
 	return nil, nil
 }
 
 // rejected serves ControlService.Rejected in a worker: its error handler.
 func (s *Self) rejected(ctx context.Context, req *herdv1.RejectedRequest) (*herdv1.RejectedResponse, error) {
-	s.reportError(rejectedError("the primary", req))
+	s.ep.readerError(rejectedError("the primary", req)) // via the user lane
 	return nil, nil
 }

@@ -236,8 +236,9 @@ func (s *Self) Kill() {
 // primaryDisconnect serves the primary's Disconnect: stop taking new user
 // messages, run the drain hooks, acknowledge, handle the user messages
 // already received, then close the link and exit. The request is control
-// traffic (it runs ahead of the user messages queued before it), so the
-// rest of the drain is queued behind those.
+// traffic: it runs on the control lane, at once, even while a user handler
+// runs (the drain hooks may be what ends that handler), and the rest of the
+// drain is queued on the user lane behind the messages received.
 func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequest) (*herdv1.DisconnectResponse, error) {
 	if !s.disconnecting.CompareAndSwap(false, true) {
 		return &herdv1.DisconnectResponse{}, nil // a disconnect is under way
@@ -247,13 +248,13 @@ func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequ
 	dctx, cancel := s.drainContext(req.GetDeadlineUnixNano())
 	err := s.runHooks(dctx)
 	cancel()
-	s.ep.afterReply = func() {
+	setAfterReply(ctx, func() {
 		s.ep.afterReceived(func() {
 			fctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
 			defer cancel()
 			s.end(fctx, s.cfg.exitOnDisconnect)
 		})
-	}
+	})
 	if err != nil {
 		s.reportError(CodeInternal, controlDisconnectProcedure, fmt.Errorf("drain hooks: %w", err))
 	}

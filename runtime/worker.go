@@ -382,6 +382,7 @@ func (w *Worker) supervise() {
 	w.deliverDisconnect()
 	w.deliverExit()
 	w.ep.box.Close()
+	w.ep.ctl.Close()
 }
 
 // helloTimeout kills a worker that has not completed its handshake in time.
