@@ -151,7 +151,9 @@ func (fw *fakeWorker) close(t testing.TB) {
 	fw.w.cancelHandlers()
 	fw.w.ep.runEvent(func() {})
 	fw.w.ep.box.Close()
+	fw.w.ep.ctl.Close()
 	<-fw.w.ep.box.Done()
+	<-fw.w.ep.ctl.Done()
 }
 
 // call writes a well-formed request and waits for its reply; false when the

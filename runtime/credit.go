@@ -38,9 +38,9 @@ import (
 // strings), larger for messages made of many tiny sub-messages.
 //
 // Control requests that a handler serves (Disconnect, Listen,
-// CloseListener) go to the mailbox's system lane, ahead of every queued
-// user message; they still wait for a handler that is running to return,
-// since one goroutine runs all of a link end's handlers.
+// CloseListener) are not credited either: they go to the control lane
+// (control.go), whose own goroutine serves them even while a user handler
+// runs.
 
 // DefaultMailboxBytes is how many bytes of user messages a link end holds
 // (received and not yet handled) unless WithMailboxBytes says otherwise.

@@ -76,7 +76,10 @@
 // full the sender waits (a call until its deadline, a fire-and-forget send
 // until its context ends) while the link's reader keeps reading. Control
 // traffic (replies, connection hand-offs, disconnect requests) is never
-// stuck behind user messages, in either direction. Nothing is dropped
+// stuck behind user messages, in either direction: the runtime's own
+// requests (Disconnect, Listen, ...) run on a second goroutine of that end,
+// so they do not wait for a user handler that is running either (a
+// worker's drain hooks run while its handlers do). Nothing is dropped
 // silently.
 //
 // # Events

@@ -53,7 +53,8 @@ type endpoint struct {
 	chains       map[*Handler]UnaryFunc
 
 	// onError reports an error event about this link. It is called on the
-	// drainer (use readerError from the reader).
+	// user lane's drainer (use readerError from the reader and the control
+	// lane).
 	onError func(code Code, procedure string, err error)
 
 	nextID   atomic.Uint64

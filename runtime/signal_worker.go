@@ -19,7 +19,7 @@ import (
 var defaultStopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM}
 
 // stopSignalTimeout bounds the worker's question to the primary about a stop
-// signal. The primary answers at once, from ahead of queued messages; no
+// signal. The primary answers at once, on its control lane (control.go); no
 // answer in this time means the primary is stuck, and the worker disconnects
 // by itself.
 const stopSignalTimeout = 5 * time.Second
