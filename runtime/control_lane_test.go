@@ -133,6 +133,7 @@ func TestControlNotBehindStuckWorkerHandler(t *testing.T) {
 	w := c.fork("stuck-worker")
 	out := lines(w.Stdout())
 	w.Stderr().Close()
+	c.rec.waitFor(fmt.Sprintf("online %d", w.ID())) // a Disconnect before then would fail its Start
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	if err := w.Send(ctx, stuckProcedure, &herdv1.ErrorEvent{Message: "stuck"}); err != nil {
