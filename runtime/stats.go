@@ -18,7 +18,8 @@ type LinkStats struct {
 	Writes, Reads uint64
 	// MailboxUser and MailboxSystem are how many received messages (and
 	// local events) wait in this end's mailbox for its handlers, in the
-	// user lane and the runtime's own; MailboxCapacity is how many user
+	// user lane and in the control lane (the runtime's own requests);
+	// MailboxCapacity is how many user
 	// messages the peer may have queued here (WithMailboxCapacity, the
 	// credit window: beyond it the peer's calls wait).
 	MailboxUser, MailboxSystem, MailboxCapacity int
@@ -41,7 +42,8 @@ func (ep *endpoint) stats() LinkStats {
 		s.Writes, s.Reads = ls.Writes, ls.Reads
 	default:
 	}
-	s.MailboxSystem, s.MailboxUser = ep.box.Len()
+	_, s.MailboxUser = ep.box.Len()
+	_, s.MailboxSystem = ep.ctl.Len() // the control lane (control.go) queues in its user lane
 	_, c := ep.box.Cap()
 	s.MailboxCapacity = c - eventReserve // the lane holds the window plus room for events
 	ep.pendMu.Lock()
