@@ -215,10 +215,11 @@ func (ep *endpoint) onCredit(env *wire.Envelope) {
 	}
 }
 
-// afterReceived runs fn on the drainer after the user messages already
-// received. It is called on the drainer, so it never waits for room: the
-// user lane keeps eventReserve slots beyond the credited window, and when
-// even those are taken fn runs at once.
+// afterReceived runs fn on the user lane after the user messages already
+// received. It is called on a drainer (the control lane's, for a graceful
+// disconnect), so it never waits for room: the user lane keeps
+// eventReserve slots beyond the credited window, and when even those are
+// taken fn runs at once.
 func (ep *endpoint) afterReceived(fn func()) {
 	if ep.box.TryPost(inbound{event: fn}) != nil {
 		fn()

@@ -58,7 +58,7 @@ func (b *rejectBudget) take(now time.Time) bool {
 }
 
 // notifyRejected tells the sender of a fire-and-forget message that it was
-// rejected with e. It runs on the drainer and never blocks.
+// rejected with e. It runs on either lane's drainer and never blocks.
 func (ep *endpoint) notifyRejected(procedure string, e *Error) {
 	if procedure == controlRejectedProcedure || !ep.rejects.take(time.Now()) {
 		return // never answer a notice with a notice

@@ -26,7 +26,7 @@ func WithWorkerSignalGrace(d time.Duration) PrimaryOption {
 // stopSignal serves a worker's StopSignal: Kill's own signal terminates the
 // worker; any other stop signal is a drain, which the primary's own stop
 // performs when it comes, and the primary performs alone after the grace
-// otherwise. It answers at once; the drainer never waits for the grace.
+// otherwise. It answers at once; the control lane never waits for the grace.
 func (p *Primary) stopSignal(ctx context.Context, req *herdv1.StopSignalRequest) (*herdv1.StopSignalResponse, error) {
 	w, _ := WorkerFromContext(ctx)
 	if sig, ok := w.killSignal.Load().(string); ok && sig == req.GetSignal() {
