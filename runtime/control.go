@@ -9,8 +9,9 @@ import (
 // The control lane.
 //
 // Control requests (frames flagged system: the runtime's own Disconnect,
-// Listen, CloseListener, StopSignal, Rejected notices) are posted to a
-// mailbox of their own, with its own drainer, instead of the user lane. They
+// Listen, CloseListener, StopSignal, Rejected notices, a worker's Adopt)
+// are posted to a mailbox of their own, with its own drainer, instead of
+// the user lane. They
 // are served at once, even while a user handler of the same link end runs
 // and never returns: a worker whose messages are stuck in a primary handler
 // can still listen and disconnect, and a worker whose handler is stuck still
