@@ -36,6 +36,7 @@ type Self struct {
 	hooks  []func(context.Context) error
 
 	disconnecting atomic.Bool
+	byPrimary     atomic.Bool  // the primary's Disconnect started the disconnect
 	orphanCode    atomic.Int32 // exit status when the link ends without a disconnect
 	endOnce       sync.Once
 	done          chan struct{}
@@ -160,24 +161,47 @@ func (s *Self) Start(ctx context.Context) error {
 	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.reportError)
 	s.ep.peer = Peer{Primary: true}
 	s.ep.inlineProc, s.ep.inline = controlHandoffProcedure, s.handoff
+	// Before the link starts: a Disconnect read at once ends the worker,
+	// and that reads stopWatch.
+	s.stopWatch = watchParentDeath(selfPrimaryPID, s.orphaned)
 	if err := s.ep.start(f); err != nil {
+		s.stopWatch()
 		return fmt.Errorf("herd: start worker %d: %w", s.id, err)
 	}
 	go s.watchLink()
-	s.stopWatch = watchParentDeath(selfPrimaryPID, s.orphaned)
 	res := &herdv1.HelloResponse{}
 	req := &herdv1.HelloRequest{ProtocolVersion: ProtocolVersion, WorkerId: s.id, Pid: int64(os.Getpid())}
 	// Listen goes through the link from now on: a handler may run (and
 	// listen) as soon as the primary has the Hello, before its reply is
 	// read here; its Listen request follows the Hello on the link.
 	current.Store(s)
+	serveSignals := s.catchStopSignals()
 	if err := s.ep.call(ctx, controlHelloProcedure, req, res, nil, false); err != nil {
 		current.Store(nil)
+		if s.byPrimary.Load() {
+			// The primary disconnected this worker during the handshake
+			// (Worker.Disconnect right after Fork): that is a clean stop,
+			// not a failed start. The disconnect ends the process with
+			// status 0 unless WithExitOnDisconnect(false).
+			serveSignals(true)
+			<-s.done
+			if s.cfg.exitOnDisconnect {
+				select {} // the disconnect path is exiting
+			}
+			return fmt.Errorf("herd: worker %d handshake: %w", s.id, ErrDisconnected)
+		}
+		serveSignals(false)
 		return fmt.Errorf("herd: worker %d handshake: %w", s.id, err)
 	}
-	s.watchStopSignals()
+	serveSignals(true)
 	return nil
 }
+
+// ErrDisconnected is returned by Start when the primary disconnected the
+// worker before the handshake completed and the worker does not exit on
+// disconnect (WithExitOnDisconnect(false)); otherwise the process exits with
+// status 0, as after any disconnect.
+var ErrDisconnected = errors.New("herd: disconnected by the primary")
 
 // Call implements ClientConn: a request/response call to the primary.
 func (s *Self) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
@@ -243,6 +267,7 @@ func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequ
 	if !s.disconnecting.CompareAndSwap(false, true) {
 		return &herdv1.DisconnectResponse{}, nil // a disconnect is under way
 	}
+	s.byPrimary.Store(true)
 	s.ep.credit.stop()
 	s.closeListeners()
 	dctx, cancel := s.drainContext(req.GetDeadlineUnixNano())

@@ -53,9 +53,15 @@ func WithStopSignals(sigs ...os.Signal) SelfOption {
 	return selfOptionFunc(func(c *selfConfig) { c.stopSignals = sigs })
 }
 
-// watchStopSignals starts handling the stop signals; Start calls it once the
-// worker is online.
-func (s *Self) watchStopSignals() {
+// catchStopSignals starts catching the stop signals before the handshake
+// (the primary reports the worker online before the worker has read the
+// Hello reply, so a signal sent to the group right after the online event
+// must not find the default action still in place) and returns the function
+// Start calls once the handshake is over: with true it starts handling them,
+// signals caught meanwhile included; with false (the handshake failed) it
+// restores their default action and raises any caught meanwhile, so a
+// worker signalled during a failed start still dies of the signal.
+func (s *Self) catchStopSignals() func(online bool) {
 	var sigs []os.Signal
 	for _, sig := range s.cfg.stopSignals {
 		// Notify would undo an ignore the worker inherited (a background
@@ -65,7 +71,7 @@ func (s *Self) watchStopSignals() {
 		}
 	}
 	if len(sigs) == 0 {
-		return
+		return func(bool) {}
 	}
 	// The signals stay caught for the life of the process, also after
 	// the worker has disconnected: a signal sent to the group reaches each
@@ -73,17 +79,28 @@ func (s *Self) watchStopSignals() {
 	// can be after the drain it started has finished, and restoring the
 	// default action before the exit would let that late copy kill a
 	// worker that drained cleanly (an untruthful exit status).
-	ch := make(chan os.Signal, 1)
+	ch := make(chan os.Signal, len(sigs))
 	signal.Notify(ch, sigs...)
-	go func() {
-		for sig := range ch {
-			// Every signal is reported, one at a time, even during a
-			// drain: a repeated group signal changes nothing (the
-			// primary is draining this worker already), while the
-			// signal of Worker.Kill still kills.
-			s.stopSignal(sig)
+	return func(online bool) {
+		if !online {
+			signal.Stop(ch)
+			select {
+			case sig := <-ch:
+				raise(sig)
+			default:
+			}
+			return
 		}
-	}()
+		go func() {
+			for sig := range ch {
+				// Every signal is reported, one at a time, even during a
+				// drain: a repeated group signal changes nothing (the
+				// primary is draining this worker already), while the
+				// signal of Worker.Kill still kills.
+				s.stopSignal(sig)
+			}
+		}()
+	}
 }
 
 // stopSignal asks the primary what to do about sig and does it.
