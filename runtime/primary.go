@@ -183,7 +183,7 @@ func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, erro
 	env := make([]string, 0, len(os.Environ())+len(s.env)+len(fc.env)+2)
 	for _, list := range [][]string{os.Environ(), s.env, fc.env} {
 		for _, kv := range list {
-			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID || k == envNonDumpable {
+			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID || k == envNonDumpable || systemdOnly(k) {
 				continue
 			}
 			env = append(env, kv)
@@ -231,7 +231,11 @@ func (p *Primary) Worker(id uint64) (*Worker, bool) {
 // cluster.disconnect), and returns once they have all exited. Workers that
 // have not exited when ctx ends are killed. It is safe with no workers and
 // while some are already disconnecting.
+//
+// With $NOTIFY_SOCKET set (a systemd service of Type=notify), it first sends
+// STOPPING=1.
 func (p *Primary) Disconnect(ctx context.Context) error {
+	_ = NewNotifier(p.log).Stopping("")
 	ws := p.Workers()
 	errs := make([]error, len(ws))
 	var wg sync.WaitGroup
