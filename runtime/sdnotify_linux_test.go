@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,34 +104,6 @@ func TestNotifyPathSocket(t *testing.T) {
 
 func TestNotifyAbstractSocket(t *testing.T) {
 	testNotifyMessages(t, fmt.Sprintf("@herd-test-notify-%d-%d", os.Getpid(), time.Now().UnixNano()))
-}
-
-// logRecords is a slog handler that keeps every record's level and message
-// with its attributes as "key=value".
-type logRecords struct {
-	mu   sync.Mutex
-	recs []string
-}
-
-func (h *logRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (h *logRecords) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *logRecords) WithGroup(string) slog.Handler            { return h }
-func (h *logRecords) Handle(_ context.Context, r slog.Record) error {
-	s := r.Level.String() + " " + r.Message
-	r.Attrs(func(a slog.Attr) bool {
-		s += " " + a.Key + "=" + a.Value.String()
-		return true
-	})
-	h.mu.Lock()
-	h.recs = append(h.recs, s)
-	h.mu.Unlock()
-	return nil
-}
-
-func (h *logRecords) all() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]string(nil), h.recs...)
 }
 
 func TestNotifyAbsentOrUnreachableIsHarmless(t *testing.T) {

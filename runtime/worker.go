@@ -330,7 +330,7 @@ func (w *Worker) supervise() {
 		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_ERROR
 	}
 	if err != nil && w.cmd.ProcessState == nil {
-		w.primary.log.Warn("herd: wait for worker", "worker", w.id, "error", err)
+		w.primary.log.Warn("herd: wait for worker", "worker", w.id, "pid", w.pid, "error", err)
 	}
 	w.exit = ev
 	// Out of the table before exited closes: whoever waits for the exit
