@@ -245,7 +245,7 @@ func (p *Primary) Worker(id uint64) (*Worker, bool) {
 // With $NOTIFY_SOCKET set (a systemd service of Type=notify), it first sends
 // STOPPING=1.
 func (p *Primary) Disconnect(ctx context.Context) error {
-	_ = NewNotifier(p.log).Stopping("")
+	p.notifyStopping()
 	ws := p.Workers()
 	errs := make([]error, len(ws))
 	var wg sync.WaitGroup

@@ -181,3 +181,8 @@ func (n *Notifier) RunWatchdog(ctx context.Context, healthy func() bool) error {
 		}
 	}
 }
+
+// notifyStopping sends STOPPING=1 when the primary runs under systemd's
+// Type=notify: a graceful stop of every worker has started. Primary.Disconnect
+// calls it; a graceful stop that disconnects workers another way should too.
+func (p *Primary) notifyStopping() { _ = NewNotifier(p.log).Stopping("") }
