@@ -46,7 +46,9 @@ import (
 //
 // SIGCHLD is coalesced by the kernel, which is why each round reaps every
 // zombie it can find rather than one per signal. A worker's PID leaves own
-// when a scan no longer finds it as our child (Cmd.Wait has reaped it).
+// as soon as its Cmd.Wait has returned (forgetChild), so that a later
+// orphan given the same PID is not mistaken for a worker; a scan also drops
+// PIDs that are no longer our children.
 //
 // What this cannot tell apart: a child the primary's program starts itself,
 // outside herd (os/exec in the primary), is not in own, so under the reaper
@@ -106,6 +108,13 @@ func startOwn(start func() (int, error)) error {
 		reaper.own[pid] = struct{}{}
 	}
 	return err
+}
+
+// forgetChild drops a worker's PID from own once Cmd.Wait has reaped it.
+func forgetChild(pid int) {
+	reaper.mu.Lock()
+	delete(reaper.own, pid)
+	reaper.mu.Unlock()
 }
 
 // reapOrphans reaps every zombie child that is not a worker.

@@ -310,6 +310,7 @@ func (w *Worker) deliverExit() {
 // everything the worker sent and after its disconnect event.
 func (w *Worker) supervise() {
 	err := w.cmd.Wait()
+	forgetChild(w.pid) // reaper_linux.go
 	code, sig := exitStatus(w.cmd.ProcessState)
 	ev := &herdv1.ExitEvent{
 		Worker:                w.ident(),
