@@ -56,7 +56,8 @@ func orphanerMain() int {
 }
 
 // reaperPrimaryMain is a primary (PID 1 in a namespace, or a subreaper
-// with HERD_TEST_SUBREAPER=1) with an idle worker and an orphaner. It
+// with HERD_TEST_SUBREAPER=1) with an idle worker (reporting "ready" and,
+// from its drain hook, "draining") and an orphaner. It
 // prints the orphaner's exit, whether the grandchild was reaped, and, after
 // SIGTERM or SIGINT, how its graceful stop ended the idle worker.
 func reaperPrimaryMain() int {
@@ -81,13 +82,17 @@ func reaperPrimaryMain() int {
 	opts = append(opts, runtime.WithEnv("HERD_TEST_FIFO="+fifo))
 	p := runtime.NewPrimary(opts...)
 	grandchild := make(chan int, 1)
+	idleReports := make(chan string, 2) // "ready", then "draining" (the hooks mode)
 	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-		pid, _ := strconv.Atoi(req.GetMessage())
-		grandchild <- pid
+		if pid, err := strconv.Atoi(req.GetMessage()); err == nil {
+			grandchild <- pid
+		} else {
+			idleReports <- req.GetMessage()
+		}
 		return &herdv1.ErrorEvent{}, nil
 	}))
 	fmt.Println("primary pid", os.Getpid())
-	idle, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=idle"))
+	idle, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=hooks"))
 	if err != nil {
 		fmt.Println("fork:", err)
 		return 2
@@ -121,6 +126,13 @@ func reaperPrimaryMain() int {
 	}
 	f.Close()
 	fmt.Println(waitReaped(gpid))
+	select {
+	case r := <-idleReports:
+		fmt.Println("idle", r)
+	case <-wctx.Done():
+		fmt.Println("idle worker not ready")
+		return 3
+	}
 	fmt.Println("waiting for SIGTERM")
 	<-sig
 	dctx, dcancel := context.WithTimeout(ctx, waitLimit)
@@ -132,6 +144,12 @@ func reaperPrimaryMain() int {
 	if err != nil {
 		fmt.Println("idle wait:", err)
 		return 3
+	}
+	select {
+	case r := <-idleReports:
+		fmt.Println("idle", r)
+	default:
+		fmt.Println("idle did not drain")
 	}
 	fmt.Printf("stopped code=%d signal=%q after=%t cause=%s\n", ev.GetCode(), ev.GetSignal(), ev.GetExitedAfterDisconnect(), ev.GetCause())
 	return 0
@@ -220,6 +238,8 @@ func checkReaperOutput(t *testing.T, lines []string, err error, wantPPID int) {
 		fmt.Sprintf("grandchild ppid=%d", wantPPID),
 		`orphaner exit code=7 signal="" cause=EXIT_CAUSE_ERROR`,
 		"grandchild reaped",
+		"idle ready",
+		"idle draining", // its drain hook ran: a graceful stop
 		`stopped code=0 signal="" after=true cause=EXIT_CAUSE_CLEAN`,
 	}
 	for _, w := range want {
