@@ -45,6 +45,14 @@ import (
 //	status     a reaped process's status, "exit 0" or "signal SIGKILL"
 //	socket     the sd_notify socket
 //	value      the rejected value of an environment variable
+//	handle     a shared server port, "tcp 127.0.0.1:8000 (rr)"
+//	retry_in   how long a listener waits before it accepts again
+//	count      how many descriptors a worker gave back unasked
+//	rescued    connections of a departed worker handed to the others
+//	closed     connections of a departed worker no other worker took
+//	panic      a recovered panic's value, with stack, its stack
+//	timeout    the limit that ran out
+//	reason     why a pool slot failed
 //
 // A worker logs with its own WithLogger (NewSelf); before NewSelf (package
 // initialisation), it logs with slog.Default.
