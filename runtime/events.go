@@ -45,7 +45,7 @@ func (w *Worker) emit(procedure string, ev proto.Message) {
 			continue
 		}
 		if _, err := h.invoke(ctx, ev); err != nil && CodeOf(err) != CodeUnimplemented {
-			w.primary.log.Warn("herd: event handler failed", "procedure", procedure, "worker", w.id, "error", err)
+			w.primary.log.Warn("herd: event handler failed", "procedure", procedure, "worker", w.id, "pid", w.pid, "error", err)
 		}
 	}
 }
@@ -59,7 +59,7 @@ func (w *Worker) ident() *herdv1.Worker {
 // w's drainer, so it is ordered with w's messages.
 func (w *Worker) emitError(code Code, procedure string, err error) {
 	ev := &herdv1.ErrorEvent{Worker: w.ident(), Code: herdv1.Code(code), Message: err.Error(), Procedure: procedure}
-	w.primary.log.Debug("herd: worker error", "worker", w.id, "code", code, "procedure", procedure, "error", err)
+	w.primary.log.Debug("herd: worker error", "worker", w.id, "pid", w.pid, "code", code, "procedure", procedure, "error", err)
 	w.emit(eventErrorProcedure, ev)
 }
 

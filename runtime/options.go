@@ -35,6 +35,10 @@ type settings struct {
 	// signalGrace is how long a worker's stop signal waits for the
 	// primary's own stop (signal_primary.go).
 	signalGrace time.Duration
+	// subreaper makes the primary reap its workers' orphans (reaper.go).
+	subreaper bool
+	// prefixOutput prefixes workers' output lines (logging.go).
+	prefixOutput bool
 }
 
 // PrimaryOption configures a Primary (NewPrimary) or the settings of later

@@ -48,18 +48,21 @@ func NewPrimary(opts ...PrimaryOption) *Primary {
 	takeActivation() // systemd's sockets: not for the workers to inherit
 	p := &Primary{workers: make(map[uint64]*Worker)}
 	p.ports = newPortTable(p)
-	if pol, err := envPolicy(); err == nil {
+	pol, polErr := envPolicy()
+	if polErr == nil {
 		p.settings.policy = pol
-	} else {
-		slog.Warn("herd: "+EnvSchedPolicy+" ignored", "error", err)
 	}
 	for _, o := range opts {
 		o.applyToPrimary(&p.settings)
 	}
 	p.settings = p.settings.withDefaults()
 	p.log = p.settings.endpoint.logger
+	if polErr != nil {
+		p.log.Warn("herd: "+EnvSchedPolicy+" ignored", "error", polErr)
+	}
 	p.registerControl()
 	startForker()
+	startReaper(p.log, p.settings.subreaper) // PID 1 or WithSubreaper: reaper_linux.go
 	return p
 }
 
@@ -126,6 +129,10 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 		}
 	}
 	prepareCommand(cmd, s.credential)
+	if pipes, err = pipeOutput(cmd, pipes); err != nil { // WithOutputPrefix: logging.go
+		closeFiles(append(pipes, ours, theirs))
+		return nil, fmt.Errorf("herd: fork worker %d: %w", id, err)
+	}
 
 	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
 	w.ep.inlineProc, w.ep.inline = controlAcceptedProcedure, w.acceptedReport
@@ -183,7 +190,7 @@ func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, erro
 	env := make([]string, 0, len(os.Environ())+len(s.env)+len(fc.env)+2)
 	for _, list := range [][]string{os.Environ(), s.env, fc.env} {
 		for _, kv := range list {
-			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID || k == envNonDumpable {
+			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID || k == envNonDumpable || systemdOnly(k) {
 				continue
 			}
 			env = append(env, kv)
@@ -201,6 +208,9 @@ func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, erro
 	}
 	if s.stderr != nil {
 		cmd.Stderr = s.stderr
+	}
+	if s.prefixOutput && !s.silent {
+		cmd.Stdout, cmd.Stderr = newLineWriter(cmd.Stdout, id), newLineWriter(cmd.Stderr, id) // logging.go
 	}
 	return cmd, nil
 }
@@ -231,7 +241,11 @@ func (p *Primary) Worker(id uint64) (*Worker, bool) {
 // cluster.disconnect), and returns once they have all exited. Workers that
 // have not exited when ctx ends are killed. It is safe with no workers and
 // while some are already disconnecting.
+//
+// With $NOTIFY_SOCKET set (a systemd service of Type=notify), it first sends
+// STOPPING=1.
 func (p *Primary) Disconnect(ctx context.Context) error {
+	p.notifyStopping()
 	ws := p.Workers()
 	errs := make([]error, len(ws))
 	var wg sync.WaitGroup

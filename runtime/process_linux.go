@@ -41,7 +41,12 @@ type forkRequest struct {
 func forkLoop() {
 	goruntime.LockOSThread() // never unlocked: see forker
 	for r := range forker.reqs {
-		r.done <- r.cmd.Start()
+		r.done <- startOwn(func() (int, error) { // reaper_linux.go
+			if err := r.cmd.Start(); err != nil {
+				return 0, err
+			}
+			return r.cmd.Process.Pid, nil
+		})
 	}
 }
 

@@ -310,6 +310,7 @@ func (w *Worker) deliverExit() {
 // everything the worker sent and after its disconnect event.
 func (w *Worker) supervise() {
 	err := w.cmd.Wait()
+	forgetChild(w.pid) // reaper_linux.go
 	code, sig := exitStatus(w.cmd.ProcessState)
 	ev := &herdv1.ExitEvent{
 		Worker:                w.ident(),
@@ -330,7 +331,7 @@ func (w *Worker) supervise() {
 		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_ERROR
 	}
 	if err != nil && w.cmd.ProcessState == nil {
-		w.primary.log.Warn("herd: wait for worker", "worker", w.id, "error", err)
+		w.primary.log.Warn("herd: wait for worker", "worker", w.id, "pid", w.pid, "error", err)
 	}
 	w.exit = ev
 	// Out of the table before exited closes: whoever waits for the exit

@@ -274,6 +274,7 @@ func (e *events) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emp
 			host = "::"
 		}
 		fmt.Fprintf(e.out, "listening addr=%s\n", net.JoinHostPort(host, strconv.Itoa(int(ev.GetAddress().GetPort()))))
+		_ = runtime.Notify(runtime.NotifyReady) // systemd Type=notify: a no-op without NOTIFY_SOCKET
 	}
 	return &emptypb.Empty{}, nil
 }
