@@ -19,6 +19,7 @@ func (p *Primary) registerControl() {
 		NewUnaryHandler(controlCloseListenerProcedure, p.ports.closeListener),
 		NewUnaryHandler(controlRejectedProcedure, p.rejected),
 		NewUnaryHandler(controlStopSignalProcedure, p.stopSignal),
+		NewUnaryHandler(controlReadyProcedure, p.ready),
 	)
 	if err != nil {
 		panic(err) // the procedures are constants
@@ -67,4 +68,15 @@ func (p *Primary) listening(ctx context.Context, req *herdv1.ListeningRequest) (
 	}
 	w.emit(eventListeningProcedure, &herdv1.ListeningEvent{Worker: w.ident(), Address: req.GetAddress()})
 	return &herdv1.ListeningResponse{}, nil
+}
+
+// ready records that the worker said it is ready (Self.Ready); a pool
+// watching the worker counts it (pool.go).
+func (p *Primary) ready(ctx context.Context, req *herdv1.ReadyRequest) (*herdv1.ReadyResponse, error) {
+	w, _ := WorkerFromContext(ctx)
+	w.saidReady.Store(true)
+	if w.observe != nil {
+		w.observe(w, controlReadyProcedure, req)
+	}
+	return &herdv1.ReadyResponse{}, nil
 }

@@ -18,6 +18,13 @@ const (
 	eventDisconnectProcedure = "/herd.v1.EventService/Disconnect"
 	eventExitProcedure       = "/herd.v1.EventService/Exit"
 	eventErrorProcedure      = "/herd.v1.EventService/Error"
+
+	eventReadyProcedure            = "/herd.v1.EventService/Ready"
+	eventRestartScheduledProcedure = "/herd.v1.EventService/RestartScheduled"
+	eventSlotFailedProcedure       = "/herd.v1.EventService/SlotFailed"
+	eventReloadStartedProcedure    = "/herd.v1.EventService/ReloadStarted"
+	eventReloadFinishedProcedure   = "/herd.v1.EventService/ReloadFinished"
+	eventReloadAbortedProcedure    = "/herd.v1.EventService/ReloadAborted"
 )
 
 // The procedures of herd.v1.ControlService, the runtime's own protocol.
@@ -31,6 +38,7 @@ const (
 	controlListeningProcedure     = "/herd.v1.ControlService/Listening"
 	controlStopSignalProcedure    = "/herd.v1.ControlService/StopSignal"
 	controlCreditProcedure        = "/herd.v1.ControlService/Credit"
+	controlReadyProcedure         = "/herd.v1.ControlService/Ready"
 )
 
 // emit delivers a cluster event about w: first to the handlers registered
@@ -47,6 +55,9 @@ func (w *Worker) emit(procedure string, ev proto.Message) {
 		if _, err := h.invoke(ctx, ev); err != nil && CodeOf(err) != CodeUnimplemented {
 			w.primary.log.Warn("herd: event handler failed", "procedure", procedure, "worker", w.id, "pid", w.pid, "error", err)
 		}
+	}
+	if w.observe != nil {
+		w.observe(w, procedure, ev)
 	}
 }
 
@@ -70,5 +81,15 @@ func (p *Primary) emitClusterError(ctx context.Context, w *herdv1.Worker, code C
 	if h := p.mux.Handler(eventErrorProcedure); h != nil {
 		ev := &herdv1.ErrorEvent{Worker: w, Code: herdv1.Code(code), Message: err.Error()}
 		_, _ = h.invoke(ctx, ev)
+	}
+}
+
+// emitPool delivers a pool event that is about no one worker to the
+// primary's handler, on the calling goroutine.
+func (pl *Pool) emitPool(ctx context.Context, procedure string, ev proto.Message) {
+	if h := pl.p.mux.Handler(procedure); h != nil {
+		if _, err := h.invoke(ctx, ev); err != nil && CodeOf(err) != CodeUnimplemented {
+			pl.log.Warn("herd: event handler failed", "procedure", procedure, "error", err)
+		}
 	}
 }

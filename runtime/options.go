@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"io"
+
+	"google.golang.org/protobuf/proto"
 	"log/slog"
 	"os"
 	"time"
@@ -213,6 +215,12 @@ type ForkOption interface {
 type forkConfig struct {
 	env      []string
 	register []func(Registrar) error
+	// observe, set by a Pool, sees every event of the worker after its
+	// handlers, and its Ready call (pool.go).
+	observe func(w *Worker, procedure string, msg proto.Message)
+	// tail, set by a Pool, keeps the last lines of the worker's stderr
+	// (stderr_tail.go).
+	tail *stderrTail
 }
 
 type forkOptionFunc func(*forkConfig)

@@ -128,6 +128,21 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 			return nil, fmt.Errorf("herd: fork worker %d: %w", id, err)
 		}
 	}
+	if fc.tail != nil && !s.silent {
+		// The worker writes into a pipe the tail relays to where its
+		// stderr would have gone, keeping the last lines.
+		r, wr, err := os.Pipe()
+		if err != nil {
+			ours.Close()
+			theirs.Close()
+			return nil, fmt.Errorf("herd: fork worker %d: %w", id, err)
+		}
+		fc.tail.start(r, cmd.Stderr)
+		cmd.Stderr = wr
+		pipes = append(pipes, wr)
+		w.tail = fc.tail
+	}
+	w.observe = fc.observe
 	prepareCommand(cmd, s.credential)
 	if pipes, err = pipeOutput(cmd, pipes); err != nil { // WithOutputPrefix: logging.go
 		closeFiles(append(pipes, ours, theirs))

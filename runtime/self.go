@@ -203,6 +203,21 @@ func (s *Self) Start(ctx context.Context) error {
 // status 0, as after any disconnect.
 var ErrDisconnected = errors.New("herd: disconnected by the primary")
 
+// Ready tells the primary that this worker is ready for work, and returns
+// once the primary has it. A pool declared WithReadiness(ReadyExplicit)
+// waits for it before it counts the worker as started (and, during a
+// rolling reload, before it disconnects the worker this one replaces); in
+// any pool it makes the worker ready at once. Call it after Start.
+func (s *Self) Ready(ctx context.Context) error {
+	if s.ep == nil {
+		return ErrNotStarted
+	}
+	if err := s.ep.call(ctx, controlReadyProcedure, &herdv1.ReadyRequest{}, &herdv1.ReadyResponse{}, nil, false); err != nil {
+		return fmt.Errorf("herd: worker %d ready: %w", s.id, err)
+	}
+	return nil
+}
+
 // Call implements ClientConn: a request/response call to the primary.
 func (s *Self) Call(ctx context.Context, procedure string, req, res proto.Message, opts ...CallOption) error {
 	return s.ep.userCall(ctx, procedure, req, res, opts)

@@ -83,8 +83,16 @@ type Worker struct {
 	helloExpired    atomic.Bool  // killed by the hello timeout
 	killSignal      atomic.Value // string: the name of the signal Kill sent last
 	signalled       atomic.Bool  // reported a stop signal (signal_primary.go)
-	online          chan struct{}
-	onlineOnce      sync.Once
+	readyExpired    atomic.Bool  // killed by a pool's ready timeout
+	saidReady       atomic.Bool  // called Self.Ready
+	// asked is set by a disconnect the primary's user asked for
+	// (Worker.Disconnect, Primary.Disconnect): a pool does not replace
+	// such a worker.
+	asked      atomic.Bool
+	observe    func(w *Worker, procedure string, msg proto.Message)
+	tail       *stderrTail
+	online     chan struct{}
+	onlineOnce sync.Once
 
 	outMu          sync.Mutex
 	stdout, stderr *os.File
@@ -178,6 +186,22 @@ func (w *Worker) Kill(sig syscall.Signal) error {
 // exits. Disconnect returns when the process has exited. When ctx ends
 // first, the worker is killed with SIGKILL and ctx's error returned.
 func (w *Worker) Disconnect(ctx context.Context) error {
+	w.asked.Store(true)
+	w.beginDisconnect(ctx)
+	select {
+	case <-w.exited:
+		return nil
+	case <-ctx.Done():
+		w.killed.Store(true)
+		_ = w.cmd.Process.Signal(syscall.SIGKILL)
+		<-w.exited
+		return fmt.Errorf("herd: disconnect worker %d: %w", w.id, ctx.Err())
+	}
+}
+
+// beginDisconnect starts a graceful disconnect and returns at once: routing
+// to the worker stops, and the worker is asked to drain, with ctx's deadline.
+func (w *Worker) beginDisconnect(ctx context.Context) {
 	w.afterDisconnect.Store(true)
 	w.disconnecting.Store(true)
 	w.primary.ports.stopRouting(w)
@@ -190,15 +214,6 @@ func (w *Worker) Disconnect(ctx context.Context) error {
 			// The reply only says the drain hooks ran; the exit is what counts.
 			_ = w.ep.call(ctx, controlDisconnectProcedure, req, &herdv1.DisconnectResponse{}, nil, true)
 		}()
-	}
-	select {
-	case <-w.exited:
-		return nil
-	case <-ctx.Done():
-		w.killed.Store(true)
-		_ = w.cmd.Process.Signal(syscall.SIGKILL)
-		<-w.exited
-		return fmt.Errorf("herd: disconnect worker %d: %w", w.id, ctx.Err())
 	}
 }
 
@@ -321,6 +336,8 @@ func (w *Worker) supervise() {
 	switch {
 	case sig != "" && w.helloExpired.Load():
 		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_HELLO_TIMEOUT
+	case sig != "" && w.readyExpired.Load():
+		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_READY_TIMEOUT
 	case sig != "" && w.killed.Load():
 		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_KILLED
 	case sig != "":
@@ -332,6 +349,9 @@ func (w *Worker) supervise() {
 	}
 	if err != nil && w.cmd.ProcessState == nil {
 		w.primary.log.Warn("herd: wait for worker", "worker", w.id, "pid", w.pid, "error", err)
+	}
+	if w.tail != nil {
+		ev.StderrTail = w.tail.wait(linkDrainTimeout)
 	}
 	w.exit = ev
 	// Out of the table before exited closes: whoever waits for the exit

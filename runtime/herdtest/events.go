@@ -194,3 +194,50 @@ func (h eventHandler) Error(ctx context.Context, ev *herdv1.ErrorEvent) (*emptyp
 	h.e.Addf("error %d %s %s", ev.GetWorker().GetId(), runtime.Code(ev.GetCode()), ev.GetMessage())
 	return &emptypb.Empty{}, nil
 }
+
+func ids(ws []uint64) string {
+	s := make([]string, len(ws))
+	for i, id := range ws {
+		s[i] = strconv.FormatUint(id, 10)
+	}
+	return strings.Join(s, ",")
+}
+
+// The events of a runtime.Pool:
+//
+//	ready 3 slot=0 source=READY_SOURCE_LISTENING
+//	restart 1 slot=0 attempt=1 delay=100ms boot=false   (1: the worker that exited)
+//	slotfailed 11 slot=0 <reason>                        (11: the slot's last worker)
+//	reload-started 1,2
+//	reload-finished 3,4
+//	reload-aborted slot=1 worker=4 <reason>
+
+func (h eventHandler) Ready(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
+	h.e.Addf("ready %d slot=%d source=%s", ev.GetWorker().GetId(), ev.GetSlot(), ev.GetSource())
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) RestartScheduled(ctx context.Context, ev *herdv1.RestartScheduledEvent) (*emptypb.Empty, error) {
+	h.e.Addf("restart %d slot=%d attempt=%d delay=%v boot=%t", ev.GetPrevious().GetId(), ev.GetSlot(), ev.GetAttempt(), ev.GetDelay().AsDuration(), ev.GetBootFailure())
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) SlotFailed(ctx context.Context, ev *herdv1.SlotFailedEvent) (*emptypb.Empty, error) {
+	h.e.Addf("slotfailed %d slot=%d %s", ev.GetLast().GetId(), ev.GetSlot(), ev.GetReason())
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) ReloadStarted(ctx context.Context, ev *herdv1.ReloadStartedEvent) (*emptypb.Empty, error) {
+	h.e.Add("reload-started " + ids(ev.GetWorkers()))
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) ReloadFinished(ctx context.Context, ev *herdv1.ReloadFinishedEvent) (*emptypb.Empty, error) {
+	h.e.Add("reload-finished " + ids(ev.GetWorkers()))
+	return &emptypb.Empty{}, nil
+}
+
+func (h eventHandler) ReloadAborted(ctx context.Context, ev *herdv1.ReloadAbortedEvent) (*emptypb.Empty, error) {
+	h.e.Addf("reload-aborted slot=%d worker=%d %s", ev.GetSlot(), ev.GetReplacement().GetId(), ev.GetReason())
+	return &emptypb.Empty{}, nil
+}

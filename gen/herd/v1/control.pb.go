@@ -1547,6 +1547,80 @@ func (x *AdoptResponse) GetAccepted() uint32 {
 	return 0
 }
 
+// ReadyRequest says the worker is ready.
+type ReadyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadyRequest) Reset() {
+	*x = ReadyRequest{}
+	mi := &file_herd_v1_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadyRequest) ProtoMessage() {}
+
+func (x *ReadyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadyRequest.ProtoReflect.Descriptor instead.
+func (*ReadyRequest) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{23}
+}
+
+// ReadyResponse acknowledges a ReadyRequest.
+type ReadyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadyResponse) Reset() {
+	*x = ReadyResponse{}
+	mi := &file_herd_v1_control_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadyResponse) ProtoMessage() {}
+
+func (x *ReadyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadyResponse.ProtoReflect.Descriptor instead.
+func (*ReadyResponse) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{24}
+}
+
 var File_herd_v1_control_proto protoreflect.FileDescriptor
 
 const file_herd_v1_control_proto_rawDesc = "" +
@@ -1632,7 +1706,9 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"listenerId\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\"+\n" +
 	"\rAdoptResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x01(\rR\baccepted*\x97\x01\n" +
+	"\baccepted\x18\x01 \x01(\rR\baccepted\"\x0e\n" +
+	"\fReadyRequest\"\x0f\n" +
+	"\rReadyResponse*\x97\x01\n" +
 	"\x10SchedulingPolicy\x12!\n" +
 	"\x1dSCHEDULING_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dSCHEDULING_POLICY_ROUND_ROBIN\x10\x01\x12\x1c\n" +
@@ -1647,7 +1723,7 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x10StopSignalAction\x12\"\n" +
 	"\x1eSTOP_SIGNAL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18STOP_SIGNAL_ACTION_DRAIN\x10\x01\x12 \n" +
-	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\xd8\x05\n" +
+	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\x90\x06\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
@@ -1661,7 +1737,8 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"StopSignal\x12\x1a.herd.v1.StopSignalRequest\x1a\x1b.herd.v1.StopSignalResponse\x129\n" +
 	"\x06Credit\x12\x16.herd.v1.CreditRequest\x1a\x17.herd.v1.CreditResponse\x126\n" +
-	"\x05Adopt\x12\x15.herd.v1.AdoptRequest\x1a\x16.herd.v1.AdoptResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
+	"\x05Adopt\x12\x15.herd.v1.AdoptRequest\x1a\x16.herd.v1.AdoptResponse\x126\n" +
+	"\x05Ready\x12\x15.herd.v1.ReadyRequest\x1a\x16.herd.v1.ReadyResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
 	file_herd_v1_control_proto_rawDescOnce sync.Once
@@ -1676,7 +1753,7 @@ func file_herd_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_herd_v1_control_proto_goTypes = []any{
 	(SchedulingPolicy)(0),         // 0: herd.v1.SchedulingPolicy
 	(ListenRefusal)(0),            // 1: herd.v1.ListenRefusal
@@ -1704,14 +1781,16 @@ var file_herd_v1_control_proto_goTypes = []any{
 	(*StopSignalResponse)(nil),    // 23: herd.v1.StopSignalResponse
 	(*AdoptRequest)(nil),          // 24: herd.v1.AdoptRequest
 	(*AdoptResponse)(nil),         // 25: herd.v1.AdoptResponse
-	(Code)(0),                     // 26: herd.v1.Code
+	(*ReadyRequest)(nil),          // 26: herd.v1.ReadyRequest
+	(*ReadyResponse)(nil),         // 27: herd.v1.ReadyResponse
+	(Code)(0),                     // 28: herd.v1.Code
 }
 var file_herd_v1_control_proto_depIdxs = []int32{
 	0,  // 0: herd.v1.ListenRequest.policy:type_name -> herd.v1.SchedulingPolicy
 	0,  // 1: herd.v1.ListenResponse.policy:type_name -> herd.v1.SchedulingPolicy
 	1,  // 2: herd.v1.ListenResponse.refusal:type_name -> herd.v1.ListenRefusal
 	19, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
-	26, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
+	28, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
 	2,  // 5: herd.v1.StopSignalResponse.action:type_name -> herd.v1.StopSignalAction
 	3,  // 6: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
 	5,  // 7: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
@@ -1724,19 +1803,21 @@ var file_herd_v1_control_proto_depIdxs = []int32{
 	22, // 14: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
 	17, // 15: herd.v1.ControlService.Credit:input_type -> herd.v1.CreditRequest
 	24, // 16: herd.v1.ControlService.Adopt:input_type -> herd.v1.AdoptRequest
-	4,  // 17: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
-	6,  // 18: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
-	8,  // 19: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
-	10, // 20: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
-	12, // 21: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
-	14, // 22: herd.v1.ControlService.Accepted:output_type -> herd.v1.AcceptedResponse
-	16, // 23: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
-	21, // 24: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
-	23, // 25: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
-	18, // 26: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
-	25, // 27: herd.v1.ControlService.Adopt:output_type -> herd.v1.AdoptResponse
-	17, // [17:28] is the sub-list for method output_type
-	6,  // [6:17] is the sub-list for method input_type
+	26, // 17: herd.v1.ControlService.Ready:input_type -> herd.v1.ReadyRequest
+	4,  // 18: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
+	6,  // 19: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
+	8,  // 20: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
+	10, // 21: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
+	12, // 22: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
+	14, // 23: herd.v1.ControlService.Accepted:output_type -> herd.v1.AcceptedResponse
+	16, // 24: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
+	21, // 25: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
+	23, // 26: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
+	18, // 27: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
+	25, // 28: herd.v1.ControlService.Adopt:output_type -> herd.v1.AdoptResponse
+	27, // 29: herd.v1.ControlService.Ready:output_type -> herd.v1.ReadyResponse
+	18, // [18:30] is the sub-list for method output_type
+	6,  // [6:18] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1755,7 +1836,7 @@ func file_herd_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_control_proto_rawDesc), len(file_herd_v1_control_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

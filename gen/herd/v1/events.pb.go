@@ -9,6 +9,7 @@ package herdv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	reflect "reflect"
 	sync "sync"
@@ -44,6 +45,9 @@ const (
 	// EXIT_CAUSE_HELLO_TIMEOUT: killed by the primary because it did not
 	// complete its handshake within the hello timeout (WithHelloTimeout).
 	ExitCause_EXIT_CAUSE_HELLO_TIMEOUT ExitCause = 5
+	// EXIT_CAUSE_READY_TIMEOUT: killed by a pool because it did not become
+	// ready within the pool's ready timeout (runtime.WithReadyTimeout).
+	ExitCause_EXIT_CAUSE_READY_TIMEOUT ExitCause = 6
 )
 
 // Enum value maps for ExitCause.
@@ -55,6 +59,7 @@ var (
 		3: "EXIT_CAUSE_SIGNAL",
 		4: "EXIT_CAUSE_KILLED",
 		5: "EXIT_CAUSE_HELLO_TIMEOUT",
+		6: "EXIT_CAUSE_READY_TIMEOUT",
 	}
 	ExitCause_value = map[string]int32{
 		"EXIT_CAUSE_UNSPECIFIED":   0,
@@ -63,6 +68,7 @@ var (
 		"EXIT_CAUSE_SIGNAL":        3,
 		"EXIT_CAUSE_KILLED":        4,
 		"EXIT_CAUSE_HELLO_TIMEOUT": 5,
+		"EXIT_CAUSE_READY_TIMEOUT": 6,
 	}
 )
 
@@ -91,6 +97,64 @@ func (x ExitCause) Number() protoreflect.EnumNumber {
 // Deprecated: Use ExitCause.Descriptor instead.
 func (ExitCause) EnumDescriptor() ([]byte, []int) {
 	return file_herd_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
+// ReadySource says what made a worker ready.
+type ReadySource int32
+
+const (
+	// READY_SOURCE_UNSPECIFIED is not sent.
+	ReadySource_READY_SOURCE_UNSPECIFIED ReadySource = 0
+	// READY_SOURCE_EXPLICIT: the worker said so (Self.Ready).
+	ReadySource_READY_SOURCE_EXPLICIT ReadySource = 1
+	// READY_SOURCE_LISTENING: the worker's first listening event.
+	ReadySource_READY_SOURCE_LISTENING ReadySource = 2
+	// READY_SOURCE_ONLINE: the worker's online event, in a pool declared as
+	// not listening.
+	ReadySource_READY_SOURCE_ONLINE ReadySource = 3
+)
+
+// Enum value maps for ReadySource.
+var (
+	ReadySource_name = map[int32]string{
+		0: "READY_SOURCE_UNSPECIFIED",
+		1: "READY_SOURCE_EXPLICIT",
+		2: "READY_SOURCE_LISTENING",
+		3: "READY_SOURCE_ONLINE",
+	}
+	ReadySource_value = map[string]int32{
+		"READY_SOURCE_UNSPECIFIED": 0,
+		"READY_SOURCE_EXPLICIT":    1,
+		"READY_SOURCE_LISTENING":   2,
+		"READY_SOURCE_ONLINE":      3,
+	}
+)
+
+func (x ReadySource) Enum() *ReadySource {
+	p := new(ReadySource)
+	*p = x
+	return p
+}
+
+func (x ReadySource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReadySource) Descriptor() protoreflect.EnumDescriptor {
+	return file_herd_v1_events_proto_enumTypes[1].Descriptor()
+}
+
+func (ReadySource) Type() protoreflect.EnumType {
+	return &file_herd_v1_events_proto_enumTypes[1]
+}
+
+func (x ReadySource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReadySource.Descriptor instead.
+func (ReadySource) EnumDescriptor() ([]byte, []int) {
+	return file_herd_v1_events_proto_rawDescGZIP(), []int{1}
 }
 
 // Worker identifies the worker an event is about.
@@ -364,7 +428,10 @@ type ExitEvent struct {
 	// exit follows a disconnect started by either side.
 	ExitedAfterDisconnect bool `protobuf:"varint,4,opt,name=exited_after_disconnect,json=exitedAfterDisconnect,proto3" json:"exited_after_disconnect,omitempty"`
 	// cause classifies the exit.
-	Cause         ExitCause `protobuf:"varint,5,opt,name=cause,proto3,enum=herd.v1.ExitCause" json:"cause,omitempty"`
+	Cause ExitCause `protobuf:"varint,5,opt,name=cause,proto3,enum=herd.v1.ExitCause" json:"cause,omitempty"`
+	// stderr_tail is the last lines the worker wrote to its stderr, when the
+	// primary kept them (workers of a runtime.Pool); empty otherwise.
+	StderrTail    string `protobuf:"bytes,6,opt,name=stderr_tail,json=stderrTail,proto3" json:"stderr_tail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +499,13 @@ func (x *ExitEvent) GetCause() ExitCause {
 		return x.Cause
 	}
 	return ExitCause_EXIT_CAUSE_UNSPECIFIED
+}
+
+func (x *ExitEvent) GetStderrTail() string {
+	if x != nil {
+		return x.StderrTail
+	}
+	return ""
 }
 
 // ErrorEvent: a failure on the worker's link or process.
@@ -507,11 +581,379 @@ func (x *ErrorEvent) GetProcedure() string {
 	return ""
 }
 
+// ReadyEvent: a worker of a pool became ready.
+type ReadyEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// worker is the worker.
+	Worker *Worker `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
+	// slot is the pool slot the worker is in (or is about to take, during a
+	// rolling reload), from 0.
+	Slot uint32 `protobuf:"varint,2,opt,name=slot,proto3" json:"slot,omitempty"`
+	// source says what made it ready.
+	Source        ReadySource `protobuf:"varint,3,opt,name=source,proto3,enum=herd.v1.ReadySource" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadyEvent) Reset() {
+	*x = ReadyEvent{}
+	mi := &file_herd_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadyEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadyEvent) ProtoMessage() {}
+
+func (x *ReadyEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadyEvent.ProtoReflect.Descriptor instead.
+func (*ReadyEvent) Descriptor() ([]byte, []int) {
+	return file_herd_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadyEvent) GetWorker() *Worker {
+	if x != nil {
+		return x.Worker
+	}
+	return nil
+}
+
+func (x *ReadyEvent) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *ReadyEvent) GetSource() ReadySource {
+	if x != nil {
+		return x.Source
+	}
+	return ReadySource_READY_SOURCE_UNSPECIFIED
+}
+
+// RestartScheduledEvent: a pool will start a new worker in a slot.
+type RestartScheduledEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// slot is the slot, from 0.
+	Slot uint32 `protobuf:"varint,1,opt,name=slot,proto3" json:"slot,omitempty"`
+	// previous is the worker that exited.
+	Previous *Worker `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	// attempt counts the slot's consecutive restarts since its last reset
+	// (stable uptime), from 1.
+	Attempt uint32 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// delay is how long the pool waits before forking (backoff and jitter).
+	Delay *durationpb.Duration `protobuf:"bytes,4,opt,name=delay,proto3" json:"delay,omitempty"`
+	// boot_failure is true when the previous worker died before it was ready.
+	BootFailure   bool `protobuf:"varint,5,opt,name=boot_failure,json=bootFailure,proto3" json:"boot_failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartScheduledEvent) Reset() {
+	*x = RestartScheduledEvent{}
+	mi := &file_herd_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartScheduledEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartScheduledEvent) ProtoMessage() {}
+
+func (x *RestartScheduledEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartScheduledEvent.ProtoReflect.Descriptor instead.
+func (*RestartScheduledEvent) Descriptor() ([]byte, []int) {
+	return file_herd_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RestartScheduledEvent) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *RestartScheduledEvent) GetPrevious() *Worker {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *RestartScheduledEvent) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RestartScheduledEvent) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *RestartScheduledEvent) GetBootFailure() bool {
+	if x != nil {
+		return x.BootFailure
+	}
+	return false
+}
+
+// SlotFailedEvent: a pool gave up on a slot.
+type SlotFailedEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// slot is the slot, from 0.
+	Slot uint32 `protobuf:"varint,1,opt,name=slot,proto3" json:"slot,omitempty"`
+	// last is the slot's last worker.
+	Last *Worker `protobuf:"bytes,2,opt,name=last,proto3" json:"last,omitempty"`
+	// reason says why, with the restart intensity that was exceeded.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlotFailedEvent) Reset() {
+	*x = SlotFailedEvent{}
+	mi := &file_herd_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlotFailedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlotFailedEvent) ProtoMessage() {}
+
+func (x *SlotFailedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlotFailedEvent.ProtoReflect.Descriptor instead.
+func (*SlotFailedEvent) Descriptor() ([]byte, []int) {
+	return file_herd_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SlotFailedEvent) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *SlotFailedEvent) GetLast() *Worker {
+	if x != nil {
+		return x.Last
+	}
+	return nil
+}
+
+func (x *SlotFailedEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReloadStartedEvent: a rolling reload started.
+type ReloadStartedEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// workers are the IDs of the workers to replace, by slot.
+	Workers       []uint64 `protobuf:"varint,1,rep,packed,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadStartedEvent) Reset() {
+	*x = ReloadStartedEvent{}
+	mi := &file_herd_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadStartedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadStartedEvent) ProtoMessage() {}
+
+func (x *ReloadStartedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadStartedEvent.ProtoReflect.Descriptor instead.
+func (*ReloadStartedEvent) Descriptor() ([]byte, []int) {
+	return file_herd_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReloadStartedEvent) GetWorkers() []uint64 {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+// ReloadFinishedEvent: a rolling reload replaced every worker.
+type ReloadFinishedEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// workers are the IDs of the replacements, by slot.
+	Workers       []uint64 `protobuf:"varint,1,rep,packed,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadFinishedEvent) Reset() {
+	*x = ReloadFinishedEvent{}
+	mi := &file_herd_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadFinishedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadFinishedEvent) ProtoMessage() {}
+
+func (x *ReloadFinishedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadFinishedEvent.ProtoReflect.Descriptor instead.
+func (*ReloadFinishedEvent) Descriptor() ([]byte, []int) {
+	return file_herd_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReloadFinishedEvent) GetWorkers() []uint64 {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+// ReloadAbortedEvent: a rolling reload stopped at a slot.
+type ReloadAbortedEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// slot is the slot whose replacement failed, from 0.
+	Slot uint32 `protobuf:"varint,1,opt,name=slot,proto3" json:"slot,omitempty"`
+	// replacement is the worker that did not become ready.
+	Replacement *Worker `protobuf:"bytes,2,opt,name=replacement,proto3" json:"replacement,omitempty"`
+	// reason says why.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadAbortedEvent) Reset() {
+	*x = ReloadAbortedEvent{}
+	mi := &file_herd_v1_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadAbortedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadAbortedEvent) ProtoMessage() {}
+
+func (x *ReloadAbortedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadAbortedEvent.ProtoReflect.Descriptor instead.
+func (*ReloadAbortedEvent) Descriptor() ([]byte, []int) {
+	return file_herd_v1_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReloadAbortedEvent) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *ReloadAbortedEvent) GetReplacement() *Worker {
+	if x != nil {
+		return x.Replacement
+	}
+	return nil
+}
+
+func (x *ReloadAbortedEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_herd_v1_events_proto protoreflect.FileDescriptor
 
 const file_herd_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x14herd/v1/events.proto\x12\aherd.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x15herd/v1/control.proto\x1a\x16herd/v1/envelope.proto\"*\n" +
+	"\x14herd/v1/events.proto\x12\aherd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x15herd/v1/control.proto\x1a\x16herd/v1/envelope.proto\"*\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x03R\x03pid\"4\n" +
@@ -524,26 +966,57 @@ const file_herd_v1_events_proto_rawDesc = "" +
 	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12*\n" +
 	"\aaddress\x18\x02 \x01(\v2\x10.herd.v1.AddressR\aaddress\":\n" +
 	"\x0fDisconnectEvent\x12'\n" +
-	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\"\xc2\x01\n" +
+	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\"\xe3\x01\n" +
 	"\tExitEvent\x12'\n" +
 	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06signal\x18\x03 \x01(\tR\x06signal\x126\n" +
 	"\x17exited_after_disconnect\x18\x04 \x01(\bR\x15exitedAfterDisconnect\x12(\n" +
-	"\x05cause\x18\x05 \x01(\x0e2\x12.herd.v1.ExitCauseR\x05cause\"\x90\x01\n" +
+	"\x05cause\x18\x05 \x01(\x0e2\x12.herd.v1.ExitCauseR\x05cause\x12\x1f\n" +
+	"\vstderr_tail\x18\x06 \x01(\tR\n" +
+	"stderrTail\"\x90\x01\n" +
 	"\n" +
 	"ErrorEvent\x12'\n" +
 	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12!\n" +
 	"\x04code\x18\x02 \x01(\x0e2\r.herd.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1c\n" +
-	"\tprocedure\x18\x04 \x01(\tR\tprocedure*\x9f\x01\n" +
+	"\tprocedure\x18\x04 \x01(\tR\tprocedure\"w\n" +
+	"\n" +
+	"ReadyEvent\x12'\n" +
+	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12\x12\n" +
+	"\x04slot\x18\x02 \x01(\rR\x04slot\x12,\n" +
+	"\x06source\x18\x03 \x01(\x0e2\x14.herd.v1.ReadySourceR\x06source\"\xc6\x01\n" +
+	"\x15RestartScheduledEvent\x12\x12\n" +
+	"\x04slot\x18\x01 \x01(\rR\x04slot\x12+\n" +
+	"\bprevious\x18\x02 \x01(\v2\x0f.herd.v1.WorkerR\bprevious\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\rR\aattempt\x12/\n" +
+	"\x05delay\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12!\n" +
+	"\fboot_failure\x18\x05 \x01(\bR\vbootFailure\"b\n" +
+	"\x0fSlotFailedEvent\x12\x12\n" +
+	"\x04slot\x18\x01 \x01(\rR\x04slot\x12#\n" +
+	"\x04last\x18\x02 \x01(\v2\x0f.herd.v1.WorkerR\x04last\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\".\n" +
+	"\x12ReloadStartedEvent\x12\x18\n" +
+	"\aworkers\x18\x01 \x03(\x04R\aworkers\"/\n" +
+	"\x13ReloadFinishedEvent\x12\x18\n" +
+	"\aworkers\x18\x01 \x03(\x04R\aworkers\"s\n" +
+	"\x12ReloadAbortedEvent\x12\x12\n" +
+	"\x04slot\x18\x01 \x01(\rR\x04slot\x121\n" +
+	"\vreplacement\x18\x02 \x01(\v2\x0f.herd.v1.WorkerR\vreplacement\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason*\xbd\x01\n" +
 	"\tExitCause\x12\x1a\n" +
 	"\x16EXIT_CAUSE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10EXIT_CAUSE_CLEAN\x10\x01\x12\x14\n" +
 	"\x10EXIT_CAUSE_ERROR\x10\x02\x12\x15\n" +
 	"\x11EXIT_CAUSE_SIGNAL\x10\x03\x12\x15\n" +
 	"\x11EXIT_CAUSE_KILLED\x10\x04\x12\x1c\n" +
-	"\x18EXIT_CAUSE_HELLO_TIMEOUT\x10\x052\xe2\x02\n" +
+	"\x18EXIT_CAUSE_HELLO_TIMEOUT\x10\x05\x12\x1c\n" +
+	"\x18EXIT_CAUSE_READY_TIMEOUT\x10\x06*{\n" +
+	"\vReadySource\x12\x1c\n" +
+	"\x18READY_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15READY_SOURCE_EXPLICIT\x10\x01\x12\x1a\n" +
+	"\x16READY_SOURCE_LISTENING\x10\x02\x12\x17\n" +
+	"\x13READY_SOURCE_ONLINE\x10\x032\xf8\x05\n" +
 	"\fEventService\x122\n" +
 	"\x04Fork\x12\x12.herd.v1.ForkEvent\x1a\x16.google.protobuf.Empty\x126\n" +
 	"\x06Online\x12\x14.herd.v1.OnlineEvent\x1a\x16.google.protobuf.Empty\x12<\n" +
@@ -551,7 +1024,14 @@ const file_herd_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"Disconnect\x12\x18.herd.v1.DisconnectEvent\x1a\x16.google.protobuf.Empty\x122\n" +
 	"\x04Exit\x12\x12.herd.v1.ExitEvent\x1a\x16.google.protobuf.Empty\x124\n" +
-	"\x05Error\x12\x13.herd.v1.ErrorEvent\x1a\x16.google.protobuf.EmptyB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
+	"\x05Error\x12\x13.herd.v1.ErrorEvent\x1a\x16.google.protobuf.Empty\x124\n" +
+	"\x05Ready\x12\x13.herd.v1.ReadyEvent\x1a\x16.google.protobuf.Empty\x12J\n" +
+	"\x10RestartScheduled\x12\x1e.herd.v1.RestartScheduledEvent\x1a\x16.google.protobuf.Empty\x12>\n" +
+	"\n" +
+	"SlotFailed\x12\x18.herd.v1.SlotFailedEvent\x1a\x16.google.protobuf.Empty\x12D\n" +
+	"\rReloadStarted\x12\x1b.herd.v1.ReloadStartedEvent\x1a\x16.google.protobuf.Empty\x12F\n" +
+	"\x0eReloadFinished\x12\x1c.herd.v1.ReloadFinishedEvent\x1a\x16.google.protobuf.Empty\x12D\n" +
+	"\rReloadAborted\x12\x1b.herd.v1.ReloadAbortedEvent\x1a\x16.google.protobuf.EmptyB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
 	file_herd_v1_events_proto_rawDescOnce sync.Once
@@ -565,48 +1045,74 @@ func file_herd_v1_events_proto_rawDescGZIP() []byte {
 	return file_herd_v1_events_proto_rawDescData
 }
 
-var file_herd_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herd_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_herd_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_herd_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_herd_v1_events_proto_goTypes = []any{
-	(ExitCause)(0),          // 0: herd.v1.ExitCause
-	(*Worker)(nil),          // 1: herd.v1.Worker
-	(*ForkEvent)(nil),       // 2: herd.v1.ForkEvent
-	(*OnlineEvent)(nil),     // 3: herd.v1.OnlineEvent
-	(*ListeningEvent)(nil),  // 4: herd.v1.ListeningEvent
-	(*DisconnectEvent)(nil), // 5: herd.v1.DisconnectEvent
-	(*ExitEvent)(nil),       // 6: herd.v1.ExitEvent
-	(*ErrorEvent)(nil),      // 7: herd.v1.ErrorEvent
-	(*Address)(nil),         // 8: herd.v1.Address
-	(Code)(0),               // 9: herd.v1.Code
-	(*emptypb.Empty)(nil),   // 10: google.protobuf.Empty
+	(ExitCause)(0),                // 0: herd.v1.ExitCause
+	(ReadySource)(0),              // 1: herd.v1.ReadySource
+	(*Worker)(nil),                // 2: herd.v1.Worker
+	(*ForkEvent)(nil),             // 3: herd.v1.ForkEvent
+	(*OnlineEvent)(nil),           // 4: herd.v1.OnlineEvent
+	(*ListeningEvent)(nil),        // 5: herd.v1.ListeningEvent
+	(*DisconnectEvent)(nil),       // 6: herd.v1.DisconnectEvent
+	(*ExitEvent)(nil),             // 7: herd.v1.ExitEvent
+	(*ErrorEvent)(nil),            // 8: herd.v1.ErrorEvent
+	(*ReadyEvent)(nil),            // 9: herd.v1.ReadyEvent
+	(*RestartScheduledEvent)(nil), // 10: herd.v1.RestartScheduledEvent
+	(*SlotFailedEvent)(nil),       // 11: herd.v1.SlotFailedEvent
+	(*ReloadStartedEvent)(nil),    // 12: herd.v1.ReloadStartedEvent
+	(*ReloadFinishedEvent)(nil),   // 13: herd.v1.ReloadFinishedEvent
+	(*ReloadAbortedEvent)(nil),    // 14: herd.v1.ReloadAbortedEvent
+	(*Address)(nil),               // 15: herd.v1.Address
+	(Code)(0),                     // 16: herd.v1.Code
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*emptypb.Empty)(nil),         // 18: google.protobuf.Empty
 }
 var file_herd_v1_events_proto_depIdxs = []int32{
-	1,  // 0: herd.v1.ForkEvent.worker:type_name -> herd.v1.Worker
-	1,  // 1: herd.v1.OnlineEvent.worker:type_name -> herd.v1.Worker
-	1,  // 2: herd.v1.ListeningEvent.worker:type_name -> herd.v1.Worker
-	8,  // 3: herd.v1.ListeningEvent.address:type_name -> herd.v1.Address
-	1,  // 4: herd.v1.DisconnectEvent.worker:type_name -> herd.v1.Worker
-	1,  // 5: herd.v1.ExitEvent.worker:type_name -> herd.v1.Worker
+	2,  // 0: herd.v1.ForkEvent.worker:type_name -> herd.v1.Worker
+	2,  // 1: herd.v1.OnlineEvent.worker:type_name -> herd.v1.Worker
+	2,  // 2: herd.v1.ListeningEvent.worker:type_name -> herd.v1.Worker
+	15, // 3: herd.v1.ListeningEvent.address:type_name -> herd.v1.Address
+	2,  // 4: herd.v1.DisconnectEvent.worker:type_name -> herd.v1.Worker
+	2,  // 5: herd.v1.ExitEvent.worker:type_name -> herd.v1.Worker
 	0,  // 6: herd.v1.ExitEvent.cause:type_name -> herd.v1.ExitCause
-	1,  // 7: herd.v1.ErrorEvent.worker:type_name -> herd.v1.Worker
-	9,  // 8: herd.v1.ErrorEvent.code:type_name -> herd.v1.Code
-	2,  // 9: herd.v1.EventService.Fork:input_type -> herd.v1.ForkEvent
-	3,  // 10: herd.v1.EventService.Online:input_type -> herd.v1.OnlineEvent
-	4,  // 11: herd.v1.EventService.Listening:input_type -> herd.v1.ListeningEvent
-	5,  // 12: herd.v1.EventService.Disconnect:input_type -> herd.v1.DisconnectEvent
-	6,  // 13: herd.v1.EventService.Exit:input_type -> herd.v1.ExitEvent
-	7,  // 14: herd.v1.EventService.Error:input_type -> herd.v1.ErrorEvent
-	10, // 15: herd.v1.EventService.Fork:output_type -> google.protobuf.Empty
-	10, // 16: herd.v1.EventService.Online:output_type -> google.protobuf.Empty
-	10, // 17: herd.v1.EventService.Listening:output_type -> google.protobuf.Empty
-	10, // 18: herd.v1.EventService.Disconnect:output_type -> google.protobuf.Empty
-	10, // 19: herd.v1.EventService.Exit:output_type -> google.protobuf.Empty
-	10, // 20: herd.v1.EventService.Error:output_type -> google.protobuf.Empty
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	2,  // 7: herd.v1.ErrorEvent.worker:type_name -> herd.v1.Worker
+	16, // 8: herd.v1.ErrorEvent.code:type_name -> herd.v1.Code
+	2,  // 9: herd.v1.ReadyEvent.worker:type_name -> herd.v1.Worker
+	1,  // 10: herd.v1.ReadyEvent.source:type_name -> herd.v1.ReadySource
+	2,  // 11: herd.v1.RestartScheduledEvent.previous:type_name -> herd.v1.Worker
+	17, // 12: herd.v1.RestartScheduledEvent.delay:type_name -> google.protobuf.Duration
+	2,  // 13: herd.v1.SlotFailedEvent.last:type_name -> herd.v1.Worker
+	2,  // 14: herd.v1.ReloadAbortedEvent.replacement:type_name -> herd.v1.Worker
+	3,  // 15: herd.v1.EventService.Fork:input_type -> herd.v1.ForkEvent
+	4,  // 16: herd.v1.EventService.Online:input_type -> herd.v1.OnlineEvent
+	5,  // 17: herd.v1.EventService.Listening:input_type -> herd.v1.ListeningEvent
+	6,  // 18: herd.v1.EventService.Disconnect:input_type -> herd.v1.DisconnectEvent
+	7,  // 19: herd.v1.EventService.Exit:input_type -> herd.v1.ExitEvent
+	8,  // 20: herd.v1.EventService.Error:input_type -> herd.v1.ErrorEvent
+	9,  // 21: herd.v1.EventService.Ready:input_type -> herd.v1.ReadyEvent
+	10, // 22: herd.v1.EventService.RestartScheduled:input_type -> herd.v1.RestartScheduledEvent
+	11, // 23: herd.v1.EventService.SlotFailed:input_type -> herd.v1.SlotFailedEvent
+	12, // 24: herd.v1.EventService.ReloadStarted:input_type -> herd.v1.ReloadStartedEvent
+	13, // 25: herd.v1.EventService.ReloadFinished:input_type -> herd.v1.ReloadFinishedEvent
+	14, // 26: herd.v1.EventService.ReloadAborted:input_type -> herd.v1.ReloadAbortedEvent
+	18, // 27: herd.v1.EventService.Fork:output_type -> google.protobuf.Empty
+	18, // 28: herd.v1.EventService.Online:output_type -> google.protobuf.Empty
+	18, // 29: herd.v1.EventService.Listening:output_type -> google.protobuf.Empty
+	18, // 30: herd.v1.EventService.Disconnect:output_type -> google.protobuf.Empty
+	18, // 31: herd.v1.EventService.Exit:output_type -> google.protobuf.Empty
+	18, // 32: herd.v1.EventService.Error:output_type -> google.protobuf.Empty
+	18, // 33: herd.v1.EventService.Ready:output_type -> google.protobuf.Empty
+	18, // 34: herd.v1.EventService.RestartScheduled:output_type -> google.protobuf.Empty
+	18, // 35: herd.v1.EventService.SlotFailed:output_type -> google.protobuf.Empty
+	18, // 36: herd.v1.EventService.ReloadStarted:output_type -> google.protobuf.Empty
+	18, // 37: herd.v1.EventService.ReloadFinished:output_type -> google.protobuf.Empty
+	18, // 38: herd.v1.EventService.ReloadAborted:output_type -> google.protobuf.Empty
+	27, // [27:39] is the sub-list for method output_type
+	15, // [15:27] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_herd_v1_events_proto_init() }
@@ -621,8 +1127,8 @@ func file_herd_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_events_proto_rawDesc), len(file_herd_v1_events_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   7,
+			NumEnums:      2,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

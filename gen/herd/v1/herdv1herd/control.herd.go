@@ -50,6 +50,8 @@ const (
 	ControlServiceCreditProcedure = "/herd.v1.ControlService/Credit"
 	// ControlServiceAdoptProcedure is the procedure name of the ControlService's Adopt method.
 	ControlServiceAdoptProcedure = "/herd.v1.ControlService/Adopt"
+	// ControlServiceReadyProcedure is the procedure name of the ControlService's Ready method.
+	ControlServiceReadyProcedure = "/herd.v1.ControlService/Ready"
 )
 
 // ControlServiceClient is a client of the herd.v1.ControlService service. Every method has a
@@ -137,6 +139,11 @@ type ControlServiceClient interface {
 	Adopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) (*v1.AdoptResponse, error)
 	// SendAdopt sends a request to Adopt without waiting for a response (fire-and-forget).
 	SendAdopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) error
+	// Ready tells the primary the worker is ready for work (worker to
+	// primary; Self.Ready). A pool that waits for readiness counts it.
+	Ready(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) (*v1.ReadyResponse, error)
+	// SendReady sends a request to Ready without waiting for a response (fire-and-forget).
+	SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceClient returns a client of the herd.v1.ControlService service that calls through
@@ -155,6 +162,7 @@ func NewControlServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 		stopSignal:    runtime.NewClient[v1.StopSignalRequest, v1.StopSignalResponse](conn, ControlServiceStopSignalProcedure, opts...),
 		credit:        runtime.NewClient[v1.CreditRequest, v1.CreditResponse](conn, ControlServiceCreditProcedure, opts...),
 		adopt:         runtime.NewClient[v1.AdoptRequest, v1.AdoptResponse](conn, ControlServiceAdoptProcedure, opts...),
+		ready:         runtime.NewClient[v1.ReadyRequest, v1.ReadyResponse](conn, ControlServiceReadyProcedure, opts...),
 	}
 }
 
@@ -242,6 +250,11 @@ type ControlServiceBroadcastClient interface {
 	// worker died or left (primary to worker); the response says how many
 	// the worker took.
 	SendAdopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) error
+	// SendReady sends a request to Ready without waiting for a response (fire-and-forget).
+	//
+	// Ready tells the primary the worker is ready for work (worker to
+	// primary; Self.Ready). A pool that waits for readiness counts it.
+	SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceBroadcastClient returns a fire-and-forget client of the herd.v1.ControlService
@@ -260,6 +273,7 @@ func NewControlServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.Cli
 		stopSignal:    runtime.NewSendClient[v1.StopSignalRequest](conn, ControlServiceStopSignalProcedure, opts...),
 		credit:        runtime.NewSendClient[v1.CreditRequest](conn, ControlServiceCreditProcedure, opts...),
 		adopt:         runtime.NewSendClient[v1.AdoptRequest](conn, ControlServiceAdoptProcedure, opts...),
+		ready:         runtime.NewSendClient[v1.ReadyRequest](conn, ControlServiceReadyProcedure, opts...),
 	}
 }
 
@@ -323,6 +337,9 @@ type ControlServiceHandler interface {
 	// worker died or left (primary to worker); the response says how many
 	// the worker took.
 	Adopt(context.Context, *v1.AdoptRequest) (*v1.AdoptResponse, error)
+	// Ready tells the primary the worker is ready for work (worker to
+	// primary; Self.Ready). A pool that waits for readiness counts it.
+	Ready(context.Context, *v1.ReadyRequest) (*v1.ReadyResponse, error)
 }
 
 // RegisterControlServiceHandler registers impl as the herd.v1.ControlService service on r, one
@@ -345,6 +362,7 @@ func RegisterControlServiceHandler(r runtime.Registrar, impl ControlServiceHandl
 		runtime.NewUnaryHandler(ControlServiceStopSignalProcedure, impl.StopSignal, opts...),
 		runtime.NewUnaryHandler(ControlServiceCreditProcedure, impl.Credit, opts...),
 		runtime.NewUnaryHandler(ControlServiceAdoptProcedure, impl.Adopt, opts...),
+		runtime.NewUnaryHandler(ControlServiceReadyProcedure, impl.Ready, opts...),
 	)
 }
 
@@ -397,6 +415,10 @@ func (UnimplementedControlServiceHandler) Adopt(context.Context, *v1.AdoptReques
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Adopt is not implemented")
 }
 
+func (UnimplementedControlServiceHandler) Ready(context.Context, *v1.ReadyRequest) (*v1.ReadyResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Ready is not implemented")
+}
+
 // isNilUnimplementedControlServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *UnimplementedControlServiceHandler would panic on the first call of a method it does not
 // implement, so RegisterControlServiceHandler rejects it.
@@ -417,6 +439,7 @@ type controlServiceClient struct {
 	stopSignal    *runtime.Client[v1.StopSignalRequest, v1.StopSignalResponse]
 	credit        *runtime.Client[v1.CreditRequest, v1.CreditResponse]
 	adopt         *runtime.Client[v1.AdoptRequest, v1.AdoptResponse]
+	ready         *runtime.Client[v1.ReadyRequest, v1.ReadyResponse]
 }
 
 func (c *controlServiceClient) Hello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) (*v1.HelloResponse, error) {
@@ -507,6 +530,14 @@ func (c *controlServiceClient) SendAdopt(ctx context.Context, req *v1.AdoptReque
 	return c.adopt.Send(ctx, req, opts...)
 }
 
+func (c *controlServiceClient) Ready(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) (*v1.ReadyResponse, error) {
+	return c.ready.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) error {
+	return c.ready.Send(ctx, req, opts...)
+}
+
 // controlServiceBroadcastClient implements ControlServiceBroadcastClient with a runtime.SendClient
 // per method.
 type controlServiceBroadcastClient struct {
@@ -521,6 +552,7 @@ type controlServiceBroadcastClient struct {
 	stopSignal    *runtime.SendClient[v1.StopSignalRequest]
 	credit        *runtime.SendClient[v1.CreditRequest]
 	adopt         *runtime.SendClient[v1.AdoptRequest]
+	ready         *runtime.SendClient[v1.ReadyRequest]
 }
 
 func (c *controlServiceBroadcastClient) SendHello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) error {
@@ -565,4 +597,8 @@ func (c *controlServiceBroadcastClient) SendCredit(ctx context.Context, req *v1.
 
 func (c *controlServiceBroadcastClient) SendAdopt(ctx context.Context, req *v1.AdoptRequest, opts ...runtime.CallOption) error {
 	return c.adopt.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) error {
+	return c.ready.Send(ctx, req, opts...)
 }

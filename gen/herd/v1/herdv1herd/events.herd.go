@@ -38,6 +38,22 @@ const (
 	EventServiceExitProcedure = "/herd.v1.EventService/Exit"
 	// EventServiceErrorProcedure is the procedure name of the EventService's Error method.
 	EventServiceErrorProcedure = "/herd.v1.EventService/Error"
+	// EventServiceReadyProcedure is the procedure name of the EventService's Ready method.
+	EventServiceReadyProcedure = "/herd.v1.EventService/Ready"
+	// EventServiceRestartScheduledProcedure is the procedure name of the EventService's
+	// RestartScheduled method.
+	EventServiceRestartScheduledProcedure = "/herd.v1.EventService/RestartScheduled"
+	// EventServiceSlotFailedProcedure is the procedure name of the EventService's SlotFailed method.
+	EventServiceSlotFailedProcedure = "/herd.v1.EventService/SlotFailed"
+	// EventServiceReloadStartedProcedure is the procedure name of the EventService's ReloadStarted
+	// method.
+	EventServiceReloadStartedProcedure = "/herd.v1.EventService/ReloadStarted"
+	// EventServiceReloadFinishedProcedure is the procedure name of the EventService's ReloadFinished
+	// method.
+	EventServiceReloadFinishedProcedure = "/herd.v1.EventService/ReloadFinished"
+	// EventServiceReloadAbortedProcedure is the procedure name of the EventService's ReloadAborted
+	// method.
+	EventServiceReloadAbortedProcedure = "/herd.v1.EventService/ReloadAborted"
 )
 
 // EventServiceHandler is an implementation of the herd.v1.EventService service, registered with
@@ -62,6 +78,21 @@ type EventServiceHandler interface {
 	Exit(context.Context, *v1.ExitEvent) (*emptypb.Empty, error)
 	// Error: something went wrong on the worker's link or in its process.
 	Error(context.Context, *v1.ErrorEvent) (*emptypb.Empty, error)
+	// Ready: a worker of a supervised pool became ready (runtime.Pool).
+	Ready(context.Context, *v1.ReadyEvent) (*emptypb.Empty, error)
+	// RestartScheduled: a pool will replace a worker that exited, after a
+	// delay; it follows that worker's exit event.
+	RestartScheduled(context.Context, *v1.RestartScheduledEvent) (*emptypb.Empty, error)
+	// SlotFailed: a pool stopped restarting the workers of a slot; it follows
+	// the exit event of the slot's last worker.
+	SlotFailed(context.Context, *v1.SlotFailedEvent) (*emptypb.Empty, error)
+	// ReloadStarted: a pool's rolling reload started.
+	ReloadStarted(context.Context, *v1.ReloadStartedEvent) (*emptypb.Empty, error)
+	// ReloadFinished: a pool's rolling reload replaced every worker.
+	ReloadFinished(context.Context, *v1.ReloadFinishedEvent) (*emptypb.Empty, error)
+	// ReloadAborted: a pool's rolling reload stopped because a replacement
+	// did not become ready; the workers not yet replaced keep serving.
+	ReloadAborted(context.Context, *v1.ReloadAbortedEvent) (*emptypb.Empty, error)
 }
 
 // RegisterEventServiceHandler registers impl as the herd.v1.EventService service on r, one handler
@@ -79,6 +110,12 @@ func RegisterEventServiceHandler(r runtime.Registrar, impl EventServiceHandler, 
 		runtime.NewUnaryHandler(EventServiceDisconnectProcedure, impl.Disconnect, opts...),
 		runtime.NewUnaryHandler(EventServiceExitProcedure, impl.Exit, opts...),
 		runtime.NewUnaryHandler(EventServiceErrorProcedure, impl.Error, opts...),
+		runtime.NewUnaryHandler(EventServiceReadyProcedure, impl.Ready, opts...),
+		runtime.NewUnaryHandler(EventServiceRestartScheduledProcedure, impl.RestartScheduled, opts...),
+		runtime.NewUnaryHandler(EventServiceSlotFailedProcedure, impl.SlotFailed, opts...),
+		runtime.NewUnaryHandler(EventServiceReloadStartedProcedure, impl.ReloadStarted, opts...),
+		runtime.NewUnaryHandler(EventServiceReloadFinishedProcedure, impl.ReloadFinished, opts...),
+		runtime.NewUnaryHandler(EventServiceReloadAbortedProcedure, impl.ReloadAborted, opts...),
 	)
 }
 
@@ -109,6 +146,30 @@ func (UnimplementedEventServiceHandler) Exit(context.Context, *v1.ExitEvent) (*e
 
 func (UnimplementedEventServiceHandler) Error(context.Context, *v1.ErrorEvent) (*emptypb.Empty, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.Error is not implemented")
+}
+
+func (UnimplementedEventServiceHandler) Ready(context.Context, *v1.ReadyEvent) (*emptypb.Empty, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.Ready is not implemented")
+}
+
+func (UnimplementedEventServiceHandler) RestartScheduled(context.Context, *v1.RestartScheduledEvent) (*emptypb.Empty, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.RestartScheduled is not implemented")
+}
+
+func (UnimplementedEventServiceHandler) SlotFailed(context.Context, *v1.SlotFailedEvent) (*emptypb.Empty, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.SlotFailed is not implemented")
+}
+
+func (UnimplementedEventServiceHandler) ReloadStarted(context.Context, *v1.ReloadStartedEvent) (*emptypb.Empty, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.ReloadStarted is not implemented")
+}
+
+func (UnimplementedEventServiceHandler) ReloadFinished(context.Context, *v1.ReloadFinishedEvent) (*emptypb.Empty, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.ReloadFinished is not implemented")
+}
+
+func (UnimplementedEventServiceHandler) ReloadAborted(context.Context, *v1.ReloadAbortedEvent) (*emptypb.Empty, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.ReloadAborted is not implemented")
 }
 
 // isNilUnimplementedEventServiceHandler reports whether u is nil: an implementation that embeds a

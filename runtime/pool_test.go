@@ -1,0 +1,332 @@
+//go:build unix
+
+package runtime_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	_ "github.com/herd-go/herd/actor"
+	"github.com/herd-go/herd/runtime"
+)
+
+func init() {
+	// bootcrash dies before its handshake with a message on stderr.
+	workerModes["bootcrash"] = func() int {
+		fmt.Fprintln(os.Stderr, "starting up")
+		fmt.Fprintln(os.Stderr, "fatal: config file /etc/nowhere.conf missing")
+		return 2
+	}
+	// ready says it is ready after Start, when its ID is in
+	// HERD_TEST_READY_IDS (all IDs when unset), and idles.
+	workerModes["ready"] = func() int {
+		self, ctx := startSelf()
+		if ids := os.Getenv("HERD_TEST_READY_IDS"); ids == "" || slices.Contains(strings.Split(ids, ","), fmt.Sprint(self.ID())) {
+			if err := self.Ready(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "Ready:", err)
+				return 13
+			}
+		}
+		<-self.Done()
+		select {}
+	}
+	// serve answers "ok ID" to every line on a shared TCP port and drains
+	// its connections on disconnect.
+	workerModes["serve"] = serveWorkerMain
+	// stuckdrain never finishes its drain hook.
+	workerModes["stuckdrain"] = func() int {
+		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+		if err != nil {
+			return 10
+		}
+		self.OnDisconnect(func(ctx context.Context) error { select {} })
+		if err := self.Start(context.Background()); err != nil {
+			return 12
+		}
+		select {}
+	}
+}
+
+func startSelf() (*runtime.Self, context.Context) {
+	ctx := context.Background()
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "NewSelf:", err)
+		os.Exit(10)
+	}
+	if err := self.Start(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "Start:", err)
+		os.Exit(12)
+	}
+	return self, ctx
+}
+
+func serveWorkerMain() int {
+	ctx := context.Background()
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+	if err != nil {
+		return 10
+	}
+	var conns sync.WaitGroup
+	acceptDone := make(chan struct{})
+	self.OnDisconnect(func(ctx context.Context) error {
+		// The runtime closed the listener: the accept loop ends, then
+		// every connection it took is answered.
+		<-acceptDone
+		conns.Wait()
+		return nil
+	})
+	if err := self.Start(ctx); err != nil {
+		return 12
+	}
+	ln, err := runtime.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Listen:", err)
+		return 13
+	}
+	go func() {
+		defer close(acceptDone)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(waitLimit))
+				if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+					return
+				}
+				fmt.Fprintf(c, "ok %d\n", self.ID())
+			}()
+		}
+	}()
+	<-self.Done()
+	select {}
+}
+
+// fakeClock is a pool clock that never moves by itself: Now is what the
+// test set, and a timer fires at once when its delay is below auto (the
+// restart delays), else never (ready and stop timeouts), unless Advance
+// passes it.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	auto   time.Duration
+	delays []time.Duration
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func newFakeClock(auto time.Duration) *fakeClock {
+	return &fakeClock{now: time.Unix(1_000_000, 0), auto: auto}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d < c.auto {
+		c.delays = append(c.delays, d)
+		go f()
+		return func() bool { return false }
+	}
+	t := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+}
+
+// Advance moves the clock and fires the timers it passes.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var fire []func()
+	for _, t := range c.timers {
+		if !t.stopped && !t.at.After(c.now) {
+			t.stopped = true
+			fire = append(fire, t.f)
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range fire {
+		go f()
+	}
+}
+
+func (c *fakeClock) Delays() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.delays...)
+}
+
+// recordPool adds the pool's events to the cluster's recorder:
+// "ready ID slot=S source=X", "restart PREV slot=S attempt=A delay=D
+// boot=B", "slotfailed LAST slot=S", "reload-started IDS",
+// "reload-finished IDS", "reload-aborted slot=S worker=ID reason".
+func recordPool(c *cluster) {
+	r := c.rec
+	ids := func(ws []uint64) string {
+		s := make([]string, len(ws))
+		for i, id := range ws {
+			s[i] = fmt.Sprint(id)
+		}
+		return strings.Join(s, ",")
+	}
+	err := c.p.Register(
+		runtime.NewUnaryHandler("/herd.v1.EventService/Ready", func(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
+			r.add(fmt.Sprintf("ready %d slot=%d source=%s", ev.GetWorker().GetId(), ev.GetSlot(), ev.GetSource()))
+			return empty(), nil
+		}),
+		runtime.NewUnaryHandler("/herd.v1.EventService/RestartScheduled", func(ctx context.Context, ev *herdv1.RestartScheduledEvent) (*emptypb.Empty, error) {
+			r.add(fmt.Sprintf("restart %d slot=%d attempt=%d delay=%v boot=%t", ev.GetPrevious().GetId(), ev.GetSlot(), ev.GetAttempt(), ev.GetDelay().AsDuration(), ev.GetBootFailure()))
+			return empty(), nil
+		}),
+		runtime.NewUnaryHandler("/herd.v1.EventService/SlotFailed", func(ctx context.Context, ev *herdv1.SlotFailedEvent) (*emptypb.Empty, error) {
+			r.add(fmt.Sprintf("slotfailed %d slot=%d %s", ev.GetLast().GetId(), ev.GetSlot(), ev.GetReason()))
+			return empty(), nil
+		}),
+		runtime.NewUnaryHandler("/herd.v1.EventService/ReloadStarted", func(ctx context.Context, ev *herdv1.ReloadStartedEvent) (*emptypb.Empty, error) {
+			r.add("reload-started " + ids(ev.GetWorkers()))
+			return empty(), nil
+		}),
+		runtime.NewUnaryHandler("/herd.v1.EventService/ReloadFinished", func(ctx context.Context, ev *herdv1.ReloadFinishedEvent) (*emptypb.Empty, error) {
+			r.add("reload-finished " + ids(ev.GetWorkers()))
+			return empty(), nil
+		}),
+		runtime.NewUnaryHandler("/herd.v1.EventService/ReloadAborted", func(ctx context.Context, ev *herdv1.ReloadAbortedEvent) (*emptypb.Empty, error) {
+			r.add(fmt.Sprintf("reload-aborted slot=%d worker=%d %s", ev.GetSlot(), ev.GetReplacement().GetId(), ev.GetReason()))
+			return empty(), nil
+		}),
+	)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// newPool makes a pool of workers in mode on a new cluster; the pool is
+// stopped (gracefully, then killed) at the end of the test, before the
+// cluster's leak check.
+func newPool(t *testing.T, mode string, opts ...runtime.PoolOption) (*cluster, *runtime.Pool) {
+	t.Helper()
+	c := newCluster(t)
+	recordPool(c)
+	opts = append([]runtime.PoolOption{runtime.WithPoolForkOptions(runtime.WithForkEnv("HERD_TEST_MODE=" + mode))}, opts...)
+	pl := runtime.NewPool(c.p, opts...)
+	t.Cleanup(func() {
+		pl.ForceStop()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		pl.Stop(ctx)
+	})
+	return c, pl
+}
+
+func startPool(t *testing.T, pl *runtime.Pool) {
+	t.Helper()
+	if err := pl.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitPool(t *testing.T, pl *runtime.Pool) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	err := pl.Wait(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("the pool did not end")
+	}
+	return err
+}
+
+func workerIDs(ws []*runtime.Worker) []uint64 {
+	var ids []uint64
+	for _, w := range ws {
+		ids = append(ids, w.ID())
+	}
+	return ids
+}
+
+// TestPoolReplacesDeadWorker: a worker killed from outside, or by the
+// primary's Kill, is replaced in its slot; one the primary disconnected is
+// not, and its slot goes. Then a graceful stop ends the pool with nil.
+func TestPoolReplacesDeadWorker(t *testing.T) {
+	c, pl := newPool(t, "idle", runtime.WithPoolSize(2), runtime.WithReadiness(runtime.ReadyOnOnline))
+	startPool(t, pl)
+	c.rec.waitFor("ready 1 slot=0 source=READY_SOURCE_ONLINE")
+	c.rec.waitFor("ready 2 slot=1 source=READY_SOURCE_ONLINE")
+
+	w1, _ := c.p.Worker(1)
+	syscall.Kill(w1.PID(), syscall.SIGKILL) // from outside
+	c.rec.waitFor("restart 1 slot=0 attempt=1 delay=")
+	c.rec.waitFor("ready 3 slot=0")
+	w2, _ := c.p.Worker(2)
+	w2.Kill(syscall.SIGTERM) // the primary's Kill is no disconnect
+	c.rec.waitFor("restart 2 slot=1 attempt=1")
+	c.rec.waitFor("ready 4 slot=1")
+	if got := workerIDs(pl.Workers()); !slices.Equal(got, []uint64{3, 4}) {
+		t.Errorf("workers %v, want [3 4]", got)
+	}
+
+	// Exit before restart: the order of worker 1's events.
+	want := []string{"fork", "online", "ready slot=0 source=READY_SOURCE_ONLINE", "disconnect",
+		"exit code=-1 signal=SIGKILL after=false cause=EXIT_CAUSE_SIGNAL", "restart slot=0 attempt=1"}
+	got := c.rec.of(1)
+	if len(got) != len(want) {
+		t.Fatalf("events of worker 1 %q, want %q", got, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("event %d of worker 1 = %q, want %q...", i, got[i], want[i])
+		}
+	}
+
+	// A disconnect the primary asked for is not answered with a restart.
+	w3, _ := c.p.Worker(3)
+	if err := w3.Disconnect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	<-w3.Done()
+	if n := pl.Size(); n != 1 {
+		t.Errorf("size %d after a disconnect, want 1", n)
+	}
+	if err := pl.Stop(context.Background()); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	c.rec.waitFor("exit 4 code=0 signal= after=true")
+	for _, l := range c.rec.all() {
+		if strings.HasPrefix(l, "restart 3") || strings.HasPrefix(l, "restart 4") || strings.HasPrefix(l, "fork 5") {
+			t.Errorf("unexpected %q", l)
+		}
+	}
+}
