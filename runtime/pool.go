@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/actor"
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 )
 
 // Errors a pool ends with or returns.

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
-	_ "github.com/herd-go/herd/actor"
 	"github.com/herd-go/herd/runtime"
 )
 
@@ -129,6 +128,28 @@ type fakeClock struct {
 	auto   time.Duration
 	delays []time.Duration
 	timers []*fakeTimer
+	added  chan struct{}
+}
+
+// waitTimers waits until n timers that do not fire by themselves have been
+// set.
+func (c *fakeClock) waitTimers(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		have := len(c.timers)
+		c.mu.Unlock()
+		if have >= n {
+			return
+		}
+		select {
+		case <-c.added:
+		case <-deadline.C:
+			t.Fatalf("%d timers set, want %d", have, n)
+		}
+	}
 }
 
 type fakeTimer struct {
@@ -138,7 +159,7 @@ type fakeTimer struct {
 }
 
 func newFakeClock(auto time.Duration) *fakeClock {
-	return &fakeClock{now: time.Unix(1_000_000, 0), auto: auto}
+	return &fakeClock{now: time.Unix(1_000_000, 0), auto: auto, added: make(chan struct{}, 1)}
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -157,6 +178,10 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
 	}
 	t := &fakeTimer{at: c.now.Add(d), f: f}
 	c.timers = append(c.timers, t)
+	select {
+	case c.added <- struct{}{}:
+	default:
+	}
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -243,7 +268,6 @@ func newPool(t *testing.T, mode string, opts ...runtime.PoolOption) (*cluster, *
 	opts = append([]runtime.PoolOption{runtime.WithPoolForkOptions(runtime.WithForkEnv("HERD_TEST_MODE=" + mode))}, opts...)
 	pl := runtime.NewPool(c.p, opts...)
 	t.Cleanup(func() {
-		pl.ForceStop()
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
 		pl.Stop(ctx)
@@ -329,4 +353,253 @@ func TestPoolReplacesDeadWorker(t *testing.T) {
 			t.Errorf("unexpected %q", l)
 		}
 	}
+}
+
+// TestPoolRestartPolicies: transient replaces a failure only, temporary
+// never; a slot not refilled goes.
+func TestPoolRestartPolicies(t *testing.T) {
+	t.Run("transient", func(t *testing.T) {
+		c, pl := newPool(t, "idle", runtime.WithPoolSize(2), runtime.WithReadiness(runtime.ReadyOnOnline),
+			runtime.WithRestartPolicy(runtime.RestartTransient))
+		startPool(t, pl)
+		c.rec.waitFor("ready 1 ")
+		c.rec.waitFor("ready 2 ")
+		w1, _ := c.p.Worker(1)
+		w1.Kill(syscall.SIGKILL) // a failure
+		c.rec.waitFor("restart 1 slot=0 attempt=1")
+		c.rec.waitFor("ready 3 slot=0")
+		// A clean exit the worker chose: not replaced.
+		w2, _ := c.p.Worker(2)
+		if err := w2.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"}, &herdv1.ErrorEvent{}); err != nil {
+			t.Fatal(err)
+		}
+		c.rec.waitFor("exit 2 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")
+		if got := workerIDs(pl.Workers()); !slices.Equal(got, []uint64{3}) || pl.Size() != 1 {
+			t.Errorf("workers %v size %d, want [3] and 1", got, pl.Size())
+		}
+	})
+	t.Run("temporary", func(t *testing.T) {
+		c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
+			runtime.WithRestartPolicy(runtime.RestartTemporary))
+		startPool(t, pl)
+		c.rec.waitFor("ready 1 ")
+		w1, _ := c.p.Worker(1)
+		w1.Kill(syscall.SIGKILL)
+		c.waitExit(w1)
+		if pl.Size() != 0 || len(pl.Workers()) != 0 {
+			t.Errorf("size %d workers %v after a temporary worker died", pl.Size(), workerIDs(pl.Workers()))
+		}
+	})
+	t.Run("intensity", func(t *testing.T) {
+		c, pl := newPool(t, "exit3", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
+			runtime.WithRestartIntensity(1, time.Hour))
+		startPool(t, pl)
+		c.rec.waitFor("restart 1 slot=0 attempt=1")
+		c.rec.waitFor("slotfailed 2 slot=0")
+	})
+}
+
+// TestPoolScale: scaling up forks into new slots, scaling down disconnects
+// the last slots' workers gracefully and does not replace them.
+func TestPoolScale(t *testing.T) {
+	c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline))
+	startPool(t, pl)
+	c.rec.waitFor("ready 1 slot=0")
+	if err := pl.Scale(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	c.rec.waitFor("ready 2 slot=1")
+	c.rec.waitFor("ready 3 slot=2")
+	if got := workerIDs(pl.ReadyWorkers()); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Errorf("ready workers %v", got)
+	}
+	if err := pl.Scale(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int{2, 3} {
+		c.rec.waitFor(fmt.Sprintf("exit %d code=0 signal= after=true cause=EXIT_CAUSE_CLEAN", id))
+	}
+	if got := workerIDs(pl.Workers()); !slices.Equal(got, []uint64{1}) || pl.Size() != 1 {
+		t.Errorf("workers %v size %d after scaling down", got, pl.Size())
+	}
+	if err := pl.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	c.rec.waitFor("ready 4 slot=3")
+	if err := pl.Stop(context.Background()); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	for _, l := range c.rec.all() {
+		if strings.HasPrefix(l, "restart") {
+			t.Errorf("unexpected %q", l)
+		}
+	}
+}
+
+// TestPoolCrashLoopBackoffAndIntensity: a worker that crashes right after
+// it is ready is restarted with 100 ms x1.5 delays (no jitter here; the
+// injected clock fires them at once) until its slot passes 10 restarts in
+// 60 s; the slot fails, and with every slot failed the pool ends with
+// ErrAllSlotsFailed.
+func TestPoolCrashLoopBackoffAndIntensity(t *testing.T) {
+	clk := newFakeClock(time.Minute)
+	b := runtime.DefaultRestartBackoff()
+	b.Rand = func() float64 { return 0.5 } // no jitter
+	c, pl := newPool(t, "exit3", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
+		runtime.WithRestartBackoff(b), runtime.WithClock(clk), runtime.WithStopTimeouts(time.Hour, time.Hour))
+	startPool(t, pl)
+	err := waitPool(t, pl)
+	if !errors.Is(err, runtime.ErrAllSlotsFailed) || !strings.Contains(err.Error(), "exited with code 3") {
+		t.Errorf("pool ended with %v, want ErrAllSlotsFailed naming exit code 3", err)
+	}
+	var want []time.Duration
+	d := 100 * time.Millisecond
+	for range 10 {
+		want = append(want, d)
+		d = d * 3 / 2
+	}
+	if got := clk.Delays(); !slices.Equal(got, want) {
+		t.Errorf("delays %v, want %v", got, want)
+	}
+	for i := range 10 {
+		c.rec.waitFor(fmt.Sprintf("restart %d slot=0 attempt=%d delay=%v boot=false", i+1, i+1, want[i]))
+	}
+	c.rec.waitFor("slotfailed 11 slot=0 more than 10 restarts within 1m0s")
+	if strings.Contains(strings.Join(c.rec.all(), "\n"), "fork 12") {
+		t.Error("a 12th worker was forked")
+	}
+}
+
+// TestPoolBackoffSchedule: jitter stays within +-20 %, the delay is capped,
+// and a worker that ran 30 s (on the injected clock) resets the sequence.
+func TestPoolBackoffSchedule(t *testing.T) {
+	clk := newFakeClock(time.Minute)
+	b := runtime.DefaultRestartBackoff()
+	b.Max = 300 * time.Millisecond
+	rands := []float64{0, 0.999999, 0.5, 0.5}
+	var mu sync.Mutex
+	b.Rand = func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		r := rands[0]
+		rands = append(rands[1:], 0.5)
+		return r
+	}
+	c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
+		runtime.WithRestartBackoff(b), runtime.WithClock(clk), runtime.WithStopTimeouts(time.Hour, time.Hour))
+	startPool(t, pl)
+	kill := func(id uint64) {
+		t.Helper()
+		c.rec.waitFor(fmt.Sprintf("ready %d ", id))
+		w, ok := c.p.Worker(id)
+		if !ok {
+			t.Fatalf("no worker %d", id)
+		}
+		w.Kill(syscall.SIGKILL)
+		c.rec.waitFor(fmt.Sprintf("restart %d ", id))
+	}
+	for id := uint64(1); id <= 4; id++ {
+		kill(id)
+	}
+	c.rec.waitFor("ready 5 ")
+	clk.Advance(30 * time.Second) // worker 5 runs 30 s: stable
+	kill(5)
+	got := clk.Delays()
+	want := []time.Duration{80 * time.Millisecond, 180 * time.Millisecond, 225 * time.Millisecond, 300 * time.Millisecond, 100 * time.Millisecond}
+	if len(got) != len(want) {
+		t.Fatalf("delays %v, want %v", got, want)
+	}
+	for i := range want {
+		if diff := got[i] - want[i]; diff < -time.Microsecond || diff > time.Microsecond {
+			t.Errorf("delay %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	c.rec.waitFor("restart 5 slot=0 attempt=1 ")
+}
+
+// TestPoolBootFailure: workers that die before they are ready, three in a
+// row with none ever ready, end the pool with a *BootError that names the
+// exit code and the last lines of the worker's stderr.
+func TestPoolBootFailure(t *testing.T) {
+	clk := newFakeClock(time.Minute)
+	c, pl := newPool(t, "bootcrash", runtime.WithPoolSize(1), runtime.WithClock(clk), runtime.WithStopTimeouts(time.Hour, time.Hour))
+	startPool(t, pl)
+	err := waitPool(t, pl)
+	var be *runtime.BootError
+	if !errors.As(err, &be) || !errors.Is(err, runtime.ErrBootFailure) {
+		t.Fatalf("pool ended with %v, want a *BootError", err)
+	}
+	if be.Failures != 3 || be.Worker != 3 || be.Code != 2 || be.Cause != herdv1.ExitCause_EXIT_CAUSE_ERROR ||
+		be.StderrTail != "starting up\nfatal: config file /etc/nowhere.conf missing" {
+		t.Errorf("boot error %+v", be)
+	}
+	if !strings.Contains(err.Error(), "exited with code 2") || !strings.Contains(err.Error(), "config file /etc/nowhere.conf missing") {
+		t.Errorf("message %q", err)
+	}
+	c.rec.waitFor("restart 1 slot=0 attempt=1 delay=")
+	c.rec.waitFor("restart 2 slot=0 attempt=2 delay=")
+	if l := c.rec.waitFor("restart 1 "); !strings.HasSuffix(l, "boot=true") {
+		t.Errorf("%q: want a boot failure", l)
+	}
+	if strings.Contains(strings.Join(c.rec.all(), "\n"), "fork 4") {
+		t.Error("a 4th worker was forked")
+	}
+}
+
+// TestPoolReadyTimeout: a worker that never says it is ready is killed at
+// the ready timeout (exit cause READY_TIMEOUT), a boot failure.
+func TestPoolReadyTimeout(t *testing.T) {
+	clk := newFakeClock(time.Minute)
+	c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyExplicit),
+		runtime.WithClock(clk), runtime.WithBootFailures(1), runtime.WithStopTimeouts(time.Hour, time.Hour))
+	startPool(t, pl)
+	clk.waitTimers(t, 1)
+	clk.Advance(runtime.DefaultReadyTimeout)
+	err := waitPool(t, pl)
+	c.rec.waitFor("exit 1 code=-1 signal=SIGKILL after=false cause=EXIT_CAUSE_READY_TIMEOUT")
+	var be *runtime.BootError
+	if !errors.As(err, &be) || be.Cause != herdv1.ExitCause_EXIT_CAUSE_READY_TIMEOUT || be.Signal != "SIGKILL" {
+		t.Errorf("pool ended with %v (%+v), want a ready timeout", err, be)
+	}
+}
+
+// TestPoolReadiness: an explicit Ready, and the first listening event by
+// default.
+func TestPoolReadiness(t *testing.T) {
+	t.Run("explicit", func(t *testing.T) {
+		c, pl := newPool(t, "ready", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyExplicit))
+		startPool(t, pl)
+		c.rec.waitFor("ready 1 slot=0 source=READY_SOURCE_EXPLICIT")
+	})
+	t.Run("listening", func(t *testing.T) {
+		c, pl := newPool(t, "serve", runtime.WithPoolSize(1))
+		startPool(t, pl)
+		c.rec.waitFor("ready 1 slot=0 source=READY_SOURCE_LISTENING")
+		got := c.rec.of(1)
+		if i, j := slices.IndexFunc(got, func(l string) bool { return strings.HasPrefix(l, "listening") }),
+			slices.IndexFunc(got, func(l string) bool { return strings.HasPrefix(l, "ready") }); i < 0 || j != i+1 {
+			t.Errorf("events %q: want ready right after listening", got)
+		}
+	})
+}
+
+// TestPoolStopForced: a worker whose drain never ends gets SIGTERM once the
+// graceful timeout has passed (on the injected clock); Stop says so.
+func TestPoolStopForced(t *testing.T) {
+	clk := newFakeClock(0)
+	c, pl := newPool(t, "stuckdrain", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
+		runtime.WithClock(clk), runtime.WithStopTimeouts(time.Minute, time.Hour))
+	startPool(t, pl)
+	c.rec.waitFor("ready 1 ")
+	clk.waitTimers(t, 1) // the ready timeout's, stopped
+	stopped := make(chan error, 1)
+	go func() { stopped <- pl.Stop(context.Background()) }()
+	clk.waitTimers(t, 2) // the graceful timeout's
+	clk.Advance(time.Minute)
+	err := <-stopped
+	var fe *runtime.ForcedError
+	if !errors.As(err, &fe) || fe.Worker != 1 || fe.Signal != "SIGTERM" {
+		t.Errorf("Stop: %v, want worker 1 ended with SIGTERM", err)
+	}
+	c.rec.waitFor("exit 1 code=-1 signal=SIGTERM after=true cause=EXIT_CAUSE_KILLED")
 }
