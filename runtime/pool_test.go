@@ -95,6 +95,7 @@ func serveWorkerMain() int {
 		fmt.Fprintln(os.Stderr, "Listen:", err)
 		return 13
 	}
+	_ = self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: "addr " + ln.Addr().String()})
 	go func() {
 		defer close(acceptDone)
 		for {
