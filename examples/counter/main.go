@@ -12,15 +12,24 @@
 //
 //	listening addr=HOST:PORT
 //
-// with the real port (also for port 0). SIGINT or SIGTERM, to the primary or
-// to the whole process group (Ctrl-C, kill -- -PGID, systemd, docker stop),
-// disconnects the workers gracefully (requests in flight finish; a worker
-// that gets the signal too waits for the primary's disconnect, which the
-// runtime arranges), then the primary prints
+// with the real port (also for port 0). The workers are a supervised
+// runtime.Pool: a worker that dies (kill -9) is replaced in its slot, and
+// its replacement prints its own online line. SIGHUP to the primary reloads
+// every worker, one at a time, without a failed request; when it is done the
+// primary prints the new workers' IDs, ascending:
+//
+//	reloaded workers=3,4
+//
+// SIGINT or SIGTERM, to the primary or to the whole process group (Ctrl-C,
+// kill -- -PGID, systemd, docker stop), disconnects the workers gracefully
+// (requests in flight finish; a worker that gets the signal too waits for
+// the primary's disconnect, which the runtime arranges), then the primary
+// prints
 //
 //	total=N per_worker=1:A,2:B
 //
-// and exits with status 0.
+// and exits with status 0 (1 when a worker had to be killed: a second
+// SIGINT or SIGTERM during the stop skips to SIGKILL).
 package main
 
 import (
@@ -32,13 +41,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -248,10 +255,40 @@ type events struct {
 	herdv1herd.UnimplementedEventServiceHandler
 	out       io.Writer
 	stderr    io.Writer
+	counts    *counts
 	want      int
 	mu        sync.Mutex
 	listening map[uint64]bool
 	printed   bool
+}
+
+// Fork implements herdv1herd.EventServiceHandler: every worker gets a line
+// in the totals, even with no requests.
+func (e *events) Fork(ctx context.Context, ev *herdv1.ForkEvent) (*emptypb.Empty, error) {
+	e.counts.mu.Lock()
+	e.counts.perWorker[ev.GetWorker().GetId()] += 0
+	e.counts.mu.Unlock()
+	return &emptypb.Empty{}, nil
+}
+
+// ReloadFinished implements herdv1herd.EventServiceHandler.
+func (e *events) ReloadFinished(ctx context.Context, ev *herdv1.ReloadFinishedEvent) (*emptypb.Empty, error) {
+	ids := slices.Clone(ev.GetWorkers())
+	slices.Sort(ids)
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = strconv.FormatUint(id, 10)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fmt.Fprintf(e.out, "reloaded workers=%s\n", strings.Join(parts, ","))
+	return &emptypb.Empty{}, nil
+}
+
+// ReloadAborted implements herdv1herd.EventServiceHandler.
+func (e *events) ReloadAborted(ctx context.Context, ev *herdv1.ReloadAbortedEvent) (*emptypb.Empty, error) {
+	fmt.Fprintf(e.stderr, "reload aborted at slot %d: %s\n", ev.GetSlot(), ev.GetReason())
+	return &emptypb.Empty{}, nil
 }
 
 // Online implements herdv1herd.EventServiceHandler.
@@ -300,7 +337,7 @@ func primary(o options, stdout, stderr io.Writer) int {
 	}
 	p := runtime.NewPrimary(opts...)
 	c := &counts{perWorker: make(map[uint64]uint64)}
-	ev := &events{out: stdout, stderr: stderr, want: o.workers, listening: make(map[uint64]bool)}
+	ev := &events{out: stdout, stderr: stderr, counts: c, want: o.workers, listening: make(map[uint64]bool)}
 	if err := counterv1herd.RegisterCounterServiceHandler(p, c); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -309,34 +346,22 @@ func primary(o options, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	for range o.workers {
-		w, err := p.Fork(ctx)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			break
-		}
-		// Every worker gets a line in the totals, even with no requests.
-		c.mu.Lock()
-		c.perWorker[w.ID()] += 0
-		c.mu.Unlock()
-	}
-	<-sigs
-	// Graceful: each worker closes its listener, finishes its requests
-	// and exits; after 30 seconds the stragglers are killed.
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := p.Disconnect(dctx); err != nil {
-		fmt.Fprintln(stderr, err)
-	}
-	if err := p.Wait(ctx); err != nil {
+	// The pool keeps o.workers workers, replaces one that dies, reloads
+	// them all on SIGHUP and, on SIGINT or SIGTERM, stops them gracefully:
+	// each worker closes its listener, finishes its requests and exits
+	// (SIGTERM after 30 seconds, then SIGKILL). Run returns once they all
+	// have exited.
+	pool := runtime.NewPool(p, runtime.WithPoolSize(o.workers))
+	err := pool.Run(ctx)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 	}
 	st, _ := c.Stats(ctx, &counterv1.StatsRequest{})
 	ev.mu.Lock()
 	fmt.Fprintln(stdout, totals(st))
 	ev.mu.Unlock()
+	if err != nil {
+		return 1
+	}
 	return 0
 }

@@ -226,3 +226,89 @@ func TestCounter(t *testing.T) {
 		})
 	}
 }
+
+// TestCounterSupervision: a worker killed with kill -9 is replaced (its
+// replacement's online line follows) and requests keep being answered;
+// SIGHUP reloads every worker while a client sends requests, none fails,
+// and the primary prints the new IDs; SIGTERM then stops with the totals
+// and status 0.
+func TestCounterSupervision(t *testing.T) {
+	e := start(t, "-addr", "127.0.0.1:0", "-workers", "2", "-sched", "rr")
+	addr := strings.TrimPrefix(e.expect("listening addr="), "listening addr=")
+	base := "http://" + addr
+	client := &http.Client{Transport: &http.Transport{}, Timeout: waitLimit}
+	defer client.CloseIdleConnections()
+	get(t, client, base+"/")
+
+	if len(e.pids) != 2 {
+		t.Fatalf("online lines %q", e.seen)
+	}
+	syscall.Kill(e.pids[0], syscall.SIGKILL)
+	e.expect("online worker=3 pid=")
+	for range 10 {
+		if body := get(t, client, base+"/"); !strings.HasPrefix(body, "hello from worker ") {
+			t.Fatalf("GET / = %q", body)
+		}
+	}
+
+	// A reload under load: two clients, one keep-alive, one a new
+	// connection per request, until the reload is done.
+	stop := make(chan struct{})
+	errs := make(chan error, 2)
+	var answered [2]int
+	for i, tr := range []*http.Transport{{}, {DisableKeepAlives: true}} {
+		go func() {
+			c := &http.Client{Transport: tr, Timeout: waitLimit}
+			defer tr.CloseIdleConnections()
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				resp, err := c.Get(base + "/")
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				answered[i]++
+			}
+		}()
+	}
+	e.cmd.Process.Signal(syscall.SIGHUP)
+	if line := e.expect("reloaded workers="); line != "reloaded workers=4,5" {
+		t.Errorf("%q, want reloaded workers=4,5", line)
+	}
+	close(stop)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("request during the reload: %v", err)
+		}
+	}
+	t.Logf("answered during the reload: keep-alive %d, close %d", answered[0], answered[1])
+	if body := get(t, client, base+"/"); body != "hello from worker 4" && body != "hello from worker 5" {
+		t.Errorf("after the reload GET / = %q", body)
+	}
+
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	total := e.expect("total=")
+	if !strings.Contains(total, " per_worker=1:") || !strings.Contains(total, ",5:") {
+		t.Errorf("totals %q: want every worker, 1 to 5", total)
+	}
+	if err := e.cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	for _, l := range e.seen {
+		if strings.HasPrefix(l, "online worker=6") {
+			t.Errorf("a worker too many: %q", e.seen)
+		}
+	}
+}
