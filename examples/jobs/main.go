@@ -2,9 +2,10 @@
 //
 //	go run ./examples/jobs [-workers N] [-jobs M] [-rounds R]
 //
-// The primary forks N workers (default 4) and sends M jobs (default 100),
-// spread round-robin over the workers, as request/response calls of the
-// generated JobService client, two in flight per worker. A job is R rounds
+// The primary keeps N workers (default 4) in a runtime.Pool and sends M jobs
+// (default 100), spread round-robin over the workers' slots, as
+// request/response calls of the generated JobService client, about two in
+// flight per worker. A job is R rounds
 // of SHA-256 (default 20000); while it runs, the worker reports its
 // progress to the primary with fire-and-forget ProgressService messages.
 // The primary computes every job itself and checks the worker's digest
@@ -17,9 +18,19 @@
 // It exits with status 0 when every job is ok and 1 otherwise; the jobs
 // that failed are listed on stderr.
 //
+// A worker that dies is replaced by the pool, and the jobs it was running
+// fail with CodeUnavailable; the primary runs each of them again on
+// another ready worker (up to 5 attempts). That is safe because a job is
+// idempotent: a digest depends only on the job, and running it twice
+// changes nothing but the time spent. A job that is not idempotent must not
+// be retried blindly.
+//
 // Fault injection: -fault-worker ID makes the worker with that ID flip a
 // bit of every digest it returns, so that the primary's checks can be seen
-// to fail. Workers receive the primary's arguments, so they see the flag.
+// to fail. -kill-worker ID makes the primary kill that worker (SIGKILL)
+// halfway through its third job: the pool replaces it and its jobs are
+// retried, so every job is still ok. Workers receive the primary's
+// arguments, so they see the flags.
 package main
 
 import (
@@ -32,6 +43,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -58,6 +70,7 @@ type config struct {
 	workers, jobs int
 	rounds        uint
 	faultWorker   uint64
+	killWorker    uint64
 }
 
 func flags(stderr io.Writer) (*flag.FlagSet, *config) {
@@ -68,6 +81,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *config) {
 	fs.IntVar(&cfg.jobs, "jobs", 100, "jobs to run")
 	fs.UintVar(&cfg.rounds, "rounds", 20000, "SHA-256 rounds per job")
 	fs.Uint64Var(&cfg.faultWorker, "fault-worker", 0, "fault injection: the worker with this ID returns wrong digests")
+	fs.Uint64Var(&cfg.killWorker, "kill-worker", 0, "fault injection: the primary kills the worker with this ID during its third job")
 	return fs, cfg
 }
 
@@ -142,16 +156,21 @@ func worker(cfg *config) int {
 
 // ---- primary ----
 
-// tracker serves ProgressService on the primary and records, per job, the
-// last progress report and the worker it came from.
+// tracker serves ProgressService on the primary and records, per job and
+// worker (a job retried after its worker died ran on two), the last
+// progress report.
 type tracker struct {
 	jobsv1herd.UnimplementedProgressServiceHandler
 	mu   sync.Mutex
-	jobs map[uint64]*seen
+	jobs map[jobRun]*seen
+	// kill, when set, is called with each progress report first.
+	kill func(w *runtime.Worker, req *jobsv1.ProgressRequest)
 }
 
+// jobRun is one job on one worker.
+type jobRun struct{ job, worker uint64 }
+
 type seen struct {
-	worker   uint64
 	done     uint32
 	total    uint32
 	problems []string
@@ -162,41 +181,52 @@ func (t *tracker) Progress(ctx context.Context, req *jobsv1.ProgressRequest) (*j
 	if !ok {
 		return nil, runtime.Errorf(runtime.CodeInternal, "progress from nowhere")
 	}
+	if t.kill != nil {
+		t.kill(w, req)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.jobs[req.GetJobId()]
+	key := jobRun{req.GetJobId(), w.ID()}
+	s := t.jobs[key]
 	if s == nil {
-		s = &seen{worker: w.ID()}
-		t.jobs[req.GetJobId()] = s
+		s = &seen{}
+		t.jobs[key] = s
 	}
-	switch {
-	case s.worker != w.ID():
-		s.problems = append(s.problems, fmt.Sprintf("progress from worker %d, job ran on worker %d", w.ID(), s.worker))
-	case req.GetDone() < s.done:
+	if req.GetDone() < s.done {
 		s.problems = append(s.problems, fmt.Sprintf("progress went back from %d to %d", s.done, req.GetDone()))
 	}
 	s.done, s.total = req.GetDone(), req.GetTotal()
 	return &jobsv1.ProgressResponse{}, nil
 }
 
-// lifecycle follows the workers' events: online, and exits before the end.
+// lifecycle follows the workers' events: ready, deaths and replacements.
 type lifecycle struct {
 	herdv1herd.UnimplementedEventServiceHandler
-	online chan uint64
-	exited chan uint64
+	ready  chan uint64
+	first  int // workers of the first generation
 	stderr io.Writer
 	mu     sync.Mutex
 }
 
-func (l *lifecycle) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
-	l.online <- ev.GetWorker().GetId()
+func (l *lifecycle) Ready(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
+	id := ev.GetWorker().GetId()
+	if id > uint64(l.first) {
+		l.mu.Lock()
+		fmt.Fprintf(l.stderr, "jobs: worker %d ready in slot %d\n", id, ev.GetSlot())
+		l.mu.Unlock()
+	}
+	select {
+	case l.ready <- id:
+	default:
+	}
 	return &emptypb.Empty{}, nil
 }
 
 func (l *lifecycle) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
-	select {
-	case l.exited <- ev.GetWorker().GetId():
-	default:
+	if !ev.GetExitedAfterDisconnect() {
+		l.mu.Lock()
+		fmt.Fprintf(l.stderr, "jobs: worker %d died (code %d, signal %q)\n", ev.GetWorker().GetId(), ev.GetCode(), ev.GetSignal())
+		l.mu.Unlock()
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -222,8 +252,27 @@ func primary(cfg *config, stdout, stderr io.Writer) int {
 	}
 	ctx := context.Background()
 	p := runtime.NewPrimary()
-	track := &tracker{jobs: make(map[uint64]*seen)}
-	life := &lifecycle{online: make(chan uint64, cfg.workers), exited: make(chan uint64, cfg.workers), stderr: stderr}
+	track := &tracker{jobs: make(map[jobRun]*seen)}
+	life := &lifecycle{ready: make(chan uint64, cfg.workers), first: cfg.workers, stderr: stderr}
+	if cfg.killWorker != 0 {
+		// Kill the worker halfway through its third job.
+		var once sync.Once
+		jobsSeen := map[uint64]bool{}
+		track.kill = func(w *runtime.Worker, req *jobsv1.ProgressRequest) {
+			if w.ID() != cfg.killWorker {
+				return
+			}
+			jobsSeen[req.GetJobId()] = true // only this worker's drainer runs this
+			if len(jobsSeen) == 3 && req.GetDone() >= req.GetTotal()/2 && req.GetDone() < req.GetTotal() {
+				once.Do(func() {
+					life.mu.Lock()
+					fmt.Fprintf(stderr, "jobs: killing worker %d during job %d\n", w.ID(), req.GetJobId())
+					life.mu.Unlock()
+					w.Kill(syscall.SIGKILL)
+				})
+			}
+		}
+	}
 	if err := errors.Join(
 		jobsv1herd.RegisterProgressServiceHandler(p, track),
 		herdv1herd.RegisterEventServiceHandler(p, life),
@@ -231,24 +280,21 @@ func primary(cfg *config, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "jobs:", err)
 		return 1
 	}
-	var workers []*runtime.Worker
-	for range cfg.workers {
-		w, err := p.Fork(ctx)
-		if err != nil {
-			fmt.Fprintln(stderr, "jobs:", err)
-			return stop(p, 1)
-		}
-		workers = append(workers, w)
+	// Job workers never listen: they are ready once online.
+	pool := runtime.NewPool(p, runtime.WithPoolSize(cfg.workers), runtime.WithReadiness(runtime.ReadyOnOnline))
+	if err := pool.Start(ctx); err != nil {
+		fmt.Fprintln(stderr, "jobs:", err)
+		return stop(pool, 1)
 	}
 	for range cfg.workers {
 		select {
-		case <-life.online:
-		case id := <-life.exited:
-			fmt.Fprintf(stderr, "jobs: worker %d exited before it came online\n", id)
-			return stop(p, 1)
+		case <-life.ready:
+		case <-pool.Done():
+			fmt.Fprintln(stderr, "jobs: the pool ended:", pool.Err())
+			return 1
 		case <-time.After(30 * time.Second):
-			fmt.Fprintln(stderr, "jobs: workers did not come online")
-			return stop(p, 1)
+			fmt.Fprintln(stderr, "jobs: workers did not become ready")
+			return stop(pool, 1)
 		}
 	}
 
@@ -256,36 +302,28 @@ func primary(cfg *config, stdout, stderr io.Writer) int {
 	for i := range jobs {
 		jobs[i] = &jobsv1.Job{Id: uint64(i + 1), Seed: fmt.Appendf(nil, "job-%d", i+1), Rounds: uint32(cfg.rounds)}
 	}
-	// Round-robin: job i goes to worker i mod N; each worker has two calls
-	// in flight, so that it has its next job queued while it reports.
+	// Round-robin over the slots: job i goes to the worker in slot i mod N;
+	// 2N dispatchers keep about two calls in flight per worker, so that
+	// each has its next job queued while it reports. A job whose worker
+	// died is retried on the next ready worker.
 	results := make([]result, len(jobs))
-	const perWorker = 2
+	queue := make(chan int)
 	var wg sync.WaitGroup
-	for wi, w := range workers {
-		client := jobsv1herd.NewJobServiceClient(w)
-		queue := make(chan int)
-		for range perWorker {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range queue {
-					res, err := client.Run(ctx, &jobsv1.RunRequest{Job: jobs[i]})
-					results[i] = result{worker: w.ID(), err: err}
-					if err == nil {
-						results[i].digest = res.GetDigest()
-					}
-				}
-			}()
-		}
+	for range 2 * cfg.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer close(queue)
-			for i := wi; i < len(jobs); i += len(workers) {
-				queue <- i
+			for i := range queue {
+				results[i] = runJob(ctx, pool, i, jobs[i], life)
 			}
 		}()
 	}
+	go func() {
+		for i := range jobs {
+			queue <- i
+		}
+		close(queue)
+	}()
 	// The primary's own computation, meanwhile.
 	want := make([][]byte, len(jobs))
 	for i, job := range jobs {
@@ -293,22 +331,17 @@ func primary(cfg *config, stdout, stderr io.Writer) int {
 	}
 	wg.Wait()
 
-	// Disconnecting waits for each worker's exit, and a worker's exit event
+	// Stopping disconnects every worker and waits for its exit event, which
 	// comes after everything it sent: every progress report is in.
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := p.Disconnect(dctx); err != nil {
-		fmt.Fprintln(stderr, "jobs: disconnect:", err)
-	}
-	if err := p.Wait(dctx); err != nil {
-		fmt.Fprintln(stderr, "jobs: wait:", err)
+	if code := stop(pool, 0); code != 0 {
+		return code
 	}
 
 	ok := 0
 	for i, job := range jobs {
 		r := results[i]
 		track.mu.Lock()
-		s := track.jobs[job.GetId()]
+		s := track.jobs[jobRun{job.GetId(), r.worker}]
 		track.mu.Unlock()
 		var problem string
 		switch {
@@ -318,8 +351,6 @@ func primary(cfg *config, stdout, stderr io.Writer) int {
 			problem = fmt.Sprintf("digest %x, want %x", r.digest, want[i])
 		case s == nil || s.done != job.GetRounds() || s.total != job.GetRounds():
 			problem = "no final progress report"
-		case s.worker != r.worker:
-			problem = fmt.Sprintf("progress from worker %d, result from worker %d", s.worker, r.worker)
 		case len(s.problems) > 0:
 			problem = s.problems[0]
 		}
@@ -330,18 +361,59 @@ func primary(cfg *config, stdout, stderr io.Writer) int {
 		ok++
 	}
 	failed := len(jobs) - ok
-	fmt.Fprintf(stdout, "jobs=%d ok=%d failed=%d workers=%d\n", len(jobs), ok, failed, len(workers))
+	fmt.Fprintf(stdout, "jobs=%d ok=%d failed=%d workers=%d\n", len(jobs), ok, failed, cfg.workers)
 	if failed > 0 {
 		return 1
 	}
 	return 0
 }
 
-// stop disconnects every worker and returns code.
-func stop(p *runtime.Primary, code int) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// maxAttempts bounds how often one job is run.
+const maxAttempts = 5
+
+// runJob runs job i on the worker of slot i mod N, and again on the next
+// ready worker when the one it ran on died (CodeUnavailable): jobs are
+// idempotent.
+func runJob(ctx context.Context, pool *runtime.Pool, i int, job *jobsv1.Job, life *lifecycle) result {
+	var r result
+	for attempt := range maxAttempts {
+		ws := pool.ReadyWorkers()
+		if len(ws) == 0 {
+			// Every worker is being replaced: wait for one to be ready.
+			select {
+			case <-life.ready:
+			case <-pool.Done():
+				return result{err: fmt.Errorf("the pool ended: %v", pool.Err())}
+			case <-time.After(30 * time.Second):
+				return result{err: errors.New("no ready worker")}
+			}
+			continue
+		}
+		w := ws[(i+attempt)%len(ws)]
+		res, err := jobsv1herd.NewJobServiceClient(w).Run(ctx, &jobsv1.RunRequest{Job: job})
+		r = result{worker: w.ID(), err: err}
+		if err == nil {
+			r.digest = res.GetDigest()
+			return r
+		}
+		if runtime.CodeOf(err) != runtime.CodeUnavailable {
+			return r
+		}
+		life.mu.Lock()
+		fmt.Fprintf(life.stderr, "jobs: job %d: worker %d is gone (%v); retrying\n", job.GetId(), w.ID(), err)
+		life.mu.Unlock()
+	}
+	return r
+}
+
+// stop stops the pool gracefully and returns code, or 1 when the stop
+// failed.
+func stop(pool *runtime.Pool, code int) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p.Disconnect(ctx)
-	p.Wait(ctx)
+	if err := pool.Stop(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "jobs: stop:", err)
+		return 1
+	}
 	return code
 }

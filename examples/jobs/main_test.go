@@ -87,3 +87,26 @@ func TestJobsBadFlags(t *testing.T) {
 		t.Errorf("stdout %q, status %d; want nothing, status 2", stdout, code)
 	}
 }
+
+// TestJobsKillWorker: the primary kills worker 2 during its third job; the
+// pool replaces it (worker 4), the jobs it was running are retried on
+// other workers, and every job is still ok.
+func TestJobsKillWorker(t *testing.T) {
+	stdout, stderr, code := run(t, "-workers", "3", "-jobs", "30", "-rounds", "20000", "-kill-worker", "2")
+	if want := "jobs=30 ok=30 failed=0 workers=3\n"; stdout != want || code != 0 {
+		t.Errorf("stdout %q, status %d; want %q, status 0\nstderr:\n%s", stdout, code, want, stderr)
+	}
+	for _, want := range []string{
+		"jobs: killing worker 2 during job ",
+		"jobs: worker 2 died (code -1, signal \"SIGKILL\")",
+		"jobs: worker 4 ready in slot 1",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	killed := regexp.MustCompile(`killing worker 2 during job (\d+)`).FindStringSubmatch(stderr)
+	if killed == nil || !strings.Contains(stderr, "jobs: job "+killed[1]+": worker 2 is gone") {
+		t.Errorf("the job worker 2 was running was not retried:\n%s", stderr)
+	}
+}
