@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"sync"
@@ -44,6 +45,11 @@ func init() {
 	// serve answers "ok ID" to every line on a shared TCP port and drains
 	// its connections on disconnect.
 	workerModes["serve"] = serveWorkerMain
+	// stubborn never finishes its drain hook and ignores SIGTERM.
+	workerModes["stubborn"] = func() int {
+		signal.Ignore(syscall.SIGTERM)
+		return workerModes["stuckdrain"]()
+	}
 	// stuckdrain never finishes its drain hook.
 	workerModes["stuckdrain"] = func() int {
 		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
@@ -336,6 +342,15 @@ func TestPoolReplacesDeadWorker(t *testing.T) {
 		}
 	}
 
+	// A disconnect the worker started itself is answered with a restart.
+	w4, _ := c.p.Worker(4)
+	if err := w4.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"}, &herdv1.ErrorEvent{}); err != nil {
+		t.Logf("call: %v", err)
+	}
+	c.rec.waitFor("exit 4 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")
+	c.rec.waitFor("restart 4 slot=1 attempt=2")
+	c.rec.waitFor("ready 5 slot=1")
+
 	// A disconnect the primary asked for is not answered with a restart.
 	w3, _ := c.p.Worker(3)
 	if err := w3.Disconnect(context.Background()); err != nil {
@@ -348,9 +363,9 @@ func TestPoolReplacesDeadWorker(t *testing.T) {
 	if err := pl.Stop(context.Background()); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
-	c.rec.waitFor("exit 4 code=0 signal= after=true")
+	c.rec.waitFor("exit 5 code=0 signal= after=true")
 	for _, l := range c.rec.all() {
-		if strings.HasPrefix(l, "restart 3") || strings.HasPrefix(l, "restart 4") || strings.HasPrefix(l, "fork 5") {
+		if strings.HasPrefix(l, "restart 3") || strings.HasPrefix(l, "restart 5") || strings.HasPrefix(l, "fork 6") {
 			t.Errorf("unexpected %q", l)
 		}
 	}
@@ -603,4 +618,27 @@ func TestPoolStopForced(t *testing.T) {
 		t.Errorf("Stop: %v, want worker 1 ended with SIGTERM", err)
 	}
 	c.rec.waitFor("exit 1 code=-1 signal=SIGTERM after=true cause=EXIT_CAUSE_KILLED")
+}
+
+// TestPoolStopKillsStubborn: a worker that neither drains nor dies of
+// SIGTERM gets SIGKILL once the term timeout has passed too.
+func TestPoolStopKillsStubborn(t *testing.T) {
+	clk := newFakeClock(0)
+	c, pl := newPool(t, "stubborn", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
+		runtime.WithClock(clk), runtime.WithStopTimeouts(time.Minute, 5*time.Second))
+	startPool(t, pl)
+	c.rec.waitFor("ready 1 ")
+	clk.waitTimers(t, 1)
+	stopped := make(chan error, 1)
+	go func() { stopped <- pl.Stop(context.Background()) }()
+	clk.waitTimers(t, 2) // graceful
+	clk.Advance(time.Minute)
+	clk.waitTimers(t, 3) // term
+	clk.Advance(5 * time.Second)
+	err := <-stopped
+	var fe *runtime.ForcedError
+	if !errors.As(err, &fe) || fe.Worker != 1 || fe.Signal != "SIGKILL" {
+		t.Errorf("Stop: %v, want worker 1 ended with SIGKILL", err)
+	}
+	c.rec.waitFor("exit 1 code=-1 signal=SIGKILL after=true cause=EXIT_CAUSE_KILLED")
 }
