@@ -99,6 +99,21 @@
 // socket) or reuseport (one SO_REUSEPORT socket per worker). Outside a
 // cluster they are net.Listen and net.ListenPacket.
 //
+// # Supervision
+//
+// A Pool (NewPool) keeps N workers of a primary alive: a worker that exits
+// without a disconnect the primary asked for is replaced in its slot after
+// an exponential backoff, within a restart intensity limit, as the pool's
+// RestartPolicy says; workers that die before they are ready end the pool
+// with a *BootError naming the cause and the worker's last stderr lines.
+// Reload replaces every worker one slot at a time, each replacement ready
+// before the worker it replaces is disconnected; Scale changes the number
+// of slots; Stop stops gracefully (disconnect, SIGTERM, SIGKILL); Run does
+// all of it on the primary's signals (SIGHUP reloads, SIGINT and SIGTERM
+// stop). Its events (Ready, RestartScheduled, SlotFailed, ReloadStarted,
+// ReloadFinished, ReloadAborted) reach the EventService handler in order
+// with the workers' own.
+//
 // # Trust
 //
 // The primary trusts no worker: a worker listens only on descriptors the

@@ -429,7 +429,9 @@ func (pl *Pool) scheduleRestart(s *slot, delay time.Duration) {
 func (pl *Pool) restart(s *slot) {
 	pl.mu.Lock()
 	s.cancel = nil
-	if pl.stopping || s.removed || s.cur != nil || s.failed {
+	if pl.stopping || s.removed || s.cur != nil || s.next != nil || s.failed {
+		// A reload's replacement may be booting for the slot: it takes
+		// the slot's place.
 		pl.mu.Unlock()
 		return
 	}
