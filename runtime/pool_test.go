@@ -642,3 +642,18 @@ func TestPoolStopKillsStubborn(t *testing.T) {
 	}
 	c.rec.waitFor("exit 1 code=-1 signal=SIGKILL after=true cause=EXIT_CAUSE_KILLED")
 }
+
+// TestPoolReplacesWorkerSignalledAlone: SIGTERM to one worker drains it
+// (the worker asks the primary, which disconnects it after the signal
+// grace), and the pool replaces it: nobody asked the pool for fewer
+// workers.
+func TestPoolReplacesWorkerSignalledAlone(t *testing.T) {
+	c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline))
+	startPool(t, pl)
+	c.rec.waitFor("ready 1 ")
+	w1, _ := c.p.Worker(1)
+	syscall.Kill(w1.PID(), syscall.SIGTERM)
+	c.rec.waitFor("exit 1 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")
+	c.rec.waitFor("restart 1 slot=0 attempt=1")
+	c.rec.waitFor("ready 2 slot=0")
+}

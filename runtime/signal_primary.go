@@ -59,5 +59,7 @@ func (w *Worker) disconnectAfterSignal(grace time.Duration) {
 	if w.disconnecting.Load() {
 		return // the primary's own stop, or the worker's, is under way
 	}
-	_ = w.Disconnect(context.Background())
+	// Not Disconnect: the primary's user did not ask for this one, so a
+	// Pool replaces the worker (the exit still says exitedAfterDisconnect).
+	w.beginDisconnect(context.Background())
 }
