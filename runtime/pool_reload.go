@@ -94,6 +94,7 @@ func (pl *Pool) reloadSlot(ctx context.Context, s *slot) (uint64, error) {
 	}
 	pl.mu.Lock()
 	ok := m.isReady && !m.isDead
+	dead, exit := m.isDead, m.exit
 	var old *member
 	if ok {
 		if s.removed || pl.stopping {
@@ -117,10 +118,10 @@ func (pl *Pool) reloadSlot(ctx context.Context, s *slot) (uint64, error) {
 	if !ok {
 		var why error
 		switch {
-		case m.isDead && m.exit.GetCause() == herdv1.ExitCause_EXIT_CAUSE_READY_TIMEOUT:
+		case dead && exit.GetCause() == herdv1.ExitCause_EXIT_CAUSE_READY_TIMEOUT:
 			why = fmt.Errorf("not ready within %v; killed", pl.cfg.readyTimeout)
-		case m.isDead:
-			why = fmt.Errorf("exited before it was ready: %s", describeExit(m.exit))
+		case dead:
+			why = fmt.Errorf("exited before it was ready: %s", describeExit(exit))
 		default:
 			why = fmt.Errorf("not ready: %w", ctx.Err())
 		}
