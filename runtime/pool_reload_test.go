@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -176,4 +177,49 @@ func ask(addr string) error {
 		return fmt.Errorf("answer %q", line)
 	}
 	return nil
+}
+
+func init() {
+	// crashids is idle, except the workers whose IDs are in
+	// HERD_TEST_CRASH_IDS: those die before their handshake.
+	workerModes["crashids"] = func() int {
+		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+		if err != nil {
+			return 10
+		}
+		if slices.Contains(strings.Split(os.Getenv("HERD_TEST_CRASH_IDS"), ","), fmt.Sprint(self.ID())) {
+			fmt.Fprintln(os.Stderr, "fatal: new version cannot start")
+			return 2
+		}
+		if err := self.Start(context.Background()); err != nil {
+			return 12
+		}
+		<-self.Done()
+		select {}
+	}
+}
+
+// TestPoolReloadReplacementCrashes: a replacement that exits before it is
+// ready aborts the reload at once, with its exit and its last stderr line
+// in the error; the old workers keep serving.
+func TestPoolReloadReplacementCrashes(t *testing.T) {
+	c, pl := newPool(t, "crashids", runtime.WithPoolSize(2), runtime.WithReadiness(runtime.ReadyOnOnline),
+		runtime.WithPoolForkOptions(runtime.WithForkEnv("HERD_TEST_CRASH_IDS=3")))
+	startPool(t, pl)
+	c.rec.waitFor("ready 1 ")
+	c.rec.waitFor("ready 2 ")
+	err := pl.Reload(context.Background())
+	var re *runtime.ReloadError
+	if !errors.As(err, &re) || re.Slot != 0 || re.Worker != 3 ||
+		!strings.Contains(err.Error(), "exited before it was ready: exited with code 2") ||
+		!strings.Contains(err.Error(), "fatal: new version cannot start") {
+		t.Fatalf("Reload: %v", err)
+	}
+	c.rec.waitFor("reload-aborted slot=0 worker=3 exited before it was ready")
+	if got := workerIDs(pl.Workers()); !slices.Equal(got, []uint64{1, 2}) {
+		t.Errorf("workers %v, want [1 2]", got)
+	}
+	if lines := c.rec.all(); index(lines, "restart") >= 0 || index(lines, "exit 1") >= 0 {
+		t.Errorf("events %q", lines)
+	}
 }
