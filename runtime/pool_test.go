@@ -390,6 +390,7 @@ func TestPoolRestartPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.rec.waitFor("exit 2 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")
+		c.waitExit(w2) // the pool has seen the exit too
 		if got := workerIDs(pl.Workers()); !slices.Equal(got, []uint64{3}) || pl.Size() != 1 {
 			t.Errorf("workers %v size %d, want [3] and 1", got, pl.Size())
 		}
