@@ -649,7 +649,9 @@ func TestPoolStopKillsStubborn(t *testing.T) {
 // grace), and the pool replaces it: nobody asked the pool for fewer
 // workers.
 func TestPoolReplacesWorkerSignalledAlone(t *testing.T) {
-	c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline))
+	// Ready is called after Start has returned, when the worker catches its
+	// stop signals (the online event may come before).
+	c, pl := newPool(t, "ready", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyExplicit))
 	startPool(t, pl)
 	c.rec.waitFor("ready 1 ")
 	w1, _ := c.p.Worker(1)
