@@ -210,7 +210,7 @@ var ErrDisconnected = errors.New("herd: disconnected by the primary")
 // any pool it makes the worker ready at once. Call it after Start.
 func (s *Self) Ready(ctx context.Context) error {
 	if s.ep == nil {
-		return ErrNotStarted
+		return errors.New("herd: Ready before Self.Start")
 	}
 	if err := s.ep.call(ctx, controlReadyProcedure, &herdv1.ReadyRequest{}, &herdv1.ReadyResponse{}, nil, false); err != nil {
 		return fmt.Errorf("herd: worker %d ready: %w", s.id, err)
