@@ -344,6 +344,7 @@ func TestPoolReplacesDeadWorker(t *testing.T) {
 
 	// A disconnect the worker started itself is answered with a restart.
 	w4, _ := c.p.Worker(4)
+	// The reply may lose the race with the worker's own disconnect.
 	if err := w4.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"}, &herdv1.ErrorEvent{}); err != nil {
 		t.Logf("call: %v", err)
 	}
@@ -386,8 +387,9 @@ func TestPoolRestartPolicies(t *testing.T) {
 		c.rec.waitFor("ready 3 slot=0")
 		// A clean exit the worker chose: not replaced.
 		w2, _ := c.p.Worker(2)
+		// The reply may lose the race with the worker's own disconnect.
 		if err := w2.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"}, &herdv1.ErrorEvent{}); err != nil {
-			t.Fatal(err)
+			t.Logf("call: %v", err)
 		}
 		c.rec.waitFor("exit 2 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")
 		c.waitExit(w2) // the pool has seen the exit too
