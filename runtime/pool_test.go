@@ -523,6 +523,7 @@ func TestPoolBackoffSchedule(t *testing.T) {
 	c.rec.waitFor("ready 5 ")
 	clk.Advance(30 * time.Second) // worker 5 runs 30 s: stable
 	kill(5)
+	c.rec.waitFor("ready 6 ") // forked once its delay was set
 	got := clk.Delays()
 	want := []time.Duration{80 * time.Millisecond, 180 * time.Millisecond, 225 * time.Millisecond, 300 * time.Millisecond, 100 * time.Millisecond}
 	if len(got) != len(want) {

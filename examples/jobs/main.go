@@ -28,8 +28,9 @@
 // Fault injection: -fault-worker ID makes the worker with that ID flip a
 // bit of every digest it returns, so that the primary's checks can be seen
 // to fail. -kill-worker ID makes the primary kill that worker (SIGKILL)
-// halfway through its third job: the pool replaces it and its jobs are
-// retried, so every job is still ok. Workers receive the primary's
+// halfway through its third job (the worker stops there and waits for it):
+// the pool replaces it and the jobs it was running are retried, so every job
+// is still ok. Workers receive the primary's
 // arguments, so they see the flags.
 package main
 
@@ -110,6 +111,11 @@ type runner struct {
 	jobsv1herd.UnimplementedJobServiceHandler
 	progress jobsv1herd.ProgressServiceClient
 	corrupt  bool
+	// hang makes the worker stop answering halfway through its third job
+	// (-kill-worker: the primary kills it then, so that the job is surely
+	// in flight when the worker dies). Jobs run one at a time.
+	hang bool
+	runs int
 }
 
 func (r *runner) Run(ctx context.Context, req *jobsv1.RunRequest) (*jobsv1.RunResponse, error) {
@@ -117,10 +123,14 @@ func (r *runner) Run(ctx context.Context, req *jobsv1.RunRequest) (*jobsv1.RunRe
 	if job.GetRounds() == 0 {
 		return nil, runtime.Errorf(runtime.CodeInvalidArgument, "job %d has no rounds", job.GetId())
 	}
+	r.runs++
 	var sendErr error
 	digest := compute(job, func(done uint32) {
 		if sendErr == nil {
 			sendErr = r.progress.SendProgress(ctx, &jobsv1.ProgressRequest{JobId: job.GetId(), Done: done, Total: job.GetRounds()})
+		}
+		if r.hang && r.runs == 3 && done >= job.GetRounds()/2 {
+			select {} // until the primary kills this worker
 		}
 	})
 	if sendErr != nil {
@@ -141,6 +151,7 @@ func worker(cfg *config) int {
 	r := &runner{
 		progress: jobsv1herd.NewProgressServiceClient(self),
 		corrupt:  cfg.faultWorker == self.ID(),
+		hang:     cfg.killWorker == self.ID(),
 	}
 	if err := jobsv1herd.RegisterJobServiceHandler(self, r); err != nil {
 		fmt.Fprintln(os.Stderr, err)
