@@ -342,6 +342,21 @@ func primary(cfg *config, stdout, stderr io.Writer) int {
 	}
 	wg.Wait()
 
+	// A worker that died is being replaced: let the pool be whole again
+	// before the stop, so that the replacement is seen.
+	whole := time.After(30 * time.Second)
+wait:
+	for len(pool.ReadyWorkers()) < cfg.workers {
+		select {
+		case <-life.ready:
+		case <-pool.Done():
+			break wait
+		case <-whole:
+			fmt.Fprintln(stderr, "jobs: the pool did not get back to", cfg.workers, "ready workers")
+			break wait
+		}
+	}
+
 	// Stopping disconnects every worker and waits for its exit event, which
 	// comes after everything it sent: every progress report is in.
 	if code := stop(pool, 0); code != 0 {
