@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 )
@@ -221,49 +219,11 @@ func (c *fakeClock) Delays() []time.Duration {
 	return append([]time.Duration(nil), c.delays...)
 }
 
-// recordPool adds the pool's events to the cluster's recorder:
-// "ready ID slot=S source=X", "restart PREV slot=S attempt=A delay=D
-// boot=B", "slotfailed LAST slot=S", "reload-started IDS",
+// recordPool: the cluster's recorder (herdtest.Events) records the pool's
+// events too: "ready ID slot=S source=X", "restart PREV slot=S attempt=A
+// delay=D boot=B", "slotfailed LAST slot=S reason", "reload-started IDS",
 // "reload-finished IDS", "reload-aborted slot=S worker=ID reason".
-func recordPool(c *cluster) {
-	r := c.rec
-	ids := func(ws []uint64) string {
-		s := make([]string, len(ws))
-		for i, id := range ws {
-			s[i] = fmt.Sprint(id)
-		}
-		return strings.Join(s, ",")
-	}
-	err := c.p.Register(
-		runtime.NewUnaryHandler("/herd.v1.EventService/Ready", func(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
-			r.add(fmt.Sprintf("ready %d slot=%d source=%s", ev.GetWorker().GetId(), ev.GetSlot(), ev.GetSource()))
-			return empty(), nil
-		}),
-		runtime.NewUnaryHandler("/herd.v1.EventService/RestartScheduled", func(ctx context.Context, ev *herdv1.RestartScheduledEvent) (*emptypb.Empty, error) {
-			r.add(fmt.Sprintf("restart %d slot=%d attempt=%d delay=%v boot=%t", ev.GetPrevious().GetId(), ev.GetSlot(), ev.GetAttempt(), ev.GetDelay().AsDuration(), ev.GetBootFailure()))
-			return empty(), nil
-		}),
-		runtime.NewUnaryHandler("/herd.v1.EventService/SlotFailed", func(ctx context.Context, ev *herdv1.SlotFailedEvent) (*emptypb.Empty, error) {
-			r.add(fmt.Sprintf("slotfailed %d slot=%d %s", ev.GetLast().GetId(), ev.GetSlot(), ev.GetReason()))
-			return empty(), nil
-		}),
-		runtime.NewUnaryHandler("/herd.v1.EventService/ReloadStarted", func(ctx context.Context, ev *herdv1.ReloadStartedEvent) (*emptypb.Empty, error) {
-			r.add("reload-started " + ids(ev.GetWorkers()))
-			return empty(), nil
-		}),
-		runtime.NewUnaryHandler("/herd.v1.EventService/ReloadFinished", func(ctx context.Context, ev *herdv1.ReloadFinishedEvent) (*emptypb.Empty, error) {
-			r.add("reload-finished " + ids(ev.GetWorkers()))
-			return empty(), nil
-		}),
-		runtime.NewUnaryHandler("/herd.v1.EventService/ReloadAborted", func(ctx context.Context, ev *herdv1.ReloadAbortedEvent) (*emptypb.Empty, error) {
-			r.add(fmt.Sprintf("reload-aborted slot=%d worker=%d %s", ev.GetSlot(), ev.GetReplacement().GetId(), ev.GetReason()))
-			return empty(), nil
-		}),
-	)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-}
+func recordPool(c *cluster) {}
 
 // newPool makes a pool of workers in mode on a new cluster; the pool is
 // stopped (gracefully, then killed) at the end of the test, before the
