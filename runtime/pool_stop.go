@@ -42,6 +42,7 @@ func (pl *Pool) ForceStop() {
 func (pl *Pool) stop(ctx context.Context) error {
 	pl.stopOnce.Do(func() {
 		defer close(pl.stopDone)
+		pl.p.notifyStopping() // systemd: STOPPING=1, as Primary.Disconnect says it
 		pl.mu.Lock()
 		pl.stopping = true
 		var members []*member
