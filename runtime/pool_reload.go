@@ -61,6 +61,11 @@ func (pl *Pool) reloadLocked(ctx context.Context) error {
 		}
 	}
 	pl.mu.Unlock()
+	// systemd (Type=notify-reload): RELOADING=1 now, READY=1 when the
+	// reload has ended, also when it aborted (the old workers still serve).
+	n := NewNotifier(pl.p.log)
+	_ = n.Reloading("")
+	defer n.Ready("")
 	pl.emitPool(ctx, eventReloadStartedProcedure, &herdv1.ReloadStartedEvent{Workers: old})
 
 	var fresh []uint64
