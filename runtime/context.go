@@ -25,25 +25,17 @@ type callFilesBox struct {
 // with TakeFiles. For a connection or listener, net.FileConn or
 // net.FileListener makes a new descriptor of its own, which the handler may
 // keep without taking the file.
-func FilesFromContext(ctx context.Context) []*os.File {
-	b, _ := ctx.Value(filesKey{}).(*callFilesBox)
-	if b == nil {
-		return nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.done && !b.taken {
-		return nil
-	}
-	return b.files
-}
+func FilesFromContext(ctx context.Context) []*os.File { return handlerFiles(ctx, false) }
 
 // TakeFiles returns the files attached to the call being handled, as
 // FilesFromContext does, and makes the caller their owner: the runtime no
 // longer closes them when the handler returns, and the caller must close
 // them. It returns nil once the handler has returned without taking them
 // (they are closed then).
-func TakeFiles(ctx context.Context) []*os.File {
+func TakeFiles(ctx context.Context) []*os.File { return handlerFiles(ctx, true) }
+
+// handlerFiles is FilesFromContext, and TakeFiles when take is set.
+func handlerFiles(ctx context.Context, take bool) []*os.File {
 	b, _ := ctx.Value(filesKey{}).(*callFilesBox)
 	if b == nil {
 		return nil
@@ -53,7 +45,9 @@ func TakeFiles(ctx context.Context) []*os.File {
 	if b.done && !b.taken {
 		return nil
 	}
-	b.taken = true
+	if take {
+		b.taken = true
+	}
 	return b.files
 }
 

@@ -349,20 +349,10 @@ func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned
 	}
 	h.FDCount = uint32(len(fds))
 	l.mu.Lock()
-	if l.sendErr != nil {
-		err := l.sendErr
-		l.mu.Unlock()
-		return err
-	}
-	wasEmpty := len(l.pending) == 0
-	off := len(l.pending)
-	var err error
-	l.pending, err = wire.AppendFrame(l.pending, h, payload, l.cfg.maxFrame)
+	off, wasEmpty, err := l.queueLocked(h, payload)
 	if err != nil {
-		l.mu.Unlock()
 		return err
 	}
-	l.pendingFrames++
 	if len(fds) > 0 {
 		// The caller may reuse its slice.
 		own := append([]int(nil), fds...)
@@ -376,6 +366,28 @@ func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned
 		}
 	}
 	return nil
+}
+
+// queueLocked appends one frame to the write queue, for the senders that
+// never wait for room (SendOwned, SendBorrowed, SendSync): it returns the
+// frame's offset in the queue and whether the queue was empty before. It is
+// called with l.mu held; on error (the link refuses frames, or the frame
+// does not encode) it releases l.mu and nothing was queued.
+func (l *Link) queueLocked(h *wire.Header, payload proto.Message) (off int, wasEmpty bool, err error) {
+	if l.sendErr != nil {
+		err := l.sendErr
+		l.mu.Unlock()
+		return 0, false, err
+	}
+	wasEmpty = len(l.pending) == 0
+	off = len(l.pending)
+	l.pending, err = wire.AppendFrame(l.pending, h, payload, l.cfg.maxFrame)
+	if err != nil {
+		l.mu.Unlock()
+		return 0, false, err
+	}
+	l.pendingFrames++
+	return off, wasEmpty, nil
 }
 
 // SendSync sends a frame without descriptors and returns once all of it
@@ -393,20 +405,10 @@ func (l *Link) SendSync(h *wire.Header, payload proto.Message) error {
 	}
 	h.FDCount = 0
 	l.mu.Lock()
-	if l.sendErr != nil {
-		err := l.sendErr
-		l.mu.Unlock()
-		return err
-	}
-	wasEmpty := len(l.pending) == 0
-	off := len(l.pending)
-	var err error
-	l.pending, err = wire.AppendFrame(l.pending, h, payload, l.cfg.maxFrame)
+	off, wasEmpty, err := l.queueLocked(h, payload)
 	if err != nil {
-		l.mu.Unlock()
 		return err
 	}
-	l.pendingFrames++
 	if wasEmpty && !l.writing && l.carry == nil {
 		return l.writeSync() // unlocks l.mu
 	}
