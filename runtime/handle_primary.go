@@ -279,6 +279,8 @@ func (pt *portTable) create(w *Worker, key handleKey, req *herdv1.ListenRequest)
 		backlog:  int(req.GetBacklog()),
 		ipv6Only: req.GetIpv6Only(),
 		unixMode: os.FileMode(req.GetUnixMode()).Perm(),
+
+		deferAccept: req.GetDeferAccept(),
 	}
 	packet := isPacketNetwork(spec.network)
 	var fdFile *os.File

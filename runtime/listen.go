@@ -122,6 +122,9 @@ type listenConfig struct {
 	unixMode  os.FileMode
 	ipv6Only  bool
 	maxConns  int
+
+	acceptAhead int  // WithAcceptAhead: 0 the default, < 0 no bound
+	deferAccept bool // WithDeferAccept
 }
 
 func newListenConfig(opts []ListenOption) listenConfig {
@@ -217,6 +220,47 @@ func WithIPv6Only() ListenOption {
 // accepts beyond the limit. ListenPacket ignores it.
 func WithMaxConnections(n int) ListenOption {
 	return listenOptionFunc(func(c *listenConfig) { c.maxConns = n })
+}
+
+// WithAcceptAhead bounds how far a worker's server accepts ahead of its
+// work, so that a worker's death costs fewer connections: the listener's
+// Accept waits while n connections it returned have not been begun (no
+// Read, Write or Close called on them yet: the server's goroutine for them
+// has not run), and the connections it does not accept stay with the
+// cluster (in the shared socket's queue, in the reuseport socket's queue
+// the primary rescues, or with the round-robin primary), so another worker
+// serves them if this one dies. Accept then returns a wrapper whose
+// NetConn method returns the connection itself (a TCP connection's
+// wrapper keeps *net.TCPConn's methods). An Accept that waited 100 ms for a
+// place returns the next connection anyway, so a server that accepts
+// several connections before it touches any is slowed, not stuck.
+//
+// n == 0 is the default (1, the bound herd-bench's kill scenario measured:
+// README "What a worker's death costs"); n < 0 turns the bound off (Accept
+// takes what is there, as net.Listen's does). It applies to TCP and unix
+// listeners in a worker, not to exclusive ones or outside a cluster, where
+// no other process could serve what the listener leaves.
+func WithAcceptAhead(n int) ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.acceptAhead = n })
+}
+
+// WithDeferAccept makes a TCP listener take a connection only once the
+// client's first data arrived (Linux's TCP_DEFER_ACCEPT, nginx's
+// "deferred"; ignored on other systems and for sockets the primary did not
+// bind, WithListenFD and WithListenFDName). Until then the connection waits
+// in the kernel, in the socket's queue, not in a worker: with
+// SchedShared and SchedRoundRobin a worker that dies has not taken it, and
+// a worker that accepts a connection finds its request there, so that a
+// worker's death costs fewer connections (README, "What a worker's death
+// costs"). Use it for protocols where the client speaks first (HTTP, TLS);
+// a server that speaks first (SMTP, a MySQL-like handshake) would see
+// each connection about a second late. With SchedReusePort a connection
+// still waiting for its data in a dead worker's socket is reset when the
+// primary closes that socket, unless net.ipv4.tcp_migrate_req is 1. Like
+// the other socket options, it applies when the Listen call creates the
+// address's handle.
+func WithDeferAccept() ListenOption {
+	return listenOptionFunc(func(c *listenConfig) { c.deferAccept = true })
 }
 
 // ErrListenUnsupported is returned where cluster listening is not

@@ -25,6 +25,8 @@ type bindSpec struct {
 	reusePort bool
 	ipv6Only  bool
 	unixMode  os.FileMode
+
+	deferAccept bool // TCP: TCP_DEFER_ACCEPT (WithDeferAccept)
 }
 
 func (b *bindSpec) bindNetwork() string {
@@ -66,6 +68,12 @@ func bindListener(ctx context.Context, b *bindSpec) (net.Listener, error) {
 		if err := controlFD(ln.(syscall.Conn), func(fd int) error {
 			return os.NewSyscallError("listen", unix.Listen(fd, b.backlog))
 		}); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	if _, ok := ln.(*net.TCPListener); ok && b.deferAccept {
+		if err := controlFD(ln.(syscall.Conn), setDeferAccept); err != nil {
 			ln.Close()
 			return nil, err
 		}
@@ -128,7 +136,8 @@ func listenLocal(ctx context.Context, network, address string, cfg *listenConfig
 		return limitListen(ln, cfg.maxConns), nil
 	}
 	b := &bindSpec{network: network, address: address, backlog: cfg.backlog,
-		reusePort: cfg.policy == SchedReusePort && network != "unix", ipv6Only: cfg.ipv6Only, unixMode: cfg.unixMode}
+		reusePort: cfg.policy == SchedReusePort && network != "unix", ipv6Only: cfg.ipv6Only, unixMode: cfg.unixMode,
+		deferAccept: cfg.deferAccept}
 	ln, err := bindListener(ctx, b)
 	if err != nil {
 		return nil, err

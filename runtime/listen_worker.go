@@ -173,6 +173,8 @@ func (s *Self) requestListen(ctx context.Context, e *listenEntry, network, addre
 		UnixMode:   uint32(cfg.unixMode),
 		Ipv6Only:   cfg.ipv6Only,
 		ListenerId: e.id,
+		// DeferAccept is the last field of ListenRequest.
+		DeferAccept: cfg.deferAccept,
 	}
 	if cfg.fd >= 0 {
 		fd := int32(cfg.fd)
@@ -254,6 +256,9 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 		rl.prime()
 		s.track(e.id, rl)
 		s.reportListening(network, address, addr, cfg.fd)
+		if g := newAcceptGate(cfg.acceptAhead); g != nil {
+			return &rrAhead{rrListener: rl, gate: g}, nil
+		}
 		return rl, nil
 	}
 	s.ls.mu.Lock()
@@ -265,7 +270,8 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 		s.releaseHandle(e.id, nil)
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: addr, Err: err}
 	}
-	l := &sharedListener{Listener: limitListen(adoptable(e, ln), cfg.maxConns), listenEntry: e, addr: addr}
+	served := aheadListen(limitListen(adoptable(e, ln), cfg.maxConns), newAcceptGate(cfg.acceptAhead))
+	l := &sharedListener{Listener: served, listenEntry: e, addr: addr}
 	s.track(e.id, l)
 	s.reportListening(network, address, addr, cfg.fd)
 	return l, nil
@@ -416,4 +422,29 @@ func (l *sharedPacketConn) closeCluster() error {
 		}
 	})
 	return err
+}
+
+// rrAhead is a round-robin listener that bounds how far its server accepts
+// ahead (listener_ahead.go): while its server holds the bound's count of
+// connections not begun, the listener does not call Accept, so it asks the
+// primary for no more and the primary hands the rest to other workers.
+type rrAhead struct {
+	*rrListener
+	gate *acceptGate
+}
+
+// Accept waits for a place, then for the next handed-off connection.
+func (l *rrAhead) Accept() (net.Conn, error) {
+	placed, ok := l.gate.acquire(l.done)
+	if !ok {
+		return nil, l.closedErr()
+	}
+	c, err := l.rrListener.Accept()
+	if err != nil {
+		if placed {
+			l.gate.release()
+		}
+		return nil, err
+	}
+	return l.gate.wrap(c, placed), nil
 }

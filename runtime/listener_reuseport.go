@@ -207,8 +207,12 @@ func adoptLeftovers(ln net.Listener) []net.Conn {
 }
 
 // adoptOf returns the adoptListener of a worker's listener: ln itself, or
-// the one inside its connection limit (WithMaxConnections); nil if none.
+// the one inside its accept-ahead bound and its connection limit
+// (WithAcceptAhead, WithMaxConnections); nil if none.
 func adoptOf(ln net.Listener) *adoptListener {
+	if al, ok := ln.(*aheadListener); ok {
+		ln = al.Listener
+	}
 	if ll, ok := ln.(*limitListener); ok {
 		ln = ll.Listener
 	}

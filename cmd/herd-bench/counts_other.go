@@ -2,14 +2,12 @@
 
 package main
 
-import "sync/atomic"
-
 // counterSlot cannot share counts here.
-func counterSlot(path string, id uint64) (accepted, closed *atomic.Int64, err error) {
-	return nil, nil, errUnsupported
+func counterSlot(path string, id uint64) (*connCounts, error) {
+	return nil, errUnsupported
 }
 
 // readSlot cannot share counts here.
-func readSlot(path string, id uint64) (accepted, closed int64, err error) {
-	return 0, 0, errUnsupported
+func readSlot(path string, id uint64) ([4]int64, error) {
+	return [4]int64{}, errUnsupported
 }

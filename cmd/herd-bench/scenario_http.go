@@ -248,6 +248,16 @@ wait:
 	return nil
 }
 
+// envAcceptAhead, when set in the harness's environment, is the
+// runtime.WithAcceptAhead value of the herd HTTP workers' listeners (-1:
+// no bound), for comparing bounds; unset, they use the default.
+const envAcceptAhead = "HERD_BENCH_ACCEPT_AHEAD"
+
+// envDeferAccept, when set in the harness's environment (a boolean), says
+// whether the herd HTTP workers listen with runtime.WithDeferAccept; unset,
+// the kill scenario's do and the others' do not.
+const envDeferAccept = "HERD_BENCH_DEFER_ACCEPT"
+
 // httpWorker is a herd HTTP worker.
 func httpWorker() error {
 	ctx := context.Background()
@@ -269,7 +279,28 @@ func httpWorker() error {
 	if err := self.Start(ctx); err != nil {
 		return err
 	}
-	ln, err := runtime.Listen(ctx, "tcp", "127.0.0.1:0")
+	var lopts []runtime.ListenOption
+	if v := os.Getenv(envAcceptAhead); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%s=%q: %w", envAcceptAhead, v, err)
+		}
+		lopts = append(lopts, runtime.WithAcceptAhead(n))
+	}
+	// The kill scenario's servers defer accept (an HTTP server should);
+	// envDeferAccept overrides it, for comparing.
+	deferAccept := os.Getenv(envKill) != ""
+	if v := os.Getenv(envDeferAccept); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%s=%q: %w", envDeferAccept, v, err)
+		}
+		deferAccept = b
+	}
+	if deferAccept {
+		lopts = append(lopts, runtime.WithDeferAccept())
+	}
+	ln, err := runtime.Listen(ctx, "tcp", "127.0.0.1:0", lopts...)
 	if err != nil {
 		return err
 	}
@@ -285,11 +316,11 @@ func httpWorker() error {
 	// then the drain hook shuts the server down.
 	served := net.Listener(countingListener{ln, &accepted})
 	if path := os.Getenv(envCounts); path != "" {
-		acc, closed, err := counterSlot(path, self.ID())
+		n, err := counterSlot(path, self.ID())
 		if err != nil {
 			return err
 		}
-		served = killListener{served, acc, closed}
+		served = killListener{served, n}
 	}
 	if err := srv.Serve(served); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err

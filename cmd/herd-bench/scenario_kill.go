@@ -7,7 +7,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -53,6 +52,8 @@ func killScenario() *scenario {
 			extras: []extra{
 				{key: "kill_requests_" + name, label: "requests in the run", unit: "requests", tableOnly: true},
 				{key: "kill_inflight_" + name, label: "connections its server held (accepted, not closed) at its death", unit: "conns", tableOnly: true},
+				{key: "kill_unread_" + name, label: "of those, no request read yet", unit: "conns", tableOnly: true},
+				{key: "kill_unanswered_" + name, label: "of those, request read, not answered", unit: "conns", tableOnly: true},
 			},
 		}
 	}
@@ -83,7 +84,7 @@ func killRun(name string, srv server) func(context.Context, *config) (map[string
 			return nil, err
 		}
 		defer os.Remove(counts.Name())
-		err = counts.Truncate(16 * killWorkers)
+		err = counts.Truncate(slotSize * killWorkers)
 		counts.Close()
 		if err != nil {
 			return nil, err
@@ -140,21 +141,35 @@ func killRun(name string, srv server) func(context.Context, *config) (map[string
 		if id := ready["victim_id"]; id > 0 {
 			// A herd victim counted its server's connections: those it
 			// accepted and had not closed when it died were lost with it.
-			accepted, closed, err := readSlot(counts.Name(), uint64(id))
+			n, err := readSlot(counts.Name(), uint64(id))
 			if err != nil {
 				return nil, err
 			}
+			accepted, read, answered, closed := n[0], n[1], n[2], n[3]
 			figs["kill_inflight_"+name] = float64(accepted - closed)
+			figs["kill_unread_"+name] = float64(accepted - read)
+			figs["kill_unanswered_"+name] = float64(read - answered)
 		}
 		return figs, nil
 	}
 }
 
-// killListener counts, for the kill scenario, the connections its server
-// accepts and those it closes.
+// slotSize is the size of a worker's slot in the counts file: four
+// counters (connCounts).
+const slotSize = 32
+
+// connCounts are a kill-scenario worker's counts of its server's
+// connections: accepted by the server, with a request read (the first Read
+// returned data), answered (the first Write returned), closed.
+type connCounts struct {
+	accepted, read, answered, closed *atomic.Int64
+}
+
+// killListener counts, for the kill scenario, what its server does with
+// the connections it accepts.
 type killListener struct {
 	net.Listener
-	accepted, closed *atomic.Int64
+	n *connCounts
 }
 
 func (l killListener) Accept() (net.Conn, error) {
@@ -162,19 +177,38 @@ func (l killListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.accepted.Add(1)
-	return &closeCounting{Conn: c, closed: l.closed}, nil
+	l.n.accepted.Add(1)
+	return &countingConn{Conn: c, n: l.n}, nil
 }
 
-// closeCounting counts its first Close (before closing: the response is
-// written by then).
-type closeCounting struct {
+// countingConn counts its first Read that returns data, its first Write
+// (after it: the response is in the kernel's hands) and its first Close
+// (before closing).
+type countingConn struct {
 	net.Conn
-	closed *atomic.Int64
-	once   sync.Once
+	n                   *connCounts
+	read, wrote, closed atomic.Bool
 }
 
-func (c *closeCounting) Close() error {
-	c.once.Do(func() { c.closed.Add(1) })
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.read.Load() && c.read.CompareAndSwap(false, true) {
+		c.n.read.Add(1)
+	}
+	return n, err
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if !c.wrote.Load() && c.wrote.CompareAndSwap(false, true) {
+		c.n.answered.Add(1)
+	}
+	return n, err
+}
+
+func (c *countingConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.n.closed.Add(1)
+	}
 	return c.Conn.Close()
 }

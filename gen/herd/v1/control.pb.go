@@ -422,7 +422,11 @@ type ListenRequest struct {
 	// unique within the worker. Handoff and CloseListener name the listener
 	// by it, so the worker can take hand-offs that arrive before the
 	// response.
-	ListenerId    uint64 `protobuf:"varint,10,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
+	ListenerId uint64 `protobuf:"varint,10,opt,name=listener_id,json=listenerId,proto3" json:"listener_id,omitempty"`
+	// defer_accept asks for a TCP socket that queues a connection for accept
+	// only once its first data arrived (Linux TCP_DEFER_ACCEPT; elsewhere
+	// ignored). It applies when the request creates the handle.
+	DeferAccept   bool `protobuf:"varint,11,opt,name=defer_accept,json=deferAccept,proto3" json:"defer_accept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +529,13 @@ func (x *ListenRequest) GetListenerId() uint64 {
 		return x.ListenerId
 	}
 	return 0
+}
+
+func (x *ListenRequest) GetDeferAccept() bool {
+	if x != nil {
+		return x.DeferAccept
+	}
+	return false
 }
 
 // ListenResponse answers a ListenRequest. A shared or reuseport handle's
@@ -1634,7 +1645,7 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\"A\n" +
 	"\x11DisconnectRequest\x12,\n" +
 	"\x12deadline_unix_nano\x18\x01 \x01(\x03R\x10deadlineUnixNano\"\x14\n" +
-	"\x12DisconnectResponse\"\xb6\x02\n" +
+	"\x12DisconnectResponse\"\xd9\x02\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -1647,7 +1658,8 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\tipv6_only\x18\t \x01(\bR\bipv6Only\x12\x1f\n" +
 	"\vlistener_id\x18\n" +
 	" \x01(\x04R\n" +
-	"listenerIdB\x05\n" +
+	"listenerId\x12!\n" +
+	"\fdefer_accept\x18\v \x01(\bR\vdeferAcceptB\x05\n" +
 	"\x03_fd\"\x95\x02\n" +
 	"\x0eListenResponse\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x121\n" +

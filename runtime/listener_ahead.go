@@ -1,0 +1,256 @@
+//go:build unix
+
+package runtime
+
+import (
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// What a worker's death costs, and how far its server accepts ahead.
+//
+// A SIGKILLed worker takes with it every connection its server had
+// accepted and not answered yet. A net/http server accepts eagerly: its
+// accept loop starts a goroutine per connection and calls Accept again at
+// once, so on a busy machine it can hold many connections whose goroutines
+// have not run yet, all lost if the worker dies. Connections it had not
+// accepted survive: with SchedShared they stay in the socket's accept queue,
+// which the other workers share; with SchedReusePort the primary rescues
+// the dead worker's queue (reuseport_rescue.go); with SchedRoundRobin the
+// primary re-routes what the worker's server had not accepted.
+//
+// So a worker's cluster listener bounds how far its server accepts ahead
+// of its work: Accept waits while n connections it returned have not been
+// begun. A connection is begun by the first Read, Write (ReadFrom,
+// WriteTo), CloseRead, CloseWrite or Close called on it: its server's
+// goroutine for it runs. A connection whose server reads it and waits for
+// a request (an idle keep-alive client, a browser's preconnect) is begun
+// and holds no place, so idle clients cannot stall the accept loop; what a
+// long request holds is the server's business, not this bound's.
+//
+// A server that accepts several connections before it touches any (a test
+// pairing two clients, a proxy that accepts both ends first) would wait
+// forever for a place with a bound smaller than its pairing: an Accept that
+// has waited acceptAheadPatience returns the next connection anyway
+// (counted in no place), so such a server is slowed, never stuck.
+
+// defaultAcceptAhead is the bound of a worker's listener when Listen is
+// not given WithAcceptAhead: measured with cmd/herd-bench (README, "What a
+// worker's death costs"), 1 keeps the kill losses at their floor and costs
+// no throughput, keep-alive or a new connection per request.
+const defaultAcceptAhead = 1
+
+// acceptAheadPatience is how long an Accept waits for a place before it
+// returns the next connection anyway. A variable for the tests, which make
+// it long so that the bound holds however slow the machine.
+var acceptAheadPatience = 100 * time.Millisecond
+
+// acceptGate counts the connections a listener returned that are not begun
+// yet, one token per connection in a channel of the bound's capacity.
+type acceptGate struct {
+	places chan struct{}
+}
+
+// newAcceptGate returns the gate for a WithAcceptAhead value: nil (no
+// bound) when n < 0, the default bound when n == 0.
+func newAcceptGate(n int) *acceptGate {
+	switch {
+	case n < 0:
+		return nil
+	case n == 0:
+		n = defaultAcceptAhead
+	}
+	return &acceptGate{places: make(chan struct{}, n)}
+}
+
+// acquire waits for a place. It returns true with a place taken, false
+// when done ends the wait (the listener closed) or when the patience ran
+// out (the connection then takes no place; ok is true).
+func (g *acceptGate) acquire(done <-chan struct{}) (placed, ok bool) {
+	select {
+	case g.places <- struct{}{}:
+		return true, true
+	default:
+	}
+	t := time.NewTimer(acceptAheadPatience)
+	defer t.Stop()
+	select {
+	case g.places <- struct{}{}:
+		return true, true
+	case <-done:
+		return false, false
+	case <-t.C:
+		return false, true
+	}
+}
+
+// release gives a place back.
+func (g *acceptGate) release() { <-g.places }
+
+// wrap returns c, holding a place when placed, so that its first use
+// gives the place back. A TCP connection keeps its type's methods
+// (ReadFrom for sendfile, SetKeepAlive...); NetConn returns c.
+func (g *acceptGate) wrap(c net.Conn, placed bool) net.Conn {
+	if !placed {
+		return c
+	}
+	p := &place{g: g}
+	p.held.Store(true)
+	switch c := c.(type) {
+	case *net.TCPConn:
+		return &aheadTCPConn{TCPConn: c, p: p}
+	case readerFromWriterTo:
+		return &aheadCopyConn{Conn: c, rw: c, p: p}
+	}
+	return &aheadConn{Conn: c, p: p}
+}
+
+// place is a connection's place in its listener's gate, until its first
+// use.
+type place struct {
+	g    *acceptGate
+	held atomic.Bool
+}
+
+// begin gives the place back, once.
+func (p *place) begin() {
+	if p.held.Load() && p.held.CompareAndSwap(true, false) {
+		p.g.release()
+	}
+}
+
+// readerFromWriterTo is a connection with the copy fast paths of a TCP
+// connection (a WithMaxConnections wrapper of one).
+type readerFromWriterTo interface {
+	net.Conn
+	io.ReaderFrom
+	io.WriterTo
+}
+
+// aheadTCPConn is a TCP connection holding a place until its first use.
+type aheadTCPConn struct {
+	*net.TCPConn
+	p *place
+}
+
+// Read begins the connection and reads from it.
+func (c *aheadTCPConn) Read(b []byte) (int, error) { c.p.begin(); return c.TCPConn.Read(b) }
+
+// Write begins the connection and writes to it.
+func (c *aheadTCPConn) Write(b []byte) (int, error) { c.p.begin(); return c.TCPConn.Write(b) }
+
+// ReadFrom begins the connection and writes r's data to it.
+func (c *aheadTCPConn) ReadFrom(r io.Reader) (int64, error) {
+	c.p.begin()
+	return c.TCPConn.ReadFrom(r)
+}
+
+// WriteTo begins the connection and copies what it reads to w.
+func (c *aheadTCPConn) WriteTo(w io.Writer) (int64, error) {
+	c.p.begin()
+	return c.TCPConn.WriteTo(w)
+}
+
+// CloseRead begins the connection and shuts its reading side.
+func (c *aheadTCPConn) CloseRead() error { c.p.begin(); return c.TCPConn.CloseRead() }
+
+// CloseWrite begins the connection and shuts its writing side.
+func (c *aheadTCPConn) CloseWrite() error { c.p.begin(); return c.TCPConn.CloseWrite() }
+
+// Close gives the connection's place back (if still held) and closes it.
+func (c *aheadTCPConn) Close() error { c.p.begin(); return c.TCPConn.Close() }
+
+// NetConn returns the connection this one wraps.
+func (c *aheadTCPConn) NetConn() net.Conn { return c.TCPConn }
+
+// aheadCopyConn is a connection with copy fast paths holding a place
+// until its first use.
+type aheadCopyConn struct {
+	net.Conn
+	rw readerFromWriterTo
+	p  *place
+}
+
+// Read begins the connection and reads from it.
+func (c *aheadCopyConn) Read(b []byte) (int, error) { c.p.begin(); return c.Conn.Read(b) }
+
+// Write begins the connection and writes to it.
+func (c *aheadCopyConn) Write(b []byte) (int, error) { c.p.begin(); return c.Conn.Write(b) }
+
+// ReadFrom begins the connection and writes r's data to it.
+func (c *aheadCopyConn) ReadFrom(r io.Reader) (int64, error) { c.p.begin(); return c.rw.ReadFrom(r) }
+
+// WriteTo begins the connection and copies what it reads to w.
+func (c *aheadCopyConn) WriteTo(w io.Writer) (int64, error) { c.p.begin(); return c.rw.WriteTo(w) }
+
+// Close gives the connection's place back (if still held) and closes it.
+func (c *aheadCopyConn) Close() error { c.p.begin(); return c.Conn.Close() }
+
+// NetConn returns the connection this one wraps.
+func (c *aheadCopyConn) NetConn() net.Conn { return c.Conn }
+
+// aheadConn is any other connection holding a place until its first use.
+type aheadConn struct {
+	net.Conn
+	p *place
+}
+
+// Read begins the connection and reads from it.
+func (c *aheadConn) Read(b []byte) (int, error) { c.p.begin(); return c.Conn.Read(b) }
+
+// Write begins the connection and writes to it.
+func (c *aheadConn) Write(b []byte) (int, error) { c.p.begin(); return c.Conn.Write(b) }
+
+// Close gives the connection's place back (if still held) and closes it.
+func (c *aheadConn) Close() error { c.p.begin(); return c.Conn.Close() }
+
+// NetConn returns the connection this one wraps.
+func (c *aheadConn) NetConn() net.Conn { return c.Conn }
+
+// aheadListener bounds how far its server accepts ahead (a shared or
+// reuseport worker listener).
+type aheadListener struct {
+	net.Listener
+	gate   *acceptGate
+	closed chan struct{}
+	once   atomicOnce
+}
+
+// aheadListen wraps ln with gate g; ln itself when g is nil.
+func aheadListen(ln net.Listener, g *acceptGate) net.Listener {
+	if g == nil {
+		return ln
+	}
+	return &aheadListener{Listener: ln, gate: g, closed: make(chan struct{})}
+}
+
+// Accept waits for a place, then for the next connection.
+func (l *aheadListener) Accept() (net.Conn, error) {
+	placed, ok := l.gate.acquire(l.closed)
+	if !ok {
+		return nil, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		if placed {
+			l.gate.release()
+		}
+		return nil, err
+	}
+	return l.gate.wrap(c, placed), nil
+}
+
+// Close closes the listener and ends the Accept calls waiting for a place.
+func (l *aheadListener) Close() error {
+	if l.once.do() {
+		close(l.closed)
+	}
+	return l.Listener.Close()
+}
+
+// atomicOnce is true for its first caller.
+type atomicOnce struct{ done atomic.Bool }
+
+func (o *atomicOnce) do() bool { return o.done.CompareAndSwap(false, true) }
