@@ -2,6 +2,8 @@
 
 package runtime
 
+import "time"
+
 // ForgetActivation forgets the descriptors this process took over as
 // systemd's (takeActivation), for tests that set LISTEN_FDS in-process:
 // the take-over is once per process, and later tests must not find
@@ -10,4 +12,14 @@ func ForgetActivation() {
 	activation.mu.Lock()
 	activation.fds, activation.names = nil, nil
 	activation.mu.Unlock()
+}
+
+// SetAcceptAheadPatience sets how long an Accept waits for a place under
+// WithAcceptAhead before it takes the next connection anyway, and returns
+// the previous value. Tests that count what a worker's death costs make it
+// long, so that the bound holds however slow the machine.
+func SetAcceptAheadPatience(d time.Duration) time.Duration {
+	old := acceptAheadPatience
+	acceptAheadPatience = d
+	return old
 }

@@ -1,0 +1,202 @@
+//go:build linux
+
+package runtime_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime"
+)
+
+// The kill-bound tests' worker: it listens on the address and policy it is
+// asked, with WithAcceptAhead(k), and either serves HTTP ("serve",
+// answering "w<ID>") or hoards ("hoard"): its server accepts connections
+// and never touches them, as a net/http server whose goroutines have not
+// run yet on a starved machine, and reports each accept to the primary.
+func init() { workerModes["ahead"] = aheadWorker }
+
+const aheadListenProcedure = "/herdtest.Ahead/Listen"
+
+func aheadWorker() int {
+	// However slow the machine, a hoarding server never gets more than its
+	// bound: the patience fallback (for servers that accept several
+	// connections before touching any) must not fire in these tests.
+	runtime.SetAcceptAheadPatience(time.Hour)
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "NewSelf:", err)
+		return 10
+	}
+	id := self.ID()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "w%d", id)
+	})}
+	self.OnDisconnect(srv.Shutdown)
+	var (
+		mu    sync.Mutex
+		hoard []net.Conn
+	)
+	err = self.Register(runtime.NewUnaryHandler(aheadListenProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		f := strings.Fields(req.GetMessage()) // address policy how k
+		if len(f) != 4 {
+			return nil, fmt.Errorf("bad request %q", req.GetMessage())
+		}
+		pol, err := runtime.ParseSchedulingPolicy(f[1])
+		if err != nil {
+			return nil, err
+		}
+		k, err := strconv.Atoi(f[3])
+		if err != nil {
+			return nil, err
+		}
+		ln, err := runtime.Listen(ctx, "tcp", f[0], runtime.WithSchedulingPolicy(pol), runtime.WithAcceptAhead(k))
+		if err != nil {
+			return nil, err
+		}
+		if got, _ := runtime.ListenerPolicy(ln); got != pol {
+			ln.Close()
+			return nil, fmt.Errorf("listener policy %v, want %v", got, pol)
+		}
+		switch f[2] {
+		case "serve":
+			go srv.Serve(ln)
+		case "hoard":
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					hoard = append(hoard, c)
+					n := len(hoard)
+					mu.Unlock()
+					rctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+					self.Call(rctx, reportProcedure, &herdv1.ErrorEvent{Message: fmt.Sprintf("accepted %d", n)}, &herdv1.ErrorEvent{})
+					cancel()
+				}
+			}()
+		default:
+			ln.Close()
+			return nil, fmt.Errorf("bad mode %q", f[2])
+		}
+		return &herdv1.ErrorEvent{Message: ln.Addr().String()}, nil
+	}))
+	if err != nil {
+		return 11
+	}
+	if err := self.Start(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "Start:", err)
+		return 12
+	}
+	<-self.Done()
+	select {}
+}
+
+// TestKilledWorkerLosesAtMostItsAcceptAhead: a worker whose server
+// accepts connections and does not get to them (a starved net/http server:
+// its goroutines have not run) holds at most its WithAcceptAhead bound;
+// when it is SIGKILLed, exactly those clients fail and every other is
+// served by the other worker, whatever the policy: the connections it did
+// not accept waited in the shared socket's queue, in its reuseport socket's
+// queue (rescued by the primary), or with the round-robin primary.
+func TestKilledWorkerLosesAtMostItsAcceptAhead(t *testing.T) {
+	const (
+		k = 3  // the hoarding worker's bound
+		n = 24 // clients
+	)
+	for _, pol := range []runtime.SchedulingPolicy{runtime.SchedShared, runtime.SchedReusePort, runtime.SchedRoundRobin} {
+		t.Run(pol.String(), func(t *testing.T) {
+			c := newCluster(t)
+			victim, other := c.fork("ahead"), c.fork("ahead")
+			c.rec.waitFor(fmt.Sprintf("online %d", victim.ID()))
+			c.rec.waitFor(fmt.Sprintf("online %d", other.ID()))
+			// The victim listens alone first: every client goes its way.
+			addr := aheadListen(t, victim, fmt.Sprintf("127.0.0.1:0 %s hoard %d", pol, k))
+			_, portStr, _ := net.SplitHostPort(addr)
+			port, _ := strconv.Atoi(portStr)
+
+			want := fmt.Sprintf("w%d", other.ID())
+			var answered atomic.Int64
+			results := make(chan error, n)
+			for range n {
+				conn, err := net.DialTimeout("tcp", addr, waitLimit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				conn.SetDeadline(time.Now().Add(waitLimit))
+				if _, err := conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")); err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					err := readAnswer(conn, want)
+					if err == nil {
+						answered.Add(1)
+					}
+					results <- err
+				}()
+			}
+			// Its server takes k and waits for a place; with SchedShared
+			// and SchedReusePort the others wait in the kernel's accept
+			// queue of the socket it accepts from.
+			c.rec.waitFor(fmt.Sprintf("report %d accepted %d", victim.ID(), k))
+			if pol != runtime.SchedRoundRobin {
+				for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
+					queued := 0
+					for _, s := range listeners(t, port) {
+						queued += s.queued
+					}
+					if queued == n-k {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%d connections queued on port %d, want %d (the victim's server holds %d)", queued, port, n-k, k)
+					}
+				}
+			}
+			if got := aheadListen(t, other, fmt.Sprintf("127.0.0.1:0 %s serve 0", pol)); got != addr {
+				t.Fatalf("worker %d listens on %s, worker %d on %s", victim.ID(), addr, other.ID(), got)
+			}
+			if err := victim.Kill(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			failed := 0
+			for range n {
+				if err := <-results; err != nil {
+					failed++
+					t.Log(err)
+				}
+			}
+			c.waitExit(victim)
+			if accepted := c.rec.of(victim.ID()); failed != k || int(answered.Load()) != n-k {
+				t.Fatalf("%d clients failed, %d answered by worker %d; want %d failed (the victim's bound), %d answered; the victim reported %q",
+					failed, answered.Load(), other.ID(), k, n-k, accepted)
+			}
+		})
+	}
+}
+
+// aheadListen asks an "ahead" worker to listen and returns the address.
+func aheadListen(t *testing.T, w *runtime.Worker, cmd string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	res := &herdv1.ErrorEvent{}
+	if err := w.Call(ctx, aheadListenProcedure, &herdv1.ErrorEvent{Message: cmd}, res); err != nil {
+		t.Fatalf("worker %d listen %q: %v", w.ID(), cmd, err)
+	}
+	return res.GetMessage()
+}
