@@ -235,11 +235,13 @@ func WithMaxConnections(n int) ListenOption {
 // place returns the next connection anyway, so a server that accepts
 // several connections before it touches any is slowed, not stuck.
 //
-// n == 0 is the default (1, the bound herd-bench's kill scenario measured:
-// README "What a worker's death costs"); n < 0 turns the bound off (Accept
-// takes what is there, as net.Listen's does). It applies to TCP and unix
-// listeners in a worker, not to exclusive ones or outside a cluster, where
-// no other process could serve what the listener leaves.
+// n == 0 is the default: 1 with SchedShared and SchedReusePort (the bound
+// herd-bench's kill scenario measured: README "What a worker's death
+// costs"), none with SchedRoundRobin, whose primary already keeps what the
+// server has not accepted; n < 0 turns the bound off (Accept takes what is
+// there, as net.Listen's does). It applies to TCP and unix listeners in a
+// worker, not to exclusive ones or outside a cluster, where no other
+// process could serve what the listener leaves.
 func WithAcceptAhead(n int) ListenOption {
 	return listenOptionFunc(func(c *listenConfig) { c.acceptAhead = n })
 }

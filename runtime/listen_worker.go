@@ -256,8 +256,10 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 		rl.prime()
 		s.track(e.id, rl)
 		s.reportListening(network, address, addr, cfg.fd)
-		if g := newAcceptGate(cfg.acceptAhead); g != nil {
-			return &rrAhead{rrListener: rl, gate: g}, nil
+		// With round robin the bound is off unless asked for
+		// (listener_ahead.go).
+		if cfg.acceptAhead > 0 {
+			return &rrAhead{rrListener: rl, gate: newAcceptGate(cfg.acceptAhead)}, nil
 		}
 		return rl, nil
 	}

@@ -24,7 +24,8 @@ import (
 // So a worker's cluster listener bounds how far its server accepts ahead
 // of its work: Accept waits while n connections it returned have not been
 // begun. A connection is begun by the first Read, Write (ReadFrom,
-// WriteTo), CloseRead, CloseWrite or Close called on it: its server's
+// WriteTo, ReadMsgUnix, WriteMsgUnix), CloseRead, CloseWrite or Close
+// called on it: its server's
 // goroutine for it runs. A connection whose server reads it and waits for
 // a request (an idle keep-alive client, a browser's preconnect) is begun
 // and holds no place, so idle clients cannot stall the accept loop; what a
@@ -36,10 +37,18 @@ import (
 // has waited acceptAheadPatience returns the next connection anyway
 // (counted in no place), so such a server is slowed, never stuck.
 
-// defaultAcceptAhead is the bound of a worker's listener when Listen is
-// not given WithAcceptAhead: measured with cmd/herd-bench (README, "What a
-// worker's death costs"), 1 keeps the kill losses at their floor and costs
-// no throughput, keep-alive or a new connection per request.
+// defaultAcceptAhead is the bound of a SchedShared or SchedReusePort
+// worker listener when Listen is not given WithAcceptAhead (cmd/herd-bench,
+// README "What a worker's death costs": with it, what a killed worker's
+// server held was at most one connection it had not read in 20 kills;
+// without, up to 34; the HTTP throughput figures did not move beyond their
+// noise).
+//
+// A SchedRoundRobin listener has no bound unless WithAcceptAhead asks for
+// one: its primary already keeps every connection the server has not
+// accepted, its worker asks for connections only as its server accepts,
+// and the bound measured no fewer losses there while it pulled the
+// per-worker balance of connections further from even.
 const defaultAcceptAhead = 1
 
 // acceptAheadPatience is how long an Accept waits for a place before it
@@ -90,8 +99,8 @@ func (g *acceptGate) acquire(done <-chan struct{}) (placed, ok bool) {
 func (g *acceptGate) release() { <-g.places }
 
 // wrap returns c, holding a place when placed, so that its first use
-// gives the place back. A TCP connection keeps its type's methods
-// (ReadFrom for sendfile, SetKeepAlive...); NetConn returns c.
+// gives the place back. A TCP or unix connection keeps its type's methods
+// (ReadFrom for sendfile, SetKeepAlive, ReadMsgUnix...); NetConn returns c.
 func (g *acceptGate) wrap(c net.Conn, placed bool) net.Conn {
 	if !placed {
 		return c
@@ -101,6 +110,8 @@ func (g *acceptGate) wrap(c net.Conn, placed bool) net.Conn {
 	switch c := c.(type) {
 	case *net.TCPConn:
 		return &aheadTCPConn{TCPConn: c, p: p}
+	case *net.UnixConn:
+		return &aheadUnixConn{UnixConn: c, p: p}
 	case readerFromWriterTo:
 		return &aheadCopyConn{Conn: c, rw: c, p: p}
 	}
@@ -164,6 +175,43 @@ func (c *aheadTCPConn) Close() error { c.p.begin(); return c.TCPConn.Close() }
 
 // NetConn returns the connection this one wraps.
 func (c *aheadTCPConn) NetConn() net.Conn { return c.TCPConn }
+
+// aheadUnixConn is a unix connection holding a place until its first use.
+type aheadUnixConn struct {
+	*net.UnixConn
+	p *place
+}
+
+// Read begins the connection and reads from it.
+func (c *aheadUnixConn) Read(b []byte) (int, error) { c.p.begin(); return c.UnixConn.Read(b) }
+
+// Write begins the connection and writes to it.
+func (c *aheadUnixConn) Write(b []byte) (int, error) { c.p.begin(); return c.UnixConn.Write(b) }
+
+// ReadMsgUnix begins the connection and reads a message (with its
+// descriptors) from it.
+func (c *aheadUnixConn) ReadMsgUnix(b, oob []byte) (n, oobn, flags int, addr *net.UnixAddr, err error) {
+	c.p.begin()
+	return c.UnixConn.ReadMsgUnix(b, oob)
+}
+
+// WriteMsgUnix begins the connection and writes a message to it.
+func (c *aheadUnixConn) WriteMsgUnix(b, oob []byte, addr *net.UnixAddr) (n, oobn int, err error) {
+	c.p.begin()
+	return c.UnixConn.WriteMsgUnix(b, oob, addr)
+}
+
+// CloseRead begins the connection and shuts its reading side.
+func (c *aheadUnixConn) CloseRead() error { c.p.begin(); return c.UnixConn.CloseRead() }
+
+// CloseWrite begins the connection and shuts its writing side.
+func (c *aheadUnixConn) CloseWrite() error { c.p.begin(); return c.UnixConn.CloseWrite() }
+
+// Close gives the connection's place back (if still held) and closes it.
+func (c *aheadUnixConn) Close() error { c.p.begin(); return c.UnixConn.Close() }
+
+// NetConn returns the connection this one wraps.
+func (c *aheadUnixConn) NetConn() net.Conn { return c.UnixConn }
 
 // aheadCopyConn is a connection with copy fast paths holding a place
 // until its first use.

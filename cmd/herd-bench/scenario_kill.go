@@ -23,7 +23,13 @@ import (
 // shows how many connections the victim's server held (accepted, not yet
 // closed) when it died, as the workers count them in a shared file: those
 // are lost under any policy, and the rest of the failures is what the
-// policy lost.
+// policy lost. It splits them: those whose request the server had not read
+// yet (its goroutine had not run, or the request had not arrived) and
+// those it had read and not answered. The herd servers listen as an HTTP
+// server should, with the runtime's default accept-ahead bound and
+// runtime.WithDeferAccept (HERD_BENCH_ACCEPT_AHEAD and
+// HERD_BENCH_DEFER_ACCEPT in the harness's environment change both, for
+// comparing).
 //
 // The load is always the built-in client, with -connections connections: it counts a request that hangs (the server never answers)
 // as failed even when it hangs past the end of the run, and wrk does not.

@@ -138,7 +138,11 @@ func worker(o options) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	ln, err := runtime.Listen(ctx, "tcp", o.addr)
+	// An HTTP client speaks first: the kernel queues a connection for
+	// accept once its request arrived, so that a worker that dies holds
+	// none still waiting for its request (README, "What a worker's death
+	// costs").
+	ln, err := runtime.Listen(ctx, "tcp", o.addr, runtime.WithDeferAccept())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "worker %d: %v\n", self.ID(), err)
 		return 1
