@@ -38,17 +38,17 @@ import (
 // (counted in no place), so such a server is slowed, never stuck.
 
 // defaultAcceptAhead is the bound of a SchedShared or SchedReusePort
-// worker listener when Listen is not given WithAcceptAhead (cmd/herd-bench,
-// README "What a worker's death costs": with it, what a killed worker's
-// server held was at most one connection it had not read in 20 kills;
-// without, up to 34; the HTTP throughput figures did not move beyond their
-// noise).
+// worker listener when Listen is not given WithAcceptAhead. cmd/herd-bench's
+// kill scenario (README, "What a worker's death costs") measured it: with
+// WithDeferAccept and this bound a killed worker's server held at most one
+// connection in 20 kills; with WithDeferAccept alone one kill of five lost
+// 22 connections whose goroutines had not read them; the HTTP throughput
+// figures did not move beyond their noise.
 //
 // A SchedRoundRobin listener has no bound unless WithAcceptAhead asks for
 // one: its primary already keeps every connection the server has not
-// accepted, its worker asks for connections only as its server accepts,
-// and the bound measured no fewer losses there while it pulled the
-// per-worker balance of connections further from even.
+// accepted, and with the bound the per-worker balance of connections
+// drifted further from even.
 const defaultAcceptAhead = 1
 
 // acceptAheadPatience is how long an Accept waits for a place before it
