@@ -49,8 +49,8 @@ func aheadWorker() int {
 		hoard []net.Conn
 	)
 	err = self.Register(runtime.NewUnaryHandler(aheadListenProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-		f := strings.Fields(req.GetMessage()) // address policy how k
-		if len(f) != 4 {
+		f := strings.Fields(req.GetMessage()) // address policy how k [defer]
+		if len(f) != 4 && (len(f) != 5 || f[4] != "defer") {
 			return nil, fmt.Errorf("bad request %q", req.GetMessage())
 		}
 		pol, err := runtime.ParseSchedulingPolicy(f[1])
@@ -61,7 +61,11 @@ func aheadWorker() int {
 		if err != nil {
 			return nil, err
 		}
-		ln, err := runtime.Listen(ctx, "tcp", f[0], runtime.WithSchedulingPolicy(pol), runtime.WithAcceptAhead(k))
+		opts := []runtime.ListenOption{runtime.WithSchedulingPolicy(pol), runtime.WithAcceptAhead(k)}
+		if len(f) == 5 {
+			opts = append(opts, runtime.WithDeferAccept())
+		}
+		ln, err := runtime.Listen(ctx, "tcp", f[0], opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -72,6 +76,7 @@ func aheadWorker() int {
 		switch f[2] {
 		case "serve":
 			go srv.Serve(ln)
+		case "hold": // the runtime keeps the listener; nobody accepts
 		case "hoard":
 			go func() {
 				for {
@@ -199,4 +204,95 @@ func aheadListen(t *testing.T, w *runtime.Worker, cmd string) string {
 		t.Fatalf("worker %d listen %q: %v", w.ID(), cmd, err)
 	}
 	return res.GetMessage()
+}
+
+// TestDeferAcceptSetsTheSocketOption: WithDeferAccept reaches the socket
+// the primary binds for a worker's Listen, under every policy (the primary
+// holds a descriptor of it: the handle's socket, or with SchedReusePort
+// each worker's), and a Listen outside a cluster; without it the option
+// stays off.
+func TestDeferAcceptSetsTheSocketOption(t *testing.T) {
+	for _, pol := range []runtime.SchedulingPolicy{runtime.SchedShared, runtime.SchedReusePort, runtime.SchedRoundRobin} {
+		t.Run(pol.String(), func(t *testing.T) {
+			c := newCluster(t)
+			a, b := c.fork("ahead"), c.fork("ahead")
+			c.rec.waitFor(fmt.Sprintf("online %d", a.ID()))
+			c.rec.waitFor(fmt.Sprintf("online %d", b.ID()))
+			on := aheadListen(t, a, fmt.Sprintf("127.0.0.1:0 %s hold 0 defer", pol))
+			if got := aheadListen(t, b, fmt.Sprintf("127.0.0.1:0 %s hold 0", pol)); got != on {
+				t.Fatalf("worker %d listens on %s, worker %d on %s", a.ID(), on, b.ID(), got)
+			}
+			off := aheadListen(t, a, fmt.Sprintf("127.0.0.2:0 %s hold 0", pol))
+			// The option applies when the Listen creates the handle: every
+			// socket of the first address has it, none of the second.
+			for addr, want := range map[string]bool{on: true, off: false} {
+				fds := primaryListenFDs(t, addr)
+				if len(fds) == 0 {
+					t.Fatalf("the primary holds no listening socket on %s", addr)
+				}
+				for _, fd := range fds {
+					v, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if (v != 0) != want {
+						t.Errorf("%s: the primary's socket (fd %d) has TCP_DEFER_ACCEPT %d; want it set: %v", addr, fd, v, want)
+					}
+				}
+			}
+		})
+	}
+	t.Run("local", func(t *testing.T) {
+		ln, err := runtime.Listen(context.Background(), "tcp", "127.0.0.1:0", runtime.WithDeferAccept())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		rc, err := ln.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var gerr error
+		rc.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT) })
+		if gerr != nil || v == 0 {
+			t.Fatalf("TCP_DEFER_ACCEPT %d, %v; want it set", v, gerr)
+		}
+	})
+}
+
+// primaryListenFDs returns this process's descriptors of the listening
+// sockets on addr (127.0.0.x:port).
+func primaryListenFDs(t *testing.T, addr string) []int {
+	t.Helper()
+	host, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	ip := net.ParseIP(host).To4()
+	local := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], port)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 10 && f[1] == local && f[3] == "0A" {
+			inodes[f[9]] = true
+		}
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []int
+	for _, e := range ents {
+		l, err := os.Readlink("/proc/self/fd/" + e.Name())
+		ino, ok := strings.CutPrefix(l, "socket:[")
+		if err != nil || !ok || !inodes[strings.TrimSuffix(ino, "]")] {
+			continue
+		}
+		fd, _ := strconv.Atoi(e.Name())
+		fds = append(fds, fd)
+	}
+	return fds
 }
