@@ -254,7 +254,9 @@ func TestDeferAcceptSetsTheSocketOption(t *testing.T) {
 		}
 		var v int
 		var gerr error
-		rc.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT) })
+		rc.Control(func(fd uintptr) {
+			v, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
+		})
 		if gerr != nil || v == 0 {
 			t.Fatalf("TCP_DEFER_ACCEPT %d, %v; want it set", v, gerr)
 		}

@@ -229,9 +229,10 @@ func WithMaxConnections(n int) ListenOption {
 // has not run), and the connections it does not accept stay with the
 // cluster (in the shared socket's queue, in the reuseport socket's queue
 // the primary rescues, or with the round-robin primary), so another worker
-// serves them if this one dies. Accept then returns a wrapper whose
-// NetConn method returns the connection itself (a TCP connection's
-// wrapper keeps *net.TCPConn's methods). An Accept that waited 100 ms for a
+// serves them if this one dies. Accept then returns a wrapper, not a
+// *net.TCPConn or *net.UnixConn: it has their methods (assert an interface
+// such as interface{ SetKeepAlive(bool) error }), and its NetConn method
+// returns the connection itself. An Accept that waited 100 ms for a
 // place returns the next connection anyway, so a server that accepts
 // several connections before it touches any is slowed, not stuck.
 //

@@ -164,16 +164,15 @@ func indexKey(network, address string, cfg *listenConfig) string {
 // matching its errno.
 func (s *Self) requestListen(ctx context.Context, e *listenEntry, network, address string, cfg *listenConfig) (*herdv1.ListenResponse, []*os.File, error) {
 	req := &herdv1.ListenRequest{
-		Network:    network,
-		Address:    address,
-		Index:      e.index,
-		Policy:     cfg.policy.proto(),
-		Backlog:    int32(cfg.backlog),
-		FdName:     cfg.fdName,
-		UnixMode:   uint32(cfg.unixMode),
-		Ipv6Only:   cfg.ipv6Only,
-		ListenerId: e.id,
-		// DeferAccept is the last field of ListenRequest.
+		Network:     network,
+		Address:     address,
+		Index:       e.index,
+		Policy:      cfg.policy.proto(),
+		Backlog:     int32(cfg.backlog),
+		FdName:      cfg.fdName,
+		UnixMode:    uint32(cfg.unixMode),
+		Ipv6Only:    cfg.ipv6Only,
+		ListenerId:  e.id,
 		DeferAccept: cfg.deferAccept,
 	}
 	if cfg.fd >= 0 {
