@@ -31,9 +31,14 @@ import (
 // socket: a SYN the kernel routed to it whose final ACK arrives after the
 // close finds no listener and the client gets a reset (with
 // tcp_migrate_req, those move to another socket too). On loopback a
-// handshake takes microseconds, so this is rare; the kill_failed_requests
-// scenario of cmd/herd-bench measures it with the requests the dead worker
-// had already accepted.
+// handshake takes microseconds, so this is rare. With WithDeferAccept it is
+// not: a connection whose handshake completed without data stays a request
+// in the socket's SYN queue until its data arrives, out of the accept queue
+// this rescue drains, and the close resets it too. The kill_failed_requests
+// scenario of cmd/herd-bench measures both with the requests the dead
+// worker had already accepted (README, "What a worker's death costs":
+// some kills lose several such connections without tcp_migrate_req, none
+// with it).
 
 const (
 	// maxAdoptBatch bounds the connections one Adopt message carries.
