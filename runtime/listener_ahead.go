@@ -25,11 +25,13 @@ import (
 // of its work: Accept waits while n connections it returned have not been
 // begun. A connection is begun by the first Read, Write (ReadFrom,
 // WriteTo, ReadMsgUnix, WriteMsgUnix), CloseRead, CloseWrite or Close
-// called on it: its server's
-// goroutine for it runs. A connection whose server reads it and waits for
-// a request (an idle keep-alive client, a browser's preconnect) is begun
-// and holds no place, so idle clients cannot stall the accept loop; what a
-// long request holds is the server's business, not this bound's.
+// called on it: its server's goroutine for it runs. A connection whose
+// server reads it and waits for a request (an idle keep-alive client, a
+// browser's preconnect) is begun and holds no place, so idle clients
+// cannot stall the accept loop; what a long request holds is the server's
+// business, not this bound's. A begun connection whose request has not
+// arrived yet is lost with the worker too: WithDeferAccept keeps those in
+// the kernel (deferaccept_linux.go).
 //
 // A server that accepts several connections before it touches any (a test
 // pairing two clients, a proxy that accepts both ends first) would wait
