@@ -55,6 +55,7 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdhttp"
 )
 
 type options struct {
@@ -116,8 +117,7 @@ func worker(o options) int {
 		}
 		fmt.Fprintln(w, totals(st))
 	})
-	var fresh freshConns
-	srv := &http.Server{ConnState: fresh.track, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Tell the primary, fire-and-forget (Node's process.send). The
 		// message is queued before the response is written, so the
 		// primary has counted it by the time the worker exits.
@@ -126,14 +126,6 @@ func worker(o options) int {
 		}
 		mux.ServeHTTP(w, r)
 	})}
-	// On disconnect the runtime first closes the listener (Serve returns),
-	// then this hook lets requests in flight finish. net/http drops a
-	// request it reads after Shutdown has started, so first wait for the
-	// connections accepted last to have their request read.
-	self.OnDisconnect(func(ctx context.Context) error {
-		fresh.wait(ctx)
-		return srv.Shutdown(ctx)
-	})
 	if err := self.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -147,7 +139,13 @@ func worker(o options) int {
 		fmt.Fprintf(os.Stderr, "worker %d: %v\n", self.ID(), err)
 		return 1
 	}
-	go srv.Serve(ln)
+	// Serve until the worker disconnects (a reload, a stop), then drain:
+	// keep-alive connections end between requests, requests in flight
+	// and those that arrive meanwhile are answered with "Connection:
+	// close"; the worker exits once every connection has ended.
+	if err := herdhttp.Serve(ctx, self, srv, ln); err != nil {
+		fmt.Fprintf(os.Stderr, "worker %d: %v\n", self.ID(), err)
+	}
 	<-self.Done()
 	return 0
 }
@@ -156,56 +154,6 @@ func worker(o options) int {
 func delay(r *http.Request) {
 	if d, err := time.ParseDuration(r.URL.Query().Get("delay")); err == nil && d > 0 {
 		time.Sleep(min(d, 10*time.Second))
-	}
-}
-
-// freshConns tracks the connections the server has accepted and not yet
-// read a request from (http.StateNew).
-type freshConns struct {
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-	none  chan struct{} // closed when conns becomes empty
-}
-
-func (f *freshConns) track(c net.Conn, st http.ConnState) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if st == http.StateNew {
-		if f.conns == nil {
-			f.conns = make(map[net.Conn]bool)
-		}
-		f.conns[c] = true
-		return
-	}
-	if f.conns[c] {
-		delete(f.conns, c)
-		if len(f.conns) == 0 && f.none != nil {
-			close(f.none)
-			f.none = nil
-		}
-	}
-}
-
-// wait waits until no accepted connection is waiting for its first
-// request (at most five seconds, net/http's own limit for those), or ctx
-// ends.
-func (f *freshConns) wait(ctx context.Context) {
-	f.mu.Lock()
-	if len(f.conns) == 0 {
-		f.mu.Unlock()
-		return
-	}
-	if f.none == nil {
-		f.none = make(chan struct{})
-	}
-	none := f.none
-	f.mu.Unlock()
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case <-none:
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }
 
