@@ -54,6 +54,7 @@ type child struct {
 	err    error // of cmd.Wait, once exited is closed
 	quit   chan struct{}
 	once   sync.Once
+	after  func() // run by kill, once the child is gone: what it may leave behind
 }
 
 // runSelf runs this binary in role, with the measuring duration and env in
@@ -94,7 +95,7 @@ func childEnv(cfg *config) []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case envRole, envWorkerRole, envMode, envDurationMS, envWorkers, envKill, envProfile, envTrace, "HERD_SCHED_POLICY", "NODE_CLUSTER_SCHED_POLICY":
+		case envRole, envWorkerRole, envMode, envDurationMS, envWorkers, envKill, envProfile, envTrace, "HERD_SCHED_POLICY", "NODE_CLUSTER_SCHED_POLICY", "PM2_HOME", envPM2Module:
 			continue
 		}
 		env = append(env, kv)
@@ -210,6 +211,10 @@ func (c *child) kill() {
 		<-c.exited
 	}
 	killProcessGroup(c.cmd)
+	if c.after != nil {
+		c.after()
+		c.after = nil
+	}
 }
 
 // failure wraps err with the child's name and the end of its stderr.

@@ -20,7 +20,9 @@
 // SO_REUSEPORT outside Linux).
 //
 // Scenarios (for -only): ipc_oneway, ipc_rtt, ipc_1mib_rtt,
-// fork8_listening, http_keepalive, http_close, kill_failed_requests.
+// fork8_listening, http_keepalive, http_close, kill_failed_requests,
+// reload_failed_requests_keepalive, reload_failed_requests_close,
+// restart_ms.
 package main
 
 import (
@@ -71,6 +73,9 @@ type config struct {
 	quietWait   time.Duration
 	loads       loadLog
 	childEnv    []string // added to every child's environment
+	pm2         string   // -pm2: auto, cached, a directory, or empty
+	pm2Dir      string   // the pm2 package; empty: the pm2 systems are skipped (pm2Why)
+	pm2Why      string
 }
 
 // run is the harness: it parses args, runs the scenarios, prints the table
@@ -87,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		workers = fs.Int("workers", goruntime.NumCPU(), "worker processes of the HTTP clusters")
 		load    = fs.String("load", "auto", "HTTP load generator: auto (wrk when installed and -duration >= 1s, else go), wrk or go")
 		node    = fs.String("node", "node", "Node.js executable for the node_* systems; empty to skip them")
+		pm2     = fs.String("pm2", "auto", "PM2 for the pm2 systems: auto (the copy in the user cache dir, installed there with npm if missing), cached (that copy only), a `DIR` with the pm2 package, or empty to skip them")
 		quiet   = fs.Duration("quiet-wait", 30*time.Second, "before each run, wait up to this long for other processes to leave the CPUs idle (Linux; 0: do not check)")
 		procs   = fs.Int("gomaxprocs", 0, "GOMAXPROCS of the Go children (herd, raw, single); 0 leaves Go's default, as users run it")
 		profile = fs.String("profile", "", "Go children write CPU profiles to `DIR` (cpu-<role>-<pid>.pprof)")
@@ -114,6 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 		stderr:      stderr,
 		quietWait:   *quiet,
+		pm2:         *pm2,
 	}
 	if !platformSupported {
 		fmt.Fprintf(stderr, "herd-bench: herd links need Linux or macOS; %s is not supported\n", goruntime.GOOS)
@@ -180,6 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.childEnv = append(cfg.childEnv, env+"="+abs)
 	}
 	cfg.describeNode(ctx, stdout)
+	cfg.describePM2(ctx, stdout)
 
 	res := newResults()
 	failed := false
@@ -358,6 +366,13 @@ var targets = []target{
 	{"worker killed: rr <= 1 failed request", "kill_failed_requests_rr", "", true, 1, "failed"},
 	{"worker killed: reuseport <= 1 failed request", "kill_failed_requests_reuseport", "", true, 1, "failed"},
 	{"worker killed: shared <= Node SCHED_NONE", "kill_failed_requests_shared", "kill_failed_requests_node_none", true, 0, "failed"},
+	{"reload, keep-alive: rr 0 failed requests", "reload_failed_requests_keepalive_rr", "", true, 0, "failed"},
+	{"reload, keep-alive: shared 0 failed requests", "reload_failed_requests_keepalive_shared", "", true, 0, "failed"},
+	{"reload, keep-alive: reuseport 0 failed requests", "reload_failed_requests_keepalive_reuseport", "", true, 0, "failed"},
+	{"reload, close: rr 0 failed requests", "reload_failed_requests_close_rr", "", true, 0, "failed"},
+	{"reload, close: shared 0 failed requests", "reload_failed_requests_close_shared", "", true, 0, "failed"},
+	{"reload, close: reuseport 0 failed requests", "reload_failed_requests_close_reuseport", "", true, 0, "failed"},
+	{"worker killed to replacement ready <= 50 ms", "restart_ms", "", true, 50, "ms"},
 }
 
 // printTargets checks every target whose figures were measured.

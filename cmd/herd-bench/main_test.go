@@ -43,10 +43,14 @@ func expectedKeys(t *testing.T) []string {
 		"http_close_rps_single", "http_close_rps_rr", "http_close_rps_shared",
 		"rr_balance_max_over_min",
 		"kill_failed_requests_rr", "kill_failed_requests_shared",
+		"reload_failed_requests_keepalive_rr", "reload_failed_requests_keepalive_shared",
+		"reload_failed_requests_close_rr", "reload_failed_requests_close_shared",
+		"restart_ms",
 	}
 	if goruntime.GOOS == "linux" {
 		keys = append(keys, "primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
-			"kill_failed_requests_reuseport")
+			"kill_failed_requests_reuseport",
+			"reload_failed_requests_keepalive_reuseport", "reload_failed_requests_close_reuseport")
 	}
 	if _, err := exec.LookPath("node"); err == nil {
 		keys = append(keys,
@@ -76,12 +80,14 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
-	code := run(ctx, []string{"-duration", "200ms", "-rounds", "1", "-connections", "8", "-workers", "2", "-quiet-wait", "0", "-json", out}, &stdout, &stderr)
+	// PM2 is never installed nor run here (-pm2 ''): pm2_* keys are not
+	// expected.
+	code := run(ctx, []string{"-duration", "200ms", "-rounds", "1", "-connections", "8", "-workers", "2", "-quiet-wait", "0", "-pm2", "", "-json", out}, &stdout, &stderr)
 	t.Logf("harness took %v; output:\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
 	if code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s", code, stderr.String())
 	}
-	for _, want := range []string{"load: built-in Go client", "scenario", "ipc_oneway", "http_close", "kill_failed_requests", "target"} {
+	for _, want := range []string{"load: built-in Go client", "scenario", "ipc_oneway", "http_close", "kill_failed_requests", "reload_failed_requests_close", "restart_ms", "pm2: not available (-pm2 empty)", "target"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -100,7 +106,7 @@ func TestSmoke(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("JSON lacks %s", k)
-		case strings.HasPrefix(k, "kill_failed_requests_"):
+		case strings.HasPrefix(k, "kill_failed_requests_"), strings.HasPrefix(k, "reload_failed_requests_"):
 			// A count of failed requests: zero is the aim.
 			if !(v >= 0) || v != math.Trunc(v) {
 				t.Errorf("%s = %v, want a count", k, v)

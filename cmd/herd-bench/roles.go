@@ -18,9 +18,13 @@ const (
 	roleHTTPPrimary = "http-primary" // herd HTTP cluster
 	roleSingle      = "single"       // single-process Go HTTP server
 
+	roleReloadPrimary  = "reload-primary"  // herd pool of the reload scenarios
+	roleRestartPrimary = "restart-primary" // herd pool of restart_ms
+
 	workerIPC    = "ipc"    // herd worker of the IPC scenarios
 	workerListen = "listen" // herd worker of fork8_listening
 	workerHTTP   = "http"   // herd HTTP worker
+	workerReload = "reload" // herd HTTP worker of the reload and restart pools (herdhttp.Serve)
 )
 
 // childRole reports the role of this process, when it is not the harness.
@@ -55,6 +59,12 @@ func runRole(role string) int {
 		err = httpPrimary()
 	case roleSingle:
 		err = singleServer()
+	case roleReloadPrimary:
+		err = reloadPrimary()
+	case roleRestartPrimary:
+		err = restartPrimary()
+	case "worker:" + workerReload:
+		err = reloadWorker()
 	case "worker:" + workerIPC:
 		err = ipcWorker()
 	case "worker:" + workerListen:

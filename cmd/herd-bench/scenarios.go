@@ -128,6 +128,9 @@ func scenarios() []*scenario {
 		httpScenario("http_keepalive", false),
 		httpScenario("http_close", true),
 		killScenario(),
+		reloadScenario(false),
+		reloadScenario(true),
+		restartScenario(),
 	}
 }
 
