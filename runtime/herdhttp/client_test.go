@@ -19,7 +19,8 @@ type client struct {
 	keepAlive bool
 	conn      net.Conn
 	br        *bufio.Reader
-	closes    int // responses that ended a kept connection
+	closes    int  // responses that ended a kept connection
+	fresh     bool // the last request went on a connection dialed for it
 }
 
 // answer is what a request got.
@@ -31,6 +32,7 @@ type answer struct {
 
 // get sends GET path and reads the answer.
 func (c *client) get(path string) (answer, error) {
+	c.fresh = c.conn == nil
 	if c.conn == nil {
 		conn, err := net.DialTimeout("tcp", c.addr, waitLimit)
 		if err != nil {

@@ -4,10 +4,13 @@ package herdhttp_test
 
 import (
 	"context"
+	"errors"
+	"os"
 	goruntime "runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/herd-go/herd/runtime"
@@ -20,6 +23,13 @@ import (
 // "Connection: close". No request fails (the clients never retry), every
 // keep-alive connection to a replaced worker ended with
 // "Connection: close", and the new workers answer.
+//
+// With reuseport one failure is the kernel's, not the drain's: a
+// handshake that completes on a replaced worker's SO_REUSEPORT socket as
+// the primary closes it (after taking what its queue held) is reset,
+// unless net.ipv4.tcp_migrate_req=1 moves it to another socket of the
+// group. Such a reset of a new connection's first request is counted and
+// logged, not failed, when tcp_migrate_req is off.
 func TestServeReloadUnderLoad(t *testing.T) {
 	policies := []runtime.SchedulingPolicy{runtime.SchedRoundRobin, runtime.SchedShared}
 	if goruntime.GOOS == "linux" {
@@ -47,8 +57,10 @@ func TestServeReloadUnderLoad(t *testing.T) {
 
 			// The load: bounded in requests, ended by the test.
 			const clients, maxRequests = 8, 1_000_000
+			kernelResets := sched == runtime.SchedReusePort && !migrateReq()
 			var (
 				sent, answered, failed atomic.Int64
+				resets                 atomic.Int64
 				closes                 atomic.Int64
 				firstErr               atomic.Value
 				wg                     sync.WaitGroup
@@ -71,6 +83,10 @@ func TestServeReloadUnderLoad(t *testing.T) {
 						default:
 						}
 						if _, err := c.get("/"); err != nil {
+							if kernelResets && c.fresh && errors.Is(err, syscall.ECONNRESET) {
+								resets.Add(1)
+								continue
+							}
 							failed.Add(1)
 							firstErr.CompareAndSwap(nil, err)
 							continue
@@ -106,7 +122,7 @@ func TestServeReloadUnderLoad(t *testing.T) {
 			if err != nil || (a.body != "hello from worker 5\n" && a.body != "hello from worker 6\n") {
 				t.Errorf("after the reloads: %q %v", a.body, err)
 			}
-			t.Logf("%s: %d requests answered during two reloads, %d keep-alive connections ended by the drain", sched, answered.Load(), closes.Load())
+			t.Logf("%s: %d requests answered during two reloads, %d keep-alive connections ended by the drain, %d new connections reset by the kernel", sched, answered.Load(), closes.Load(), resets.Load())
 			for _, l := range events.All() {
 				if strings.HasPrefix(l, "exit ") && !strings.Contains(l, "cause=EXIT_CAUSE_CLEAN") {
 					t.Errorf("a worker did not exit cleanly: %s", l)
@@ -114,4 +130,11 @@ func TestServeReloadUnderLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// migrateReq reports whether the kernel moves the connections of a closing
+// SO_REUSEPORT socket to another one of its group (net.ipv4.tcp_migrate_req).
+func migrateReq() bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }

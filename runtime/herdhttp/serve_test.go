@@ -50,8 +50,9 @@ func (f *fakeWorker) disconnect(ctx context.Context, ln net.Listener) error {
 	return errors.Join(errs...)
 }
 
-// notifyListener sends on closed when it is closed: Serve's drain has
-// started by then.
+// notifyListener sends on closed when it is first closed. Serve's drain
+// closes it as it starts when ctx ends (a disconnect closes the listener
+// before the hook runs, and srv.Serve closes it too as it returns).
 type notifyListener struct {
 	net.Listener
 	once   sync.Once
@@ -104,14 +105,33 @@ func startServer(t *testing.T, h http.Handler, opts ...herdhttp.Option) *server 
 
 func (s *server) addr() string { return s.ln.Addr().String() }
 
-// drain starts a drain as a disconnect would, and returns its hook's
-// result on the channel; it returns once the drain has started.
-func (s *server) drain(ctx context.Context) chan error {
+// drain starts a drain as a disconnect would, and returns the hook's
+// result on the channel. With probe it returns once the drain has started:
+// a keep-alive connection opened before it has then been answered with
+// "Connection: close" (the listener closing says nothing: srv.Serve closes
+// it too as it returns).
+func (s *server) drain(ctx context.Context, probe bool) chan error {
+	s.t.Helper()
+	var p *client
+	if probe {
+		p = &client{addr: s.addr(), keepAlive: true}
+		defer p.drop()
+		if _, err := p.get("/"); err != nil {
+			s.t.Fatalf("probe: %v", err)
+		}
+	}
 	done := make(chan error, 1)
-	// The runtime's close of the listener, before the hooks: not the
-	// notifying wrapper, which Serve's drain closes when it starts.
+	// The runtime's close of the listener, before the hooks.
 	go func() { done <- s.w.disconnect(ctx, s.ln.Listener) }()
-	herdtest.Receive(s.t, s.ln.closed, "the listener to close")
+	if probe {
+		herdtest.WaitUntil(s.t, "the drain to start", func() bool {
+			a, err := p.get("/")
+			if err != nil {
+				s.t.Fatalf("probe: %v", err)
+			}
+			return a.close
+		})
+	}
 	return done
 }
 
@@ -165,7 +185,7 @@ func TestServeKeepAliveClientsEndCleanly(t *testing.T) {
 	for range clients {
 		herdtest.Receive(t, started, "a first answer")
 	}
-	done := s.drain(context.Background())
+	done := s.drain(context.Background(), false)
 	total := 0
 	for range clients {
 		o := herdtest.Receive(t, outcomes, "a client to end")
@@ -202,7 +222,7 @@ func TestServeAnswersRequestsReadAfterTheDrainStarted(t *testing.T) {
 	if a, err := idle.get("/"); err != nil || a.close {
 		t.Fatalf("first request: %+v %v", a, err)
 	}
-	done := s.drain(context.Background())
+	done := s.drain(context.Background(), true)
 	for name, c := range map[string]*client{"new connection": fresh, "idle keep-alive connection": idle} {
 		a, err := c.get("/")
 		switch {
@@ -230,7 +250,7 @@ func TestServeClosesIdleConnectionBetweenRequests(t *testing.T) {
 	if _, err := c.get("/"); err != nil {
 		t.Fatal(err)
 	}
-	done := s.drain(context.Background())
+	done := s.drain(context.Background(), false)
 	if err := herdtest.Receive(t, done, "the drain"); err != nil {
 		t.Errorf("drain: %v", err)
 	}
@@ -265,7 +285,7 @@ func TestServeBusyConnectionEndsAfterItsResponse(t *testing.T) {
 		slow <- err
 	}()
 	herdtest.Receive(t, inHandler, "the slow request in its handler")
-	done := s.drain(context.Background())
+	done := s.drain(context.Background(), true)
 	close(release)
 	if err := herdtest.Receive(t, slow, "the slow answer"); err != nil {
 		t.Fatalf("request in flight: %v", err)
@@ -307,7 +327,7 @@ func TestServeDrainDeadline(t *testing.T) {
 	}()
 	herdtest.Receive(t, inHandler, "the request in its handler")
 	ctx, cancel := context.WithCancel(context.Background())
-	done := s.drain(ctx)
+	done := s.drain(ctx, false)
 	cancel() // the disconnect's deadline
 	if err := herdtest.Receive(t, done, "the drain"); !errors.Is(err, context.Canceled) {
 		t.Errorf("drain: %v, want the context's error", err)
@@ -332,7 +352,9 @@ func TestServeContextEndsDrain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- herdhttp.Serve(ctx, nil, &http.Server{Handler: hello}, ln, herdhttp.WithIdleGrace(time.Hour)) }()
+	go func() {
+		served <- herdhttp.Serve(ctx, nil, &http.Server{Handler: hello}, ln, herdhttp.WithIdleGrace(time.Hour))
+	}()
 	c := &client{addr: ln.Addr().String(), keepAlive: true}
 	defer c.drop()
 	if _, err := c.get("/"); err != nil {
