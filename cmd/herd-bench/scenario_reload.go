@@ -231,6 +231,12 @@ func startWrk(ctx context.Context, cfg *config, addr string, closeConns bool) (*
 				return
 			}
 			res, rerr = parseWrk(out.String())
+			if m := wrkSocket.FindString(out.String()); m != "" {
+				cfg.log.Info("wrk", "errors", m)
+			}
+			if m := wrkNon2xx.FindString(out.String()); m != "" {
+				cfg.log.Info("wrk", "errors", m)
+			}
 		})
 		return res, rerr
 	}}, nil
@@ -409,9 +415,21 @@ func reloadWorker() error {
 		return err
 	}
 	srv := &http.Server{Handler: helloHandler{}, ReadHeaderTimeout: 10 * time.Second}
-	if err := herdhttp.Serve(ctx, self, srv, ln); err != nil {
+	if os.Getenv(envReloadDrain) == "shutdown" {
+		// The comparison: what a worker had before herdhttp, a drain
+		// hook that calls Shutdown.
+		self.OnDisconnect(srv.Shutdown)
+		if err := srv.Serve(ln); !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	} else if err := herdhttp.Serve(ctx, self, srv, ln); err != nil {
 		return err
 	}
 	<-self.Done()
 	return nil
 }
+
+// envReloadDrain=shutdown makes the reload workers drain with
+// http.Server.Shutdown alone instead of herdhttp.Serve: set it in the
+// harness's environment to measure what herdhttp saves.
+const envReloadDrain = "HERD_BENCH_RELOAD_DRAIN"
