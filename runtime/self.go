@@ -143,7 +143,9 @@ func (s *Self) Register(handlers ...*Handler) error { return s.mux.Register(hand
 // OnDisconnect adds a drain hook. Hooks run, in the order added, when a
 // disconnect starts (from either side) or the primary dies; their context
 // ends at the disconnect's deadline. Stop taking new work in a hook and
-// finish what is in flight, for example with http.Server.Shutdown.
+// finish what is in flight; for an http.Server, serve it with
+// runtime/herdhttp's Serve, which registers such a hook (Shutdown alone
+// fails the requests that race with it).
 func (s *Self) OnDisconnect(hook func(ctx context.Context) error) {
 	s.hookMu.Lock()
 	s.hooks = append(s.hooks, hook)
