@@ -26,9 +26,11 @@
 //     (WithIdleGrace, DefaultIdleGrace): a client that is using it gets its
 //     next request answered, with "Connection: close"; one that has left it
 //     idle sees it closed between requests, as after any idle timeout;
-//   - the connection is closed through its read deadline, and a request
-//     whose first bytes arrive at that moment is still read and answered
-//     (on Unix the socket is checked for unread data before it is closed);
+//   - the connection is closed through its read deadline, which is taken
+//     back when the first bytes of a request arrive meanwhile, so that
+//     request is read and answered (on Unix the socket is also checked for
+//     unread data before the connection closes; bytes that arrive after
+//     that check meet a closed connection, as after any idle timeout);
 //   - once no HTTP/1 connection is left, http.Server.Shutdown ends the
 //     rest: HTTP/2 connections get their GOAWAY and finish their streams.
 //
@@ -41,6 +43,7 @@
 //
 // Serve serves what srv.Serve serves on ln: for HTTPS give it a TLS
 // listener (runtime.ListenTLS). The connections of a TLS listener are
-// drained the same way, without the unread-data check, which would need
-// the bytes under TLS.
+// drained the same way, except that the read deadline that closes a quiet
+// one is not taken back (that needs the bytes under TLS): only the idle
+// grace protects a request that arrives at that moment.
 package herdhttp
