@@ -2,6 +2,7 @@ package herdhttp_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -19,8 +20,9 @@ type client struct {
 	keepAlive bool
 	conn      net.Conn
 	br        *bufio.Reader
-	closes    int  // responses that ended a kept connection
-	fresh     bool // the last request went on a connection dialed for it
+	closes    int         // responses that ended a kept connection
+	fresh     bool        // the last request went on a connection dialed for it
+	tls       *tls.Config // dial TLS with it, when set
 }
 
 // answer is what a request got.
@@ -34,11 +36,9 @@ type answer struct {
 func (c *client) get(path string) (answer, error) {
 	c.fresh = c.conn == nil
 	if c.conn == nil {
-		conn, err := net.DialTimeout("tcp", c.addr, waitLimit)
-		if err != nil {
+		if err := c.dial(); err != nil {
 			return answer{}, fmt.Errorf("dial: %w", err)
 		}
-		c.conn, c.br = conn, bufio.NewReader(conn)
 	}
 	if err := c.conn.SetDeadline(time.Now().Add(waitLimit)); err != nil {
 		return answer{}, err
@@ -84,7 +84,13 @@ func (c *client) drop() {
 
 // dial connects without sending anything.
 func (c *client) dial() error {
-	conn, err := net.DialTimeout("tcp", c.addr, waitLimit)
+	var conn net.Conn
+	var err error
+	if c.tls != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: waitLimit}, "tcp", c.addr, c.tls)
+	} else {
+		conn, err = net.DialTimeout("tcp", c.addr, waitLimit)
+	}
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,14 @@ package herdhttp_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"sync"
 	"testing"
@@ -368,6 +371,59 @@ func TestServeContextEndsDrain(t *testing.T) {
 	}
 	if err := herdtest.Receive(t, served, "Serve to return"); err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestServeTLS: the connections of a TLS listener, which Serve cannot
+// wrap, drain the same way: the next request of a keep-alive connection is
+// answered with "Connection: close"; an idle one is closed after the grace
+// (with TLS's close_notify: a clean EOF).
+func TestServeTLS(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS()
+	cfg := ts.TLS.Clone()
+	roots := x509.NewCertPool()
+	roots.AddCert(ts.Certificate())
+	ts.Close()
+	cfg.NextProtos = []string{"http/1.1"}
+	clientTLS := &tls.Config{RootCAs: roots, ServerName: "example.com"}
+	for _, idle := range []bool{false, true} {
+		t.Run(map[bool]string{false: "busy", true: "idle"}[idle], func(t *testing.T) {
+			herdtest.CheckLeaks(t)
+			raw, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := &notifyListener{Listener: tls.NewListener(raw, cfg), closed: make(chan struct{}, 1)}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			grace := time.Hour
+			if idle {
+				grace = time.Millisecond
+			}
+			served := make(chan error, 1)
+			go func() {
+				served <- herdhttp.Serve(ctx, nil, &http.Server{Handler: hello}, ln, herdhttp.WithIdleGrace(grace))
+			}()
+			c := &client{addr: raw.Addr().String(), keepAlive: true, tls: clientTLS}
+			defer c.drop()
+			if _, err := c.get("/"); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			herdtest.Receive(t, ln.closed, "the listener to close")
+			if idle {
+				c.conn.SetReadDeadline(time.Now().Add(waitLimit))
+				if n, err := c.br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+					t.Errorf("idle connection after the drain: read %d bytes, %v; want a clean EOF", n, err)
+				}
+			} else if a, err := c.get("/"); err != nil || !a.close {
+				t.Errorf("request after the drain started: %+v %v; want an answer with Connection: close", a, err)
+			}
+			if err := herdtest.Receive(t, served, "Serve to return"); err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
 	}
 }
 
