@@ -20,7 +20,8 @@ import (
 // (the default backoff then waits 100 ms +-20 % before the fork, and more
 // for a slot that restarts again within 30 s), and stops the clock at the
 // replacement's Ready event. The table also shows the backoff delays the
-// pool scheduled and the rest (fork, exec, handshake, listen).
+// pool scheduled and the rest (the exit noticed, fork, exec, handshake,
+// listen).
 // pm2: PM2's cluster mode with 2 instances (see pm2.go); the driver kills
 // them in turn and stops the clock when the replacement tells it that it
 // is listening.
@@ -39,7 +40,7 @@ func restartScenario() *scenario {
 		systems: []*system{
 			{name: "herd", key: "restart_ms", run: restartHerd, extras: []extra{
 				{key: "restart_backoff_ms", label: "of which the backoff delay", unit: "ms", tableOnly: true},
-				{key: "restart_after_backoff_ms", label: "after the backoff (fork to ready)", unit: "ms", tableOnly: true},
+				{key: "restart_after_backoff_ms", label: "the rest (exit noticed, fork to ready)", unit: "ms", tableOnly: true},
 			}},
 			{name: "pm2", key: "restart_ms_pm2", needs: needsPM2, run: restartPM2, extras: []extra{
 				{key: "restart_ms_pm2_online", label: "until PM2 says online", unit: "ms", tableOnly: true},
