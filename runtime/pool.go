@@ -99,6 +99,7 @@ type Pool struct {
 	nextSlot  int
 	started   bool
 	stopping  bool
+	draining  bool // a stop's drain delay runs (pool_drain.go)
 	everReady bool
 	bootFails int
 	active    sync.WaitGroup // members forked and not yet done
@@ -110,6 +111,7 @@ type Pool struct {
 	stopOnce  sync.Once
 	stopErr   error
 	stopDone  chan struct{}
+	sd        poolNotify // systemd notifications (pool_sdnotify.go)
 }
 
 // slot is one place in the pool.
@@ -162,6 +164,7 @@ func (pl *Pool) Start(ctx context.Context) error {
 	pl.started = true
 	slots := pl.addSlotsLocked(pl.cfg.size)
 	pl.mu.Unlock()
+	pl.startWatchdog() // systemd's WATCHDOG=1 while healthy (pool_sdnotify.go)
 	for _, s := range slots {
 		if _, err := pl.forkInto(ctx, s, false); err != nil {
 			pl.end(fmt.Errorf("herd: pool: start slot %d: %w", s.index, err))
@@ -280,6 +283,9 @@ func (pl *Pool) forkInto(ctx context.Context, s *slot, replacement bool) (*membe
 		return nil, err
 	}
 	m.w = w
+	if pl.draining {
+		w.holdStopSignals() // pool_drain.go
+	}
 	if !m.isReady && !m.isDead {
 		m.stopTimer = pl.cfg.clock.AfterFunc(pl.cfg.readyTimeout, func() { pl.readyTimeout(m) })
 	}
@@ -308,6 +314,7 @@ func (pl *Pool) observe(m *member, w *Worker, procedure string, msg proto.Messag
 	case eventExitProcedure:
 		pl.exited(m, w, msg.(*herdv1.ExitEvent))
 	}
+	pl.notifyState() // systemd: READY=1 once all are ready, STATUS= on changes
 }
 
 // markReady makes m ready, once, and emits its Ready event.
@@ -515,8 +522,9 @@ func (pl *Pool) end(err error) {
 		pl.log.Error("herd: pool ended", "error", err)
 	}
 	go func() {
-		_ = pl.stop(context.Background())
+		_ = pl.stop(context.Background(), false)
 		pl.active.Wait()
+		pl.stopWatchdog()
 		close(pl.done)
 	}()
 }

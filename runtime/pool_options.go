@@ -91,6 +91,7 @@ type poolConfig struct {
 	readyTimeout    time.Duration
 	gracefulTimeout time.Duration
 	termTimeout     time.Duration
+	drainDelay      time.Duration
 	tailLines       int
 	forkOpts        []ForkOption
 	clock           clock

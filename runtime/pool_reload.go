@@ -49,7 +49,7 @@ func (pl *Pool) Reload(ctx context.Context) error {
 // reloadLocked is Reload, with reloadMu held.
 func (pl *Pool) reloadLocked(ctx context.Context) error {
 	pl.mu.Lock()
-	if pl.stopping || !pl.started {
+	if pl.stopping || pl.draining || !pl.started {
 		pl.mu.Unlock()
 		return ErrPoolStopped
 	}
@@ -63,9 +63,8 @@ func (pl *Pool) reloadLocked(ctx context.Context) error {
 	pl.mu.Unlock()
 	// systemd (Type=notify-reload): RELOADING=1 now, READY=1 when the
 	// reload has ended, also when it aborted (the old workers still serve).
-	n := NewNotifier(pl.p.log)
-	_ = n.Reloading("")
-	defer n.Ready("")
+	pl.notifyPhase(phaseReloading)
+	defer pl.notifyPhase(phaseRunning, NotifyReady)
 	pl.emitPool(ctx, eventReloadStartedProcedure, &herdv1.ReloadStartedEvent{Workers: old})
 
 	var fresh []uint64

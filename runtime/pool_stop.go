@@ -19,7 +19,7 @@ import (
 // signalled otherwise (or the error the pool ended with before).
 func (pl *Pool) Stop(ctx context.Context) error {
 	stopped := make(chan error, 1)
-	go func() { stopped <- pl.stop(ctx) }()
+	go func() { stopped <- pl.stop(ctx, true) }()
 	var err error
 	select {
 	case err = <-stopped:
@@ -38,11 +38,21 @@ func (pl *Pool) ForceStop() {
 	pl.forceOnce.Do(func() { close(pl.force) })
 }
 
-// stop runs the stop once; later calls wait for it and return its result.
-func (pl *Pool) stop(ctx context.Context) error {
+// stop runs the stop once, after the drain delay when drain is set (a stop
+// the user asked for); later calls wait for it and return its result.
+func (pl *Pool) stop(ctx context.Context, drain bool) error {
 	pl.stopOnce.Do(func() {
 		defer close(pl.stopDone)
-		pl.p.notifyStopping() // systemd: STOPPING=1, as Primary.Disconnect says it
+		// systemd: STOPPING=1, as Primary.Disconnect says it.
+		drain = drain && pl.cfg.drainDelay > 0
+		phase := phaseStopping
+		if drain {
+			phase = phaseDraining
+		}
+		pl.notifyPhase(phase, NotifyStopping)
+		if drain {
+			pl.drain(ctx) // WithDrainDelay: not ready, still serving (pool_drain.go)
+		}
 		pl.mu.Lock()
 		pl.stopping = true
 		var members []*member

@@ -168,6 +168,11 @@ func (n *Notifier) RunWatchdog(ctx context.Context, healthy func() bool) error {
 	if !ok {
 		return nil
 	}
+	return n.runWatchdog(ctx, d, healthy)
+}
+
+// runWatchdog is RunWatchdog for the watchdog timeout d.
+func (n *Notifier) runWatchdog(ctx context.Context, d time.Duration, healthy func() bool) error {
 	t := time.NewTicker(d / 2)
 	defer t.Stop()
 	for {
