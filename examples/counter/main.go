@@ -30,6 +30,15 @@
 //
 // and exits with status 0 (1 when a worker had to be killed: a second
 // SIGINT or SIGTERM during the stop skips to SIGKILL).
+//
+// Operated: under systemd (examples/systemd) the pool speaks sd_notify
+// (READY=1 once every worker is ready, STATUS=, RELOADING=1, STOPPING=1,
+// WATCHDOG=1), and started with a socket (LISTEN_FDS: a .socket unit,
+// systemd-socket-activate) the workers serve that socket instead of binding
+// -addr. -health ADDR makes the primary serve the pool's readiness at GET
+// /readyz (it prints "health addr=HOST:PORT"), and -drain-delay D makes
+// SIGTERM first turn it to 503 while the workers serve on for D
+// (Kubernetes: examples/kubernetes).
 package main
 
 import (
@@ -62,6 +71,8 @@ type options struct {
 	addr    string
 	workers int
 	sched   string
+	health  string
+	drain   time.Duration
 }
 
 // parse reads the flags; workers run with the primary's arguments, so both
@@ -73,6 +84,8 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8000", "address to serve HTTP on (port 0 picks one)")
 	fs.IntVar(&o.workers, "workers", goruntime.NumCPU(), "number of workers")
 	fs.StringVar(&o.sched, "sched", "", "scheduling policy: rr, shared or reuseport (default: "+runtime.EnvSchedPolicy+", else rr)")
+	fs.StringVar(&o.health, "health", "", "address the primary serves its readiness on (GET /readyz: 200 while serving, 503 while draining); none when empty")
+	fs.DurationVar(&o.drain, "drain-delay", 0, "on SIGTERM, report not ready and keep serving this long before the graceful stop")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -92,6 +105,10 @@ func main() {
 	}
 	os.Exit(primary(o, os.Stdout, os.Stderr))
 }
+
+// envActivated tells workers that the primary was given its socket by
+// systemd (descriptor 3).
+const envActivated = "COUNTER_SOCKET_ACTIVATED"
 
 // ---- worker ----
 
@@ -134,7 +151,11 @@ func worker(o options) int {
 	// accept once its request arrived, so that a worker that dies holds
 	// none still waiting for its request (README, "What a worker's death
 	// costs").
-	ln, err := runtime.Listen(ctx, "tcp", o.addr, runtime.WithDeferAccept())
+	lopts := []runtime.ListenOption{runtime.WithDeferAccept()}
+	if os.Getenv(envActivated) != "" {
+		lopts = append(lopts, runtime.WithListenFD(3)) // systemd's socket, held by the primary
+	}
+	ln, err := runtime.Listen(ctx, "tcp", o.addr, lopts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "worker %d: %v\n", self.ID(), err)
 		return 1
@@ -263,7 +284,6 @@ func (e *events) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emp
 			host = "::"
 		}
 		fmt.Fprintf(e.out, "listening addr=%s\n", net.JoinHostPort(host, strconv.Itoa(int(ev.GetAddress().GetPort()))))
-		_ = runtime.Notify(runtime.NotifyReady) // systemd Type=notify: a no-op without NOTIFY_SOCKET
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -287,6 +307,13 @@ func primary(o options, stdout, stderr io.Writer) int {
 		}
 		opts = append(opts, runtime.WithSchedulingPolicy(pol))
 	}
+	// Socket activation (systemd, systemd-socket-activate): the workers
+	// serve the socket passed as descriptor 3 instead of binding -addr.
+	// NewPrimary takes it over, so the workers are told in a variable of
+	// their own.
+	if os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) && os.Getenv("LISTEN_FDS") != "" {
+		opts = append(opts, runtime.WithEnv(envActivated+"=1"))
+	}
 	p := runtime.NewPrimary(opts...)
 	c := &counts{perWorker: make(map[uint64]uint64)}
 	ev := &events{out: stdout, stderr: stderr, counts: c, want: o.workers, listening: make(map[uint64]bool)}
@@ -303,7 +330,24 @@ func primary(o options, stdout, stderr io.Writer) int {
 	// each worker closes its listener, finishes its requests and exits
 	// (SIGTERM after 30 seconds, then SIGKILL). Run returns once they all
 	// have exited.
-	pool := runtime.NewPool(p, runtime.WithPoolSize(o.workers))
+	// Under systemd (NOTIFY_SOCKET) the pool says READY=1 once every worker
+	// is ready, with a STATUS= line, and pings the watchdog while healthy.
+	// With -drain-delay, SIGTERM first turns -health's /readyz to 503 and
+	// keeps serving that long (Kubernetes).
+	pool := runtime.NewPool(p, runtime.WithPoolSize(o.workers), runtime.WithDrainDelay(o.drain))
+	if o.health != "" {
+		ln, err := net.Listen("tcp", o.health)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /readyz", pool.ReadinessHandler())
+		hs := &http.Server{Handler: mux}
+		go hs.Serve(ln)
+		defer hs.Close()
+		fmt.Fprintf(stdout, "health addr=%s\n", ln.Addr())
+	}
 	err := pool.Run(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, err)

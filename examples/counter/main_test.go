@@ -48,11 +48,20 @@ func start(t *testing.T, args ...string) *example {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), "HERD_COUNTER_MAIN=1")
+	return run(t, base, cmd)
+}
+
+// run starts cmd, which runs the example, and reaps it and its workers at
+// the end of the test (base is the leak check's start).
+func run(t *testing.T, base herdtest.Snapshot, cmd *exec.Cmd) *example {
+	t.Helper()
 	// A process group of its own, as a shell gives a job: a signal to the
 	// group reaches the primary and every worker, as Ctrl-C, systemd and
 	// docker stop do.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stderr = os.Stderr
+	if cmd.Stderr == nil {
+		cmd.Stderr = os.Stderr
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

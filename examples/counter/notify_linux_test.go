@@ -5,6 +5,8 @@ package main
 import (
 	"net"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,8 +15,9 @@ import (
 )
 
 // TestNotifySocket runs the example as systemd runs a Type=notify service:
-// READY=1 comes once every worker listens, STOPPING=1 when SIGTERM starts
-// the graceful stop.
+// the pool says READY=1 (with MAINPID and its STATUS= summary) once every
+// worker is ready, after STATUS= updates alone, and STOPPING=1 when SIGTERM
+// starts the graceful stop.
 func TestNotifySocket(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
@@ -23,24 +26,30 @@ func TestNotifySocket(t *testing.T) {
 	}
 	defer conn.Close()
 	t.Setenv(runtime.EnvNotifySocket, name)
+	// next returns the next notification that is not a STATUS= alone.
 	next := func() string {
 		t.Helper()
-		conn.SetReadDeadline(time.Now().Add(waitLimit))
-		buf := make([]byte, 4096)
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatalf("no notification: %v", err)
+		for {
+			conn.SetReadDeadline(time.Now().Add(waitLimit))
+			buf := make([]byte, 4096)
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("no notification: %v", err)
+			}
+			if got := string(buf[:n]); !strings.HasPrefix(got, "STATUS=") {
+				return got
+			}
 		}
-		return string(buf[:n])
 	}
 	e := start(t, "-addr", "127.0.0.1:0", "-workers", "2")
 	e.expect("listening addr=")
-	if got := next(); got != "READY=1\n" {
-		t.Errorf("first notification %q, want READY=1", got)
+	want := "READY=1\nMAINPID=" + strconv.Itoa(e.cmd.Process.Pid) + "\nSTATUS=2/2 workers ready, 0 restarting\n"
+	if got := next(); got != want {
+		t.Errorf("first notification %q, want %q", got, want)
 	}
 	e.cmd.Process.Signal(syscall.SIGTERM)
-	if got := next(); got != "STOPPING=1\n" {
-		t.Errorf("notification after SIGTERM %q, want STOPPING=1", got)
+	if got := next(); got != "STOPPING=1\nSTATUS=stopping: 2/2 workers ready, 0 restarting\n" {
+		t.Errorf("notification after SIGTERM %q, want STOPPING=1 with the status", got)
 	}
 	e.expect("total=")
 	if err := e.cmd.Wait(); err != nil {
