@@ -105,7 +105,18 @@ func TestPoolNotifiesReadyAndStatus(t *testing.T) {
 	syscall.Kill(w1.PID(), syscall.SIGKILL)
 	sock.waitStatus("1/2 workers ready, 1 restarting")
 	c.rec.waitFor("restart 1 slot=0 attempt=1")
-	clk.Advance(time.Minute)
+	// The restart's timer is set just after its event: move the clock
+	// until the replacement forks.
+	for deadline := time.Now().Add(waitLimit); c.rec.count("fork 3") == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no fork of the replacement: %q", c.rec.all())
+		}
+		clk.Advance(time.Second)
+		select {
+		case <-c.rec.notify:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	c.rec.waitFor("ready 3 slot=0")
 	sock.waitStatus("2/2 workers ready, 0 restarting")
 
