@@ -114,6 +114,19 @@
 // ReloadFinished, ReloadAborted) reach the EventService handler in order
 // with the workers' own.
 //
+// # Operations
+//
+// Under systemd (NOTIFY_SOCKET) a pool says READY=1 once every slot has a
+// ready worker, a one-line STATUS= on every change, RELOADING=1 and READY=1
+// around a reload, STOPPING=1 when it stops, and WATCHDOG=1 every half of
+// WATCHDOG_USEC while no slot has failed; Notifier speaks the same protocol
+// for a program's own notifications. A primary that is PID 1 (a container)
+// reaps the orphans of its workers, as WithSubreaper makes it do elsewhere.
+// WithDrainDelay starts a graceful stop with a drain for load balancers
+// that route by readiness (Kubernetes): the pool reports not ready
+// (Serving, ReadinessHandler: 503) and serves on for the delay, then
+// disconnects its workers.
+//
 // # Trust
 //
 // The primary trusts no worker: a worker listens only on descriptors the

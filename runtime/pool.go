@@ -83,7 +83,9 @@ func (e *BootError) Unwrap() error { return e.Err }
 // Scale changes the number of slots; Stop (and Run, on SIGINT or SIGTERM)
 // stops every worker gracefully. Its events (Ready, RestartScheduled,
 // SlotFailed, Reload*) reach the primary's EventService handler in order
-// with the workers' own.
+// with the workers' own. Under systemd it speaks sd_notify (READY=1,
+// STATUS=, WATCHDOG=1: pool_sdnotify.go); WithDrainDelay and
+// ReadinessHandler serve load balancers that route by readiness.
 //
 // A pool forks through its Primary and takes its settings; forks of the
 // pool's own are the only ones it looks after.
