@@ -122,7 +122,8 @@ func (pl *Pool) notifyState() {
 }
 
 // notifyPhase sends state (RELOADING=1, READY=1 or STOPPING=1) with the
-// summary for phase.
+// summary for phase. Once a stop has begun only STOPPING=1 is sent: a
+// reload that ends during the stop does not say READY=1 again.
 func (pl *Pool) notifyPhase(phase poolPhase, state ...string) {
 	n := pl.notifier()
 	if !n.Enabled() {
@@ -132,7 +133,11 @@ func (pl *Pool) notifyPhase(phase poolPhase, state ...string) {
 	defer pl.sd.mu.Unlock()
 	pl.mu.Lock()
 	status := pl.summaryLocked(phase)
+	stopping := pl.stopping || pl.draining
 	pl.mu.Unlock()
+	if stopping && phase != phaseStopping && phase != phaseDraining {
+		return // a reload's end after the stop began: STOPPING=1 stands
+	}
 	pl.sd.status = status
 	pl.sd.phase = phase
 	for _, s := range state {
