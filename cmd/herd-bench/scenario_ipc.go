@@ -140,11 +140,16 @@ func ipcPrimary() error {
 	}
 	client := testv1herd.NewTestServiceClient(w)
 	var v, n float64
+	figs := map[string]float64{}
 	switch mode {
 	case modeOneway:
 		v, n, err = herdOneway(ctx, client, d, reports)
 	case modeRTT:
+		sw := startSwitchCount(os.Getpid(), w.PID())
 		v, n, err = herdRTT(ctx, client, d)
+		if perRTT, ok := sw.per(n + warmup); ok {
+			figs["ipc_rtt_ctx_switches"] = perRTT
+		}
 	case mode1MiB:
 		v, n, err = herdBlobRTT(ctx, client, d)
 	default:
@@ -156,8 +161,44 @@ func ipcPrimary() error {
 	if err := stopCluster(p); err != nil {
 		return err
 	}
-	emit(lineResult, map[string]float64{"value": v, "n": n})
+	figs["value"], figs["n"] = v, n
+	emit(lineResult, figs)
 	return nil
+}
+
+// switchCount counts the context switches of a set of processes.
+type switchCount struct {
+	pids   []int
+	before uint64
+	ok     bool
+}
+
+// startSwitchCount starts counting the context switches of pids.
+func startSwitchCount(pids ...int) *switchCount {
+	c := &switchCount{pids: pids}
+	c.before, c.ok = c.read()
+	return c
+}
+
+func (c *switchCount) read() (uint64, bool) {
+	var total uint64
+	for _, pid := range c.pids {
+		n, ok := ctxSwitches(pid)
+		if !ok {
+			return 0, false
+		}
+		total += n
+	}
+	return total, true
+}
+
+// per returns the context switches since the start, divided by ops.
+func (c *switchCount) per(ops float64) (float64, bool) {
+	after, ok := c.read()
+	if !ok || !c.ok || ops <= 0 {
+		return 0, false
+	}
+	return float64(after-c.before) / ops, true
 }
 
 // reportCounter is the primary's TestService: it counts the Reports of the

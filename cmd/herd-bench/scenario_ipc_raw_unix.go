@@ -72,11 +72,16 @@ func rawPrimary() error {
 		return err
 	}
 	var v, n float64
+	figs := map[string]float64{}
 	switch mode {
 	case modeOneway:
 		v, n, err = rawOneway(conn, d)
 	case modeRTT:
+		sw := startSwitchCount(os.Getpid(), cmd.Process.Pid)
 		v, n, err = rawRTT(conn, d)
+		if perRTT, ok := sw.per(n + warmup); ok {
+			figs["raw_socketpair_rtt_ctx_switches"] = perRTT
+		}
 	case mode1MiB:
 		v, n, err = rawBlobRTT(conn, d)
 	default:
@@ -91,7 +96,8 @@ func rawPrimary() error {
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("raw child: %w", err)
 	}
-	emit(lineResult, map[string]float64{"value": v, "n": n})
+	figs["value"], figs["n"] = v, n
+	emit(lineResult, figs)
 	return nil
 }
 

@@ -93,8 +93,12 @@ func scenarios() []*scenario {
 			lower: true,
 			refs:  []string{"node", "raw"},
 			systems: []*system{
-				{name: "herd", key: "ipc_rtt_us", run: herdIPC(modeRTT)},
-				{name: "raw", key: "raw_socketpair_rtt_us", run: rawIPC(modeRTT)},
+				{name: "herd", key: "ipc_rtt_us", run: herdIPC(modeRTT), extras: []extra{
+					{key: "ipc_rtt_ctx_switches", label: "context switches per round trip, both processes", unit: "/rtt"},
+				}},
+				{name: "raw", key: "raw_socketpair_rtt_us", run: rawIPC(modeRTT), extras: []extra{
+					{key: "raw_socketpair_rtt_ctx_switches", label: "context switches per round trip, both processes", unit: "/rtt"},
+				}},
 				{name: "node", key: "node_ipc_rtt_us", needs: needsNode, run: nodeIPC(modeRTT)},
 			},
 		},
@@ -106,7 +110,7 @@ func scenarios() []*scenario {
 			refs:  []string{"node"},
 			systems: []*system{
 				{name: "herd", key: "ipc_1mib_rtt_ms", run: herdIPC(mode1MiB)},
-				{name: "raw", key: "raw_socketpair_1mib_rtt_ms", tableOnly: true, run: rawIPC(mode1MiB)},
+				{name: "raw", key: "raw_socketpair_1mib_rtt_ms", run: rawIPC(mode1MiB)},
 				{name: "node", key: "node_ipc_1mib_rtt_ms", needs: needsNode, run: nodeIPC(mode1MiB)},
 			},
 		},
