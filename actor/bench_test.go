@@ -58,3 +58,29 @@ func BenchmarkPost(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPingPong measures one message posted to an idle mailbox and
+// handled, the poster waiting for the handler each time: the cost of
+// waking the drainer (a parked dedicated drainer, or a new goroutine per
+// turn).
+func BenchmarkPingPong(b *testing.B) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		d    Dispatcher
+	}{{"drainer", nil}, {"GoroutineDispatcher", GoroutineDispatcher{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			done := make(chan struct{})
+			m := NewMailbox(func(benchMsg) { done <- struct{}{} }, WithDispatcher(tc.d))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := m.Post(ctx, benchMsg{id: 1}); err != nil {
+					b.Fatal(err)
+				}
+				<-done
+			}
+			m.Close()
+			<-m.Done()
+		})
+	}
+}

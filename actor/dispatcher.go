@@ -19,7 +19,8 @@ type DispatcherFunc func(turn func())
 // Schedule calls f(turn).
 func (f DispatcherFunc) Schedule(turn func()) { f(turn) }
 
-// GoroutineDispatcher runs each turn on a new goroutine. It is the default.
+// GoroutineDispatcher runs each turn on a new goroutine (the default was
+// this before mailboxes had a dedicated drainer; see WithDispatcher).
 // Go reuses exited goroutines, so a turn costs no heap allocation in steady
 // state; a mailbox that is kept busy stays on one turn per Throughput
 // messages.

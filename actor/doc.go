@@ -27,9 +27,13 @@
 // scheduled nothing, so the turn re-acquires the drainer with a
 // compare-and-swap and handles it. No message is ever stranded.
 //
-// The default [GoroutineDispatcher] runs each turn on a new goroutine (Go
-// reuses exited ones); [SyncDispatcher] runs it inline in the poster, which
-// makes tests deterministic.
+// By default a mailbox has a dedicated drainer: one goroutine, started by the
+// first post, that drains the lanes, parks while they are empty and is woken
+// by the poster that flips the status, so that no turn starts a goroutine.
+// It leaves when the mailbox is done, or after it has been idle for a while
+// (the next post starts it again). [WithDispatcher] runs turns elsewhere
+// instead: [GoroutineDispatcher] on a new goroutine each, [SyncDispatcher]
+// inline in the poster, which makes tests deterministic.
 //
 // # Backpressure
 //

@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Drainer status, held in Mailbox.status.
@@ -27,6 +28,14 @@ type Mailbox[M any] struct {
 	turnFn func() // m.turn, bound once so scheduling does not allocate
 
 	status atomic.Int32 // idle or running
+
+	// The dedicated drainer (no Dispatcher set): one goroutine that lives
+	// while the mailbox is in use. alive says it exists; it is read and
+	// written only by whoever holds the running status. wake carries a
+	// poster's hand-over of the running status to the parked drainer.
+	alive  bool
+	wake   chan struct{}
+	linger time.Duration // drainerLinger; shorter in tests
 
 	mu         sync.Mutex
 	sys        ring[M]
@@ -61,6 +70,10 @@ func NewMailbox[M any](handle func(M), opts ...Option) *Mailbox[M] {
 		done:     make(chan struct{}),
 	}
 	m.turnFn = m.turn
+	if cfg.dispatcher == nil {
+		m.wake = make(chan struct{}, 1)
+		m.linger = drainerLinger
+	}
 	return m
 }
 
@@ -203,10 +216,96 @@ func (m *Mailbox[M]) passSpaceLocked() {
 }
 
 // schedule starts a turn unless one is already scheduled or running. The
-// poster that flips the status from idle to running owns the turn.
+// poster that flips the status from idle to running owns the turn: it hands
+// it to the dedicated drainer (waking it, or starting it if it has left), or
+// to the Dispatcher.
 func (m *Mailbox[M]) schedule() {
 	if m.status.Load() == idle && m.status.CompareAndSwap(idle, running) {
-		m.cfg.dispatcher.Schedule(m.turnFn)
+		if m.wake == nil {
+			m.cfg.dispatcher.Schedule(m.turnFn)
+			return
+		}
+		if m.alive {
+			m.wake <- struct{}{} // never blocks: one token per hand-over, taken before the next
+			return
+		}
+		m.alive = true
+		go m.drainer()
+	}
+}
+
+// drainerLinger is how long the dedicated drainer stays parked with nothing
+// to do before its goroutine leaves (between one and two times this long); the next post starts a new one. It
+// bounds what an idle mailbox that is never closed keeps (one parked
+// goroutine), while a mailbox in use, even lightly, never starts one per
+// message.
+const drainerLinger = 250 * time.Millisecond
+
+// drainer is the dedicated drainer's goroutine. It is started holding the
+// running status, handles messages until both lanes are empty, then parks
+// until a poster hands the running status back (through wake), the mailbox
+// is done, or it has lingered long enough. Unlike a turn on a Dispatcher it
+// does not yield after the throughput budget: it is the mailbox's own
+// goroutine, and Go's scheduler preempts it like any other.
+func (m *Mailbox[M]) drainer() {
+	// The linger timer is armed once and re-armed only when it fires after
+	// a period with work: a timer operation per park would cost more than
+	// the wake-up itself.
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
+	woken := false // a poster woke the drainer since the timer was armed
+	for {
+		// Drain while holding the running status.
+		for {
+			msg, ok := m.next()
+			if ok {
+				m.invoke(msg)
+				continue
+			}
+			if m.release() {
+				continue
+			}
+			break
+		}
+		select {
+		case <-m.done:
+			return // closed and drained: nothing can be posted any more
+		default:
+		}
+		if linger == nil {
+			linger = time.NewTimer(m.linger)
+		}
+	park:
+		select {
+		case <-m.wake:
+			woken = true
+			continue
+		case <-linger.C:
+		}
+		if woken {
+			woken = false
+			linger.Reset(m.linger)
+			goto park
+		}
+		// Idle for a whole period: leave, unless a poster claimed the
+		// running status meanwhile (then its token is on its way) or work
+		// arrived.
+		if !m.status.CompareAndSwap(idle, running) {
+			<-m.wake
+			linger.Reset(m.linger)
+			continue
+		}
+		m.alive = false
+		if m.release() {
+			m.alive = true
+			linger.Reset(m.linger)
+			continue
+		}
+		return
 	}
 }
 

@@ -203,8 +203,8 @@ func TestInvalidConstruction(t *testing.T) {
 func TestNilOptionsMeanDefaults(t *testing.T) {
 	var rec recorder[int]
 	m := NewMailbox(rec.handle, nil, WithDispatcher(nil), WithPanicHandler(nil))
-	if _, ok := m.cfg.dispatcher.(GoroutineDispatcher); !ok {
-		t.Fatalf("dispatcher = %T, want GoroutineDispatcher", m.cfg.dispatcher)
+	if m.cfg.dispatcher != nil || m.wake == nil {
+		t.Fatalf("dispatcher = %T, want the dedicated drainer", m.cfg.dispatcher)
 	}
 	if m.cfg.onPanic == nil {
 		t.Fatal("nil panic handler")

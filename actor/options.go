@@ -25,7 +25,7 @@ type config struct {
 	capacity       int
 	systemCapacity int
 	throughput     int
-	dispatcher     Dispatcher
+	dispatcher     Dispatcher // nil: the dedicated drainer
 	onPanic        func(recovered any, stack []byte)
 	crashOnPanic   bool
 }
@@ -35,7 +35,7 @@ func newConfig(opts []Option) config {
 		capacity:       DefaultCapacity,
 		systemCapacity: DefaultSystemCapacity,
 		throughput:     DefaultThroughput,
-		dispatcher:     GoroutineDispatcher{},
+		dispatcher:     nil, // the dedicated drainer
 		onPanic:        logPanic,
 	}
 	for _, o := range opts {
@@ -71,21 +71,21 @@ func WithSystemCapacity(n int) Option {
 
 // WithThroughput sets how many messages one turn handles before it yields
 // and reschedules itself through the Dispatcher (default 64), so that many
-// busy mailboxes share the available goroutines fairly. n must be positive;
-// NewMailbox panics otherwise.
+// busy mailboxes share the available goroutines fairly. The default
+// dedicated drainer (see WithDispatcher) has a goroutine of its own and does
+// not yield. n must be positive; NewMailbox panics otherwise.
 func WithThroughput(n int) Option {
 	return optionFunc(func(c *config) { c.throughput = n })
 }
 
-// WithDispatcher sets how turns are run (default GoroutineDispatcher). A nil
+// WithDispatcher sets how turns are run. By default a mailbox has a
+// dedicated drainer: one goroutine, started by the first post, that parks
+// while the mailbox is empty and is woken by the next post, so that a
+// message costs no goroutine start; it leaves once the mailbox is done or
+// has been idle for a while (the next post starts it again). A nil
 // Dispatcher restores the default.
 func WithDispatcher(d Dispatcher) Option {
-	return optionFunc(func(c *config) {
-		if d == nil {
-			d = GoroutineDispatcher{}
-		}
-		c.dispatcher = d
-	})
+	return optionFunc(func(c *config) { c.dispatcher = d })
 }
 
 // WithPanicHandler sets the function called, on the drainer's goroutine, when
