@@ -147,6 +147,41 @@ func (m *Mailbox[M]) TryPost(msg M) error {
 	return nil
 }
 
+// TryHandle handles msg on the calling goroutine, before it returns, if the
+// mailbox is idle with both lanes empty, and reports whether it did; else it
+// does nothing and returns false (post msg then). It is what a reader
+// that would post to an idle mailbox and wait for nothing calls to save the
+// hand-off to the drainer: msg is handled exactly as if it had been posted
+// (in order: nothing else was queued, and messages posted meanwhile wait
+// for it; the handler never overlaps itself; panics are handled the same
+// way). Messages posted while it runs are handled by the drainer once it
+// returns. before, if not nil, is called once the mailbox is claimed, just
+// before the handler.
+func (m *Mailbox[M]) TryHandle(msg M, before func()) bool {
+	if m.status.Load() != idle {
+		return false
+	}
+	m.mu.Lock()
+	empty := !m.closed && m.sys.len() == 0 && m.user.len() == 0
+	m.mu.Unlock()
+	if !empty || !m.status.CompareAndSwap(idle, running) {
+		return false
+	}
+	// Claimed. Both lanes were empty when we looked, so msg goes first:
+	// a message pushed after that look, by another goroutine, was posted
+	// later and waits for msg (its poster finds the status running, or
+	// claimed it first and then our claim failed).
+	if before != nil {
+		before()
+	}
+	m.invoke(msg)
+	if m.release() {
+		// Work arrived meanwhile: hand the running status on.
+		m.kick()
+	}
+	return true
+}
+
 // PostSystem appends msg to the system lane, which is drained before the user
 // lane. It never blocks: it returns ErrMailboxFull if the lane is full and
 // ErrMailboxClosed after Close.
@@ -221,17 +256,22 @@ func (m *Mailbox[M]) passSpaceLocked() {
 // to the Dispatcher.
 func (m *Mailbox[M]) schedule() {
 	if m.status.Load() == idle && m.status.CompareAndSwap(idle, running) {
-		if m.wake == nil {
-			m.cfg.dispatcher.Schedule(m.turnFn)
-			return
-		}
-		if m.alive {
-			m.wake <- struct{}{} // never blocks: one token per hand-over, taken before the next
-			return
-		}
-		m.alive = true
-		go m.drainer()
+		m.kick()
 	}
+}
+
+// kick hands the running status, which the caller holds, to a drainer.
+func (m *Mailbox[M]) kick() {
+	if m.wake == nil {
+		m.cfg.dispatcher.Schedule(m.turnFn)
+		return
+	}
+	if m.alive {
+		m.wake <- struct{}{} // never blocks: one token per hand-over, taken before the next
+		return
+	}
+	m.alive = true
+	go m.drainer()
 }
 
 // drainerLinger is how long the dedicated drainer stays parked with nothing

@@ -141,6 +141,7 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 		}
 		return nil, sendError(err)
 	}
+	ep.link.Promote() // a handler on the reader waiting for the peer (inline.go)
 	select {
 	case <-pc.done:
 		err, files := pc.err, pc.files

@@ -87,6 +87,10 @@ type endpoint struct {
 	maxFDs    int           // bound of queuedFDs (WithMaxQueuedFiles)
 	queuedFDs atomic.Int64  // received files in the mailbox, not yet handed to a handler
 	ready     chan struct{} // closed once link is set: the reader waits for it
+
+	// Inline handling on the reader (inline.go).
+	rwatch         readerWatch
+	beforeInlineFn func()
 	closed    chan struct{} // closed when the link is done
 	closeOnce sync.Once
 }
@@ -158,6 +162,8 @@ func (ep *endpoint) start(f *os.File) error {
 		return err
 	}
 	ep.link = l
+	ep.beforeInlineFn = ep.beforeInline
+	ep.rwatch.init(l.Promote)
 	ep.credit.grantWindow() // the link's first frame
 	close(ep.ready)
 	go ep.watch()
@@ -186,6 +192,7 @@ func (ep *endpoint) linkFailure() (Code, error) {
 // watch fails every waiting call once the link is done.
 func (ep *endpoint) watch() {
 	<-ep.link.Done()
+	ep.rwatch.stop()
 	ep.closeOnce.Do(func() { close(ep.closed) })
 	ep.pendMu.Lock()
 	pend := ep.pending
@@ -312,6 +319,8 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	var err error
 	if !credited {
 		err = ep.ctl.TryPost(in)
+	} else if ep.tryInline(in) {
+		return nil
 	} else if err = ep.box.TryPost(in); errors.Is(err, actor.ErrMailboxFull) {
 		// The credit leaves room for every credited message; only local
 		// events beyond eventReserve can take it.

@@ -259,6 +259,11 @@ type Link struct {
 	files     []*os.File // reused for each frame's descriptors
 	env       wire.Envelope
 	smallRead int // consecutive reads without a frame needing a grown buffer
+	rframe    int // size of the frame being dispatched, until consumed
+
+	// rstate is the reader role (Release, Promote): the epoch of the
+	// reader goroutine that owns the reader state, times 4, plus its phase.
+	rstate atomic.Uint64
 }
 
 // Send queues one frame: h, with payload (which may be nil) encoded straight
@@ -497,6 +502,7 @@ encode:
 			l.spaceCh = ch
 		}
 		l.mu.Unlock()
+		l.Promote() // a handler waiting here must not hold up the reader
 		select {
 		case <-ch:
 		case <-ctx.Done():

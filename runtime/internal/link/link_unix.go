@@ -86,7 +86,7 @@ func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
 	l.readFn = l.readCallback
 	l.running.Store(2)
 	go l.writeLoop()
-	go l.readLoop()
+	go l.readLoop(0, true)
 	return l, nil
 }
 
@@ -416,10 +416,17 @@ func (l *Link) writeError(rawErr, callErr error, call string) error {
 
 // ---- reader ----
 
-// readLoop is the reader goroutine.
-func (l *Link) readLoop() {
+// readLoop is the reader goroutine. epoch is its reader epoch (see
+// Promote); fill says whether it starts by reading the socket (the first
+// reader) or with the bytes already buffered (a promoted one).
+func (l *Link) readLoop(epoch uint64, fill bool) {
+	err := l.readFrames(epoch, fill)
+	if err == errPromoted {
+		// The new reader goroutine owns the reader state, and took over
+		// this one's place in the count of running goroutines.
+		return
+	}
 	defer l.exit()
-	err := l.readFrames()
 	l.abort(err)
 	// Descriptors received but not claimed by any frame are closed,
 	// whatever ended the link.
@@ -427,12 +434,18 @@ func (l *Link) readLoop() {
 	l.fdq = nil
 }
 
+// errPromoted ends a reader goroutine whose role Promote gave to another.
+var errPromoted = errors.New("herd: link: reader promoted")
+
 // readFrames reads and dispatches frames until the link ends.
-func (l *Link) readFrames() error {
+func (l *Link) readFrames(epoch uint64, fill bool) error {
 	for {
-		if err := l.fill(); err != nil {
-			return err
+		if fill {
+			if err := l.fill(); err != nil {
+				return err
+			}
 		}
+		fill = true
 		for {
 			n, err := wire.Decode(l.rbuf[l.r:l.w], l.cfg.maxFrame, &l.env)
 			if err != nil {
@@ -444,10 +457,9 @@ func (l *Link) readFrames() error {
 			if n > l.cfg.readBufSize {
 				l.smallRead = 0
 			}
-			if err := l.dispatch(n); err != nil {
+			if err := l.dispatch(epoch, n); err != nil {
 				return err
 			}
-			l.r += n
 			if l.aborted.Load() {
 				return ErrLinkClosed
 			}
@@ -459,8 +471,8 @@ func (l *Link) readFrames() error {
 }
 
 // dispatch hands the decoded frame in l.env, n bytes long, and its
-// descriptors, to the handler.
-func (l *Link) dispatch(n int) error {
+// descriptors, to the handler, and consumes it.
+func (l *Link) dispatch(epoch uint64, n int) error {
 	take, lost, err := l.claim(l.rpos-uint64(l.w-l.r), uint64(n), l.env.FDCount)
 	if err != nil {
 		return err
@@ -475,14 +487,76 @@ func (l *Link) dispatch(n int) error {
 	}
 	l.env.FDsLost = lost
 	l.framesReceived.Add(1)
+	l.rframe = n
 	err = l.handler(&l.env, files)
-	clear(l.files)
-	l.files = l.files[:0]
-	l.env = wire.Envelope{}
+	switch st := l.rstate.Load(); {
+	case st == epoch<<2|rsReading:
+		l.consume()
+	case st == epoch<<2|rsReleased && l.rstate.CompareAndSwap(st, epoch<<2|rsReading):
+		// Released (and so consumed) by the handler, not promoted.
+	default:
+		// Promoted: the state is the new reader's. A handler error
+		// still ends the link.
+		if err != nil {
+			l.abort(fmt.Errorf("herd: link handler: %w", err))
+		}
+		return errPromoted
+	}
 	if err != nil {
 		return fmt.Errorf("herd: link handler: %w", err)
 	}
 	return nil
+}
+
+// consume finishes the frame being dispatched: the handler is done with
+// env and the files slice, and the reader moves past the frame's bytes.
+func (l *Link) consume() {
+	clear(l.files)
+	l.files = l.files[:0]
+	l.env = wire.Envelope{}
+	l.r += l.rframe
+	l.rframe = 0
+}
+
+// Reader phases, the low two bits of Link.rstate (the rest is the epoch
+// of the reader goroutine that owns the state).
+const (
+	rsReading  = 0 // the reader goroutine owns the reader state
+	rsReleased = 1 // its handler called Release: Promote may hand the role over
+)
+
+// Release is called by the handler, on the reader goroutine, to say that
+// it is done with env and the files slice (it has decoded or copied what
+// it keeps; the *os.File values stay its own) and is about to do work that
+// may take long or block. From then until the handler returns, Promote may
+// move the reading to a new goroutine, so that frames keep being read and
+// dispatched while this handler runs. A handler that calls Release must not
+// touch env or the slice afterwards. Called anywhere else, or twice, it
+// does nothing.
+func (l *Link) Release() {
+	st := l.rstate.Load()
+	if st&3 != rsReading || l.rframe == 0 {
+		return
+	}
+	l.consume()
+	l.rstate.Store(st | rsReleased)
+}
+
+// Promote, called from any goroutine, starts a new reader goroutine if the
+// current one is inside a handler that called Release, and reports whether
+// it did. The old goroutine leaves when its handler returns. The handler's
+// frame and every later one are still dispatched in order: the new reader
+// starts with the frame after it. From then on the link no longer counts
+// the released handler as its own: Done may close while it still runs.
+func (l *Link) Promote() bool {
+	st := l.rstate.Load()
+	if st&3 != rsReleased || !l.rstate.CompareAndSwap(st, (st>>2+1)<<2|rsReading) {
+		return false
+	}
+	// The new goroutine takes the old one's place in l.running: Done no
+	// longer waits for the released handler.
+	go l.readLoop(st>>2+1, false)
+	return true
 }
 
 // claim matches the k descriptors claimed by the frame at stream offset f0,
