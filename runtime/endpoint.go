@@ -87,12 +87,12 @@ type endpoint struct {
 	maxFDs    int           // bound of queuedFDs (WithMaxQueuedFiles)
 	queuedFDs atomic.Int64  // received files in the mailbox, not yet handed to a handler
 	ready     chan struct{} // closed once link is set: the reader waits for it
+	closed    chan struct{} // closed when the link is done
+	closeOnce sync.Once
 
 	// Inline handling on the reader (inline.go).
 	rwatch         readerWatch
 	beforeInlineFn func()
-	closed    chan struct{} // closed when the link is done
-	closeOnce sync.Once
 }
 
 // inbound is one message in an endpoint's mailbox: a decoded request to run,

@@ -150,7 +150,8 @@ func (l *Link) waitCredit(ctx context.Context, n int64) error {
 	if ask && l.cfg.onCreditWait != nil {
 		l.cfg.onCreditWait()
 	}
-	l.Promote() // credit comes through the reader: it must not be this goroutine
+	// Credit comes through the reader: it must not be this goroutine.
+	l.Promote()
 	got := false // the token was taken
 	select {
 	case <-w.ch:
