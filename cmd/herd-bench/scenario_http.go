@@ -185,7 +185,9 @@ func httpPrimary() error {
 		return killedCluster(p, ev, first, port, stop)
 	}
 	emit(lineReady, map[string]float64{"port": float64(port)})
+	cpu0, cpuOK := selfCPU()
 	<-stop
+	cpu1, _ := selfCPU()
 
 	want, _ := runtime.ParseSchedulingPolicy(os.Getenv(runtime.EnvSchedPolicy))
 	var counts []float64
@@ -211,6 +213,12 @@ func httpPrimary() error {
 		figs["conns_min"], figs["conns_max"] = lo, hi
 		if lo > 0 {
 			figs["rr_balance_max_over_min"] = hi / lo
+		}
+		// The primary's CPU while the load ran (it accepts and hands off
+		// every connection under rr), per 1000 connections the workers
+		// accepted.
+		if total := floatSum(counts); cpuOK && total > 0 {
+			figs["http_close_primary_cpu_ms_per_1k_conns"] = float64((cpu1-cpu0).Microseconds()) / 1e3 / (total / 1000)
 		}
 	}
 	emit(lineResult, figs)
@@ -327,4 +335,12 @@ func httpWorker() error {
 	}
 	<-self.Done()
 	return nil
+}
+
+func floatSum(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s
 }

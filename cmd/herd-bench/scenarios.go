@@ -153,7 +153,10 @@ func httpScenario(name string, closeConns bool) *scenario {
 	}
 	var balance []extra
 	if closeConns {
-		balance = []extra{{key: "rr_balance_max_over_min", label: "per-worker conns max/min", unit: "x"}}
+		balance = []extra{
+			{key: "rr_balance_max_over_min", label: "per-worker conns max/min", unit: "x"},
+			{key: "http_close_primary_cpu_ms_per_1k_conns", label: "primary CPU per 1000 connections", unit: "ms"},
+		}
 	}
 	return &scenario{
 		name:  name,
