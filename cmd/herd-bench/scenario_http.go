@@ -218,7 +218,7 @@ func httpPrimary() error {
 		// every connection under rr), per 1000 connections the workers
 		// accepted.
 		if total := floatSum(counts); cpuOK && total > 0 {
-			figs["http_close_primary_cpu_ms_per_1k_conns"] = float64((cpu1-cpu0).Microseconds()) / 1e3 / (total / 1000)
+			figs["http_close_primary_cpu_ms_per_1k_conns"] = float64((cpu1 - cpu0).Microseconds()) / 1e3 / (total / 1000)
 		}
 	}
 	emit(lineResult, figs)
