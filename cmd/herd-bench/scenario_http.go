@@ -148,6 +148,10 @@ func singleServer() error {
 // that its listener got it. When its stdin ends the primary asks each
 // worker how many connections it accepted and reports the spread.
 
+// envWorkerProcs, when set, is the GOMAXPROCS of the HTTP clusters'
+// workers (-worker-gomaxprocs).
+const envWorkerProcs = "HERD_BENCH_WORKER_GOMAXPROCS"
+
 // procConnections asks an HTTP worker for its count of accepted
 // connections and its listener's policy: a procedure of the harness's own,
 // with TestService's messages.
@@ -160,7 +164,11 @@ func httpPrimary() error {
 		return err
 	}
 	ctx := context.Background()
-	p := runtime.NewPrimary(runtime.WithEnv(envWorkerRole + "=" + workerHTTP))
+	env := []string{envWorkerRole + "=" + workerHTTP}
+	if v := os.Getenv(envWorkerProcs); v != "" {
+		env = append(env, "GOMAXPROCS="+v)
+	}
+	p := runtime.NewPrimary(runtime.WithEnv(env...))
 	ev := newClusterEvents()
 	if err := herdv1herd.RegisterEventServiceHandler(p, ev); err != nil {
 		return err
