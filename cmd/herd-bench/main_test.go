@@ -37,7 +37,7 @@ func expectedKeys(t *testing.T) []string {
 	keys := []string{
 		"ipc_oneway_msgs_per_s", "raw_socketpair_msgs_per_s",
 		"ipc_rtt_us", "raw_socketpair_rtt_us",
-		"ipc_1mib_rtt_ms",
+		"ipc_1mib_rtt_ms", "raw_socketpair_1mib_rtt_ms",
 		"fork8_listening_ms",
 		"http_keepalive_rps_single", "http_keepalive_rps_rr", "http_keepalive_rps_shared",
 		"http_close_rps_single", "http_close_rps_rr", "http_close_rps_shared",
@@ -47,8 +47,12 @@ func expectedKeys(t *testing.T) []string {
 		"reload_failed_requests_close_rr", "reload_failed_requests_close_shared",
 		"restart_ms",
 	}
+	if goruntime.GOOS != "windows" && goruntime.GOOS != "plan9" {
+		keys = append(keys, "http_close_primary_cpu_ms_per_1k_conns") // getrusage
+	}
 	if goruntime.GOOS == "linux" {
-		keys = append(keys, "primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
+		keys = append(keys, "ipc_rtt_ctx_switches", "raw_socketpair_rtt_ctx_switches",
+			"primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
 			"kill_failed_requests_reuseport",
 			"reload_failed_requests_keepalive_reuseport", "reload_failed_requests_close_reuseport")
 	}
@@ -145,7 +149,11 @@ func TestOnly(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"ipc_rtt_us", "raw_socketpair_rtt_us"}; !slices.Equal(keys, want) {
+	want := []string{"ipc_rtt_us", "raw_socketpair_rtt_us"}
+	if goruntime.GOOS == "linux" {
+		want = []string{"ipc_rtt_ctx_switches", "ipc_rtt_us", "raw_socketpair_rtt_ctx_switches", "raw_socketpair_rtt_us"}
+	}
+	if !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}
 	if !strings.Contains(stdout.String(), "node: not used") {
