@@ -48,7 +48,7 @@ func expectedKeys(t *testing.T) []string {
 		"restart_ms",
 	}
 	if goruntime.GOOS != "windows" && goruntime.GOOS != "plan9" {
-		keys = append(keys, "http_close_primary_cpu_ms_per_1k_conns") // getrusage
+		keys = append(keys, "http_close_primary_cpu_ms_per_1k_conns", "ipc_oneway_ns_per_msg_primary") // getrusage
 	}
 	if goruntime.GOOS == "linux" {
 		keys = append(keys, "ipc_rtt_ctx_switches", "raw_socketpair_rtt_ctx_switches",

@@ -143,7 +143,13 @@ func ipcPrimary() error {
 	figs := map[string]float64{}
 	switch mode {
 	case modeOneway:
+		cpu0, ok0 := selfCPU()
 		v, n, err = herdOneway(ctx, client, d, reports)
+		// The primary's CPU per message received: decoding, dispatch and
+		// the handler, and everything else the process did meanwhile.
+		if cpu1, ok1 := selfCPU(); ok0 && ok1 && n > 0 {
+			figs["ipc_oneway_ns_per_msg_primary"] = float64((cpu1 - cpu0).Nanoseconds()) / n
+		}
 	case modeRTT:
 		sw := startSwitchCount(os.Getpid(), w.PID())
 		v, n, err = herdRTT(ctx, client, d)

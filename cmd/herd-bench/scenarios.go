@@ -81,7 +81,9 @@ func scenarios() []*scenario {
 			unit:  "msgs/s",
 			refs:  []string{"node", "raw"},
 			systems: []*system{
-				{name: "herd", key: "ipc_oneway_msgs_per_s", run: herdIPC(modeOneway)},
+				{name: "herd", key: "ipc_oneway_msgs_per_s", run: herdIPC(modeOneway), extras: []extra{
+					{key: "ipc_oneway_ns_per_msg_primary", label: "primary CPU per message", unit: "ns"},
+				}},
 				{name: "raw", key: "raw_socketpair_msgs_per_s", run: rawIPC(modeOneway)},
 				{name: "node", key: "node_ipc_oneway_msgs_per_s", needs: needsNode, run: nodeIPC(modeOneway)},
 			},
