@@ -67,7 +67,12 @@
 // Each end of a link is an actor: the link's reader decodes each request
 // and posts it to a bounded mailbox, and one goroutine handles the messages
 // one at a time, in arrival order, so a handler needs no lock for
-// per-worker state. Handlers for different workers run concurrently.
+// per-worker state. Handlers for different workers run concurrently. (A
+// request that finds the mailbox idle and empty is handled on the reader
+// goroutine itself, which saves a goroutine hand-off per round trip; the
+// reading passes to a new goroutine as soon as such a handler waits for the
+// other side, or after it has run for a millisecond, so the guarantees
+// below hold the same.)
 // Responses to a side's own calls do not wait in its mailbox, so a handler
 // may call the other side and wait for the answer. A mailbox is bounded in
 // messages (WithMailboxCapacity) and in bytes (WithMailboxBytes), and the

@@ -77,8 +77,10 @@ var ErrNotSupported = errors.New("herd: links are not supported on " + goruntime
 // values are the handler's).
 //
 // While the handler runs the link reads nothing more, which is how a busy
-// receiver pushes back on its peer. A non-nil return ends the link with
-// that error (wrapped; test with errors.Is).
+// receiver pushes back on its peer, unless the handler calls Release and
+// someone then calls Promote (a handler that may run long: see there). A
+// non-nil return ends the link with that error (wrapped; test with
+// errors.Is).
 type Handler func(env *wire.Envelope, files []*os.File) error
 
 // Option configures New.
@@ -825,4 +827,55 @@ func (l *Link) exit() {
 	l.abort(ErrLinkClosed) // no-op: a goroutine only returns after an abort
 	<-l.connClosed
 	close(l.done)
+}
+
+// consume finishes the frame being dispatched: the handler is done with
+// env and the files slice, and the reader moves past the frame's bytes.
+func (l *Link) consume() {
+	clear(l.files)
+	l.files = l.files[:0]
+	l.env = wire.Envelope{}
+	l.r += l.rframe
+	l.rframe = 0
+}
+
+// Reader phases, the low two bits of Link.rstate (the rest is the epoch
+// of the reader goroutine that owns the state).
+const (
+	rsReading  = 0 // the reader goroutine owns the reader state
+	rsReleased = 1 // its handler called Release: Promote may hand the role over
+)
+
+// Release is called by the handler, on the reader goroutine, to say that
+// it is done with env and the files slice (it has decoded or copied what
+// it keeps; the *os.File values stay its own) and is about to do work that
+// may take long or block. From then until the handler returns, Promote may
+// move the reading to a new goroutine, so that frames keep being read and
+// dispatched while this handler runs. A handler that calls Release must not
+// touch env or the slice afterwards. Called anywhere else, or twice, it
+// does nothing.
+func (l *Link) Release() {
+	st := l.rstate.Load()
+	if st&3 != rsReading || l.rframe == 0 {
+		return
+	}
+	l.consume()
+	l.rstate.Store(st | rsReleased)
+}
+
+// Promote, called from any goroutine, starts a new reader goroutine if the
+// current one is inside a handler that called Release, and reports whether
+// it did. The old goroutine leaves when its handler returns. The handler's
+// frame and every later one are still dispatched in order: the new reader
+// starts with the frame after it. From then on the link no longer counts
+// the released handler as its own: Done may close while it still runs.
+func (l *Link) Promote() bool {
+	st := l.rstate.Load()
+	if st&3 != rsReleased || !l.rstate.CompareAndSwap(st, (st>>2+1)<<2|rsReading) {
+		return false
+	}
+	// The new goroutine takes the old one's place in l.running: Done no
+	// longer waits for the released handler.
+	go l.readLoop(st>>2+1, false)
+	return true
 }
