@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	goruntime "runtime"
 	"sync/atomic"
 	"time"
 
@@ -141,6 +142,7 @@ func ipcPrimary() error {
 	client := testv1herd.NewTestServiceClient(w)
 	var v, n float64
 	figs := map[string]float64{}
+	cost := startPrimaryCost(w)
 	switch mode {
 	case modeOneway:
 		cpu0, ok0 := selfCPU()
@@ -164,12 +166,40 @@ func ipcPrimary() error {
 	if err != nil {
 		return err
 	}
+	if mode != mode1MiB {
+		allocs, syscalls := cost.per(w, n)
+		figs["ipc_"+mode+"_primary_allocs"], figs["ipc_"+mode+"_primary_syscalls"] = allocs, syscalls
+	}
 	if err := stopCluster(p); err != nil {
 		return err
 	}
 	figs["value"], figs["n"] = v, n
 	emit(lineResult, figs)
 	return nil
+}
+
+// primaryCost counts the primary's heap allocations and its link's system
+// calls (write, sendmsg, recvmsg, EAGAIN included) over a run.
+type primaryCost struct {
+	mallocs, syscalls uint64
+}
+
+func startPrimaryCost(w *runtime.Worker) primaryCost {
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	st := w.Stats()
+	return primaryCost{mallocs: ms.Mallocs, syscalls: st.Writes + st.Reads}
+}
+
+// per returns the allocations and system calls since the start, per op
+// (message or round trip). The warm-up is counted too, and ops says how
+// many it made: what a steady state costs shows all the same.
+func (c primaryCost) per(w *runtime.Worker, ops float64) (allocs, syscalls float64) {
+	after := startPrimaryCost(w)
+	if ops <= 0 {
+		return 0, 0
+	}
+	return float64(after.mallocs-c.mallocs) / ops, float64(after.syscalls-c.syscalls) / ops
 }
 
 // switchCount counts the context switches of a set of processes.

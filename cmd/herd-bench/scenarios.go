@@ -83,6 +83,8 @@ func scenarios() []*scenario {
 			systems: []*system{
 				{name: "herd", key: "ipc_oneway_msgs_per_s", run: herdIPC(modeOneway), extras: []extra{
 					{key: "ipc_oneway_ns_per_msg_primary", label: "primary CPU per message", unit: "ns"},
+					{key: "ipc_oneway_primary_allocs", label: "primary allocations per message", unit: "/msg", tableOnly: true},
+					{key: "ipc_oneway_primary_syscalls", label: "primary link system calls per message", unit: "/msg", tableOnly: true},
 				}},
 				{name: "raw", key: "raw_socketpair_msgs_per_s", run: rawIPC(modeOneway)},
 				{name: "node", key: "node_ipc_oneway_msgs_per_s", needs: needsNode, run: nodeIPC(modeOneway)},
@@ -97,6 +99,8 @@ func scenarios() []*scenario {
 			systems: []*system{
 				{name: "herd", key: "ipc_rtt_us", run: herdIPC(modeRTT), extras: []extra{
 					{key: "ipc_rtt_ctx_switches", label: "context switches per round trip, both processes", unit: "/rtt"},
+					{key: "ipc_rtt_primary_allocs", label: "primary allocations per round trip", unit: "/rtt", tableOnly: true},
+					{key: "ipc_rtt_primary_syscalls", label: "primary link system calls per round trip", unit: "/rtt", tableOnly: true},
 				}},
 				{name: "raw", key: "raw_socketpair_rtt_us", run: rawIPC(modeRTT), extras: []extra{
 					{key: "raw_socketpair_rtt_ctx_switches", label: "context switches per round trip, both processes", unit: "/rtt"},
