@@ -75,6 +75,9 @@ type serviceNames struct {
 	// get no clients: Client, BroadcastClient and their constructors and
 	// implementations are not generated.
 	HandlerOnly bool
+	// Unexported is set for the services of the unexported option, whose
+	// package-level names begin in lower case: controlServiceClient.
+	Unexported bool
 	// NameConst is the constant of the service's full name: CounterServiceName.
 	NameConst string
 	// Client is the client interface: CounterServiceClient.
@@ -180,22 +183,7 @@ func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile
 	}
 
 	for _, service := range file.Services {
-		s := &serviceNames{
-			Service:       service,
-			HandlerOnly:   opts.handlerOnly[service.Desc.FullName()],
-			NameConst:     service.GoName + "Name",
-			Client:        service.GoName + "Client",
-			NewClient:     "New" + service.GoName + "Client",
-			ClientImpl:    unexported(service.GoName + "Client"),
-			Handler:       service.GoName + "Handler",
-			Register:      "Register" + service.GoName + "Handler",
-			Unimplemented: "Unimplemented" + service.GoName + "Handler",
-			NilCheck:      "isNilUnimplemented" + service.GoName + "Handler",
-
-			BroadcastClient:     service.GoName + "BroadcastClient",
-			NewBroadcastClient:  "New" + service.GoName + "BroadcastClient",
-			BroadcastClientImpl: unexported(service.GoName + "BroadcastClient"),
-		}
+		s := newServiceNames(service, opts)
 		for _, method := range service.Methods {
 			if method.Desc.IsStreamingClient() || method.Desc.IsStreamingServer() {
 				return nil, fmt.Errorf("%s: method %s is streaming; herd supports unary methods only",
@@ -203,7 +191,7 @@ func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile
 			}
 			s.Methods = append(s.Methods, &methodNames{
 				Method:         method,
-				ProcedureConst: service.GoName + method.GoName + "Procedure",
+				ProcedureConst: s.export(service.GoName + method.GoName + "Procedure"),
 				Call:           method.GoName,
 				ClientField:    unexported(method.GoName),
 				Request:        qualify(method.Input.GoIdent),
@@ -235,6 +223,45 @@ func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile
 		OK:            local("ok"),
 	}
 	return names, nil
+}
+
+// newServiceNames returns the package-level names of service, without its
+// methods. The names of a service of the unexported option begin in lower
+// case (controlServiceClient, newControlServiceClient,
+// registerControlServiceHandler), and the structs that implement its
+// clients take the suffix Impl, since the interfaces have their names.
+func newServiceNames(service *protogen.Service, opts *options) *serviceNames {
+	s := &serviceNames{
+		Service:     service,
+		HandlerOnly: opts.handlerOnly[service.Desc.FullName()],
+		Unexported:  opts.unexported[service.Desc.FullName()],
+	}
+	impl := unexported
+	if s.Unexported {
+		impl = func(name string) string { return unexported(name) + "Impl" }
+	}
+	name := service.GoName
+	s.NameConst = s.export(name + "Name")
+	s.Client = s.export(name + "Client")
+	s.NewClient = s.export("New" + name + "Client")
+	s.ClientImpl = impl(name + "Client")
+	s.Handler = s.export(name + "Handler")
+	s.Register = s.export("Register" + name + "Handler")
+	s.Unimplemented = s.export("Unimplemented" + name + "Handler")
+	s.NilCheck = "isNilUnimplemented" + name + "Handler"
+	s.BroadcastClient = s.export(name + "BroadcastClient")
+	s.NewBroadcastClient = s.export("New" + name + "BroadcastClient")
+	s.BroadcastClientImpl = impl(name + "BroadcastClient")
+	return s
+}
+
+// export returns name as a package-level name of the service: unchanged, or
+// unexported for a service of the unexported option.
+func (s *serviceNames) export(name string) string {
+	if s.Unexported {
+		return unexported(name)
+	}
+	return name
 }
 
 // resolveSendNames names the fire-and-forget form of each method "Send"
