@@ -27,19 +27,6 @@ const (
 	eventReloadAbortedProcedure    = "/herd.v1.EventService/ReloadAborted"
 )
 
-// The procedures of herd.v1.ControlService, the runtime's own protocol.
-const (
-	controlHelloProcedure         = "/herd.v1.ControlService/Hello"
-	controlDisconnectProcedure    = "/herd.v1.ControlService/Disconnect"
-	controlListenProcedure        = "/herd.v1.ControlService/Listen"
-	controlCloseListenerProcedure = "/herd.v1.ControlService/CloseListener"
-	controlHandoffProcedure       = "/herd.v1.ControlService/Handoff"
-	controlAcceptedProcedure      = "/herd.v1.ControlService/Accepted"
-	controlListeningProcedure     = "/herd.v1.ControlService/Listening"
-	controlStopSignalProcedure    = "/herd.v1.ControlService/StopSignal"
-	controlCreditProcedure        = "/herd.v1.ControlService/Credit"
-	controlReadyProcedure         = "/herd.v1.ControlService/Ready"
-)
 
 // emit delivers a cluster event about w: first to the handlers registered
 // for this worker, then to the primary's (Node emits on the worker, then on

@@ -149,7 +149,7 @@ func (s *Self) releaseHandle(id uint64, back []net.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeListenerTimeout)
 	defer cancel()
-	if err := s.ep.call(ctx, controlCloseListenerProcedure, req, &herdv1.CloseListenerResponse{}, opts, true); err != nil {
+	if _, err := s.rpc.CloseListener(ctx, req, opts...); err != nil {
 		s.cfg.endpoint.logger.Debug("herd: close listener", "listener", id, "error", err)
 	}
 }
@@ -179,8 +179,8 @@ func (s *Self) requestListen(ctx context.Context, e *listenEntry, network, addre
 		fd := int32(cfg.fd)
 		req.Fd = &fd
 	}
-	res := &herdv1.ListenResponse{}
-	files, err := s.ep.callFiles(ctx, controlListenProcedure, req, res, nil, true, true)
+	var files []*os.File
+	res, err := s.rpc.Listen(ctx, req, WithResponseFiles(&files))
 	if err != nil {
 		// The primary may have made us a member before the call ended on
 		// our side: the caller releases the share (harmless when it was
@@ -348,7 +348,7 @@ func (s *Self) reportListening(network, given string, addr net.Addr, fd int) {
 			a.Address = host
 		}
 	}
-	_ = s.ep.send(context.Background(), controlListeningProcedure, &herdv1.ListeningRequest{Address: a}, nil, false)
+	_ = s.rpc.SendListening(context.Background(), &herdv1.ListeningRequest{Address: a})
 }
 
 // parseAddr turns the address a handle reports into a net.Addr.

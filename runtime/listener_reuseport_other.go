@@ -8,11 +8,8 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 )
 
-// controlAdoptProcedure is the worker's Adopt (herd.v1.ControlService).
-const controlAdoptProcedure = "/herd.v1.ControlService/Adopt"
-
 // adopt takes nothing: there are no cluster listeners here.
-func (s *Self) adopt(ctx context.Context, req *herdv1.AdoptRequest) (*herdv1.AdoptResponse, error) {
+func (s *Self) adopt(ctx context.Context, req *herdv1.AdoptRequest) *Response[herdv1.AdoptResponse] {
 	closeFiles(FilesFromContext(ctx))
-	return &herdv1.AdoptResponse{}, nil
+	return NewResponse(&herdv1.AdoptResponse{})
 }

@@ -150,7 +150,7 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 	}
 
 	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
-	w.ep.inlineProc, w.ep.inline = controlAcceptedProcedure, w.acceptedReport
+	w.rpc = newControlClient(w.ep)
 	w.ep.peer = Peer{WorkerID: id}
 	err = startProcess(cmd)
 	theirs.Close()

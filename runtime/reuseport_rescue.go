@@ -52,8 +52,6 @@ const (
 	rescueTimeout = 10 * time.Second
 )
 
-// controlAdoptProcedure is the worker's Adopt (herd.v1.ControlService).
-const controlAdoptProcedure = "/herd.v1.ControlService/Adopt"
 
 // acceptQueued accepts every connection waiting in ln's accept queue,
 // without waiting for more, as blocking close-on-exec descriptors (as
@@ -232,8 +230,8 @@ func adopt(m *membership, conns []*os.File) int {
 		files[i] = f
 	}
 	req := &herdv1.AdoptRequest{ListenerId: m.id, Count: uint32(len(conns))}
-	res := &herdv1.AdoptResponse{}
-	if err := m.w.ep.call(context.Background(), controlAdoptProcedure, req, res, []CallOption{WithFiles(files...)}, true); err != nil {
+	res, err := m.w.rpc.Adopt(context.Background(), req, WithFiles(files...))
+	if err != nil {
 		return 0
 	}
 	return min(int(res.GetAccepted()), len(conns))

@@ -61,6 +61,7 @@ type Worker struct {
 	primary *Primary
 	cmd     *exec.Cmd
 	ep      *endpoint
+	rpc     controlServiceClient // the worker's control handlers, over ep
 	mux     Mux
 	ctx     context.Context // events' context: carries the worker
 	trust   workerTrust     // what it may ask of the primary (trust.go)
@@ -212,7 +213,7 @@ func (w *Worker) beginDisconnect(ctx context.Context) {
 		}
 		go func() {
 			// The reply only says the drain hooks ran; the exit is what counts.
-			_ = w.ep.call(ctx, controlDisconnectProcedure, req, &herdv1.DisconnectResponse{}, nil, true)
+			_, _ = w.rpc.Disconnect(ctx, req)
 		}()
 	}
 }
@@ -415,7 +416,7 @@ func (w *Worker) helloTimeout(d time.Duration) {
 	case <-w.exited:
 	case <-t.C:
 		w.helloExpired.Store(true)
-		w.ep.readerError(CodeDeadlineExceeded, controlHelloProcedure, fmt.Errorf("herd: worker %d did not complete its handshake within %v", w.id, d))
+		w.ep.reportError(CodeDeadlineExceeded, controlServiceHelloProcedure, fmt.Errorf("herd: worker %d did not complete its handshake within %v", w.id, d))
 		_ = w.Kill(syscall.SIGKILL)
 	}
 }

@@ -164,7 +164,7 @@
 // runtime. That package must declare, with the meanings of the runtime's,
 // the identifiers generated code refers to:
 //
-//	IsAtLeastVersion0_1_0                     the version assertion
+//	IsAtLeastVersion0_2_0                     the version assertion
 //	ClientConn, SendConn                      what clients call through
 //	Client[Req, Res], NewClient               a client of one procedure
 //	SendClient[Req], NewSendClient            a fire-and-forget client

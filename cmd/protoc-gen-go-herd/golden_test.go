@@ -83,6 +83,11 @@ var goldenCases = []goldenCase{
 		compiled: true,
 	},
 	{
+		name:     "responses",
+		param:    "module=" + testdataModule + "/responses/gen,responses=files.v1.FileService",
+		compiled: true,
+	},
+	{
 		name:    "unexported_unknown",
 		dir:     "unexported",
 		param:   "package_suffix,unexported=priv.v1.CounterServise",
