@@ -24,7 +24,6 @@ type pendingCall struct {
 	// (otherwise they are closed).
 	wantFiles bool
 	files     []*os.File
-
 }
 
 var pendingPool = sync.Pool{New: func() any { return &pendingCall{done: make(chan struct{}, 1)} }}

@@ -27,7 +27,6 @@ const (
 	eventReloadAbortedProcedure    = "/herd.v1.EventService/ReloadAborted"
 )
 
-
 // emit delivers a cluster event about w: first to the handlers registered
 // for this worker, then to the primary's (Node emits on the worker, then on
 // the cluster). It runs on w's drainer, in order with w's messages. A

@@ -204,14 +204,14 @@ type events struct {
 	herdv1herd.UnimplementedEventServiceHandler
 }
 
-func (events) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (events) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	fmt.Println("online", ev.GetWorker().GetId())
-	return nil, nil
+	return nil
 }
 
-func (events) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+func (events) Exit(ctx context.Context, ev *herdv1.ExitEvent) error {
 	fmt.Printf("exit %d code=%d cause=%v\n", ev.GetWorker().GetId(), ev.GetCode(), ev.GetCause())
-	return nil, nil
+	return nil
 }
 
 // Cluster events are typed messages, handled in each worker's order: here a

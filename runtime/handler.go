@@ -195,7 +195,20 @@ func (m *Mux) call(ctx context.Context, procedure string, req, res proto.Message
 	if h == nil {
 		return Errorf(CodeUnimplemented, "procedure %s is not registered", procedure)
 	}
+	var slot *replySlot
+	if h.extras {
+		ctx, slot = withReplySlot(ctx)
+	}
 	out, err := h.invokeEncoded(ctx, req, cfg, false)
+	if slot != nil {
+		// The reply is "written" now: the files go to the caller (or
+		// are closed), and the after step runs.
+		if dst := cfg.responseFileList(); dst != nil && err == nil {
+			*dst = fdsToFiles(slot.extras.fds)
+			slot.extras.fds = nil
+		}
+		slot.extras.release()
+	}
 	if err != nil {
 		return err
 	}

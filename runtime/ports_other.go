@@ -5,10 +5,8 @@ package runtime
 import (
 	"context"
 	"net"
-	"os"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
-	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // Without unix sockets there are no workers, so no shared handles: these

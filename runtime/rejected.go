@@ -30,7 +30,6 @@ const (
 	rejectMaxProcedure = 256
 )
 
-
 // rejectBudget is a token bucket of notices, shared by the two lanes'
 // drainers.
 type rejectBudget struct {

@@ -158,3 +158,15 @@ func NewEventHandler[Req any](procedure string, fn func(context.Context, *Req) e
 func WithResponseFiles(dst *[]*os.File) CallOption {
 	return callOptionFunc(func(c *callConfig) { c.responseFiles = dst })
 }
+
+// fdsToFiles wraps received descriptors, which it takes over, in files.
+func fdsToFiles(fds []int) []*os.File {
+	if len(fds) == 0 {
+		return nil
+	}
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), "herd-response-file")
+	}
+	return files
+}

@@ -52,7 +52,6 @@ const (
 	rescueTimeout = 10 * time.Second
 )
 
-
 // acceptQueued accepts every connection waiting in ln's accept queue,
 // without waiting for more, as blocking close-on-exec descriptors (as
 // round robin sends them).

@@ -122,11 +122,30 @@
 // Register function and the Unimplemented handler, and no Client or
 // BroadcastClient. It is for services that code serves and should not call,
 // such as herd's own cluster events (herd.v1.EventService), which the
-// runtime calls. Repeat the option for more services
+// runtime calls. Since no one reads their responses, the handlers of its
+// methods that return google.protobuf.Empty return only an error, and are
+// registered with runtime.NewEventHandler:
+//
+//	Fork(context.Context, *herdv1.ForkEvent) error Repeat the option for more services
 // (handler_only=a.v1.S,handler_only=a.v1.T: a comma separates options).
 // buf runs the plugin once per directory; a run that generates files of
 // the service's proto package reports a service that is not there, so that
 // a misspelt name does not silently generate a client.
+//
+// responses=SERVICE makes the handlers of the service of that full name
+// return *runtime.Response[T] instead of *T, as connect-go's handlers return
+// *connect.Response[T]: a handler attaches files to its reply (Node's
+// send(message, handle)) and a step that runs once the reply is written,
+//
+//	Open(context.Context, *filesv1.OpenRequest) (*runtime.Response[filesv1.OpenResponse], error)
+//
+//	return runtime.NewResponse(&filesv1.OpenResponse{}).AttachFiles(f), nil
+//
+// and they are registered with runtime.NewResponseHandler. The caller
+// receives the files with runtime.WithResponseFiles; clients are unchanged.
+// Repeat the option for more services. A single handler of another service
+// can be written the same way by registering it with
+// runtime.NewResponseHandler by hand.
 //
 // unexported=SERVICE generates the service of that full name with
 // unexported package-level names, for a package that speaks a protocol of
@@ -155,6 +174,7 @@
 //	      - module=github.com/herd-go/herd
 //	      - herd_package=github.com/herd-go/herd/runtime
 //	      - unexported=herd.v1.ControlService
+//	      - responses=herd.v1.ControlService
 //
 // Generated into the package named by runtime_import (herd's runtime by
 // default), the code refers to the runtime's identifiers unqualified.
@@ -170,6 +190,8 @@
 //	SendClient[Req], NewSendClient            a fire-and-forget client
 //	CallOption, ClientOption, HandlerOption   the options
 //	Registrar, NewUnaryHandler                registering handlers
+//	NewEventHandler                           with handler_only, for Empty results
+//	Response, NewResponseHandler              with responses
 //	Errorf, CodeUnimplemented                 the Unimplemented handler's error
 //
 // A package that re-exports them as aliases of its own (type ClientConn =
