@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
@@ -41,7 +40,6 @@ const maxSamples = 4 << 20
 
 // warmup round trips are made, and not counted, before a latency run.
 const warmup = 100
-
 
 // clusterEvents forwards the events the harness waits for to channels.
 // The handlers never block: an event that finds its channel full is

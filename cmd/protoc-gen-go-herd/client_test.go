@@ -12,15 +12,15 @@ import (
 	"time"
 
 	jobsv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/handleronly/gen/jobs/v1"
-	filesv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/responses/gen/files/v1"
-	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/responses/gen/files/v1/filesv1herd"
-	privv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/unexported/gen/priv/v1"
 	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/handleronly/gen/jobs/v1/jobsv1herd"
 	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/internalapi/callapi"
 	controlv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/internalapi/gen/control/v1"
+	filesv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/responses/gen/files/v1"
+	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/responses/gen/files/v1/filesv1herd"
 	samev1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/samepackage/gen/same/v1"
 	counterv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/simple/gen/counter/v1"
 	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/simple/gen/counter/v1/counterv1herd"
+	privv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/unexported/gen/priv/v1"
 	"github.com/herd-go/herd/runtime"
 
 	// The keywords case compiles too.

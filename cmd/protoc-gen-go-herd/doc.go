@@ -127,6 +127,7 @@
 // registered with runtime.NewEventHandler:
 //
 //	Fork(context.Context, *herdv1.ForkEvent) error Repeat the option for more services
+//
 // (handler_only=a.v1.S,handler_only=a.v1.T: a comma separates options).
 // buf runs the plugin once per directory; a run that generates files of
 // the service's proto package reports a service that is not there, so that
