@@ -160,7 +160,12 @@ func (fw *fakeWorker) close(t testing.TB) {
 // link ended first.
 func (fw *fakeWorker) call(t testing.TB, id uint64, procedure string, req proto.Message) (decoded, bool) {
 	t.Helper()
-	b, err := wire.AppendFrame(nil, &wire.Header{Procedure: procedure, CallID: id, Flags: wire.FlagSystem}, req, 0)
+	// Flagged as a worker flags it: system unless its lane is the user's.
+	var flags uint32
+	if controlLanes[procedure] != laneUser {
+		flags = wire.FlagSystem
+	}
+	b, err := wire.AppendFrame(nil, &wire.Header{Procedure: procedure, CallID: id, Flags: flags}, req, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

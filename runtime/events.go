@@ -8,23 +8,23 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 )
 
-// The procedures of herd.v1.EventService. The runtime calls the handlers
-// registered for them (by the generated RegisterEventServiceHandler) when
-// cluster events happen.
+// The procedures of herd.v1.EventService, generated into this package
+// (events.herd.go; see buf.gen.yaml). The runtime calls the handlers
+// registered for them (by the public generated
+// herdv1herd.RegisterEventServiceHandler) when cluster events happen.
 const (
-	eventForkProcedure       = "/herd.v1.EventService/Fork"
-	eventOnlineProcedure     = "/herd.v1.EventService/Online"
-	eventListeningProcedure  = "/herd.v1.EventService/Listening"
-	eventDisconnectProcedure = "/herd.v1.EventService/Disconnect"
-	eventExitProcedure       = "/herd.v1.EventService/Exit"
-	eventErrorProcedure      = "/herd.v1.EventService/Error"
-
-	eventReadyProcedure            = "/herd.v1.EventService/Ready"
-	eventRestartScheduledProcedure = "/herd.v1.EventService/RestartScheduled"
-	eventSlotFailedProcedure       = "/herd.v1.EventService/SlotFailed"
-	eventReloadStartedProcedure    = "/herd.v1.EventService/ReloadStarted"
-	eventReloadFinishedProcedure   = "/herd.v1.EventService/ReloadFinished"
-	eventReloadAbortedProcedure    = "/herd.v1.EventService/ReloadAborted"
+	eventForkProcedure             = eventServiceForkProcedure
+	eventOnlineProcedure           = eventServiceOnlineProcedure
+	eventListeningProcedure        = eventServiceListeningProcedure
+	eventDisconnectProcedure       = eventServiceDisconnectProcedure
+	eventExitProcedure             = eventServiceExitProcedure
+	eventErrorProcedure            = eventServiceErrorProcedure
+	eventReadyProcedure            = eventServiceReadyProcedure
+	eventRestartScheduledProcedure = eventServiceRestartScheduledProcedure
+	eventSlotFailedProcedure       = eventServiceSlotFailedProcedure
+	eventReloadStartedProcedure    = eventServiceReloadStartedProcedure
+	eventReloadFinishedProcedure   = eventServiceReloadFinishedProcedure
+	eventReloadAbortedProcedure    = eventServiceReloadAbortedProcedure
 )
 
 // emit delivers a cluster event about w: first to the handlers registered
