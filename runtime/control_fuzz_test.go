@@ -64,7 +64,7 @@ func newFakeWorker(t testing.TB, p *Primary) *fakeWorker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
+	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.errorEvent)
 	if err := w.ep.start(a); err != nil {
 		b.Close()
 		t.Fatal(err)

@@ -52,9 +52,10 @@ type endpoint struct {
 	interceptors []Interceptor
 	chains       map[*Handler]UnaryFunc
 
-	// onError reports an error event about this link. It is called on the
-	// user lane's drainer (use reportError from anywhere else).
-	onError func(code Code, procedure string, err error)
+	// errorEvent delivers an error event about this link at once (the
+	// Worker's or the Self's errorEvent). It is called on the user lane's
+	// drainer; from anywhere else use reportError, which orders it there.
+	errorEvent func(code Code, procedure string, err error)
 
 	nextID   atomic.Uint64
 	pendMu   sync.Mutex
@@ -112,14 +113,14 @@ type endpointConfig struct {
 
 // newEndpoint makes an endpoint whose mailbox is ready but whose link is not
 // yet started, so that events can be queued ahead of the first message.
-func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx context.Context, onError func(Code, string, error)) *endpoint {
+func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx context.Context, errorEvent func(Code, string, error)) *endpoint {
 	ep := &endpoint{
 		log:          cfg.logger,
 		control:      control,
 		local:        local,
 		shared:       shared,
 		baseCtx:      baseCtx,
-		onError:      onError,
+		errorEvent:   errorEvent,
 		pending:      make(map[uint64]*pendingCall),
 		inflight:     make(map[uint64]context.CancelFunc),
 		interceptors: cfg.interceptors,
@@ -368,10 +369,10 @@ func (ep *endpoint) serveOnReader(in *inbound, env *wire.Envelope) {
 // reportError reports an error event about this link from any goroutine
 // (the reader, the control lane, a listener): through the user lane when it
 // has room, so that it is ordered with the messages around it, else at
-// once. On the user lane's drainer, onError reports at once.
+// once. On the user lane's drainer, errorEvent reports at once.
 func (ep *endpoint) reportError(code Code, procedure string, err error) {
-	if ep.box.TryPost(inbound{event: func() { ep.onError(code, procedure, err) }}) != nil {
-		ep.onError(code, procedure, err)
+	if ep.box.TryPost(inbound{event: func() { ep.errorEvent(code, procedure, err) }}) != nil {
+		ep.errorEvent(code, procedure, err)
 	}
 }
 
@@ -444,7 +445,7 @@ func (ep *endpoint) endCall(in *inbound) {
 }
 
 // handle runs on the user lane's drainer.
-func (ep *endpoint) handle(in inbound) { ep.serve(in, ep.onError) }
+func (ep *endpoint) handle(in inbound) { ep.serve(in, ep.errorEvent) }
 
 // serve runs one inbound on its lane's drainer; report is how that lane
 // reports an error event.

@@ -52,17 +52,17 @@ func (w *Worker) ident() *herdv1.Worker {
 	return &herdv1.Worker{Id: w.id, Pid: int64(w.pid)}
 }
 
-// emitError reports an error event about w's link. The endpoint calls it on
+// errorEvent reports an error event about w's link. The endpoint calls it on
 // w's drainer, so it is ordered with w's messages.
-func (w *Worker) emitError(code Code, procedure string, err error) {
+func (w *Worker) errorEvent(code Code, procedure string, err error) {
 	ev := &herdv1.ErrorEvent{Worker: w.ident(), Code: herdv1.Code(code), Message: err.Error(), Procedure: procedure}
 	w.primary.log.Debug("herd: worker error", "worker", w.id, "pid", w.pid, "code", code, "procedure", procedure, "error", err)
 	w.emit(eventErrorProcedure, ev)
 }
 
-// emitClusterError reports an error event that is not about a live worker,
+// errorEvent reports an error event that is not about a live worker,
 // such as a failed fork, on the calling goroutine.
-func (p *Primary) emitClusterError(ctx context.Context, w *herdv1.Worker, code Code, err error) {
+func (p *Primary) errorEvent(ctx context.Context, w *herdv1.Worker, code Code, err error) {
 	p.log.Warn("herd: cluster error", "code", code, "error", err)
 	if h := p.mux.Handler(eventErrorProcedure); h != nil {
 		ev := &herdv1.ErrorEvent{Worker: w, Code: herdv1.Code(code), Message: err.Error()}

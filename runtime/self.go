@@ -157,7 +157,7 @@ func (s *Self) Start(ctx context.Context) error {
 	if f == nil {
 		return errors.New("herd: no link on descriptor 3")
 	}
-	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.reportError)
+	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.errorEvent)
 	s.ep.peer = Peer{Primary: true}
 	s.rpc = newControlClient(s.ep)
 	// Before the link starts: a Disconnect read at once ends the worker,
@@ -295,7 +295,7 @@ func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequ
 		})
 	})
 	if err != nil {
-		s.reportError(CodeInternal, controlServiceDisconnectProcedure, fmt.Errorf("drain hooks: %w", err))
+		s.errorEvent(CodeInternal, controlServiceDisconnectProcedure, fmt.Errorf("drain hooks: %w", err))
 	}
 	return res
 }
@@ -343,7 +343,7 @@ func (s *Self) endCode(ctx context.Context, exit bool, code int) {
 func (s *Self) watchLink() {
 	<-s.ep.closed
 	if code, err := s.ep.linkFailure(); err != nil {
-		s.reportError(code, "", fmt.Errorf("link: %w", err))
+		s.errorEvent(code, "", fmt.Errorf("link: %w", err))
 		// The primary must not take this exit for a clean one.
 		s.orphanCode.Store(ExitLinkFailure)
 	}
@@ -377,8 +377,9 @@ func (s *Self) orphaned() {
 	})
 }
 
-// reportError is the worker side's error event.
-func (s *Self) reportError(code Code, procedure string, err error) {
+// errorEvent delivers an error event of the worker side now, on the calling
+// goroutine (the endpoint calls it on its user lane; see reportError).
+func (s *Self) errorEvent(code Code, procedure string, err error) {
 	s.cfg.onError(&herdv1.ErrorEvent{
 		Worker:    &herdv1.Worker{Id: s.id, Pid: int64(os.Getpid())},
 		Code:      herdv1.Code(code),

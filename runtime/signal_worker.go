@@ -129,7 +129,7 @@ func (s *Self) stopSignal(sig os.Signal) {
 			dctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
 			defer cancel()
 			if err := s.Disconnect(dctx); err != nil && !errors.Is(err, context.Canceled) {
-				s.reportError(CodeOf(err), controlServiceStopSignalProcedure, fmt.Errorf("disconnect on %s: %w", name, err))
+				s.errorEvent(CodeOf(err), controlServiceStopSignalProcedure, fmt.Errorf("disconnect on %s: %w", name, err))
 			}
 		}()
 	}

@@ -302,7 +302,7 @@ func (w *Worker) watchLink() {
 func (w *Worker) deliverDisconnect() {
 	w.disconnectOnce.Do(func() {
 		if code, failure := w.ep.linkFailure(); failure != nil {
-			w.emitError(code, "", fmt.Errorf("link: %w", failure))
+			w.errorEvent(code, "", fmt.Errorf("link: %w", failure))
 		}
 		if w.State() != StateDead {
 			w.state.Store(int32(StateDisconnected))
