@@ -632,9 +632,6 @@ func closeFiles(files []*os.File) {
 	}
 }
 
-// defaultMaxQueuedFDs is the default of WithMaxQueuedFiles.
-const defaultMaxQueuedFDs = 1024
-
 // lostFDs describes a frame some of whose descriptors this process could not
 // install (link's Envelope.FDsLost).
 func lostFDs(env *wire.Envelope) error {
