@@ -15,6 +15,15 @@ import (
 // it with registerControlServiceHandler, and calls the other end through a
 // controlServiceClient over controlConn. Nothing of it is public.
 //
+// Adding a control message takes: the rpc at the end of ControlService in
+// proto/herd/v1/control.proto (then go tool -modfile=tools.mod buf
+// generate); its lane in controlLanes below (TestControlLanes fails until
+// it has one); the method on primaryControl (control_primary.go) or
+// workerControl (control_worker.go), whichever end serves it, returning a
+// *Response (with files or an after step when it needs them); and the call
+// through the other end's client: w.rpc on the primary (to worker w), s.rpc
+// in a worker (to the primary).
+//
 // Lanes.
 //
 // Every frame a link end reads is handled on one of three lanes, chosen by
