@@ -129,16 +129,17 @@ func (h *reusePortHandle) rescue(conns []*os.File, log *slog.Logger) {
 func (h *reusePortHandle) rescueTargets() []*membership {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := len(h.ring)
+	ms := &h.set
+	n := len(ms.order)
 	var out []*membership
 	for i := range n {
-		m := h.ring[(h.next+i)%n]
-		if rm := h.list[m]; rm != nil && !rm.stopped && !rm.sockless() {
+		m := ms.order[(ms.next+i)%n]
+		if rm := ms.get(m); rm != nil && !rm.stopped && !rm.sockless() {
 			out = append(out, m)
 		}
 	}
 	if n > 0 {
-		h.next = (h.next + 1) % n
+		ms.next = (ms.next + 1) % n
 	}
 	return out
 }
@@ -181,7 +182,7 @@ func (r *cookieRing) has(c uint64) bool {
 func (h *reusePortHandle) noteOffered(m *membership, conns []*os.File) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	rm := h.list[m]
+	rm := h.set.get(m)
 	if rm == nil {
 		return
 	}
