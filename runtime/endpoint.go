@@ -23,9 +23,9 @@ import (
 // handlers one at a time, in arrival order, and writes the replies.
 // Control requests (a Disconnect, a Listen, ...) go to a second, small
 // mailbox with its own drainer, so that they never wait for a user handler
-// that is running, and a few run on the reader itself (control.go, "Lanes"). Responses to this end's
-// own calls bypass both and complete the waiting caller directly, so a
-// handler may call the other side and wait.
+// that is running, and a few run on the reader itself (control.go,
+// "Lanes"). Responses to this end's own calls bypass both and complete the
+// waiting caller directly, so a handler may call the other side and wait.
 //
 // The primary has one endpoint per worker; a worker has one, to the primary.
 type endpoint struct {
