@@ -11,15 +11,15 @@ import (
 // The runtime's own protocol, herd.v1.ControlService, is generated into
 // this package with unexported names (control.herd.go, from
 // proto/herd/v1/control.proto; see buf.gen.yaml): each end implements
-// controlServiceHandler (control_primary.go, control_worker.go), registers
+// controlServiceHandler (primary_control.go, worker_control.go), registers
 // it with registerControlServiceHandler, and calls the other end through a
 // controlServiceClient over controlConn. Nothing of it is public.
 //
 // Adding a control message takes: the rpc at the end of ControlService in
 // proto/herd/v1/control.proto (then go tool -modfile=tools.mod buf
 // generate); its lane in controlLanes below (TestControlLanes fails until
-// it has one); the method on primaryControl (control_primary.go) or
-// workerControl (control_worker.go), whichever end serves it, returning a
+// it has one); the method on primaryControl (primary_control.go) or
+// workerControl (worker_control.go), whichever end serves it, returning a
 // *Response (with files or an after step when it needs them); and the call
 // through the other end's client: w.rpc on the primary (to worker w), s.rpc
 // in a worker (to the primary).

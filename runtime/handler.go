@@ -22,7 +22,7 @@ type Handler struct {
 	// extras: the handler returns a *Response, whose files and after step
 	// it leaves in its context's replySlot (NewResponseHandler).
 	extras bool
-	// lane is where the handler runs (lane.go): the runtime's own handlers
+	// lane is where the handler runs (control.go): the runtime's own handlers
 	// take it as an option at registration; user handlers run on laneUser.
 	lane lane
 

@@ -38,7 +38,7 @@ type settings struct {
 	// trust limits what workers may ask of the primary (trust.go).
 	trust trustSettings
 	// signalGrace is how long a worker's stop signal waits for the
-	// primary's own stop (signal_primary.go).
+	// primary's own stop (primary_signal.go).
 	signalGrace time.Duration
 	// subreaper makes the primary reap its workers' orphans (reaper.go).
 	subreaper bool

@@ -68,7 +68,7 @@ func (h *sharedHandle) close() {
 // For TCP the primary also keeps a descriptor of each worker's socket, so
 // that the socket outlives the worker: when the worker dies or leaves, the
 // primary accepts what is queued there, closes it, and hands those
-// connections to the handle's other workers (see reuseport_rescue.go).
+// connections to the handle's other workers (see primary_reuseport_rescue_unix.go).
 type reusePortHandle struct {
 	handleBase
 	spec   bindSpec

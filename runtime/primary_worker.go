@@ -83,7 +83,7 @@ type Worker struct {
 	killed          atomic.Bool
 	helloExpired    atomic.Bool  // killed by the hello timeout
 	killSignal      atomic.Value // string: the name of the signal Kill sent last
-	signalled       atomic.Bool  // reported a stop signal (signal_primary.go)
+	signalled       atomic.Bool  // reported a stop signal (primary_signal.go)
 	readyExpired    atomic.Bool  // killed by a pool's ready timeout
 	saidReady       atomic.Bool  // called Self.Ready
 	// asked is set by a disconnect the primary's user asked for

@@ -31,7 +31,7 @@ type Self struct {
 	rpc controlServiceClient // the primary's control handlers, over ep
 
 	control Mux
-	ls      listenerSet // cluster listeners (listen_worker.go)
+	ls      listenerSet // cluster listeners (worker_listen_unix.go)
 
 	hookMu sync.Mutex
 	hooks  []func(context.Context) error
