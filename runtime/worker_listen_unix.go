@@ -256,7 +256,7 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 		s.track(e.id, rl)
 		s.reportListening(network, address, addr, cfg.fd)
 		// With round robin the bound is off unless asked for
-		// (listener_ahead.go).
+		// (worker_listener_ahead_unix.go).
 		if cfg.acceptAhead > 0 {
 			return &rrAhead{rrListener: rl, gate: newAcceptGate(cfg.acceptAhead)}, nil
 		}
@@ -426,7 +426,7 @@ func (l *sharedPacketConn) closeCluster() error {
 }
 
 // rrAhead is a round-robin listener that bounds how far its server accepts
-// ahead (listener_ahead.go): while its server holds the bound's count of
+// ahead (worker_listener_ahead_unix.go): while its server holds the bound's count of
 // connections not begun, the listener does not call Accept, so it asks the
 // primary for no more and the primary hands the rest to other workers.
 type rrAhead struct {
