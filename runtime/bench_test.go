@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
@@ -47,9 +45,9 @@ type onlineEvents struct {
 	online chan uint64
 }
 
-func (o *onlineEvents) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (o *onlineEvents) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	o.online <- ev.GetWorker().GetId()
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 func newBenchCluster(b *testing.B, env ...string) *benchCluster {

@@ -24,34 +24,13 @@ type pendingCall struct {
 	// (otherwise they are closed).
 	wantFiles bool
 	files     []*os.File
-
-	// async, when set, is called instead of signalling done: on the link's
-	// reader goroutine with the reply, or on its watcher when the link
-	// ends. Such calls are not pooled.
-	async func(err error)
 }
 
 var pendingPool = sync.Pool{New: func() any { return &pendingCall{done: make(chan struct{}, 1)} }}
 
 func (pc *pendingCall) finish(err error) {
-	if pc.async != nil {
-		pc.async(err)
-		return
-	}
 	pc.err = err
 	pc.done <- struct{}{}
-}
-
-// call sends a request of the runtime's own and waits for its response.
-func (ep *endpoint) call(ctx context.Context, procedure string, req, res proto.Message, opts []CallOption, system bool) error {
-	_, err := ep.callFiles(ctx, procedure, req, res, opts, system, false)
-	return err
-}
-
-// callFiles is call that, with wantFiles, also returns the descriptors
-// attached to the response (the caller owns them).
-func (ep *endpoint) callFiles(ctx context.Context, procedure string, req, res proto.Message, opts []CallOption, system, wantFiles bool) ([]*os.File, error) {
-	return ep.roundTrip(ctx, procedure, req, res, newCallConfig(opts), nil, system, wantFiles)
 }
 
 // userCall is a user's call (Worker.Call, Self.Call): through the link's
@@ -65,8 +44,7 @@ func (ep *endpoint) userCall(ctx context.Context, procedure string, req, res pro
 		if err != nil {
 			return err
 		}
-		_, err = ep.roundTrip(ctx, procedure, req, res, cfg, md, false, false)
-		return err
+		return ep.roundTrip(ctx, procedure, req, res, cfg, md)
 	}
 	spec := Spec{Procedure: procedure, IsClient: true}
 	return interceptedCall(ctx, spec, ep.peer, req, res, func(ctx context.Context, req proto.Message) error {
@@ -74,8 +52,7 @@ func (ep *endpoint) userCall(ctx context.Context, procedure string, req, res pro
 		if err != nil {
 			return err
 		}
-		_, err = ep.roundTrip(ctx, procedure, req, res, cfg, md, false, false)
-		return err
+		return ep.roundTrip(ctx, procedure, req, res, cfg, md)
 	}, ep.interceptors, cfg.interceptorList())
 }
 
@@ -88,7 +65,7 @@ func (ep *endpoint) userSend(ctx context.Context, procedure string, req proto.Me
 		if err != nil {
 			return err
 		}
-		return ep.sendCfg(ctx, procedure, req, cfg, md, false)
+		return ep.sendCfg(ctx, procedure, req, cfg, md)
 	}
 	spec := Spec{Procedure: procedure, IsClient: true, OneWay: true}
 	return interceptedCall(ctx, spec, ep.peer, req, nil, func(ctx context.Context, req proto.Message) error {
@@ -96,35 +73,35 @@ func (ep *endpoint) userSend(ctx context.Context, procedure string, req proto.Me
 		if err != nil {
 			return err
 		}
-		return ep.sendCfg(ctx, procedure, req, cfg, md, false)
+		return ep.sendCfg(ctx, procedure, req, cfg, md)
 	}, ep.interceptors, cfg.interceptorList())
 }
 
 // roundTrip sends a request with metadata md (key, value pairs) and the
-// files of cfg (nil: none), and waits for its response.
-func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res proto.Message, cfg *callConfig, md []string, system, wantFiles bool) ([]*os.File, error) {
+// files of cfg (nil: none), and waits for its response; the files attached
+// to the response go to cfg's WithResponseFiles. A cfg of controlConn flags
+// the frame system.
+func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res proto.Message, cfg *callConfig, md []string) error {
 	select {
 	case <-ep.closed:
-		return nil, NewError(CodeUnavailable, ep.linkErr())
+		return NewError(CodeUnavailable, ep.linkErr())
 	default:
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, NewError(CodeOf(err), err)
+		return NewError(CodeOf(err), err)
 	}
 	fds, release, err := callFiles(cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer release()
 
 	pc := pendingPool.Get().(*pendingCall)
 	pc.res = res
-	pc.wantFiles = wantFiles
+	dst := cfg.responseFileList()
+	pc.wantFiles = dst != nil
 	id := ep.nextID.Add(1)
-	h := wire.Header{Procedure: procedure, CallID: id, Metadata: md}
-	if system {
-		h.Flags = wire.FlagSystem
-	}
+	h := wire.Header{Procedure: procedure, CallID: id, Metadata: md, Flags: cfg.flags()}
 	if d, ok := ctx.Deadline(); ok {
 		h.DeadlineUnixNano = d.UnixNano()
 	}
@@ -139,21 +116,16 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 			<-pc.done // the link ended and failed the call concurrently
 			pendingPool.Put(pc.reset())
 		}
-		return nil, sendError(err)
+		return sendError(err)
 	}
 	ep.link.Promote() // a handler on the reader waiting for the peer (inline.go)
 	select {
 	case <-pc.done:
-		err, files := pc.err, pc.files
-		pendingPool.Put(pc.reset())
-		return files, err
 	case <-ctx.Done():
 		if !ep.forget(id) {
 			// The reply won the race; it is being (or was) delivered.
 			<-pc.done
-			err, files := pc.err, pc.files
-			pendingPool.Put(pc.reset())
-			return files, err
+			break
 		}
 		pendingPool.Put(pc.reset())
 		// Tell the callee, so that its context ends too, unless the
@@ -164,8 +136,14 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 			ch := wire.Header{ReplyTo: id, Flags: wire.FlagCancel}
 			_ = ep.link.Send(context.Background(), &ch, nil, nil)
 		}
-		return nil, NewError(CodeOf(ctx.Err()), ctx.Err())
+		return NewError(CodeOf(ctx.Err()), ctx.Err())
 	}
+	err, files := pc.err, pc.files
+	pendingPool.Put(pc.reset())
+	if dst != nil {
+		*dst = files
+	}
+	return err
 }
 
 // sendWaiting sends a frame whose sender is about to wait for the peer (a
@@ -192,38 +170,9 @@ func (pc *pendingCall) reset() *pendingCall {
 	return pc
 }
 
-// callAsync sends a request whose reply goes to pc.async (set by the
-// caller, with pc.res) instead of a waiting goroutine. The send never
-// blocks, and fds are borrowed (see link.SendBorrowed): the caller keeps
-// them open until pc.async has been called, which happens only after the
-// reply came (so they were sent) or the link ended. It reports whether
-// pc.async will be called: false when the request could not be sent (err
-// says why), true when it was sent, or when the link ended under it and
-// its watcher fails the call (err is then not nil).
-func (ep *endpoint) callAsync(procedure string, req proto.Message, pc *pendingCall, fds []int, system bool) (bool, error) {
-	id := ep.nextID.Add(1)
-	h := wire.Header{Procedure: procedure, CallID: id}
-	if system {
-		h.Flags = wire.FlagSystem
-	}
-	ep.pendMu.Lock()
-	ep.pending[id] = pc
-	ep.pendMu.Unlock()
-	if err := ep.link.SendBorrowed(&h, req, fds); err != nil {
-		return !ep.forget(id), sendError(err)
-	}
-	return true, nil
-}
-
-// send sends a fire-and-forget message of the runtime's own: no call ID,
-// so no reply frame.
-func (ep *endpoint) send(ctx context.Context, procedure string, req proto.Message, opts []CallOption, system bool) error {
-	return ep.sendCfg(ctx, procedure, req, newCallConfig(opts), nil, system)
-}
-
 // sendCfg sends a fire-and-forget message with metadata md and the files of
 // cfg (nil: none).
-func (ep *endpoint) sendCfg(ctx context.Context, procedure string, req proto.Message, cfg *callConfig, md []string, system bool) error {
+func (ep *endpoint) sendCfg(ctx context.Context, procedure string, req proto.Message, cfg *callConfig, md []string) error {
 	select {
 	case <-ep.closed:
 		return NewError(CodeUnavailable, ep.linkErr())
@@ -234,10 +183,7 @@ func (ep *endpoint) sendCfg(ctx context.Context, procedure string, req proto.Mes
 		return err
 	}
 	defer release()
-	h := wire.Header{Procedure: procedure, Metadata: md}
-	if system {
-		h.Flags = wire.FlagSystem
-	}
+	h := wire.Header{Procedure: procedure, Metadata: md, Flags: cfg.flags()}
 	if err := ep.link.Send(ctx, &h, req, fds); err != nil {
 		return sendError(err)
 	}

@@ -3,9 +3,12 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"os"
 	"syscall"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // ClientConn is what generated clients call through: a Worker handle (calls
@@ -41,9 +44,30 @@ type CallOption interface {
 }
 
 type callConfig struct {
-	files        []syscall.Conn
-	metadata     []string      // key, value pairs (WithMetadata)
-	interceptors []Interceptor // WithInterceptors
+	files         []syscall.Conn
+	metadata      []string      // key, value pairs (WithMetadata)
+	interceptors  []Interceptor // WithInterceptors
+	responseFiles *[]*os.File   // WithResponseFiles
+
+	// system flags the frame for the receiver's control or reader lane:
+	// set by controlConn only, for the runtime's own procedures.
+	system bool
+}
+
+// flags are the wire flags of a call of a config that may be nil.
+func (c *callConfig) flags() uint32 {
+	if c != nil && c.system {
+		return wire.FlagSystem
+	}
+	return 0
+}
+
+// responseFileList reads a config that may be nil.
+func (c *callConfig) responseFileList() *[]*os.File {
+	if c == nil {
+		return nil
+	}
+	return c.responseFiles
 }
 
 // metadataList and interceptorList read a config that may be nil.

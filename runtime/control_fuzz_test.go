@@ -64,7 +64,7 @@ func newFakeWorker(t testing.TB, p *Primary) *fakeWorker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
+	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.errorEvent)
 	if err := w.ep.start(a); err != nil {
 		b.Close()
 		t.Fatal(err)
@@ -160,7 +160,12 @@ func (fw *fakeWorker) close(t testing.TB) {
 // link ended first.
 func (fw *fakeWorker) call(t testing.TB, id uint64, procedure string, req proto.Message) (decoded, bool) {
 	t.Helper()
-	b, err := wire.AppendFrame(nil, &wire.Header{Procedure: procedure, CallID: id, Flags: wire.FlagSystem}, req, 0)
+	// Flagged as a worker flags it: system unless its lane is the user's.
+	var flags uint32
+	if controlLanes[procedure] != laneUser {
+		flags = wire.FlagSystem
+	}
+	b, err := wire.AppendFrame(nil, &wire.Header{Procedure: procedure, CallID: id, Flags: flags}, req, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func (c *inboxCredit) stop() { c.stopped.Store(true) }
 // sendCredit writes a Credit frame (control: never credited, never
 // blocks).
 func (ep *endpoint) sendCredit(req *herdv1.CreditRequest) {
-	h := wire.Header{Procedure: controlCreditProcedure, Flags: wire.FlagSystem}
+	h := wire.Header{Procedure: controlServiceCreditProcedure, Flags: wire.FlagSystem}
 	if err := ep.link.SendOwned(&h, req, nil); err != nil && !errors.Is(err, ErrLinkClosed) {
 		ep.log.Debug("herd: credit not sent", "error", err)
 	}
@@ -204,7 +204,7 @@ func (ep *endpoint) onCredit(env *wire.Envelope) {
 	m := &ep.creditIn
 	m.Reset()
 	if err := proto.Unmarshal(env.Payload, m); err != nil {
-		ep.readerError(CodeInvalidArgument, controlCreditProcedure, fmt.Errorf("decode %s request: %w", controlCreditProcedure, err))
+		ep.reportError(CodeInvalidArgument, controlServiceCreditProcedure, fmt.Errorf("decode %s request: %w", controlServiceCreditProcedure, err))
 		return
 	}
 	if f, b := m.GetFrames(), m.GetBytes(); f > 0 || b > 0 {

@@ -50,7 +50,10 @@
 // broadcast client, fire-and-forget only. A fire-and-forget message the
 // other side cannot dispatch is an error event on both sides. Files,
 // connections and listeners travel with a call (WithFiles,
-// FilesFromContext, TakeFiles).
+// FilesFromContext, TakeFiles) and with a reply: a handler registered with
+// NewResponseHandler returns a *Response, with files attached
+// (Response.AttachFiles, received with WithResponseFiles) and a step that
+// runs once the reply is written (Response.AfterReply).
 //
 // # Interceptors and metadata
 //
@@ -91,7 +94,10 @@
 //
 // Cluster events (fork, online, listening, disconnect, exit, error) are the
 // messages of herd.v1.EventService. Register a handler for it (the generated
-// herdv1herd.RegisterEventServiceHandler) on the Primary for every worker's
+// herdv1herd.RegisterEventServiceHandler; each method returns only an
+// error, such as Online(ctx, *herdv1.OnlineEvent) error, and a handler
+// embeds UnimplementedEventServiceHandler for the events it ignores) on the
+// Primary for every worker's
 // events, or for one worker with WithRegister at Fork. A worker's events go
 // through its mailbox like its messages, so they are handled in order:
 // fork, online, everything the worker sent, disconnect, exit.

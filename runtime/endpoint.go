@@ -21,11 +21,11 @@ import (
 // An endpoint is one end of a link as an actor: the link's reader decodes
 // requests and posts them to a bounded mailbox; one drainer runs their
 // handlers one at a time, in arrival order, and writes the replies.
-// Control requests (frames flagged system: a Disconnect, a Listen, ...) go
-// to a second, small mailbox with its own drainer, so that they never wait
-// for a user handler that is running (control.go). Responses to this end's
-// own calls bypass both and complete the waiting caller directly, so a
-// handler may call the other side and wait.
+// Control requests (a Disconnect, a Listen, ...) go to a second, small
+// mailbox with its own drainer, so that they never wait for a user handler
+// that is running, and a few run on the reader itself (control.go,
+// "Lanes"). Responses to this end's own calls bypass both and complete the
+// waiting caller directly, so a handler may call the other side and wait.
 //
 // The primary has one endpoint per worker; a worker has one, to the primary.
 type endpoint struct {
@@ -52,10 +52,10 @@ type endpoint struct {
 	interceptors []Interceptor
 	chains       map[*Handler]UnaryFunc
 
-	// onError reports an error event about this link. It is called on the
-	// user lane's drainer (use readerError from the reader and the control
-	// lane).
-	onError func(code Code, procedure string, err error)
+	// errorEvent delivers an error event about this link at once (the
+	// Worker's or the Self's errorEvent). It is called on the user lane's
+	// drainer; from anywhere else use reportError, which orders it there.
+	errorEvent func(code Code, procedure string, err error)
 
 	nextID   atomic.Uint64
 	pendMu   sync.Mutex
@@ -70,13 +70,6 @@ type endpoint struct {
 	// creditIn is the reader's decoded Credit frame, reused.
 	credit   inboxCredit
 	creditIn herdv1.CreditRequest
-
-	// inline, when set, handles frames of its procedure on the link's
-	// reader goroutine instead of the mailbox (the worker's Handoff: the
-	// hand-off round trip then costs no goroutine switch). It takes the
-	// files and must not block.
-	inlineProc string
-	inline     func(env *wire.Envelope, files []*os.File)
 
 	// drop, once set, makes the drainer release messages instead of
 	// handling them (a dead worker's, after its exit event was delivered
@@ -124,14 +117,14 @@ type endpointConfig struct {
 
 // newEndpoint makes an endpoint whose mailbox is ready but whose link is not
 // yet started, so that events can be queued ahead of the first message.
-func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx context.Context, onError func(Code, string, error)) *endpoint {
+func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx context.Context, errorEvent func(Code, string, error)) *endpoint {
 	ep := &endpoint{
 		log:          cfg.logger,
 		control:      control,
 		local:        local,
 		shared:       shared,
 		baseCtx:      baseCtx,
-		onError:      onError,
+		errorEvent:   errorEvent,
 		pending:      make(map[uint64]*pendingCall),
 		inflight:     make(map[uint64]context.CancelFunc),
 		interceptors: cfg.interceptors,
@@ -236,12 +229,10 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	credited := env.Flags&wire.FlagSystem == 0
 	if !credited {
 		switch {
-		case string(env.Procedure) == controlCreditProcedure:
+		case string(env.Procedure) == controlServiceCreditProcedure:
+			// Flow control itself, below the handlers (credit.go).
 			closeFiles(files)
 			ep.onCredit(env)
-			return nil
-		case ep.inline != nil && string(env.Procedure) == ep.inlineProc:
-			ep.inline(env, files)
 			return nil
 		case env.Len > maxSystemFrame:
 			closeFiles(files)
@@ -264,8 +255,9 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	case h == nil:
 		in.proc = string(env.Procedure)
 		in.reject = Errorf(CodeUnimplemented, "procedure %s is not registered", in.proc)
-	case !credited && !control:
-		// Only the runtime's own procedures are control traffic.
+	case !credited && h.lane == laneUser:
+		// Only the runtime's own procedures of the control and reader
+		// lanes travel uncredited.
 		in.h, in.proc = nil, string(env.Procedure)
 		in.reject = Errorf(CodeInvalidArgument, "procedure %s is not a control procedure", in.proc)
 	default:
@@ -275,6 +267,10 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 			in.reject = NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err))
 			in.h, in.req = nil, nil
 		}
+	}
+	if in.reject == nil && h.lane == laneReader && env.CallID == 0 {
+		ep.serveOnReader(&in, env)
+		return nil
 	}
 	if n := int64(len(files)); n > 0 {
 		if ep.queuedFDs.Add(n) > int64(ep.maxFDs) {
@@ -317,7 +313,10 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		in.ctx, in.cancel = ctx, cancel
 	}
 	var err error
-	if !credited {
+	if in.h != nil && in.h.lane == laneControl {
+		err = ep.ctl.TryPost(in)
+	} else if !credited {
+		// A refusal of an uncredited frame: the control lane reports it.
 		err = ep.ctl.TryPost(in)
 	} else if ep.tryInline(in) {
 		return nil
@@ -329,7 +328,7 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	if err != nil {
 		ep.release(&in)
 		err = fmt.Errorf("mailbox: %w", err)
-		ep.readerError(CodeResourceExhausted, string(env.Procedure), err)
+		ep.reportError(CodeResourceExhausted, string(env.Procedure), err)
 		if in.callID != 0 && !errors.Is(err, actor.ErrMailboxClosed) {
 			ep.reply(in.callID, nil, NewError(CodeResourceExhausted, err))
 		}
@@ -337,12 +336,52 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	return nil
 }
 
-// readerError reports an error seen off the user lane's drainer (on the
-// reader, or on the control lane): through the user lane when it has room,
-// so that it is ordered with the messages around it, else at once.
-func (ep *endpoint) readerError(code Code, procedure string, err error) {
-	if ep.box.TryPost(inbound{event: func() { ep.onError(code, procedure, err) }}) != nil {
-		ep.onError(code, procedure, err)
+// serveOnReader runs a decoded request of a laneReader handler on the
+// link's reader. Descriptors the process could not install (see link's
+// "Descriptors") are not a refusal there: they reach the handler as nil
+// files at the end of its files, so that it can give them back in order.
+// Only fire-and-forget messages run here, since a reply could block the
+// reader: a call of such a procedure (a peer's mistake) is served on the
+// control lane instead.
+func (ep *endpoint) serveOnReader(in *inbound, env *wire.Envelope) {
+	files := in.files
+	if env.FDsLost > 0 {
+		files = append(files, make([]*os.File, env.FDsLost)...)
+	}
+	ctx := ep.baseCtx
+	var box *callFilesBox
+	if len(files) > 0 {
+		ctx, box = withFiles(ctx, files)
+	}
+	var slot *replySlot
+	if in.h.extras {
+		ctx, slot = withReplySlot(ctx)
+	}
+	res, err := in.h.run(ctx, in.req, nil, ep.peer, in.callID == 0)
+	if box != nil {
+		box.release()
+	}
+	var x replyExtras
+	if slot != nil {
+		x = slot.extras
+	}
+	_ = res // fire-and-forget: no reply
+	if err != nil {
+		ep.reportError(CodeOf(err), in.h.procedure, err)
+	}
+	x.release()
+	if in.credit > 0 {
+		ep.credit.release(in.credit)
+	}
+}
+
+// reportError reports an error event about this link from any goroutine
+// (the reader, the control lane, a listener): through the user lane when it
+// has room, so that it is ordered with the messages around it, else at
+// once. On the user lane's drainer, errorEvent reports at once.
+func (ep *endpoint) reportError(code Code, procedure string, err error) {
+	if ep.box.TryPost(inbound{event: func() { ep.errorEvent(code, procedure, err) }}) != nil {
+		ep.errorEvent(code, procedure, err)
 	}
 }
 
@@ -415,7 +454,7 @@ func (ep *endpoint) endCall(in *inbound) {
 }
 
 // handle runs on the user lane's drainer.
-func (ep *endpoint) handle(in inbound) { ep.serve(in, ep.onError) }
+func (ep *endpoint) handle(in inbound) { ep.serve(in, ep.errorEvent) }
 
 // serve runs one inbound on its lane's drainer; report is how that lane
 // reports an error event.
@@ -453,32 +492,28 @@ func (ep *endpoint) serve(in inbound, report func(Code, string, error)) {
 	}
 	ctx = incomingContext(ctx, in.md)
 	var chain UnaryFunc
-	var rs *replyState
 	if in.user {
 		chain = ep.chainFor(in.h)
-	} else {
-		ctx, rs = withReplyState(ctx)
+	}
+	var slot *replySlot
+	if in.h.extras {
+		ctx, slot = withReplySlot(ctx)
 	}
 	res, err := in.h.run(ctx, in.req, chain, ep.peer, in.callID == 0)
 	if files != nil {
 		files.release() // closes what the handler did not take
 	}
 	ep.endCall(&in)
-	var fds []int
-	if rs != nil {
-		fds = rs.fds
+	var x replyExtras
+	if slot != nil {
+		x = slot.extras
 	}
 	if in.callID != 0 {
-		ep.replyWith(in.callID, res, err, fds)
+		ep.replyWith(in.callID, res, err, x.fds)
 	} else if err != nil {
 		report(CodeOf(err), in.h.procedure, err)
 	}
-	for _, fd := range fds {
-		closeFD(fd)
-	}
-	if rs != nil && rs.after != nil {
-		rs.after()
-	}
+	x.release() // the files are sent; the after step runs
 }
 
 // chainFor returns h wrapped in the link's interceptors around its own, nil
@@ -516,12 +551,7 @@ func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int
 	if err != nil {
 		res, fds = nil, nil
 		h.ErrorCode = int32(CodeOf(err))
-		var e *Error
-		if errors.As(err, &e) {
-			h.ErrorMessage = e.Message()
-		} else {
-			h.ErrorMessage = err.Error()
-		}
+		h.ErrorMessage = errorMessage(err)
 	}
 	if serr := ep.sendWaiting(ep.lifeCtx(), &h, res, fds); serr != nil {
 		if errors.Is(serr, wire.ErrFrameTooLarge) {
@@ -532,6 +562,15 @@ func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int
 			ep.log.Debug("herd: reply not sent", "error", serr)
 		}
 	}
+}
+
+// errorMessage is the message of err as a reply carries it.
+func errorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message()
+	}
+	return err.Error()
 }
 
 // complete delivers a response frame to its waiting caller.
@@ -553,7 +592,7 @@ func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
 	}
 	if pc == nil {
 		if env.ReplyTo > ep.nextID.Load() {
-			ep.readerError(CodeInvalidArgument, "", fmt.Errorf("herd: reply to unknown call %d dropped", env.ReplyTo))
+			ep.reportError(CodeInvalidArgument, "", fmt.Errorf("herd: reply to unknown call %d dropped", env.ReplyTo))
 		}
 		// Otherwise the caller gave up (its context ended) before the reply came.
 		return
@@ -601,9 +640,6 @@ func closeFiles(files []*os.File) {
 		f.Close()
 	}
 }
-
-// defaultMaxQueuedFDs is the default of WithMaxQueuedFiles.
-const defaultMaxQueuedFDs = 1024
 
 // lostFDs describes a frame some of whose descriptors this process could not
 // install (link's Envelope.FDsLost).

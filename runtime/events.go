@@ -8,37 +8,23 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 )
 
-// The procedures of herd.v1.EventService. The runtime calls the handlers
-// registered for them (by the generated RegisterEventServiceHandler) when
-// cluster events happen.
+// The procedures of herd.v1.EventService, generated into this package
+// (events.herd.go; see buf.gen.yaml). The runtime calls the handlers
+// registered for them (by the public generated
+// herdv1herd.RegisterEventServiceHandler) when cluster events happen.
 const (
-	eventForkProcedure       = "/herd.v1.EventService/Fork"
-	eventOnlineProcedure     = "/herd.v1.EventService/Online"
-	eventListeningProcedure  = "/herd.v1.EventService/Listening"
-	eventDisconnectProcedure = "/herd.v1.EventService/Disconnect"
-	eventExitProcedure       = "/herd.v1.EventService/Exit"
-	eventErrorProcedure      = "/herd.v1.EventService/Error"
-
-	eventReadyProcedure            = "/herd.v1.EventService/Ready"
-	eventRestartScheduledProcedure = "/herd.v1.EventService/RestartScheduled"
-	eventSlotFailedProcedure       = "/herd.v1.EventService/SlotFailed"
-	eventReloadStartedProcedure    = "/herd.v1.EventService/ReloadStarted"
-	eventReloadFinishedProcedure   = "/herd.v1.EventService/ReloadFinished"
-	eventReloadAbortedProcedure    = "/herd.v1.EventService/ReloadAborted"
-)
-
-// The procedures of herd.v1.ControlService, the runtime's own protocol.
-const (
-	controlHelloProcedure         = "/herd.v1.ControlService/Hello"
-	controlDisconnectProcedure    = "/herd.v1.ControlService/Disconnect"
-	controlListenProcedure        = "/herd.v1.ControlService/Listen"
-	controlCloseListenerProcedure = "/herd.v1.ControlService/CloseListener"
-	controlHandoffProcedure       = "/herd.v1.ControlService/Handoff"
-	controlAcceptedProcedure      = "/herd.v1.ControlService/Accepted"
-	controlListeningProcedure     = "/herd.v1.ControlService/Listening"
-	controlStopSignalProcedure    = "/herd.v1.ControlService/StopSignal"
-	controlCreditProcedure        = "/herd.v1.ControlService/Credit"
-	controlReadyProcedure         = "/herd.v1.ControlService/Ready"
+	eventForkProcedure             = eventServiceForkProcedure
+	eventOnlineProcedure           = eventServiceOnlineProcedure
+	eventListeningProcedure        = eventServiceListeningProcedure
+	eventDisconnectProcedure       = eventServiceDisconnectProcedure
+	eventExitProcedure             = eventServiceExitProcedure
+	eventErrorProcedure            = eventServiceErrorProcedure
+	eventReadyProcedure            = eventServiceReadyProcedure
+	eventRestartScheduledProcedure = eventServiceRestartScheduledProcedure
+	eventSlotFailedProcedure       = eventServiceSlotFailedProcedure
+	eventReloadStartedProcedure    = eventServiceReloadStartedProcedure
+	eventReloadFinishedProcedure   = eventServiceReloadFinishedProcedure
+	eventReloadAbortedProcedure    = eventServiceReloadAbortedProcedure
 )
 
 // emit delivers a cluster event about w: first to the handlers registered
@@ -66,17 +52,17 @@ func (w *Worker) ident() *herdv1.Worker {
 	return &herdv1.Worker{Id: w.id, Pid: int64(w.pid)}
 }
 
-// emitError reports an error event about w's link. The endpoint calls it on
+// errorEvent reports an error event about w's link. The endpoint calls it on
 // w's drainer, so it is ordered with w's messages.
-func (w *Worker) emitError(code Code, procedure string, err error) {
+func (w *Worker) errorEvent(code Code, procedure string, err error) {
 	ev := &herdv1.ErrorEvent{Worker: w.ident(), Code: herdv1.Code(code), Message: err.Error(), Procedure: procedure}
 	w.primary.log.Debug("herd: worker error", "worker", w.id, "pid", w.pid, "code", code, "procedure", procedure, "error", err)
 	w.emit(eventErrorProcedure, ev)
 }
 
-// emitClusterError reports an error event that is not about a live worker,
+// errorEvent reports an error event that is not about a live worker,
 // such as a failed fork, on the calling goroutine.
-func (p *Primary) emitClusterError(ctx context.Context, w *herdv1.Worker, code Code, err error) {
+func (p *Primary) errorEvent(ctx context.Context, w *herdv1.Worker, code Code, err error) {
 	p.log.Warn("herd: cluster error", "code", code, "error", err)
 	if h := p.mux.Handler(eventErrorProcedure); h != nil {
 		ev := &herdv1.ErrorEvent{Worker: w, Code: herdv1.Code(code), Message: err.Error()}

@@ -11,8 +11,6 @@ import (
 	"os"
 	"slices"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
@@ -46,10 +44,10 @@ func ExampleWorker_Disconnect() {
 	// A handler of this worker's events only, registered before it starts.
 	online := make(chan struct{})
 	w, err := p.Fork(ctx, runtime.WithRegister(func(r runtime.Registrar) error {
-		return r.Register(runtime.NewUnaryHandler(herdv1herd.EventServiceOnlineProcedure,
-			func(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+		return r.Register(runtime.NewEventHandler(herdv1herd.EventServiceOnlineProcedure,
+			func(ctx context.Context, ev *herdv1.OnlineEvent) error {
 				close(online)
-				return nil, nil
+				return nil
 			}))
 	}))
 	if err != nil {
@@ -130,11 +128,11 @@ func ExampleListen_workers() {
 	ctx := context.Background()
 	p := runtime.NewPrimary(herdtest.WorkerRole("greeter"))
 	listening := make(chan string, 2)
-	err := p.Register(runtime.NewUnaryHandler(herdv1herd.EventServiceListeningProcedure,
-		func(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+	err := p.Register(runtime.NewEventHandler(herdv1herd.EventServiceListeningProcedure,
+		func(ctx context.Context, ev *herdv1.ListeningEvent) error {
 			a := ev.GetAddress()
 			listening <- fmt.Sprintf("%s:%d", a.GetAddress(), a.GetPort())
-			return nil, nil
+			return nil
 		}))
 	if err != nil {
 		log.Fatal(err)
@@ -204,14 +202,14 @@ type events struct {
 	herdv1herd.UnimplementedEventServiceHandler
 }
 
-func (events) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (events) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	fmt.Println("online", ev.GetWorker().GetId())
-	return nil, nil
+	return nil
 }
 
-func (events) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+func (events) Exit(ctx context.Context, ev *herdv1.ExitEvent) error {
 	fmt.Printf("exit %d code=%d cause=%v\n", ev.GetWorker().GetId(), ev.GetCode(), ev.GetCause())
-	return nil, nil
+	return nil
 }
 
 // Cluster events are typed messages, handled in each worker's order: here a

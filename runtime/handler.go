@@ -19,6 +19,13 @@ type Handler struct {
 	call      func(context.Context, proto.Message) (proto.Message, error)
 	timeout   time.Duration
 
+	// extras: the handler returns a *Response, whose files and after step
+	// it leaves in its context's replySlot (NewResponseHandler).
+	extras bool
+	// lane is where the handler runs (control.go): the runtime's own handlers
+	// take it as an option at registration; user handlers run on laneUser.
+	lane lane
+
 	// interceptors are the handler's own (WithInterceptors); unary is
 	// call wrapped in them, nil when there are none.
 	interceptors []Interceptor
@@ -45,27 +52,39 @@ func WithHandlerTimeout(d time.Duration) HandlerOption {
 // types (their pointers implement proto.Message). A nil *Res with a nil
 // error answers with an empty response.
 func NewUnaryHandler[Req, Res any](procedure string, fn func(context.Context, *Req) (*Res, error), opts ...HandlerOption) *Handler {
+	checkMessageTypes[Req, Res](procedure)
+	return newHandler[Req](procedure, func(ctx context.Context, req proto.Message) (proto.Message, error) {
+		res, err := fn(ctx, req.(any).(*Req))
+		if err != nil {
+			return nil, err
+		}
+		if res == nil {
+			// An empty response: nothing to encode, nothing to
+			// allocate (a nil message encodes as an empty one).
+			return nil, nil
+		}
+		return any(res).(proto.Message), nil
+	}, false, opts)
+}
+
+// checkMessageTypes panics unless Req and Res are generated message types.
+func checkMessageTypes[Req, Res any](procedure string) {
 	if _, ok := any(new(Req)).(proto.Message); !ok {
 		panic(fmt.Sprintf("herd: %s: request type %T is not a protobuf message", procedure, new(Req)))
 	}
 	if _, ok := any(new(Res)).(proto.Message); !ok {
 		panic(fmt.Sprintf("herd: %s: response type %T is not a protobuf message", procedure, new(Res)))
 	}
+}
+
+// newHandler builds a Handler of requests of type Req served by call;
+// extras says call leaves a Response's extras in its context's slot.
+func newHandler[Req any](procedure string, call func(context.Context, proto.Message) (proto.Message, error), extras bool, opts []HandlerOption) *Handler {
 	h := &Handler{
 		procedure: procedure,
 		newReq:    func() proto.Message { return any(new(Req)).(proto.Message) },
-		call: func(ctx context.Context, req proto.Message) (proto.Message, error) {
-			res, err := fn(ctx, req.(any).(*Req))
-			if err != nil {
-				return nil, err
-			}
-			if res == nil {
-				// An empty response: nothing to encode, nothing to
-				// allocate (a nil message encodes as an empty one).
-				return nil, nil
-			}
-			return any(res).(proto.Message), nil
-		},
+		call:      call,
+		extras:    extras,
 	}
 	for _, o := range opts {
 		o.applyToHandler(h)
@@ -176,7 +195,20 @@ func (m *Mux) call(ctx context.Context, procedure string, req, res proto.Message
 	if h == nil {
 		return Errorf(CodeUnimplemented, "procedure %s is not registered", procedure)
 	}
+	var slot *replySlot
+	if h.extras {
+		ctx, slot = withReplySlot(ctx)
+	}
 	out, err := h.invokeEncoded(ctx, req, cfg, false)
+	if slot != nil {
+		// The reply is "written" now: the files go to the caller (or
+		// are closed), and the after step runs.
+		if dst := cfg.responseFileList(); dst != nil && err == nil {
+			*dst = fdsToFiles(slot.extras.fds)
+			slot.extras.fds = nil
+		}
+		slot.extras.release()
+	}
 	if err != nil {
 		return err
 	}

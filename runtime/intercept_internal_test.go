@@ -482,7 +482,7 @@ func TestInterceptorsSkipControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := &testv1.EchoResponse{}
-	if err := eb.call(context.Background(), procEcho, &testv1.EchoRequest{}, res, nil, false); err != nil || res.GetMessage() != "control" {
+	if err := (controlConn{eb}).Call(context.Background(), procEcho, &testv1.EchoRequest{}, res); err != nil || res.GetMessage() != "control" {
 		t.Fatalf("control call: %v, %v", res, err)
 	}
 	if got := tr.take(); len(got) != 0 {

@@ -2,11 +2,14 @@ package runtime
 
 import (
 	"io"
-
-	"google.golang.org/protobuf/proto"
 	"log/slog"
 	"os"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herd-go/herd/actor"
+	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // settings are what the primary applies to every fork, Node's
@@ -35,7 +38,7 @@ type settings struct {
 	// trust limits what workers may ask of the primary (trust.go).
 	trust trustSettings
 	// signalGrace is how long a worker's stop signal waits for the
-	// primary's own stop (signal_primary.go).
+	// primary's own stop (primary_signal.go).
 	signalGrace time.Duration
 	// subreaper makes the primary reap its workers' orphans (reaper.go).
 	subreaper bool
@@ -251,12 +254,24 @@ func (s settings) withDefaults() settings {
 	return s
 }
 
+// The defaults of the link options, shared with the layers below rather
+// than copied.
+const (
+	// defaultMaxFrame is WithMaxFrameSize's: the link's own, 16 MiB.
+	defaultMaxFrame = wire.DefaultMaxFrameSize
+	// defaultMailboxCap is WithMailboxCapacity's: the actor mailbox's
+	// default capacity, 1024.
+	defaultMailboxCap = actor.DefaultCapacity
+	// defaultMaxQueuedFDs is WithMaxQueuedFiles's.
+	defaultMaxQueuedFDs = 1024
+)
+
 func (c endpointConfig) withDefaults() endpointConfig {
 	if c.maxFrame <= 0 {
-		c.maxFrame = 16 << 20
+		c.maxFrame = defaultMaxFrame
 	}
 	if c.mailboxCap <= 0 {
-		c.mailboxCap = 1024
+		c.mailboxCap = defaultMailboxCap
 	}
 	if c.mailboxBytes <= 0 {
 		c.mailboxBytes = DefaultMailboxBytes

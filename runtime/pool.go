@@ -311,7 +311,7 @@ func (pl *Pool) observe(m *member, w *Worker, procedure string, msg proto.Messag
 		if pl.cfg.readiness == ReadyOnListening {
 			pl.markReady(m, w, herdv1.ReadySource_READY_SOURCE_LISTENING)
 		}
-	case controlReadyProcedure:
+	case controlServiceReadyProcedure:
 		pl.markReady(m, w, herdv1.ReadySource_READY_SOURCE_EXPLICIT)
 	case eventExitProcedure:
 		pl.exited(m, w, msg.(*herdv1.ExitEvent))

@@ -5,10 +5,8 @@ package runtime
 import (
 	"context"
 	"net"
-	"os"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
-	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // Without unix sockets there are no workers, so no shared handles: these
@@ -18,7 +16,7 @@ type portTable struct{}
 
 func newPortTable(p *Primary) *portTable { return &portTable{} }
 
-func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (*herdv1.ListenResponse, error) {
+func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest, out *[]int) (*herdv1.ListenResponse, error) {
 	return nil, NewError(CodeUnimplemented, ErrListenUnsupported)
 }
 
@@ -39,8 +37,8 @@ func (s *Self) listenPacket(ctx context.Context, network, address string, cfg *l
 	return nil, &net.OpError{Op: "listen", Net: network, Err: ErrListenUnsupported}
 }
 
-func (s *Self) handoff(env *wire.Envelope, files []*os.File) { closeFiles(files) }
+func (s *Self) handoff(ctx context.Context, req *herdv1.HandoffRequest) { closeFiles(TakeFiles(ctx)) }
 
-func (w *Worker) acceptedReport(env *wire.Envelope, files []*os.File) { closeFiles(files) }
+func (w *Worker) accepted(req *herdv1.AcceptedRequest) {}
 
 func (s *Self) closeListeners() {}

@@ -149,8 +149,8 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 		return nil, fmt.Errorf("herd: fork worker %d: %w", id, err)
 	}
 
-	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.emitError)
-	w.ep.inlineProc, w.ep.inline = controlAcceptedProcedure, w.acceptedReport
+	w.ep = newEndpoint(s.endpoint, &p.control, &w.mux, &p.mux, w.handlerCtx, w.errorEvent)
+	w.rpc = newControlClient(w.ep)
 	w.ep.peer = Peer{WorkerID: id}
 	err = startProcess(cmd)
 	theirs.Close()
@@ -161,7 +161,7 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 		ours.Close()
 		w.closeOutput()
 		err = fmt.Errorf("herd: fork worker %d: %w", id, err)
-		p.emitClusterError(ctx, &herdv1.Worker{Id: id}, CodeUnavailable, err)
+		p.errorEvent(ctx, &herdv1.Worker{Id: id}, CodeUnavailable, err)
 		return nil, err
 	}
 	w.cmd = cmd

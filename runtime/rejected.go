@@ -30,8 +30,6 @@ const (
 	rejectMaxProcedure = 256
 )
 
-const controlRejectedProcedure = "/herd.v1.ControlService/Rejected"
-
 // rejectBudget is a token bucket of notices, shared by the two lanes'
 // drainers.
 type rejectBudget struct {
@@ -60,10 +58,10 @@ func (b *rejectBudget) take(now time.Time) bool {
 // notifyRejected tells the sender of a fire-and-forget message that it was
 // rejected with e. It runs on either lane's drainer and never blocks.
 func (ep *endpoint) notifyRejected(procedure string, e *Error) {
-	if procedure == controlRejectedProcedure || !ep.rejects.take(time.Now()) {
+	if procedure == controlServiceRejectedProcedure || !ep.rejects.take(time.Now()) {
 		return // never answer a notice with a notice
 	}
-	h := wire.Header{Procedure: controlRejectedProcedure, Flags: wire.FlagSystem}
+	h := wire.Header{Procedure: controlServiceRejectedProcedure, Flags: wire.FlagSystem}
 	req := &herdv1.RejectedRequest{Procedure: shortProcedure(procedure), Code: herdv1.Code(e.Code())}
 	// SendOwned does not wait for room in the write queue; the budget
 	// bounds what it queues.
@@ -104,14 +102,12 @@ func rejectedError(peer string, req *herdv1.RejectedRequest) (Code, string, erro
 
 // rejected serves ControlService.Rejected on the primary: an error event
 // for the worker that sent the notice.
-func (p *Primary) rejected(ctx context.Context, req *herdv1.RejectedRequest) (*herdv1.RejectedResponse, error) {
+func (p *Primary) rejected(ctx context.Context, req *herdv1.RejectedRequest) {
 	w, _ := WorkerFromContext(ctx)
-	w.ep.readerError(rejectedError(fmt.Sprintf("worker %d", w.id), req)) // via the user lane
-	return nil, nil
+	w.ep.reportError(rejectedError(fmt.Sprintf("worker %d", w.id), req)) // via the user lane
 }
 
 // rejected serves ControlService.Rejected in a worker: its error handler.
-func (s *Self) rejected(ctx context.Context, req *herdv1.RejectedRequest) (*herdv1.RejectedResponse, error) {
-	s.ep.readerError(rejectedError("the primary", req)) // via the user lane
-	return nil, nil
+func (s *Self) rejected(ctx context.Context, req *herdv1.RejectedRequest) {
+	s.ep.reportError(rejectedError("the primary", req)) // via the user lane
 }

@@ -37,29 +37,29 @@ type eventLog struct {
 	rec *recorder
 }
 
-func (e *eventLog) Fork(ctx context.Context, ev *herdv1.ForkEvent) (*emptypb.Empty, error) {
+func (e *eventLog) Fork(ctx context.Context, ev *herdv1.ForkEvent) error {
 	e.rec.add(fmt.Sprintf("fork %d", ev.GetWorker().GetId()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (e *eventLog) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (e *eventLog) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	e.rec.add(fmt.Sprintf("online %d", ev.GetWorker().GetId()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (e *eventLog) Disconnect(ctx context.Context, ev *herdv1.DisconnectEvent) (*emptypb.Empty, error) {
+func (e *eventLog) Disconnect(ctx context.Context, ev *herdv1.DisconnectEvent) error {
 	e.rec.add(fmt.Sprintf("disconnect %d", ev.GetWorker().GetId()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (e *eventLog) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+func (e *eventLog) Exit(ctx context.Context, ev *herdv1.ExitEvent) error {
 	e.rec.add(fmt.Sprintf("exit %d code=%d signal=%s cause=%s", ev.GetWorker().GetId(), ev.GetCode(), ev.GetSignal(), ev.GetCause()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (e *eventLog) Error(ctx context.Context, ev *herdv1.ErrorEvent) (*emptypb.Empty, error) {
+func (e *eventLog) Error(ctx context.Context, ev *herdv1.ErrorEvent) error {
 	e.rec.add(fmt.Sprintf("error %d %s %s %s", ev.GetWorker().GetId(), runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // typed is a primary serving TestService and recording events; reports

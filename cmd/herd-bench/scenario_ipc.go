@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
@@ -44,8 +42,6 @@ const maxSamples = 4 << 20
 // warmup round trips are made, and not counted, before a latency run.
 const warmup = 100
 
-var empty = &emptypb.Empty{}
-
 // clusterEvents forwards the events the harness waits for to channels.
 // The handlers never block: an event that finds its channel full is
 // dropped (the channels are sized for the clusters the harness forks).
@@ -64,28 +60,28 @@ func newClusterEvents() *clusterEvents {
 	}
 }
 
-func (e *clusterEvents) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (e *clusterEvents) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	select {
 	case e.online <- ev.GetWorker().GetId():
 	default:
 	}
-	return empty, nil
+	return nil
 }
 
-func (e *clusterEvents) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+func (e *clusterEvents) Listening(ctx context.Context, ev *herdv1.ListeningEvent) error {
 	select {
 	case e.listening <- ev:
 	default:
 	}
-	return empty, nil
+	return nil
 }
 
-func (e *clusterEvents) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+func (e *clusterEvents) Exit(ctx context.Context, ev *herdv1.ExitEvent) error {
 	select {
 	case e.exit <- ev:
 	default:
 	}
-	return empty, nil
+	return nil
 }
 
 // waitOnline waits for n online events; a worker exiting first is an

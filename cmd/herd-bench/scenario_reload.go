@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
@@ -354,25 +352,25 @@ func newPoolEvents() *poolEvents {
 	return &poolEvents{ready: make(chan *herdv1.ReadyEvent, 64), restarts: make(chan *herdv1.RestartScheduledEvent, 64)}
 }
 
-func (e *poolEvents) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+func (e *poolEvents) Listening(ctx context.Context, ev *herdv1.ListeningEvent) error {
 	e.port.CompareAndSwap(0, int64(ev.GetAddress().GetPort()))
-	return empty, nil
+	return nil
 }
 
-func (e *poolEvents) Ready(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
+func (e *poolEvents) Ready(ctx context.Context, ev *herdv1.ReadyEvent) error {
 	select {
 	case e.ready <- ev:
 	default:
 	}
-	return empty, nil
+	return nil
 }
 
-func (e *poolEvents) RestartScheduled(ctx context.Context, ev *herdv1.RestartScheduledEvent) (*emptypb.Empty, error) {
+func (e *poolEvents) RestartScheduled(ctx context.Context, ev *herdv1.RestartScheduledEvent) error {
 	select {
 	case e.restarts <- ev:
 	default:
 	}
-	return empty, nil
+	return nil
 }
 
 // waitReady waits for n Ready events and returns the listening port; the

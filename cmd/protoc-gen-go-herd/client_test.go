@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,9 +15,12 @@ import (
 	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/handleronly/gen/jobs/v1/jobsv1herd"
 	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/internalapi/callapi"
 	controlv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/internalapi/gen/control/v1"
+	filesv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/responses/gen/files/v1"
+	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/responses/gen/files/v1/filesv1herd"
 	samev1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/samepackage/gen/same/v1"
 	counterv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/simple/gen/counter/v1"
 	"github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/simple/gen/counter/v1/counterv1herd"
+	privv1 "github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/unexported/gen/priv/v1"
 	"github.com/herd-go/herd/runtime"
 
 	// The keywords case compiles too.
@@ -277,10 +283,102 @@ func TestGeneratedHandlerOnly(t *testing.T) {
 
 type jobEvents struct {
 	jobsv1herd.UnimplementedEventServiceHandler
-	finished uint64
+	finished, cancelled uint64
 }
 
 func (e *jobEvents) Finished(_ context.Context, ev *jobsv1.FinishedEvent) (*jobsv1.EventResponse, error) {
 	e.finished = ev.GetJob()
 	return nil, nil
+}
+
+// Cancelled returns google.protobuf.Empty in the .proto file: in a
+// handler_only service its handler returns only an error.
+func (e *jobEvents) Cancelled(_ context.Context, ev *jobsv1.CancelledEvent) error {
+	if ev.GetJob() == 0 {
+		return runtime.Errorf(runtime.CodeInvalidArgument, "no job")
+	}
+	e.cancelled = ev.GetJob()
+	return nil
+}
+
+// TestGeneratedEventHandler checks the handler of a handler_only method that
+// returns google.protobuf.Empty: it returns only an error, which reaches the
+// caller as the call's error.
+func TestGeneratedEventHandler(t *testing.T) {
+	mux := runtime.NewMux()
+	ev := &jobEvents{}
+	if err := jobsv1herd.RegisterEventServiceHandler(mux, ev); err != nil {
+		t.Fatalf("RegisterEventServiceHandler: %v", err)
+	}
+	if err := mux.Send(t.Context(), jobsv1herd.EventServiceCancelledProcedure, &jobsv1.CancelledEvent{Job: 4}); err != nil || ev.cancelled != 4 {
+		t.Fatalf("Cancelled: %v, handler saw job %d; want nil, 4", err, ev.cancelled)
+	}
+	err := mux.Send(t.Context(), jobsv1herd.EventServiceCancelledProcedure, &jobsv1.CancelledEvent{})
+	if runtime.CodeOf(err) != runtime.CodeInvalidArgument {
+		t.Errorf("Cancelled without a job: %v, want CodeInvalidArgument", err)
+	}
+}
+
+// TestGeneratedUnexported calls a service generated with the unexported
+// option from inside its package (privv1.RoundTrip, written by hand there).
+func TestGeneratedUnexported(t *testing.T) {
+	if got, err := privv1.RoundTrip(t.Context(), 3); err != nil || got != 3 {
+		t.Fatalf("RoundTrip = %d, %v; want 3, nil", got, err)
+	}
+}
+
+// fileServer attaches the file it opens to its reply.
+type fileServer struct {
+	filesv1herd.UnimplementedFileServiceHandler
+	replied chan struct{}
+}
+
+func (s *fileServer) Open(_ context.Context, req *filesv1.OpenRequest) (*runtime.Response[filesv1.OpenResponse], error) {
+	f, err := os.Open(req.GetPath())
+	if err != nil {
+		return nil, runtime.NewError(runtime.CodeNotFound, err)
+	}
+	defer f.Close() // AttachFiles duplicates the descriptor
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, runtime.NewError(runtime.CodeInternal, err)
+	}
+	res := runtime.NewResponse(&filesv1.OpenResponse{Size: fi.Size()}).AttachFiles(f)
+	return res.AfterReply(func() { close(s.replied) }), nil
+}
+
+// TestGeneratedResponses checks a service of the responses option: its
+// handler returns a *runtime.Response with a file attached and an after
+// step, and the caller receives the file with WithResponseFiles.
+func TestGeneratedResponses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, []byte("herd"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mux := runtime.NewMux()
+	srv := &fileServer{replied: make(chan struct{})}
+	if err := filesv1herd.RegisterFileServiceHandler(mux, srv); err != nil {
+		t.Fatalf("RegisterFileServiceHandler: %v", err)
+	}
+	var files []*os.File
+	res, err := filesv1herd.NewFileServiceClient(mux).Open(t.Context(), &filesv1.OpenRequest{Path: path}, runtime.WithResponseFiles(&files))
+	if err != nil || res.GetSize() != 4 {
+		t.Fatalf("Open = %v, %v; want size 4", res, err)
+	}
+	select {
+	case <-srv.replied:
+	default:
+		t.Error("the after step did not run")
+	}
+	if len(files) != 1 {
+		t.Fatalf("%d files attached, want 1", len(files))
+	}
+	defer files[0].Close()
+	b, err := io.ReadAll(files[0])
+	if err != nil || string(b) != "herd" {
+		t.Errorf("the attached file reads %q, %v; want %q", b, err, "herd")
+	}
+	if _, err := filesv1herd.NewFileServiceClient(mux).Open(t.Context(), &filesv1.OpenRequest{Path: filepath.Join(path, "none")}); runtime.CodeOf(err) != runtime.CodeNotFound {
+		t.Errorf("Open of a missing file: %v, want CodeNotFound", err)
+	}
 }

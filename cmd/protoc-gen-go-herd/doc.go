@@ -122,45 +122,82 @@
 // Register function and the Unimplemented handler, and no Client or
 // BroadcastClient. It is for services that code serves and should not call,
 // such as herd's own cluster events (herd.v1.EventService), which the
-// runtime calls. Repeat the option for more services
+// runtime calls. Since no one reads their responses, the handlers of its
+// methods that return google.protobuf.Empty return only an error, and are
+// registered with runtime.NewEventHandler:
+//
+//	Fork(context.Context, *herdv1.ForkEvent) error Repeat the option for more services
+//
 // (handler_only=a.v1.S,handler_only=a.v1.T: a comma separates options).
 // buf runs the plugin once per directory; a run that generates files of
 // the service's proto package reports a service that is not there, so that
 // a misspelt name does not silently generate a client.
 //
-// runtime_import=IMPORT_PATH makes the generated code call the package
-// IMPORT_PATH instead of herd's runtime. It exists for herd itself: the
-// runtime cannot use stubs that import it, so stubs the runtime imports (its
-// own control protocol, generated into an internal package with
-// package_suffix= or herd_package) call a small internal package that the
-// runtime imports too and re-exports. That package must declare, with the
-// meanings of the runtime's, the identifiers generated code refers to:
+// responses=SERVICE makes the handlers of the service of that full name
+// return *runtime.Response[T] instead of *T, as connect-go's handlers return
+// *connect.Response[T]: a handler attaches files to its reply (Node's
+// send(message, handle)) and a step that runs once the reply is written,
 //
-//	IsAtLeastVersion0_1_0                     the version assertion
-//	ClientConn, SendConn                      what clients call through
-//	Client[Req, Res], NewClient               a client of one procedure
-//	SendClient[Req], NewSendClient            a fire-and-forget client
-//	CallOption, ClientOption, HandlerOption   the options
-//	Registrar, NewUnaryHandler                registering handlers
-//	Errorf, CodeUnimplemented                 the Unimplemented handler's error
+//	Open(context.Context, *filesv1.OpenRequest) (*runtime.Response[filesv1.OpenResponse], error)
 //
-// and the runtime declares each as an alias of it (type ClientConn =
-// callapi.ClientConn, type Client[Req, Res any] = callapi.Client[Req, Res],
-// a NewClient that calls callapi.NewClient), so that the stubs' types are
-// the runtime's: a *runtime.Worker is a callapi.ClientConn, a
-// runtime.Registrar accepts the handlers. Its configuration in herd's
-// buf.gen.yaml would be, for the control protocol alone (buf's types
-// option), next to the usual entry with exclude_types:
-// [herd.v1.ControlService]:
+//	return runtime.NewResponse(&filesv1.OpenResponse{}).AttachFiles(f), nil
+//
+// and they are registered with runtime.NewResponseHandler. The caller
+// receives the files with runtime.WithResponseFiles; clients are unchanged.
+// Repeat the option for more services. A single handler of another service
+// can be written the same way by registering it with
+// runtime.NewResponseHandler by hand.
+//
+// unexported=SERVICE generates the service of that full name with
+// unexported package-level names, for a package that speaks a protocol of
+// its own without making it part of its API: controlServiceName,
+// controlServiceHelloProcedure, controlServiceClient and
+// newControlServiceClient, controlServiceHandler,
+// registerControlServiceHandler and unimplementedControlServiceHandler (the
+// structs behind the client interfaces take the suffix Impl). Procedure
+// names, and so the wire, are those of an exported service. Repeat the
+// option for more services; a misspelt name is reported as for handler_only.
+// herd's runtime serves and calls its own control protocol
+// (herd.v1.ControlService) this way, generated into the runtime itself with
+// buf's types option, while the public run leaves it out with exclude_types:
 //
 //	plugins:
+//	  - local: ["go", "tool", "protoc-gen-go-herd"]
+//	    out: .
+//	    exclude_types: [herd.v1.ControlService]
+//	    opt:
+//	      - module=github.com/herd-go/herd
+//	      - handler_only=herd.v1.EventService
 //	  - local: ["go", "tool", "protoc-gen-go-herd"]
 //	    out: .
 //	    types: [herd.v1.ControlService]
 //	    opt:
 //	      - module=github.com/herd-go/herd
-//	      - herd_package=github.com/herd-go/herd/runtime/internal/control
-//	      - runtime_import=github.com/herd-go/herd/runtime/internal/callapi
+//	      - herd_package=github.com/herd-go/herd/runtime
+//	      - unexported=herd.v1.ControlService
+//	      - responses=herd.v1.ControlService
+//
+// Generated into the package named by runtime_import (herd's runtime by
+// default), the code refers to the runtime's identifiers unqualified.
+//
+// runtime_import=IMPORT_PATH makes the generated code call the package
+// IMPORT_PATH instead of herd's runtime, for code that must not import the
+// runtime. That package must declare, with the meanings of the runtime's,
+// the identifiers generated code refers to:
+//
+//	IsAtLeastVersion0_2_0                     the version assertion
+//	ClientConn, SendConn                      what clients call through
+//	Client[Req, Res], NewClient               a client of one procedure
+//	SendClient[Req], NewSendClient            a fire-and-forget client
+//	CallOption, ClientOption, HandlerOption   the options
+//	Registrar, NewUnaryHandler                registering handlers
+//	NewEventHandler                           with handler_only, for Empty results
+//	Response, NewResponseHandler              with responses
+//	Errorf, CodeUnimplemented                 the Unimplemented handler's error
+//
+// A package that re-exports them as aliases of its own (type ClientConn =
+// callapi.ClientConn, a NewClient that calls callapi.NewClient) makes the
+// stubs' types its own.
 //
 // protoc-gen-go-herd --version prints the plugin's version; the code it
 // generates needs a herd runtime of at least that version.

@@ -272,7 +272,7 @@ func generateHandlerInterface(g *protogen.GeneratedFile, names *fileNames, s *se
 	for _, m := range s.Methods {
 		printDoc(g, "", methodComments(m.Method), isDeprecatedMethod(m.Method))
 		g.AnnotateSymbol(s.Handler+"."+m.Call, protogen.Annotation{Location: m.Method.Location})
-		g.P(m.Call, handlerParams(g, m), " (*", m.Response, ", error)")
+		g.P(m.Call, handlerParams(g, m), " ", handlerResults(g, names, m))
 	}
 	g.P("}")
 	g.P()
@@ -301,7 +301,12 @@ func generateRegisterHandler(g *protogen.GeneratedFile, names *fileNames, s *ser
 	}
 	g.P("return ", l.Registrar, ".Register(")
 	for _, m := range s.Methods {
-		g.P(names.Runtime.Ident("NewUnaryHandler"), "(", m.ProcedureConst, ", ", l.Impl, ".", m.Call, ", ", l.Opts, "...),")
+		constructor := map[handlerKind]string{
+			handlerUnary:    "NewUnaryHandler",
+			handlerResponse: "NewResponseHandler",
+			handlerEvent:    "NewEventHandler",
+		}[m.Handler]
+		g.P(names.Runtime.Ident(constructor), "(", m.ProcedureConst, ", ", l.Impl, ".", m.Call, ", ", l.Opts, "...),")
 	}
 	g.P(")")
 	g.P("}")
@@ -316,8 +321,12 @@ func generateUnimplementedHandler(g *protogen.GeneratedFile, names *fileNames, s
 	g.P("type ", s.Unimplemented, " struct{}")
 	g.P()
 	for _, m := range s.Methods {
-		g.P("func (", s.Unimplemented, ") ", m.Call, handlerParams(g, m), " (*", m.Response, ", error) {")
-		g.P("return nil, ", names.Runtime.Ident("Errorf"), "(", names.Runtime.Ident("CodeUnimplemented"), ", ",
+		g.P("func (", s.Unimplemented, ") ", m.Call, handlerParams(g, m), " ", handlerResults(g, names, m), " {")
+		ret := "return nil, "
+		if m.Handler == handlerEvent {
+			ret = "return "
+		}
+		g.P(ret, names.Runtime.Ident("Errorf"), "(", names.Runtime.Ident("CodeUnimplemented"), ", ",
 			strconv.Quote(string(m.Method.Desc.FullName())+" is not implemented"), ")")
 		g.P("}")
 		g.P()
@@ -394,6 +403,19 @@ func clientParams(g *protogen.GeneratedFile, names *fileNames, m *methodNames) s
 // in interfaces written by hand: (context.Context, *v1.AddRequest).
 func handlerParams(g *protogen.GeneratedFile, m *methodNames) string {
 	return "(" + g.QualifiedGoIdent(contextPackage.Ident("Context")) + ", *" + m.Request + ")"
+}
+
+// handlerResults returns the results of a handler method: (*v1.AddResponse,
+// error), (*runtime.Response[v1.AddResponse], error) or error (see
+// handlerKind).
+func handlerResults(g *protogen.GeneratedFile, names *fileNames, m *methodNames) string {
+	switch m.Handler {
+	case handlerResponse:
+		return "(*" + g.QualifiedGoIdent(names.Runtime.Ident("Response")) + "[" + m.Response + "], error)"
+	case handlerEvent:
+		return "error"
+	}
+	return "(*" + m.Response + ", error)"
 }
 
 // procedure returns the procedure name of a method: "/counter.v1.CounterService/Add".

@@ -78,6 +78,22 @@ var goldenCases = []goldenCase{
 		wantErr: "protoc-gen-go-herd: handler_only=jobs.v1.EventServise: package jobs.v1 has no service EventServise",
 	},
 	{
+		name:     "unexported",
+		param:    "module=" + testdataModule + "/unexported/gen,package_suffix,unexported=priv.v1.CounterService",
+		compiled: true,
+	},
+	{
+		name:     "responses",
+		param:    "module=" + testdataModule + "/responses/gen,responses=files.v1.FileService",
+		compiled: true,
+	},
+	{
+		name:    "unexported_unknown",
+		dir:     "unexported",
+		param:   "package_suffix,unexported=priv.v1.CounterServise",
+		wantErr: "protoc-gen-go-herd: unexported=priv.v1.CounterServise: package priv.v1 has no service CounterServise",
+	},
+	{
 		name:    "streaming",
 		wantErr: "protoc-gen-go-herd: counter/v1/counter.proto: method counter.v1.CounterService.Watch is streaming; herd supports unary methods only",
 	},

@@ -12,7 +12,7 @@ import (
 // version is the version of protoc-gen-go-herd, printed by --version. The
 // code it generates requires a runtime of at least this version (see
 // versionAssertion).
-const version = "0.1.0"
+const version = "0.2.0"
 
 const usage = `protoc-gen-go-herd is a protoc plugin that generates herd clients and handlers.
 Run it through buf or protoc; see https://pkg.go.dev/github.com/herd-go/herd/cmd/protoc-gen-go-herd.

@@ -29,7 +29,7 @@ const (
 	filenameSuffix = ".herd.go"
 	// versionAssertion is the runtime constant generated code refers to, so
 	// that it fails to compile against a runtime too old for it.
-	versionAssertion = "IsAtLeastVersion0_1_0"
+	versionAssertion = "IsAtLeastVersion0_2_0"
 )
 
 // runtimeAPI is every identifier of the runtime that generated code refers
@@ -46,11 +46,22 @@ var runtimeAPI = []string{
 	"Errorf",
 	"HandlerOption",
 	"NewClient",
+	"NewEventHandler",
+	"NewResponseHandler",
 	"NewSendClient",
 	"NewUnaryHandler",
 	"Registrar",
+	"Response",
 	"SendClient",
 	"SendConn",
+}
+
+// runtimeAPIFor lists the identifiers of runtimeAPI that only some code
+// refers to: a package named by runtime_import needs them only for the
+// services of these options.
+var runtimeAPIFor = map[string][]string{
+	handlerOnlyOption: {"NewEventHandler"},
+	responsesOption:   {"NewResponseHandler", "Response"},
 }
 
 // fileNames are the names of one generated file.
@@ -75,6 +86,9 @@ type serviceNames struct {
 	// get no clients: Client, BroadcastClient and their constructors and
 	// implementations are not generated.
 	HandlerOnly bool
+	// Unexported is set for the services of the unexported option, whose
+	// package-level names begin in lower case: controlServiceClient.
+	Unexported bool
 	// NameConst is the constant of the service's full name: CounterServiceName.
 	NameConst string
 	// Client is the client interface: CounterServiceClient.
@@ -129,7 +143,29 @@ type methodNames struct {
 	// Request and Response are the qualified Go types of the messages,
 	// without the pointer: v1.AddRequest.
 	Request, Response string
+	// Handler is the kind of the method's handler.
+	Handler handlerKind
 }
+
+// handlerKind is what a handler method returns, and so the runtime
+// function that registers it.
+type handlerKind int
+
+const (
+	// handlerUnary returns (*Res, error): runtime.NewUnaryHandler.
+	handlerUnary handlerKind = iota
+	// handlerResponse returns (*runtime.Response[Res], error), for the
+	// services of the responses option: runtime.NewResponseHandler.
+	handlerResponse
+	// handlerEvent returns error, for the methods of a handler_only
+	// service that return google.protobuf.Empty, whose response no one
+	// reads: runtime.NewEventHandler.
+	handlerEvent
+)
+
+// emptyMessage is the response type of methods whose handlers return only
+// an error in a handler_only service.
+const emptyMessage = "google.protobuf.Empty"
 
 // locals are the names of the parameters, receivers and variables of the
 // generated functions. Each is the conventional short name, with a trailing
@@ -180,35 +216,26 @@ func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile
 	}
 
 	for _, service := range file.Services {
-		s := &serviceNames{
-			Service:       service,
-			HandlerOnly:   opts.handlerOnly[service.Desc.FullName()],
-			NameConst:     service.GoName + "Name",
-			Client:        service.GoName + "Client",
-			NewClient:     "New" + service.GoName + "Client",
-			ClientImpl:    unexported(service.GoName + "Client"),
-			Handler:       service.GoName + "Handler",
-			Register:      "Register" + service.GoName + "Handler",
-			Unimplemented: "Unimplemented" + service.GoName + "Handler",
-			NilCheck:      "isNilUnimplemented" + service.GoName + "Handler",
-
-			BroadcastClient:     service.GoName + "BroadcastClient",
-			NewBroadcastClient:  "New" + service.GoName + "BroadcastClient",
-			BroadcastClientImpl: unexported(service.GoName + "BroadcastClient"),
-		}
+		s := newServiceNames(service, opts)
 		for _, method := range service.Methods {
 			if method.Desc.IsStreamingClient() || method.Desc.IsStreamingServer() {
 				return nil, fmt.Errorf("%s: method %s is streaming; herd supports unary methods only",
 					file.Desc.Path(), method.Desc.FullName())
 			}
-			s.Methods = append(s.Methods, &methodNames{
+			m := &methodNames{
 				Method:         method,
-				ProcedureConst: service.GoName + method.GoName + "Procedure",
+				ProcedureConst: s.export(service.GoName + method.GoName + "Procedure"),
 				Call:           method.GoName,
 				ClientField:    unexported(method.GoName),
 				Request:        qualify(method.Input.GoIdent),
-				Response:       qualify(method.Output.GoIdent),
-			})
+				Handler:        kindOf(method, opts),
+			}
+			// An event handler of a service without clients never names
+			// its response type (nor imports its package).
+			if !s.HandlerOnly || m.Handler != handlerEvent {
+				m.Response = qualify(method.Output.GoIdent)
+			}
+			s.Methods = append(s.Methods, m)
 		}
 		resolveSendNames(s.Methods)
 		if err := s.checkCollisions(file, declared); err != nil {
@@ -235,6 +262,57 @@ func newFileNames(g *protogen.GeneratedFile, file *protogen.File, out outputFile
 		OK:            local("ok"),
 	}
 	return names, nil
+}
+
+// kindOf returns the kind of the handler of method.
+func kindOf(method *protogen.Method, opts *options) handlerKind {
+	service := method.Parent.Desc.FullName()
+	switch {
+	case opts.handlerOnly[service] && method.Output.Desc.FullName() == emptyMessage:
+		return handlerEvent
+	case opts.responses[service]:
+		return handlerResponse
+	}
+	return handlerUnary
+}
+
+// newServiceNames returns the package-level names of service, without its
+// methods. The names of a service of the unexported option begin in lower
+// case (controlServiceClient, newControlServiceClient,
+// registerControlServiceHandler), and the structs that implement its
+// clients take the suffix Impl, since the interfaces have their names.
+func newServiceNames(service *protogen.Service, opts *options) *serviceNames {
+	s := &serviceNames{
+		Service:     service,
+		HandlerOnly: opts.handlerOnly[service.Desc.FullName()],
+		Unexported:  opts.unexported[service.Desc.FullName()],
+	}
+	impl := unexported
+	if s.Unexported {
+		impl = func(name string) string { return unexported(name) + "Impl" }
+	}
+	name := service.GoName
+	s.NameConst = s.export(name + "Name")
+	s.Client = s.export(name + "Client")
+	s.NewClient = s.export("New" + name + "Client")
+	s.ClientImpl = impl(name + "Client")
+	s.Handler = s.export(name + "Handler")
+	s.Register = s.export("Register" + name + "Handler")
+	s.Unimplemented = s.export("Unimplemented" + name + "Handler")
+	s.NilCheck = "isNilUnimplemented" + name + "Handler"
+	s.BroadcastClient = s.export(name + "BroadcastClient")
+	s.NewBroadcastClient = s.export("New" + name + "BroadcastClient")
+	s.BroadcastClientImpl = impl(name + "BroadcastClient")
+	return s
+}
+
+// export returns name as a package-level name of the service: unchanged, or
+// unexported for a service of the unexported option.
+func (s *serviceNames) export(name string) string {
+	if s.Unexported {
+		return unexported(name)
+	}
+	return name
 }
 
 // resolveSendNames names the fire-and-forget form of each method "Send"

@@ -20,6 +20,8 @@ const (
 	herdPackageOption   = "herd_package"
 	runtimeImportOption = "runtime_import"
 	handlerOnlyOption   = "handler_only"
+	unexportedOption    = "unexported"
+	responsesOption     = "responses"
 )
 
 const (
@@ -58,6 +60,12 @@ type options struct {
 	runtime protogen.GoImportPath
 	// handlerOnly holds the services generated without clients.
 	handlerOnly map[protoreflect.FullName]bool
+	// unexported holds the services whose generated names are unexported,
+	// for a package's own use (herd's runtime and its control protocol).
+	unexported map[protoreflect.FullName]bool
+	// responses holds the services whose handlers return
+	// *runtime.Response[T] rather than the bare message.
+	responses map[protoreflect.FullName]bool
 }
 
 func newOptions() *options {
@@ -65,6 +73,8 @@ func newOptions() *options {
 		packageSuffix: defaultPackageSuffix,
 		runtime:       defaultRuntimeImport,
 		handlerOnly:   make(map[protoreflect.FullName]bool),
+		unexported:    make(map[protoreflect.FullName]bool),
+		responses:     make(map[protoreflect.FullName]bool),
 	}
 }
 
@@ -107,6 +117,22 @@ func (o *options) flagSet() *flag.FlagSet {
 		o.handlerOnly[name] = true
 		return nil
 	})
+	flags.Func(unexportedOption, "a service, by full name, whose generated names are unexported; repeat the option for more", func(v string) error {
+		name := protoreflect.FullName(v)
+		if !name.IsValid() || name.Parent() == "" {
+			return fmt.Errorf("%s=%s: not the full name of a service, such as herd.v1.ControlService", unexportedOption, v)
+		}
+		o.unexported[name] = true
+		return nil
+	})
+	flags.Func(responsesOption, "a service, by full name, whose handlers return *runtime.Response[T]; repeat the option for more", func(v string) error {
+		name := protoreflect.FullName(v)
+		if !name.IsValid() || name.Parent() == "" {
+			return fmt.Errorf("%s=%s: not the full name of a service, such as counter.v1.FileService", responsesOption, v)
+		}
+		o.responses[name] = true
+		return nil
+	})
 	return flags
 }
 
@@ -141,7 +167,8 @@ func (o *options) resolve(plugin *protogen.Plugin) error {
 	return o.checkHandlerOnly(plugin)
 }
 
-// checkHandlerOnly reports a handler_only service that does not exist, so
+// checkHandlerOnly reports a service of handler_only, unexported or
+// responses that does not exist, so
 // that a misspelt name does not silently generate a client. buf runs the
 // plugin once per directory, and each run sees only that directory's files
 // and their imports, so a name is checked only by the runs that generate
@@ -157,9 +184,14 @@ func (o *options) checkHandlerOnly(plugin *protogen.Plugin) error {
 			generated[file.Desc.Package()] = true
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(o.handlerOnly)) {
-		if generated[name.Parent()] && !services[name] {
-			return fmt.Errorf("%s=%s: package %s has no service %s", handlerOnlyOption, name, name.Parent(), name.Name())
+	for _, opt := range []struct {
+		name     string
+		services map[protoreflect.FullName]bool
+	}{{handlerOnlyOption, o.handlerOnly}, {unexportedOption, o.unexported}, {responsesOption, o.responses}} {
+		for _, name := range slices.Sorted(maps.Keys(opt.services)) {
+			if generated[name.Parent()] && !services[name] {
+				return fmt.Errorf("%s=%s: package %s has no service %s", opt.name, name, name.Parent(), name.Name())
+			}
 		}
 	}
 	return nil

@@ -70,18 +70,39 @@ func TestOptionValues(t *testing.T) {
 
 // TestRuntimeAPI checks runtimeAPI, the identifiers a runtime_import
 // package must declare, against the code the generator writes: the simple
-// case refers to exactly these identifiers of herd's runtime, and the
-// internalapi case to exactly these of its callapi package. Both compile
-// (client_test.go imports them), so herd's runtime declares them all.
+// case refers to exactly those not in runtimeAPIFor, the cases of the
+// options of runtimeAPIFor to those and the option's own, and the
+// internalapi case refers to the same of its callapi package. The cases
+// compile (client_test.go and their own tests use them), so herd's runtime
+// declares them all.
 func TestRuntimeAPI(t *testing.T) {
-	want := slices.Sorted(slices.Values(runtimeAPI))
+	optional := make(map[string]bool)
+	for _, ids := range runtimeAPIFor {
+		for _, id := range ids {
+			optional[id] = true
+		}
+	}
+	var core []string
+	for _, id := range runtimeAPI {
+		if !optional[id] {
+			core = append(core, id)
+		}
+	}
 	for _, c := range []struct {
-		file, pkg string
+		file, pkg, option string
 	}{
-		{"simple/gen/counter/v1/counterv1herd/counter.herd.go", string(defaultRuntimeImport)},
-		{"internalapi/gen/control/v1/control.herd.go", testdataModule + "/internalapi/callapi"},
+		{"simple/gen/counter/v1/counterv1herd/counter.herd.go", string(defaultRuntimeImport), ""},
+		{"internalapi/gen/control/v1/control.herd.go", testdataModule + "/internalapi/callapi", ""},
+		{"handleronly/gen/jobs/v1/jobsv1herd/jobs.herd.go", string(defaultRuntimeImport), handlerOnlyOption},
+		{"responses/gen/files/v1/filesv1herd/files.herd.go", string(defaultRuntimeImport), responsesOption},
 	} {
-		if got := selectorsOf(t, filepath.Join("internal", "testdata", filepath.FromSlash(c.file)), c.pkg); !slices.Equal(got, want) {
+		want := slices.Sorted(slices.Values(append(slices.Clone(core), runtimeAPIFor[c.option]...)))
+		got := selectorsOf(t, filepath.Join("internal", "testdata", filepath.FromSlash(c.file)), c.pkg)
+		if c.option == responsesOption {
+			// A service of the responses option has no other handlers.
+			want = slices.DeleteFunc(want, func(id string) bool { return id == "NewUnaryHandler" })
+		}
+		if !slices.Equal(got, want) {
 			t.Errorf("%s refers to %s as\n%q\nbut runtimeAPI lists\n%q", c.file, c.pkg, got, want)
 		}
 	}

@@ -57,8 +57,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	counterv1 "github.com/herd-go/herd/examples/counter/gen/counter/v1"
 	"github.com/herd-go/herd/examples/counter/gen/counter/v1/counterv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
@@ -237,15 +235,15 @@ type events struct {
 
 // Fork implements herdv1herd.EventServiceHandler: every worker gets a line
 // in the totals, even with no requests.
-func (e *events) Fork(ctx context.Context, ev *herdv1.ForkEvent) (*emptypb.Empty, error) {
+func (e *events) Fork(ctx context.Context, ev *herdv1.ForkEvent) error {
 	e.counts.mu.Lock()
 	e.counts.perWorker[ev.GetWorker().GetId()] += 0
 	e.counts.mu.Unlock()
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // ReloadFinished implements herdv1herd.EventServiceHandler.
-func (e *events) ReloadFinished(ctx context.Context, ev *herdv1.ReloadFinishedEvent) (*emptypb.Empty, error) {
+func (e *events) ReloadFinished(ctx context.Context, ev *herdv1.ReloadFinishedEvent) error {
 	ids := slices.Clone(ev.GetWorkers())
 	slices.Sort(ids)
 	parts := make([]string, len(ids))
@@ -255,25 +253,25 @@ func (e *events) ReloadFinished(ctx context.Context, ev *herdv1.ReloadFinishedEv
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fmt.Fprintf(e.out, "reloaded workers=%s\n", strings.Join(parts, ","))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // ReloadAborted implements herdv1herd.EventServiceHandler.
-func (e *events) ReloadAborted(ctx context.Context, ev *herdv1.ReloadAbortedEvent) (*emptypb.Empty, error) {
+func (e *events) ReloadAborted(ctx context.Context, ev *herdv1.ReloadAbortedEvent) error {
 	fmt.Fprintf(e.stderr, "reload aborted at slot %d: %s\n", ev.GetSlot(), ev.GetReason())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // Online implements herdv1herd.EventServiceHandler.
-func (e *events) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (e *events) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fmt.Fprintf(e.out, "online worker=%d pid=%d\n", ev.GetWorker().GetId(), ev.GetWorker().GetPid())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // Listening implements herdv1herd.EventServiceHandler.
-func (e *events) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+func (e *events) Listening(ctx context.Context, ev *herdv1.ListeningEvent) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.listening[ev.GetWorker().GetId()] = true
@@ -285,15 +283,15 @@ func (e *events) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emp
 		}
 		fmt.Fprintf(e.out, "listening addr=%s\n", net.JoinHostPort(host, strconv.Itoa(int(ev.GetAddress().GetPort()))))
 	}
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // Exit implements herdv1herd.EventServiceHandler.
-func (e *events) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+func (e *events) Exit(ctx context.Context, ev *herdv1.ExitEvent) error {
 	if !ev.GetExitedAfterDisconnect() {
 		fmt.Fprintf(e.stderr, "worker %d died (code %d, signal %q)\n", ev.GetWorker().GetId(), ev.GetCode(), ev.GetSignal())
 	}
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 func primary(o options, stdout, stderr io.Writer) int {

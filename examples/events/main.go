@@ -34,8 +34,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
@@ -208,42 +206,42 @@ func who(w *herdv1.Worker) string {
 }
 
 // Fork implements herdv1herd.EventServiceHandler.
-func (p *printer) Fork(ctx context.Context, ev *herdv1.ForkEvent) (*emptypb.Empty, error) {
+func (p *printer) Fork(ctx context.Context, ev *herdv1.ForkEvent) error {
 	p.line("event=fork " + who(ev.GetWorker()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // Online implements herdv1herd.EventServiceHandler.
-func (p *printer) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (p *printer) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	p.line("event=online " + who(ev.GetWorker()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // Listening implements herdv1herd.EventServiceHandler.
-func (p *printer) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+func (p *printer) Listening(ctx context.Context, ev *herdv1.ListeningEvent) error {
 	a := ev.GetAddress()
 	p.line(fmt.Sprintf("event=listening %s network=%s address=%s port=%d", who(ev.GetWorker()), a.GetNetwork(), quote(a.GetAddress()), a.GetPort()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // Disconnect implements herdv1herd.EventServiceHandler.
-func (p *printer) Disconnect(ctx context.Context, ev *herdv1.DisconnectEvent) (*emptypb.Empty, error) {
+func (p *printer) Disconnect(ctx context.Context, ev *herdv1.DisconnectEvent) error {
 	p.line("event=disconnect " + who(ev.GetWorker()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // Exit implements herdv1herd.EventServiceHandler.
-func (p *printer) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+func (p *printer) Exit(ctx context.Context, ev *herdv1.ExitEvent) error {
 	cause := strings.ToLower(strings.TrimPrefix(ev.GetCause().String(), "EXIT_CAUSE_"))
 	p.line(fmt.Sprintf("event=exit %s code=%d signal=%s after_disconnect=%t cause=%s",
 		who(ev.GetWorker()), ev.GetCode(), ev.GetSignal(), ev.GetExitedAfterDisconnect(), cause))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // Error implements herdv1herd.EventServiceHandler.
-func (p *printer) Error(ctx context.Context, ev *herdv1.ErrorEvent) (*emptypb.Empty, error) {
+func (p *printer) Error(ctx context.Context, ev *herdv1.ErrorEvent) error {
 	p.line(fmt.Sprintf("event=error %s code=%s message=%s", who(ev.GetWorker()), runtime.Code(ev.GetCode()), quote(ev.GetMessage())))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // quote quotes a logfmt value when it needs it.

@@ -47,8 +47,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	jobsv1 "github.com/herd-go/herd/examples/jobs/gen/jobs/v1"
 	"github.com/herd-go/herd/examples/jobs/gen/jobs/v1/jobsv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
@@ -219,7 +217,7 @@ type lifecycle struct {
 	mu     sync.Mutex
 }
 
-func (l *lifecycle) Ready(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
+func (l *lifecycle) Ready(ctx context.Context, ev *herdv1.ReadyEvent) error {
 	id := ev.GetWorker().GetId()
 	if id > uint64(l.first) {
 		l.mu.Lock()
@@ -230,23 +228,23 @@ func (l *lifecycle) Ready(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.
 	case l.ready <- id:
 	default:
 	}
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (l *lifecycle) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+func (l *lifecycle) Exit(ctx context.Context, ev *herdv1.ExitEvent) error {
 	if !ev.GetExitedAfterDisconnect() {
 		l.mu.Lock()
 		fmt.Fprintf(l.stderr, "jobs: worker %d died (code %d, signal %q)\n", ev.GetWorker().GetId(), ev.GetCode(), ev.GetSignal())
 		l.mu.Unlock()
 	}
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (l *lifecycle) Error(ctx context.Context, ev *herdv1.ErrorEvent) (*emptypb.Empty, error) {
+func (l *lifecycle) Error(ctx context.Context, ev *herdv1.ErrorEvent) error {
 	l.mu.Lock()
 	fmt.Fprintf(l.stderr, "jobs: worker %d: %s: %s\n", ev.GetWorker().GetId(), runtime.Code(ev.GetCode()), ev.GetMessage())
 	l.mu.Unlock()
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // result is what became of one job.

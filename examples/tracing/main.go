@@ -27,8 +27,6 @@ import (
 	"os"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	tracingv1 "github.com/herd-go/herd/examples/tracing/gen/tracing/v1"
 	"github.com/herd-go/herd/examples/tracing/gen/tracing/v1/tracingv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
@@ -111,9 +109,9 @@ type events struct {
 }
 
 // Online implements herdv1herd.EventServiceHandler.
-func (e *events) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (e *events) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	e.online <- ev.GetWorker().GetId()
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 // audit is the primary's AuditService.

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/emptypb"
-
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
@@ -160,39 +158,39 @@ type eventHandler struct{ e *Events }
 
 var _ herdv1herd.EventServiceHandler = eventHandler{}
 
-func (h eventHandler) Fork(ctx context.Context, ev *herdv1.ForkEvent) (*emptypb.Empty, error) {
+func (h eventHandler) Fork(ctx context.Context, ev *herdv1.ForkEvent) error {
 	h.e.Addf("fork %d", ev.GetWorker().GetId())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) Online(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+func (h eventHandler) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	h.e.Addf("online %d", ev.GetWorker().GetId())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) Listening(ctx context.Context, ev *herdv1.ListeningEvent) (*emptypb.Empty, error) {
+func (h eventHandler) Listening(ctx context.Context, ev *herdv1.ListeningEvent) error {
 	a := ev.GetAddress()
 	addr := a.GetAddress()
 	if a.GetPort() >= 0 {
 		addr = net.JoinHostPort(addr, strconv.Itoa(int(a.GetPort())))
 	}
 	h.e.Addf("listening %d %s", ev.GetWorker().GetId(), addr)
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) Disconnect(ctx context.Context, ev *herdv1.DisconnectEvent) (*emptypb.Empty, error) {
+func (h eventHandler) Disconnect(ctx context.Context, ev *herdv1.DisconnectEvent) error {
 	h.e.Addf("disconnect %d", ev.GetWorker().GetId())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) Exit(ctx context.Context, ev *herdv1.ExitEvent) (*emptypb.Empty, error) {
+func (h eventHandler) Exit(ctx context.Context, ev *herdv1.ExitEvent) error {
 	h.e.Addf("exit %d code=%d signal=%s after=%t cause=%s", ev.GetWorker().GetId(), ev.GetCode(), ev.GetSignal(), ev.GetExitedAfterDisconnect(), ev.GetCause())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) Error(ctx context.Context, ev *herdv1.ErrorEvent) (*emptypb.Empty, error) {
+func (h eventHandler) Error(ctx context.Context, ev *herdv1.ErrorEvent) error {
 	h.e.Addf("error %d %s %s", ev.GetWorker().GetId(), runtime.Code(ev.GetCode()), ev.GetMessage())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
 func ids(ws []uint64) string {
@@ -212,32 +210,32 @@ func ids(ws []uint64) string {
 //	reload-finished 3,4
 //	reload-aborted slot=1 worker=4 <reason>
 
-func (h eventHandler) Ready(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
+func (h eventHandler) Ready(ctx context.Context, ev *herdv1.ReadyEvent) error {
 	h.e.Addf("ready %d slot=%d source=%s", ev.GetWorker().GetId(), ev.GetSlot(), ev.GetSource())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) RestartScheduled(ctx context.Context, ev *herdv1.RestartScheduledEvent) (*emptypb.Empty, error) {
+func (h eventHandler) RestartScheduled(ctx context.Context, ev *herdv1.RestartScheduledEvent) error {
 	h.e.Addf("restart %d slot=%d attempt=%d delay=%v boot=%t", ev.GetPrevious().GetId(), ev.GetSlot(), ev.GetAttempt(), ev.GetDelay().AsDuration(), ev.GetBootFailure())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) SlotFailed(ctx context.Context, ev *herdv1.SlotFailedEvent) (*emptypb.Empty, error) {
+func (h eventHandler) SlotFailed(ctx context.Context, ev *herdv1.SlotFailedEvent) error {
 	h.e.Addf("slotfailed %d slot=%d %s", ev.GetLast().GetId(), ev.GetSlot(), ev.GetReason())
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) ReloadStarted(ctx context.Context, ev *herdv1.ReloadStartedEvent) (*emptypb.Empty, error) {
+func (h eventHandler) ReloadStarted(ctx context.Context, ev *herdv1.ReloadStartedEvent) error {
 	h.e.Add("reload-started " + ids(ev.GetWorkers()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) ReloadFinished(ctx context.Context, ev *herdv1.ReloadFinishedEvent) (*emptypb.Empty, error) {
+func (h eventHandler) ReloadFinished(ctx context.Context, ev *herdv1.ReloadFinishedEvent) error {
 	h.e.Add("reload-finished " + ids(ev.GetWorkers()))
-	return &emptypb.Empty{}, nil
+	return nil
 }
 
-func (h eventHandler) ReloadAborted(ctx context.Context, ev *herdv1.ReloadAbortedEvent) (*emptypb.Empty, error) {
+func (h eventHandler) ReloadAborted(ctx context.Context, ev *herdv1.ReloadAbortedEvent) error {
 	h.e.Addf("reload-aborted slot=%d worker=%d %s", ev.GetSlot(), ev.GetReplacement().GetId(), ev.GetReason())
-	return &emptypb.Empty{}, nil
+	return nil
 }

@@ -381,20 +381,33 @@ func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned
 // called with l.mu held; on error (the link refuses frames, or the frame
 // does not encode) it releases l.mu and nothing was queued.
 func (l *Link) queueLocked(h *wire.Header, payload proto.Message) (off int, wasEmpty bool, err error) {
-	if l.sendErr != nil {
-		err := l.sendErr
-		l.mu.Unlock()
-		return 0, false, err
-	}
-	wasEmpty = len(l.pending) == 0
-	off = len(l.pending)
-	l.pending, err = wire.AppendFrame(l.pending, h, payload, l.cfg.maxFrame)
+	off, wasEmpty, err = l.appendLocked(h, payload, nil)
 	if err != nil {
 		l.mu.Unlock()
 		return 0, false, err
 	}
 	l.pendingFrames++
 	return off, wasEmpty, nil
+}
+
+// appendLocked encodes one frame, of msg or else of the encoded payload
+// raw, at the end of the write queue, the step every sender shares: it
+// returns the frame's offset in the queue and whether the queue was empty
+// before. The caller counts the frame (pendingFrames) once it keeps it. It
+// is called with l.mu held, which it keeps; on error (the link refuses
+// frames, or the frame does not encode) nothing was appended.
+func (l *Link) appendLocked(h *wire.Header, msg proto.Message, raw []byte) (off int, wasEmpty bool, err error) {
+	if l.sendErr != nil {
+		return 0, false, l.sendErr
+	}
+	wasEmpty = len(l.pending) == 0
+	off = len(l.pending)
+	if msg != nil {
+		l.pending, err = wire.AppendFrame(l.pending, h, msg, l.cfg.maxFrame)
+	} else {
+		l.pending, err = wire.AppendFrameBytes(l.pending, h, raw, l.cfg.maxFrame)
+	}
+	return off, wasEmpty, err
 }
 
 // SendSync sends a frame without descriptors and returns once all of it
@@ -517,19 +530,7 @@ encode:
 		}
 		l.mu.Lock()
 	}
-	if l.sendErr != nil {
-		err := l.sendErr
-		l.mu.Unlock()
-		return err
-	}
-	wasEmpty := len(l.pending) == 0
-	off := len(l.pending)
-	var err error
-	if msg != nil {
-		l.pending, err = wire.AppendFrame(l.pending, h, msg, l.cfg.maxFrame)
-	} else {
-		l.pending, err = wire.AppendFrameBytes(l.pending, h, raw, l.cfg.maxFrame)
-	}
+	off, wasEmpty, err := l.appendLocked(h, msg, raw)
 	if err != nil {
 		if reserved >= 0 {
 			l.returnCreditLocked(reserved)

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// IsAtLeastVersion0_1_0 is the version assertion of generated code.
-const IsAtLeastVersion0_1_0 = true
+// IsAtLeastVersion0_2_0 is the version assertion of generated code.
+const IsAtLeastVersion0_2_0 = true
 
 // Code classifies an error.
 type Code uint32

@@ -9,6 +9,7 @@ package jobsv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -65,6 +66,50 @@ func (x *StartedEvent) GetJob() uint64 {
 	return 0
 }
 
+type CancelledEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           uint64                 `protobuf:"varint,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelledEvent) Reset() {
+	*x = CancelledEvent{}
+	mi := &file_jobs_v1_jobs_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelledEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelledEvent) ProtoMessage() {}
+
+func (x *CancelledEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_jobs_v1_jobs_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelledEvent.ProtoReflect.Descriptor instead.
+func (*CancelledEvent) Descriptor() ([]byte, []int) {
+	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CancelledEvent) GetJob() uint64 {
+	if x != nil {
+		return x.Job
+	}
+	return 0
+}
+
 type FinishedEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Job           uint64                 `protobuf:"varint,1,opt,name=job,proto3" json:"job,omitempty"`
@@ -75,7 +120,7 @@ type FinishedEvent struct {
 
 func (x *FinishedEvent) Reset() {
 	*x = FinishedEvent{}
-	mi := &file_jobs_v1_jobs_proto_msgTypes[1]
+	mi := &file_jobs_v1_jobs_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -87,7 +132,7 @@ func (x *FinishedEvent) String() string {
 func (*FinishedEvent) ProtoMessage() {}
 
 func (x *FinishedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_v1_jobs_proto_msgTypes[1]
+	mi := &file_jobs_v1_jobs_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -100,7 +145,7 @@ func (x *FinishedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishedEvent.ProtoReflect.Descriptor instead.
 func (*FinishedEvent) Descriptor() ([]byte, []int) {
-	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{1}
+	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FinishedEvent) GetJob() uint64 {
@@ -125,7 +170,7 @@ type EventResponse struct {
 
 func (x *EventResponse) Reset() {
 	*x = EventResponse{}
-	mi := &file_jobs_v1_jobs_proto_msgTypes[2]
+	mi := &file_jobs_v1_jobs_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +182,7 @@ func (x *EventResponse) String() string {
 func (*EventResponse) ProtoMessage() {}
 
 func (x *EventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_v1_jobs_proto_msgTypes[2]
+	mi := &file_jobs_v1_jobs_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +195,7 @@ func (x *EventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventResponse.ProtoReflect.Descriptor instead.
 func (*EventResponse) Descriptor() ([]byte, []int) {
-	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{2}
+	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{3}
 }
 
 type RunRequest struct {
@@ -162,7 +207,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_jobs_v1_jobs_proto_msgTypes[3]
+	mi := &file_jobs_v1_jobs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +219,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_v1_jobs_proto_msgTypes[3]
+	mi := &file_jobs_v1_jobs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +232,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{3}
+	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RunRequest) GetJob() uint64 {
@@ -206,7 +251,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_jobs_v1_jobs_proto_msgTypes[4]
+	mi := &file_jobs_v1_jobs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +263,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_v1_jobs_proto_msgTypes[4]
+	mi := &file_jobs_v1_jobs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +276,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{4}
+	return file_jobs_v1_jobs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RunResponse) GetOk() bool {
@@ -245,8 +290,10 @@ var File_jobs_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_jobs_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x12jobs/v1/jobs.proto\x12\ajobs.v1\" \n" +
+	"\x12jobs/v1/jobs.proto\x12\ajobs.v1\x1a\x1bgoogle/protobuf/empty.proto\" \n" +
 	"\fStartedEvent\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\x04R\x03job\"\"\n" +
+	"\x0eCancelledEvent\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\x04R\x03job\"1\n" +
 	"\rFinishedEvent\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\x04R\x03job\x12\x0e\n" +
@@ -256,10 +303,11 @@ const file_jobs_v1_jobs_proto_rawDesc = "" +
 	"RunRequest\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\x04R\x03job\"\x1d\n" +
 	"\vRunResponse\x12\x0e\n" +
-	"\x02ok\x18\x01 \x01(\bR\x02ok2\x84\x01\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok2\xc2\x01\n" +
 	"\fEventService\x128\n" +
 	"\aStarted\x12\x15.jobs.v1.StartedEvent\x1a\x16.jobs.v1.EventResponse\x12:\n" +
-	"\bFinished\x12\x16.jobs.v1.FinishedEvent\x1a\x16.jobs.v1.EventResponse2>\n" +
+	"\bFinished\x12\x16.jobs.v1.FinishedEvent\x1a\x16.jobs.v1.EventResponse\x12<\n" +
+	"\tCancelled\x12\x17.jobs.v1.CancelledEvent\x1a\x16.google.protobuf.Empty2>\n" +
 	"\n" +
 	"JobService\x120\n" +
 	"\x03Run\x12\x13.jobs.v1.RunRequest\x1a\x14.jobs.v1.RunResponseBaZ_github.com/herd-go/herd/cmd/protoc-gen-go-herd/internal/testdata/handleronly/gen/jobs/v1;jobsv1b\x06proto3"
@@ -276,23 +324,27 @@ func file_jobs_v1_jobs_proto_rawDescGZIP() []byte {
 	return file_jobs_v1_jobs_proto_rawDescData
 }
 
-var file_jobs_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_jobs_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_jobs_v1_jobs_proto_goTypes = []any{
-	(*StartedEvent)(nil),  // 0: jobs.v1.StartedEvent
-	(*FinishedEvent)(nil), // 1: jobs.v1.FinishedEvent
-	(*EventResponse)(nil), // 2: jobs.v1.EventResponse
-	(*RunRequest)(nil),    // 3: jobs.v1.RunRequest
-	(*RunResponse)(nil),   // 4: jobs.v1.RunResponse
+	(*StartedEvent)(nil),   // 0: jobs.v1.StartedEvent
+	(*CancelledEvent)(nil), // 1: jobs.v1.CancelledEvent
+	(*FinishedEvent)(nil),  // 2: jobs.v1.FinishedEvent
+	(*EventResponse)(nil),  // 3: jobs.v1.EventResponse
+	(*RunRequest)(nil),     // 4: jobs.v1.RunRequest
+	(*RunResponse)(nil),    // 5: jobs.v1.RunResponse
+	(*emptypb.Empty)(nil),  // 6: google.protobuf.Empty
 }
 var file_jobs_v1_jobs_proto_depIdxs = []int32{
 	0, // 0: jobs.v1.EventService.Started:input_type -> jobs.v1.StartedEvent
-	1, // 1: jobs.v1.EventService.Finished:input_type -> jobs.v1.FinishedEvent
-	3, // 2: jobs.v1.JobService.Run:input_type -> jobs.v1.RunRequest
-	2, // 3: jobs.v1.EventService.Started:output_type -> jobs.v1.EventResponse
-	2, // 4: jobs.v1.EventService.Finished:output_type -> jobs.v1.EventResponse
-	4, // 5: jobs.v1.JobService.Run:output_type -> jobs.v1.RunResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
+	2, // 1: jobs.v1.EventService.Finished:input_type -> jobs.v1.FinishedEvent
+	1, // 2: jobs.v1.EventService.Cancelled:input_type -> jobs.v1.CancelledEvent
+	4, // 3: jobs.v1.JobService.Run:input_type -> jobs.v1.RunRequest
+	3, // 4: jobs.v1.EventService.Started:output_type -> jobs.v1.EventResponse
+	3, // 5: jobs.v1.EventService.Finished:output_type -> jobs.v1.EventResponse
+	6, // 6: jobs.v1.EventService.Cancelled:output_type -> google.protobuf.Empty
+	5, // 7: jobs.v1.JobService.Run:output_type -> jobs.v1.RunResponse
+	4, // [4:8] is the sub-list for method output_type
+	0, // [0:4] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -309,7 +361,7 @@ func file_jobs_v1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobs_v1_jobs_proto_rawDesc), len(file_jobs_v1_jobs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -28,9 +28,10 @@ type Self struct {
 	cfg selfConfig
 	mux Mux
 	ep  *endpoint
+	rpc controlServiceClient // the primary's control handlers, over ep
 
 	control Mux
-	ls      listenerSet // cluster listeners (listen_worker.go)
+	ls      listenerSet // cluster listeners (worker_listen_unix.go)
 
 	hookMu sync.Mutex
 	hooks  []func(context.Context) error
@@ -123,11 +124,7 @@ func NewSelf(opts ...SelfOption) (*Self, error) {
 			log.Warn("herd: worker error", "code", Code(ev.GetCode()), "procedure", ev.GetProcedure(), "error", ev.GetMessage())
 		}
 	}
-	if err := s.control.Register(
-		NewUnaryHandler(controlDisconnectProcedure, s.primaryDisconnect),
-		NewUnaryHandler(controlRejectedProcedure, s.rejected),
-		NewUnaryHandler(controlAdoptProcedure, s.adopt),
-	); err != nil {
+	if err := s.registerControl(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -160,9 +157,9 @@ func (s *Self) Start(ctx context.Context) error {
 	if f == nil {
 		return errors.New("herd: no link on descriptor 3")
 	}
-	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.reportError)
+	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.errorEvent)
 	s.ep.peer = Peer{Primary: true}
-	s.ep.inlineProc, s.ep.inline = controlHandoffProcedure, s.handoff
+	s.rpc = newControlClient(s.ep)
 	// Before the link starts: a Disconnect read at once ends the worker,
 	// and that reads stopWatch.
 	s.stopWatch = watchParentDeath(selfPrimaryPID, s.orphaned)
@@ -171,14 +168,13 @@ func (s *Self) Start(ctx context.Context) error {
 		return fmt.Errorf("herd: start worker %d: %w", s.id, err)
 	}
 	go s.watchLink()
-	res := &herdv1.HelloResponse{}
 	req := &herdv1.HelloRequest{ProtocolVersion: ProtocolVersion, WorkerId: s.id, Pid: int64(os.Getpid())}
 	// Listen goes through the link from now on: a handler may run (and
 	// listen) as soon as the primary has the Hello, before its reply is
 	// read here; its Listen request follows the Hello on the link.
 	current.Store(s)
 	serveSignals := s.catchStopSignals()
-	if err := s.ep.call(ctx, controlHelloProcedure, req, res, nil, false); err != nil {
+	if _, err := s.rpc.Hello(ctx, req); err != nil {
 		current.Store(nil)
 		if s.byPrimary.Load() {
 			// The primary disconnected this worker during the handshake
@@ -214,7 +210,7 @@ func (s *Self) Ready(ctx context.Context) error {
 	if s.ep == nil {
 		return errors.New("herd: Ready before Self.Start")
 	}
-	if err := s.ep.call(ctx, controlReadyProcedure, &herdv1.ReadyRequest{}, &herdv1.ReadyResponse{}, nil, false); err != nil {
+	if _, err := s.rpc.Ready(ctx, &herdv1.ReadyRequest{}); err != nil {
 		return fmt.Errorf("herd: worker %d ready: %w", s.id, err)
 	}
 	return nil
@@ -258,7 +254,7 @@ func (s *Self) Disconnect(ctx context.Context) error {
 	}
 	s.closeListeners()
 	hookErr := s.runHooks(ctx)
-	err := s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, true)
+	_, err := s.rpc.Disconnect(ctx, &herdv1.DisconnectRequest{})
 	s.end(ctx, s.cfg.exitOnDisconnect)
 	return errors.Join(hookErr, err)
 }
@@ -270,7 +266,7 @@ func (s *Self) Kill() {
 	s.disconnecting.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = s.ep.call(ctx, controlDisconnectProcedure, &herdv1.DisconnectRequest{}, &herdv1.DisconnectResponse{}, nil, true)
+	_, _ = s.rpc.Disconnect(ctx, &herdv1.DisconnectRequest{})
 	s.end(ctx, true)
 }
 
@@ -280,9 +276,10 @@ func (s *Self) Kill() {
 // traffic: it runs on the control lane, at once, even while a user handler
 // runs (the drain hooks may be what ends that handler), and the rest of the
 // drain is queued on the user lane behind the messages received.
-func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequest) (*herdv1.DisconnectResponse, error) {
+func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequest) *Response[herdv1.DisconnectResponse] {
+	res := NewResponse(&herdv1.DisconnectResponse{})
 	if !s.disconnecting.CompareAndSwap(false, true) {
-		return &herdv1.DisconnectResponse{}, nil // a disconnect is under way
+		return res // a disconnect is under way
 	}
 	s.byPrimary.Store(true)
 	s.ep.credit.stop()
@@ -290,7 +287,7 @@ func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequ
 	dctx, cancel := s.drainContext(req.GetDeadlineUnixNano())
 	err := s.runHooks(dctx)
 	cancel()
-	setAfterReply(ctx, func() {
+	res.AfterReply(func() {
 		s.ep.afterReceived(func() {
 			fctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
 			defer cancel()
@@ -298,9 +295,9 @@ func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequ
 		})
 	})
 	if err != nil {
-		s.reportError(CodeInternal, controlDisconnectProcedure, fmt.Errorf("drain hooks: %w", err))
+		s.errorEvent(CodeInternal, controlServiceDisconnectProcedure, fmt.Errorf("drain hooks: %w", err))
 	}
-	return &herdv1.DisconnectResponse{}, nil
+	return res
 }
 
 func (s *Self) drainContext(deadlineUnixNano int64) (context.Context, context.CancelFunc) {
@@ -346,7 +343,7 @@ func (s *Self) endCode(ctx context.Context, exit bool, code int) {
 func (s *Self) watchLink() {
 	<-s.ep.closed
 	if code, err := s.ep.linkFailure(); err != nil {
-		s.reportError(code, "", fmt.Errorf("link: %w", err))
+		s.errorEvent(code, "", fmt.Errorf("link: %w", err))
 		// The primary must not take this exit for a clean one.
 		s.orphanCode.Store(ExitLinkFailure)
 	}
@@ -380,8 +377,9 @@ func (s *Self) orphaned() {
 	})
 }
 
-// reportError is the worker side's error event.
-func (s *Self) reportError(code Code, procedure string, err error) {
+// errorEvent delivers an error event of the worker side now, on the calling
+// goroutine (the endpoint calls it on its user lane; see reportError).
+func (s *Self) errorEvent(code Code, procedure string, err error) {
 	s.cfg.onError(&herdv1.ErrorEvent{
 		Worker:    &herdv1.Worker{Id: s.id, Pid: int64(os.Getpid())},
 		Code:      herdv1.Code(code),

@@ -177,7 +177,7 @@ func (l *adoptListener) publish(linkClosed <-chan struct{}) {
 // adopt serves the primary's Adopt, on the control lane: the listener takes the
 // connections into its queue, and they become visible to Accept once the
 // reply is queued.
-func (s *Self) adopt(ctx context.Context, req *herdv1.AdoptRequest) (*herdv1.AdoptResponse, error) {
+func (s *Self) adopt(ctx context.Context, req *herdv1.AdoptRequest) *Response[herdv1.AdoptResponse] {
 	files := FilesFromContext(ctx)
 	s.ls.mu.Lock()
 	cl := s.ls.open[req.GetListenerId()]
@@ -188,13 +188,14 @@ func (s *Self) adopt(ctx context.Context, req *herdv1.AdoptRequest) (*herdv1.Ado
 	}
 	if l == nil {
 		closeFiles(files)
-		return &herdv1.AdoptResponse{}, nil
+		return NewResponse(&herdv1.AdoptResponse{})
 	}
 	took := l.stage(files)
+	res := NewResponse(&herdv1.AdoptResponse{Accepted: uint32(took)})
 	if took > 0 {
-		setAfterReply(ctx, func() { l.publish(s.ep.closed) })
+		res.AfterReply(func() { l.publish(s.ep.closed) })
 	}
-	return &herdv1.AdoptResponse{Accepted: uint32(took)}, nil
+	return res
 }
 
 // adoptLeftovers returns the adopted connections a closed listener's

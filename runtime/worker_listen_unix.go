@@ -149,7 +149,7 @@ func (s *Self) releaseHandle(id uint64, back []net.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeListenerTimeout)
 	defer cancel()
-	if err := s.ep.call(ctx, controlCloseListenerProcedure, req, &herdv1.CloseListenerResponse{}, opts, true); err != nil {
+	if _, err := s.rpc.CloseListener(ctx, req, opts...); err != nil {
 		s.cfg.endpoint.logger.Debug("herd: close listener", "listener", id, "error", err)
 	}
 }
@@ -179,8 +179,8 @@ func (s *Self) requestListen(ctx context.Context, e *listenEntry, network, addre
 		fd := int32(cfg.fd)
 		req.Fd = &fd
 	}
-	res := &herdv1.ListenResponse{}
-	files, err := s.ep.callFiles(ctx, controlListenProcedure, req, res, nil, true, true)
+	var files []*os.File
+	res, err := s.rpc.Listen(ctx, req, WithResponseFiles(&files))
 	if err != nil {
 		// The primary may have made us a member before the call ended on
 		// our side: the caller releases the share (harmless when it was
@@ -256,7 +256,7 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 		s.track(e.id, rl)
 		s.reportListening(network, address, addr, cfg.fd)
 		// With round robin the bound is off unless asked for
-		// (listener_ahead.go).
+		// (worker_listener_ahead_unix.go).
 		if cfg.acceptAhead > 0 {
 			return &rrAhead{rrListener: rl, gate: newAcceptGate(cfg.acceptAhead)}, nil
 		}
@@ -348,7 +348,7 @@ func (s *Self) reportListening(network, given string, addr net.Addr, fd int) {
 			a.Address = host
 		}
 	}
-	_ = s.ep.send(context.Background(), controlListeningProcedure, &herdv1.ListeningRequest{Address: a}, nil, false)
+	_ = s.rpc.SendListening(context.Background(), &herdv1.ListeningRequest{Address: a})
 }
 
 // parseAddr turns the address a handle reports into a net.Addr.
@@ -426,7 +426,7 @@ func (l *sharedPacketConn) closeCluster() error {
 }
 
 // rrAhead is a round-robin listener that bounds how far its server accepts
-// ahead (listener_ahead.go): while its server holds the bound's count of
+// ahead (worker_listener_ahead_unix.go): while its server holds the bound's count of
 // connections not begun, the listener does not call Accept, so it asks the
 // primary for no more and the primary hands the rest to other workers.
 type rrAhead struct {

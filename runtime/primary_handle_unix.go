@@ -13,10 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"google.golang.org/protobuf/proto"
-
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
-	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
 // defaultHandoffWindow is the most round-robin connections a worker's
@@ -123,12 +120,14 @@ func isPacketNetwork(n string) bool { return n == "udp" || n == "udp4" || n == "
 // creating (binding) it first when needed. A refused request is also an
 // error event about the worker (reported once the table is unlocked, so
 // that the event's handlers may use the table).
-func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (res *herdv1.ListenResponse, err error) {
+// The handle's socket, when the worker gets one, is left in *fds for the
+// reply to carry (the reply closes it).
+func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest, out *[]int) (res *herdv1.ListenResponse, err error) {
 	w, _ := WorkerFromContext(ctx)
 	defer func() {
 		if r := refusedListen(res); r != nil {
 			// Through the user lane: ordered with the worker's events.
-			w.ep.readerError(r.code(), controlListenProcedure, fmt.Errorf("worker %d: %w", w.id, r))
+			w.ep.reportError(r.code(), controlServiceListenProcedure, fmt.Errorf("worker %d: %w", w.id, r))
 		}
 	}()
 	switch req.GetNetwork() {
@@ -189,7 +188,7 @@ func (pt *portTable) listen(ctx context.Context, req *herdv1.ListenRequest) (res
 		pt.byWorker[w] = ms
 	}
 	ms[m.id] = m
-	setReplyFDs(ctx, fds)
+	*out = fds
 	b := h.base()
 	res = &herdv1.ListenResponse{Key: b.id, Policy: b.policy.proto(), Address: b.address, ServerData: b.data}
 	if rr, ok := h.(*rrHandle); ok {
@@ -411,15 +410,9 @@ func (pt *portTable) dropWorker(w *Worker) {
 	}
 }
 
-// acceptedReport handles the worker's Accepted reports, on its link's
-// reader (see rrHandle.accepted), in order with everything else it sent.
-func (w *Worker) acceptedReport(env *wire.Envelope, files []*os.File) {
-	closeFiles(files)
-	var req herdv1.AcceptedRequest
-	if err := proto.Unmarshal(env.Payload, &req); err != nil {
-		w.ep.readerError(CodeInvalidArgument, controlAcceptedProcedure, fmt.Errorf("decode %s request: %w", controlAcceptedProcedure, err))
-		return
-	}
+// accepted handles the worker's Accepted reports, on its link's reader
+// (see rrHandle.accepted), in order with everything else it sent.
+func (w *Worker) accepted(req *herdv1.AcceptedRequest) {
 	pt := w.primary.ports
 	pt.mu.Lock()
 	m := pt.byWorker[w][req.GetListenerId()]
@@ -427,7 +420,7 @@ func (w *Worker) acceptedReport(env *wire.Envelope, files []*os.File) {
 	if m == nil || m.rr == nil {
 		return // a listener that left its handle, or not round robin
 	}
-	m.h.(*rrHandle).accepted(m.rr, &req)
+	m.h.(*rrHandle).accepted(m.rr, req)
 }
 
 // dupSocket duplicates a socket's descriptor (close-on-exec) for sending.

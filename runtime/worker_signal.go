@@ -110,8 +110,7 @@ func (s *Self) stopSignal(sig os.Signal) {
 		name = signalName(ss)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopSignalTimeout)
-	res := &herdv1.StopSignalResponse{}
-	err := s.ep.call(ctx, controlStopSignalProcedure, &herdv1.StopSignalRequest{Signal: name}, res, nil, true)
+	res, err := s.rpc.StopSignal(ctx, &herdv1.StopSignalRequest{Signal: name})
 	cancel()
 	switch {
 	case err == nil && res.GetAction() == herdv1.StopSignalAction_STOP_SIGNAL_ACTION_TERMINATE:
@@ -130,7 +129,7 @@ func (s *Self) stopSignal(sig os.Signal) {
 			dctx, cancel := context.WithTimeout(context.Background(), s.cfg.drainTimeout)
 			defer cancel()
 			if err := s.Disconnect(dctx); err != nil && !errors.Is(err, context.Canceled) {
-				s.reportError(CodeOf(err), controlStopSignalProcedure, fmt.Errorf("disconnect on %s: %w", name, err))
+				s.errorEvent(CodeOf(err), controlServiceStopSignalProcedure, fmt.Errorf("disconnect on %s: %w", name, err))
 			}
 		}()
 	}

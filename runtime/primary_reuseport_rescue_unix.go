@@ -52,9 +52,6 @@ const (
 	rescueTimeout = 10 * time.Second
 )
 
-// controlAdoptProcedure is the worker's Adopt (herd.v1.ControlService).
-const controlAdoptProcedure = "/herd.v1.ControlService/Adopt"
-
 // acceptQueued accepts every connection waiting in ln's accept queue,
 // without waiting for more, as blocking close-on-exec descriptors (as
 // round robin sends them).
@@ -132,16 +129,17 @@ func (h *reusePortHandle) rescue(conns []*os.File, log *slog.Logger) {
 func (h *reusePortHandle) rescueTargets() []*membership {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := len(h.ring)
+	ms := &h.set
+	n := len(ms.order)
 	var out []*membership
 	for i := range n {
-		m := h.ring[(h.next+i)%n]
-		if rm := h.list[m]; rm != nil && !rm.stopped && !rm.sockless() {
+		m := ms.order[(ms.next+i)%n]
+		if rm := ms.get(m); rm != nil && !rm.stopped && !rm.sockless() {
 			out = append(out, m)
 		}
 	}
 	if n > 0 {
-		h.next = (h.next + 1) % n
+		ms.next = (ms.next + 1) % n
 	}
 	return out
 }
@@ -184,7 +182,7 @@ func (r *cookieRing) has(c uint64) bool {
 func (h *reusePortHandle) noteOffered(m *membership, conns []*os.File) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	rm := h.list[m]
+	rm := h.set.get(m)
 	if rm == nil {
 		return
 	}
@@ -232,8 +230,8 @@ func adopt(m *membership, conns []*os.File) int {
 		files[i] = f
 	}
 	req := &herdv1.AdoptRequest{ListenerId: m.id, Count: uint32(len(conns))}
-	res := &herdv1.AdoptResponse{}
-	if err := m.w.ep.call(context.Background(), controlAdoptProcedure, req, res, []CallOption{WithFiles(files...)}, true); err != nil {
+	res, err := m.w.rpc.Adopt(context.Background(), req, WithFiles(files...))
+	if err != nil {
 		return 0
 	}
 	return min(int(res.GetAccepted()), len(conns))

@@ -20,12 +20,12 @@ type sharedHandle struct {
 	sock syscall.Conn
 	res  io.Closer // the primary's copy
 
-	mu   sync.Mutex
-	list map[*membership]struct{}
+	mu  sync.Mutex
+	set memberSet[struct{}]
 }
 
 func newSharedHandle(b handleBase, sock syscall.Conn, res io.Closer) (*sharedHandle, error) {
-	return &sharedHandle{handleBase: b, sock: sock, res: res, list: make(map[*membership]struct{})}, nil
+	return &sharedHandle{handleBase: b, sock: sock, res: res}, nil
 }
 
 func (h *sharedHandle) join(m *membership) ([]int, error) {
@@ -34,7 +34,7 @@ func (h *sharedHandle) join(m *membership) ([]int, error) {
 		return nil, err
 	}
 	h.mu.Lock()
-	h.list[m] = struct{}{}
+	h.set.join(m, struct{}{})
 	h.mu.Unlock()
 	return []int{fd}, nil
 }
@@ -42,7 +42,7 @@ func (h *sharedHandle) join(m *membership) ([]int, error) {
 func (h *sharedHandle) leave(m *membership, returned []*os.File) {
 	closeFiles(returned)
 	h.mu.Lock()
-	delete(h.list, m)
+	h.set.leave(m)
 	h.mu.Unlock()
 }
 
@@ -51,7 +51,7 @@ func (h *sharedHandle) stop(*membership) {} // the worker accepts by itself
 func (h *sharedHandle) members() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.list)
+	return h.set.len()
 }
 
 func (h *sharedHandle) close() {
@@ -68,7 +68,7 @@ func (h *sharedHandle) close() {
 // For TCP the primary also keeps a descriptor of each worker's socket, so
 // that the socket outlives the worker: when the worker dies or leaves, the
 // primary accepts what is queued there, closes it, and hands those
-// connections to the handle's other workers (see reuseport_rescue.go).
+// connections to the handle's other workers (see primary_reuseport_rescue_unix.go).
 type reusePortHandle struct {
 	handleBase
 	spec   bindSpec
@@ -76,10 +76,8 @@ type reusePortHandle struct {
 	first  syscall.Conn // the socket bound to pick the port, for the first join
 	firstC io.Closer
 
-	mu   sync.Mutex
-	list map[*membership]*reuseMember
-	ring []*membership // the members in join order, for rescues
-	next int           // the ring's next member to rescue to
+	mu  sync.Mutex
+	set memberSet[*reuseMember] // in join order; next is the next to rescue to
 }
 
 // reuseMember is one worker's share of a reuseport handle.
@@ -90,7 +88,7 @@ type reuseMember struct {
 }
 
 func newReusePortHandle(ctx context.Context, b handleBase, spec *bindSpec, packet bool) (*reusePortHandle, error) {
-	h := &reusePortHandle{handleBase: b, spec: *spec, packet: packet, list: make(map[*membership]*reuseMember)}
+	h := &reusePortHandle{handleBase: b, spec: *spec, packet: packet}
 	h.spec.reusePort = true
 	sock, c, addr, err := h.bind(ctx)
 	if err != nil {
@@ -149,8 +147,7 @@ func (h *reusePortHandle) join(m *membership) ([]int, error) {
 		c.Close()
 	}
 	h.mu.Lock()
-	h.list[m] = rm
-	h.ring = append(h.ring, m)
+	h.set.join(m, rm)
 	h.mu.Unlock()
 	return []int{fd}, nil
 }
@@ -161,17 +158,7 @@ func (h *reusePortHandle) join(m *membership) ([]int, error) {
 // queue even if the worker is dead.
 func (h *reusePortHandle) leave(m *membership, returned []*os.File) {
 	h.mu.Lock()
-	rm := h.list[m]
-	delete(h.list, m)
-	for i, x := range h.ring {
-		if x == m {
-			h.ring = append(h.ring[:i], h.ring[i+1:]...)
-			if h.next > i {
-				h.next--
-			}
-			break
-		}
-	}
+	rm := h.set.leave(m)
 	h.mu.Unlock()
 	conns := rm.trustReturned(returned, m.w.primary.log)
 	if rm != nil && rm.sock != nil {
@@ -185,7 +172,7 @@ func (h *reusePortHandle) leave(m *membership, returned []*os.File) {
 
 func (h *reusePortHandle) stop(m *membership) {
 	h.mu.Lock()
-	if rm := h.list[m]; rm != nil {
+	if rm := h.set.get(m); rm != nil {
 		rm.stopped = true
 	}
 	h.mu.Unlock()
@@ -194,7 +181,7 @@ func (h *reusePortHandle) stop(m *membership) {
 func (h *reusePortHandle) members() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.list)
+	return h.set.len()
 }
 
 func (h *reusePortHandle) close() {
@@ -203,3 +190,45 @@ func (h *reusePortHandle) close() {
 		h.first, h.firstC = nil, nil
 	}
 }
+
+// memberSet is the join and leave bookkeeping of the shared and reuseport
+// handles: their members with a value each, in join order, and a cursor
+// (next) into that order that stays on its member when an earlier one
+// leaves. The handle guards it with its own lock; the zero value is empty.
+type memberSet[V any] struct {
+	byMember map[*membership]V
+	order    []*membership
+	next     int
+}
+
+// join adds m with v.
+func (s *memberSet[V]) join(m *membership, v V) {
+	if s.byMember == nil {
+		s.byMember = make(map[*membership]V)
+	}
+	s.byMember[m] = v
+	s.order = append(s.order, m)
+}
+
+// leave removes m and returns its value (the zero value if it was not a
+// member).
+func (s *memberSet[V]) leave(m *membership) V {
+	v := s.byMember[m]
+	delete(s.byMember, m)
+	for i, x := range s.order {
+		if x == m {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			if s.next > i {
+				s.next--
+			}
+			break
+		}
+	}
+	return v
+}
+
+// get returns m's value (the zero value if it is not a member).
+func (s *memberSet[V]) get(m *membership) V { return s.byMember[m] }
+
+// len returns the number of members.
+func (s *memberSet[V]) len() int { return len(s.byMember) }

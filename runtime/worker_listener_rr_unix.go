@@ -3,6 +3,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,8 +11,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime/internal/wire"
@@ -168,7 +167,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				if errors.Is(cerr, syscall.EMFILE) || errors.Is(cerr, syscall.ENFILE) {
 					code = CodeResourceExhausted
 				}
-				l.s.ep.readerError(code, controlHandoffProcedure, fmt.Errorf("hand-off: connection refused: %w", cerr))
+				l.s.ep.reportError(code, controlServiceHandoffProcedure, fmt.Errorf("hand-off: connection refused: %w", cerr))
 				if l.lim != nil {
 					l.lim.release()
 				}
@@ -230,7 +229,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 // report sends an Accepted message on the system lane; sync waits until
 // it is written.
 func (l *rrListener) report(req *herdv1.AcceptedRequest, sync bool) error {
-	h := wire.Header{Procedure: controlAcceptedProcedure, Flags: wire.FlagSystem}
+	h := wire.Header{Procedure: controlServiceAcceptedProcedure, Flags: wire.FlagSystem}
 	if sync {
 		return l.s.ep.link.SendSync(&h, req)
 	}
@@ -317,27 +316,32 @@ func (l *rrListener) take(files []*os.File, backlog uint32) {
 // it queues the connections for the listener's Accept. Nothing here
 // blocks, and nothing is answered: Accept reports each connection as its
 // server takes it.
-func (s *Self) handoff(env *wire.Envelope, files []*os.File) {
-	var req herdv1.HandoffRequest
-	var l *rrListener
-	if err := proto.Unmarshal(env.Payload, &req); err == nil {
-		s.ls.mu.Lock()
-		l = s.ls.rr[req.GetListenerId()]
-		s.ls.mu.Unlock()
-	}
+func (s *Self) handoff(ctx context.Context, req *herdv1.HandoffRequest) {
+	files := TakeFiles(ctx)
+	s.ls.mu.Lock()
+	l := s.ls.rr[req.GetListenerId()]
+	s.ls.mu.Unlock()
 	if l == nil {
 		// A listener that closed: the primary has its copies back.
 		closeFiles(files)
 		return
 	}
-	if env.FDsLost > 0 {
+	if lost := lostFiles(files); lost > 0 {
 		// The kernel could not install the last ones (this process is at
 		// its descriptor limit): they keep their places in the queue as
 		// nil, and Accept gives them back in order; the primary, which
 		// holds its own copies, hands them to another worker.
-		s.ep.readerError(CodeResourceExhausted, controlHandoffProcedure, fmt.Errorf("hand-off: %d of %d connections refused: %w", env.FDsLost, env.FDCount, lostFDs(env)))
-		files = append(files, make([]*os.File, env.FDsLost)...)
+		s.ep.reportError(CodeResourceExhausted, controlServiceHandoffProcedure, fmt.Errorf("hand-off: %d of %d connections refused: this process is at its descriptor limit (RLIMIT_NOFILE)", lost, len(files)))
 	}
-	// The link reuses its slice of files; the files are ours.
 	l.take(files, req.GetBacklog())
+}
+
+// lostFiles counts the nil files at the end of a reader handler's files:
+// descriptors the process could not install (endpoint.serveOnReader).
+func lostFiles(files []*os.File) int {
+	n := 0
+	for n < len(files) && files[len(files)-1-n] == nil {
+		n++
+	}
+	return n
 }

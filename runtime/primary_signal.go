@@ -27,10 +27,10 @@ func WithWorkerSignalGrace(d time.Duration) PrimaryOption {
 // worker; any other stop signal is a drain, which the primary's own stop
 // performs when it comes, and the primary performs alone after the grace
 // otherwise. It answers at once; the control lane never waits for the grace.
-func (p *Primary) stopSignal(ctx context.Context, req *herdv1.StopSignalRequest) (*herdv1.StopSignalResponse, error) {
+func (p *Primary) stopSignal(ctx context.Context, req *herdv1.StopSignalRequest) *herdv1.StopSignalResponse {
 	w, _ := WorkerFromContext(ctx)
 	if sig, ok := w.killSignal.Load().(string); ok && sig == req.GetSignal() {
-		return &herdv1.StopSignalResponse{Action: herdv1.StopSignalAction_STOP_SIGNAL_ACTION_TERMINATE}, nil
+		return &herdv1.StopSignalResponse{Action: herdv1.StopSignalAction_STOP_SIGNAL_ACTION_TERMINATE}
 	}
 	if !w.disconnecting.Load() && w.signalled.CompareAndSwap(false, true) {
 		p.mu.Lock()
@@ -41,7 +41,7 @@ func (p *Primary) stopSignal(ctx context.Context, req *herdv1.StopSignalRequest)
 		}
 		go w.disconnectAfterSignal(grace)
 	}
-	return &herdv1.StopSignalResponse{Action: herdv1.StopSignalAction_STOP_SIGNAL_ACTION_DRAIN}, nil
+	return &herdv1.StopSignalResponse{Action: herdv1.StopSignalAction_STOP_SIGNAL_ACTION_DRAIN}
 }
 
 // disconnectAfterSignal disconnects a worker that reported a stop signal,

@@ -61,6 +61,7 @@ type Worker struct {
 	primary *Primary
 	cmd     *exec.Cmd
 	ep      *endpoint
+	rpc     controlServiceClient // the worker's control handlers, over ep
 	mux     Mux
 	ctx     context.Context // events' context: carries the worker
 	trust   workerTrust     // what it may ask of the primary (trust.go)
@@ -82,7 +83,7 @@ type Worker struct {
 	killed          atomic.Bool
 	helloExpired    atomic.Bool  // killed by the hello timeout
 	killSignal      atomic.Value // string: the name of the signal Kill sent last
-	signalled       atomic.Bool  // reported a stop signal (signal_primary.go)
+	signalled       atomic.Bool  // reported a stop signal (primary_signal.go)
 	readyExpired    atomic.Bool  // killed by a pool's ready timeout
 	saidReady       atomic.Bool  // called Self.Ready
 	// asked is set by a disconnect the primary's user asked for
@@ -212,7 +213,7 @@ func (w *Worker) beginDisconnect(ctx context.Context) {
 		}
 		go func() {
 			// The reply only says the drain hooks ran; the exit is what counts.
-			_ = w.ep.call(ctx, controlDisconnectProcedure, req, &herdv1.DisconnectResponse{}, nil, true)
+			_, _ = w.rpc.Disconnect(ctx, req)
 		}()
 	}
 }
@@ -301,7 +302,7 @@ func (w *Worker) watchLink() {
 func (w *Worker) deliverDisconnect() {
 	w.disconnectOnce.Do(func() {
 		if code, failure := w.ep.linkFailure(); failure != nil {
-			w.emitError(code, "", fmt.Errorf("link: %w", failure))
+			w.errorEvent(code, "", fmt.Errorf("link: %w", failure))
 		}
 		if w.State() != StateDead {
 			w.state.Store(int32(StateDisconnected))
@@ -415,7 +416,7 @@ func (w *Worker) helloTimeout(d time.Duration) {
 	case <-w.exited:
 	case <-t.C:
 		w.helloExpired.Store(true)
-		w.ep.readerError(CodeDeadlineExceeded, controlHelloProcedure, fmt.Errorf("herd: worker %d did not complete its handshake within %v", w.id, d))
+		w.ep.reportError(CodeDeadlineExceeded, controlServiceHelloProcedure, fmt.Errorf("herd: worker %d did not complete its handshake within %v", w.id, d))
 		_ = w.Kill(syscall.SIGKILL)
 	}
 }

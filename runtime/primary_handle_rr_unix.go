@@ -372,7 +372,7 @@ func (h *rrHandle) sendLocked(m *rrMember, fds []int, backlog int) int {
 		n++
 	}
 	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(n), Backlog: uint32(backlog)}
-	hdr := wire.Header{Procedure: controlHandoffProcedure, Flags: wire.FlagSystem}
+	hdr := wire.Header{Procedure: controlServiceHandoffProcedure, Flags: wire.FlagSystem}
 	if err := m.m.w.ep.link.SendOwned(&hdr, &req, dups[:n]); err != nil {
 		closeRawFDs(dups[:n])
 		m.gone = true
