@@ -1,0 +1,10 @@
+//go:build !linux && !darwin
+
+package runtime
+
+import "net"
+
+// peerCredentials cannot tell who connected here: every peer is refused.
+func peerCredentials(*net.UnixConn) (adminPeer, error) {
+	return adminPeer{}, ErrAdminUnsupported
+}
