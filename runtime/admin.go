@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime/internal/link"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
@@ -364,6 +365,15 @@ func (a *adminServer) refuse(c *net.UnixConn, peer adminPeer, code Code, msg str
 		defer func() { <-a.refusing }()
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(a.cfg.handshake))
+		// The client's endpoint sends a call only within the credit it
+		// was granted (credit.go): grant one, as an endpoint's first
+		// frame would.
+		grant := wire.Header{Procedure: controlCreditProcedure, Flags: wire.FlagSystem}
+		if b, err := wire.AppendFrame(nil, &grant, &herdv1.CreditRequest{Frames: 1, Bytes: 64 << 10}, adminMaxFrame); err != nil {
+			return
+		} else if _, err := c.Write(b); err != nil {
+			return
+		}
 		id, ok := firstCall(c)
 		if !ok {
 			return
