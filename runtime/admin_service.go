@@ -177,7 +177,7 @@ func (s *adminService) Disconnect(ctx context.Context, req *herdv1.AdminServiceD
 
 // Recycle implements AdminService.Recycle: the rolling path of a reload,
 // for one slot.
-func (s *adminService) Recycle(ctx context.Context, req *herdv1.RecycleRequest) (*herdv1.RecycleResponse, error) {
+func (s *adminService) Recycle(ctx context.Context, req *herdv1.AdminServiceRecycleRequest) (*herdv1.AdminServiceRecycleResponse, error) {
 	id := req.GetWorker()
 	if _, err := s.worker(id); err != nil {
 		return nil, err
@@ -187,7 +187,7 @@ func (s *adminService) Recycle(ctx context.Context, req *herdv1.RecycleRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &herdv1.RecycleResponse{Slot: uint32(slot), Previous: &herdv1.Worker{Id: id}, Replacement: next.ident()}, nil
+	return &herdv1.AdminServiceRecycleResponse{Slot: uint32(slot), Previous: &herdv1.Worker{Id: id}, Replacement: next.ident()}, nil
 }
 
 // recycleWorker replaces worker id by the rolling path: a replacement

@@ -217,7 +217,7 @@ func TestAdminService(t *testing.T) {
 	}
 	watch.waitFor("ready 4 slot=2")
 
-	rr, err := admin.Recycle(ctx, &herdv1.RecycleRequest{Worker: 2})
+	rr, err := admin.Recycle(ctx, &herdv1.AdminServiceRecycleRequest{Worker: 2})
 	if err != nil || rr.GetReplacement().GetId() != 5 || rr.GetSlot() != 1 {
 		t.Fatalf("recycle: %v, %v", rr, err)
 	}
@@ -257,7 +257,7 @@ func TestAdminService(t *testing.T) {
 		"kill unknown":     {func() error { _, err := admin.Kill(ctx, &herdv1.KillRequest{Worker: 99}); return err }(), runtime.CodeNotFound},
 		"kill bad signal":  {func() error { _, err := admin.Kill(ctx, &herdv1.KillRequest{Worker: 6, Signal: "SIGNOPE"}); return err }(), runtime.CodeInvalidArgument},
 		"scale huge":       {func() error { _, err := admin.Scale(ctx, &herdv1.ScaleRequest{Size: 1 << 30}); return err }(), runtime.CodeInvalidArgument},
-		"recycle unknown":  {func() error { _, err := admin.Recycle(ctx, &herdv1.RecycleRequest{Worker: 1}); return err }(), runtime.CodeNotFound},
+		"recycle unknown":  {func() error { _, err := admin.Recycle(ctx, &herdv1.AdminServiceRecycleRequest{Worker: 1}); return err }(), runtime.CodeNotFound},
 		"disconnect no id": {func() error { _, err := admin.Disconnect(ctx, &herdv1.AdminServiceDisconnectRequest{}); return err }(), runtime.CodeInvalidArgument},
 		"disconnect bad to": {func() error {
 			_, err := admin.Disconnect(ctx, &herdv1.AdminServiceDisconnectRequest{Worker: 6, Timeout: durationpb.New(-time.Second)})

@@ -391,7 +391,7 @@ func (e *env) recycle(ctx context.Context, argv []string) error {
 	defer c.Close()
 	cctx, cancel := e.callCtx(ctx, 0)
 	defer cancel()
-	res, err := c.admin.Recycle(cctx, &herdv1.RecycleRequest{Worker: id})
+	res, err := c.admin.Recycle(cctx, &herdv1.AdminServiceRecycleRequest{Worker: id})
 	if err != nil {
 		return e.callError("recycle", err)
 	}

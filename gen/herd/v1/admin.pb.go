@@ -735,8 +735,8 @@ func (x *AdminServiceDisconnectResponse) GetExit() *ExitEvent {
 	return nil
 }
 
-// RecycleRequest replaces a worker by the rolling path.
-type RecycleRequest struct {
+// AdminServiceRecycleRequest replaces a worker by the rolling path.
+type AdminServiceRecycleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// worker is the worker's ID.
 	Worker        uint64 `protobuf:"varint,1,opt,name=worker,proto3" json:"worker,omitempty"`
@@ -744,20 +744,20 @@ type RecycleRequest struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *RecycleRequest) Reset() {
-	*x = RecycleRequest{}
+func (x *AdminServiceRecycleRequest) Reset() {
+	*x = AdminServiceRecycleRequest{}
 	mi := &file_herd_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *RecycleRequest) String() string {
+func (x *AdminServiceRecycleRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*RecycleRequest) ProtoMessage() {}
+func (*AdminServiceRecycleRequest) ProtoMessage() {}
 
-func (x *RecycleRequest) ProtoReflect() protoreflect.Message {
+func (x *AdminServiceRecycleRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_herd_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -769,20 +769,20 @@ func (x *RecycleRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use RecycleRequest.ProtoReflect.Descriptor instead.
-func (*RecycleRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use AdminServiceRecycleRequest.ProtoReflect.Descriptor instead.
+func (*AdminServiceRecycleRequest) Descriptor() ([]byte, []int) {
 	return file_herd_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *RecycleRequest) GetWorker() uint64 {
+func (x *AdminServiceRecycleRequest) GetWorker() uint64 {
 	if x != nil {
 		return x.Worker
 	}
 	return 0
 }
 
-// RecycleResponse names the replacement.
-type RecycleResponse struct {
+// AdminServiceRecycleResponse names the replacement.
+type AdminServiceRecycleResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// slot is the slot.
 	Slot uint32 `protobuf:"varint,1,opt,name=slot,proto3" json:"slot,omitempty"`
@@ -794,20 +794,20 @@ type RecycleResponse struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *RecycleResponse) Reset() {
-	*x = RecycleResponse{}
+func (x *AdminServiceRecycleResponse) Reset() {
+	*x = AdminServiceRecycleResponse{}
 	mi := &file_herd_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *RecycleResponse) String() string {
+func (x *AdminServiceRecycleResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*RecycleResponse) ProtoMessage() {}
+func (*AdminServiceRecycleResponse) ProtoMessage() {}
 
-func (x *RecycleResponse) ProtoReflect() protoreflect.Message {
+func (x *AdminServiceRecycleResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_herd_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -819,26 +819,26 @@ func (x *RecycleResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use RecycleResponse.ProtoReflect.Descriptor instead.
-func (*RecycleResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use AdminServiceRecycleResponse.ProtoReflect.Descriptor instead.
+func (*AdminServiceRecycleResponse) Descriptor() ([]byte, []int) {
 	return file_herd_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *RecycleResponse) GetSlot() uint32 {
+func (x *AdminServiceRecycleResponse) GetSlot() uint32 {
 	if x != nil {
 		return x.Slot
 	}
 	return 0
 }
 
-func (x *RecycleResponse) GetPrevious() *Worker {
+func (x *AdminServiceRecycleResponse) GetPrevious() *Worker {
 	if x != nil {
 		return x.Previous
 	}
 	return nil
 }
 
-func (x *RecycleResponse) GetReplacement() *Worker {
+func (x *AdminServiceRecycleResponse) GetReplacement() *Worker {
 	if x != nil {
 		return x.Replacement
 	}
@@ -1303,10 +1303,10 @@ const file_herd_v1_admin_proto_rawDesc = "" +
 	"\x06worker\x18\x01 \x01(\x04R\x06worker\x123\n" +
 	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"H\n" +
 	"\x1eAdminServiceDisconnectResponse\x12&\n" +
-	"\x04exit\x18\x01 \x01(\v2\x12.herd.v1.ExitEventR\x04exit\"(\n" +
-	"\x0eRecycleRequest\x12\x16\n" +
-	"\x06worker\x18\x01 \x01(\x04R\x06worker\"\x85\x01\n" +
-	"\x0fRecycleResponse\x12\x12\n" +
+	"\x04exit\x18\x01 \x01(\v2\x12.herd.v1.ExitEventR\x04exit\"4\n" +
+	"\x1aAdminServiceRecycleRequest\x12\x16\n" +
+	"\x06worker\x18\x01 \x01(\x04R\x06worker\"\x91\x01\n" +
+	"\x1bAdminServiceRecycleResponse\x12\x12\n" +
 	"\x04slot\x18\x01 \x01(\rR\x04slot\x12+\n" +
 	"\bprevious\x18\x02 \x01(\v2\x0f.herd.v1.WorkerR\bprevious\x121\n" +
 	"\vreplacement\x18\x03 \x01(\v2\x0f.herd.v1.WorkerR\vreplacement\"n\n" +
@@ -1338,15 +1338,15 @@ const file_herd_v1_admin_proto_rawDesc = "" +
 	"\x0ereload_started\x18\x13 \x01(\v2\x1b.herd.v1.ReloadStartedEventH\x00R\rreloadStarted\x12G\n" +
 	"\x0freload_finished\x18\x14 \x01(\v2\x1c.herd.v1.ReloadFinishedEventH\x00R\x0ereloadFinished\x12D\n" +
 	"\x0ereload_aborted\x18\x15 \x01(\v2\x1b.herd.v1.ReloadAbortedEventH\x00R\rreloadAbortedB\a\n" +
-	"\x05event2\xc6\x03\n" +
+	"\x05event2\xde\x03\n" +
 	"\fAdminService\x129\n" +
 	"\x06Status\x12\x16.herd.v1.StatusRequest\x1a\x17.herd.v1.StatusResponse\x129\n" +
 	"\x06Reload\x12\x16.herd.v1.ReloadRequest\x1a\x17.herd.v1.ReloadResponse\x126\n" +
 	"\x05Scale\x12\x15.herd.v1.ScaleRequest\x1a\x16.herd.v1.ScaleResponse\x123\n" +
 	"\x04Kill\x12\x14.herd.v1.KillRequest\x1a\x15.herd.v1.KillResponse\x12]\n" +
 	"\n" +
-	"Disconnect\x12&.herd.v1.AdminServiceDisconnectRequest\x1a'.herd.v1.AdminServiceDisconnectResponse\x12<\n" +
-	"\aRecycle\x12\x17.herd.v1.RecycleRequest\x1a\x18.herd.v1.RecycleResponse\x126\n" +
+	"Disconnect\x12&.herd.v1.AdminServiceDisconnectRequest\x1a'.herd.v1.AdminServiceDisconnectResponse\x12T\n" +
+	"\aRecycle\x12#.herd.v1.AdminServiceRecycleRequest\x1a$.herd.v1.AdminServiceRecycleResponse\x126\n" +
 	"\x05Watch\x12\x15.herd.v1.WatchRequest\x1a\x16.herd.v1.WatchResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
@@ -1374,8 +1374,8 @@ var file_herd_v1_admin_proto_goTypes = []any{
 	(*KillResponse)(nil),                   // 8: herd.v1.KillResponse
 	(*AdminServiceDisconnectRequest)(nil),  // 9: herd.v1.AdminServiceDisconnectRequest
 	(*AdminServiceDisconnectResponse)(nil), // 10: herd.v1.AdminServiceDisconnectResponse
-	(*RecycleRequest)(nil),                 // 11: herd.v1.RecycleRequest
-	(*RecycleResponse)(nil),                // 12: herd.v1.RecycleResponse
+	(*AdminServiceRecycleRequest)(nil),     // 11: herd.v1.AdminServiceRecycleRequest
+	(*AdminServiceRecycleResponse)(nil),    // 12: herd.v1.AdminServiceRecycleResponse
 	(*WatchRequest)(nil),                   // 13: herd.v1.WatchRequest
 	(*WatchResponse)(nil),                  // 14: herd.v1.WatchResponse
 	(*AdminEvent)(nil),                     // 15: herd.v1.AdminEvent
@@ -1404,8 +1404,8 @@ var file_herd_v1_admin_proto_depIdxs = []int32{
 	19, // 5: herd.v1.KillResponse.worker:type_name -> herd.v1.Worker
 	16, // 6: herd.v1.AdminServiceDisconnectRequest.timeout:type_name -> google.protobuf.Duration
 	17, // 7: herd.v1.AdminServiceDisconnectResponse.exit:type_name -> herd.v1.ExitEvent
-	19, // 8: herd.v1.RecycleResponse.previous:type_name -> herd.v1.Worker
-	19, // 9: herd.v1.RecycleResponse.replacement:type_name -> herd.v1.Worker
+	19, // 8: herd.v1.AdminServiceRecycleResponse.previous:type_name -> herd.v1.Worker
+	19, // 9: herd.v1.AdminServiceRecycleResponse.replacement:type_name -> herd.v1.Worker
 	16, // 10: herd.v1.WatchRequest.wait:type_name -> google.protobuf.Duration
 	15, // 11: herd.v1.WatchResponse.events:type_name -> herd.v1.AdminEvent
 	20, // 12: herd.v1.AdminEvent.time:type_name -> google.protobuf.Timestamp
@@ -1426,14 +1426,14 @@ var file_herd_v1_admin_proto_depIdxs = []int32{
 	5,  // 27: herd.v1.AdminService.Scale:input_type -> herd.v1.ScaleRequest
 	7,  // 28: herd.v1.AdminService.Kill:input_type -> herd.v1.KillRequest
 	9,  // 29: herd.v1.AdminService.Disconnect:input_type -> herd.v1.AdminServiceDisconnectRequest
-	11, // 30: herd.v1.AdminService.Recycle:input_type -> herd.v1.RecycleRequest
+	11, // 30: herd.v1.AdminService.Recycle:input_type -> herd.v1.AdminServiceRecycleRequest
 	13, // 31: herd.v1.AdminService.Watch:input_type -> herd.v1.WatchRequest
 	1,  // 32: herd.v1.AdminService.Status:output_type -> herd.v1.StatusResponse
 	4,  // 33: herd.v1.AdminService.Reload:output_type -> herd.v1.ReloadResponse
 	6,  // 34: herd.v1.AdminService.Scale:output_type -> herd.v1.ScaleResponse
 	8,  // 35: herd.v1.AdminService.Kill:output_type -> herd.v1.KillResponse
 	10, // 36: herd.v1.AdminService.Disconnect:output_type -> herd.v1.AdminServiceDisconnectResponse
-	12, // 37: herd.v1.AdminService.Recycle:output_type -> herd.v1.RecycleResponse
+	12, // 37: herd.v1.AdminService.Recycle:output_type -> herd.v1.AdminServiceRecycleResponse
 	14, // 38: herd.v1.AdminService.Watch:output_type -> herd.v1.WatchResponse
 	32, // [32:39] is the sub-list for method output_type
 	25, // [25:32] is the sub-list for method input_type

@@ -84,9 +84,9 @@ type AdminServiceClient interface {
 	// Recycle replaces one worker by the rolling path: its replacement is
 	// forked into the same slot and, once it is ready, the old worker is
 	// disconnected gracefully.
-	Recycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) (*v1.RecycleResponse, error)
+	Recycle(ctx context.Context, req *v1.AdminServiceRecycleRequest, opts ...runtime.CallOption) (*v1.AdminServiceRecycleResponse, error)
 	// SendRecycle sends a request to Recycle without waiting for a response (fire-and-forget).
-	SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) error
+	SendRecycle(ctx context.Context, req *v1.AdminServiceRecycleRequest, opts ...runtime.CallOption) error
 	// Watch is the event stream, by long poll: it returns the events after
 	// `after` as soon as there is at least one, or an empty list once `wait`
 	// has passed. Call it again with the `last` it returned. The primary keeps
@@ -107,7 +107,7 @@ func NewAdminServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption
 		scale:      runtime.NewClient[v1.ScaleRequest, v1.ScaleResponse](conn, AdminServiceScaleProcedure, opts...),
 		kill:       runtime.NewClient[v1.KillRequest, v1.KillResponse](conn, AdminServiceKillProcedure, opts...),
 		disconnect: runtime.NewClient[v1.AdminServiceDisconnectRequest, v1.AdminServiceDisconnectResponse](conn, AdminServiceDisconnectProcedure, opts...),
-		recycle:    runtime.NewClient[v1.RecycleRequest, v1.RecycleResponse](conn, AdminServiceRecycleProcedure, opts...),
+		recycle:    runtime.NewClient[v1.AdminServiceRecycleRequest, v1.AdminServiceRecycleResponse](conn, AdminServiceRecycleProcedure, opts...),
 		watch:      runtime.NewClient[v1.WatchRequest, v1.WatchResponse](conn, AdminServiceWatchProcedure, opts...),
 	}
 }
@@ -156,7 +156,7 @@ type AdminServiceBroadcastClient interface {
 	// Recycle replaces one worker by the rolling path: its replacement is
 	// forked into the same slot and, once it is ready, the old worker is
 	// disconnected gracefully.
-	SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) error
+	SendRecycle(ctx context.Context, req *v1.AdminServiceRecycleRequest, opts ...runtime.CallOption) error
 	// SendWatch sends a request to Watch without waiting for a response (fire-and-forget).
 	//
 	// Watch is the event stream, by long poll: it returns the events after
@@ -177,7 +177,7 @@ func NewAdminServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.Clien
 		scale:      runtime.NewSendClient[v1.ScaleRequest](conn, AdminServiceScaleProcedure, opts...),
 		kill:       runtime.NewSendClient[v1.KillRequest](conn, AdminServiceKillProcedure, opts...),
 		disconnect: runtime.NewSendClient[v1.AdminServiceDisconnectRequest](conn, AdminServiceDisconnectProcedure, opts...),
-		recycle:    runtime.NewSendClient[v1.RecycleRequest](conn, AdminServiceRecycleProcedure, opts...),
+		recycle:    runtime.NewSendClient[v1.AdminServiceRecycleRequest](conn, AdminServiceRecycleProcedure, opts...),
 		watch:      runtime.NewSendClient[v1.WatchRequest](conn, AdminServiceWatchProcedure, opts...),
 	}
 }
@@ -213,7 +213,7 @@ type AdminServiceHandler interface {
 	// Recycle replaces one worker by the rolling path: its replacement is
 	// forked into the same slot and, once it is ready, the old worker is
 	// disconnected gracefully.
-	Recycle(context.Context, *v1.RecycleRequest) (*v1.RecycleResponse, error)
+	Recycle(context.Context, *v1.AdminServiceRecycleRequest) (*v1.AdminServiceRecycleResponse, error)
 	// Watch is the event stream, by long poll: it returns the events after
 	// `after` as soon as there is at least one, or an empty list once `wait`
 	// has passed. Call it again with the `last` it returned. The primary keeps
@@ -266,7 +266,7 @@ func (UnimplementedAdminServiceHandler) Disconnect(context.Context, *v1.AdminSer
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.AdminService.Disconnect is not implemented")
 }
 
-func (UnimplementedAdminServiceHandler) Recycle(context.Context, *v1.RecycleRequest) (*v1.RecycleResponse, error) {
+func (UnimplementedAdminServiceHandler) Recycle(context.Context, *v1.AdminServiceRecycleRequest) (*v1.AdminServiceRecycleResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.AdminService.Recycle is not implemented")
 }
 
@@ -288,7 +288,7 @@ type adminServiceClient struct {
 	scale      *runtime.Client[v1.ScaleRequest, v1.ScaleResponse]
 	kill       *runtime.Client[v1.KillRequest, v1.KillResponse]
 	disconnect *runtime.Client[v1.AdminServiceDisconnectRequest, v1.AdminServiceDisconnectResponse]
-	recycle    *runtime.Client[v1.RecycleRequest, v1.RecycleResponse]
+	recycle    *runtime.Client[v1.AdminServiceRecycleRequest, v1.AdminServiceRecycleResponse]
 	watch      *runtime.Client[v1.WatchRequest, v1.WatchResponse]
 }
 
@@ -332,11 +332,11 @@ func (c *adminServiceClient) SendDisconnect(ctx context.Context, req *v1.AdminSe
 	return c.disconnect.Send(ctx, req, opts...)
 }
 
-func (c *adminServiceClient) Recycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) (*v1.RecycleResponse, error) {
+func (c *adminServiceClient) Recycle(ctx context.Context, req *v1.AdminServiceRecycleRequest, opts ...runtime.CallOption) (*v1.AdminServiceRecycleResponse, error) {
 	return c.recycle.Call(ctx, req, opts...)
 }
 
-func (c *adminServiceClient) SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) error {
+func (c *adminServiceClient) SendRecycle(ctx context.Context, req *v1.AdminServiceRecycleRequest, opts ...runtime.CallOption) error {
 	return c.recycle.Send(ctx, req, opts...)
 }
 
@@ -356,7 +356,7 @@ type adminServiceBroadcastClient struct {
 	scale      *runtime.SendClient[v1.ScaleRequest]
 	kill       *runtime.SendClient[v1.KillRequest]
 	disconnect *runtime.SendClient[v1.AdminServiceDisconnectRequest]
-	recycle    *runtime.SendClient[v1.RecycleRequest]
+	recycle    *runtime.SendClient[v1.AdminServiceRecycleRequest]
 	watch      *runtime.SendClient[v1.WatchRequest]
 }
 
@@ -380,7 +380,7 @@ func (c *adminServiceBroadcastClient) SendDisconnect(ctx context.Context, req *v
 	return c.disconnect.Send(ctx, req, opts...)
 }
 
-func (c *adminServiceBroadcastClient) SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) error {
+func (c *adminServiceBroadcastClient) SendRecycle(ctx context.Context, req *v1.AdminServiceRecycleRequest, opts ...runtime.CallOption) error {
 	return c.recycle.Send(ctx, req, opts...)
 }
 
