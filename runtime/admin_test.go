@@ -34,6 +34,23 @@ func init() {
 	if os.Getenv(envAdminClient) != "" {
 		os.Exit(adminClientMain())
 	}
+	// adminclient: a worker that calls Status on the admin socket at
+	// $HERD_TEST_ADMIN_PATH and reports the outcome, and what it inherited
+	// of HERD_ADMIN_SOCKET.
+	workerModes["adminclient"] = func() int {
+		self, ctx := startSelf()
+		msg := fmt.Sprintf("env=%q ", os.Getenv(runtime.EnvAdminSocket))
+		if conn, err := runtime.DialAdmin(ctx, os.Getenv("HERD_TEST_ADMIN_PATH")); err != nil {
+			msg += "dial " + err.Error()
+		} else {
+			_, err := herdv1herd.NewAdminServiceClient(conn).Status(ctx, &herdv1.StatusRequest{})
+			msg += fmt.Sprintf("status %s: %v", runtime.CodeOf(err), err)
+			conn.Close()
+		}
+		_ = self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{})
+		<-self.Done()
+		return 0
+	}
 }
 
 // adminClientMain calls Status on $HERD_ADMIN_SOCKET and prints "ok N"
@@ -404,5 +421,22 @@ func TestAdminRefusesOtherUsers(t *testing.T) {
 	}
 	if got := run(pool(runtime.WithAdminSocketMode(0o666), runtime.WithAdminAllowUIDs(nobody))); got != "ok 1" {
 		t.Errorf("nobody allowed: %q; want ok 1", got)
+	}
+}
+
+// TestAdminRefusesWorkers: a worker of the primary, even one running as
+// the primary's user, may not drive its siblings through the admin
+// socket; and workers do not inherit HERD_ADMIN_SOCKET.
+func TestAdminRefusesWorkers(t *testing.T) {
+	c, _, sock := adminPool(t, 1)
+	t.Setenv(runtime.EnvAdminSocket, sock)
+	w, err := c.p.Fork(context.Background(), runtime.WithForkEnv("HERD_TEST_MODE=adminclient", "HERD_TEST_ADMIN_PATH="+sock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.rec.waitFor(fmt.Sprintf("report %d ", w.ID()))
+	want := fmt.Sprintf(`report %d env="" status permission_denied: permission_denied: herd admin: process %d is worker %d of this primary`, w.ID(), w.PID(), w.ID())
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("got %q\nwant %q...", got, want)
 	}
 }

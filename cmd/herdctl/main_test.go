@@ -126,6 +126,35 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("status -json workers: %+v", st.Workers)
 	}
 
+	// Connections: what the workers' servers accepted of the primary's
+	// round-robin hand-offs, one per request without keep-alive. The
+	// workers report them as their servers accept, so the count gets
+	// there shortly after the responses.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for range 6 {
+		res, err := client.Get("http://" + tp.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		_, out, _ = tp.herdctl("status", "-json")
+		st = jsonStatus{}
+		json.Unmarshal([]byte(out), &st)
+		var n uint64
+		for _, w := range st.Workers {
+			n += w.Connections
+		}
+		if n == 6 {
+			break
+		}
+		if n > 6 || time.Now().After(deadline) {
+			t.Fatalf("connections %d after 6 requests: %s", n, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
 	code, out, errOut = tp.herdctl("reload")
 	for _, want := range []string{"reload started: replacing workers 1,2, one slot at a time", "slot 0: worker 3 ready; disconnecting worker 1", "slot 0: worker 1 exited (clean)",
 		"slot 1: worker 4 ready; disconnecting worker 2", "slot 1: worker 2 exited (clean)", "reloaded workers=3,4"} {
