@@ -301,7 +301,7 @@ func (a *adminServer) admit(c *net.UnixConn) {
 		return
 	}
 	if w := a.workerByPID(peer.pid); w != nil {
-		a.refuse(c, peer, CodePermissionDenied, fmt.Sprintf("herd admin: process %d is worker %d of this primary; workers may not use its admin socket", peer.pid, w.id))
+		a.refuse(c, peer, CodePermissionDenied, fmt.Sprintf("herd admin: process %d is worker %d of this primary, or a process it started; workers may not use its admin socket", peer.pid, w.id))
 		return
 	}
 	select {
@@ -331,17 +331,28 @@ func (a *adminServer) allowList() string {
 	return "; WithAdminAllowUIDs" + s
 }
 
-// workerByPID is the primary's live worker with process ID pid, if any: a
+// workerByPID is the primary's live worker that is process pid or, on
+// Linux, one of its ancestors (a process a worker started), if any: a
 // worker running as the primary's user must not drive its siblings through
 // the admin socket.
 func (a *adminServer) workerByPID(pid int) *Worker {
 	if pid <= 0 {
 		return nil
 	}
+	byPID := make(map[int]*Worker)
 	for _, w := range a.pl.p.Workers() {
-		if w.pid == pid {
+		byPID[w.pid] = w
+	}
+	me := os.Getpid()
+	for range 64 { // a bound on the ancestry walked
+		if w := byPID[pid]; w != nil {
 			return w
 		}
+		ppid, ok := parentPID(pid)
+		if !ok || ppid <= 1 || ppid == me {
+			return nil
+		}
+		pid = ppid
 	}
 	return nil
 }

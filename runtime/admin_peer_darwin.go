@@ -29,3 +29,7 @@ func peerCredentials(c *net.UnixConn) (adminPeer, error) {
 	}
 	return adminPeer{uid: int(cred.Uid), pid: pid}, nil
 }
+
+// parentPID is not looked up here: only the peer itself is compared with
+// the workers.
+func parentPID(int) (int, bool) { return 0, false }

@@ -25,3 +25,9 @@ func peerCredentials(c *net.UnixConn) (adminPeer, error) {
 	}
 	return adminPeer{uid: int(cred.Uid), pid: int(cred.Pid)}, nil
 }
+
+// parentPID is pid's parent process, from /proc/PID/stat.
+func parentPID(pid int) (int, bool) {
+	ppid, _, ok := procStat(pid) // reaper_linux.go
+	return ppid, ok
+}

@@ -39,8 +39,19 @@ func init() {
 	// of HERD_ADMIN_SOCKET.
 	workerModes["adminclient"] = func() int {
 		self, ctx := startSelf()
+		path := os.Getenv("HERD_TEST_ADMIN_PATH")
+		if os.Getenv("HERD_TEST_ADMIN_CHILD") != "" {
+			// A process the worker starts tries instead.
+			exe, _ := os.Executable()
+			cmd := exec.Command(exe, "-test.run=^$")
+			cmd.Env = append(os.Environ(), envAdminClient+"=1", runtime.EnvAdminSocket+"="+path)
+			out, err := cmd.Output()
+			_ = self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: fmt.Sprintf("child %s %v", strings.TrimSpace(string(out)), err)}, &herdv1.ErrorEvent{})
+			<-self.Done()
+			return 0
+		}
 		msg := fmt.Sprintf("env=%q ", os.Getenv(runtime.EnvAdminSocket))
-		if conn, err := runtime.DialAdmin(ctx, os.Getenv("HERD_TEST_ADMIN_PATH")); err != nil {
+		if conn, err := runtime.DialAdmin(ctx, path); err != nil {
 			msg += "dial " + err.Error()
 		} else {
 			_, err := herdv1herd.NewAdminServiceClient(conn).Status(ctx, &herdv1.StatusRequest{})
@@ -435,8 +446,20 @@ func TestAdminRefusesWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := c.rec.waitFor(fmt.Sprintf("report %d ", w.ID()))
-	want := fmt.Sprintf(`report %d env="" status permission_denied: permission_denied: herd admin: process %d is worker %d of this primary`, w.ID(), w.PID(), w.ID())
+	want := fmt.Sprintf(`report %d env="" status permission_denied: permission_denied: herd admin: process %d is worker %d of this primary, or a process it started`, w.ID(), w.PID(), w.ID())
 	if !strings.HasPrefix(got, want) {
+		t.Errorf("got %q\nwant %q...", got, want)
+	}
+	if goruntime.GOOS != "linux" {
+		return // the ancestry is read from /proc
+	}
+	w, err = c.p.Fork(context.Background(), runtime.WithForkEnv("HERD_TEST_MODE=adminclient", "HERD_TEST_ADMIN_PATH="+sock, "HERD_TEST_ADMIN_CHILD=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = c.rec.waitFor(fmt.Sprintf("report %d ", w.ID()))
+	want = fmt.Sprintf("report %d child call permission_denied: permission_denied: herd admin: process ", w.ID())
+	if !strings.HasPrefix(got, want) || !strings.Contains(got, fmt.Sprintf("is worker %d of this primary, or a process it started", w.ID())) {
 		t.Errorf("got %q\nwant %q...", got, want)
 	}
 }
