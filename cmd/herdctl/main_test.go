@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
 )
@@ -289,48 +290,69 @@ func TestWatch(t *testing.T) {
 }
 
 // BenchmarkStatus measures herdctl status, in process (connect, the Status
-// call, the table, close), against a pool of 4 HTTP workers, idle and
-// while clients keep them busy over loopback.
+// call, the table, close: all but starting the herdctl process), and the
+// Status call alone on a kept connection, against a pool of 4 HTTP
+// workers, idle and while 50 keep-alive clients (wrk -c50's load) keep
+// them busy over loopback.
 func BenchmarkStatus(b *testing.B) {
 	tp := startPool(b, 4)
-	run1 := func(b *testing.B) {
+	herdctl := func(b *testing.B) {
 		for b.Loop() {
 			if code, _, errOut := tp.herdctl("status"); code != 0 {
 				b.Fatal(errOut)
 			}
 		}
 	}
-	b.Run("idle", run1)
-	b.Run("load", func(b *testing.B) {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		var served atomic.Int64
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					res, err := client.Get("http://" + tp.addr + "/")
-					if err != nil {
-						continue
-					}
-					io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					served.Add(1)
-				}
-			}()
+	call := func(b *testing.B) {
+		c, err := runtime.DialAdmin(context.Background(), tp.socket)
+		if err != nil {
+			b.Fatal(err)
 		}
-		run1(b)
-		b.StopTimer()
-		close(stop)
-		wg.Wait()
-		client.CloseIdleConnections()
-		b.ReportMetric(float64(served.Load())/b.Elapsed().Seconds(), "req/s")
-	})
+		defer c.Close()
+		admin := herdv1herd.NewAdminServiceClient(c)
+		for b.Loop() {
+			if _, err := admin.Status(context.Background(), &herdv1.StatusRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("herdctl/idle", herdctl)
+	b.Run("call/idle", call)
+	for name, fn := range map[string]func(*testing.B){"herdctl/load": herdctl, "call/load": call} {
+		b.Run(name, func(b *testing.B) { underLoad(b, tp.addr, fn) })
+	}
+}
+
+// underLoad runs fn while 50 keep-alive clients send requests to addr.
+func underLoad(b *testing.B, addr string, fn func(*testing.B)) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 50}}
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := client.Get("http://" + addr + "/")
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				served.Add(1)
+			}
+		}()
+	}
+	fn(b)
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	client.CloseIdleConnections()
+	b.ReportMetric(float64(served.Load())/b.Elapsed().Seconds(), "req/s")
 }
