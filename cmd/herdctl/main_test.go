@@ -224,7 +224,7 @@ func TestWatch(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"-socket", tp.socket, "watch"}, pw, io.Discard)
+		done <- run(ctx, []string{"-socket", tp.socket, "watch", "-all"}, pw, io.Discard)
 		pw.Close()
 	}()
 	lines := make(chan string, 64)
@@ -248,26 +248,12 @@ func TestWatch(t *testing.T) {
 			}
 		}
 	}()
-	// The watch starts from now: once it is waiting, a kill's events follow.
+	// -all: the kept history first (the pool's start), then what follows.
+	if code, _, errOut := tp.herdctl("kill", "-signal", "KILL", "1"); code != 0 {
+		t.Fatal(errOut)
+	}
 	deadline := time.After(time.Minute)
-	go func() {
-		// Kill until the watch has seen it (the watch may start after
-		// the first kill).
-		for i := 0; ; i++ {
-			if code, _, _ := tp.herdctl("kill", "-signal", "KILL", fmt.Sprint(i+1)); code != 0 {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			if i > 50 {
-				return
-			}
-		}
-	}()
-	want := []string{"event=exit worker=", "event=restart_scheduled slot=0", "event=fork", "event=ready"}
+	want := []string{"event=fork worker=1 ", "event=ready worker=1 ", "event=exit worker=1 ", "event=restart_scheduled slot=0 worker=1 ", "event=fork worker=2 ", "event=ready worker=2 "}
 	for len(want) > 0 {
 		select {
 		case l := <-lines:
