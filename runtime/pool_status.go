@@ -81,7 +81,7 @@ type slotStat struct {
 func (pl *Pool) Status() PoolStatus {
 	type entry struct {
 		st WorkerStatus
-		m  *member
+		w  *Worker // nil for an empty slot, or a worker still forking
 	}
 	now := pl.cfg.clock.Now()
 	pl.mu.Lock()
@@ -91,7 +91,7 @@ func (pl *Pool) Status() PoolStatus {
 		base := WorkerStatus{Slot: s.index, Restarts: s.stat.restarts, LastExit: s.stat.lastExit}
 		switch {
 		case s.cur != nil:
-			entries = append(entries, entry{memberStatus(base, s.cur, now), s.cur})
+			entries = append(entries, entry{memberStatus(base, s.cur, now), s.cur.w})
 		case s.failed:
 			base.State = "failed"
 			entries = append(entries, entry{st: base})
@@ -102,13 +102,13 @@ func (pl *Pool) Status() PoolStatus {
 		if s.next != nil {
 			st := memberStatus(base, s.next, now)
 			st.Replacement = !s.next.isReady
-			entries = append(entries, entry{st, s.next})
+			entries = append(entries, entry{st, s.next.w})
 		}
 	}
 	pl.mu.Unlock()
 	ps.ResourcesNote = procUsageNote
 	for _, e := range entries {
-		if w := e.m.worker(); w != nil {
+		if w := e.w; w != nil {
 			if r, err := readProcUsage(w.pid); err == nil {
 				e.st.RSS, e.st.CPUTime = r.rss, r.cpu
 			}
@@ -132,16 +132,6 @@ func memberStatus(base WorkerStatus, m *member, now time.Time) WorkerStatus {
 	base.ID, base.PID = m.w.id, m.w.pid
 	base.State = m.w.State().String()
 	return base
-}
-
-// worker is m's worker, nil for a nil m or one still forking. The pool sets
-// m.w under pl.mu; the caller no longer holds it, but reads it only after
-// Status took the lock that published it.
-func (m *member) worker() *Worker {
-	if m == nil {
-		return nil
-	}
-	return m.w
 }
 
 // procUsage is what Status reads of a process in /proc/PID/stat.
