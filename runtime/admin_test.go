@@ -314,9 +314,9 @@ func TestAdminService(t *testing.T) {
 // TestAdminBadInput: garbage, a huge length prefix, a half frame, a
 // client that never speaks and one that sends descriptors each lose their
 // own connection only; the pool and a client connected all along are not
-// disturbed. Clients beyond the limit are refused with a clear error.
+// disturbed.
 func TestAdminBadInput(t *testing.T) {
-	_, pl, sock := adminPool(t, 2, runtime.WithAdminTimeouts(200*time.Millisecond, time.Minute), runtime.WithAdminMaxClients(3))
+	_, pl, sock := adminPool(t, 2, runtime.WithAdminTimeouts(200*time.Millisecond, time.Minute))
 	good := dialAdmin(t, sock)
 	ctx := adminCtx(t)
 	check := func(after string) {
@@ -378,19 +378,29 @@ func TestAdminBadInput(t *testing.T) {
 	c.Close()
 	check("a half frame and a hang-up")
 
-	// The limit: good and two more connected; a fourth is refused.
-	others := []herdv1herd.AdminServiceClient{dialAdmin(t, sock), dialAdmin(t, sock)}
-	for _, o := range others {
-		if _, err := o.Status(ctx, &herdv1.StatusRequest{}); err != nil {
+	_ = pl
+}
+
+// TestAdminClientLimit: clients beyond the limit are refused with a clear
+// error; those connected go on.
+func TestAdminClientLimit(t *testing.T) {
+	_, _, sock := adminPool(t, 1, runtime.WithAdminMaxClients(3))
+	ctx := adminCtx(t)
+	clients := []herdv1herd.AdminServiceClient{dialAdmin(t, sock), dialAdmin(t, sock), dialAdmin(t, sock)}
+	for _, c := range clients {
+		if _, err := c.Status(ctx, &herdv1.StatusRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, err := dialAdmin(t, sock).Status(ctx, &herdv1.StatusRequest{})
-	if runtime.CodeOf(err) != runtime.CodeResourceExhausted || !strings.Contains(err.Error(), "too many clients") {
+	if runtime.CodeOf(err) != runtime.CodeResourceExhausted || !strings.Contains(err.Error(), "too many clients: 3 are connected, at most 3") {
 		t.Errorf("a client beyond the limit: %v; want resource_exhausted, too many clients", err)
 	}
-	check("a refused client")
-	_ = pl
+	for _, c := range clients {
+		if _, err := c.Status(ctx, &herdv1.StatusRequest{}); err != nil {
+			t.Errorf("a connected client after the refusal: %v", err)
+		}
+	}
 }
 
 // TestAdminRefusesOtherUsers: a client running as another user (nobody;
