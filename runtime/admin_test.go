@@ -316,7 +316,7 @@ func TestAdminService(t *testing.T) {
 // own connection only; the pool and a client connected all along are not
 // disturbed.
 func TestAdminBadInput(t *testing.T) {
-	_, pl, sock := adminPool(t, 2, runtime.WithAdminTimeouts(200*time.Millisecond, time.Minute))
+	_, pl, sock := adminPool(t, 2, runtime.WithAdminTimeouts(time.Second, time.Minute))
 	good := dialAdmin(t, sock)
 	ctx := adminCtx(t)
 	check := func(after string) {
