@@ -473,3 +473,39 @@ func TestAdminRefusesWorkers(t *testing.T) {
 		t.Errorf("got %q\nwant %q...", got, want)
 	}
 }
+
+// TestAdminSocketPath: a path held by a live primary's socket, or by a
+// file that is not a socket, fails Start with a clear error and leaves
+// the file alone; a stale socket (nothing listens) is replaced.
+func TestAdminSocketPath(t *testing.T) {
+	_, _, sock := adminPool(t, 1)
+	dir := filepath.Dir(sock)
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	for path, want := range map[string]string{
+		sock: "another process serves this socket",
+		file: "exists and is not a socket",
+	} {
+		_, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithAdminSocket(path))
+		if err := pl.Start(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Start with the admin socket at %s: %v; want %q", filepath.Base(path), err, want)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep me" {
+		t.Errorf("the file in the way was touched: %q, %v", b, err)
+	}
+	_, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline), runtime.WithAdminSocket(stale))
+	startPool(t, pl)
+	if _, err := dialAdmin(t, stale).Status(adminCtx(t), &herdv1.StatusRequest{}); err != nil {
+		t.Errorf("status on the socket that replaced a stale one: %v", err)
+	}
+}
