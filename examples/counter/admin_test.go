@@ -69,9 +69,17 @@ func TestHerdctl(t *testing.T) {
 	if len(st.Workers) != 2 {
 		t.Fatalf("status -json: %+v", st)
 	}
+	online := make(map[uint64]int) // worker ID -> PID, from the online lines (in any order)
+	for _, l := range e.seen {
+		var id uint64
+		var pid int
+		if n, _ := fmt.Sscanf(l, "online worker=%d pid=%d", &id, &pid); n == 2 {
+			online[id] = pid
+		}
+	}
 	for i, w := range st.Workers {
-		if w.ID != uint64(i+1) || w.PID != e.pids[i] || w.State != "listening" || !w.Ready || w.Restarts != 0 {
-			t.Errorf("worker %d: %+v (online pids %v)", i, w, e.pids)
+		if w.ID != uint64(i+1) || w.PID != online[w.ID] || w.State != "listening" || !w.Ready || w.Restarts != 0 {
+			t.Errorf("worker %d: %+v (online lines %v)", i, w, online)
 		}
 	}
 
