@@ -138,6 +138,14 @@
 // (Serving, ReadinessHandler: 503) and serves on for the delay, then
 // disconnects its workers.
 //
+// Pool.Status is a snapshot of the pool for operators (per slot: worker,
+// PID, state, readiness, uptime, restarts, last exit, RSS, CPU time,
+// connections, mailbox depth). WithAdminSocket (or HERD_ADMIN_SOCKET in
+// the primary's environment) serves herd.v1.AdminService on a unix socket:
+// status, reload, scale, kill, disconnect, recycle and the event stream,
+// what cmd/herdctl calls. Each connection is a herd link, its peer's user
+// checked (SO_PEERCRED); DialAdmin is the client side.
+//
 // # Trust
 //
 // The primary trusts no worker: a worker listens only on descriptors the

@@ -148,9 +148,10 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 	return ep
 }
 
-// start runs the link over f, which it takes over.
-func (ep *endpoint) start(f *os.File) error {
-	l, err := link.New(f, ep.onFrame, link.WithMaxFrameSize(ep.maxFrame), link.WithCredit(ep.creditWait))
+// start runs the link over f, which it takes over, with the link options
+// opts added to the endpoint's own.
+func (ep *endpoint) start(f *os.File, opts ...link.Option) error {
+	l, err := link.New(f, ep.onFrame, append([]link.Option{link.WithMaxFrameSize(ep.maxFrame), link.WithCredit(ep.creditWait)}, opts...)...)
 	if err != nil {
 		return err
 	}

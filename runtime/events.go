@@ -42,6 +42,7 @@ func (w *Worker) emit(procedure string, ev proto.Message) {
 			w.primary.log.Warn("herd: event handler failed", "procedure", procedure, "worker", w.id, "pid", w.pid, "error", err)
 		}
 	}
+	w.primary.record(ev) // admin_events.go
 	if w.observe != nil {
 		w.observe(w, procedure, ev)
 	}
@@ -64,10 +65,11 @@ func (w *Worker) errorEvent(code Code, procedure string, err error) {
 // such as a failed fork, on the calling goroutine.
 func (p *Primary) errorEvent(ctx context.Context, w *herdv1.Worker, code Code, err error) {
 	p.log.Warn("herd: cluster error", "code", code, "error", err)
+	ev := &herdv1.ErrorEvent{Worker: w, Code: herdv1.Code(code), Message: err.Error()}
 	if h := p.mux.Handler(eventErrorProcedure); h != nil {
-		ev := &herdv1.ErrorEvent{Worker: w, Code: herdv1.Code(code), Message: err.Error()}
 		_, _ = h.invoke(ctx, ev)
 	}
+	p.record(ev) // admin_events.go
 }
 
 // emitPool delivers a pool event that is about no one worker to the
@@ -78,4 +80,5 @@ func (pl *Pool) emitPool(ctx context.Context, procedure string, ev proto.Message
 			pl.log.Warn("herd: event handler failed", "procedure", procedure, "error", err)
 		}
 	}
+	pl.p.record(ev) // admin_events.go
 }

@@ -113,7 +113,8 @@ type Pool struct {
 	stopOnce  sync.Once
 	stopErr   error
 	stopDone  chan struct{}
-	sd        poolNotify // systemd notifications (pool_sdnotify.go)
+	sd        poolNotify   // systemd notifications (pool_sdnotify.go)
+	admin     *adminServer // the admin socket, when served (admin.go)
 }
 
 // slot is one place in the pool.
@@ -126,6 +127,7 @@ type slot struct {
 	cancel    func() bool // cancels a pending restart
 	failed    bool
 	removed   bool
+	stat      slotStat // for Status (pool_status.go)
 }
 
 // member is one worker of the pool.
@@ -166,6 +168,10 @@ func (pl *Pool) Start(ctx context.Context) error {
 	pl.started = true
 	slots := pl.addSlotsLocked(pl.cfg.size)
 	pl.mu.Unlock()
+	if err := pl.startAdmin(); err != nil { // admin.go
+		pl.end(err)
+		return err
+	}
 	pl.startWatchdog() // systemd's WATCHDOG=1 while healthy (pool_sdnotify.go)
 	for _, s := range slots {
 		if _, err := pl.forkInto(ctx, s, false); err != nil {
@@ -357,6 +363,7 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	pl.mu.Lock()
 	m.isDead = true
 	m.exit = ev
+	m.slot.stat.lastExit = ev
 	if m.stopTimer != nil {
 		m.stopTimer()
 	}
@@ -444,6 +451,7 @@ func (pl *Pool) restart(s *slot) {
 		pl.mu.Unlock()
 		return
 	}
+	s.stat.restarts++
 	pl.mu.Unlock()
 	if _, err := pl.forkInto(context.Background(), s, false); err != nil && !errors.Is(err, ErrPoolStopped) {
 		pl.forkFailed(s, err)
@@ -527,6 +535,7 @@ func (pl *Pool) end(err error) {
 		_ = pl.stop(context.Background(), false)
 		pl.active.Wait()
 		pl.stopWatchdog()
+		pl.stopAdmin() // admin.go
 		close(pl.done)
 	}()
 }

@@ -95,6 +95,7 @@ type poolConfig struct {
 	tailLines       int
 	forkOpts        []ForkOption
 	clock           clock
+	admin           *adminConfig // WithAdminSocket (admin.go)
 }
 
 // WithPoolSize sets the number of slots, each holding one worker. The

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime/internal/link"
@@ -35,6 +36,8 @@ type Primary struct {
 	live     sync.WaitGroup
 
 	ports *portTable // shared server ports (listen_*.go, handle_*.go)
+
+	events atomic.Pointer[eventLog] // the admin socket's event stream, when served (admin_events.go)
 }
 
 // NewPrimary returns a primary with the given settings. It may be created in
@@ -205,7 +208,7 @@ func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, erro
 	env := make([]string, 0, len(os.Environ())+len(s.env)+len(fc.env)+2)
 	for _, list := range [][]string{os.Environ(), s.env, fc.env} {
 		for _, kv := range list {
-			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID || k == envNonDumpable || systemdOnly(k) {
+			if k, _, _ := strings.Cut(kv, "="); k == EnvWorkerID || k == EnvPrimaryPID || k == envNonDumpable || k == EnvAdminSocket || systemdOnly(k) {
 				continue
 			}
 			env = append(env, kv)

@@ -20,6 +20,11 @@
 //
 //	reloaded workers=3,4
 //
+// With HERD_ADMIN_SOCKET=PATH in its environment the primary serves its
+// admin socket there (the pool does, see runtime.WithAdminSocket), and
+// herdctl operates it: herdctl status [-json], reload (which prints the same
+// reloaded line here), scale N, kill, disconnect and recycle ID, watch.
+//
 // SIGINT or SIGTERM, to the primary or to the whole process group (Ctrl-C,
 // kill -- -PGID, systemd, docker stop), disconnects the workers gracefully
 // (requests in flight finish; a worker that gets the signal too waits for

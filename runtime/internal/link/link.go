@@ -96,6 +96,8 @@ type config struct {
 	// onCreditWait is called when a sender starts waiting for credit.
 	credit       bool
 	onCreditWait func()
+	// noFDs refuses descriptors in both directions (WithoutFDs).
+	noFDs bool
 	// beforeBatch, when set (tests only), is called by the writer
 	// goroutine after it has taken a batch of queued frames and before it
 	// writes them.
@@ -115,6 +117,20 @@ func (f optionFunc) apply(c *config) { f(c) }
 func WithMaxFrameSize(n int) Option {
 	return optionFunc(func(c *config) { c.maxFrame = n })
 }
+
+// WithoutFDs makes a link that carries no file descriptors, for a
+// connected stream socket whose peer is not a process the primary started
+// (the admin socket's clients): a Send with descriptors is refused, and
+// descriptors the peer sends end the link with a *wire.ProtocolError
+// wrapping ErrFDsRefused, closed at once without reaching the handler.
+func WithoutFDs() Option {
+	return optionFunc(func(c *config) { c.noFDs = true })
+}
+
+// ErrFDsRefused is the cause (inside a *wire.ProtocolError) of a link built
+// WithoutFDs whose peer sent file descriptors, and the error of a Send with
+// descriptors on such a link.
+var ErrFDsRefused = errors.New("herd: this link carries no file descriptors")
 
 // WithWriteBufferLimit sets how many encoded bytes may wait in the write
 // queue: Send blocks while the queue holds n bytes or more, until the
@@ -345,6 +361,9 @@ func (l *Link) SendBorrowed(h *wire.Header, payload proto.Message, fds []int) er
 }
 
 func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned bool) error {
+	if len(fds) > 0 && l.cfg.noFDs {
+		return fmt.Errorf("herd: link send: %w", ErrFDsRefused)
+	}
 	if len(fds) > MaxFDsPerFrame {
 		return fmt.Errorf("herd: link send: %d file descriptors in one frame, at most %d", len(fds), MaxFDsPerFrame)
 	}
@@ -494,6 +513,9 @@ func (l *Link) sendFrame(ctx context.Context, h *wire.Header, msg proto.Message,
 		return fmt.Errorf("herd: link send: %w", err)
 	}
 	if len(fds) > 0 {
+		if l.cfg.noFDs {
+			return fmt.Errorf("herd: link send: %w", ErrFDsRefused)
+		}
 		if len(fds) > MaxFDsPerFrame {
 			return fmt.Errorf("herd: link send: %d file descriptors in one frame, at most %d", len(fds), MaxFDsPerFrame)
 		}

@@ -613,6 +613,12 @@ func (l *Link) fill() error {
 		// ones (it closed the rest: typically this process is at its
 		// descriptor limit); the frame then gets those and learns how many
 		// were lost (Envelope.FDsLost), and the link goes on.
+		if l.cfg.noFDs {
+			// Not one is kept, however many frames would claim them.
+			n := 0
+			forEachRight(l.roob[:l.roobn], func(fd int) { unix.Close(fd); n++ })
+			return &wire.ProtocolError{Cause: fmt.Errorf("%w: the peer sent %d", ErrFDsRefused, n)}
+		}
 		q := len(l.fdq)
 		l.fdq = appendReceivedFDs(l.fdq, l.roob[:l.roobn])
 		if got := len(l.fdq) - q; got > 0 || lost {

@@ -1,0 +1,256 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+)
+
+// adminService implements herd.v1.AdminService for a pool: its methods have
+// the signatures of the generated herdv1herd.AdminServiceHandler (a test
+// checks that it satisfies it and answers the generated client). The
+// runtime registers it itself, with procedure names read from the
+// service's descriptor, because the generated package imports the runtime.
+type adminService struct {
+	a *adminServer
+}
+
+// adminProcedure is the procedure name of an AdminService method, from the
+// generated descriptor: "/herd.v1.AdminService/Status".
+func adminProcedure(method string) string {
+	sd := herdv1.File_herd_v1_admin_proto.Services().ByName("AdminService")
+	md := sd.Methods().ByName(protoreflect.Name(method))
+	if md == nil {
+		panic("herd: herd.v1.AdminService has no method " + method)
+	}
+	return "/" + string(sd.FullName()) + "/" + string(md.Name())
+}
+
+// register registers the service's handlers on a.mux.
+func (a *adminServer) register() error {
+	s := &adminService{a: a}
+	return a.mux.Register(
+		NewUnaryHandler(adminProcedure("Status"), s.Status),
+		NewUnaryHandler(adminProcedure("Reload"), s.Reload),
+		NewUnaryHandler(adminProcedure("Scale"), s.Scale),
+		NewUnaryHandler(adminProcedure("Kill"), s.Kill),
+		NewUnaryHandler(adminProcedure("Disconnect"), s.Disconnect),
+		NewUnaryHandler(adminProcedure("Recycle"), s.Recycle),
+		NewUnaryHandler(adminProcedure("Watch"), s.Watch),
+	)
+}
+
+// audit logs an operator's action, with who asked.
+func (s *adminService) audit(ctx context.Context, msg string, args ...any) {
+	peer, _ := ctx.Value(adminPeerKey{}).(adminPeer)
+	s.a.log.Info("herd: admin: "+msg, append(args, "uid", peer.uid, "pid", peer.pid)...)
+}
+
+// Status implements AdminService.Status.
+func (s *adminService) Status(ctx context.Context, _ *herdv1.StatusRequest) (*herdv1.StatusResponse, error) {
+	ps := s.a.pl.Status()
+	res := &herdv1.StatusResponse{
+		Pid: int64(os.Getpid()), Size: uint32(ps.Size), Stopping: ps.Stopping,
+		LastEvent: s.a.events.last(), ResourcesNote: ps.ResourcesNote,
+		Workers: make([]*herdv1.WorkerStatus, 0, len(ps.Workers)),
+	}
+	for _, w := range ps.Workers {
+		res.Workers = append(res.Workers, &herdv1.WorkerStatus{
+			Slot: uint32(w.Slot), Id: w.ID, Pid: int64(w.PID), State: w.State, Ready: w.Ready,
+			Replacement: w.Replacement, Uptime: durationpb.New(w.Uptime), Restarts: uint32(w.Restarts),
+			LastExit: w.LastExit, RssBytes: w.RSS, CpuTime: durationpb.New(w.CPUTime),
+			Connections: w.Connections, MailboxDepth: uint32(w.MailboxDepth),
+		})
+	}
+	return res, nil
+}
+
+// poolError is a pool's error as the admin client sees it.
+func poolError(op string, err error) error {
+	if errors.Is(err, ErrPoolStopped) {
+		return Errorf(CodeFailedPrecondition, "%s: the pool is stopping", op)
+	}
+	if _, ok := err.(*Error); ok {
+		return err
+	}
+	return Errorf(CodeAborted, "%s: %v", op, err)
+}
+
+// Reload implements AdminService.Reload. The reload goes on when the
+// client goes away: an operator's Ctrl-C must not leave half a reload.
+func (s *adminService) Reload(ctx context.Context, _ *herdv1.ReloadRequest) (*herdv1.ReloadResponse, error) {
+	s.audit(ctx, "reload")
+	err := s.a.pl.Reload(context.WithoutCancel(ctx))
+	res := &herdv1.ReloadResponse{}
+	var re *ReloadError
+	switch {
+	case errors.As(err, &re):
+		res.Aborted = &herdv1.ReloadAbortedEvent{Slot: uint32(re.Slot), Replacement: &herdv1.Worker{Id: re.Worker}, Reason: re.Err.Error()}
+	case err != nil:
+		return nil, poolError("reload", err)
+	}
+	for _, w := range s.a.pl.Workers() {
+		res.Workers = append(res.Workers, w.id)
+	}
+	res.LastEvent = s.a.events.last()
+	return res, nil
+}
+
+// Scale implements AdminService.Scale. Like a reload, it is not undone by
+// the client going away.
+func (s *adminService) Scale(ctx context.Context, req *herdv1.ScaleRequest) (*herdv1.ScaleResponse, error) {
+	n := req.GetSize()
+	if n > MaxAdminScale {
+		return nil, Errorf(CodeInvalidArgument, "scale to %d: at most %d workers (MaxAdminScale)", n, MaxAdminScale)
+	}
+	s.audit(ctx, "scale", "size", n)
+	prev := s.a.pl.Size()
+	if err := s.a.pl.Scale(context.WithoutCancel(ctx), int(n)); err != nil {
+		return nil, poolError(fmt.Sprintf("scale to %d", n), err)
+	}
+	return &herdv1.ScaleResponse{Previous: uint32(prev), Size: uint32(s.a.pl.Size())}, nil
+}
+
+// worker finds a live worker of the primary by ID.
+func (s *adminService) worker(id uint64) (*Worker, error) {
+	if id == 0 {
+		return nil, Errorf(CodeInvalidArgument, "no worker ID given")
+	}
+	w, ok := s.a.pl.p.Worker(id)
+	if !ok {
+		return nil, Errorf(CodeNotFound, "no live worker %d (herdctl status lists them)", id)
+	}
+	return w, nil
+}
+
+// Kill implements AdminService.Kill.
+func (s *adminService) Kill(ctx context.Context, req *herdv1.KillRequest) (*herdv1.KillResponse, error) {
+	sig := syscall.SIGTERM
+	if name := req.GetSignal(); name != "" {
+		var err error
+		if sig, err = ParseSignal(name); err != nil || sig > 64 {
+			return nil, Errorf(CodeInvalidArgument, "kill: unknown signal %q", name)
+		}
+	}
+	w, err := s.worker(req.GetWorker())
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, "kill", "worker", w.id, "signal", signalName(sig))
+	if err := w.Kill(sig); err != nil {
+		return nil, Errorf(CodeUnavailable, "%v", err)
+	}
+	return &herdv1.KillResponse{Worker: w.ident(), Signal: signalName(sig)}, nil
+}
+
+// Disconnect implements AdminService.Disconnect.
+func (s *adminService) Disconnect(ctx context.Context, req *herdv1.AdminServiceDisconnectRequest) (*herdv1.AdminServiceDisconnectResponse, error) {
+	w, err := s.worker(req.GetWorker())
+	if err != nil {
+		return nil, err
+	}
+	timeout := s.a.pl.cfg.gracefulTimeout
+	if d := req.GetTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
+			return nil, Errorf(CodeInvalidArgument, "disconnect: timeout %v is not a positive duration", d.AsDuration())
+		}
+		timeout = d.AsDuration()
+	}
+	s.audit(ctx, "disconnect", "worker", w.id, "timeout", timeout)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	_ = w.Disconnect(dctx) // SIGKILL at the deadline: the exit says so
+	exit, err := w.Wait(ctx)
+	if err != nil {
+		return nil, NewError(CodeOf(err), err)
+	}
+	return &herdv1.AdminServiceDisconnectResponse{Exit: exit}, nil
+}
+
+// Recycle implements AdminService.Recycle: the rolling path of a reload,
+// for one slot.
+func (s *adminService) Recycle(ctx context.Context, req *herdv1.AdminServiceRecycleRequest) (*herdv1.AdminServiceRecycleResponse, error) {
+	id := req.GetWorker()
+	if _, err := s.worker(id); err != nil {
+		return nil, err
+	}
+	s.audit(ctx, "recycle", "worker", id)
+	slot, next, err := s.a.pl.recycleWorker(context.WithoutCancel(ctx), id)
+	if err != nil {
+		return nil, err
+	}
+	return &herdv1.AdminServiceRecycleResponse{Slot: uint32(slot), Previous: &herdv1.Worker{Id: id}, Replacement: next.ident()}, nil
+}
+
+// recycleWorker replaces worker id by the rolling path: a replacement
+// forked into its slot and, once ready, the worker disconnected
+// gracefully. It runs under the reload lock (one reload or recycle at a
+// time). A replacement that is not ready ends it as a reload's would (its
+// ReloadAborted event), and the worker keeps serving.
+func (pl *Pool) recycleWorker(ctx context.Context, id uint64) (int, *Worker, error) {
+	pl.reloadMu.Lock()
+	defer pl.reloadMu.Unlock()
+	pl.mu.Lock()
+	var s *slot
+	for _, x := range pl.slots {
+		if x.cur != nil && x.cur.w != nil && x.cur.w.id == id && !x.cur.isDead {
+			s = x
+		}
+	}
+	stopping := pl.stopping
+	pl.mu.Unlock()
+	switch {
+	case stopping:
+		return 0, nil, Errorf(CodeFailedPrecondition, "recycle worker %d: the pool is stopping", id)
+	case s == nil:
+		return 0, nil, Errorf(CodeFailedPrecondition, "recycle worker %d: it is not in a slot of the pool", id)
+	}
+	nid, err := pl.reloadSlot(ctx, s)
+	if err != nil {
+		return 0, nil, Errorf(CodeAborted, "recycle worker %d: %v", id, err)
+	}
+	w, ok := pl.p.Worker(nid)
+	if nid == 0 || !ok {
+		return 0, nil, Errorf(CodeAborted, "recycle worker %d: its slot went away, or its replacement died", id)
+	}
+	return s.index, w, nil
+}
+
+// Watch implements AdminService.Watch, by long poll.
+func (s *adminService) Watch(ctx context.Context, req *herdv1.WatchRequest) (*herdv1.WatchResponse, error) {
+	l := s.a.events
+	if req.GetFromNow() {
+		return &herdv1.WatchResponse{Last: l.last()}, nil
+	}
+	wait := maxWatchWait
+	if d := req.GetWait(); d != nil {
+		wait = min(d.AsDuration(), maxWatchWait)
+	}
+	var timer <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timer = t.C
+	}
+	for {
+		evs, last, missed, changed := l.since(req.GetAfter(), maxWatchEvents)
+		if len(evs) > 0 || missed > 0 || timer == nil {
+			return &herdv1.WatchResponse{Events: evs, Last: last, Missed: missed}, nil
+		}
+		select {
+		case <-changed:
+		case <-timer:
+			timer = nil
+		case <-ctx.Done():
+			return nil, NewError(CodeOf(ctx.Err()), ctx.Err())
+		}
+	}
+}
