@@ -379,7 +379,7 @@ func (a *adminServer) refuse(c *net.UnixConn, peer adminPeer, code Code, msg str
 		// The client's endpoint sends a call only within the credit it
 		// was granted (credit.go): grant one, as an endpoint's first
 		// frame would.
-		grant := wire.Header{Procedure: controlCreditProcedure, Flags: wire.FlagSystem}
+		grant := wire.Header{Procedure: controlServiceCreditProcedure, Flags: wire.FlagSystem}
 		if b, err := wire.AppendFrame(nil, &grant, &herdv1.CreditRequest{Frames: 1, Bytes: 64 << 10}, adminMaxFrame); err != nil {
 			return
 		} else if _, err := c.Write(b); err != nil {
