@@ -7,8 +7,8 @@ package testv1herd
 import (
 	context "context"
 	fmt "fmt"
-	v1 "github.com/herd-go/herd/gen/herd/test/v1"
 	runtime "github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
 )
 
 // This is a compile-time assertion that this generated file and the herd runtime it is compiled
@@ -51,54 +51,55 @@ const (
 // event.
 //
 // TestService is what the runtime's own tests and benchmarks call, on the
-// primary and on workers alike. It is not part of herd's API: it exists so
-// that the runtime is tested through generated code, as users use it.
+// primary and on workers alike. It is not part of herd's API (it lives under
+// runtime/internal, so nothing outside the runtime can import it): it exists
+// so that the runtime is tested through generated code, as users use it.
 type TestServiceClient interface {
 	// Echo answers with the message it was sent. With relay set, the callee
 	// first calls Echo on the other side of its link (without relay) and
 	// answers with that answer.
-	Echo(ctx context.Context, req *v1.EchoRequest, opts ...runtime.CallOption) (*v1.EchoResponse, error)
+	Echo(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) (*testv1.EchoResponse, error)
 	// SendEcho sends a request to Echo without waiting for a response (fire-and-forget).
-	SendEcho(ctx context.Context, req *v1.EchoRequest, opts ...runtime.CallOption) error
+	SendEcho(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) error
 	// Report carries a message to the other side, usually fire-and-forget.
-	Report(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) (*v1.ReportResponse, error)
+	Report(ctx context.Context, req *testv1.ReportRequest, opts ...runtime.CallOption) (*testv1.ReportResponse, error)
 	// SendReport sends a request to Report without waiting for a response (fire-and-forget).
-	SendReport(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) error
+	SendReport(ctx context.Context, req *testv1.ReportRequest, opts ...runtime.CallOption) error
 	// Sleep sends the caller a Report "sleep: started deadline=<unix nano or
 	// 0>", blocks until its context ends, then sends a Report saying why
 	// ("sleep: <code>") and returns the context's error.
-	Sleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) (*v1.SleepResponse, error)
+	Sleep(ctx context.Context, req *testv1.SleepRequest, opts ...runtime.CallOption) (*testv1.SleepResponse, error)
 	// SendSleep sends a request to Sleep without waiting for a response (fire-and-forget).
-	SendSleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) error
+	SendSleep(ctx context.Context, req *testv1.SleepRequest, opts ...runtime.CallOption) error
 	// Blast makes the callee send count Report messages back to the caller,
 	// fire-and-forget, with seq 1..count; it returns once all are queued.
-	Blast(ctx context.Context, req *v1.BlastRequest, opts ...runtime.CallOption) (*v1.BlastResponse, error)
+	Blast(ctx context.Context, req *testv1.BlastRequest, opts ...runtime.CallOption) (*testv1.BlastResponse, error)
 	// SendBlast sends a request to Blast without waiting for a response (fire-and-forget).
-	SendBlast(ctx context.Context, req *v1.BlastRequest, opts ...runtime.CallOption) error
+	SendBlast(ctx context.Context, req *testv1.BlastRequest, opts ...runtime.CallOption) error
 	// Payload returns the data it was sent, or response_size bytes when that
 	// is set.
-	Payload(ctx context.Context, req *v1.PayloadRequest, opts ...runtime.CallOption) (*v1.PayloadResponse, error)
+	Payload(ctx context.Context, req *testv1.PayloadRequest, opts ...runtime.CallOption) (*testv1.PayloadResponse, error)
 	// SendPayload sends a request to Payload without waiting for a response (fire-and-forget).
-	SendPayload(ctx context.Context, req *v1.PayloadRequest, opts ...runtime.CallOption) error
+	SendPayload(ctx context.Context, req *testv1.PayloadRequest, opts ...runtime.CallOption) error
 	// Fail returns an error with the given code and message. With relay set,
 	// the callee instead sends Fail (without relay) back to the caller,
 	// fire-and-forget, and succeeds.
-	Fail(ctx context.Context, req *v1.FailRequest, opts ...runtime.CallOption) (*v1.FailResponse, error)
+	Fail(ctx context.Context, req *testv1.FailRequest, opts ...runtime.CallOption) (*testv1.FailResponse, error)
 	// SendFail sends a request to Fail without waiting for a response (fire-and-forget).
-	SendFail(ctx context.Context, req *v1.FailRequest, opts ...runtime.CallOption) error
+	SendFail(ctx context.Context, req *testv1.FailRequest, opts ...runtime.CallOption) error
 	// Panic panics in the handler.
-	Panic(ctx context.Context, req *v1.PanicRequest, opts ...runtime.CallOption) (*v1.PanicResponse, error)
+	Panic(ctx context.Context, req *testv1.PanicRequest, opts ...runtime.CallOption) (*testv1.PanicResponse, error)
 	// SendPanic sends a request to Panic without waiting for a response (fire-and-forget).
-	SendPanic(ctx context.Context, req *v1.PanicRequest, opts ...runtime.CallOption) error
+	SendPanic(ctx context.Context, req *testv1.PanicRequest, opts ...runtime.CallOption) error
 	// Files uses the files attached to the call, one per entry of kinds, and
 	// closes them.
-	Files(ctx context.Context, req *v1.FilesRequest, opts ...runtime.CallOption) (*v1.FilesResponse, error)
+	Files(ctx context.Context, req *testv1.FilesRequest, opts ...runtime.CallOption) (*testv1.FilesResponse, error)
 	// SendFiles sends a request to Files without waiting for a response (fire-and-forget).
-	SendFiles(ctx context.Context, req *v1.FilesRequest, opts ...runtime.CallOption) error
+	SendFiles(ctx context.Context, req *testv1.FilesRequest, opts ...runtime.CallOption) error
 	// Stats returns the callee's counters.
-	Stats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) (*v1.StatsResponse, error)
+	Stats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) (*testv1.StatsResponse, error)
 	// SendStats sends a request to Stats without waiting for a response (fire-and-forget).
-	SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error
+	SendStats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) error
 }
 
 // NewTestServiceClient returns a client of the herd.test.v1.TestService service that calls through
@@ -106,15 +107,15 @@ type TestServiceClient interface {
 // to call in-process. The options apply to every call.
 func NewTestServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption) TestServiceClient {
 	return &testServiceClient{
-		echo:    runtime.NewClient[v1.EchoRequest, v1.EchoResponse](conn, TestServiceEchoProcedure, opts...),
-		report:  runtime.NewClient[v1.ReportRequest, v1.ReportResponse](conn, TestServiceReportProcedure, opts...),
-		sleep:   runtime.NewClient[v1.SleepRequest, v1.SleepResponse](conn, TestServiceSleepProcedure, opts...),
-		blast:   runtime.NewClient[v1.BlastRequest, v1.BlastResponse](conn, TestServiceBlastProcedure, opts...),
-		payload: runtime.NewClient[v1.PayloadRequest, v1.PayloadResponse](conn, TestServicePayloadProcedure, opts...),
-		fail:    runtime.NewClient[v1.FailRequest, v1.FailResponse](conn, TestServiceFailProcedure, opts...),
-		panic:   runtime.NewClient[v1.PanicRequest, v1.PanicResponse](conn, TestServicePanicProcedure, opts...),
-		files:   runtime.NewClient[v1.FilesRequest, v1.FilesResponse](conn, TestServiceFilesProcedure, opts...),
-		stats:   runtime.NewClient[v1.StatsRequest, v1.StatsResponse](conn, TestServiceStatsProcedure, opts...),
+		echo:    runtime.NewClient[testv1.EchoRequest, testv1.EchoResponse](conn, TestServiceEchoProcedure, opts...),
+		report:  runtime.NewClient[testv1.ReportRequest, testv1.ReportResponse](conn, TestServiceReportProcedure, opts...),
+		sleep:   runtime.NewClient[testv1.SleepRequest, testv1.SleepResponse](conn, TestServiceSleepProcedure, opts...),
+		blast:   runtime.NewClient[testv1.BlastRequest, testv1.BlastResponse](conn, TestServiceBlastProcedure, opts...),
+		payload: runtime.NewClient[testv1.PayloadRequest, testv1.PayloadResponse](conn, TestServicePayloadProcedure, opts...),
+		fail:    runtime.NewClient[testv1.FailRequest, testv1.FailResponse](conn, TestServiceFailProcedure, opts...),
+		panic:   runtime.NewClient[testv1.PanicRequest, testv1.PanicResponse](conn, TestServicePanicProcedure, opts...),
+		files:   runtime.NewClient[testv1.FilesRequest, testv1.FilesResponse](conn, TestServiceFilesProcedure, opts...),
+		stats:   runtime.NewClient[testv1.StatsRequest, testv1.StatsResponse](conn, TestServiceStatsProcedure, opts...),
 	}
 }
 
@@ -123,54 +124,55 @@ func NewTestServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption)
 // only: a broadcast has no single response to wait for.
 //
 // TestService is what the runtime's own tests and benchmarks call, on the
-// primary and on workers alike. It is not part of herd's API: it exists so
-// that the runtime is tested through generated code, as users use it.
+// primary and on workers alike. It is not part of herd's API (it lives under
+// runtime/internal, so nothing outside the runtime can import it): it exists
+// so that the runtime is tested through generated code, as users use it.
 type TestServiceBroadcastClient interface {
 	// SendEcho sends a request to Echo without waiting for a response (fire-and-forget).
 	//
 	// Echo answers with the message it was sent. With relay set, the callee
 	// first calls Echo on the other side of its link (without relay) and
 	// answers with that answer.
-	SendEcho(ctx context.Context, req *v1.EchoRequest, opts ...runtime.CallOption) error
+	SendEcho(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) error
 	// SendReport sends a request to Report without waiting for a response (fire-and-forget).
 	//
 	// Report carries a message to the other side, usually fire-and-forget.
-	SendReport(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) error
+	SendReport(ctx context.Context, req *testv1.ReportRequest, opts ...runtime.CallOption) error
 	// SendSleep sends a request to Sleep without waiting for a response (fire-and-forget).
 	//
 	// Sleep sends the caller a Report "sleep: started deadline=<unix nano or
 	// 0>", blocks until its context ends, then sends a Report saying why
 	// ("sleep: <code>") and returns the context's error.
-	SendSleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) error
+	SendSleep(ctx context.Context, req *testv1.SleepRequest, opts ...runtime.CallOption) error
 	// SendBlast sends a request to Blast without waiting for a response (fire-and-forget).
 	//
 	// Blast makes the callee send count Report messages back to the caller,
 	// fire-and-forget, with seq 1..count; it returns once all are queued.
-	SendBlast(ctx context.Context, req *v1.BlastRequest, opts ...runtime.CallOption) error
+	SendBlast(ctx context.Context, req *testv1.BlastRequest, opts ...runtime.CallOption) error
 	// SendPayload sends a request to Payload without waiting for a response (fire-and-forget).
 	//
 	// Payload returns the data it was sent, or response_size bytes when that
 	// is set.
-	SendPayload(ctx context.Context, req *v1.PayloadRequest, opts ...runtime.CallOption) error
+	SendPayload(ctx context.Context, req *testv1.PayloadRequest, opts ...runtime.CallOption) error
 	// SendFail sends a request to Fail without waiting for a response (fire-and-forget).
 	//
 	// Fail returns an error with the given code and message. With relay set,
 	// the callee instead sends Fail (without relay) back to the caller,
 	// fire-and-forget, and succeeds.
-	SendFail(ctx context.Context, req *v1.FailRequest, opts ...runtime.CallOption) error
+	SendFail(ctx context.Context, req *testv1.FailRequest, opts ...runtime.CallOption) error
 	// SendPanic sends a request to Panic without waiting for a response (fire-and-forget).
 	//
 	// Panic panics in the handler.
-	SendPanic(ctx context.Context, req *v1.PanicRequest, opts ...runtime.CallOption) error
+	SendPanic(ctx context.Context, req *testv1.PanicRequest, opts ...runtime.CallOption) error
 	// SendFiles sends a request to Files without waiting for a response (fire-and-forget).
 	//
 	// Files uses the files attached to the call, one per entry of kinds, and
 	// closes them.
-	SendFiles(ctx context.Context, req *v1.FilesRequest, opts ...runtime.CallOption) error
+	SendFiles(ctx context.Context, req *testv1.FilesRequest, opts ...runtime.CallOption) error
 	// SendStats sends a request to Stats without waiting for a response (fire-and-forget).
 	//
 	// Stats returns the callee's counters.
-	SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error
+	SendStats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) error
 }
 
 // NewTestServiceBroadcastClient returns a fire-and-forget client of the herd.test.v1.TestService
@@ -178,15 +180,15 @@ type TestServiceBroadcastClient interface {
 // runtime.ClientConn. The options apply to every send.
 func NewTestServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) TestServiceBroadcastClient {
 	return &testServiceBroadcastClient{
-		echo:    runtime.NewSendClient[v1.EchoRequest](conn, TestServiceEchoProcedure, opts...),
-		report:  runtime.NewSendClient[v1.ReportRequest](conn, TestServiceReportProcedure, opts...),
-		sleep:   runtime.NewSendClient[v1.SleepRequest](conn, TestServiceSleepProcedure, opts...),
-		blast:   runtime.NewSendClient[v1.BlastRequest](conn, TestServiceBlastProcedure, opts...),
-		payload: runtime.NewSendClient[v1.PayloadRequest](conn, TestServicePayloadProcedure, opts...),
-		fail:    runtime.NewSendClient[v1.FailRequest](conn, TestServiceFailProcedure, opts...),
-		panic:   runtime.NewSendClient[v1.PanicRequest](conn, TestServicePanicProcedure, opts...),
-		files:   runtime.NewSendClient[v1.FilesRequest](conn, TestServiceFilesProcedure, opts...),
-		stats:   runtime.NewSendClient[v1.StatsRequest](conn, TestServiceStatsProcedure, opts...),
+		echo:    runtime.NewSendClient[testv1.EchoRequest](conn, TestServiceEchoProcedure, opts...),
+		report:  runtime.NewSendClient[testv1.ReportRequest](conn, TestServiceReportProcedure, opts...),
+		sleep:   runtime.NewSendClient[testv1.SleepRequest](conn, TestServiceSleepProcedure, opts...),
+		blast:   runtime.NewSendClient[testv1.BlastRequest](conn, TestServiceBlastProcedure, opts...),
+		payload: runtime.NewSendClient[testv1.PayloadRequest](conn, TestServicePayloadProcedure, opts...),
+		fail:    runtime.NewSendClient[testv1.FailRequest](conn, TestServiceFailProcedure, opts...),
+		panic:   runtime.NewSendClient[testv1.PanicRequest](conn, TestServicePanicProcedure, opts...),
+		files:   runtime.NewSendClient[testv1.FilesRequest](conn, TestServiceFilesProcedure, opts...),
+		stats:   runtime.NewSendClient[testv1.StatsRequest](conn, TestServiceStatsProcedure, opts...),
 	}
 }
 
@@ -194,36 +196,37 @@ func NewTestServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.Client
 // RegisterTestServiceHandler.
 //
 // TestService is what the runtime's own tests and benchmarks call, on the
-// primary and on workers alike. It is not part of herd's API: it exists so
-// that the runtime is tested through generated code, as users use it.
+// primary and on workers alike. It is not part of herd's API (it lives under
+// runtime/internal, so nothing outside the runtime can import it): it exists
+// so that the runtime is tested through generated code, as users use it.
 type TestServiceHandler interface {
 	// Echo answers with the message it was sent. With relay set, the callee
 	// first calls Echo on the other side of its link (without relay) and
 	// answers with that answer.
-	Echo(context.Context, *v1.EchoRequest) (*v1.EchoResponse, error)
+	Echo(context.Context, *testv1.EchoRequest) (*testv1.EchoResponse, error)
 	// Report carries a message to the other side, usually fire-and-forget.
-	Report(context.Context, *v1.ReportRequest) (*v1.ReportResponse, error)
+	Report(context.Context, *testv1.ReportRequest) (*testv1.ReportResponse, error)
 	// Sleep sends the caller a Report "sleep: started deadline=<unix nano or
 	// 0>", blocks until its context ends, then sends a Report saying why
 	// ("sleep: <code>") and returns the context's error.
-	Sleep(context.Context, *v1.SleepRequest) (*v1.SleepResponse, error)
+	Sleep(context.Context, *testv1.SleepRequest) (*testv1.SleepResponse, error)
 	// Blast makes the callee send count Report messages back to the caller,
 	// fire-and-forget, with seq 1..count; it returns once all are queued.
-	Blast(context.Context, *v1.BlastRequest) (*v1.BlastResponse, error)
+	Blast(context.Context, *testv1.BlastRequest) (*testv1.BlastResponse, error)
 	// Payload returns the data it was sent, or response_size bytes when that
 	// is set.
-	Payload(context.Context, *v1.PayloadRequest) (*v1.PayloadResponse, error)
+	Payload(context.Context, *testv1.PayloadRequest) (*testv1.PayloadResponse, error)
 	// Fail returns an error with the given code and message. With relay set,
 	// the callee instead sends Fail (without relay) back to the caller,
 	// fire-and-forget, and succeeds.
-	Fail(context.Context, *v1.FailRequest) (*v1.FailResponse, error)
+	Fail(context.Context, *testv1.FailRequest) (*testv1.FailResponse, error)
 	// Panic panics in the handler.
-	Panic(context.Context, *v1.PanicRequest) (*v1.PanicResponse, error)
+	Panic(context.Context, *testv1.PanicRequest) (*testv1.PanicResponse, error)
 	// Files uses the files attached to the call, one per entry of kinds, and
 	// closes them.
-	Files(context.Context, *v1.FilesRequest) (*v1.FilesResponse, error)
+	Files(context.Context, *testv1.FilesRequest) (*testv1.FilesResponse, error)
 	// Stats returns the callee's counters.
-	Stats(context.Context, *v1.StatsRequest) (*v1.StatsResponse, error)
+	Stats(context.Context, *testv1.StatsRequest) (*testv1.StatsResponse, error)
 }
 
 // RegisterTestServiceHandler registers impl as the herd.test.v1.TestService service on r, one
@@ -252,39 +255,39 @@ func RegisterTestServiceHandler(r runtime.Registrar, impl TestServiceHandler, op
 // service.
 type UnimplementedTestServiceHandler struct{}
 
-func (UnimplementedTestServiceHandler) Echo(context.Context, *v1.EchoRequest) (*v1.EchoResponse, error) {
+func (UnimplementedTestServiceHandler) Echo(context.Context, *testv1.EchoRequest) (*testv1.EchoResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Echo is not implemented")
 }
 
-func (UnimplementedTestServiceHandler) Report(context.Context, *v1.ReportRequest) (*v1.ReportResponse, error) {
+func (UnimplementedTestServiceHandler) Report(context.Context, *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Report is not implemented")
 }
 
-func (UnimplementedTestServiceHandler) Sleep(context.Context, *v1.SleepRequest) (*v1.SleepResponse, error) {
+func (UnimplementedTestServiceHandler) Sleep(context.Context, *testv1.SleepRequest) (*testv1.SleepResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Sleep is not implemented")
 }
 
-func (UnimplementedTestServiceHandler) Blast(context.Context, *v1.BlastRequest) (*v1.BlastResponse, error) {
+func (UnimplementedTestServiceHandler) Blast(context.Context, *testv1.BlastRequest) (*testv1.BlastResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Blast is not implemented")
 }
 
-func (UnimplementedTestServiceHandler) Payload(context.Context, *v1.PayloadRequest) (*v1.PayloadResponse, error) {
+func (UnimplementedTestServiceHandler) Payload(context.Context, *testv1.PayloadRequest) (*testv1.PayloadResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Payload is not implemented")
 }
 
-func (UnimplementedTestServiceHandler) Fail(context.Context, *v1.FailRequest) (*v1.FailResponse, error) {
+func (UnimplementedTestServiceHandler) Fail(context.Context, *testv1.FailRequest) (*testv1.FailResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Fail is not implemented")
 }
 
-func (UnimplementedTestServiceHandler) Panic(context.Context, *v1.PanicRequest) (*v1.PanicResponse, error) {
+func (UnimplementedTestServiceHandler) Panic(context.Context, *testv1.PanicRequest) (*testv1.PanicResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Panic is not implemented")
 }
 
-func (UnimplementedTestServiceHandler) Files(context.Context, *v1.FilesRequest) (*v1.FilesResponse, error) {
+func (UnimplementedTestServiceHandler) Files(context.Context, *testv1.FilesRequest) (*testv1.FilesResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Files is not implemented")
 }
 
-func (UnimplementedTestServiceHandler) Stats(context.Context, *v1.StatsRequest) (*v1.StatsResponse, error) {
+func (UnimplementedTestServiceHandler) Stats(context.Context, *testv1.StatsRequest) (*testv1.StatsResponse, error) {
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Stats is not implemented")
 }
 
@@ -297,135 +300,135 @@ func (u *UnimplementedTestServiceHandler) isNilUnimplementedTestServiceHandler()
 
 // testServiceClient implements TestServiceClient with a runtime.Client per method.
 type testServiceClient struct {
-	echo    *runtime.Client[v1.EchoRequest, v1.EchoResponse]
-	report  *runtime.Client[v1.ReportRequest, v1.ReportResponse]
-	sleep   *runtime.Client[v1.SleepRequest, v1.SleepResponse]
-	blast   *runtime.Client[v1.BlastRequest, v1.BlastResponse]
-	payload *runtime.Client[v1.PayloadRequest, v1.PayloadResponse]
-	fail    *runtime.Client[v1.FailRequest, v1.FailResponse]
-	panic   *runtime.Client[v1.PanicRequest, v1.PanicResponse]
-	files   *runtime.Client[v1.FilesRequest, v1.FilesResponse]
-	stats   *runtime.Client[v1.StatsRequest, v1.StatsResponse]
+	echo    *runtime.Client[testv1.EchoRequest, testv1.EchoResponse]
+	report  *runtime.Client[testv1.ReportRequest, testv1.ReportResponse]
+	sleep   *runtime.Client[testv1.SleepRequest, testv1.SleepResponse]
+	blast   *runtime.Client[testv1.BlastRequest, testv1.BlastResponse]
+	payload *runtime.Client[testv1.PayloadRequest, testv1.PayloadResponse]
+	fail    *runtime.Client[testv1.FailRequest, testv1.FailResponse]
+	panic   *runtime.Client[testv1.PanicRequest, testv1.PanicResponse]
+	files   *runtime.Client[testv1.FilesRequest, testv1.FilesResponse]
+	stats   *runtime.Client[testv1.StatsRequest, testv1.StatsResponse]
 }
 
-func (c *testServiceClient) Echo(ctx context.Context, req *v1.EchoRequest, opts ...runtime.CallOption) (*v1.EchoResponse, error) {
+func (c *testServiceClient) Echo(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) (*testv1.EchoResponse, error) {
 	return c.echo.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendEcho(ctx context.Context, req *v1.EchoRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendEcho(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) error {
 	return c.echo.Send(ctx, req, opts...)
 }
 
-func (c *testServiceClient) Report(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) (*v1.ReportResponse, error) {
+func (c *testServiceClient) Report(ctx context.Context, req *testv1.ReportRequest, opts ...runtime.CallOption) (*testv1.ReportResponse, error) {
 	return c.report.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendReport(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendReport(ctx context.Context, req *testv1.ReportRequest, opts ...runtime.CallOption) error {
 	return c.report.Send(ctx, req, opts...)
 }
 
-func (c *testServiceClient) Sleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) (*v1.SleepResponse, error) {
+func (c *testServiceClient) Sleep(ctx context.Context, req *testv1.SleepRequest, opts ...runtime.CallOption) (*testv1.SleepResponse, error) {
 	return c.sleep.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendSleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendSleep(ctx context.Context, req *testv1.SleepRequest, opts ...runtime.CallOption) error {
 	return c.sleep.Send(ctx, req, opts...)
 }
 
-func (c *testServiceClient) Blast(ctx context.Context, req *v1.BlastRequest, opts ...runtime.CallOption) (*v1.BlastResponse, error) {
+func (c *testServiceClient) Blast(ctx context.Context, req *testv1.BlastRequest, opts ...runtime.CallOption) (*testv1.BlastResponse, error) {
 	return c.blast.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendBlast(ctx context.Context, req *v1.BlastRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendBlast(ctx context.Context, req *testv1.BlastRequest, opts ...runtime.CallOption) error {
 	return c.blast.Send(ctx, req, opts...)
 }
 
-func (c *testServiceClient) Payload(ctx context.Context, req *v1.PayloadRequest, opts ...runtime.CallOption) (*v1.PayloadResponse, error) {
+func (c *testServiceClient) Payload(ctx context.Context, req *testv1.PayloadRequest, opts ...runtime.CallOption) (*testv1.PayloadResponse, error) {
 	return c.payload.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendPayload(ctx context.Context, req *v1.PayloadRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendPayload(ctx context.Context, req *testv1.PayloadRequest, opts ...runtime.CallOption) error {
 	return c.payload.Send(ctx, req, opts...)
 }
 
-func (c *testServiceClient) Fail(ctx context.Context, req *v1.FailRequest, opts ...runtime.CallOption) (*v1.FailResponse, error) {
+func (c *testServiceClient) Fail(ctx context.Context, req *testv1.FailRequest, opts ...runtime.CallOption) (*testv1.FailResponse, error) {
 	return c.fail.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendFail(ctx context.Context, req *v1.FailRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendFail(ctx context.Context, req *testv1.FailRequest, opts ...runtime.CallOption) error {
 	return c.fail.Send(ctx, req, opts...)
 }
 
-func (c *testServiceClient) Panic(ctx context.Context, req *v1.PanicRequest, opts ...runtime.CallOption) (*v1.PanicResponse, error) {
+func (c *testServiceClient) Panic(ctx context.Context, req *testv1.PanicRequest, opts ...runtime.CallOption) (*testv1.PanicResponse, error) {
 	return c.panic.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendPanic(ctx context.Context, req *v1.PanicRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendPanic(ctx context.Context, req *testv1.PanicRequest, opts ...runtime.CallOption) error {
 	return c.panic.Send(ctx, req, opts...)
 }
 
-func (c *testServiceClient) Files(ctx context.Context, req *v1.FilesRequest, opts ...runtime.CallOption) (*v1.FilesResponse, error) {
+func (c *testServiceClient) Files(ctx context.Context, req *testv1.FilesRequest, opts ...runtime.CallOption) (*testv1.FilesResponse, error) {
 	return c.files.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendFiles(ctx context.Context, req *v1.FilesRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendFiles(ctx context.Context, req *testv1.FilesRequest, opts ...runtime.CallOption) error {
 	return c.files.Send(ctx, req, opts...)
 }
 
-func (c *testServiceClient) Stats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) (*v1.StatsResponse, error) {
+func (c *testServiceClient) Stats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) (*testv1.StatsResponse, error) {
 	return c.stats.Call(ctx, req, opts...)
 }
 
-func (c *testServiceClient) SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error {
+func (c *testServiceClient) SendStats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) error {
 	return c.stats.Send(ctx, req, opts...)
 }
 
 // testServiceBroadcastClient implements TestServiceBroadcastClient with a runtime.SendClient per
 // method.
 type testServiceBroadcastClient struct {
-	echo    *runtime.SendClient[v1.EchoRequest]
-	report  *runtime.SendClient[v1.ReportRequest]
-	sleep   *runtime.SendClient[v1.SleepRequest]
-	blast   *runtime.SendClient[v1.BlastRequest]
-	payload *runtime.SendClient[v1.PayloadRequest]
-	fail    *runtime.SendClient[v1.FailRequest]
-	panic   *runtime.SendClient[v1.PanicRequest]
-	files   *runtime.SendClient[v1.FilesRequest]
-	stats   *runtime.SendClient[v1.StatsRequest]
+	echo    *runtime.SendClient[testv1.EchoRequest]
+	report  *runtime.SendClient[testv1.ReportRequest]
+	sleep   *runtime.SendClient[testv1.SleepRequest]
+	blast   *runtime.SendClient[testv1.BlastRequest]
+	payload *runtime.SendClient[testv1.PayloadRequest]
+	fail    *runtime.SendClient[testv1.FailRequest]
+	panic   *runtime.SendClient[testv1.PanicRequest]
+	files   *runtime.SendClient[testv1.FilesRequest]
+	stats   *runtime.SendClient[testv1.StatsRequest]
 }
 
-func (c *testServiceBroadcastClient) SendEcho(ctx context.Context, req *v1.EchoRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendEcho(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) error {
 	return c.echo.Send(ctx, req, opts...)
 }
 
-func (c *testServiceBroadcastClient) SendReport(ctx context.Context, req *v1.ReportRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendReport(ctx context.Context, req *testv1.ReportRequest, opts ...runtime.CallOption) error {
 	return c.report.Send(ctx, req, opts...)
 }
 
-func (c *testServiceBroadcastClient) SendSleep(ctx context.Context, req *v1.SleepRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendSleep(ctx context.Context, req *testv1.SleepRequest, opts ...runtime.CallOption) error {
 	return c.sleep.Send(ctx, req, opts...)
 }
 
-func (c *testServiceBroadcastClient) SendBlast(ctx context.Context, req *v1.BlastRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendBlast(ctx context.Context, req *testv1.BlastRequest, opts ...runtime.CallOption) error {
 	return c.blast.Send(ctx, req, opts...)
 }
 
-func (c *testServiceBroadcastClient) SendPayload(ctx context.Context, req *v1.PayloadRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendPayload(ctx context.Context, req *testv1.PayloadRequest, opts ...runtime.CallOption) error {
 	return c.payload.Send(ctx, req, opts...)
 }
 
-func (c *testServiceBroadcastClient) SendFail(ctx context.Context, req *v1.FailRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendFail(ctx context.Context, req *testv1.FailRequest, opts ...runtime.CallOption) error {
 	return c.fail.Send(ctx, req, opts...)
 }
 
-func (c *testServiceBroadcastClient) SendPanic(ctx context.Context, req *v1.PanicRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendPanic(ctx context.Context, req *testv1.PanicRequest, opts ...runtime.CallOption) error {
 	return c.panic.Send(ctx, req, opts...)
 }
 
-func (c *testServiceBroadcastClient) SendFiles(ctx context.Context, req *v1.FilesRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendFiles(ctx context.Context, req *testv1.FilesRequest, opts ...runtime.CallOption) error {
 	return c.files.Send(ctx, req, opts...)
 }
 
-func (c *testServiceBroadcastClient) SendStats(ctx context.Context, req *v1.StatsRequest, opts ...runtime.CallOption) error {
+func (c *testServiceBroadcastClient) SendStats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) error {
 	return c.stats.Send(ctx, req, opts...)
 }

@@ -1041,7 +1041,7 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\x04Fail\x12\x19.herd.test.v1.FailRequest\x1a\x1a.herd.test.v1.FailResponse\x12@\n" +
 	"\x05Panic\x12\x1a.herd.test.v1.PanicRequest\x1a\x1b.herd.test.v1.PanicResponse\x12@\n" +
 	"\x05Files\x12\x1a.herd.test.v1.FilesRequest\x1a\x1b.herd.test.v1.FilesResponse\x12@\n" +
-	"\x05Stats\x12\x1a.herd.test.v1.StatsRequest\x1a\x1b.herd.test.v1.StatsResponseB1Z/github.com/herd-go/herd/gen/herd/test/v1;testv1b\x06proto3"
+	"\x05Stats\x12\x1a.herd.test.v1.StatsRequest\x1a\x1b.herd.test.v1.StatsResponseB?Z=github.com/herd-go/herd/runtime/internal/testpb/testv1;testv1b\x06proto3"
 
 var (
 	file_herd_test_v1_test_proto_rawDescOnce sync.Once
