@@ -16,6 +16,7 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
 	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
@@ -70,7 +71,7 @@ func newBenchCluster(b *testing.B, env ...string) *benchCluster {
 	if err := herdv1herd.RegisterEventServiceHandler(bc.p, &onlineEvents{online: bc.online}); err != nil {
 		b.Fatal(err)
 	}
-	w, err := bc.p.Fork(context.Background(), runtime.WithForkEnv(append([]string{"HERD_TEST_MODE=typed"}, env...)...))
+	w, err := bc.p.Fork(context.Background(), herdtest.ForkRole("typed"), runtime.WithForkEnv(env...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func BenchmarkForkOnline(b *testing.B) {
 				b.StartTimer()
 				ws := make([]*runtime.Worker, n)
 				for i := range ws {
-					w, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=typed"))
+					w, err := p.Fork(ctx, herdtest.ForkRole("typed"))
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -51,7 +51,7 @@ func newCluster(t *testing.T, opts ...runtime.PrimaryOption) *cluster {
 
 func (c *cluster) fork(mode string, opts ...runtime.ForkOption) *runtime.Worker {
 	c.t.Helper()
-	w, err := c.p.Fork(context.Background(), append([]runtime.ForkOption{runtime.WithForkEnv("HERD_TEST_MODE=" + mode)}, opts...)...)
+	w, err := c.p.Fork(context.Background(), append([]runtime.ForkOption{herdtest.ForkRole(mode)}, opts...)...)
 	if err != nil {
 		c.t.Fatalf("fork %s: %v", mode, err)
 	}
@@ -382,7 +382,7 @@ func TestForkExitCyclesLeakNothing(t *testing.T) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			mode := [...]string{"exit3", "selfkill", "idle"}[i%3]
-			w, err := p.Fork(context.Background(), runtime.WithForkEnv("HERD_TEST_MODE="+mode))
+			w, err := p.Fork(context.Background(), herdtest.ForkRole(mode))
 			if err != nil {
 				t.Error(err)
 				return
@@ -405,15 +405,15 @@ func TestForkExitCyclesLeakNothing(t *testing.T) {
 // checks that its workers go too: after SIGKILL, with idle and with busy
 // workers, and after the primary exits with status 1.
 func TestPrimaryDeathLeavesNoWorker(t *testing.T) {
-	tests := []struct{ name, primaryMode, workerMode string }{
-		{"sigkill idle", "wait", "hooks"},
-		{"sigkill busy", "wait", "busy"},
-		{"exit 1", "exit1", "hooks"},
+	tests := []struct{ name, primaryRole, workerRole string }{
+		{"sigkill idle", "primary", "hooks"},
+		{"sigkill busy", "primary", "busy"},
+		{"exit 1", "primary-exit1", "hooks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			herdtest.CheckLeaks(t)
-			p := herdtest.Start(t, "primary", herdtest.WithEnv("HERD_TEST_PRIMARY_MODE="+tt.primaryMode, "HERD_TEST_WORKER_MODE="+tt.workerMode))
+			p := herdtest.Start(t, tt.primaryRole, herdtest.WithEnv(envWorkerRole+"="+tt.workerRole))
 			var pids []int
 			for _, f := range strings.Fields(strings.TrimPrefix(p.WaitLine("pids "), "pids ")) {
 				var pid int
@@ -429,7 +429,7 @@ func TestPrimaryDeathLeavesNoWorker(t *testing.T) {
 			for _, pid := range pids {
 				p.Track(pid)
 			}
-			if tt.primaryMode == "wait" {
+			if tt.primaryRole == "primary" {
 				p.Signal(syscall.SIGKILL)
 				p.WaitExit(-1)
 			} else {

@@ -21,11 +21,6 @@ import (
 
 const stuckProcedure = "/herdtest.Test/Stuck"
 
-func init() {
-	workerModes["stuck-primary"] = stuckPrimaryWorker
-	workerModes["stuck-worker"] = stuckWorker
-}
-
 // stuckPrimaryWorker sends the primary a Stuck message (whose handler does
 // not return) and, on SIGUSR1, listens, closes its listener and disconnects
 // itself, printing the outcome of each.

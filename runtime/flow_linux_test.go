@@ -47,11 +47,6 @@ const (
 // run early, on less memory, not fail.
 const stalled = 300 * time.Millisecond
 
-func init() {
-	workerModes["flood"] = floodWorkerMain
-	workerModes["sink"] = sinkWorkerMain
-}
-
 func floodSize() int {
 	n, _ := strconv.Atoi(os.Getenv("HERD_TEST_FLOOD_SIZE"))
 	return n

@@ -25,11 +25,6 @@ import (
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
-func init() {
-	workerModes["fdflood"] = fdFloodWorker
-	workerModes["holdconns"] = holdConnsWorker
-}
-
 // fdFloodWorker is a hostile worker (issue 9, finding 4): on its raw link
 // it sends 40 frames that claim no descriptor, each with 250 descriptors
 // attached, then writes "sent N" (how many sendmsg calls succeeded) to

@@ -110,37 +110,35 @@ func TestStuckHandlerDoesNotHoldExit(t *testing.T) {
 // missingProcedure is served by neither side.
 const missingProcedure = "/herdtest.Test/Missing"
 
-func init() {
-	// A worker that sends a fire-and-forget message to a procedure the
-	// primary does not serve when asked to (an Echo "send missing"), and
-	// reports its own error events to the primary as "error <code>
-	// <procedure> <message>".
-	workerModes["sendmissing"] = func() int {
-		ctx := context.Background()
-		var self *runtime.Self
-		report := func(ev *herdv1.ErrorEvent) {
-			msg := fmt.Sprintf("error %s %s %s", runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage())
-			_ = self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg})
-		}
-		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second), runtime.WithErrorHandler(report))
-		if err != nil {
-			return 10
-		}
-		err = self.Register(runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-			if req.GetMessage() == "send missing" {
-				return &herdv1.ErrorEvent{}, self.Send(ctx, missingProcedure, &herdv1.ErrorEvent{Message: "lost"})
-			}
-			return echo(ctx, req)
-		}))
-		if err != nil {
-			return 11
-		}
-		if err := self.Start(ctx); err != nil {
-			return 12
-		}
-		<-self.Done()
-		select {}
+// sendmissingWorker (role "sendmissing") sends a fire-and-forget message to a procedure the
+// primary does not serve when asked to (an Echo "send missing"), and
+// reports its own error events to the primary as "error <code>
+// <procedure> <message>".
+func sendmissingWorker() int {
+	ctx := context.Background()
+	var self *runtime.Self
+	report := func(ev *herdv1.ErrorEvent) {
+		msg := fmt.Sprintf("error %s %s %s", runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage())
+		_ = self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg})
 	}
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second), runtime.WithErrorHandler(report))
+	if err != nil {
+		return 10
+	}
+	err = self.Register(runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		if req.GetMessage() == "send missing" {
+			return &herdv1.ErrorEvent{}, self.Send(ctx, missingProcedure, &herdv1.ErrorEvent{Message: "lost"})
+		}
+		return echo(ctx, req)
+	}))
+	if err != nil {
+		return 11
+	}
+	if err := self.Start(ctx); err != nil {
+		return 12
+	}
+	<-self.Done()
+	select {}
 }
 
 // TestRejectedSendReachesSender: a fire-and-forget message to a procedure

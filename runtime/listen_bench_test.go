@@ -22,6 +22,7 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
 // The single-process baseline: a test binary started with
@@ -121,7 +122,7 @@ func startHerdTarget(policy string) (httpTarget, error) {
 	}
 	var ws []*runtime.Worker
 	for range 2 {
-		w, err := p.Fork(context.Background(), runtime.WithForkEnv("HERD_LISTEN_MODE=ctl"))
+		w, err := p.Fork(context.Background(), herdtest.ForkRole("ctl"))
 		if err != nil {
 			stop()
 			return httpTarget{}, err

@@ -15,10 +15,6 @@ import (
 	"github.com/herd-go/herd/runtime"
 )
 
-func init() {
-	workerModes["listen-before-start"] = listenBeforeStartMain
-}
-
 // listenBeforeStartMain is a worker that listens before Start, on a fixed
 // port (HERD_TEST_ADDR), then starts and reports what Listen and
 // ListenPacket said.

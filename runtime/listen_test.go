@@ -18,6 +18,7 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
 var policies = []string{"rr", "shared", "reuseport"}
@@ -49,7 +50,7 @@ func (c *listenCluster) start(n int, opts ...runtime.ForkOption) []*runtime.Work
 					return &emptypb.Empty{}, nil
 				}))
 		})
-		w, err := c.p.Fork(context.Background(), append([]runtime.ForkOption{runtime.WithForkEnv("HERD_LISTEN_MODE=ctl"), reg}, opts...)...)
+		w, err := c.p.Fork(context.Background(), append([]runtime.ForkOption{herdtest.ForkRole("ctl"), reg}, opts...)...)
 		if err != nil {
 			c.t.Fatal(err)
 		}

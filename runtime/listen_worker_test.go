@@ -23,15 +23,6 @@ import (
 	"github.com/herd-go/herd/runtime"
 )
 
-// The listen tests' worker: a test binary started with HERD_LISTEN_MODE=ctl
-// runs it from init, before TestMain, and never returns. The primary drives
-// it with commands (listen, udp, close, stat) sent to doProcedure.
-func init() {
-	if runtime.IsWorker() && os.Getenv("HERD_LISTEN_MODE") != "" {
-		os.Exit(listenWorkerMain())
-	}
-}
-
 const doProcedure = "/herdtest.Listen/Do"
 
 type ctlWorker struct {
@@ -116,6 +107,8 @@ func (g *gatedListener) Close() error {
 	return g.Listener.Close()
 }
 
+// listenWorkerMain is the listen tests' worker (role "ctl"). The primary
+// drives it with commands (listen, udp, close, stat) sent to doProcedure.
 func listenWorkerMain() int {
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
 	if err != nil {

@@ -20,8 +20,6 @@ import (
 
 const barrierProcedure = "/herdtest.Test/Barrier"
 
-func init() { workerModes["partial"] = partialOutputMain }
-
 // partialOutputMain writes half a line, waits at the primary's barrier until
 // the other worker has written its half too, then finishes the line and
 // writes more: a line over MaxOutputLine, a line on stderr and a last line

@@ -23,16 +23,16 @@ import (
 	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-// Worker modes of the parent-death hook test. Each worker's drain hook
-// writes a marker file named by its PID into HERD_TEST_MARKER_DIR.
-// "marker-main" calls Start from the main goroutine, as most programs do;
-// "marker-goroutine" calls it from another goroutine while the main
-// goroutine holds the main thread, so that Start certainly runs on another
-// thread (the case in which the parent-death signal used to stay SIGKILL).
+// Worker roles of the parent-death hook test (linuxRoles). Each worker's
+// drain hook writes a marker file named by its PID into
+// HERD_TEST_MARKER_DIR. "marker-main" calls Start from the main goroutine,
+// as most programs do; "marker-goroutine" calls it from another goroutine
+// while the main goroutine holds the main thread, so that Start certainly
+// runs on another thread (the case in which the parent-death signal used to
+// stay SIGKILL). That needs the main thread locked during initialisation,
+// before herdtest.Main runs the role: the one thing done here, by role name.
 func init() {
-	workerModes["marker-main"] = func() int { return markerWorker(false) }
-	workerModes["marker-goroutine"] = func() int { return markerWorker(true) }
-	if runtime.IsWorker() && os.Getenv("HERD_TEST_MODE") == "marker-goroutine" {
+	if runtime.IsWorker() && os.Getenv(herdtest.EnvRole) == "marker-goroutine" {
 		// Locked during initialisation, the main goroutine keeps the main
 		// thread through main (runtime.LockOSThread's documentation).
 		goruntime.LockOSThread()
@@ -89,8 +89,8 @@ func TestPrimaryDeathRunsDrainHooks(t *testing.T) {
 			dir := t.TempDir()
 			exe, _ := os.Executable()
 			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE=wait",
-				"HERD_TEST_WORKER_MODE="+mode, "HERD_TEST_MARKER_DIR="+dir)
+			cmd.Env = append(os.Environ(), herdtest.EnvRole+"=primary",
+				envWorkerRole+"="+mode, "HERD_TEST_MARKER_DIR="+dir)
 			cmd.Stderr = os.Stderr
 			out, err := cmd.StdoutPipe()
 			if err != nil {

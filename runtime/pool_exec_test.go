@@ -20,16 +20,12 @@ import (
 	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-func init() {
-	primaryModes["poolreload"] = poolReloadPrimary
-}
-
 // poolReloadPrimary runs a pool of one idle worker of this program, prints
 // "ready", reloads once per line read on stdin and prints the result on
 // one line, and stops at EOF.
 func poolReloadPrimary() int {
 	ctx := context.Background()
-	p := runtime.NewPrimary(runtime.WithEnv("HERD_TEST_MODE=idle"))
+	p := runtime.NewPrimary(herdtest.WorkerRole("idle"))
 	ready := make(chan struct{}, 4)
 	if err := p.Register(runtime.NewUnaryHandler("/herd.v1.EventService/Ready", func(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
 		ready <- struct{}{}
@@ -76,7 +72,7 @@ func TestPoolReloadExecsProgramOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(prog)
-	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE=poolreload")
+	cmd.Env = append(os.Environ(), herdtest.EnvRole+"=poolreload-primary")
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

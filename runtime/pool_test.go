@@ -18,50 +18,48 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-func init() {
-	// bootcrash dies before its handshake with a message on stderr.
-	workerModes["bootcrash"] = func() int {
-		fmt.Fprintln(os.Stderr, "starting up")
-		fmt.Fprintln(os.Stderr, "fatal: config file /etc/nowhere.conf missing")
-		return 2
-	}
-	// ready says it is ready after Start, when its ID is in
-	// HERD_TEST_READY_IDS (all IDs when unset), and idles.
-	workerModes["ready"] = func() int {
-		self, ctx := startSelf()
-		if ids := os.Getenv("HERD_TEST_READY_IDS"); ids == "" || slices.Contains(strings.Split(ids, ","), fmt.Sprint(self.ID())) {
-			if err := self.Ready(ctx); err != nil {
-				fmt.Fprintln(os.Stderr, "Ready:", err)
-				return 13
-			}
-		}
-		<-self.Done()
-		select {}
-	}
-	// serve answers "ok ID" to every line on a shared TCP port and drains
-	// its connections on disconnect.
-	workerModes["serve"] = serveWorkerMain
-	// stubborn never finishes its drain hook and ignores SIGTERM.
-	workerModes["stubborn"] = func() int {
-		signal.Ignore(syscall.SIGTERM)
-		return workerModes["stuckdrain"]()
-	}
-	// stuckdrain never finishes its drain hook.
-	workerModes["stuckdrain"] = func() int {
-		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
-		if err != nil {
-			return 10
-		}
-		self.OnDisconnect(func(ctx context.Context) error { select {} })
-		if err := self.Start(context.Background()); err != nil {
-			return 12
-		}
-		select {}
-	}
+// bootcrashWorker (role "bootcrash") dies before its handshake with a message on stderr.
+func bootcrashWorker() int {
+	fmt.Fprintln(os.Stderr, "starting up")
+	fmt.Fprintln(os.Stderr, "fatal: config file /etc/nowhere.conf missing")
+	return 2
 }
 
+// readyWorker (role "ready") says it is ready after Start, when its ID is in
+// HERD_TEST_READY_IDS (all IDs when unset), and idles.
+func readyWorker() int {
+	self, ctx := startSelf()
+	if ids := os.Getenv("HERD_TEST_READY_IDS"); ids == "" || slices.Contains(strings.Split(ids, ","), fmt.Sprint(self.ID())) {
+		if err := self.Ready(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "Ready:", err)
+			return 13
+		}
+	}
+	<-self.Done()
+	select {}
+}
+
+// stubbornWorker (role "stubborn") never finishes its drain hook and ignores SIGTERM.
+func stubbornWorker() int {
+	signal.Ignore(syscall.SIGTERM)
+	return stuckdrainWorker()
+}
+
+// stuckdrainWorker (role "stuckdrain") never finishes its drain hook.
+func stuckdrainWorker() int {
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+	if err != nil {
+		return 10
+	}
+	self.OnDisconnect(func(ctx context.Context) error { select {} })
+	if err := self.Start(context.Background()); err != nil {
+		return 12
+	}
+	select {}
+}
 func startSelf() (*runtime.Self, context.Context) {
 	ctx := context.Background()
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
@@ -232,7 +230,7 @@ func newPool(t *testing.T, mode string, opts ...runtime.PoolOption) (*cluster, *
 	t.Helper()
 	c := newCluster(t)
 	recordPool(c)
-	opts = append([]runtime.PoolOption{runtime.WithPoolForkOptions(runtime.WithForkEnv("HERD_TEST_MODE=" + mode))}, opts...)
+	opts = append([]runtime.PoolOption{runtime.WithPoolForkOptions(herdtest.ForkRole(mode))}, opts...)
 	pl := runtime.NewPool(c.p, opts...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)

@@ -14,6 +14,7 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
 // unprivilegedPrimaryMain is a primary run as an unprivileged user: its
@@ -28,7 +29,7 @@ func unprivilegedPrimaryMain() int {
 		result <- req.GetMessage()
 		return &herdv1.ErrorEvent{}, nil
 	}))
-	if _, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=listenpriv")); err != nil {
+	if _, err := p.Fork(ctx, herdtest.ForkRole("listenpriv")); err != nil {
 		fmt.Println("fork:", err)
 		return 2
 	}
@@ -54,7 +55,7 @@ func TestListenPermissionDenied(t *testing.T) {
 	dir, bin := publicTestBinary(t)
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=unprivileged-primary", "GOCOVERDIR=")
+	cmd.Env = append(os.Environ(), herdtest.EnvRole+"=unprivileged-primary", "GOCOVERDIR=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	cmd.Stderr = os.Stderr
 	timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })

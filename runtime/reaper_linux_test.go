@@ -20,11 +20,6 @@ import (
 	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-func init() {
-	workerModes["orphaner"] = orphanerMain
-	primaryModes["reaper"] = reaperPrimaryMain
-}
-
 // orphanerMain is a worker that starts a grandchild and exits with status 7
 // without waiting for it. The grandchild waits for the primary to open and
 // close the FIFO $HERD_TEST_FIFO, which it does once the worker's exit has
@@ -92,12 +87,12 @@ func reaperPrimaryMain() int {
 		return &herdv1.ErrorEvent{}, nil
 	}))
 	fmt.Println("primary pid", os.Getpid())
-	idle, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=hooks"))
+	idle, err := p.Fork(ctx, herdtest.ForkRole("hooks"))
 	if err != nil {
 		fmt.Println("fork:", err)
 		return 2
 	}
-	orphaner, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=orphaner"))
+	orphaner, err := p.Fork(ctx, herdtest.ForkRole("orphaner"))
 	if err != nil {
 		fmt.Println("fork:", err)
 		return 2
@@ -190,7 +185,7 @@ func runReaperPrimary(t *testing.T, target func(cmd *exec.Cmd) int, env []string
 	base := herdtest.Take()
 	defer herdtest.Check(t, base, 10*time.Second)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), append([]string{"HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE=reaper"}, env...)...)
+	cmd.Env = append(os.Environ(), append([]string{herdtest.EnvRole + "=reaper-primary"}, env...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

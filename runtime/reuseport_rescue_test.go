@@ -26,8 +26,6 @@ import (
 // asked, and either serves HTTP ("serve", answering "w<ID>") or holds the
 // listener without ever accepting ("hold"), so that the connections the
 // kernel routes to its socket wait in that socket's accept queue.
-func init() { workerModes["reuseport"] = reusePortWorker }
-
 const reuseListenProcedure = "/herdtest.Reuse/Listen"
 
 func reusePortWorker() int {

@@ -25,12 +25,8 @@ import (
 	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-// The stop-signal tests' worker and primary.
-func init() {
-	workerModes["inflight"] = inflightWorker
-	workerModes["nostopsignals"] = noStopSignalsWorker
-	primaryModes["graceful"] = gracefulPrimary
-}
+// The stop-signal tests' worker and primary (roles "inflight" and
+// "graceful-primary").
 
 // inflightWorker serves HTTP on a shared port: GET /slow reports "inflight"
 // to the primary and answers "done" only once the worker drains, so every
@@ -107,7 +103,7 @@ func gracefulPrimary() int {
 	ctx := context.Background()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	p := runtime.NewPrimary(runtime.WithEnv("HERD_TEST_MODE=inflight"), runtime.WithWorkerSignalGrace(time.Minute))
+	p := runtime.NewPrimary(herdtest.WorkerRole("inflight"), runtime.WithWorkerSignalGrace(time.Minute))
 	var mu sync.Mutex
 	println := func(format string, args ...any) {
 		mu.Lock()
@@ -182,7 +178,7 @@ func TestStopSignalToProcessGroup(t *testing.T) {
 			base := herdtest.Take()
 			exe, _ := os.Executable()
 			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE=graceful")
+			cmd.Env = append(os.Environ(), herdtest.EnvRole+"=graceful-primary")
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 			cmd.Stderr = os.Stderr
 			out, err := cmd.StdoutPipe()

@@ -29,29 +29,20 @@ import (
 // LISTEN_FDNAMES=web:admin, in role systemd-activator: it sets LISTEN_PID to
 // its own PID and execs itself (keeping its PID and descriptors) in role
 // systemd-primary, as systemd does between fork and exec.
-func init() {
-	workerModes["systemd"] = systemdWorkerMain
-	if runtime.IsWorker() {
-		return
-	}
-	switch os.Getenv("HERD_TEST_ROLE") {
-	case "systemd-activator":
-		var env []string
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "HERD_TEST_ROLE=") {
-				env = append(env, kv)
-			}
+func systemdActivatorMain() int {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, herdtest.EnvRole+"=") {
+			env = append(env, kv)
 		}
-		env = append(env, "LISTEN_PID="+strconv.Itoa(os.Getpid()), "HERD_TEST_ROLE=systemd-primary")
-		exe, err := os.Executable()
-		if err == nil {
-			err = syscall.Exec(exe, os.Args, env)
-		}
-		fmt.Fprintln(os.Stderr, "exec:", err)
-		os.Exit(2)
-	case "systemd-primary":
-		os.Exit(systemdPrimaryMain())
 	}
+	env = append(env, "LISTEN_PID="+strconv.Itoa(os.Getpid()), herdtest.EnvRole+"=systemd-primary")
+	exe, err := os.Executable()
+	if err == nil {
+		err = syscall.Exec(exe, os.Args, env)
+	}
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	return 2
 }
 
 // listenEnv lists this process's LISTEN_* variables.
@@ -87,7 +78,7 @@ func systemdPrimaryMain() int {
 	defer cancel()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
-	p := runtime.NewPrimary(runtime.WithEnv("HERD_TEST_MODE=systemd"))
+	p := runtime.NewPrimary(herdtest.WorkerRole("systemd"))
 	report := make(chan string, 1)
 	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
 		report <- req.GetMessage()
@@ -182,7 +173,7 @@ func TestSystemdSocketsStayInPrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=systemd-activator", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin", "GOCOVERDIR=")
+	cmd.Env = append(os.Environ(), herdtest.EnvRole+"=systemd-activator", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin", "GOCOVERDIR=")
 	cmd.ExtraFiles = files
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

@@ -245,10 +245,6 @@ func (s *testService) workerError(ev *herdv1.ErrorEvent) {
 	}
 }
 
-func init() {
-	workerModes["typed"] = typedWorkerMain
-}
-
 // typedWorkerMain is a worker serving TestService, configured from the
 // environment: HERD_TEST_MAILBOX (mailbox capacity), HERD_TEST_MAX_FRAME
 // (maximum frame size), HERD_TEST_REPORT_DELAY (a duration of simulated

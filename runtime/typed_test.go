@@ -163,7 +163,7 @@ func (tc *typed) waitSeqs(id, n uint64) seqRun {
 // it is online, and returns it with a client of its TestService.
 func (tc *typed) fork(env ...string) (*runtime.Worker, testv1herd.TestServiceClient) {
 	tc.t.Helper()
-	w, err := tc.p.Fork(context.Background(), runtime.WithForkEnv(append([]string{"HERD_TEST_MODE=typed"}, env...)...))
+	w, err := tc.p.Fork(context.Background(), herdtest.ForkRole("typed"), runtime.WithForkEnv(env...))
 	if err != nil {
 		tc.t.Fatal(err)
 	}
