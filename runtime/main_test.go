@@ -74,6 +74,9 @@ func testRoles() herdtest.Roles {
 		"inflight":            inflightWorker,        // signal_test.go
 		"nostopsignals":       noStopSignalsWorker,   // signal_test.go
 
+		"bench-single":  benchSingleMain,  // listen_bench_test.go
+		"bench-cluster": benchClusterMain, // listen_bench_test.go
+
 		// Primaries, started by the tests as programs.
 		"primary":              func() int { return subPrimaryMain(false) },
 		"primary-exit1":        func() int { return subPrimaryMain(true) },

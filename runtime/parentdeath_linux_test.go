@@ -3,11 +3,9 @@
 package runtime_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
@@ -86,34 +84,16 @@ func markerWorker(fromGoroutine bool) int {
 func TestPrimaryDeathRunsDrainHooks(t *testing.T) {
 	for _, mode := range []string{"marker-main", "marker-goroutine"} {
 		t.Run(mode, func(t *testing.T) {
+			herdtest.CheckLeaks(t)
 			dir := t.TempDir()
-			exe, _ := os.Executable()
-			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), herdtest.EnvRole+"=primary",
-				envWorkerRole+"="+mode, "HERD_TEST_MARKER_DIR="+dir)
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(out)
+			p := herdtest.Start(t, "primary", herdtest.WithEnv(envWorkerRole+"="+mode, "HERD_TEST_MARKER_DIR="+dir))
 			var pids []int
-			for sc.Scan() {
-				if rest, ok := strings.CutPrefix(sc.Text(), "pids "); ok {
-					for _, f := range strings.Fields(rest) {
-						pid, _ := strconv.Atoi(f)
-						pids = append(pids, pid)
-					}
-					break
-				}
+			for _, f := range strings.Fields(strings.TrimPrefix(p.WaitLine("pids "), "pids ")) {
+				pid, _ := strconv.Atoi(f)
+				pids = append(pids, pid)
 			}
 			if len(pids) != 2 {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("primary printed no pids")
+				t.Fatalf("primary printed pids %q", p.Lines())
 			}
 			// Hold pidfds before the primary dies, so that PID reuse cannot
 			// fool the check.
@@ -125,8 +105,8 @@ func TestPrimaryDeathRunsDrainHooks(t *testing.T) {
 				}
 				watches = append(watches, w)
 			}
-			cmd.Process.Signal(syscall.SIGKILL)
-			cmd.Wait()
+			p.Signal(syscall.SIGKILL)
+			p.WaitExit(-1)
 			for i, w := range watches {
 				if !w.Wait(waitLimit) {
 					syscall.Kill(pids[i], syscall.SIGKILL)

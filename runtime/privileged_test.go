@@ -6,11 +6,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
@@ -52,19 +49,12 @@ func TestListenPermissionDenied(t *testing.T) {
 		// Unprivileged already: TestListenBindErrors asserts EACCES directly.
 		t.Skip("covered by TestListenBindErrors when not root")
 	}
+	herdtest.CheckLeaks(t)
 	dir, bin := publicTestBinary(t)
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), herdtest.EnvRole+"=unprivileged-primary", "GOCOVERDIR=")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	cmd.Stderr = os.Stderr
-	timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("unprivileged primary: %v\n%s", err, out)
-	}
-	if got := strings.TrimSpace(string(out)); got != "result eacces=true" {
+	p := herdtest.Start(t, "unprivileged-primary", herdtest.WithProgram(bin), herdtest.WithArgs("-test.run=^$"),
+		herdtest.WithDir(dir), herdtest.WithEnv("GOCOVERDIR="), herdtest.WithCredential(nobody, nobody))
+	p.WaitExit(0)
+	if got := strings.Join(p.Lines(), "\n"); got != "result eacces=true" {
 		t.Errorf("got %q, want %q", got, "result eacces=true")
 	}
 }

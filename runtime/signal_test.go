@@ -3,13 +3,11 @@
 package runtime_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
@@ -175,64 +173,16 @@ func getSlow(client *http.Client, addr string) string {
 func TestStopSignalToProcessGroup(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			base := herdtest.Take()
-			exe, _ := os.Executable()
-			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), herdtest.EnvRole+"=graceful-primary")
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			lines := make(chan string, 100)
-			go func() {
-				sc := bufio.NewScanner(out)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-			}()
-			var seen []string
-			timeout := time.NewTimer(waitLimit)
-			defer timeout.Stop()
-			// next waits for the next line with the prefix.
-			next := func(prefix string) string {
-				t.Helper()
-				for {
-					select {
-					case l, ok := <-lines:
-						if !ok {
-							t.Fatalf("primary output ended without %q; saw %q", prefix, seen)
-						}
-						seen = append(seen, l)
-						if strings.HasPrefix(l, prefix) {
-							return l
-						}
-					case <-timeout.C:
-						t.Fatalf("no line %q; saw %q", prefix, seen)
-					}
-				}
-			}
-			defer func() {
-				if cmd.ProcessState == nil {
-					syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-					cmd.Wait()
-				}
-				for range lines {
-				}
-				herdtest.Check(t, base, 10*time.Second)
-			}()
+			herdtest.CheckLeaks(t)
+			p := herdtest.Start(t, "graceful-primary", herdtest.WithProcessGroup())
+			p.Timeout = waitLimit
 
 			// Both workers listen (in either order) on the same port.
-			_, addr, ok := strings.Cut(next("report "), " addr ")
+			_, addr, ok := strings.Cut(p.WaitLine("report "), " addr ")
 			if !ok {
-				t.Fatalf("first report: %q", seen)
+				t.Fatalf("first report: %q", p.Lines())
 			}
-			if l := next("report "); !strings.HasSuffix(l, " addr "+addr) {
+			if l := p.WaitLine("report "); !strings.HasSuffix(l, " addr "+addr) {
 				t.Fatalf("second worker: %q, want its address %s", l, addr)
 			}
 			// Four requests in flight: one connection each, spread over
@@ -244,24 +194,20 @@ func TestStopSignalToProcessGroup(t *testing.T) {
 				go func() { results <- getSlow(client, addr) }()
 			}
 			for range inflight {
-				next("report ")
-				if l := seen[len(seen)-1]; !strings.HasSuffix(l, " inflight") {
+				if l := p.WaitLine("report "); !strings.HasSuffix(l, " inflight") {
 					t.Fatalf("before the signal: %q", l)
 				}
 			}
 
-			if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
-				t.Fatal(err)
-			}
+			p.SignalGroup(sig)
 			for range inflight {
 				if r := <-results; r != "200 done" {
 					t.Errorf("request in flight when %v reached the group: %s", sig, r)
 				}
 			}
-			next("done")
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("primary exit: %v; output %q", err, seen)
-			}
+			p.WaitLine("done")
+			p.WaitExit(0)
+			seen := p.Lines()
 			for _, id := range []int{1, 2} {
 				var got []string
 				for _, l := range seen {

@@ -1,14 +1,12 @@
 package runtime_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -145,8 +143,7 @@ func systemdWorkerMain() int {
 // inherited by every worker), and workers still listen on them by name
 // and by number.
 func TestSystemdSocketsStayInPrimary(t *testing.T) {
-	base := herdtest.Take()
-	defer herdtest.Check(t, base, 10*time.Second)
+	herdtest.CheckLeaks(t)
 	var files []*os.File
 	var addrs, inos []string
 	for range 2 {
@@ -168,40 +165,22 @@ func TestSystemdSocketsStayInPrimary(t *testing.T) {
 		addrs = append(addrs, ln.Addr().String())
 		inos = append(inos, strconv.FormatUint(st.Ino, 10))
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), herdtest.EnvRole+"=systemd-activator", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin", "GOCOVERDIR=")
-	cmd.ExtraFiles = files
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := herdtest.Start(t, "systemd-activator", herdtest.WithArgs("-test.run=^$"),
+		herdtest.WithEnv("LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin", "GOCOVERDIR="), herdtest.WithExtraFiles(files...))
+	p.Timeout = waitLimit
 	for _, f := range files {
 		f.Close() // the primary holds the sockets now
 	}
-	timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })
-	defer timer.Stop()
 	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		io.Copy(io.Discard, out)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("primary: %v", err)
+		if t.Failed() {
+			return // the cleanup kills the primary
 		}
+		p.Signal(syscall.SIGTERM)
+		p.WaitExit(0)
 	}()
-
-	lines := bufio.NewScanner(out)
 	next := func() string {
-		if !lines.Scan() {
-			t.Fatalf("the primary printed nothing more (%v)", lines.Err())
-		}
-		return lines.Text()
+		t.Helper()
+		return p.WaitLine("") // the next line
 	}
 	if got, want := next(), "primary cloexec=true,true env=[]"; got != want {
 		t.Errorf("primary: %q, want %q", got, want)
