@@ -20,6 +20,8 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // cluster is a primary with a recorder, reaped and leak-checked at the end
@@ -208,7 +210,7 @@ func TestDisconnectFromBothSides(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			w.Send(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"})
+			testv1herd.NewTestServiceClient(w).SendDisconnect(context.Background(), &testv1.DisconnectRequest{})
 		}()
 		go func() {
 			defer wg.Done()
@@ -331,9 +333,9 @@ func TestGarbageClosesOnlyThatLink(t *testing.T) {
 	}
 	c.waitExit(bad)
 	// The other worker still answers.
-	res := &herdv1.ErrorEvent{}
-	if err := good.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "hi"}, res); err != nil || res.GetMessage() != "echo:hi" {
-		t.Errorf("call to the good worker: %v %v", res, err)
+	res, err := testv1herd.NewTestServiceClient(good).Echo(context.Background(), &testv1.EchoRequest{Message: "hi"})
+	if want := fmt.Sprintf("worker %d:hi", good.ID()); err != nil || res.GetMessage() != want {
+		t.Errorf("call to the good worker: %v %v, want %q", res, err, want)
 	}
 }
 
@@ -342,28 +344,28 @@ func TestCallsBothWaysAndErrors(t *testing.T) {
 	w := c.fork("idle")
 	c.rec.waitFor("online 1")
 	ctx := context.Background()
-	res := &herdv1.ErrorEvent{}
-	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: "a"}, res); err != nil || res.GetMessage() != "echo:a" {
+	client := testv1herd.NewTestServiceClient(w)
+	if res, err := client.Echo(ctx, &testv1.EchoRequest{Message: "a"}); err != nil || res.GetMessage() != "worker 1:a" {
 		t.Fatalf("echo: %v %v", res, err)
 	}
-	err := w.Call(ctx, "/herdtest.Test/Missing", &herdv1.ErrorEvent{}, res)
+	err := w.Call(ctx, missingProcedure, &testv1.AskRequest{}, &testv1.AskResponse{})
 	if runtime.CodeOf(err) != runtime.CodeUnimplemented {
 		t.Errorf("unknown procedure: %v", err)
 	}
 	// Cancellation reaches the callee: Sleep returns when its context ends.
 	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	err = w.Call(cctx, sleepProcedure, &herdv1.ErrorEvent{}, res)
+	_, err = client.Sleep(cctx, &testv1.SleepRequest{})
 	if runtime.CodeOf(err) != runtime.CodeDeadlineExceeded {
 		t.Errorf("sleep: %v", err)
 	}
 	// The worker is still serving.
-	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: "b"}, res); err != nil || res.GetMessage() != "echo:b" {
+	if res, err := client.Echo(ctx, &testv1.EchoRequest{Message: "b"}); err != nil || res.GetMessage() != "worker 1:b" {
 		t.Fatalf("echo after cancel: %v %v", res, err)
 	}
 	w.Kill(syscall.SIGKILL)
 	c.waitExit(w)
-	err = w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{}, res)
+	_, err = client.Echo(ctx, &testv1.EchoRequest{})
 	if runtime.CodeOf(err) != runtime.CodeUnavailable {
 		t.Errorf("call to a dead worker: %v", err)
 	}

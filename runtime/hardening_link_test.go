@@ -119,14 +119,14 @@ func TestFDFloodFromWorker(t *testing.T) {
 	if held > before+8 {
 		t.Errorf("the primary holds %d descriptors, %d before the flood", held, before)
 	}
-	res := &herdv1.ErrorEvent{}
-	if err := good.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "hi"}, res); err != nil || res.GetMessage() != "echo:hi" {
-		t.Errorf("call to the other worker: %v %v", res, err)
+	res, err := testv1herd.NewTestServiceClient(good).Echo(context.Background(), &testv1.EchoRequest{Message: "hi"})
+	if want := fmt.Sprintf("worker %d:hi", good.ID()); err != nil || res.GetMessage() != want {
+		t.Errorf("call to the other worker: %v %v, want %q", res, err, want)
 	}
 	c.waitExit(bad)
 }
 
-// holdConnsWorker serves echoProcedure commands: "listen" listens
+// holdConnsWorker serves commands as its Ask handler: "listen" listens
 // (round-robin) on 127.0.0.1:0 and accepts in the background, writing
 // "w<ID>" on each connection and holding it open; "count" answers how many
 // it holds. Its error events go to the primary as reports
@@ -137,12 +137,12 @@ func holdConnsWorker() int {
 	var held []net.Conn
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second), runtime.WithErrorHandler(func(ev *herdv1.ErrorEvent) {
 		msg := fmt.Sprintf("error %s %s %s", runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage())
-		_ = self.Send(context.Background(), reportProcedure, &herdv1.ErrorEvent{Message: msg})
+		_ = self.Send(context.Background(), testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: msg})
 	}))
 	if err != nil {
 		return 10
 	}
-	err = self.Register(runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	err = self.Register(runtime.NewUnaryHandler(testv1herd.TestServiceAskProcedure, func(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
 		switch req.GetMessage() {
 		case "listen":
 			ln, err := runtime.Listen(ctx, "tcp", "127.0.0.1:0", runtime.WithSchedulingPolicy(runtime.SchedRoundRobin))
@@ -173,11 +173,11 @@ func holdConnsWorker() int {
 					c.Write([]byte("w" + strconv.FormatUint(self.ID(), 10) + "\n"))
 				}
 			}()
-			return &herdv1.ErrorEvent{Message: ln.Addr().String()}, nil
+			return &testv1.AskResponse{Message: ln.Addr().String()}, nil
 		case "count":
 			mu.Lock()
 			defer mu.Unlock()
-			return &herdv1.ErrorEvent{Message: strconv.Itoa(len(held))}, nil
+			return &testv1.AskResponse{Message: strconv.Itoa(len(held))}, nil
 		}
 		return nil, runtime.Errorf(runtime.CodeInvalidArgument, "command %q", req.GetMessage())
 	}))
@@ -196,8 +196,8 @@ func do(t *testing.T, w *runtime.Worker, cmd string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	res := &herdv1.ErrorEvent{}
-	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: cmd}, res); err != nil {
+	res, err := testv1herd.NewTestServiceClient(w).Ask(ctx, &testv1.AskRequest{Message: cmd})
+	if err != nil {
 		t.Fatalf("worker %d %s: %v", w.ID(), cmd, err)
 	}
 	return res.GetMessage()

@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // The test binary is its own worker and, for the tests that kill or signal
@@ -87,18 +88,6 @@ func testRoles() herdtest.Roles {
 	return roles
 }
 
-// Test procedures, with herd.v1.ErrorEvent as a convenient message that
-// carries a string.
-const (
-	reportProcedure = "/herdtest.Test/Report"
-	echoProcedure   = "/herdtest.Test/Echo"
-	sleepProcedure  = "/herdtest.Test/Sleep"
-)
-
-func echo(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-	return &herdv1.ErrorEvent{Message: "echo:" + req.GetMessage()}, nil
-}
-
 // workerMain is the worker side of the tests' general-purpose roles; mode
 // (the role's name) picks the behaviour.
 func workerMain(mode string) int {
@@ -116,25 +105,14 @@ func workerMain(mode string) int {
 		// Never handshake: hold the link open until killed.
 		select {}
 	}
-	var self *runtime.Self
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "NewSelf:", err)
 		return 10
 	}
-	if err := self.Register(
-		runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-			if req.GetMessage() == "disconnect yourself" {
-				// Start a worker-side disconnect while the primary starts its own.
-				go self.Disconnect(context.Background())
-			}
-			return echo(ctx, req)
-		}),
-		runtime.NewUnaryHandler(sleepProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-			<-ctx.Done()
-			return nil, ctx.Err()
-		}),
-	); err != nil {
+	// It serves TestService, and reports to the primary's.
+	svc := &testService{self: self, selfPeer: testv1herd.NewTestServiceClient(self)}
+	if err := testv1herd.RegisterTestServiceHandler(self, svc); err != nil {
 		return 11
 	}
 	if err := self.Start(ctx); err != nil {
@@ -142,7 +120,7 @@ func workerMain(mode string) int {
 		return 12
 	}
 	report := func(msg string) {
-		if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{}); err != nil {
+		if _, err := svc.selfPeer.Report(ctx, &testv1.ReportRequest{Message: msg}); err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
 		}
 	}
@@ -183,7 +161,7 @@ func workerMain(mode string) int {
 		// Many fire-and-forget messages, then exit at once: the primary
 		// must handle every one before the exit event.
 		for i := range 500 {
-			if err := self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: fmt.Sprint(i)}); err != nil {
+			if err := svc.selfPeer.SendReport(ctx, &testv1.ReportRequest{Message: fmt.Sprint(i)}); err != nil {
 				return 13
 			}
 		}
@@ -225,10 +203,10 @@ func subPrimaryMain(exit1 bool) int {
 	p := runtime.NewPrimary(herdtest.WorkerRole(os.Getenv(envWorkerRole)))
 	online := make(chan uint64, 2)
 	p.Register(
-		runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 			w, _ := runtime.WorkerFromContext(ctx)
 			online <- w.ID()
-			return &herdv1.ErrorEvent{}, nil
+			return &testv1.ReportResponse{}, nil
 		}),
 	)
 	var pids []string

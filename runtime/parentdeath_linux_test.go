@@ -16,9 +16,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // Worker roles of the parent-death hook test (linuxRoles). Each worker's
@@ -57,7 +58,7 @@ func markerWorker(fromGoroutine bool) int {
 		if fromGoroutine && unix.Gettid() == os.Getpid() {
 			marker = "test broken: Start ran on the main thread"
 		}
-		if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: "ready"}, &herdv1.ErrorEvent{}); err != nil {
+		if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: "ready"}, &testv1.ReportResponse{}); err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
 		}
 		return 0

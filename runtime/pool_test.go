@@ -19,6 +19,8 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // bootcrashWorker (role "bootcrash") dies before its handshake with a message on stderr.
@@ -97,7 +99,7 @@ func serveWorkerMain() int {
 		fmt.Fprintln(os.Stderr, "Listen:", err)
 		return 13
 	}
-	_ = self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: "addr " + ln.Addr().String()})
+	_ = self.Send(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: "addr " + ln.Addr().String()})
 	go func() {
 		defer close(acceptDone)
 		for {
@@ -303,7 +305,7 @@ func TestPoolReplacesDeadWorker(t *testing.T) {
 	// A disconnect the worker started itself is answered with a restart.
 	w4, _ := c.p.Worker(4)
 	// The reply may lose the race with the worker's own disconnect.
-	if err := w4.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"}, &herdv1.ErrorEvent{}); err != nil {
+	if _, err := testv1herd.NewTestServiceClient(w4).Disconnect(context.Background(), &testv1.DisconnectRequest{}); err != nil {
 		t.Logf("call: %v", err)
 	}
 	c.rec.waitFor("exit 4 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")
@@ -346,7 +348,7 @@ func TestPoolRestartPolicies(t *testing.T) {
 		// A clean exit the worker chose: not replaced.
 		w2, _ := c.p.Worker(2)
 		// The reply may lose the race with the worker's own disconnect.
-		if err := w2.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"}, &herdv1.ErrorEvent{}); err != nil {
+		if _, err := testv1herd.NewTestServiceClient(w2).Disconnect(context.Background(), &testv1.DisconnectRequest{}); err != nil {
 			t.Logf("call: %v", err)
 		}
 		c.rec.waitFor("exit 2 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")

@@ -9,9 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // unprivilegedPrimaryMain is a primary run as an unprivileged user: its
@@ -22,9 +23,9 @@ func unprivilegedPrimaryMain() int {
 	defer cancel()
 	p := runtime.NewPrimary()
 	result := make(chan string, 1)
-	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 		result <- req.GetMessage()
-		return &herdv1.ErrorEvent{}, nil
+		return &testv1.ReportResponse{}, nil
 	}))
 	if _, err := p.Fork(ctx, herdtest.ForkRole("listenpriv")); err != nil {
 		fmt.Println("fork:", err)

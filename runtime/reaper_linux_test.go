@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // orphanerMain is a worker that starts a grandchild and exits with status 7
@@ -42,8 +43,8 @@ func orphanerMain() int {
 		fmt.Fprintln(os.Stderr, "grandchild:", err)
 		return 14
 	}
-	msg := &herdv1.ErrorEvent{Message: strconv.Itoa(cmd.Process.Pid)}
-	if err := self.Call(ctx, reportProcedure, msg, &herdv1.ErrorEvent{}); err != nil {
+	msg := &testv1.ReportRequest{Message: strconv.Itoa(cmd.Process.Pid)}
+	if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, msg, &testv1.ReportResponse{}); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 	}
 	return 7
@@ -77,13 +78,13 @@ func reaperPrimaryMain() int {
 	p := runtime.NewPrimary(opts...)
 	grandchild := make(chan int, 1)
 	idleReports := make(chan string, 2) // "ready", then "draining" (the hooks mode)
-	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 		if pid, err := strconv.Atoi(req.GetMessage()); err == nil {
 			grandchild <- pid
 		} else {
 			idleReports <- req.GetMessage()
 		}
-		return &herdv1.ErrorEvent{}, nil
+		return &testv1.ReportResponse{}, nil
 	}))
 	fmt.Println("primary pid", os.Getpid())
 	idle, err := p.Fork(ctx, herdtest.ForkRole("hooks"))

@@ -21,6 +21,8 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // The stop-signal tests' worker and primary (roles "inflight" and
@@ -41,7 +43,7 @@ func inflightWorker() int {
 		return 10
 	}
 	report := func(msg string) {
-		if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{}); err != nil {
+		if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: msg}, &testv1.ReportResponse{}); err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
 		}
 	}
@@ -84,7 +86,7 @@ func noStopSignalsWorker() int {
 	if err := self.Start(context.Background()); err != nil {
 		return 12
 	}
-	if err := self.Call(context.Background(), reportProcedure, &herdv1.ErrorEvent{Message: "ready"}, &herdv1.ErrorEvent{}); err != nil {
+	if err := self.Call(context.Background(), testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: "ready"}, &testv1.ReportResponse{}); err != nil {
 		return 13
 	}
 	<-self.Done()
@@ -109,10 +111,10 @@ func gracefulPrimary() int {
 		fmt.Printf(format+"\n", args...)
 	}
 	err := p.Register(
-		runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 			w, _ := runtime.WorkerFromContext(ctx)
 			println("report %d %s", w.ID(), req.GetMessage())
-			return &herdv1.ErrorEvent{}, nil
+			return &testv1.ReportResponse{}, nil
 		}),
 		runtime.NewUnaryHandler("/herd.v1.EventService/Disconnect", func(ctx context.Context, ev *herdv1.DisconnectEvent) (*emptypb.Empty, error) {
 			println("disconnect %d", ev.GetWorker().GetId())

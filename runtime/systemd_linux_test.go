@@ -17,9 +17,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // The systemd test's roles. The test starts the test binary with two
@@ -78,9 +79,9 @@ func systemdPrimaryMain() int {
 	signal.Notify(sig, syscall.SIGTERM)
 	p := runtime.NewPrimary(herdtest.WorkerRole("systemd"))
 	report := make(chan string, 1)
-	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 		report <- req.GetMessage()
-		return &herdv1.ErrorEvent{}, nil
+		return &testv1.ReportResponse{}, nil
 	}))
 	var cloexec []string
 	for _, fd := range []int{3, 4} {
@@ -129,7 +130,7 @@ func systemdWorkerMain() int {
 		}
 	}
 	msg := fmt.Sprintf("sockets=%s env=%s web=%v admin=%v", inherited, env, werr, aerr)
-	if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{}); err != nil {
+	if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: msg}, &testv1.ReportResponse{}); err != nil {
 		return 13
 	}
 	<-self.Done()

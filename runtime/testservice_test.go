@@ -232,6 +232,27 @@ func (s *testService) Stats(ctx context.Context, req *testv1.StatsRequest) (*tes
 	}, nil
 }
 
+// Disconnect starts the worker's own graceful disconnect.
+func (s *testService) Disconnect(ctx context.Context, req *testv1.DisconnectRequest) (*testv1.DisconnectResponse, error) {
+	if s.self == nil {
+		return nil, runtime.Errorf(runtime.CodeFailedPrecondition, "Disconnect is served by workers")
+	}
+	go s.self.Disconnect(context.Background())
+	return &testv1.DisconnectResponse{}, nil
+}
+
+// Ask answers with the message it was sent; the tests that need a
+// rendezvous register their own handler instead.
+func (s *testService) Ask(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
+	return &testv1.AskResponse{Message: req.GetMessage()}, nil
+}
+
+// Flood drops the payload; the flow-control tests register their own
+// handler instead.
+func (s *testService) Flood(ctx context.Context, req *testv1.FloodRequest) (*testv1.FloodResponse, error) {
+	return &testv1.FloodResponse{}, nil
+}
+
 // workerError is the worker's error handler (runtime.WithErrorHandler): it
 // keeps the event for Stats and reports it to the primary as
 // "error <code> <procedure>".

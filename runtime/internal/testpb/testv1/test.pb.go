@@ -979,6 +979,255 @@ func (x *StatsResponse) GetErrors() []string {
 	return nil
 }
 
+// DisconnectRequest is the request of Disconnect.
+type DisconnectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectRequest) Reset() {
+	*x = DisconnectRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectRequest) ProtoMessage() {}
+
+func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{18}
+}
+
+// DisconnectResponse is the response of Disconnect.
+type DisconnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectResponse) Reset() {
+	*x = DisconnectResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectResponse) ProtoMessage() {}
+
+func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{19}
+}
+
+// AskRequest is the request of Ask.
+type AskRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// message is free text, for the test's handler.
+	Message       string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AskRequest) Reset() {
+	*x = AskRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AskRequest) ProtoMessage() {}
+
+func (x *AskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AskRequest.ProtoReflect.Descriptor instead.
+func (*AskRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AskRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// AskResponse is the response of Ask.
+type AskResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// message is free text, from the test's handler.
+	Message       string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AskResponse) Reset() {
+	*x = AskResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AskResponse) ProtoMessage() {}
+
+func (x *AskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AskResponse.ProtoReflect.Descriptor instead.
+func (*AskResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AskResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// FloodRequest is the request of Flood.
+type FloodRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// payload makes the message as large as the test needs.
+	Payload       []byte `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FloodRequest) Reset() {
+	*x = FloodRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FloodRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FloodRequest) ProtoMessage() {}
+
+func (x *FloodRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FloodRequest.ProtoReflect.Descriptor instead.
+func (*FloodRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FloodRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+// FloodResponse is the response of Flood.
+type FloodResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FloodResponse) Reset() {
+	*x = FloodResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FloodResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FloodResponse) ProtoMessage() {}
+
+func (x *FloodResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FloodResponse.ProtoReflect.Descriptor instead.
+func (*FloodResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{23}
+}
+
 var File_herd_test_v1_test_proto protoreflect.FileDescriptor
 
 const file_herd_test_v1_test_proto_rawDesc = "" +
@@ -1026,12 +1275,22 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\amallocs\x18\x01 \x01(\x04R\amallocs\x12\x18\n" +
 	"\areports\x18\x02 \x01(\x04R\areports\x12\x19\n" +
 	"\bin_order\x18\x03 \x01(\bR\ainOrder\x12\x16\n" +
-	"\x06errors\x18\x04 \x03(\tR\x06errors*e\n" +
+	"\x06errors\x18\x04 \x03(\tR\x06errors\"\x13\n" +
+	"\x11DisconnectRequest\"\x14\n" +
+	"\x12DisconnectResponse\"&\n" +
+	"\n" +
+	"AskRequest\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"'\n" +
+	"\vAskResponse\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"(\n" +
+	"\fFloodRequest\x12\x18\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\"\x0f\n" +
+	"\rFloodResponse*e\n" +
 	"\bFileKind\x12\x19\n" +
 	"\x15FILE_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eFILE_KIND_FILE\x10\x01\x12\x12\n" +
 	"\x0eFILE_KIND_CONN\x10\x02\x12\x16\n" +
-	"\x12FILE_KIND_LISTENER\x10\x032\xe2\x04\n" +
+	"\x12FILE_KIND_LISTENER\x10\x032\xb1\x06\n" +
 	"\vTestService\x12=\n" +
 	"\x04Echo\x12\x19.herd.test.v1.EchoRequest\x1a\x1a.herd.test.v1.EchoResponse\x12C\n" +
 	"\x06Report\x12\x1b.herd.test.v1.ReportRequest\x1a\x1c.herd.test.v1.ReportResponse\x12@\n" +
@@ -1041,7 +1300,11 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\x04Fail\x12\x19.herd.test.v1.FailRequest\x1a\x1a.herd.test.v1.FailResponse\x12@\n" +
 	"\x05Panic\x12\x1a.herd.test.v1.PanicRequest\x1a\x1b.herd.test.v1.PanicResponse\x12@\n" +
 	"\x05Files\x12\x1a.herd.test.v1.FilesRequest\x1a\x1b.herd.test.v1.FilesResponse\x12@\n" +
-	"\x05Stats\x12\x1a.herd.test.v1.StatsRequest\x1a\x1b.herd.test.v1.StatsResponseB?Z=github.com/herd-go/herd/runtime/internal/testpb/testv1;testv1b\x06proto3"
+	"\x05Stats\x12\x1a.herd.test.v1.StatsRequest\x1a\x1b.herd.test.v1.StatsResponse\x12O\n" +
+	"\n" +
+	"Disconnect\x12\x1f.herd.test.v1.DisconnectRequest\x1a .herd.test.v1.DisconnectResponse\x12:\n" +
+	"\x03Ask\x12\x18.herd.test.v1.AskRequest\x1a\x19.herd.test.v1.AskResponse\x12@\n" +
+	"\x05Flood\x12\x1a.herd.test.v1.FloodRequest\x1a\x1b.herd.test.v1.FloodResponseB?Z=github.com/herd-go/herd/runtime/internal/testpb/testv1;testv1b\x06proto3"
 
 var (
 	file_herd_test_v1_test_proto_rawDescOnce sync.Once
@@ -1056,31 +1319,37 @@ func file_herd_test_v1_test_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_test_v1_test_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herd_test_v1_test_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_herd_test_v1_test_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_herd_test_v1_test_proto_goTypes = []any{
-	(FileKind)(0),           // 0: herd.test.v1.FileKind
-	(*EchoRequest)(nil),     // 1: herd.test.v1.EchoRequest
-	(*EchoResponse)(nil),    // 2: herd.test.v1.EchoResponse
-	(*ReportRequest)(nil),   // 3: herd.test.v1.ReportRequest
-	(*ReportResponse)(nil),  // 4: herd.test.v1.ReportResponse
-	(*SleepRequest)(nil),    // 5: herd.test.v1.SleepRequest
-	(*SleepResponse)(nil),   // 6: herd.test.v1.SleepResponse
-	(*BlastRequest)(nil),    // 7: herd.test.v1.BlastRequest
-	(*BlastResponse)(nil),   // 8: herd.test.v1.BlastResponse
-	(*PayloadRequest)(nil),  // 9: herd.test.v1.PayloadRequest
-	(*PayloadResponse)(nil), // 10: herd.test.v1.PayloadResponse
-	(*FailRequest)(nil),     // 11: herd.test.v1.FailRequest
-	(*FailResponse)(nil),    // 12: herd.test.v1.FailResponse
-	(*PanicRequest)(nil),    // 13: herd.test.v1.PanicRequest
-	(*PanicResponse)(nil),   // 14: herd.test.v1.PanicResponse
-	(*FilesRequest)(nil),    // 15: herd.test.v1.FilesRequest
-	(*FilesResponse)(nil),   // 16: herd.test.v1.FilesResponse
-	(*StatsRequest)(nil),    // 17: herd.test.v1.StatsRequest
-	(*StatsResponse)(nil),   // 18: herd.test.v1.StatsResponse
-	(v1.Code)(0),            // 19: herd.v1.Code
+	(FileKind)(0),              // 0: herd.test.v1.FileKind
+	(*EchoRequest)(nil),        // 1: herd.test.v1.EchoRequest
+	(*EchoResponse)(nil),       // 2: herd.test.v1.EchoResponse
+	(*ReportRequest)(nil),      // 3: herd.test.v1.ReportRequest
+	(*ReportResponse)(nil),     // 4: herd.test.v1.ReportResponse
+	(*SleepRequest)(nil),       // 5: herd.test.v1.SleepRequest
+	(*SleepResponse)(nil),      // 6: herd.test.v1.SleepResponse
+	(*BlastRequest)(nil),       // 7: herd.test.v1.BlastRequest
+	(*BlastResponse)(nil),      // 8: herd.test.v1.BlastResponse
+	(*PayloadRequest)(nil),     // 9: herd.test.v1.PayloadRequest
+	(*PayloadResponse)(nil),    // 10: herd.test.v1.PayloadResponse
+	(*FailRequest)(nil),        // 11: herd.test.v1.FailRequest
+	(*FailResponse)(nil),       // 12: herd.test.v1.FailResponse
+	(*PanicRequest)(nil),       // 13: herd.test.v1.PanicRequest
+	(*PanicResponse)(nil),      // 14: herd.test.v1.PanicResponse
+	(*FilesRequest)(nil),       // 15: herd.test.v1.FilesRequest
+	(*FilesResponse)(nil),      // 16: herd.test.v1.FilesResponse
+	(*StatsRequest)(nil),       // 17: herd.test.v1.StatsRequest
+	(*StatsResponse)(nil),      // 18: herd.test.v1.StatsResponse
+	(*DisconnectRequest)(nil),  // 19: herd.test.v1.DisconnectRequest
+	(*DisconnectResponse)(nil), // 20: herd.test.v1.DisconnectResponse
+	(*AskRequest)(nil),         // 21: herd.test.v1.AskRequest
+	(*AskResponse)(nil),        // 22: herd.test.v1.AskResponse
+	(*FloodRequest)(nil),       // 23: herd.test.v1.FloodRequest
+	(*FloodResponse)(nil),      // 24: herd.test.v1.FloodResponse
+	(v1.Code)(0),               // 25: herd.v1.Code
 }
 var file_herd_test_v1_test_proto_depIdxs = []int32{
-	19, // 0: herd.test.v1.FailRequest.code:type_name -> herd.v1.Code
+	25, // 0: herd.test.v1.FailRequest.code:type_name -> herd.v1.Code
 	0,  // 1: herd.test.v1.FilesRequest.kinds:type_name -> herd.test.v1.FileKind
 	1,  // 2: herd.test.v1.TestService.Echo:input_type -> herd.test.v1.EchoRequest
 	3,  // 3: herd.test.v1.TestService.Report:input_type -> herd.test.v1.ReportRequest
@@ -1091,17 +1360,23 @@ var file_herd_test_v1_test_proto_depIdxs = []int32{
 	13, // 8: herd.test.v1.TestService.Panic:input_type -> herd.test.v1.PanicRequest
 	15, // 9: herd.test.v1.TestService.Files:input_type -> herd.test.v1.FilesRequest
 	17, // 10: herd.test.v1.TestService.Stats:input_type -> herd.test.v1.StatsRequest
-	2,  // 11: herd.test.v1.TestService.Echo:output_type -> herd.test.v1.EchoResponse
-	4,  // 12: herd.test.v1.TestService.Report:output_type -> herd.test.v1.ReportResponse
-	6,  // 13: herd.test.v1.TestService.Sleep:output_type -> herd.test.v1.SleepResponse
-	8,  // 14: herd.test.v1.TestService.Blast:output_type -> herd.test.v1.BlastResponse
-	10, // 15: herd.test.v1.TestService.Payload:output_type -> herd.test.v1.PayloadResponse
-	12, // 16: herd.test.v1.TestService.Fail:output_type -> herd.test.v1.FailResponse
-	14, // 17: herd.test.v1.TestService.Panic:output_type -> herd.test.v1.PanicResponse
-	16, // 18: herd.test.v1.TestService.Files:output_type -> herd.test.v1.FilesResponse
-	18, // 19: herd.test.v1.TestService.Stats:output_type -> herd.test.v1.StatsResponse
-	11, // [11:20] is the sub-list for method output_type
-	2,  // [2:11] is the sub-list for method input_type
+	19, // 11: herd.test.v1.TestService.Disconnect:input_type -> herd.test.v1.DisconnectRequest
+	21, // 12: herd.test.v1.TestService.Ask:input_type -> herd.test.v1.AskRequest
+	23, // 13: herd.test.v1.TestService.Flood:input_type -> herd.test.v1.FloodRequest
+	2,  // 14: herd.test.v1.TestService.Echo:output_type -> herd.test.v1.EchoResponse
+	4,  // 15: herd.test.v1.TestService.Report:output_type -> herd.test.v1.ReportResponse
+	6,  // 16: herd.test.v1.TestService.Sleep:output_type -> herd.test.v1.SleepResponse
+	8,  // 17: herd.test.v1.TestService.Blast:output_type -> herd.test.v1.BlastResponse
+	10, // 18: herd.test.v1.TestService.Payload:output_type -> herd.test.v1.PayloadResponse
+	12, // 19: herd.test.v1.TestService.Fail:output_type -> herd.test.v1.FailResponse
+	14, // 20: herd.test.v1.TestService.Panic:output_type -> herd.test.v1.PanicResponse
+	16, // 21: herd.test.v1.TestService.Files:output_type -> herd.test.v1.FilesResponse
+	18, // 22: herd.test.v1.TestService.Stats:output_type -> herd.test.v1.StatsResponse
+	20, // 23: herd.test.v1.TestService.Disconnect:output_type -> herd.test.v1.DisconnectResponse
+	22, // 24: herd.test.v1.TestService.Ask:output_type -> herd.test.v1.AskResponse
+	24, // 25: herd.test.v1.TestService.Flood:output_type -> herd.test.v1.FloodResponse
+	14, // [14:26] is the sub-list for method output_type
+	2,  // [2:14] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1118,7 +1393,7 @@ func file_herd_test_v1_test_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_test_v1_test_proto_rawDesc), len(file_herd_test_v1_test_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,12 @@ const (
 	TestServiceFilesProcedure = "/herd.test.v1.TestService/Files"
 	// TestServiceStatsProcedure is the procedure name of the TestService's Stats method.
 	TestServiceStatsProcedure = "/herd.test.v1.TestService/Stats"
+	// TestServiceDisconnectProcedure is the procedure name of the TestService's Disconnect method.
+	TestServiceDisconnectProcedure = "/herd.test.v1.TestService/Disconnect"
+	// TestServiceAskProcedure is the procedure name of the TestService's Ask method.
+	TestServiceAskProcedure = "/herd.test.v1.TestService/Ask"
+	// TestServiceFloodProcedure is the procedure name of the TestService's Flood method.
+	TestServiceFloodProcedure = "/herd.test.v1.TestService/Flood"
 )
 
 // TestServiceClient is a client of the herd.test.v1.TestService service. Every method has a
@@ -100,6 +106,23 @@ type TestServiceClient interface {
 	Stats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) (*testv1.StatsResponse, error)
 	// SendStats sends a request to Stats without waiting for a response (fire-and-forget).
 	SendStats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) error
+	// Disconnect makes the callee, a worker, start its own graceful
+	// disconnect (runtime.Self.Disconnect) in the background, and answers at
+	// once.
+	Disconnect(ctx context.Context, req *testv1.DisconnectRequest, opts ...runtime.CallOption) (*testv1.DisconnectResponse, error)
+	// SendDisconnect sends a request to Disconnect without waiting for a response (fire-and-forget).
+	SendDisconnect(ctx context.Context, req *testv1.DisconnectRequest, opts ...runtime.CallOption) error
+	// Ask is a call whose handler a test gives (TestService's own answers
+	// at once): a rendezvous, a barrier, a handler that blocks until the test
+	// releases it.
+	Ask(ctx context.Context, req *testv1.AskRequest, opts ...runtime.CallOption) (*testv1.AskResponse, error)
+	// SendAsk sends a request to Ask without waiting for a response (fire-and-forget).
+	SendAsk(ctx context.Context, req *testv1.AskRequest, opts ...runtime.CallOption) error
+	// Flood carries a payload one way, usually fire-and-forget, to a handler
+	// a test gives (one that holds it, for the flow-control tests).
+	Flood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) (*testv1.FloodResponse, error)
+	// SendFlood sends a request to Flood without waiting for a response (fire-and-forget).
+	SendFlood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) error
 }
 
 // NewTestServiceClient returns a client of the herd.test.v1.TestService service that calls through
@@ -107,15 +130,18 @@ type TestServiceClient interface {
 // to call in-process. The options apply to every call.
 func NewTestServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption) TestServiceClient {
 	return &testServiceClient{
-		echo:    runtime.NewClient[testv1.EchoRequest, testv1.EchoResponse](conn, TestServiceEchoProcedure, opts...),
-		report:  runtime.NewClient[testv1.ReportRequest, testv1.ReportResponse](conn, TestServiceReportProcedure, opts...),
-		sleep:   runtime.NewClient[testv1.SleepRequest, testv1.SleepResponse](conn, TestServiceSleepProcedure, opts...),
-		blast:   runtime.NewClient[testv1.BlastRequest, testv1.BlastResponse](conn, TestServiceBlastProcedure, opts...),
-		payload: runtime.NewClient[testv1.PayloadRequest, testv1.PayloadResponse](conn, TestServicePayloadProcedure, opts...),
-		fail:    runtime.NewClient[testv1.FailRequest, testv1.FailResponse](conn, TestServiceFailProcedure, opts...),
-		panic:   runtime.NewClient[testv1.PanicRequest, testv1.PanicResponse](conn, TestServicePanicProcedure, opts...),
-		files:   runtime.NewClient[testv1.FilesRequest, testv1.FilesResponse](conn, TestServiceFilesProcedure, opts...),
-		stats:   runtime.NewClient[testv1.StatsRequest, testv1.StatsResponse](conn, TestServiceStatsProcedure, opts...),
+		echo:       runtime.NewClient[testv1.EchoRequest, testv1.EchoResponse](conn, TestServiceEchoProcedure, opts...),
+		report:     runtime.NewClient[testv1.ReportRequest, testv1.ReportResponse](conn, TestServiceReportProcedure, opts...),
+		sleep:      runtime.NewClient[testv1.SleepRequest, testv1.SleepResponse](conn, TestServiceSleepProcedure, opts...),
+		blast:      runtime.NewClient[testv1.BlastRequest, testv1.BlastResponse](conn, TestServiceBlastProcedure, opts...),
+		payload:    runtime.NewClient[testv1.PayloadRequest, testv1.PayloadResponse](conn, TestServicePayloadProcedure, opts...),
+		fail:       runtime.NewClient[testv1.FailRequest, testv1.FailResponse](conn, TestServiceFailProcedure, opts...),
+		panic:      runtime.NewClient[testv1.PanicRequest, testv1.PanicResponse](conn, TestServicePanicProcedure, opts...),
+		files:      runtime.NewClient[testv1.FilesRequest, testv1.FilesResponse](conn, TestServiceFilesProcedure, opts...),
+		stats:      runtime.NewClient[testv1.StatsRequest, testv1.StatsResponse](conn, TestServiceStatsProcedure, opts...),
+		disconnect: runtime.NewClient[testv1.DisconnectRequest, testv1.DisconnectResponse](conn, TestServiceDisconnectProcedure, opts...),
+		ask:        runtime.NewClient[testv1.AskRequest, testv1.AskResponse](conn, TestServiceAskProcedure, opts...),
+		flood:      runtime.NewClient[testv1.FloodRequest, testv1.FloodResponse](conn, TestServiceFloodProcedure, opts...),
 	}
 }
 
@@ -173,6 +199,23 @@ type TestServiceBroadcastClient interface {
 	//
 	// Stats returns the callee's counters.
 	SendStats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) error
+	// SendDisconnect sends a request to Disconnect without waiting for a response (fire-and-forget).
+	//
+	// Disconnect makes the callee, a worker, start its own graceful
+	// disconnect (runtime.Self.Disconnect) in the background, and answers at
+	// once.
+	SendDisconnect(ctx context.Context, req *testv1.DisconnectRequest, opts ...runtime.CallOption) error
+	// SendAsk sends a request to Ask without waiting for a response (fire-and-forget).
+	//
+	// Ask is a call whose handler a test gives (TestService's own answers
+	// at once): a rendezvous, a barrier, a handler that blocks until the test
+	// releases it.
+	SendAsk(ctx context.Context, req *testv1.AskRequest, opts ...runtime.CallOption) error
+	// SendFlood sends a request to Flood without waiting for a response (fire-and-forget).
+	//
+	// Flood carries a payload one way, usually fire-and-forget, to a handler
+	// a test gives (one that holds it, for the flow-control tests).
+	SendFlood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) error
 }
 
 // NewTestServiceBroadcastClient returns a fire-and-forget client of the herd.test.v1.TestService
@@ -180,15 +223,18 @@ type TestServiceBroadcastClient interface {
 // runtime.ClientConn. The options apply to every send.
 func NewTestServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) TestServiceBroadcastClient {
 	return &testServiceBroadcastClient{
-		echo:    runtime.NewSendClient[testv1.EchoRequest](conn, TestServiceEchoProcedure, opts...),
-		report:  runtime.NewSendClient[testv1.ReportRequest](conn, TestServiceReportProcedure, opts...),
-		sleep:   runtime.NewSendClient[testv1.SleepRequest](conn, TestServiceSleepProcedure, opts...),
-		blast:   runtime.NewSendClient[testv1.BlastRequest](conn, TestServiceBlastProcedure, opts...),
-		payload: runtime.NewSendClient[testv1.PayloadRequest](conn, TestServicePayloadProcedure, opts...),
-		fail:    runtime.NewSendClient[testv1.FailRequest](conn, TestServiceFailProcedure, opts...),
-		panic:   runtime.NewSendClient[testv1.PanicRequest](conn, TestServicePanicProcedure, opts...),
-		files:   runtime.NewSendClient[testv1.FilesRequest](conn, TestServiceFilesProcedure, opts...),
-		stats:   runtime.NewSendClient[testv1.StatsRequest](conn, TestServiceStatsProcedure, opts...),
+		echo:       runtime.NewSendClient[testv1.EchoRequest](conn, TestServiceEchoProcedure, opts...),
+		report:     runtime.NewSendClient[testv1.ReportRequest](conn, TestServiceReportProcedure, opts...),
+		sleep:      runtime.NewSendClient[testv1.SleepRequest](conn, TestServiceSleepProcedure, opts...),
+		blast:      runtime.NewSendClient[testv1.BlastRequest](conn, TestServiceBlastProcedure, opts...),
+		payload:    runtime.NewSendClient[testv1.PayloadRequest](conn, TestServicePayloadProcedure, opts...),
+		fail:       runtime.NewSendClient[testv1.FailRequest](conn, TestServiceFailProcedure, opts...),
+		panic:      runtime.NewSendClient[testv1.PanicRequest](conn, TestServicePanicProcedure, opts...),
+		files:      runtime.NewSendClient[testv1.FilesRequest](conn, TestServiceFilesProcedure, opts...),
+		stats:      runtime.NewSendClient[testv1.StatsRequest](conn, TestServiceStatsProcedure, opts...),
+		disconnect: runtime.NewSendClient[testv1.DisconnectRequest](conn, TestServiceDisconnectProcedure, opts...),
+		ask:        runtime.NewSendClient[testv1.AskRequest](conn, TestServiceAskProcedure, opts...),
+		flood:      runtime.NewSendClient[testv1.FloodRequest](conn, TestServiceFloodProcedure, opts...),
 	}
 }
 
@@ -227,6 +273,17 @@ type TestServiceHandler interface {
 	Files(context.Context, *testv1.FilesRequest) (*testv1.FilesResponse, error)
 	// Stats returns the callee's counters.
 	Stats(context.Context, *testv1.StatsRequest) (*testv1.StatsResponse, error)
+	// Disconnect makes the callee, a worker, start its own graceful
+	// disconnect (runtime.Self.Disconnect) in the background, and answers at
+	// once.
+	Disconnect(context.Context, *testv1.DisconnectRequest) (*testv1.DisconnectResponse, error)
+	// Ask is a call whose handler a test gives (TestService's own answers
+	// at once): a rendezvous, a barrier, a handler that blocks until the test
+	// releases it.
+	Ask(context.Context, *testv1.AskRequest) (*testv1.AskResponse, error)
+	// Flood carries a payload one way, usually fire-and-forget, to a handler
+	// a test gives (one that holds it, for the flow-control tests).
+	Flood(context.Context, *testv1.FloodRequest) (*testv1.FloodResponse, error)
 }
 
 // RegisterTestServiceHandler registers impl as the herd.test.v1.TestService service on r, one
@@ -247,6 +304,9 @@ func RegisterTestServiceHandler(r runtime.Registrar, impl TestServiceHandler, op
 		runtime.NewUnaryHandler(TestServicePanicProcedure, impl.Panic, opts...),
 		runtime.NewUnaryHandler(TestServiceFilesProcedure, impl.Files, opts...),
 		runtime.NewUnaryHandler(TestServiceStatsProcedure, impl.Stats, opts...),
+		runtime.NewUnaryHandler(TestServiceDisconnectProcedure, impl.Disconnect, opts...),
+		runtime.NewUnaryHandler(TestServiceAskProcedure, impl.Ask, opts...),
+		runtime.NewUnaryHandler(TestServiceFloodProcedure, impl.Flood, opts...),
 	)
 }
 
@@ -291,6 +351,18 @@ func (UnimplementedTestServiceHandler) Stats(context.Context, *testv1.StatsReque
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Stats is not implemented")
 }
 
+func (UnimplementedTestServiceHandler) Disconnect(context.Context, *testv1.DisconnectRequest) (*testv1.DisconnectResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Disconnect is not implemented")
+}
+
+func (UnimplementedTestServiceHandler) Ask(context.Context, *testv1.AskRequest) (*testv1.AskResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Ask is not implemented")
+}
+
+func (UnimplementedTestServiceHandler) Flood(context.Context, *testv1.FloodRequest) (*testv1.FloodResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Flood is not implemented")
+}
+
 // isNilUnimplementedTestServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *UnimplementedTestServiceHandler would panic on the first call of a method it does not
 // implement, so RegisterTestServiceHandler rejects it.
@@ -300,15 +372,18 @@ func (u *UnimplementedTestServiceHandler) isNilUnimplementedTestServiceHandler()
 
 // testServiceClient implements TestServiceClient with a runtime.Client per method.
 type testServiceClient struct {
-	echo    *runtime.Client[testv1.EchoRequest, testv1.EchoResponse]
-	report  *runtime.Client[testv1.ReportRequest, testv1.ReportResponse]
-	sleep   *runtime.Client[testv1.SleepRequest, testv1.SleepResponse]
-	blast   *runtime.Client[testv1.BlastRequest, testv1.BlastResponse]
-	payload *runtime.Client[testv1.PayloadRequest, testv1.PayloadResponse]
-	fail    *runtime.Client[testv1.FailRequest, testv1.FailResponse]
-	panic   *runtime.Client[testv1.PanicRequest, testv1.PanicResponse]
-	files   *runtime.Client[testv1.FilesRequest, testv1.FilesResponse]
-	stats   *runtime.Client[testv1.StatsRequest, testv1.StatsResponse]
+	echo       *runtime.Client[testv1.EchoRequest, testv1.EchoResponse]
+	report     *runtime.Client[testv1.ReportRequest, testv1.ReportResponse]
+	sleep      *runtime.Client[testv1.SleepRequest, testv1.SleepResponse]
+	blast      *runtime.Client[testv1.BlastRequest, testv1.BlastResponse]
+	payload    *runtime.Client[testv1.PayloadRequest, testv1.PayloadResponse]
+	fail       *runtime.Client[testv1.FailRequest, testv1.FailResponse]
+	panic      *runtime.Client[testv1.PanicRequest, testv1.PanicResponse]
+	files      *runtime.Client[testv1.FilesRequest, testv1.FilesResponse]
+	stats      *runtime.Client[testv1.StatsRequest, testv1.StatsResponse]
+	disconnect *runtime.Client[testv1.DisconnectRequest, testv1.DisconnectResponse]
+	ask        *runtime.Client[testv1.AskRequest, testv1.AskResponse]
+	flood      *runtime.Client[testv1.FloodRequest, testv1.FloodResponse]
 }
 
 func (c *testServiceClient) Echo(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) (*testv1.EchoResponse, error) {
@@ -383,18 +458,45 @@ func (c *testServiceClient) SendStats(ctx context.Context, req *testv1.StatsRequ
 	return c.stats.Send(ctx, req, opts...)
 }
 
+func (c *testServiceClient) Disconnect(ctx context.Context, req *testv1.DisconnectRequest, opts ...runtime.CallOption) (*testv1.DisconnectResponse, error) {
+	return c.disconnect.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendDisconnect(ctx context.Context, req *testv1.DisconnectRequest, opts ...runtime.CallOption) error {
+	return c.disconnect.Send(ctx, req, opts...)
+}
+
+func (c *testServiceClient) Ask(ctx context.Context, req *testv1.AskRequest, opts ...runtime.CallOption) (*testv1.AskResponse, error) {
+	return c.ask.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendAsk(ctx context.Context, req *testv1.AskRequest, opts ...runtime.CallOption) error {
+	return c.ask.Send(ctx, req, opts...)
+}
+
+func (c *testServiceClient) Flood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) (*testv1.FloodResponse, error) {
+	return c.flood.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendFlood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) error {
+	return c.flood.Send(ctx, req, opts...)
+}
+
 // testServiceBroadcastClient implements TestServiceBroadcastClient with a runtime.SendClient per
 // method.
 type testServiceBroadcastClient struct {
-	echo    *runtime.SendClient[testv1.EchoRequest]
-	report  *runtime.SendClient[testv1.ReportRequest]
-	sleep   *runtime.SendClient[testv1.SleepRequest]
-	blast   *runtime.SendClient[testv1.BlastRequest]
-	payload *runtime.SendClient[testv1.PayloadRequest]
-	fail    *runtime.SendClient[testv1.FailRequest]
-	panic   *runtime.SendClient[testv1.PanicRequest]
-	files   *runtime.SendClient[testv1.FilesRequest]
-	stats   *runtime.SendClient[testv1.StatsRequest]
+	echo       *runtime.SendClient[testv1.EchoRequest]
+	report     *runtime.SendClient[testv1.ReportRequest]
+	sleep      *runtime.SendClient[testv1.SleepRequest]
+	blast      *runtime.SendClient[testv1.BlastRequest]
+	payload    *runtime.SendClient[testv1.PayloadRequest]
+	fail       *runtime.SendClient[testv1.FailRequest]
+	panic      *runtime.SendClient[testv1.PanicRequest]
+	files      *runtime.SendClient[testv1.FilesRequest]
+	stats      *runtime.SendClient[testv1.StatsRequest]
+	disconnect *runtime.SendClient[testv1.DisconnectRequest]
+	ask        *runtime.SendClient[testv1.AskRequest]
+	flood      *runtime.SendClient[testv1.FloodRequest]
 }
 
 func (c *testServiceBroadcastClient) SendEcho(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) error {
@@ -431,4 +533,16 @@ func (c *testServiceBroadcastClient) SendFiles(ctx context.Context, req *testv1.
 
 func (c *testServiceBroadcastClient) SendStats(ctx context.Context, req *testv1.StatsRequest, opts ...runtime.CallOption) error {
 	return c.stats.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendDisconnect(ctx context.Context, req *testv1.DisconnectRequest, opts ...runtime.CallOption) error {
+	return c.disconnect.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendAsk(ctx context.Context, req *testv1.AskRequest, opts ...runtime.CallOption) error {
+	return c.ask.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendFlood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) error {
+	return c.flood.Send(ctx, req, opts...)
 }
