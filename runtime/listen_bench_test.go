@@ -19,9 +19,10 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // benchSingleMain is the single-process baseline (role "bench-single"): it
@@ -111,16 +112,14 @@ func startHerdTarget(policy string) (httpTarget, error) {
 	}
 	var addr string
 	for _, w := range ws {
-		res := &herdv1.ErrorEvent{}
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-		err := w.Call(ctx, doProcedure, &herdv1.ErrorEvent{Message: "listen tcp 127.0.0.1:0 policy=" + policy}, res)
+		res, err := testv1herd.NewTestServiceClient(w).Listen(ctx, &testv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0", Policy: policy})
 		cancel()
-		f := strings.Fields(res.GetMessage())
-		if err != nil || len(f) != 4 || f[0] != "ok" {
+		if err != nil || res.GetErrorName() != "" {
 			stop()
-			return httpTarget{}, fmt.Errorf("listen: %q %v", res.GetMessage(), err)
+			return httpTarget{}, fmt.Errorf("listen: %v %v", res, err)
 		}
-		addr = f[2]
+		addr = res.GetAddress()
 	}
 	return httpTarget{addr: addr, stop: stop}, nil
 }

@@ -34,6 +34,9 @@ type testService struct {
 	reportDelay time.Duration
 	// onReport, on the primary, sees every report with its worker.
 	onReport func(w *runtime.Worker, req *testv1.ReportRequest)
+	// connections, when set, counts the connections the worker's servers
+	// hold, for Inspect.
+	connections func() int64
 
 	mu      sync.Mutex
 	reports uint64
@@ -251,6 +254,55 @@ func (s *testService) Ask(ctx context.Context, req *testv1.AskRequest) (*testv1.
 // handler instead.
 func (s *testService) Flood(ctx context.Context, req *testv1.FloodRequest) (*testv1.FloodResponse, error) {
 	return &testv1.FloodResponse{}, nil
+}
+
+// Inspect reports the process's descriptors, goroutines, IDs, the
+// connections its servers hold, whether it is dumpable and a variable of
+// its environment.
+func (s *testService) Inspect(ctx context.Context, req *testv1.InspectRequest) (*testv1.InspectResponse, error) {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	res := &testv1.InspectResponse{
+		Fds:        uint32(len(ents)),
+		Goroutines: uint32(goruntime.NumGoroutine()),
+		Uid:        uint32(os.Getuid()),
+		Gid:        uint32(os.Getgid()),
+		Dumpable:   -1,
+	}
+	if s.connections != nil {
+		res.Connections = s.connections()
+	}
+	if d, err := procDumpable(); err != nil {
+		res.DumpableError = err.Error()
+	} else {
+		res.Dumpable = int32(d)
+	}
+	groups, _ := os.Getgroups()
+	for _, g := range groups {
+		res.Groups = append(res.Groups, uint32(g))
+	}
+	if name := req.GetGetenv(); name != "" {
+		res.EnvValue, res.EnvSet = os.LookupEnv(name)
+	}
+	return res, nil
+}
+
+// TakeFDs tries to take another process's descriptors (takeFDs).
+func (s *testService) TakeFDs(ctx context.Context, req *testv1.TakeFDsRequest) (*testv1.TakeFDsResponse, error) {
+	return takeFDs(int(req.GetPid())), nil
+}
+
+// MakePath makes a directory or plants a symbolic link.
+func (s *testService) MakePath(ctx context.Context, req *testv1.MakePathRequest) (*testv1.MakePathResponse, error) {
+	var err error
+	if target := req.GetSymlinkTarget(); target != "" {
+		err = os.Symlink(target, req.GetName())
+	} else {
+		err = os.Mkdir(req.GetName(), 0o755)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &testv1.MakePathResponse{}, nil
 }
 
 // workerError is the worker's error handler (runtime.WithErrorHandler): it

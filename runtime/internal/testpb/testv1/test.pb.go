@@ -1228,6 +1228,823 @@ func (*FloodResponse) Descriptor() ([]byte, []int) {
 	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{23}
 }
 
+// ListenRequest is the request of Listen: the arguments of runtime.Listen
+// and its options, and how the worker serves the listener.
+type ListenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// network and address are Listen's arguments.
+	Network string `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// packet listens with runtime.ListenPacket.
+	Packet bool `protobuf:"varint,3,opt,name=packet,proto3" json:"packet,omitempty"`
+	// policy names the scheduling policy (runtime.ParseSchedulingPolicy);
+	// empty leaves the default.
+	Policy string `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	// backlog, when not zero, is runtime.WithBacklog's.
+	Backlog int32 `protobuf:"varint,5,opt,name=backlog,proto3" json:"backlog,omitempty"`
+	// exclusive is runtime.WithExclusive.
+	Exclusive bool `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	// use_fd sets runtime.WithListenFD(fd).
+	UseFd bool  `protobuf:"varint,7,opt,name=use_fd,json=useFd,proto3" json:"use_fd,omitempty"`
+	Fd    int32 `protobuf:"varint,8,opt,name=fd,proto3" json:"fd,omitempty"`
+	// fd_name, when set, is runtime.WithListenFDName's.
+	FdName string `protobuf:"bytes,9,opt,name=fd_name,json=fdName,proto3" json:"fd_name,omitempty"`
+	// unix_mode, when not zero, is runtime.WithUnixMode's.
+	UnixMode uint32 `protobuf:"varint,10,opt,name=unix_mode,json=unixMode,proto3" json:"unix_mode,omitempty"`
+	// ipv6_only is runtime.WithIPv6Only.
+	Ipv6Only bool `protobuf:"varint,11,opt,name=ipv6_only,json=ipv6Only,proto3" json:"ipv6_only,omitempty"`
+	// max_connections, when not zero, is runtime.WithMaxConnections's.
+	MaxConnections int32 `protobuf:"varint,12,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	// tls serves TLS, with the certificate in the worker's environment and
+	// runtime.ShareTLSSessionTickets.
+	Tls bool `protobuf:"varint,13,opt,name=tls,proto3" json:"tls,omitempty"`
+	// gate lets the server accept only as often as OpenGate allows.
+	Gate bool `protobuf:"varint,14,opt,name=gate,proto3" json:"gate,omitempty"`
+	// acceptors, when not zero, is how many goroutines accept for the
+	// server.
+	Acceptors int32 `protobuf:"varint,15,opt,name=acceptors,proto3" json:"acceptors,omitempty"`
+	// hold keeps the listener without ever accepting, so that connections
+	// wait in its accept queue.
+	Hold          bool `protobuf:"varint,16,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListenRequest) Reset() {
+	*x = ListenRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListenRequest) ProtoMessage() {}
+
+func (x *ListenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListenRequest.ProtoReflect.Descriptor instead.
+func (*ListenRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListenRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *ListenRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ListenRequest) GetPacket() bool {
+	if x != nil {
+		return x.Packet
+	}
+	return false
+}
+
+func (x *ListenRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *ListenRequest) GetBacklog() int32 {
+	if x != nil {
+		return x.Backlog
+	}
+	return 0
+}
+
+func (x *ListenRequest) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+func (x *ListenRequest) GetUseFd() bool {
+	if x != nil {
+		return x.UseFd
+	}
+	return false
+}
+
+func (x *ListenRequest) GetFd() int32 {
+	if x != nil {
+		return x.Fd
+	}
+	return 0
+}
+
+func (x *ListenRequest) GetFdName() string {
+	if x != nil {
+		return x.FdName
+	}
+	return ""
+}
+
+func (x *ListenRequest) GetUnixMode() uint32 {
+	if x != nil {
+		return x.UnixMode
+	}
+	return 0
+}
+
+func (x *ListenRequest) GetIpv6Only() bool {
+	if x != nil {
+		return x.Ipv6Only
+	}
+	return false
+}
+
+func (x *ListenRequest) GetMaxConnections() int32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
+func (x *ListenRequest) GetTls() bool {
+	if x != nil {
+		return x.Tls
+	}
+	return false
+}
+
+func (x *ListenRequest) GetGate() bool {
+	if x != nil {
+		return x.Gate
+	}
+	return false
+}
+
+func (x *ListenRequest) GetAcceptors() int32 {
+	if x != nil {
+		return x.Acceptors
+	}
+	return 0
+}
+
+func (x *ListenRequest) GetHold() bool {
+	if x != nil {
+		return x.Hold
+	}
+	return false
+}
+
+// ListenResponse is the response of Listen.
+type ListenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error_name is empty when the listen succeeded; otherwise the errno or
+	// herd error it matched (EADDRINUSE, NOTSHAREABLE, ...) or "other", and
+	// error its text.
+	ErrorName string `protobuf:"bytes,1,opt,name=error_name,json=errorName,proto3" json:"error_name,omitempty"`
+	Error     string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// index numbers the listener for CloseListener and OpenGate.
+	Index uint32 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// address is the listener's address.
+	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	// policy is the policy runtime.ListenerPolicy reports, or "local" when it
+	// reports none.
+	Policy        string `protobuf:"bytes,5,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListenResponse) Reset() {
+	*x = ListenResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListenResponse) ProtoMessage() {}
+
+func (x *ListenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListenResponse.ProtoReflect.Descriptor instead.
+func (*ListenResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListenResponse) GetErrorName() string {
+	if x != nil {
+		return x.ErrorName
+	}
+	return ""
+}
+
+func (x *ListenResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ListenResponse) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ListenResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ListenResponse) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// CloseListenerRequest is the request of CloseListener.
+type CloseListenerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the listener's, from ListenResponse.
+	Index         uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseListenerRequest) Reset() {
+	*x = CloseListenerRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseListenerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseListenerRequest) ProtoMessage() {}
+
+func (x *CloseListenerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseListenerRequest.ProtoReflect.Descriptor instead.
+func (*CloseListenerRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CloseListenerRequest) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// CloseListenerResponse is the response of CloseListener.
+type CloseListenerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseListenerResponse) Reset() {
+	*x = CloseListenerResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseListenerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseListenerResponse) ProtoMessage() {}
+
+func (x *CloseListenerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseListenerResponse.ProtoReflect.Descriptor instead.
+func (*CloseListenerResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{27}
+}
+
+// OpenGateRequest is the request of OpenGate.
+type OpenGateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the gated listener's, from ListenResponse.
+	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// count is how many more connections the server may accept.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenGateRequest) Reset() {
+	*x = OpenGateRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenGateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenGateRequest) ProtoMessage() {}
+
+func (x *OpenGateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenGateRequest.ProtoReflect.Descriptor instead.
+func (*OpenGateRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *OpenGateRequest) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *OpenGateRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// OpenGateResponse is the response of OpenGate.
+type OpenGateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenGateResponse) Reset() {
+	*x = OpenGateResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenGateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenGateResponse) ProtoMessage() {}
+
+func (x *OpenGateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenGateResponse.ProtoReflect.Descriptor instead.
+func (*OpenGateResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{29}
+}
+
+// InspectRequest is the request of Inspect.
+type InspectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// getenv names an environment variable to report.
+	Getenv        string `protobuf:"bytes,1,opt,name=getenv,proto3" json:"getenv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectRequest) Reset() {
+	*x = InspectRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectRequest) ProtoMessage() {}
+
+func (x *InspectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
+func (*InspectRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *InspectRequest) GetGetenv() string {
+	if x != nil {
+		return x.Getenv
+	}
+	return ""
+}
+
+// InspectResponse is the response of Inspect.
+type InspectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// fds and goroutines count the callee's open descriptors and goroutines.
+	Fds        uint32 `protobuf:"varint,1,opt,name=fds,proto3" json:"fds,omitempty"`
+	Goroutines uint32 `protobuf:"varint,2,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	// connections counts the connections the worker's servers hold open.
+	Connections int64 `protobuf:"varint,3,opt,name=connections,proto3" json:"connections,omitempty"`
+	// dumpable is prctl(PR_GET_DUMPABLE), or -1 where there is none, with
+	// dumpable_error the error of the call when it failed.
+	Dumpable      int32  `protobuf:"varint,4,opt,name=dumpable,proto3" json:"dumpable,omitempty"`
+	DumpableError string `protobuf:"bytes,5,opt,name=dumpable_error,json=dumpableError,proto3" json:"dumpable_error,omitempty"`
+	// uid, gid and groups are the callee's user, group and supplementary
+	// groups.
+	Uid    uint32   `protobuf:"varint,6,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid    uint32   `protobuf:"varint,7,opt,name=gid,proto3" json:"gid,omitempty"`
+	Groups []uint32 `protobuf:"varint,8,rep,packed,name=groups,proto3" json:"groups,omitempty"`
+	// env_set and env_value report the variable InspectRequest.getenv names.
+	EnvSet        bool   `protobuf:"varint,9,opt,name=env_set,json=envSet,proto3" json:"env_set,omitempty"`
+	EnvValue      string `protobuf:"bytes,10,opt,name=env_value,json=envValue,proto3" json:"env_value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectResponse) Reset() {
+	*x = InspectResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectResponse) ProtoMessage() {}
+
+func (x *InspectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
+func (*InspectResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *InspectResponse) GetFds() uint32 {
+	if x != nil {
+		return x.Fds
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetGoroutines() uint32 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetConnections() int64 {
+	if x != nil {
+		return x.Connections
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetDumpable() int32 {
+	if x != nil {
+		return x.Dumpable
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetDumpableError() string {
+	if x != nil {
+		return x.DumpableError
+	}
+	return ""
+}
+
+func (x *InspectResponse) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *InspectResponse) GetGroups() []uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *InspectResponse) GetEnvSet() bool {
+	if x != nil {
+		return x.EnvSet
+	}
+	return false
+}
+
+func (x *InspectResponse) GetEnvValue() string {
+	if x != nil {
+		return x.EnvValue
+	}
+	return ""
+}
+
+// TakeFDsRequest is the request of TakeFDs.
+type TakeFDsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pid is the process to take descriptors from.
+	Pid           int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeFDsRequest) Reset() {
+	*x = TakeFDsRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeFDsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeFDsRequest) ProtoMessage() {}
+
+func (x *TakeFDsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeFDsRequest.ProtoReflect.Descriptor instead.
+func (*TakeFDsRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *TakeFDsRequest) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+// TakeFDsResponse is the response of TakeFDs.
+type TakeFDsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// taken counts the descriptors taken, unix_sockets the unix sockets
+	// among them.
+	Taken       uint32 `protobuf:"varint,1,opt,name=taken,proto3" json:"taken,omitempty"`
+	UnixSockets uint32 `protobuf:"varint,2,opt,name=unix_sockets,json=unixSockets,proto3" json:"unix_sockets,omitempty"`
+	// error is, when none was taken, the first error other than EBADF
+	// ("EPERM" for EPERM).
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeFDsResponse) Reset() {
+	*x = TakeFDsResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeFDsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeFDsResponse) ProtoMessage() {}
+
+func (x *TakeFDsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeFDsResponse.ProtoReflect.Descriptor instead.
+func (*TakeFDsResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *TakeFDsResponse) GetTaken() uint32 {
+	if x != nil {
+		return x.Taken
+	}
+	return 0
+}
+
+func (x *TakeFDsResponse) GetUnixSockets() uint32 {
+	if x != nil {
+		return x.UnixSockets
+	}
+	return 0
+}
+
+func (x *TakeFDsResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// MakePathRequest is the request of MakePath.
+type MakePathRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the path to make, relative to the working directory.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// symlink_target, when set, makes name a symbolic link to it; otherwise
+	// name is made a directory.
+	SymlinkTarget string `protobuf:"bytes,2,opt,name=symlink_target,json=symlinkTarget,proto3" json:"symlink_target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakePathRequest) Reset() {
+	*x = MakePathRequest{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakePathRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakePathRequest) ProtoMessage() {}
+
+func (x *MakePathRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakePathRequest.ProtoReflect.Descriptor instead.
+func (*MakePathRequest) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *MakePathRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MakePathRequest) GetSymlinkTarget() string {
+	if x != nil {
+		return x.SymlinkTarget
+	}
+	return ""
+}
+
+// MakePathResponse is the response of MakePath.
+type MakePathResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MakePathResponse) Reset() {
+	*x = MakePathResponse{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MakePathResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MakePathResponse) ProtoMessage() {}
+
+func (x *MakePathResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MakePathResponse.ProtoReflect.Descriptor instead.
+func (*MakePathResponse) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{35}
+}
+
 var File_herd_test_v1_test_proto protoreflect.FileDescriptor
 
 const file_herd_test_v1_test_proto_rawDesc = "" +
@@ -1285,12 +2102,70 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"(\n" +
 	"\fFloodRequest\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\"\x0f\n" +
-	"\rFloodResponse*e\n" +
+	"\rFloodResponse\"\xa6\x03\n" +
+	"\rListenRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06packet\x18\x03 \x01(\bR\x06packet\x12\x16\n" +
+	"\x06policy\x18\x04 \x01(\tR\x06policy\x12\x18\n" +
+	"\abacklog\x18\x05 \x01(\x05R\abacklog\x12\x1c\n" +
+	"\texclusive\x18\x06 \x01(\bR\texclusive\x12\x15\n" +
+	"\x06use_fd\x18\a \x01(\bR\x05useFd\x12\x0e\n" +
+	"\x02fd\x18\b \x01(\x05R\x02fd\x12\x17\n" +
+	"\afd_name\x18\t \x01(\tR\x06fdName\x12\x1b\n" +
+	"\tunix_mode\x18\n" +
+	" \x01(\rR\bunixMode\x12\x1b\n" +
+	"\tipv6_only\x18\v \x01(\bR\bipv6Only\x12'\n" +
+	"\x0fmax_connections\x18\f \x01(\x05R\x0emaxConnections\x12\x10\n" +
+	"\x03tls\x18\r \x01(\bR\x03tls\x12\x12\n" +
+	"\x04gate\x18\x0e \x01(\bR\x04gate\x12\x1c\n" +
+	"\tacceptors\x18\x0f \x01(\x05R\tacceptors\x12\x12\n" +
+	"\x04hold\x18\x10 \x01(\bR\x04hold\"\x8d\x01\n" +
+	"\x0eListenResponse\x12\x1d\n" +
+	"\n" +
+	"error_name\x18\x01 \x01(\tR\terrorName\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\rR\x05index\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06policy\x18\x05 \x01(\tR\x06policy\",\n" +
+	"\x14CloseListenerRequest\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\"\x17\n" +
+	"\x15CloseListenerResponse\"=\n" +
+	"\x0fOpenGateRequest\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\x12\n" +
+	"\x10OpenGateResponse\"(\n" +
+	"\x0eInspectRequest\x12\x16\n" +
+	"\x06getenv\x18\x01 \x01(\tR\x06getenv\"\x9a\x02\n" +
+	"\x0fInspectResponse\x12\x10\n" +
+	"\x03fds\x18\x01 \x01(\rR\x03fds\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\x02 \x01(\rR\n" +
+	"goroutines\x12 \n" +
+	"\vconnections\x18\x03 \x01(\x03R\vconnections\x12\x1a\n" +
+	"\bdumpable\x18\x04 \x01(\x05R\bdumpable\x12%\n" +
+	"\x0edumpable_error\x18\x05 \x01(\tR\rdumpableError\x12\x10\n" +
+	"\x03uid\x18\x06 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\a \x01(\rR\x03gid\x12\x16\n" +
+	"\x06groups\x18\b \x03(\rR\x06groups\x12\x17\n" +
+	"\aenv_set\x18\t \x01(\bR\x06envSet\x12\x1b\n" +
+	"\tenv_value\x18\n" +
+	" \x01(\tR\benvValue\"\"\n" +
+	"\x0eTakeFDsRequest\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\"`\n" +
+	"\x0fTakeFDsResponse\x12\x14\n" +
+	"\x05taken\x18\x01 \x01(\rR\x05taken\x12!\n" +
+	"\funix_sockets\x18\x02 \x01(\rR\vunixSockets\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"L\n" +
+	"\x0fMakePathRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
+	"\x0esymlink_target\x18\x02 \x01(\tR\rsymlinkTarget\"\x12\n" +
+	"\x10MakePathResponse*e\n" +
 	"\bFileKind\x12\x19\n" +
 	"\x15FILE_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eFILE_KIND_FILE\x10\x01\x12\x12\n" +
 	"\x0eFILE_KIND_CONN\x10\x02\x12\x16\n" +
-	"\x12FILE_KIND_LISTENER\x10\x032\xb1\x06\n" +
+	"\x12FILE_KIND_LISTENER\x10\x032\xf6\t\n" +
 	"\vTestService\x12=\n" +
 	"\x04Echo\x12\x19.herd.test.v1.EchoRequest\x1a\x1a.herd.test.v1.EchoResponse\x12C\n" +
 	"\x06Report\x12\x1b.herd.test.v1.ReportRequest\x1a\x1c.herd.test.v1.ReportResponse\x12@\n" +
@@ -1304,7 +2179,13 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\n" +
 	"Disconnect\x12\x1f.herd.test.v1.DisconnectRequest\x1a .herd.test.v1.DisconnectResponse\x12:\n" +
 	"\x03Ask\x12\x18.herd.test.v1.AskRequest\x1a\x19.herd.test.v1.AskResponse\x12@\n" +
-	"\x05Flood\x12\x1a.herd.test.v1.FloodRequest\x1a\x1b.herd.test.v1.FloodResponseB?Z=github.com/herd-go/herd/runtime/internal/testpb/testv1;testv1b\x06proto3"
+	"\x05Flood\x12\x1a.herd.test.v1.FloodRequest\x1a\x1b.herd.test.v1.FloodResponse\x12C\n" +
+	"\x06Listen\x12\x1b.herd.test.v1.ListenRequest\x1a\x1c.herd.test.v1.ListenResponse\x12X\n" +
+	"\rCloseListener\x12\".herd.test.v1.CloseListenerRequest\x1a#.herd.test.v1.CloseListenerResponse\x12I\n" +
+	"\bOpenGate\x12\x1d.herd.test.v1.OpenGateRequest\x1a\x1e.herd.test.v1.OpenGateResponse\x12F\n" +
+	"\aInspect\x12\x1c.herd.test.v1.InspectRequest\x1a\x1d.herd.test.v1.InspectResponse\x12F\n" +
+	"\aTakeFDs\x12\x1c.herd.test.v1.TakeFDsRequest\x1a\x1d.herd.test.v1.TakeFDsResponse\x12I\n" +
+	"\bMakePath\x12\x1d.herd.test.v1.MakePathRequest\x1a\x1e.herd.test.v1.MakePathResponseB?Z=github.com/herd-go/herd/runtime/internal/testpb/testv1;testv1b\x06proto3"
 
 var (
 	file_herd_test_v1_test_proto_rawDescOnce sync.Once
@@ -1319,37 +2200,49 @@ func file_herd_test_v1_test_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_test_v1_test_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herd_test_v1_test_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_herd_test_v1_test_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_herd_test_v1_test_proto_goTypes = []any{
-	(FileKind)(0),              // 0: herd.test.v1.FileKind
-	(*EchoRequest)(nil),        // 1: herd.test.v1.EchoRequest
-	(*EchoResponse)(nil),       // 2: herd.test.v1.EchoResponse
-	(*ReportRequest)(nil),      // 3: herd.test.v1.ReportRequest
-	(*ReportResponse)(nil),     // 4: herd.test.v1.ReportResponse
-	(*SleepRequest)(nil),       // 5: herd.test.v1.SleepRequest
-	(*SleepResponse)(nil),      // 6: herd.test.v1.SleepResponse
-	(*BlastRequest)(nil),       // 7: herd.test.v1.BlastRequest
-	(*BlastResponse)(nil),      // 8: herd.test.v1.BlastResponse
-	(*PayloadRequest)(nil),     // 9: herd.test.v1.PayloadRequest
-	(*PayloadResponse)(nil),    // 10: herd.test.v1.PayloadResponse
-	(*FailRequest)(nil),        // 11: herd.test.v1.FailRequest
-	(*FailResponse)(nil),       // 12: herd.test.v1.FailResponse
-	(*PanicRequest)(nil),       // 13: herd.test.v1.PanicRequest
-	(*PanicResponse)(nil),      // 14: herd.test.v1.PanicResponse
-	(*FilesRequest)(nil),       // 15: herd.test.v1.FilesRequest
-	(*FilesResponse)(nil),      // 16: herd.test.v1.FilesResponse
-	(*StatsRequest)(nil),       // 17: herd.test.v1.StatsRequest
-	(*StatsResponse)(nil),      // 18: herd.test.v1.StatsResponse
-	(*DisconnectRequest)(nil),  // 19: herd.test.v1.DisconnectRequest
-	(*DisconnectResponse)(nil), // 20: herd.test.v1.DisconnectResponse
-	(*AskRequest)(nil),         // 21: herd.test.v1.AskRequest
-	(*AskResponse)(nil),        // 22: herd.test.v1.AskResponse
-	(*FloodRequest)(nil),       // 23: herd.test.v1.FloodRequest
-	(*FloodResponse)(nil),      // 24: herd.test.v1.FloodResponse
-	(v1.Code)(0),               // 25: herd.v1.Code
+	(FileKind)(0),                 // 0: herd.test.v1.FileKind
+	(*EchoRequest)(nil),           // 1: herd.test.v1.EchoRequest
+	(*EchoResponse)(nil),          // 2: herd.test.v1.EchoResponse
+	(*ReportRequest)(nil),         // 3: herd.test.v1.ReportRequest
+	(*ReportResponse)(nil),        // 4: herd.test.v1.ReportResponse
+	(*SleepRequest)(nil),          // 5: herd.test.v1.SleepRequest
+	(*SleepResponse)(nil),         // 6: herd.test.v1.SleepResponse
+	(*BlastRequest)(nil),          // 7: herd.test.v1.BlastRequest
+	(*BlastResponse)(nil),         // 8: herd.test.v1.BlastResponse
+	(*PayloadRequest)(nil),        // 9: herd.test.v1.PayloadRequest
+	(*PayloadResponse)(nil),       // 10: herd.test.v1.PayloadResponse
+	(*FailRequest)(nil),           // 11: herd.test.v1.FailRequest
+	(*FailResponse)(nil),          // 12: herd.test.v1.FailResponse
+	(*PanicRequest)(nil),          // 13: herd.test.v1.PanicRequest
+	(*PanicResponse)(nil),         // 14: herd.test.v1.PanicResponse
+	(*FilesRequest)(nil),          // 15: herd.test.v1.FilesRequest
+	(*FilesResponse)(nil),         // 16: herd.test.v1.FilesResponse
+	(*StatsRequest)(nil),          // 17: herd.test.v1.StatsRequest
+	(*StatsResponse)(nil),         // 18: herd.test.v1.StatsResponse
+	(*DisconnectRequest)(nil),     // 19: herd.test.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 20: herd.test.v1.DisconnectResponse
+	(*AskRequest)(nil),            // 21: herd.test.v1.AskRequest
+	(*AskResponse)(nil),           // 22: herd.test.v1.AskResponse
+	(*FloodRequest)(nil),          // 23: herd.test.v1.FloodRequest
+	(*FloodResponse)(nil),         // 24: herd.test.v1.FloodResponse
+	(*ListenRequest)(nil),         // 25: herd.test.v1.ListenRequest
+	(*ListenResponse)(nil),        // 26: herd.test.v1.ListenResponse
+	(*CloseListenerRequest)(nil),  // 27: herd.test.v1.CloseListenerRequest
+	(*CloseListenerResponse)(nil), // 28: herd.test.v1.CloseListenerResponse
+	(*OpenGateRequest)(nil),       // 29: herd.test.v1.OpenGateRequest
+	(*OpenGateResponse)(nil),      // 30: herd.test.v1.OpenGateResponse
+	(*InspectRequest)(nil),        // 31: herd.test.v1.InspectRequest
+	(*InspectResponse)(nil),       // 32: herd.test.v1.InspectResponse
+	(*TakeFDsRequest)(nil),        // 33: herd.test.v1.TakeFDsRequest
+	(*TakeFDsResponse)(nil),       // 34: herd.test.v1.TakeFDsResponse
+	(*MakePathRequest)(nil),       // 35: herd.test.v1.MakePathRequest
+	(*MakePathResponse)(nil),      // 36: herd.test.v1.MakePathResponse
+	(v1.Code)(0),                  // 37: herd.v1.Code
 }
 var file_herd_test_v1_test_proto_depIdxs = []int32{
-	25, // 0: herd.test.v1.FailRequest.code:type_name -> herd.v1.Code
+	37, // 0: herd.test.v1.FailRequest.code:type_name -> herd.v1.Code
 	0,  // 1: herd.test.v1.FilesRequest.kinds:type_name -> herd.test.v1.FileKind
 	1,  // 2: herd.test.v1.TestService.Echo:input_type -> herd.test.v1.EchoRequest
 	3,  // 3: herd.test.v1.TestService.Report:input_type -> herd.test.v1.ReportRequest
@@ -1363,20 +2256,32 @@ var file_herd_test_v1_test_proto_depIdxs = []int32{
 	19, // 11: herd.test.v1.TestService.Disconnect:input_type -> herd.test.v1.DisconnectRequest
 	21, // 12: herd.test.v1.TestService.Ask:input_type -> herd.test.v1.AskRequest
 	23, // 13: herd.test.v1.TestService.Flood:input_type -> herd.test.v1.FloodRequest
-	2,  // 14: herd.test.v1.TestService.Echo:output_type -> herd.test.v1.EchoResponse
-	4,  // 15: herd.test.v1.TestService.Report:output_type -> herd.test.v1.ReportResponse
-	6,  // 16: herd.test.v1.TestService.Sleep:output_type -> herd.test.v1.SleepResponse
-	8,  // 17: herd.test.v1.TestService.Blast:output_type -> herd.test.v1.BlastResponse
-	10, // 18: herd.test.v1.TestService.Payload:output_type -> herd.test.v1.PayloadResponse
-	12, // 19: herd.test.v1.TestService.Fail:output_type -> herd.test.v1.FailResponse
-	14, // 20: herd.test.v1.TestService.Panic:output_type -> herd.test.v1.PanicResponse
-	16, // 21: herd.test.v1.TestService.Files:output_type -> herd.test.v1.FilesResponse
-	18, // 22: herd.test.v1.TestService.Stats:output_type -> herd.test.v1.StatsResponse
-	20, // 23: herd.test.v1.TestService.Disconnect:output_type -> herd.test.v1.DisconnectResponse
-	22, // 24: herd.test.v1.TestService.Ask:output_type -> herd.test.v1.AskResponse
-	24, // 25: herd.test.v1.TestService.Flood:output_type -> herd.test.v1.FloodResponse
-	14, // [14:26] is the sub-list for method output_type
-	2,  // [2:14] is the sub-list for method input_type
+	25, // 14: herd.test.v1.TestService.Listen:input_type -> herd.test.v1.ListenRequest
+	27, // 15: herd.test.v1.TestService.CloseListener:input_type -> herd.test.v1.CloseListenerRequest
+	29, // 16: herd.test.v1.TestService.OpenGate:input_type -> herd.test.v1.OpenGateRequest
+	31, // 17: herd.test.v1.TestService.Inspect:input_type -> herd.test.v1.InspectRequest
+	33, // 18: herd.test.v1.TestService.TakeFDs:input_type -> herd.test.v1.TakeFDsRequest
+	35, // 19: herd.test.v1.TestService.MakePath:input_type -> herd.test.v1.MakePathRequest
+	2,  // 20: herd.test.v1.TestService.Echo:output_type -> herd.test.v1.EchoResponse
+	4,  // 21: herd.test.v1.TestService.Report:output_type -> herd.test.v1.ReportResponse
+	6,  // 22: herd.test.v1.TestService.Sleep:output_type -> herd.test.v1.SleepResponse
+	8,  // 23: herd.test.v1.TestService.Blast:output_type -> herd.test.v1.BlastResponse
+	10, // 24: herd.test.v1.TestService.Payload:output_type -> herd.test.v1.PayloadResponse
+	12, // 25: herd.test.v1.TestService.Fail:output_type -> herd.test.v1.FailResponse
+	14, // 26: herd.test.v1.TestService.Panic:output_type -> herd.test.v1.PanicResponse
+	16, // 27: herd.test.v1.TestService.Files:output_type -> herd.test.v1.FilesResponse
+	18, // 28: herd.test.v1.TestService.Stats:output_type -> herd.test.v1.StatsResponse
+	20, // 29: herd.test.v1.TestService.Disconnect:output_type -> herd.test.v1.DisconnectResponse
+	22, // 30: herd.test.v1.TestService.Ask:output_type -> herd.test.v1.AskResponse
+	24, // 31: herd.test.v1.TestService.Flood:output_type -> herd.test.v1.FloodResponse
+	26, // 32: herd.test.v1.TestService.Listen:output_type -> herd.test.v1.ListenResponse
+	28, // 33: herd.test.v1.TestService.CloseListener:output_type -> herd.test.v1.CloseListenerResponse
+	30, // 34: herd.test.v1.TestService.OpenGate:output_type -> herd.test.v1.OpenGateResponse
+	32, // 35: herd.test.v1.TestService.Inspect:output_type -> herd.test.v1.InspectResponse
+	34, // 36: herd.test.v1.TestService.TakeFDs:output_type -> herd.test.v1.TakeFDsResponse
+	36, // 37: herd.test.v1.TestService.MakePath:output_type -> herd.test.v1.MakePathResponse
+	20, // [20:38] is the sub-list for method output_type
+	2,  // [2:20] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1393,7 +2298,7 @@ func file_herd_test_v1_test_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_test_v1_test_proto_rawDesc), len(file_herd_test_v1_test_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

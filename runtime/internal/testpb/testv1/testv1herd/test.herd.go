@@ -49,6 +49,19 @@ const (
 	TestServiceAskProcedure = "/herd.test.v1.TestService/Ask"
 	// TestServiceFloodProcedure is the procedure name of the TestService's Flood method.
 	TestServiceFloodProcedure = "/herd.test.v1.TestService/Flood"
+	// TestServiceListenProcedure is the procedure name of the TestService's Listen method.
+	TestServiceListenProcedure = "/herd.test.v1.TestService/Listen"
+	// TestServiceCloseListenerProcedure is the procedure name of the TestService's CloseListener
+	// method.
+	TestServiceCloseListenerProcedure = "/herd.test.v1.TestService/CloseListener"
+	// TestServiceOpenGateProcedure is the procedure name of the TestService's OpenGate method.
+	TestServiceOpenGateProcedure = "/herd.test.v1.TestService/OpenGate"
+	// TestServiceInspectProcedure is the procedure name of the TestService's Inspect method.
+	TestServiceInspectProcedure = "/herd.test.v1.TestService/Inspect"
+	// TestServiceTakeFDsProcedure is the procedure name of the TestService's TakeFDs method.
+	TestServiceTakeFDsProcedure = "/herd.test.v1.TestService/TakeFDs"
+	// TestServiceMakePathProcedure is the procedure name of the TestService's MakePath method.
+	TestServiceMakePathProcedure = "/herd.test.v1.TestService/MakePath"
 )
 
 // TestServiceClient is a client of the herd.test.v1.TestService service. Every method has a
@@ -123,6 +136,39 @@ type TestServiceClient interface {
 	Flood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) (*testv1.FloodResponse, error)
 	// SendFlood sends a request to Flood without waiting for a response (fire-and-forget).
 	SendFlood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) error
+	// Listen makes the callee, a worker, listen through its primary
+	// (runtime.Listen, or runtime.ListenPacket when packet is set) with the
+	// options given, and serve what the listener accepts as the worker's role
+	// does. A refused listen is an answer (error_name), not a failed call.
+	Listen(ctx context.Context, req *testv1.ListenRequest, opts ...runtime.CallOption) (*testv1.ListenResponse, error)
+	// SendListen sends a request to Listen without waiting for a response (fire-and-forget).
+	SendListen(ctx context.Context, req *testv1.ListenRequest, opts ...runtime.CallOption) error
+	// CloseListener closes the callee's listener number index (its
+	// successful Listens, counted from 0).
+	CloseListener(ctx context.Context, req *testv1.CloseListenerRequest, opts ...runtime.CallOption) (*testv1.CloseListenerResponse, error)
+	// SendCloseListener sends a request to CloseListener without waiting for a response
+	// (fire-and-forget).
+	SendCloseListener(ctx context.Context, req *testv1.CloseListenerRequest, opts ...runtime.CallOption) error
+	// OpenGate lets count more connections through the callee's gated
+	// listener number index (ListenRequest.gate).
+	OpenGate(ctx context.Context, req *testv1.OpenGateRequest, opts ...runtime.CallOption) (*testv1.OpenGateResponse, error)
+	// SendOpenGate sends a request to OpenGate without waiting for a response (fire-and-forget).
+	SendOpenGate(ctx context.Context, req *testv1.OpenGateRequest, opts ...runtime.CallOption) error
+	// Inspect reports facts about the callee's process.
+	Inspect(ctx context.Context, req *testv1.InspectRequest, opts ...runtime.CallOption) (*testv1.InspectResponse, error)
+	// SendInspect sends a request to Inspect without waiting for a response (fire-and-forget).
+	SendInspect(ctx context.Context, req *testv1.InspectRequest, opts ...runtime.CallOption) error
+	// TakeFDs makes the callee try to take every descriptor (0 to 63) of
+	// process pid with pidfd_getfd, as a hostile worker would take a
+	// sibling's link (Linux).
+	TakeFDs(ctx context.Context, req *testv1.TakeFDsRequest, opts ...runtime.CallOption) (*testv1.TakeFDsResponse, error)
+	// SendTakeFDs sends a request to TakeFDs without waiting for a response (fire-and-forget).
+	SendTakeFDs(ctx context.Context, req *testv1.TakeFDsRequest, opts ...runtime.CallOption) error
+	// MakePath makes a directory, or a symbolic link, in the callee's working
+	// directory, as a hostile worker would plant one.
+	MakePath(ctx context.Context, req *testv1.MakePathRequest, opts ...runtime.CallOption) (*testv1.MakePathResponse, error)
+	// SendMakePath sends a request to MakePath without waiting for a response (fire-and-forget).
+	SendMakePath(ctx context.Context, req *testv1.MakePathRequest, opts ...runtime.CallOption) error
 }
 
 // NewTestServiceClient returns a client of the herd.test.v1.TestService service that calls through
@@ -130,18 +176,24 @@ type TestServiceClient interface {
 // to call in-process. The options apply to every call.
 func NewTestServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOption) TestServiceClient {
 	return &testServiceClient{
-		echo:       runtime.NewClient[testv1.EchoRequest, testv1.EchoResponse](conn, TestServiceEchoProcedure, opts...),
-		report:     runtime.NewClient[testv1.ReportRequest, testv1.ReportResponse](conn, TestServiceReportProcedure, opts...),
-		sleep:      runtime.NewClient[testv1.SleepRequest, testv1.SleepResponse](conn, TestServiceSleepProcedure, opts...),
-		blast:      runtime.NewClient[testv1.BlastRequest, testv1.BlastResponse](conn, TestServiceBlastProcedure, opts...),
-		payload:    runtime.NewClient[testv1.PayloadRequest, testv1.PayloadResponse](conn, TestServicePayloadProcedure, opts...),
-		fail:       runtime.NewClient[testv1.FailRequest, testv1.FailResponse](conn, TestServiceFailProcedure, opts...),
-		panic:      runtime.NewClient[testv1.PanicRequest, testv1.PanicResponse](conn, TestServicePanicProcedure, opts...),
-		files:      runtime.NewClient[testv1.FilesRequest, testv1.FilesResponse](conn, TestServiceFilesProcedure, opts...),
-		stats:      runtime.NewClient[testv1.StatsRequest, testv1.StatsResponse](conn, TestServiceStatsProcedure, opts...),
-		disconnect: runtime.NewClient[testv1.DisconnectRequest, testv1.DisconnectResponse](conn, TestServiceDisconnectProcedure, opts...),
-		ask:        runtime.NewClient[testv1.AskRequest, testv1.AskResponse](conn, TestServiceAskProcedure, opts...),
-		flood:      runtime.NewClient[testv1.FloodRequest, testv1.FloodResponse](conn, TestServiceFloodProcedure, opts...),
+		echo:          runtime.NewClient[testv1.EchoRequest, testv1.EchoResponse](conn, TestServiceEchoProcedure, opts...),
+		report:        runtime.NewClient[testv1.ReportRequest, testv1.ReportResponse](conn, TestServiceReportProcedure, opts...),
+		sleep:         runtime.NewClient[testv1.SleepRequest, testv1.SleepResponse](conn, TestServiceSleepProcedure, opts...),
+		blast:         runtime.NewClient[testv1.BlastRequest, testv1.BlastResponse](conn, TestServiceBlastProcedure, opts...),
+		payload:       runtime.NewClient[testv1.PayloadRequest, testv1.PayloadResponse](conn, TestServicePayloadProcedure, opts...),
+		fail:          runtime.NewClient[testv1.FailRequest, testv1.FailResponse](conn, TestServiceFailProcedure, opts...),
+		panic:         runtime.NewClient[testv1.PanicRequest, testv1.PanicResponse](conn, TestServicePanicProcedure, opts...),
+		files:         runtime.NewClient[testv1.FilesRequest, testv1.FilesResponse](conn, TestServiceFilesProcedure, opts...),
+		stats:         runtime.NewClient[testv1.StatsRequest, testv1.StatsResponse](conn, TestServiceStatsProcedure, opts...),
+		disconnect:    runtime.NewClient[testv1.DisconnectRequest, testv1.DisconnectResponse](conn, TestServiceDisconnectProcedure, opts...),
+		ask:           runtime.NewClient[testv1.AskRequest, testv1.AskResponse](conn, TestServiceAskProcedure, opts...),
+		flood:         runtime.NewClient[testv1.FloodRequest, testv1.FloodResponse](conn, TestServiceFloodProcedure, opts...),
+		listen:        runtime.NewClient[testv1.ListenRequest, testv1.ListenResponse](conn, TestServiceListenProcedure, opts...),
+		closeListener: runtime.NewClient[testv1.CloseListenerRequest, testv1.CloseListenerResponse](conn, TestServiceCloseListenerProcedure, opts...),
+		openGate:      runtime.NewClient[testv1.OpenGateRequest, testv1.OpenGateResponse](conn, TestServiceOpenGateProcedure, opts...),
+		inspect:       runtime.NewClient[testv1.InspectRequest, testv1.InspectResponse](conn, TestServiceInspectProcedure, opts...),
+		takeFDs:       runtime.NewClient[testv1.TakeFDsRequest, testv1.TakeFDsResponse](conn, TestServiceTakeFDsProcedure, opts...),
+		makePath:      runtime.NewClient[testv1.MakePathRequest, testv1.MakePathResponse](conn, TestServiceMakePathProcedure, opts...),
 	}
 }
 
@@ -216,6 +268,39 @@ type TestServiceBroadcastClient interface {
 	// Flood carries a payload one way, usually fire-and-forget, to a handler
 	// a test gives (one that holds it, for the flow-control tests).
 	SendFlood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) error
+	// SendListen sends a request to Listen without waiting for a response (fire-and-forget).
+	//
+	// Listen makes the callee, a worker, listen through its primary
+	// (runtime.Listen, or runtime.ListenPacket when packet is set) with the
+	// options given, and serve what the listener accepts as the worker's role
+	// does. A refused listen is an answer (error_name), not a failed call.
+	SendListen(ctx context.Context, req *testv1.ListenRequest, opts ...runtime.CallOption) error
+	// SendCloseListener sends a request to CloseListener without waiting for a response
+	// (fire-and-forget).
+	//
+	// CloseListener closes the callee's listener number index (its
+	// successful Listens, counted from 0).
+	SendCloseListener(ctx context.Context, req *testv1.CloseListenerRequest, opts ...runtime.CallOption) error
+	// SendOpenGate sends a request to OpenGate without waiting for a response (fire-and-forget).
+	//
+	// OpenGate lets count more connections through the callee's gated
+	// listener number index (ListenRequest.gate).
+	SendOpenGate(ctx context.Context, req *testv1.OpenGateRequest, opts ...runtime.CallOption) error
+	// SendInspect sends a request to Inspect without waiting for a response (fire-and-forget).
+	//
+	// Inspect reports facts about the callee's process.
+	SendInspect(ctx context.Context, req *testv1.InspectRequest, opts ...runtime.CallOption) error
+	// SendTakeFDs sends a request to TakeFDs without waiting for a response (fire-and-forget).
+	//
+	// TakeFDs makes the callee try to take every descriptor (0 to 63) of
+	// process pid with pidfd_getfd, as a hostile worker would take a
+	// sibling's link (Linux).
+	SendTakeFDs(ctx context.Context, req *testv1.TakeFDsRequest, opts ...runtime.CallOption) error
+	// SendMakePath sends a request to MakePath without waiting for a response (fire-and-forget).
+	//
+	// MakePath makes a directory, or a symbolic link, in the callee's working
+	// directory, as a hostile worker would plant one.
+	SendMakePath(ctx context.Context, req *testv1.MakePathRequest, opts ...runtime.CallOption) error
 }
 
 // NewTestServiceBroadcastClient returns a fire-and-forget client of the herd.test.v1.TestService
@@ -223,18 +308,24 @@ type TestServiceBroadcastClient interface {
 // runtime.ClientConn. The options apply to every send.
 func NewTestServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.ClientOption) TestServiceBroadcastClient {
 	return &testServiceBroadcastClient{
-		echo:       runtime.NewSendClient[testv1.EchoRequest](conn, TestServiceEchoProcedure, opts...),
-		report:     runtime.NewSendClient[testv1.ReportRequest](conn, TestServiceReportProcedure, opts...),
-		sleep:      runtime.NewSendClient[testv1.SleepRequest](conn, TestServiceSleepProcedure, opts...),
-		blast:      runtime.NewSendClient[testv1.BlastRequest](conn, TestServiceBlastProcedure, opts...),
-		payload:    runtime.NewSendClient[testv1.PayloadRequest](conn, TestServicePayloadProcedure, opts...),
-		fail:       runtime.NewSendClient[testv1.FailRequest](conn, TestServiceFailProcedure, opts...),
-		panic:      runtime.NewSendClient[testv1.PanicRequest](conn, TestServicePanicProcedure, opts...),
-		files:      runtime.NewSendClient[testv1.FilesRequest](conn, TestServiceFilesProcedure, opts...),
-		stats:      runtime.NewSendClient[testv1.StatsRequest](conn, TestServiceStatsProcedure, opts...),
-		disconnect: runtime.NewSendClient[testv1.DisconnectRequest](conn, TestServiceDisconnectProcedure, opts...),
-		ask:        runtime.NewSendClient[testv1.AskRequest](conn, TestServiceAskProcedure, opts...),
-		flood:      runtime.NewSendClient[testv1.FloodRequest](conn, TestServiceFloodProcedure, opts...),
+		echo:          runtime.NewSendClient[testv1.EchoRequest](conn, TestServiceEchoProcedure, opts...),
+		report:        runtime.NewSendClient[testv1.ReportRequest](conn, TestServiceReportProcedure, opts...),
+		sleep:         runtime.NewSendClient[testv1.SleepRequest](conn, TestServiceSleepProcedure, opts...),
+		blast:         runtime.NewSendClient[testv1.BlastRequest](conn, TestServiceBlastProcedure, opts...),
+		payload:       runtime.NewSendClient[testv1.PayloadRequest](conn, TestServicePayloadProcedure, opts...),
+		fail:          runtime.NewSendClient[testv1.FailRequest](conn, TestServiceFailProcedure, opts...),
+		panic:         runtime.NewSendClient[testv1.PanicRequest](conn, TestServicePanicProcedure, opts...),
+		files:         runtime.NewSendClient[testv1.FilesRequest](conn, TestServiceFilesProcedure, opts...),
+		stats:         runtime.NewSendClient[testv1.StatsRequest](conn, TestServiceStatsProcedure, opts...),
+		disconnect:    runtime.NewSendClient[testv1.DisconnectRequest](conn, TestServiceDisconnectProcedure, opts...),
+		ask:           runtime.NewSendClient[testv1.AskRequest](conn, TestServiceAskProcedure, opts...),
+		flood:         runtime.NewSendClient[testv1.FloodRequest](conn, TestServiceFloodProcedure, opts...),
+		listen:        runtime.NewSendClient[testv1.ListenRequest](conn, TestServiceListenProcedure, opts...),
+		closeListener: runtime.NewSendClient[testv1.CloseListenerRequest](conn, TestServiceCloseListenerProcedure, opts...),
+		openGate:      runtime.NewSendClient[testv1.OpenGateRequest](conn, TestServiceOpenGateProcedure, opts...),
+		inspect:       runtime.NewSendClient[testv1.InspectRequest](conn, TestServiceInspectProcedure, opts...),
+		takeFDs:       runtime.NewSendClient[testv1.TakeFDsRequest](conn, TestServiceTakeFDsProcedure, opts...),
+		makePath:      runtime.NewSendClient[testv1.MakePathRequest](conn, TestServiceMakePathProcedure, opts...),
 	}
 }
 
@@ -284,6 +375,26 @@ type TestServiceHandler interface {
 	// Flood carries a payload one way, usually fire-and-forget, to a handler
 	// a test gives (one that holds it, for the flow-control tests).
 	Flood(context.Context, *testv1.FloodRequest) (*testv1.FloodResponse, error)
+	// Listen makes the callee, a worker, listen through its primary
+	// (runtime.Listen, or runtime.ListenPacket when packet is set) with the
+	// options given, and serve what the listener accepts as the worker's role
+	// does. A refused listen is an answer (error_name), not a failed call.
+	Listen(context.Context, *testv1.ListenRequest) (*testv1.ListenResponse, error)
+	// CloseListener closes the callee's listener number index (its
+	// successful Listens, counted from 0).
+	CloseListener(context.Context, *testv1.CloseListenerRequest) (*testv1.CloseListenerResponse, error)
+	// OpenGate lets count more connections through the callee's gated
+	// listener number index (ListenRequest.gate).
+	OpenGate(context.Context, *testv1.OpenGateRequest) (*testv1.OpenGateResponse, error)
+	// Inspect reports facts about the callee's process.
+	Inspect(context.Context, *testv1.InspectRequest) (*testv1.InspectResponse, error)
+	// TakeFDs makes the callee try to take every descriptor (0 to 63) of
+	// process pid with pidfd_getfd, as a hostile worker would take a
+	// sibling's link (Linux).
+	TakeFDs(context.Context, *testv1.TakeFDsRequest) (*testv1.TakeFDsResponse, error)
+	// MakePath makes a directory, or a symbolic link, in the callee's working
+	// directory, as a hostile worker would plant one.
+	MakePath(context.Context, *testv1.MakePathRequest) (*testv1.MakePathResponse, error)
 }
 
 // RegisterTestServiceHandler registers impl as the herd.test.v1.TestService service on r, one
@@ -307,6 +418,12 @@ func RegisterTestServiceHandler(r runtime.Registrar, impl TestServiceHandler, op
 		runtime.NewUnaryHandler(TestServiceDisconnectProcedure, impl.Disconnect, opts...),
 		runtime.NewUnaryHandler(TestServiceAskProcedure, impl.Ask, opts...),
 		runtime.NewUnaryHandler(TestServiceFloodProcedure, impl.Flood, opts...),
+		runtime.NewUnaryHandler(TestServiceListenProcedure, impl.Listen, opts...),
+		runtime.NewUnaryHandler(TestServiceCloseListenerProcedure, impl.CloseListener, opts...),
+		runtime.NewUnaryHandler(TestServiceOpenGateProcedure, impl.OpenGate, opts...),
+		runtime.NewUnaryHandler(TestServiceInspectProcedure, impl.Inspect, opts...),
+		runtime.NewUnaryHandler(TestServiceTakeFDsProcedure, impl.TakeFDs, opts...),
+		runtime.NewUnaryHandler(TestServiceMakePathProcedure, impl.MakePath, opts...),
 	)
 }
 
@@ -363,6 +480,30 @@ func (UnimplementedTestServiceHandler) Flood(context.Context, *testv1.FloodReque
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Flood is not implemented")
 }
 
+func (UnimplementedTestServiceHandler) Listen(context.Context, *testv1.ListenRequest) (*testv1.ListenResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Listen is not implemented")
+}
+
+func (UnimplementedTestServiceHandler) CloseListener(context.Context, *testv1.CloseListenerRequest) (*testv1.CloseListenerResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.CloseListener is not implemented")
+}
+
+func (UnimplementedTestServiceHandler) OpenGate(context.Context, *testv1.OpenGateRequest) (*testv1.OpenGateResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.OpenGate is not implemented")
+}
+
+func (UnimplementedTestServiceHandler) Inspect(context.Context, *testv1.InspectRequest) (*testv1.InspectResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.Inspect is not implemented")
+}
+
+func (UnimplementedTestServiceHandler) TakeFDs(context.Context, *testv1.TakeFDsRequest) (*testv1.TakeFDsResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.TakeFDs is not implemented")
+}
+
+func (UnimplementedTestServiceHandler) MakePath(context.Context, *testv1.MakePathRequest) (*testv1.MakePathResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.test.v1.TestService.MakePath is not implemented")
+}
+
 // isNilUnimplementedTestServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *UnimplementedTestServiceHandler would panic on the first call of a method it does not
 // implement, so RegisterTestServiceHandler rejects it.
@@ -372,18 +513,24 @@ func (u *UnimplementedTestServiceHandler) isNilUnimplementedTestServiceHandler()
 
 // testServiceClient implements TestServiceClient with a runtime.Client per method.
 type testServiceClient struct {
-	echo       *runtime.Client[testv1.EchoRequest, testv1.EchoResponse]
-	report     *runtime.Client[testv1.ReportRequest, testv1.ReportResponse]
-	sleep      *runtime.Client[testv1.SleepRequest, testv1.SleepResponse]
-	blast      *runtime.Client[testv1.BlastRequest, testv1.BlastResponse]
-	payload    *runtime.Client[testv1.PayloadRequest, testv1.PayloadResponse]
-	fail       *runtime.Client[testv1.FailRequest, testv1.FailResponse]
-	panic      *runtime.Client[testv1.PanicRequest, testv1.PanicResponse]
-	files      *runtime.Client[testv1.FilesRequest, testv1.FilesResponse]
-	stats      *runtime.Client[testv1.StatsRequest, testv1.StatsResponse]
-	disconnect *runtime.Client[testv1.DisconnectRequest, testv1.DisconnectResponse]
-	ask        *runtime.Client[testv1.AskRequest, testv1.AskResponse]
-	flood      *runtime.Client[testv1.FloodRequest, testv1.FloodResponse]
+	echo          *runtime.Client[testv1.EchoRequest, testv1.EchoResponse]
+	report        *runtime.Client[testv1.ReportRequest, testv1.ReportResponse]
+	sleep         *runtime.Client[testv1.SleepRequest, testv1.SleepResponse]
+	blast         *runtime.Client[testv1.BlastRequest, testv1.BlastResponse]
+	payload       *runtime.Client[testv1.PayloadRequest, testv1.PayloadResponse]
+	fail          *runtime.Client[testv1.FailRequest, testv1.FailResponse]
+	panic         *runtime.Client[testv1.PanicRequest, testv1.PanicResponse]
+	files         *runtime.Client[testv1.FilesRequest, testv1.FilesResponse]
+	stats         *runtime.Client[testv1.StatsRequest, testv1.StatsResponse]
+	disconnect    *runtime.Client[testv1.DisconnectRequest, testv1.DisconnectResponse]
+	ask           *runtime.Client[testv1.AskRequest, testv1.AskResponse]
+	flood         *runtime.Client[testv1.FloodRequest, testv1.FloodResponse]
+	listen        *runtime.Client[testv1.ListenRequest, testv1.ListenResponse]
+	closeListener *runtime.Client[testv1.CloseListenerRequest, testv1.CloseListenerResponse]
+	openGate      *runtime.Client[testv1.OpenGateRequest, testv1.OpenGateResponse]
+	inspect       *runtime.Client[testv1.InspectRequest, testv1.InspectResponse]
+	takeFDs       *runtime.Client[testv1.TakeFDsRequest, testv1.TakeFDsResponse]
+	makePath      *runtime.Client[testv1.MakePathRequest, testv1.MakePathResponse]
 }
 
 func (c *testServiceClient) Echo(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) (*testv1.EchoResponse, error) {
@@ -482,21 +629,75 @@ func (c *testServiceClient) SendFlood(ctx context.Context, req *testv1.FloodRequ
 	return c.flood.Send(ctx, req, opts...)
 }
 
+func (c *testServiceClient) Listen(ctx context.Context, req *testv1.ListenRequest, opts ...runtime.CallOption) (*testv1.ListenResponse, error) {
+	return c.listen.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendListen(ctx context.Context, req *testv1.ListenRequest, opts ...runtime.CallOption) error {
+	return c.listen.Send(ctx, req, opts...)
+}
+
+func (c *testServiceClient) CloseListener(ctx context.Context, req *testv1.CloseListenerRequest, opts ...runtime.CallOption) (*testv1.CloseListenerResponse, error) {
+	return c.closeListener.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendCloseListener(ctx context.Context, req *testv1.CloseListenerRequest, opts ...runtime.CallOption) error {
+	return c.closeListener.Send(ctx, req, opts...)
+}
+
+func (c *testServiceClient) OpenGate(ctx context.Context, req *testv1.OpenGateRequest, opts ...runtime.CallOption) (*testv1.OpenGateResponse, error) {
+	return c.openGate.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendOpenGate(ctx context.Context, req *testv1.OpenGateRequest, opts ...runtime.CallOption) error {
+	return c.openGate.Send(ctx, req, opts...)
+}
+
+func (c *testServiceClient) Inspect(ctx context.Context, req *testv1.InspectRequest, opts ...runtime.CallOption) (*testv1.InspectResponse, error) {
+	return c.inspect.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendInspect(ctx context.Context, req *testv1.InspectRequest, opts ...runtime.CallOption) error {
+	return c.inspect.Send(ctx, req, opts...)
+}
+
+func (c *testServiceClient) TakeFDs(ctx context.Context, req *testv1.TakeFDsRequest, opts ...runtime.CallOption) (*testv1.TakeFDsResponse, error) {
+	return c.takeFDs.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendTakeFDs(ctx context.Context, req *testv1.TakeFDsRequest, opts ...runtime.CallOption) error {
+	return c.takeFDs.Send(ctx, req, opts...)
+}
+
+func (c *testServiceClient) MakePath(ctx context.Context, req *testv1.MakePathRequest, opts ...runtime.CallOption) (*testv1.MakePathResponse, error) {
+	return c.makePath.Call(ctx, req, opts...)
+}
+
+func (c *testServiceClient) SendMakePath(ctx context.Context, req *testv1.MakePathRequest, opts ...runtime.CallOption) error {
+	return c.makePath.Send(ctx, req, opts...)
+}
+
 // testServiceBroadcastClient implements TestServiceBroadcastClient with a runtime.SendClient per
 // method.
 type testServiceBroadcastClient struct {
-	echo       *runtime.SendClient[testv1.EchoRequest]
-	report     *runtime.SendClient[testv1.ReportRequest]
-	sleep      *runtime.SendClient[testv1.SleepRequest]
-	blast      *runtime.SendClient[testv1.BlastRequest]
-	payload    *runtime.SendClient[testv1.PayloadRequest]
-	fail       *runtime.SendClient[testv1.FailRequest]
-	panic      *runtime.SendClient[testv1.PanicRequest]
-	files      *runtime.SendClient[testv1.FilesRequest]
-	stats      *runtime.SendClient[testv1.StatsRequest]
-	disconnect *runtime.SendClient[testv1.DisconnectRequest]
-	ask        *runtime.SendClient[testv1.AskRequest]
-	flood      *runtime.SendClient[testv1.FloodRequest]
+	echo          *runtime.SendClient[testv1.EchoRequest]
+	report        *runtime.SendClient[testv1.ReportRequest]
+	sleep         *runtime.SendClient[testv1.SleepRequest]
+	blast         *runtime.SendClient[testv1.BlastRequest]
+	payload       *runtime.SendClient[testv1.PayloadRequest]
+	fail          *runtime.SendClient[testv1.FailRequest]
+	panic         *runtime.SendClient[testv1.PanicRequest]
+	files         *runtime.SendClient[testv1.FilesRequest]
+	stats         *runtime.SendClient[testv1.StatsRequest]
+	disconnect    *runtime.SendClient[testv1.DisconnectRequest]
+	ask           *runtime.SendClient[testv1.AskRequest]
+	flood         *runtime.SendClient[testv1.FloodRequest]
+	listen        *runtime.SendClient[testv1.ListenRequest]
+	closeListener *runtime.SendClient[testv1.CloseListenerRequest]
+	openGate      *runtime.SendClient[testv1.OpenGateRequest]
+	inspect       *runtime.SendClient[testv1.InspectRequest]
+	takeFDs       *runtime.SendClient[testv1.TakeFDsRequest]
+	makePath      *runtime.SendClient[testv1.MakePathRequest]
 }
 
 func (c *testServiceBroadcastClient) SendEcho(ctx context.Context, req *testv1.EchoRequest, opts ...runtime.CallOption) error {
@@ -545,4 +746,28 @@ func (c *testServiceBroadcastClient) SendAsk(ctx context.Context, req *testv1.As
 
 func (c *testServiceBroadcastClient) SendFlood(ctx context.Context, req *testv1.FloodRequest, opts ...runtime.CallOption) error {
 	return c.flood.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendListen(ctx context.Context, req *testv1.ListenRequest, opts ...runtime.CallOption) error {
+	return c.listen.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendCloseListener(ctx context.Context, req *testv1.CloseListenerRequest, opts ...runtime.CallOption) error {
+	return c.closeListener.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendOpenGate(ctx context.Context, req *testv1.OpenGateRequest, opts ...runtime.CallOption) error {
+	return c.openGate.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendInspect(ctx context.Context, req *testv1.InspectRequest, opts ...runtime.CallOption) error {
+	return c.inspect.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendTakeFDs(ctx context.Context, req *testv1.TakeFDsRequest, opts ...runtime.CallOption) error {
+	return c.takeFDs.Send(ctx, req, opts...)
+}
+
+func (c *testServiceBroadcastClient) SendMakePath(ctx context.Context, req *testv1.MakePathRequest, opts ...runtime.CallOption) error {
+	return c.makePath.Send(ctx, req, opts...)
 }
