@@ -71,9 +71,49 @@ func ExampleWorker_Disconnect() {
 	// worker 1: code=0 exitedAfterDisconnect=true cause=EXIT_CAUSE_CLEAN
 }
 
+// Fork two workers, each with an environment variable of its own, and wait
+// until both are online; then disconnect them all and wait for their exits.
+func ExamplePrimary_Fork() {
+	ctx := context.Background()
+	p := runtime.NewPrimary(herdtest.WorkerRole("worker"))
+	online := make(chan uint64, 2)
+	err := p.Register(runtime.NewUnaryHandler(herdv1herd.EventServiceOnlineProcedure,
+		func(ctx context.Context, ev *herdv1.OnlineEvent) (*emptypb.Empty, error) {
+			online <- ev.GetWorker().GetId()
+			return nil, nil
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, shard := range []string{"a", "b"} {
+		w, err := p.Fork(ctx, runtime.WithForkEnv("SHARD="+shard))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("forked worker %d (shard %s)\n", w.ID(), shard)
+	}
+	ids := []uint64{<-online, <-online} // in either order
+	slices.Sort(ids)
+	fmt.Println("online:", ids)
+	if err := p.Disconnect(ctx); err != nil { // every worker, gracefully
+		log.Fatal(err)
+	}
+	if err := p.Wait(ctx); err != nil { // every exit handled
+		log.Fatal(err)
+	}
+	fmt.Println("workers left:", len(p.Workers()))
+	// Output:
+	// forked worker 1 (shard a)
+	// forked worker 2 (shard b)
+	// online: [1 2]
+	// workers left: 0
+}
+
 // Call a worker's service through its generated client: the worker
 // registered the handler (testv1herd.RegisterTestServiceHandler on its
-// runtime.Self) before it started.
+// runtime.Self) before it started. TestService is herd's own test protocol
+// (under runtime/internal); a program calls the generated client of its
+// own service the same way.
 func Example_typedCall() {
 	ctx := context.Background()
 	p := runtime.NewPrimary(herdtest.WorkerRole("echo"))
