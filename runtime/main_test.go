@@ -24,8 +24,8 @@ import (
 // The test binary is its own worker and, for the tests that kill or signal
 // a primary, its own primary: every process a test starts plays one of the
 // roles below, named by herdtest.EnvRole (herdtest.ForkRole and
-// herdtest.WorkerRole for workers, herdtest.Start or the environment of a
-// command for primaries), and herdtest.Main runs it instead of the tests.
+// herdtest.WorkerRole for workers, herdtest.Start for primaries and
+// programs), and herdtest.Main runs it instead of the tests.
 // A worker forked without a role fails at once instead of re-running the
 // tests. This table is the only place that maps roles to code.
 func TestMain(m *testing.M) {
@@ -75,14 +75,13 @@ func testRoles() herdtest.Roles {
 		"inflight":            inflightWorker,        // signal_test.go
 		"nostopsignals":       noStopSignalsWorker,   // signal_test.go
 
-		"bench-single":  benchSingleMain,  // listen_bench_test.go
-		"bench-cluster": benchClusterMain, // listen_bench_test.go
-
-		// Primaries, started by the tests as programs.
+		// Primaries and programs, started by the tests.
 		"primary":              func() int { return subPrimaryMain(false) },
 		"primary-exit1":        func() int { return subPrimaryMain(true) },
 		"graceful-primary":     gracefulPrimary,         // signal_test.go
 		"unprivileged-primary": unprivilegedPrimaryMain, // privileged_test.go
+		"bench-single":         benchSingleMain,         // listen_bench_test.go
+		"bench-cluster":        benchClusterMain,        // listen_bench_test.go
 	}
 	maps.Copy(roles, linuxRoles)
 	return roles
