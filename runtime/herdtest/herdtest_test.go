@@ -375,8 +375,8 @@ func TestWaitLineFails(t *testing.T) {
 	CheckLeaks(t)
 	out := runFake(t, func(t testing.TB) {
 		p := Start(t, "echo")
+		p.WaitLine("ready") // the default bound: a loaded machine may take a while to start it
 		p.Timeout = 200 * time.Millisecond
-		p.WaitLine("ready")
 		p.WaitLine("never")
 		t.Errorf("WaitLine returned")
 	})
@@ -398,6 +398,7 @@ func TestWaitFails(t *testing.T) {
 	CheckLeaks(t)
 	out := runFake(t, func(t testing.TB) {
 		p := Start(t, "echo")
+		p.WaitLine("ready") // the default bound: a loaded machine may take a while to start it
 		p.Timeout = 200 * time.Millisecond
 		p.Wait()
 		t.Errorf("Wait returned")
