@@ -18,6 +18,7 @@ var linuxRoles = herdtest.Roles{
 	"holdconns":          holdConnsWorker,                           // hardening_link_test.go
 	"reuseport":          reusePortWorker,                           // reuseport_rescue_test.go
 	"poolreload-primary": poolReloadPrimary,                         // pool_exec_test.go
+	"ahead":              aheadWorker,                               // kill_bound_linux_test.go
 	"systemd":            systemdWorkerMain,                         // systemd_linux_test.go
 	"systemd-activator":  systemdActivatorMain,                      // systemd_linux_test.go
 	"systemd-primary":    systemdPrimaryMain,                        // systemd_linux_test.go
