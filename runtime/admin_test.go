@@ -24,44 +24,41 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-// envAdminClient makes the test binary an admin client (adminClientMain):
-// the tests run it as another user.
-const envAdminClient = "HERD_TEST_ADMIN_CLIENT"
-
-func init() {
-	if os.Getenv(envAdminClient) != "" {
-		os.Exit(adminClientMain())
+// adminClientWorker is role "adminclient": a worker that calls Status on
+// the admin socket at $HERD_TEST_ADMIN_PATH and reports the outcome, and
+// what it inherited of HERD_ADMIN_SOCKET. With $HERD_TEST_ADMIN_CHILD set,
+// a process the worker starts (role "admin-client") tries instead.
+func adminClientWorker() int {
+	self, ctx := startSelf()
+	report := func(msg string) {
+		_, _ = testv1herd.NewTestServiceClient(self).Report(ctx, &testv1.ReportRequest{Message: msg})
 	}
-	// adminclient: a worker that calls Status on the admin socket at
-	// $HERD_TEST_ADMIN_PATH and reports the outcome, and what it inherited
-	// of HERD_ADMIN_SOCKET.
-	workerModes["adminclient"] = func() int {
-		self, ctx := startSelf()
-		path := os.Getenv("HERD_TEST_ADMIN_PATH")
-		if os.Getenv("HERD_TEST_ADMIN_CHILD") != "" {
-			// A process the worker starts tries instead.
-			exe, _ := os.Executable()
-			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), envAdminClient+"=1", runtime.EnvAdminSocket+"="+path)
-			out, err := cmd.Output()
-			_ = self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: fmt.Sprintf("child %s %v", strings.TrimSpace(string(out)), err)}, &herdv1.ErrorEvent{})
-			<-self.Done()
-			return 0
-		}
-		msg := fmt.Sprintf("env=%q ", os.Getenv(runtime.EnvAdminSocket))
-		if conn, err := runtime.DialAdmin(ctx, path); err != nil {
-			msg += "dial " + err.Error()
-		} else {
-			_, err := herdv1herd.NewAdminServiceClient(conn).Status(ctx, &herdv1.StatusRequest{})
-			msg += fmt.Sprintf("status %s: %v", runtime.CodeOf(err), err)
-			conn.Close()
-		}
-		_ = self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{})
+	path := os.Getenv("HERD_TEST_ADMIN_PATH")
+	if os.Getenv("HERD_TEST_ADMIN_CHILD") != "" {
+		exe, _ := os.Executable()
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), herdtest.EnvRole+"=admin-client", runtime.EnvAdminSocket+"="+path)
+		out, err := cmd.Output()
+		report(fmt.Sprintf("child %s %v", strings.TrimSpace(string(out)), err))
 		<-self.Done()
 		return 0
 	}
+	msg := fmt.Sprintf("env=%q ", os.Getenv(runtime.EnvAdminSocket))
+	if conn, err := runtime.DialAdmin(ctx, path); err != nil {
+		msg += "dial " + err.Error()
+	} else {
+		_, err := herdv1herd.NewAdminServiceClient(conn).Status(ctx, &herdv1.StatusRequest{})
+		msg += fmt.Sprintf("status %s: %v", runtime.CodeOf(err), err)
+		conn.Close()
+	}
+	report(msg)
+	<-self.Done()
+	return 0
 }
 
 // adminClientMain calls Status on $HERD_ADMIN_SOCKET and prints "ok N"
@@ -416,7 +413,7 @@ func TestAdminRefusesOtherUsers(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(bin, "-test.run=^$")
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), envAdminClient+"=1", runtime.EnvAdminSocket+"="+sock, "GOCOVERDIR=")
+		cmd.Env = append(os.Environ(), herdtest.EnvRole+"=admin-client", runtime.EnvAdminSocket+"="+sock, "GOCOVERDIR=")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 		cmd.Stderr = os.Stderr
 		timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })
@@ -451,7 +448,7 @@ func TestAdminRefusesOtherUsers(t *testing.T) {
 func TestAdminRefusesWorkers(t *testing.T) {
 	c, _, sock := adminPool(t, 1)
 	t.Setenv(runtime.EnvAdminSocket, sock)
-	w, err := c.p.Fork(context.Background(), runtime.WithForkEnv("HERD_TEST_MODE=adminclient", "HERD_TEST_ADMIN_PATH="+sock))
+	w, err := c.p.Fork(context.Background(), runtime.WithForkEnv(herdtest.EnvRole+"=adminclient", "HERD_TEST_ADMIN_PATH="+sock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,7 +460,7 @@ func TestAdminRefusesWorkers(t *testing.T) {
 	if goruntime.GOOS != "linux" {
 		return // the ancestry is read from /proc
 	}
-	w, err = c.p.Fork(context.Background(), runtime.WithForkEnv("HERD_TEST_MODE=adminclient", "HERD_TEST_ADMIN_PATH="+sock, "HERD_TEST_ADMIN_CHILD=1"))
+	w, err = c.p.Fork(context.Background(), runtime.WithForkEnv(herdtest.EnvRole+"=adminclient", "HERD_TEST_ADMIN_PATH="+sock, "HERD_TEST_ADMIN_CHILD=1"))
 	if err != nil {
 		t.Fatal(err)
 	}

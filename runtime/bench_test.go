@@ -11,11 +11,12 @@ import (
 	"testing"
 	"time"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // Benchmarks over real worker processes (the test binary re-executed in
@@ -68,7 +69,7 @@ func newBenchCluster(b *testing.B, env ...string) *benchCluster {
 	if err := herdv1herd.RegisterEventServiceHandler(bc.p, &onlineEvents{online: bc.online}); err != nil {
 		b.Fatal(err)
 	}
-	w, err := bc.p.Fork(context.Background(), runtime.WithForkEnv(append([]string{"HERD_TEST_MODE=typed"}, env...)...))
+	w, err := bc.p.Fork(context.Background(), herdtest.ForkRole("typed"), runtime.WithForkEnv(env...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func BenchmarkForkOnline(b *testing.B) {
 				b.StartTimer()
 				ws := make([]*runtime.Worker, n)
 				for i := range ws {
-					w, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=typed"))
+					w, err := p.Fork(ctx, herdtest.ForkRole("typed"))
 					if err != nil {
 						b.Fatal(err)
 					}

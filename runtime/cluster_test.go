@@ -20,6 +20,8 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // cluster is a primary with a recorder, reaped and leak-checked at the end
@@ -51,7 +53,7 @@ func newCluster(t *testing.T, opts ...runtime.PrimaryOption) *cluster {
 
 func (c *cluster) fork(mode string, opts ...runtime.ForkOption) *runtime.Worker {
 	c.t.Helper()
-	w, err := c.p.Fork(context.Background(), append([]runtime.ForkOption{runtime.WithForkEnv("HERD_TEST_MODE=" + mode)}, opts...)...)
+	w, err := c.p.Fork(context.Background(), append([]runtime.ForkOption{herdtest.ForkRole(mode)}, opts...)...)
 	if err != nil {
 		c.t.Fatalf("fork %s: %v", mode, err)
 	}
@@ -208,7 +210,7 @@ func TestDisconnectFromBothSides(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			w.Send(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"})
+			testv1herd.NewTestServiceClient(w).SendDisconnect(context.Background(), &testv1.DisconnectRequest{})
 		}()
 		go func() {
 			defer wg.Done()
@@ -331,9 +333,9 @@ func TestGarbageClosesOnlyThatLink(t *testing.T) {
 	}
 	c.waitExit(bad)
 	// The other worker still answers.
-	res := &herdv1.ErrorEvent{}
-	if err := good.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "hi"}, res); err != nil || res.GetMessage() != "echo:hi" {
-		t.Errorf("call to the good worker: %v %v", res, err)
+	res, err := testv1herd.NewTestServiceClient(good).Echo(context.Background(), &testv1.EchoRequest{Message: "hi"})
+	if want := fmt.Sprintf("worker %d:hi", good.ID()); err != nil || res.GetMessage() != want {
+		t.Errorf("call to the good worker: %v %v, want %q", res, err, want)
 	}
 }
 
@@ -342,28 +344,28 @@ func TestCallsBothWaysAndErrors(t *testing.T) {
 	w := c.fork("idle")
 	c.rec.waitFor("online 1")
 	ctx := context.Background()
-	res := &herdv1.ErrorEvent{}
-	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: "a"}, res); err != nil || res.GetMessage() != "echo:a" {
+	client := testv1herd.NewTestServiceClient(w)
+	if res, err := client.Echo(ctx, &testv1.EchoRequest{Message: "a"}); err != nil || res.GetMessage() != "worker 1:a" {
 		t.Fatalf("echo: %v %v", res, err)
 	}
-	err := w.Call(ctx, "/herdtest.Test/Missing", &herdv1.ErrorEvent{}, res)
+	err := w.Call(ctx, missingProcedure, &testv1.AskRequest{}, &testv1.AskResponse{})
 	if runtime.CodeOf(err) != runtime.CodeUnimplemented {
 		t.Errorf("unknown procedure: %v", err)
 	}
 	// Cancellation reaches the callee: Sleep returns when its context ends.
 	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	err = w.Call(cctx, sleepProcedure, &herdv1.ErrorEvent{}, res)
+	_, err = client.Sleep(cctx, &testv1.SleepRequest{})
 	if runtime.CodeOf(err) != runtime.CodeDeadlineExceeded {
 		t.Errorf("sleep: %v", err)
 	}
 	// The worker is still serving.
-	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: "b"}, res); err != nil || res.GetMessage() != "echo:b" {
+	if res, err := client.Echo(ctx, &testv1.EchoRequest{Message: "b"}); err != nil || res.GetMessage() != "worker 1:b" {
 		t.Fatalf("echo after cancel: %v %v", res, err)
 	}
 	w.Kill(syscall.SIGKILL)
 	c.waitExit(w)
-	err = w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{}, res)
+	_, err = client.Echo(ctx, &testv1.EchoRequest{})
 	if runtime.CodeOf(err) != runtime.CodeUnavailable {
 		t.Errorf("call to a dead worker: %v", err)
 	}
@@ -382,7 +384,7 @@ func TestForkExitCyclesLeakNothing(t *testing.T) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			mode := [...]string{"exit3", "selfkill", "idle"}[i%3]
-			w, err := p.Fork(context.Background(), runtime.WithForkEnv("HERD_TEST_MODE="+mode))
+			w, err := p.Fork(context.Background(), herdtest.ForkRole(mode))
 			if err != nil {
 				t.Error(err)
 				return
@@ -405,15 +407,15 @@ func TestForkExitCyclesLeakNothing(t *testing.T) {
 // checks that its workers go too: after SIGKILL, with idle and with busy
 // workers, and after the primary exits with status 1.
 func TestPrimaryDeathLeavesNoWorker(t *testing.T) {
-	tests := []struct{ name, primaryMode, workerMode string }{
-		{"sigkill idle", "wait", "hooks"},
-		{"sigkill busy", "wait", "busy"},
-		{"exit 1", "exit1", "hooks"},
+	tests := []struct{ name, primaryRole, workerRole string }{
+		{"sigkill idle", "primary", "hooks"},
+		{"sigkill busy", "primary", "busy"},
+		{"exit 1", "primary-exit1", "hooks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			herdtest.CheckLeaks(t)
-			p := herdtest.Start(t, "primary", herdtest.WithEnv("HERD_TEST_PRIMARY_MODE="+tt.primaryMode, "HERD_TEST_WORKER_MODE="+tt.workerMode))
+			p := herdtest.Start(t, tt.primaryRole, herdtest.WithEnv(envWorkerRole+"="+tt.workerRole))
 			var pids []int
 			for _, f := range strings.Fields(strings.TrimPrefix(p.WaitLine("pids "), "pids ")) {
 				var pid int
@@ -429,7 +431,7 @@ func TestPrimaryDeathLeavesNoWorker(t *testing.T) {
 			for _, pid := range pids {
 				p.Track(pid)
 			}
-			if tt.primaryMode == "wait" {
+			if tt.primaryRole == "primary" {
 				p.Signal(syscall.SIGKILL)
 				p.WaitExit(-1)
 			} else {

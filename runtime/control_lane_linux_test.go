@@ -13,20 +13,15 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // The control lane (issue 9, finding 6): control requests that a handler
 // serves (Listen, CloseListener, Disconnect) never wait for a user handler
 // of the same link end that is running, in either direction.
 
-const stuckProcedure = "/herdtest.Test/Stuck"
-
-func init() {
-	workerModes["stuck-primary"] = stuckPrimaryWorker
-	workerModes["stuck-worker"] = stuckWorker
-}
-
-// stuckPrimaryWorker sends the primary a Stuck message (whose handler does
+// stuckPrimaryWorker sends the primary an Ask (whose handler does
 // not return) and, on SIGUSR1, listens, closes its listener and disconnects
 // itself, printing the outcome of each.
 func stuckPrimaryWorker() int {
@@ -40,7 +35,7 @@ func stuckPrimaryWorker() int {
 	if err := self.Start(ctx); err != nil {
 		return 12
 	}
-	if err := self.Send(ctx, stuckProcedure, &herdv1.ErrorEvent{Message: "stuck"}); err != nil {
+	if err := self.Send(ctx, testv1herd.TestServiceAskProcedure, &testv1.AskRequest{Message: "stuck"}); err != nil {
 		return 13
 	}
 	<-usr1
@@ -57,7 +52,7 @@ func stuckPrimaryWorker() int {
 	return 0
 }
 
-// stuckWorker has a Stuck handler that returns only once the drain hooks
+// stuckWorker has an Ask handler that returns only once the drain hooks
 // run (as a server's handler returns when the server shuts down), and says
 // "stuck" when it is in it.
 func stuckWorker() int {
@@ -70,7 +65,7 @@ func stuckWorker() int {
 		close(draining)
 		return nil
 	})
-	if err := self.Register(runtime.NewUnaryHandler(stuckProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	if err := self.Register(runtime.NewUnaryHandler(testv1herd.TestServiceAskProcedure, func(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
 		fmt.Println("stuck")
 		<-draining
 		return nil, nil
@@ -95,7 +90,7 @@ func TestControlNotBehindStuckPrimaryHandler(t *testing.T) {
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
 	defer close(release) // the handler returns when the test ends
-	if err := c.p.Register(runtime.NewUnaryHandler(stuckProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	if err := c.p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceAskProcedure, func(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
 		entered <- struct{}{}
 		<-release
 		return nil, nil
@@ -136,7 +131,7 @@ func TestControlNotBehindStuckWorkerHandler(t *testing.T) {
 	c.rec.waitFor(fmt.Sprintf("online %d", w.ID())) // a Disconnect before then would fail its Start
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if err := w.Send(ctx, stuckProcedure, &herdv1.ErrorEvent{Message: "stuck"}); err != nil {
+	if err := w.Send(ctx, testv1herd.TestServiceAskProcedure, &testv1.AskRequest{Message: "stuck"}); err != nil {
 		t.Fatal(err)
 	}
 	waitLine(t, out, "stuck")

@@ -20,10 +20,10 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	herdtest "github.com/herd-go/herd/runtime/internal/leakcheck"
 	"github.com/herd-go/herd/runtime/internal/link"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	"github.com/herd-go/herd/runtime/internal/link"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
 )
 
 // endpointPair starts two endpoints over a socketpair in this process: a

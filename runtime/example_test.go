@@ -11,12 +11,12 @@ import (
 	"os"
 	"slices"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // The examples run in go test, and the workers they fork are this test
@@ -69,9 +69,49 @@ func ExampleWorker_Disconnect() {
 	// worker 1: code=0 exitedAfterDisconnect=true cause=EXIT_CAUSE_CLEAN
 }
 
+// Fork two workers, each with an environment variable of its own, and wait
+// until both are online; then disconnect them all and wait for their exits.
+func ExamplePrimary_Fork() {
+	ctx := context.Background()
+	p := runtime.NewPrimary(herdtest.WorkerRole("worker"))
+	online := make(chan uint64, 2)
+	err := p.Register(runtime.NewEventHandler(herdv1herd.EventServiceOnlineProcedure,
+		func(ctx context.Context, ev *herdv1.OnlineEvent) error {
+			online <- ev.GetWorker().GetId()
+			return nil
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, shard := range []string{"a", "b"} {
+		w, err := p.Fork(ctx, runtime.WithForkEnv("SHARD="+shard))
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("forked worker %d (shard %s)\n", w.ID(), shard)
+	}
+	ids := []uint64{<-online, <-online} // in either order
+	slices.Sort(ids)
+	fmt.Println("online:", ids)
+	if err := p.Disconnect(ctx); err != nil { // every worker, gracefully
+		log.Fatal(err)
+	}
+	if err := p.Wait(ctx); err != nil { // every exit handled
+		log.Fatal(err)
+	}
+	fmt.Println("workers left:", len(p.Workers()))
+	// Output:
+	// forked worker 1 (shard a)
+	// forked worker 2 (shard b)
+	// online: [1 2]
+	// workers left: 0
+}
+
 // Call a worker's service through its generated client: the worker
 // registered the handler (testv1herd.RegisterTestServiceHandler on its
-// runtime.Self) before it started.
+// runtime.Self) before it started. TestService is herd's own test protocol
+// (under runtime/internal); a program calls the generated client of its
+// own service the same way.
 func Example_typedCall() {
 	ctx := context.Background()
 	p := runtime.NewPrimary(herdtest.WorkerRole("echo"))

@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	herdtest "github.com/herd-go/herd/runtime/internal/leakcheck"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 

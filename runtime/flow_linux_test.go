@@ -21,17 +21,14 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // Flow control (issue 9, findings 5 and 6): a flood of user messages at a
 // handler that does not return holds at most the receiver's byte budget,
 // and never holds up control traffic (disconnects, replies), in either
 // direction.
-
-const (
-	floodProcedure = "/herdtest.Test/Flood"
-	askProcedure   = "/herdtest.Test/Ask"
-)
 
 // flowBudget is the byte budget (WithMailboxBytes) both ends use in these
 // tests; flowSlack is what a process may grow besides it (read buffers,
@@ -46,11 +43,6 @@ const (
 // flooder held back by load rather than by flow control makes the checks
 // run early, on less memory, not fail.
 const stalled = 300 * time.Millisecond
-
-func init() {
-	workerModes["flood"] = floodWorkerMain
-	workerModes["sink"] = sinkWorkerMain
-}
 
 func floodSize() int {
 	n, _ := strconv.Atoi(os.Getenv("HERD_TEST_FLOOD_SIZE"))
@@ -89,8 +81,8 @@ func floodWorkerMain() int {
 	if err := self.Start(context.Background()); err != nil {
 		return 12
 	}
-	msg := &herdv1.ErrorEvent{Message: strings.Repeat("x", floodSize())}
-	flood(func(ctx context.Context) error { return self.Send(ctx, floodProcedure, msg) },
+	msg := &testv1.FloodRequest{Payload: []byte(strings.Repeat("x", floodSize()))}
+	flood(func(ctx context.Context) error { return self.Send(ctx, testv1herd.TestServiceFloodProcedure, msg) },
 		func() { fmt.Println("stalled") })
 	<-self.Done()
 	select {}
@@ -104,7 +96,7 @@ func sinkWorkerMain() int {
 	if err != nil {
 		return 10
 	}
-	if err := self.Register(runtime.NewUnaryHandler(floodProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	if err := self.Register(runtime.NewUnaryHandler(testv1herd.TestServiceFloodProcedure, func(ctx context.Context, req *testv1.FloodRequest) (*testv1.FloodResponse, error) {
 		select {}
 	})); err != nil {
 		return 11
@@ -130,12 +122,12 @@ func sinkWorkerMain() int {
 			c.Close()
 		}
 	}()
-	if err := self.Call(ctx, askProcedure, &herdv1.ErrorEvent{Message: "ready"}, &herdv1.ErrorEvent{}); err != nil {
+	if err := self.Call(ctx, testv1herd.TestServiceAskProcedure, &testv1.AskRequest{Message: "ready"}, &testv1.AskResponse{}); err != nil {
 		return 14
 	}
 	for range usr1 {
 		cctx, cancel := context.WithTimeout(ctx, waitLimit/2)
-		err := self.Call(cctx, askProcedure, &herdv1.ErrorEvent{Message: "call"}, &herdv1.ErrorEvent{})
+		err := self.Call(cctx, testv1herd.TestServiceAskProcedure, &testv1.AskRequest{Message: "call"}, &testv1.AskResponse{})
 		cancel()
 		fmt.Printf("call: %v\n", err)
 	}
@@ -209,7 +201,7 @@ func TestFloodingWorkerDisconnectsGracefully(t *testing.T) {
 			var once sync.Once
 			unblock := func() { once.Do(func() { close(release) }) }
 			c := newCluster(t, runtime.WithSilent(true), runtime.WithMailboxBytes(flowBudget))
-			if err := c.p.Register(runtime.NewUnaryHandler(floodProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+			if err := c.p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceFloodProcedure, func(ctx context.Context, req *testv1.FloodRequest) (*testv1.FloodResponse, error) {
 				<-release
 				return nil, nil
 			})); err != nil {
@@ -257,9 +249,9 @@ func TestFloodedWorkerStillGetsReplies(t *testing.T) {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			c := newCluster(t, runtime.WithSilent(true), runtime.WithMailboxBytes(flowBudget))
 			calls := make(chan string, 4)
-			if err := c.p.Register(runtime.NewUnaryHandler(askProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+			if err := c.p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceAskProcedure, func(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
 				calls <- req.GetMessage()
-				return &herdv1.ErrorEvent{}, nil
+				return &testv1.AskResponse{}, nil
 			})); err != nil {
 				t.Fatal(err)
 			}
@@ -284,10 +276,10 @@ func TestFloodedWorkerStillGetsReplies(t *testing.T) {
 
 			stall := make(chan struct{})
 			flooded := make(chan struct{})
-			msg := &herdv1.ErrorEvent{Message: strings.Repeat("x", size)}
+			msg := &testv1.FloodRequest{Payload: []byte(strings.Repeat("x", size))}
 			go func() {
 				defer close(flooded)
-				flood(func(ctx context.Context) error { return w.Send(ctx, floodProcedure, msg) }, func() { close(stall) })
+				flood(func(ctx context.Context) error { return w.Send(ctx, testv1herd.TestServiceFloodProcedure, msg) }, func() { close(stall) })
 			}()
 			select {
 			case <-stall:

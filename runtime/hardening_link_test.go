@@ -18,17 +18,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
-
-func init() {
-	workerModes["fdflood"] = fdFloodWorker
-	workerModes["holdconns"] = holdConnsWorker
-}
 
 // fdFloodWorker is a hostile worker (issue 9, finding 4): on its raw link
 // it sends 40 frames that claim no descriptor, each with 250 descriptors
@@ -124,69 +119,79 @@ func TestFDFloodFromWorker(t *testing.T) {
 	if held > before+8 {
 		t.Errorf("the primary holds %d descriptors, %d before the flood", held, before)
 	}
-	res := &herdv1.ErrorEvent{}
-	if err := good.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "hi"}, res); err != nil || res.GetMessage() != "echo:hi" {
-		t.Errorf("call to the other worker: %v %v", res, err)
+	res, err := testv1herd.NewTestServiceClient(good).Echo(context.Background(), &testv1.EchoRequest{Message: "hi"})
+	if want := fmt.Sprintf("worker %d:hi", good.ID()); err != nil || res.GetMessage() != want {
+		t.Errorf("call to the other worker: %v %v, want %q", res, err, want)
 	}
 	c.waitExit(bad)
 }
 
-// holdConnsWorker serves echoProcedure commands: "listen" listens
-// (round-robin) on 127.0.0.1:0 and accepts in the background, writing
-// "w<ID>" on each connection and holding it open; "count" answers how many
-// it holds. Its error events go to the primary as reports
-// "error <code> <procedure> <message>".
+// holdConns is the holdconns worker's TestService: Listen accepts in the
+// background, writing "w<ID>" on each connection and holding it open;
+// Inspect counts the connections it holds.
+type holdConns struct {
+	*testService
+	mu   sync.Mutex
+	held []net.Conn
+}
+
+func (h *holdConns) Listen(ctx context.Context, req *testv1.ListenRequest) (*testv1.ListenResponse, error) {
+	opts, err := listenOptions(req)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := runtime.Listen(ctx, req.GetNetwork(), req.GetAddress(), opts...)
+	if err != nil {
+		return nil, err
+	}
+	self := h.self
+	self.OnDisconnect(func(context.Context) error {
+		ln.Close()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, c := range h.held {
+			c.Close()
+		}
+		h.held = nil
+		return nil
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Held before the greeting: a client that has read it is
+			// counted by Inspect.
+			h.mu.Lock()
+			h.held = append(h.held, c)
+			h.mu.Unlock()
+			c.Write([]byte("w" + strconv.FormatUint(self.ID(), 10) + "\n"))
+		}
+	}()
+	return &testv1.ListenResponse{Address: ln.Addr().String(), Policy: policyName(ln)}, nil
+}
+
+func (h *holdConns) count() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return int64(len(h.held))
+}
+
+// holdConnsWorker serves holdConns. Its error events go to the primary as
+// reports "error <code> <procedure> <message>".
 func holdConnsWorker() int {
 	var self *runtime.Self
-	var mu sync.Mutex
-	var held []net.Conn
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second), runtime.WithErrorHandler(func(ev *herdv1.ErrorEvent) {
 		msg := fmt.Sprintf("error %s %s %s", runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage())
-		_ = self.Send(context.Background(), reportProcedure, &herdv1.ErrorEvent{Message: msg})
+		_ = self.Send(context.Background(), testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: msg})
 	}))
 	if err != nil {
 		return 10
 	}
-	err = self.Register(runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-		switch req.GetMessage() {
-		case "listen":
-			ln, err := runtime.Listen(ctx, "tcp", "127.0.0.1:0", runtime.WithSchedulingPolicy(runtime.SchedRoundRobin))
-			if err != nil {
-				return nil, err
-			}
-			self.OnDisconnect(func(context.Context) error {
-				ln.Close()
-				mu.Lock()
-				defer mu.Unlock()
-				for _, c := range held {
-					c.Close()
-				}
-				held = nil
-				return nil
-			})
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					// Held before the greeting: a client that has read
-					// it is counted by "count".
-					mu.Lock()
-					held = append(held, c)
-					mu.Unlock()
-					c.Write([]byte("w" + strconv.FormatUint(self.ID(), 10) + "\n"))
-				}
-			}()
-			return &herdv1.ErrorEvent{Message: ln.Addr().String()}, nil
-		case "count":
-			mu.Lock()
-			defer mu.Unlock()
-			return &herdv1.ErrorEvent{Message: strconv.Itoa(len(held))}, nil
-		}
-		return nil, runtime.Errorf(runtime.CodeInvalidArgument, "command %q", req.GetMessage())
-	}))
-	if err != nil {
+	h := &holdConns{}
+	h.testService = &testService{self: self, selfPeer: testv1herd.NewTestServiceClient(self), connections: h.count}
+	if err := testv1herd.RegisterTestServiceHandler(self, h); err != nil {
 		return 11
 	}
 	if err := self.Start(context.Background()); err != nil {
@@ -196,16 +201,29 @@ func holdConnsWorker() int {
 	select {}
 }
 
-// do sends a command to a holdconns worker.
-func do(t *testing.T, w *runtime.Worker, cmd string) string {
+// holdListen makes a holdconns worker listen (round robin on 127.0.0.1:0)
+// and returns the address.
+func holdListen(t *testing.T, w *runtime.Worker) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	res := &herdv1.ErrorEvent{}
-	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: cmd}, res); err != nil {
-		t.Fatalf("worker %d %s: %v", w.ID(), cmd, err)
+	res, err := testv1herd.NewTestServiceClient(w).Listen(ctx, &testv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0", Policy: "rr"})
+	if err != nil {
+		t.Fatalf("worker %d listen: %v", w.ID(), err)
 	}
-	return res.GetMessage()
+	return res.GetAddress()
+}
+
+// heldConns returns how many connections a holdconns worker holds.
+func heldConns(t *testing.T, w *runtime.Worker) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	res, err := testv1herd.NewTestServiceClient(w).Inspect(ctx, &testv1.InspectRequest{})
+	if err != nil {
+		t.Fatalf("worker %d inspect: %v", w.ID(), err)
+	}
+	return res.GetConnections()
 }
 
 // TestWorkerAtDescriptorLimit is finding 7 of issue 9: a worker at its
@@ -228,7 +246,7 @@ func TestWorkerAtDescriptorLimit(t *testing.T) {
 	// The limited worker listens alone at first: it is handed
 	// connections until it reaches its limit and refuses them (they wait
 	// in the primary), then the other worker joins and takes them.
-	addr := do(t, small, "listen")
+	addr := holdListen(t, small)
 	by := map[string]int{}
 	var clients []net.Conn
 	defer func() {
@@ -247,7 +265,7 @@ func TestWorkerAtDescriptorLimit(t *testing.T) {
 	}
 	dial(conns / 2)
 	ev := c.rec.waitFor(fmt.Sprintf("report %d error resource_exhausted", small.ID()))
-	if got := do(t, big, "listen"); got != addr {
+	if got := holdListen(t, big); got != addr {
 		t.Fatalf("workers listen on %s and %s", addr, got)
 	}
 	dial(conns - conns/2)
@@ -268,8 +286,8 @@ func TestWorkerAtDescriptorLimit(t *testing.T) {
 	if !small.IsConnected() {
 		t.Fatal("the limited worker lost its link")
 	}
-	if n := do(t, small, "count"); n != strconv.Itoa(by[smallName]) {
-		t.Errorf("the limited worker holds %s connections, the clients saw %d", n, by[smallName])
+	if n := heldConns(t, small); n != int64(by[smallName]) {
+		t.Errorf("the limited worker holds %d connections, the clients saw %d", n, by[smallName])
 	}
 	if !strings.Contains(ev, "descriptor limit") && !strings.Contains(ev, "too many open files") {
 		t.Errorf("error event %q does not say why", ev)

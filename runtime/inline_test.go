@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
 	herdtest "github.com/herd-go/herd/runtime/internal/leakcheck"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 

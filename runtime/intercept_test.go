@@ -12,9 +12,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // mdString renders metadata as "k=v,k=v" in key order.

@@ -16,8 +16,9 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // The kill-bound tests' worker: it listens on the address and policy it is
@@ -25,10 +26,7 @@ import (
 // answering "w<ID>") or hoards ("hoard"): its server accepts connections
 // and never touches them, as a net/http server whose goroutines have not
 // run yet on a starved machine, and reports each accept to the primary.
-func init() { workerModes["ahead"] = aheadWorker }
-
-const aheadListenProcedure = "/herdtest.Ahead/Listen"
-
+// Its Ask handler takes the request "address policy how k [defer]".
 func aheadWorker() int {
 	// However slow the machine, a hoarding server never gets more than its
 	// bound: the patience fallback (for servers that accept several
@@ -48,7 +46,7 @@ func aheadWorker() int {
 		mu    sync.Mutex
 		hoard []net.Conn
 	)
-	err = self.Register(runtime.NewUnaryHandler(aheadListenProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	err = self.Register(runtime.NewUnaryHandler(testv1herd.TestServiceAskProcedure, func(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
 		f := strings.Fields(req.GetMessage()) // address policy how k [defer]
 		if len(f) != 4 && (len(f) != 5 || f[4] != "defer") {
 			return nil, fmt.Errorf("bad request %q", req.GetMessage())
@@ -89,7 +87,7 @@ func aheadWorker() int {
 					n := len(hoard)
 					mu.Unlock()
 					rctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-					self.Call(rctx, reportProcedure, &herdv1.ErrorEvent{Message: fmt.Sprintf("accepted %d", n)}, &herdv1.ErrorEvent{})
+					self.Call(rctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: fmt.Sprintf("accepted %d", n)}, &testv1.ReportResponse{})
 					cancel()
 				}
 			}()
@@ -97,7 +95,7 @@ func aheadWorker() int {
 			ln.Close()
 			return nil, fmt.Errorf("bad mode %q", f[2])
 		}
-		return &herdv1.ErrorEvent{Message: ln.Addr().String()}, nil
+		return &testv1.AskResponse{Message: ln.Addr().String()}, nil
 	}))
 	if err != nil {
 		return 11
@@ -199,8 +197,8 @@ func aheadListen(t *testing.T, w *runtime.Worker, cmd string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	res := &herdv1.ErrorEvent{}
-	if err := w.Call(ctx, aheadListenProcedure, &herdv1.ErrorEvent{Message: cmd}, res); err != nil {
+	res, err := testv1herd.NewTestServiceClient(w).Ask(ctx, &testv1.AskRequest{Message: cmd})
+	if err != nil {
 		t.Fatalf("worker %d listen %q: %v", w.ID(), cmd, err)
 	}
 	return res.GetMessage()

@@ -12,6 +12,8 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // TestDisconnectAllLeavesNoWorker: once Primary.Disconnect returns, every
@@ -64,7 +66,7 @@ func TestStuckHandlerDoesNotHoldExit(t *testing.T) {
 	t.Cleanup(func() { close(release) }) // runs before the cluster's reaping
 	started, ctxEnded := make(chan struct{}), make(chan struct{})
 	calls := 0
-	stuck := runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	stuck := runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 		calls++
 		if calls == 1 {
 			close(started)
@@ -72,7 +74,7 @@ func TestStuckHandlerDoesNotHoldExit(t *testing.T) {
 			close(ctxEnded)
 		}
 		<-release // ignores its context
-		return &herdv1.ErrorEvent{}, nil
+		return &testv1.ReportResponse{}, nil
 	})
 	// Mode burst sends 500 fire-and-forget reports, then kills itself.
 	w := c.fork("burst", runtime.WithRegister(func(r runtime.Registrar) error { return r.Register(stuck) }))
@@ -107,40 +109,35 @@ func TestStuckHandlerDoesNotHoldExit(t *testing.T) {
 	}
 }
 
-// missingProcedure is served by neither side.
-const missingProcedure = "/herdtest.Test/Missing"
+// missingProcedure is served by neither side: it is not in TestService.
+const missingProcedure = "/herd.test.v1.TestService/Missing"
 
-func init() {
-	// A worker that sends a fire-and-forget message to a procedure the
-	// primary does not serve when asked to (an Echo "send missing"), and
-	// reports its own error events to the primary as "error <code>
-	// <procedure> <message>".
-	workerModes["sendmissing"] = func() int {
-		ctx := context.Background()
-		var self *runtime.Self
-		report := func(ev *herdv1.ErrorEvent) {
-			msg := fmt.Sprintf("error %s %s %s", runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage())
-			_ = self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg})
-		}
-		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second), runtime.WithErrorHandler(report))
-		if err != nil {
-			return 10
-		}
-		err = self.Register(runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-			if req.GetMessage() == "send missing" {
-				return &herdv1.ErrorEvent{}, self.Send(ctx, missingProcedure, &herdv1.ErrorEvent{Message: "lost"})
-			}
-			return echo(ctx, req)
-		}))
-		if err != nil {
-			return 11
-		}
-		if err := self.Start(ctx); err != nil {
-			return 12
-		}
-		<-self.Done()
-		select {}
+// sendmissingWorker (role "sendmissing") sends a fire-and-forget message to
+// a procedure the primary does not serve when asked to (its Ask handler),
+// and reports its own error events to the primary as "error <code>
+// <procedure> <message>".
+func sendmissingWorker() int {
+	ctx := context.Background()
+	var self *runtime.Self
+	report := func(ev *herdv1.ErrorEvent) {
+		msg := fmt.Sprintf("error %s %s %s", runtime.Code(ev.GetCode()), ev.GetProcedure(), ev.GetMessage())
+		_ = self.Send(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: msg})
 	}
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second), runtime.WithErrorHandler(report))
+	if err != nil {
+		return 10
+	}
+	err = self.Register(runtime.NewUnaryHandler(testv1herd.TestServiceAskProcedure, func(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
+		return &testv1.AskResponse{}, self.Send(ctx, missingProcedure, &testv1.ReportRequest{Message: "lost"})
+	}))
+	if err != nil {
+		return 11
+	}
+	if err := self.Start(ctx); err != nil {
+		return 12
+	}
+	<-self.Done()
+	select {}
 }
 
 // TestRejectedSendReachesSender: a fire-and-forget message to a procedure
@@ -154,7 +151,7 @@ func TestRejectedSendReachesSender(t *testing.T) {
 
 	// Primary to worker: the primary's ErrorEvent for that worker. (The
 	// worker reports its own receiving-side event as a report.)
-	if err := w.Send(ctx, missingProcedure, &herdv1.ErrorEvent{Message: "lost"}); err != nil {
+	if err := w.Send(ctx, missingProcedure, &testv1.ReportRequest{Message: "lost"}); err != nil {
 		t.Fatal(err)
 	}
 	c.rec.waitFor(fmt.Sprintf("report %d error unimplemented %s", w.ID(), missingProcedure))
@@ -165,7 +162,7 @@ func TestRejectedSendReachesSender(t *testing.T) {
 
 	// Worker to primary: the worker's error handler. (The primary records
 	// its own receiving-side event as a second error event.)
-	if err := w.Call(ctx, echoProcedure, &herdv1.ErrorEvent{Message: "send missing"}, &herdv1.ErrorEvent{}); err != nil {
+	if _, err := testv1herd.NewTestServiceClient(w).Ask(ctx, &testv1.AskRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	lines := waitLines(t, c.rec, w.ID(), 4, func(l string) bool {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -20,54 +19,50 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-// The single-process baseline: a test binary started with
-// HERD_BENCH_SINGLE=1 serves the same handler with plain net/http on
-// 127.0.0.1:0, prints its address and serves until stdin closes.
-//
-// With HERD_BENCH_CLUSTER=POLICY it runs a primary with two workers
-// serving the same handler under POLICY instead, for an external load
-// generator such as wrk:
-//
-//	go test -c -o /tmp/rt.test ./runtime
-//	HERD_BENCH_CLUSTER=rr /tmp/rt.test   # prints "addr 127.0.0.1:PORT"
-func init() {
-	if runtime.IsWorker() {
-		return
-	}
-	if pol := os.Getenv("HERD_BENCH_CLUSTER"); pol != "" {
-		tg, err := startHerdTarget(pol)
-		if err != nil {
-			fmt.Println("error", err)
-			os.Exit(1)
-		}
-		if path := os.Getenv("HERD_BENCH_CPUPROFILE"); path != "" {
-			if f, err := os.Create(path); err == nil {
-				pprof.StartCPUProfile(f)
-				defer pprof.StopCPUProfile()
-			}
-		}
-		fmt.Println("addr", tg.addr)
-		io.Copy(io.Discard, os.Stdin)
-		pprof.StopCPUProfile()
-		tg.stop()
-		os.Exit(0)
-	}
-	if os.Getenv("HERD_BENCH_SINGLE") != "1" {
-		return
-	}
+// benchSingleMain is the single-process baseline (role "bench-single"): it
+// serves the same handler with plain net/http on 127.0.0.1:0, prints its
+// address and serves until stdin closes.
+func benchSingleMain() int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Println("error", err)
-		os.Exit(1)
+		return 1
 	}
 	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "w0") }))
 	fmt.Println("addr", ln.Addr())
 	io.Copy(io.Discard, os.Stdin)
-	os.Exit(0)
+	return 0
+}
+
+// benchClusterMain (role "bench-cluster") runs a primary with two workers
+// serving the same handler under the policy HERD_BENCH_POLICY names, for an
+// external load generator such as wrk:
+//
+//	go test -c -o /tmp/rt.test ./runtime
+//	HERDTEST_ROLE=bench-cluster HERD_BENCH_POLICY=rr /tmp/rt.test   # prints "addr 127.0.0.1:PORT"
+func benchClusterMain() int {
+	tg, err := startHerdTarget(os.Getenv("HERD_BENCH_POLICY"))
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	if path := os.Getenv("HERD_BENCH_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	fmt.Println("addr", tg.addr)
+	io.Copy(io.Discard, os.Stdin)
+	pprof.StopCPUProfile()
+	tg.stop()
+	return 0
 }
 
 // benchConcurrency is the number of client connections (goroutines).
@@ -82,22 +77,9 @@ type httpTarget struct {
 // startSingle starts the single-process baseline server.
 func startSingle(tb testing.TB) httpTarget {
 	tb.Helper()
-	exe, _ := os.Executable()
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HERD_BENCH_SINGLE=1")
-	stdin, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "addr ") {
-		cmd.Process.Kill()
-		cmd.Wait()
-		tb.Fatalf("single server: %q %v", line, err)
-	}
-	return httpTarget{addr: strings.TrimSpace(line[5:]), stop: func() { stdin.Close(); cmd.Wait() }}
+	p := herdtest.Start(tb, "bench-single", herdtest.WithArgs("-test.run=^$"))
+	line := p.WaitLine("addr ")
+	return httpTarget{addr: strings.TrimSpace(line[5:]), stop: func() { p.CloseStdin(); p.WaitExit(0) }}
 }
 
 // startHerd starts a primary in this process with two ctl workers serving
@@ -121,7 +103,7 @@ func startHerdTarget(policy string) (httpTarget, error) {
 	}
 	var ws []*runtime.Worker
 	for range 2 {
-		w, err := p.Fork(context.Background(), runtime.WithForkEnv("HERD_LISTEN_MODE=ctl"))
+		w, err := p.Fork(context.Background(), herdtest.ForkRole("ctl"))
 		if err != nil {
 			stop()
 			return httpTarget{}, err
@@ -130,16 +112,14 @@ func startHerdTarget(policy string) (httpTarget, error) {
 	}
 	var addr string
 	for _, w := range ws {
-		res := &herdv1.ErrorEvent{}
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-		err := w.Call(ctx, doProcedure, &herdv1.ErrorEvent{Message: "listen tcp 127.0.0.1:0 policy=" + policy}, res)
+		res, err := testv1herd.NewTestServiceClient(w).Listen(ctx, &testv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0", Policy: policy})
 		cancel()
-		f := strings.Fields(res.GetMessage())
-		if err != nil || len(f) != 4 || f[0] != "ok" {
+		if err != nil || res.GetErrorName() != "" {
 			stop()
-			return httpTarget{}, fmt.Errorf("listen: %q %v", res.GetMessage(), err)
+			return httpTarget{}, fmt.Errorf("listen: %v %v", res, err)
 		}
-		addr = f[2]
+		addr = res.GetAddress()
 	}
 	return httpTarget{addr: addr, stop: stop}, nil
 }

@@ -11,13 +11,10 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
-
-func init() {
-	workerModes["listen-before-start"] = listenBeforeStartMain
-}
 
 // listenBeforeStartMain is a worker that listens before Start, on a fixed
 // port (HERD_TEST_ADDR), then starts and reports what Listen and
@@ -48,7 +45,7 @@ func listenBeforeStartMain() int {
 	var op *net.OpError
 	msg := fmt.Sprintf("listen=%t packet=%t opError=%t after=%v",
 		errors.Is(lerr, runtime.ErrNotStarted), errors.Is(perr, runtime.ErrNotStarted), errors.As(lerr, &op), err)
-	if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{}); err != nil {
+	if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: msg}, &testv1.ReportResponse{}); err != nil {
 		return 13
 	}
 	<-self.Done()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,9 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 var policies = []string{"rr", "shared", "reuseport"}
@@ -49,7 +53,7 @@ func (c *listenCluster) start(n int, opts ...runtime.ForkOption) []*runtime.Work
 					return &emptypb.Empty{}, nil
 				}))
 		})
-		w, err := c.p.Fork(context.Background(), append([]runtime.ForkOption{runtime.WithForkEnv("HERD_LISTEN_MODE=ctl"), reg}, opts...)...)
+		w, err := c.p.Fork(context.Background(), append([]runtime.ForkOption{herdtest.ForkRole("ctl"), reg}, opts...)...)
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -63,16 +67,143 @@ func (c *listenCluster) start(n int, opts ...runtime.ForkOption) []*runtime.Work
 	return ws
 }
 
-// do runs a command in a worker and returns its answer.
+// do runs cmd in a ctl worker (ctlDo) and returns its answer.
 func (c *listenCluster) do(w *runtime.Worker, cmd string) string {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	res := &herdv1.ErrorEvent{}
-	if err := w.Call(ctx, doProcedure, &herdv1.ErrorEvent{Message: cmd}, res); err != nil {
+	got, err := ctlDo(ctx, testv1herd.NewTestServiceClient(w), cmd)
+	if err != nil {
 		c.t.Fatalf("worker %d %q: %v", w.ID(), cmd, err)
 	}
-	return res.GetMessage()
+	return got
+}
+
+// ctlDo makes the TestService call that cmd, the listen tests' shorthand,
+// stands for, and returns the answer in the same shorthand:
+//
+//	listen NETWORK ADDRESS [OPTION...]  Listen: "ok INDEX ADDRESS POLICY" or "err NAME TEXT"
+//	udp NETWORK ADDRESS [OPTION...]     Listen of a packet listener, the same
+//	close INDEX                         CloseListener: "ok" or "err TEXT"
+//	gate INDEX COUNT                    OpenGate: "ok"
+//	conns                               Inspect: the connections the servers hold
+//	stat                                Inspect: "fds=N goroutines=N"
+//	ids                                 Inspect: "uid=N gid=N groups=[...]"
+//	dumpable                            Inspect: "dumpable=N" or "err TEXT"
+//	getenv NAME                         Inspect: "true "VALUE"" or "false """
+//	getfds PID                          TakeFDs: "ok N unix=N" or "err TEXT"
+//	symlink TARGET NAME, mkdir NAME     MakePath: "ok" or "err TEXT"
+//
+// The OPTIONs of listen and udp are policy=NAME, backlog=N, exclusive,
+// fd=N, fdname=NAME, mode=OCTAL, v6only, maxconns=N, tls, gate and
+// acceptors=N (ListenRequest's fields). Only a failed call is an error.
+func ctlDo(ctx context.Context, client testv1herd.TestServiceClient, cmd string) (string, error) {
+	f := strings.Fields(cmd)
+	if len(f) == 0 {
+		return "", fmt.Errorf("empty command")
+	}
+	arg := func(i int) string {
+		if i < len(f) {
+			return f[i]
+		}
+		return ""
+	}
+	num := func(i int) uint64 {
+		n, _ := strconv.ParseUint(arg(i), 10, 64)
+		return n
+	}
+	answer := func(err error) (string, error) {
+		if err != nil {
+			return "err " + err.Error(), nil
+		}
+		return "ok", nil
+	}
+	switch f[0] {
+	case "listen", "udp":
+		req := &testv1.ListenRequest{Network: arg(1), Address: arg(2), Packet: f[0] == "udp"}
+		for _, o := range f[min(3, len(f)):] {
+			k, v, _ := strings.Cut(o, "=")
+			n, _ := strconv.Atoi(v)
+			switch k {
+			case "policy":
+				req.Policy = v
+			case "backlog":
+				req.Backlog = int32(n)
+			case "exclusive":
+				req.Exclusive = true
+			case "fd":
+				req.UseFd, req.Fd = true, int32(n)
+			case "fdname":
+				req.FdName = v
+			case "mode":
+				m, _ := strconv.ParseUint(v, 8, 32)
+				req.UnixMode = uint32(m)
+			case "v6only":
+				req.Ipv6Only = true
+			case "maxconns":
+				req.MaxConnections = int32(n)
+			case "tls":
+				req.Tls = true
+			case "gate":
+				req.Gate = true
+			case "acceptors":
+				req.Acceptors = int32(n)
+			default:
+				return "", fmt.Errorf("unknown option %q", o)
+			}
+		}
+		res, err := client.Listen(ctx, req)
+		if err != nil {
+			return "", err
+		}
+		if res.GetErrorName() != "" {
+			return "err " + res.GetErrorName() + " " + res.GetError(), nil
+		}
+		return fmt.Sprintf("ok %d %s %s", res.GetIndex(), res.GetAddress(), res.GetPolicy()), nil
+	case "close":
+		_, err := client.CloseListener(ctx, &testv1.CloseListenerRequest{Index: uint32(num(1))})
+		return answer(err)
+	case "gate":
+		if _, err := client.OpenGate(ctx, &testv1.OpenGateRequest{Index: uint32(num(1)), Count: uint32(num(2))}); err != nil {
+			return "", err
+		}
+		return "ok", nil
+	case "conns", "stat", "ids", "dumpable", "getenv":
+		res, err := client.Inspect(ctx, &testv1.InspectRequest{Getenv: arg(1)})
+		if err != nil {
+			return "", err
+		}
+		switch f[0] {
+		case "conns":
+			return fmt.Sprint(res.GetConnections()), nil
+		case "stat":
+			return fmt.Sprintf("fds=%d goroutines=%d", res.GetFds(), res.GetGoroutines()), nil
+		case "ids":
+			return fmt.Sprintf("uid=%d gid=%d groups=%v", res.GetUid(), res.GetGid(), res.GetGroups()), nil
+		case "dumpable":
+			if e := res.GetDumpableError(); e != "" {
+				return "err " + e, nil
+			}
+			return fmt.Sprintf("dumpable=%d", res.GetDumpable()), nil
+		}
+		return fmt.Sprintf("%t %q", res.GetEnvSet(), res.GetEnvValue()), nil
+	case "getfds":
+		res, err := client.TakeFDs(ctx, &testv1.TakeFDsRequest{Pid: int32(num(1))})
+		if err != nil {
+			return "", err
+		}
+		if res.GetTaken() > 0 {
+			return fmt.Sprintf("ok %d unix=%d", res.GetTaken(), res.GetUnixSockets()), nil
+		}
+		return "err " + res.GetError(), nil
+	case "symlink":
+		_, err := client.MakePath(ctx, &testv1.MakePathRequest{SymlinkTarget: arg(1), Name: arg(2)})
+		return answer(err)
+	case "mkdir":
+		_, err := client.MakePath(ctx, &testv1.MakePathRequest{Name: arg(1)})
+		return answer(err)
+	}
+	return "", fmt.Errorf("unknown command %q", cmd)
 }
 
 // listen runs a listen command that must succeed and returns the address

@@ -11,30 +11,21 @@ import (
 	"net"
 	"net/http"
 	"os"
-	goruntime "runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-// The listen tests' worker: a test binary started with HERD_LISTEN_MODE=ctl
-// runs it from init, before TestMain, and never returns. The primary drives
-// it with commands (listen, udp, close, stat) sent to doProcedure.
-func init() {
-	if runtime.IsWorker() && os.Getenv("HERD_LISTEN_MODE") != "" {
-		os.Exit(listenWorkerMain())
-	}
-}
-
-const doProcedure = "/herdtest.Listen/Do"
-
+// ctlWorker is the listen tests' worker: TestService, with Listen,
+// CloseListener and OpenGate serving HTTP (or echoing datagrams) on what it
+// listens on.
 type ctlWorker struct {
+	*testService
 	self      *runtime.Self
 	fresh     freshConns
 	open      atomic.Int64 // connections the HTTP servers hold open
@@ -116,6 +107,8 @@ func (g *gatedListener) Close() error {
 	return g.Listener.Close()
 }
 
+// listenWorkerMain is the listen tests' worker (role "ctl"): the tests
+// drive it through TestService (ctlDo in listen_test.go).
 func listenWorkerMain() int {
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
 	if err != nil {
@@ -123,11 +116,11 @@ func listenWorkerMain() int {
 		return 10
 	}
 	cw := &ctlWorker{self: self}
-	self.Register(
-		runtime.NewUnaryHandler(doProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-			return &herdv1.ErrorEvent{Message: cw.do(ctx, req.GetMessage())}, nil
-		}),
-	)
+	cw.testService = &testService{self: self, selfPeer: testv1herd.NewTestServiceClient(self), connections: cw.open.Load}
+	if err := testv1herd.RegisterTestServiceHandler(self, cw); err != nil {
+		fmt.Fprintln(os.Stderr, "register:", err)
+		return 11
+	}
 	self.OnDisconnect(func(ctx context.Context) error {
 		cw.mu.Lock()
 		srvs := append([]*http.Server(nil), cw.servers...)
@@ -165,97 +158,57 @@ func errName(err error) string {
 	return "other"
 }
 
-func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
-	f := strings.Fields(cmd)
+// listenOptions turns a ListenRequest into runtime.Listen's options.
+func listenOptions(req *testv1.ListenRequest) ([]runtime.ListenOption, error) {
 	var opts []runtime.ListenOption
-	tlsOn, gated, acceptors := false, false, 0
-	if len(f) > 3 {
-		for _, o := range f[3:] {
-			k, v, _ := strings.Cut(o, "=")
-			switch k {
-			case "policy":
-				p, _ := runtime.ParseSchedulingPolicy(v)
-				opts = append(opts, runtime.WithSchedulingPolicy(p))
-			case "backlog":
-				n, _ := strconv.Atoi(v)
-				opts = append(opts, runtime.WithBacklog(n))
-			case "exclusive":
-				opts = append(opts, runtime.WithExclusive())
-			case "fd":
-				n, _ := strconv.Atoi(v)
-				opts = append(opts, runtime.WithListenFD(n))
-			case "fdname":
-				opts = append(opts, runtime.WithListenFDName(v))
-			case "mode":
-				n, _ := strconv.ParseUint(v, 8, 32)
-				opts = append(opts, runtime.WithUnixMode(os.FileMode(n)))
-			case "v6only":
-				opts = append(opts, runtime.WithIPv6Only())
-			case "maxconns":
-				n, _ := strconv.Atoi(v)
-				opts = append(opts, runtime.WithMaxConnections(n))
-			case "tls":
-				tlsOn = true
-			case "gate":
-				gated = true
-			case "acceptors":
-				acceptors, _ = strconv.Atoi(v)
-			}
+	if name := req.GetPolicy(); name != "" {
+		pol, err := runtime.ParseSchedulingPolicy(name)
+		if err != nil {
+			return nil, runtime.Errorf(runtime.CodeInvalidArgument, "policy: %v", err)
 		}
+		opts = append(opts, runtime.WithSchedulingPolicy(pol))
+	}
+	if n := req.GetBacklog(); n != 0 {
+		opts = append(opts, runtime.WithBacklog(int(n)))
+	}
+	if req.GetExclusive() {
+		opts = append(opts, runtime.WithExclusive())
+	}
+	if req.GetUseFd() {
+		opts = append(opts, runtime.WithListenFD(int(req.GetFd())))
+	}
+	if name := req.GetFdName(); name != "" {
+		opts = append(opts, runtime.WithListenFDName(name))
+	}
+	if m := req.GetUnixMode(); m != 0 {
+		opts = append(opts, runtime.WithUnixMode(os.FileMode(m)))
+	}
+	if req.GetIpv6Only() {
+		opts = append(opts, runtime.WithIPv6Only())
+	}
+	if n := req.GetMaxConnections(); n != 0 {
+		opts = append(opts, runtime.WithMaxConnections(int(n)))
+	}
+	return opts, nil
+}
+
+// listenRefused is the answer to a listen that failed.
+func listenRefused(name string, err error) *testv1.ListenResponse {
+	return &testv1.ListenResponse{ErrorName: name, Error: err.Error()}
+}
+
+// Listen listens and serves HTTP answering "w<ID>" (with ?sleep=D, after
+// D), or for a packet listener echoes each datagram after "w<ID>:".
+func (cw *ctlWorker) Listen(ctx context.Context, req *testv1.ListenRequest) (*testv1.ListenResponse, error) {
+	opts, err := listenOptions(req)
+	if err != nil {
+		return nil, err
 	}
 	id := cw.self.ID()
-	switch f[0] {
-	case "listen":
-		ln, err := runtime.Listen(ctx, f[1], f[2], opts...)
+	if req.GetPacket() {
+		pc, err := runtime.ListenPacket(ctx, req.GetNetwork(), req.GetAddress(), opts...)
 		if err != nil {
-			return "err " + errName(err) + " " + err.Error()
-		}
-		pol := policyName(ln)
-		srv := &http.Server{ConnState: cw.connState, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if d := r.URL.Query().Get("sleep"); d != "" {
-				t, _ := time.ParseDuration(d)
-				time.Sleep(t)
-			}
-			fmt.Fprintf(w, "w%d", id)
-		})}
-		served := ln
-		if tlsOn {
-			cfg, err := testTLSConfig()
-			if err != nil {
-				ln.Close()
-				return "err other " + err.Error()
-			}
-			if err := runtime.ShareTLSSessionTickets(ln, cfg); err != nil {
-				ln.Close()
-				return "err other " + err.Error()
-			}
-			served = tls.NewListener(ln, cfg)
-		}
-		if acceptors > 0 {
-			served = newFanIn(served, acceptors)
-		}
-		var gate chan struct{}
-		if gated {
-			gate = make(chan struct{}, 1000)
-			served = &gatedListener{Listener: served, gate: gate, done: make(chan struct{})}
-		}
-		go srv.Serve(served)
-		cw.mu.Lock()
-		n := len(cw.listeners)
-		if gate != nil {
-			if cw.gates == nil {
-				cw.gates = make(map[int]chan struct{})
-			}
-			cw.gates[n] = gate
-		}
-		cw.listeners = append(cw.listeners, ln)
-		cw.servers = append(cw.servers, srv)
-		cw.mu.Unlock()
-		return fmt.Sprintf("ok %d %s %s", n, ln.Addr(), pol)
-	case "udp":
-		pc, err := runtime.ListenPacket(ctx, f[1], f[2], opts...)
-		if err != nil {
-			return "err " + errName(err) + " " + err.Error()
+			return listenRefused(errName(err), err), nil
 		}
 		pol := policyName(pc)
 		go func() {
@@ -272,36 +225,83 @@ func (cw *ctlWorker) do(ctx context.Context, cmd string) string {
 		n := len(cw.listeners)
 		cw.listeners = append(cw.listeners, pc)
 		cw.mu.Unlock()
-		return fmt.Sprintf("ok %d %s %s", n, pc.LocalAddr(), pol)
-	case "close":
-		n, _ := strconv.Atoi(f[1])
-		cw.mu.Lock()
-		c := cw.listeners[n]
-		cw.mu.Unlock()
-		if err := c.Close(); err != nil {
-			return "err " + err.Error()
-		}
-		return "ok"
-	case "conns":
-		return fmt.Sprint(cw.open.Load())
-	case "gate":
-		n, _ := strconv.Atoi(f[1])
-		k, _ := strconv.Atoi(f[2])
-		cw.mu.Lock()
-		gate := cw.gates[n]
-		cw.mu.Unlock()
-		for range k {
-			gate <- struct{}{}
-		}
-		return "ok"
-	case "stat":
-		ents, _ := os.ReadDir("/proc/self/fd")
-		return fmt.Sprintf("fds=%d goroutines=%d", len(ents), goruntime.NumGoroutine())
+		return &testv1.ListenResponse{Index: uint32(n), Address: pc.LocalAddr().String(), Policy: pol}, nil
 	}
-	if fn := ctlCommands[f[0]]; fn != nil {
-		return fn(f[1:])
+	ln, err := runtime.Listen(ctx, req.GetNetwork(), req.GetAddress(), opts...)
+	if err != nil {
+		return listenRefused(errName(err), err), nil
 	}
-	return "err unknown command " + cmd
+	pol := policyName(ln)
+	srv := &http.Server{ConnState: cw.connState, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := r.URL.Query().Get("sleep"); d != "" {
+			t, _ := time.ParseDuration(d)
+			time.Sleep(t)
+		}
+		fmt.Fprintf(w, "w%d", id)
+	})}
+	served := ln
+	if req.GetTls() {
+		cfg, err := testTLSConfig()
+		if err != nil {
+			ln.Close()
+			return listenRefused("other", err), nil
+		}
+		if err := runtime.ShareTLSSessionTickets(ln, cfg); err != nil {
+			ln.Close()
+			return listenRefused("other", err), nil
+		}
+		served = tls.NewListener(ln, cfg)
+	}
+	if n := req.GetAcceptors(); n > 0 {
+		served = newFanIn(served, int(n))
+	}
+	var gate chan struct{}
+	if req.GetGate() {
+		gate = make(chan struct{}, 1000)
+		served = &gatedListener{Listener: served, gate: gate, done: make(chan struct{})}
+	}
+	go srv.Serve(served)
+	cw.mu.Lock()
+	n := len(cw.listeners)
+	if gate != nil {
+		if cw.gates == nil {
+			cw.gates = make(map[int]chan struct{})
+		}
+		cw.gates[n] = gate
+	}
+	cw.listeners = append(cw.listeners, ln)
+	cw.servers = append(cw.servers, srv)
+	cw.mu.Unlock()
+	return &testv1.ListenResponse{Index: uint32(n), Address: ln.Addr().String(), Policy: pol}, nil
+}
+
+// CloseListener closes a listener Listen made.
+func (cw *ctlWorker) CloseListener(ctx context.Context, req *testv1.CloseListenerRequest) (*testv1.CloseListenerResponse, error) {
+	cw.mu.Lock()
+	if int(req.GetIndex()) >= len(cw.listeners) {
+		cw.mu.Unlock()
+		return nil, runtime.Errorf(runtime.CodeInvalidArgument, "no listener %d", req.GetIndex())
+	}
+	c := cw.listeners[req.GetIndex()]
+	cw.mu.Unlock()
+	if err := c.Close(); err != nil {
+		return nil, err
+	}
+	return &testv1.CloseListenerResponse{}, nil
+}
+
+// OpenGate lets a gated listener's server accept count more times.
+func (cw *ctlWorker) OpenGate(ctx context.Context, req *testv1.OpenGateRequest) (*testv1.OpenGateResponse, error) {
+	cw.mu.Lock()
+	gate := cw.gates[int(req.GetIndex())]
+	cw.mu.Unlock()
+	if gate == nil {
+		return nil, runtime.Errorf(runtime.CodeInvalidArgument, "listener %d is not gated", req.GetIndex())
+	}
+	for range req.GetCount() {
+		gate <- struct{}{}
+	}
+	return &testv1.OpenGateResponse{}, nil
 }
 
 // connState tracks the HTTP servers' connections.

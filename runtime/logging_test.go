@@ -14,18 +14,15 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-const barrierProcedure = "/herdtest.Test/Barrier"
-
-func init() { workerModes["partial"] = partialOutputMain }
-
-// partialOutputMain writes half a line, waits at the primary's barrier until
-// the other worker has written its half too, then finishes the line and
-// writes more: a line over MaxOutputLine, a line on stderr and a last line
-// without a newline.
+// partialOutputMain writes half a line, waits at the primary's barrier (its
+// Ask handler) until the other worker has written its half too, then
+// finishes the line and writes more: a line over MaxOutputLine, a line on
+// stderr and a last line without a newline.
 func partialOutputMain() int {
 	ctx := context.Background()
 	self, err := runtime.NewSelf()
@@ -37,7 +34,7 @@ func partialOutputMain() int {
 	}
 	id := self.ID()
 	fmt.Fprintf(os.Stdout, "alpha-%d-", id)
-	if err := self.Call(ctx, barrierProcedure, &herdv1.ErrorEvent{}, &herdv1.ErrorEvent{}); err != nil {
+	if err := self.Call(ctx, testv1herd.TestServiceAskProcedure, &testv1.AskRequest{}, &testv1.AskResponse{}); err != nil {
 		fmt.Fprintln(os.Stderr, "barrier:", err)
 		return 13
 	}
@@ -102,7 +99,7 @@ func TestOutputPrefixWholeLines(t *testing.T) {
 	var mu sync.Mutex
 	arrived := 0
 	both := make(chan struct{})
-	c.p.Register(runtime.NewUnaryHandler(barrierProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	c.p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceAskProcedure, func(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
 		mu.Lock()
 		if arrived++; arrived == 2 {
 			close(both)
@@ -113,7 +110,7 @@ func TestOutputPrefixWholeLines(t *testing.T) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return &herdv1.ErrorEvent{}, nil
+		return &testv1.AskResponse{}, nil
 	}))
 	w1, w2 := c.fork("partial"), c.fork("partial")
 	for _, w := range []*runtime.Worker{w1, w2} {

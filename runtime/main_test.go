@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	goruntime "runtime"
@@ -14,58 +15,81 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-// The test binary is its own worker (and, for the parent-death tests, its
-// own primary): TestMain checks the sentinels and runs that side instead of
-// the tests. A worker runs workerMain (HERD_TEST_MODE picks what it does),
-// whatever role its primary was started in, unless it was forked in one of
-// the examples' roles (herdtest.WorkerRole). The primaries started by
-// herdtest.Start have herdtest roles, those started by hand HERD_TEST_ROLE
-// (still to move to herdtest).
+// The test binary is its own worker and, for the tests that kill or signal
+// a primary, its own primary: every process a test starts plays one of the
+// roles below, named by herdtest.EnvRole (herdtest.ForkRole and
+// herdtest.WorkerRole for workers, herdtest.Start for primaries and
+// programs), and herdtest.Main runs it instead of the tests.
+// A worker forked without a role fails at once instead of re-running the
+// tests. This table is the only place that maps roles to code.
 func TestMain(m *testing.M) {
-	if _, example := exampleRoles[os.Getenv(herdtest.EnvRole)]; runtime.IsWorker() && !example {
-		os.Exit(workerMain(os.Getenv("HERD_TEST_MODE")))
-	}
-	if os.Getenv("HERD_TEST_ROLE") == "unprivileged-primary" {
-		os.Exit(unprivilegedPrimaryMain())
-	}
-	if os.Getenv("HERD_TEST_ROLE") == "primary" {
-		os.Exit(subPrimaryMain(os.Getenv("HERD_TEST_PRIMARY_MODE")))
-	}
+	herdtest.Main(m, testRoles())
+}
+
+// testRoles is the role table of the runtime's tests: the worker roles, then
+// the primary roles, then the roles of the Linux-only tests.
+func testRoles() herdtest.Roles {
 	roles := herdtest.Roles{
-		"primary": func() int { return subPrimaryMain(os.Getenv("HERD_TEST_PRIMARY_MODE")) },
+		// workerMain's behaviours (see its switch).
+		"idle":           func() int { return workerMain("idle") },
+		"exit3":          func() int { return workerMain("exit3") },
+		"panic":          func() int { return workerMain("panic") },
+		"selfdisconnect": func() int { return workerMain("selfdisconnect") },
+		"selfkill":       func() int { return workerMain("selfkill") },
+		"env":            func() int { return workerMain("env") },
+		"cwd":            func() int { return workerMain("cwd") },
+		"extrafd":        func() int { return workerMain("extrafd") },
+		"listenpriv":     func() int { return workerMain("listenpriv") },
+		"uid":            func() int { return workerMain("uid") },
+		"print":          func() int { return workerMain("print") },
+		"burst":          func() int { return workerMain("burst") },
+		"hooks":          func() int { return workerMain("hooks") },
+		"busy":           func() int { return workerMain("busy") },
+		"garbage":        func() int { return workerMain("garbage") },
+		"nostart":        func() int { return workerMain("nostart") },
+
+		// The examples' workers (example_test.go).
+		"worker":  func() int { return workerMain("idle") },
+		"echo":    typedWorkerMain,
+		"greeter": greeterWorker,
+		"crash":   func() int { return workerMain("exit3") },
+
+		// Workers of the tests of one concern, in their files.
+		"typed":               typedWorkerMain,       // testservice_test.go
+		"ctl":                 listenWorkerMain,      // listen_worker_test.go
+		"listen-before-start": listenBeforeStartMain, // listen_start_test.go
+		"sendmissing":         sendmissingWorker,     // lifecycle_test.go
+		"partial":             partialOutputMain,     // logging_test.go
+		"bootcrash":           bootcrashWorker,       // pool_test.go
+		"ready":               readyWorker,           // pool_test.go
+		"serve":               serveWorkerMain,       // pool_test.go
+		"stubborn":            stubbornWorker,        // pool_test.go
+		"stuckdrain":          stuckdrainWorker,      // pool_test.go
+		"crashids":            crashidsWorker,        // pool_reload_test.go
+		"inflight":            inflightWorker,        // signal_test.go
+		"nostopsignals":       noStopSignalsWorker,   // signal_test.go
+
+		// Primaries and programs, started by the tests.
+		"primary":              func() int { return subPrimaryMain(false) },
+		"primary-exit1":        func() int { return subPrimaryMain(true) },
+		"graceful-primary":     gracefulPrimary,         // signal_test.go
+		"unprivileged-primary": unprivilegedPrimaryMain, // privileged_test.go
+		"bench-single":         benchSingleMain,         // listen_bench_test.go
+		"bench-cluster":        benchClusterMain,        // listen_bench_test.go
 	}
-	for name, fn := range exampleRoles {
-		roles[name] = fn
-	}
-	herdtest.Main(m, roles)
+	maps.Copy(roles, linuxRoles)
+	return roles
 }
 
-// Test procedures, with herd.v1.ErrorEvent as a convenient message that
-// carries a string.
-const (
-	reportProcedure = "/herdtest.Test/Report"
-	echoProcedure   = "/herdtest.Test/Echo"
-	sleepProcedure  = "/herdtest.Test/Sleep"
-)
-
-func echo(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-	return &herdv1.ErrorEvent{Message: "echo:" + req.GetMessage()}, nil
-}
-
-// workerModes holds worker modes defined in other test files, which run
-// instead of workerMain's own.
-var workerModes = map[string]func() int{}
-
-// workerMain is the worker side of the tests; mode picks the behaviour.
+// workerMain is the worker side of the tests' general-purpose roles; mode
+// (the role's name) picks the behaviour.
 func workerMain(mode string) int {
-	if fn, ok := workerModes[mode]; ok {
-		return fn()
-	}
 	ctx := context.Background()
 	if mode == "garbage" {
 		// Write a frame header that announces an impossible size, then wait
@@ -80,25 +104,14 @@ func workerMain(mode string) int {
 		// Never handshake: hold the link open until killed.
 		select {}
 	}
-	var self *runtime.Self
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "NewSelf:", err)
 		return 10
 	}
-	if err := self.Register(
-		runtime.NewUnaryHandler(echoProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-			if req.GetMessage() == "disconnect yourself" {
-				// Start a worker-side disconnect while the primary starts its own.
-				go self.Disconnect(context.Background())
-			}
-			return echo(ctx, req)
-		}),
-		runtime.NewUnaryHandler(sleepProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-			<-ctx.Done()
-			return nil, ctx.Err()
-		}),
-	); err != nil {
+	// It serves TestService, and reports to the primary's.
+	svc := &testService{self: self, selfPeer: testv1herd.NewTestServiceClient(self)}
+	if err := testv1herd.RegisterTestServiceHandler(self, svc); err != nil {
 		return 11
 	}
 	if err := self.Start(ctx); err != nil {
@@ -106,12 +119,12 @@ func workerMain(mode string) int {
 		return 12
 	}
 	report := func(msg string) {
-		if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{}); err != nil {
+		if _, err := svc.selfPeer.Report(ctx, &testv1.ReportRequest{Message: msg}); err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
 		}
 	}
 	switch mode {
-	case "", "idle":
+	case "idle":
 	case "exit3":
 		os.Exit(3)
 	case "panic":
@@ -147,7 +160,7 @@ func workerMain(mode string) int {
 		// Many fire-and-forget messages, then exit at once: the primary
 		// must handle every one before the exit event.
 		for i := range 500 {
-			if err := self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: fmt.Sprint(i)}); err != nil {
+			if err := svc.selfPeer.SendReport(ctx, &testv1.ReportRequest{Message: fmt.Sprint(i)}); err != nil {
 				return 13
 			}
 		}
@@ -177,25 +190,22 @@ func workerMain(mode string) int {
 	select {}
 }
 
-// primaryModes holds primary modes defined in other test files, which run
-// instead of subPrimaryMain's own.
-var primaryModes = map[string]func() int{}
+// envWorkerRole names the role of the workers of the "primary" roles.
+const envWorkerRole = "HERD_TEST_WORKER_ROLE"
 
 // subPrimaryMain is a primary in a child process of the test, for the tests
-// that kill a primary: it forks two workers, prints their PIDs once they
-// are online, and then waits to be killed or exits with status 1.
-func subPrimaryMain(mode string) int {
-	if fn, ok := primaryModes[mode]; ok {
-		return fn()
-	}
+// that kill a primary: it forks two workers in the role envWorkerRole names,
+// prints their PIDs once they are online, and then waits for SIGTERM (to be
+// killed), or with exit1 exits with status 1.
+func subPrimaryMain(exit1 bool) int {
 	ctx := context.Background()
-	p := runtime.NewPrimary(runtime.WithEnv("HERD_TEST_MODE=" + os.Getenv("HERD_TEST_WORKER_MODE")))
+	p := runtime.NewPrimary(herdtest.WorkerRole(os.Getenv(envWorkerRole)))
 	online := make(chan uint64, 2)
 	p.Register(
-		runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 			w, _ := runtime.WorkerFromContext(ctx)
 			online <- w.ID()
-			return &herdv1.ErrorEvent{}, nil
+			return &testv1.ReportResponse{}, nil
 		}),
 	)
 	var pids []string
@@ -210,7 +220,7 @@ func subPrimaryMain(mode string) int {
 	<-online
 	<-online
 	fmt.Println("pids", strings.Join(pids, " "))
-	if mode == "exit1" {
+	if exit1 {
 		return 1
 	}
 	sig := make(chan os.Signal, 1)

@@ -3,11 +3,9 @@
 package runtime_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
@@ -18,21 +16,22 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-// Worker modes of the parent-death hook test. Each worker's drain hook
-// writes a marker file named by its PID into HERD_TEST_MARKER_DIR.
-// "marker-main" calls Start from the main goroutine, as most programs do;
-// "marker-goroutine" calls it from another goroutine while the main
-// goroutine holds the main thread, so that Start certainly runs on another
-// thread (the case in which the parent-death signal used to stay SIGKILL).
+// Worker roles of the parent-death hook test (linuxRoles). Each worker's
+// drain hook writes a marker file named by its PID into
+// HERD_TEST_MARKER_DIR. "marker-main" calls Start from the main goroutine,
+// as most programs do; "marker-goroutine" calls it from another goroutine
+// while the main goroutine holds the main thread, so that Start certainly
+// runs on another thread (the case in which the parent-death signal used to
+// stay SIGKILL). That needs the main thread locked during initialisation,
+// before herdtest.Main runs the role: the one thing done here, by role name.
 func init() {
-	workerModes["marker-main"] = func() int { return markerWorker(false) }
-	workerModes["marker-goroutine"] = func() int { return markerWorker(true) }
-	if runtime.IsWorker() && os.Getenv("HERD_TEST_MODE") == "marker-goroutine" {
+	if runtime.IsWorker() && os.Getenv(herdtest.EnvRole) == "marker-goroutine" {
 		// Locked during initialisation, the main goroutine keeps the main
 		// thread through main (runtime.LockOSThread's documentation).
 		goruntime.LockOSThread()
@@ -59,7 +58,7 @@ func markerWorker(fromGoroutine bool) int {
 		if fromGoroutine && unix.Gettid() == os.Getpid() {
 			marker = "test broken: Start ran on the main thread"
 		}
-		if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: "ready"}, &herdv1.ErrorEvent{}); err != nil {
+		if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: "ready"}, &testv1.ReportResponse{}); err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
 		}
 		return 0
@@ -86,34 +85,16 @@ func markerWorker(fromGoroutine bool) int {
 func TestPrimaryDeathRunsDrainHooks(t *testing.T) {
 	for _, mode := range []string{"marker-main", "marker-goroutine"} {
 		t.Run(mode, func(t *testing.T) {
+			herdtest.CheckLeaks(t)
 			dir := t.TempDir()
-			exe, _ := os.Executable()
-			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE=wait",
-				"HERD_TEST_WORKER_MODE="+mode, "HERD_TEST_MARKER_DIR="+dir)
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(out)
+			p := herdtest.Start(t, "primary", herdtest.WithEnv(envWorkerRole+"="+mode, "HERD_TEST_MARKER_DIR="+dir))
 			var pids []int
-			for sc.Scan() {
-				if rest, ok := strings.CutPrefix(sc.Text(), "pids "); ok {
-					for _, f := range strings.Fields(rest) {
-						pid, _ := strconv.Atoi(f)
-						pids = append(pids, pid)
-					}
-					break
-				}
+			for _, f := range strings.Fields(strings.TrimPrefix(p.WaitLine("pids "), "pids ")) {
+				pid, _ := strconv.Atoi(f)
+				pids = append(pids, pid)
 			}
 			if len(pids) != 2 {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("primary printed no pids")
+				t.Fatalf("primary printed pids %q", p.Lines())
 			}
 			// Hold pidfds before the primary dies, so that PID reuse cannot
 			// fool the check.
@@ -125,8 +106,8 @@ func TestPrimaryDeathRunsDrainHooks(t *testing.T) {
 				}
 				watches = append(watches, w)
 			}
-			cmd.Process.Signal(syscall.SIGKILL)
-			cmd.Wait()
+			p.Signal(syscall.SIGKILL)
+			p.WaitExit(-1)
 			for i, w := range watches {
 				if !w.Wait(waitLimit) {
 					syscall.Kill(pids[i], syscall.SIGKILL)

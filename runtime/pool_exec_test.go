@@ -7,11 +7,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -20,16 +18,12 @@ import (
 	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-func init() {
-	primaryModes["poolreload"] = poolReloadPrimary
-}
-
 // poolReloadPrimary runs a pool of one idle worker of this program, prints
 // "ready", reloads once per line read on stdin and prints the result on
 // one line, and stops at EOF.
 func poolReloadPrimary() int {
 	ctx := context.Background()
-	p := runtime.NewPrimary(runtime.WithEnv("HERD_TEST_MODE=idle"))
+	p := runtime.NewPrimary(herdtest.WorkerRole("idle"))
 	ready := make(chan struct{}, 4)
 	if err := p.Register(runtime.NewUnaryHandler("/herd.v1.EventService/Ready", func(ctx context.Context, ev *herdv1.ReadyEvent) (*emptypb.Empty, error) {
 		ready <- struct{}{}
@@ -61,7 +55,7 @@ func poolReloadPrimary() int {
 // program that fails at once, and the reload reports that program's exit
 // and stderr; the old worker keeps running and stops cleanly.
 func TestPoolReloadExecsProgramOnDisk(t *testing.T) {
-	base := herdtest.Take()
+	herdtest.CheckLeaks(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -75,40 +69,8 @@ func TestPoolReloadExecsProgramOnDisk(t *testing.T) {
 	if err := os.WriteFile(prog, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(prog)
-	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE=poolreload")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 10)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	next := func() string {
-		t.Helper()
-		select {
-		case l := <-lines:
-			return l
-		case <-time.After(waitLimit):
-			cmd.Process.Kill()
-			t.Fatal("no output from the primary")
-			return ""
-		}
-	}
-	if l := next(); l != "ready" {
+	p := herdtest.Start(t, "poolreload-primary", herdtest.WithProgram(prog))
+	if l := p.WaitLine(""); l != "ready" {
 		t.Fatalf("primary said %q", l)
 	}
 	// Install a "new version" over the program.
@@ -119,15 +81,12 @@ func TestPoolReloadExecsProgramOnDisk(t *testing.T) {
 	if err := os.Rename(prog+".new", prog); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintln(stdin)
-	l := next()
+	p.Send("")
+	l := p.WaitLine("")
 	if !strings.Contains(l, "reload aborted at slot 0 (replacement worker 2)") || !strings.Contains(l, "exited with code 7") ||
 		!strings.Contains(l, "new version on disk") {
 		t.Errorf("reload: %s", l)
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("primary: %v", err)
-	}
-	herdtest.Check(t, base, 10*time.Second)
+	p.CloseStdin()
+	p.WaitExit(0)
 }

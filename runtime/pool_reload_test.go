@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
 // index returns the position of the first recorded line with prefix, or
@@ -102,7 +103,7 @@ func TestPoolReloadUnderLoad(t *testing.T) {
 			c := newCluster(t, runtime.WithSchedulingPolicy(sched))
 			recordPool(c)
 			pl := runtime.NewPool(c.p, runtime.WithPoolSize(2),
-				runtime.WithPoolForkOptions(runtime.WithForkEnv("HERD_TEST_MODE=serve")))
+				runtime.WithPoolForkOptions(herdtest.ForkRole("serve")))
 			t.Cleanup(func() { pl.Stop(context.Background()) })
 			startPool(t, pl)
 			c.rec.waitFor("ready 1 ")
@@ -179,24 +180,22 @@ func ask(addr string) error {
 	return nil
 }
 
-func init() {
-	// crashids is idle, except the workers whose IDs are in
-	// HERD_TEST_CRASH_IDS: those die before their handshake.
-	workerModes["crashids"] = func() int {
-		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
-		if err != nil {
-			return 10
-		}
-		if slices.Contains(strings.Split(os.Getenv("HERD_TEST_CRASH_IDS"), ","), fmt.Sprint(self.ID())) {
-			fmt.Fprintln(os.Stderr, "fatal: new version cannot start")
-			return 2
-		}
-		if err := self.Start(context.Background()); err != nil {
-			return 12
-		}
-		<-self.Done()
-		select {}
+// crashidsWorker (role "crashids") is idle, except the workers whose IDs are in
+// HERD_TEST_CRASH_IDS: those die before their handshake.
+func crashidsWorker() int {
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+	if err != nil {
+		return 10
 	}
+	if slices.Contains(strings.Split(os.Getenv("HERD_TEST_CRASH_IDS"), ","), fmt.Sprint(self.ID())) {
+		fmt.Fprintln(os.Stderr, "fatal: new version cannot start")
+		return 2
+	}
+	if err := self.Start(context.Background()); err != nil {
+		return 12
+	}
+	<-self.Done()
+	select {}
 }
 
 // TestPoolReloadReplacementCrashes: a replacement that exits before it is

@@ -18,50 +18,50 @@ import (
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-func init() {
-	// bootcrash dies before its handshake with a message on stderr.
-	workerModes["bootcrash"] = func() int {
-		fmt.Fprintln(os.Stderr, "starting up")
-		fmt.Fprintln(os.Stderr, "fatal: config file /etc/nowhere.conf missing")
-		return 2
-	}
-	// ready says it is ready after Start, when its ID is in
-	// HERD_TEST_READY_IDS (all IDs when unset), and idles.
-	workerModes["ready"] = func() int {
-		self, ctx := startSelf()
-		if ids := os.Getenv("HERD_TEST_READY_IDS"); ids == "" || slices.Contains(strings.Split(ids, ","), fmt.Sprint(self.ID())) {
-			if err := self.Ready(ctx); err != nil {
-				fmt.Fprintln(os.Stderr, "Ready:", err)
-				return 13
-			}
-		}
-		<-self.Done()
-		select {}
-	}
-	// serve answers "ok ID" to every line on a shared TCP port and drains
-	// its connections on disconnect.
-	workerModes["serve"] = serveWorkerMain
-	// stubborn never finishes its drain hook and ignores SIGTERM.
-	workerModes["stubborn"] = func() int {
-		signal.Ignore(syscall.SIGTERM)
-		return workerModes["stuckdrain"]()
-	}
-	// stuckdrain never finishes its drain hook.
-	workerModes["stuckdrain"] = func() int {
-		self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
-		if err != nil {
-			return 10
-		}
-		self.OnDisconnect(func(ctx context.Context) error { select {} })
-		if err := self.Start(context.Background()); err != nil {
-			return 12
-		}
-		select {}
-	}
+// bootcrashWorker (role "bootcrash") dies before its handshake with a message on stderr.
+func bootcrashWorker() int {
+	fmt.Fprintln(os.Stderr, "starting up")
+	fmt.Fprintln(os.Stderr, "fatal: config file /etc/nowhere.conf missing")
+	return 2
 }
 
+// readyWorker (role "ready") says it is ready after Start, when its ID is in
+// HERD_TEST_READY_IDS (all IDs when unset), and idles.
+func readyWorker() int {
+	self, ctx := startSelf()
+	if ids := os.Getenv("HERD_TEST_READY_IDS"); ids == "" || slices.Contains(strings.Split(ids, ","), fmt.Sprint(self.ID())) {
+		if err := self.Ready(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "Ready:", err)
+			return 13
+		}
+	}
+	<-self.Done()
+	select {}
+}
+
+// stubbornWorker (role "stubborn") never finishes its drain hook and ignores SIGTERM.
+func stubbornWorker() int {
+	signal.Ignore(syscall.SIGTERM)
+	return stuckdrainWorker()
+}
+
+// stuckdrainWorker (role "stuckdrain") never finishes its drain hook.
+func stuckdrainWorker() int {
+	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
+	if err != nil {
+		return 10
+	}
+	self.OnDisconnect(func(ctx context.Context) error { select {} })
+	if err := self.Start(context.Background()); err != nil {
+		return 12
+	}
+	select {}
+}
 func startSelf() (*runtime.Self, context.Context) {
 	ctx := context.Background()
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
@@ -99,7 +99,7 @@ func serveWorkerMain() int {
 		fmt.Fprintln(os.Stderr, "Listen:", err)
 		return 13
 	}
-	_ = self.Send(ctx, reportProcedure, &herdv1.ErrorEvent{Message: "addr " + ln.Addr().String()})
+	_ = self.Send(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: "addr " + ln.Addr().String()})
 	go func() {
 		defer close(acceptDone)
 		for {
@@ -232,7 +232,7 @@ func newPool(t *testing.T, mode string, opts ...runtime.PoolOption) (*cluster, *
 	t.Helper()
 	c := newCluster(t)
 	recordPool(c)
-	opts = append([]runtime.PoolOption{runtime.WithPoolForkOptions(runtime.WithForkEnv("HERD_TEST_MODE=" + mode))}, opts...)
+	opts = append([]runtime.PoolOption{runtime.WithPoolForkOptions(herdtest.ForkRole(mode))}, opts...)
 	pl := runtime.NewPool(c.p, opts...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
@@ -305,7 +305,7 @@ func TestPoolReplacesDeadWorker(t *testing.T) {
 	// A disconnect the worker started itself is answered with a restart.
 	w4, _ := c.p.Worker(4)
 	// The reply may lose the race with the worker's own disconnect.
-	if err := w4.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"}, &herdv1.ErrorEvent{}); err != nil {
+	if _, err := testv1herd.NewTestServiceClient(w4).Disconnect(context.Background(), &testv1.DisconnectRequest{}); err != nil {
 		t.Logf("call: %v", err)
 	}
 	c.rec.waitFor("exit 4 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")
@@ -348,7 +348,7 @@ func TestPoolRestartPolicies(t *testing.T) {
 		// A clean exit the worker chose: not replaced.
 		w2, _ := c.p.Worker(2)
 		// The reply may lose the race with the worker's own disconnect.
-		if err := w2.Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "disconnect yourself"}, &herdv1.ErrorEvent{}); err != nil {
+		if _, err := testv1herd.NewTestServiceClient(w2).Disconnect(context.Background(), &testv1.DisconnectRequest{}); err != nil {
 			t.Logf("call: %v", err)
 		}
 		c.rec.waitFor("exit 2 code=0 signal= after=true cause=EXIT_CAUSE_CLEAN")

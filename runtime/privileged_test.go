@@ -6,14 +6,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // unprivilegedPrimaryMain is a primary run as an unprivileged user: its
@@ -24,11 +23,11 @@ func unprivilegedPrimaryMain() int {
 	defer cancel()
 	p := runtime.NewPrimary()
 	result := make(chan string, 1)
-	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 		result <- req.GetMessage()
-		return &herdv1.ErrorEvent{}, nil
+		return &testv1.ReportResponse{}, nil
 	}))
-	if _, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=listenpriv")); err != nil {
+	if _, err := p.Fork(ctx, herdtest.ForkRole("listenpriv")); err != nil {
 		fmt.Println("fork:", err)
 		return 2
 	}
@@ -51,19 +50,12 @@ func TestListenPermissionDenied(t *testing.T) {
 		// Unprivileged already: TestListenBindErrors asserts EACCES directly.
 		t.Skip("covered by TestListenBindErrors when not root")
 	}
+	herdtest.CheckLeaks(t)
 	dir, bin := publicTestBinary(t)
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=unprivileged-primary", "GOCOVERDIR=")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	cmd.Stderr = os.Stderr
-	timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("unprivileged primary: %v\n%s", err, out)
-	}
-	if got := strings.TrimSpace(string(out)); got != "result eacces=true" {
+	p := herdtest.Start(t, "unprivileged-primary", herdtest.WithProgram(bin), herdtest.WithArgs("-test.run=^$"),
+		herdtest.WithDir(dir), herdtest.WithEnv("GOCOVERDIR="), herdtest.WithCredential(nobody, nobody))
+	p.WaitExit(0)
+	if got := strings.Join(p.Lines(), "\n"); got != "result eacces=true" {
 		t.Errorf("got %q, want %q", got, "result eacces=true")
 	}
 }

@@ -3,7 +3,6 @@
 package runtime_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -15,15 +14,11 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
-
-func init() {
-	workerModes["orphaner"] = orphanerMain
-	primaryModes["reaper"] = reaperPrimaryMain
-}
 
 // orphanerMain is a worker that starts a grandchild and exits with status 7
 // without waiting for it. The grandchild waits for the primary to open and
@@ -48,8 +43,8 @@ func orphanerMain() int {
 		fmt.Fprintln(os.Stderr, "grandchild:", err)
 		return 14
 	}
-	msg := &herdv1.ErrorEvent{Message: strconv.Itoa(cmd.Process.Pid)}
-	if err := self.Call(ctx, reportProcedure, msg, &herdv1.ErrorEvent{}); err != nil {
+	msg := &testv1.ReportRequest{Message: strconv.Itoa(cmd.Process.Pid)}
+	if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, msg, &testv1.ReportResponse{}); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 	}
 	return 7
@@ -83,21 +78,21 @@ func reaperPrimaryMain() int {
 	p := runtime.NewPrimary(opts...)
 	grandchild := make(chan int, 1)
 	idleReports := make(chan string, 2) // "ready", then "draining" (the hooks mode)
-	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 		if pid, err := strconv.Atoi(req.GetMessage()); err == nil {
 			grandchild <- pid
 		} else {
 			idleReports <- req.GetMessage()
 		}
-		return &herdv1.ErrorEvent{}, nil
+		return &testv1.ReportResponse{}, nil
 	}))
 	fmt.Println("primary pid", os.Getpid())
-	idle, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=hooks"))
+	idle, err := p.Fork(ctx, herdtest.ForkRole("hooks"))
 	if err != nil {
 		fmt.Println("fork:", err)
 		return 2
 	}
-	orphaner, err := p.Fork(ctx, runtime.WithForkEnv("HERD_TEST_MODE=orphaner"))
+	orphaner, err := p.Fork(ctx, herdtest.ForkRole("orphaner"))
 	if err != nil {
 		fmt.Println("fork:", err)
 		return 2
@@ -180,59 +175,30 @@ func waitReaped(pid int) string {
 	}
 }
 
-// runReaperPrimary runs argv (the test binary, or unshare running it) as
-// the reaper primary, sends SIGTERM to the primary once it waits for it
-// (target finds the primary's PID from argv's), and returns its output and
-// exit error. skip is called with unshare's complaint when the namespace
-// could not be made.
-func runReaperPrimary(t *testing.T, target func(cmd *exec.Cmd) int, env []string, argv ...string) ([]string, error) {
+// runReaperPrimary runs the reaper primary (the test binary, or with
+// herdtest.WithProgram a wrapper such as unshare running it), sends SIGTERM
+// to the primary once it waits for it (target finds the primary's PID from
+// the started program's), and returns its output and exit status.
+func runReaperPrimary(t *testing.T, target func(pid int) int, opts ...herdtest.ProcessOption) ([]string, int) {
 	t.Helper()
-	base := herdtest.Take()
-	defer herdtest.Check(t, base, 10*time.Second)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), append([]string{"HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE=reaper"}, env...)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	herdtest.CheckLeaks(t)
+	p := herdtest.Start(t, "reaper-primary", opts...)
+	p.Timeout = 2 * waitLimit
+	p.WaitLine("waiting for SIGTERM")
+	if pid := target(p.PID()); pid > 0 {
+		syscall.Kill(pid, syscall.SIGTERM)
+	} else {
+		t.Errorf("no primary to signal under %d", p.PID())
+		p.Signal(syscall.SIGKILL)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(2*waitLimit, func() {
-		if pid := target(cmd); pid > 0 {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		cmd.Process.Kill()
-	})
-	defer timer.Stop()
-	var lines []string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if sc.Text() == "waiting for SIGTERM" {
-			if pid := target(cmd); pid > 0 {
-				syscall.Kill(pid, syscall.SIGTERM)
-			} else {
-				cmd.Process.Kill()
-			}
-		}
-	}
-	err = cmd.Wait()
-	if err != nil && strings.Contains(stderr.String(), "unshare") && len(lines) == 0 {
-		t.Skipf("cannot make a PID namespace here: %s", strings.TrimSpace(stderr.String()))
-	}
-	if stderr.Len() > 0 {
-		t.Logf("stderr: %s", stderr.String())
-	}
-	return lines, err
+	code := p.Wait()
+	return p.Lines(), code
 }
 
-func checkReaperOutput(t *testing.T, lines []string, err error, wantPPID int) {
+func checkReaperOutput(t *testing.T, lines []string, code int, wantPPID int) {
 	t.Helper()
-	if err != nil {
-		t.Errorf("primary: %v", err)
+	if code != 0 {
+		t.Errorf("primary: exit status %d", code)
 	}
 	want := []string{
 		fmt.Sprintf("grandchild ppid=%d", wantPPID),
@@ -257,16 +223,12 @@ func checkReaperOutput(t *testing.T, lines []string, err error, wantPPID int) {
 // re-parented to the primary (not to init) and reaped by it, and the
 // worker's own exit status still reaches its exit event.
 func TestSubreaperReapsOrphans(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var primaryPID int
-	lines, err := runReaperPrimary(t, func(cmd *exec.Cmd) int {
-		primaryPID = cmd.Process.Pid
+	lines, code := runReaperPrimary(t, func(pid int) int {
+		primaryPID = pid
 		return primaryPID
-	}, []string{"HERD_TEST_SUBREAPER=1"}, exe)
-	checkReaperOutput(t, lines, err, primaryPID)
+	}, herdtest.WithEnv("HERD_TEST_SUBREAPER=1"))
+	checkReaperOutput(t, lines, code, primaryPID)
 }
 
 // TestPID1ReapsOrphans runs the primary as PID 1 of a new PID namespace, as
@@ -280,19 +242,22 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	if err != nil {
 		t.Skip("unshare (util-linux) not installed")
 	}
+	if out, err := exec.Command(unshare, "--pid", "--fork", "--kill-child", "--mount-proc", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot make a PID namespace here: %v: %s", err, strings.TrimSpace(string(out)))
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines, err := runReaperPrimary(t, func(cmd *exec.Cmd) int {
+	lines, code := runReaperPrimary(t, func(pid int) int {
 		// unshare --fork waits for its child, PID 1 inside: that child
 		// is the one to signal.
-		return childOf(cmd.Process.Pid)
-	}, nil, unshare, "--pid", "--fork", "--kill-child", "--mount-proc", exe)
+		return childOf(pid)
+	}, herdtest.WithProgram(unshare), herdtest.WithArgs("--pid", "--fork", "--kill-child", "--mount-proc", exe))
 	if len(lines) == 0 || lines[0] != "primary pid 1" {
-		t.Fatalf("the primary is not PID 1: %q (%v)", lines, err)
+		t.Fatalf("the primary is not PID 1: %q (exit status %d)", lines, code)
 	}
-	checkReaperOutput(t, lines, err, 1)
+	checkReaperOutput(t, lines, code, 1)
 }
 
 // childOf returns the (first) child process of pid, from /proc.

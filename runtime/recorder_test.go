@@ -10,9 +10,10 @@ import (
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // waitLimit bounds every wait in these tests; reaching it is a failure, not
@@ -45,13 +46,13 @@ func (r *recorder) register(reg runtime.Registrar) {
 		r.t.Fatal(err)
 	}
 	err := reg.Register(
-		runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 			w, ok := runtime.WorkerFromContext(ctx)
 			if !ok {
 				return nil, runtime.Errorf(runtime.CodeInternal, "no worker in context")
 			}
 			r.add(fmt.Sprintf("report %d %s", w.ID(), req.GetMessage()))
-			return &herdv1.ErrorEvent{}, nil
+			return &testv1.ReportResponse{}, nil
 		}),
 	)
 	if err != nil {

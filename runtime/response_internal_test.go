@@ -8,7 +8,7 @@ import (
 	"os"
 	"testing"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
 )
 
 // TestResponseOverLink serves a call over a link with a handler that

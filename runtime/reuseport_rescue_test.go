@@ -18,18 +18,15 @@ import (
 	"testing"
 	"time"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-// The reuseport rescue tests' worker: it listens with SchedReusePort when
-// asked, and either serves HTTP ("serve", answering "w<ID>") or holds the
-// listener without ever accepting ("hold"), so that the connections the
-// kernel routes to its socket wait in that socket's accept queue.
-func init() { workerModes["reuseport"] = reusePortWorker }
-
-const reuseListenProcedure = "/herdtest.Reuse/Listen"
-
+// reusePortWorker is the reuseport rescue tests' worker: its Listen listens
+// with SchedReusePort and either serves HTTP (answering "w<ID>"), or with
+// hold keeps the listener without ever accepting, so that the connections
+// the kernel routes to its socket wait in that socket's accept queue.
 func reusePortWorker() int {
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
 	if err != nil {
@@ -41,9 +38,8 @@ func reusePortWorker() int {
 		fmt.Fprintf(w, "w%d", id)
 	})}
 	self.OnDisconnect(srv.Shutdown)
-	err = self.Register(runtime.NewUnaryHandler(reuseListenProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
-		addr, how, _ := strings.Cut(req.GetMessage(), " ")
-		ln, err := runtime.Listen(ctx, "tcp", addr, runtime.WithSchedulingPolicy(runtime.SchedReusePort))
+	err = self.Register(runtime.NewUnaryHandler(testv1herd.TestServiceListenProcedure, func(ctx context.Context, req *testv1.ListenRequest) (*testv1.ListenResponse, error) {
+		ln, err := runtime.Listen(ctx, req.GetNetwork(), req.GetAddress(), runtime.WithSchedulingPolicy(runtime.SchedReusePort))
 		if err != nil {
 			return nil, err
 		}
@@ -51,10 +47,10 @@ func reusePortWorker() int {
 			ln.Close()
 			return nil, fmt.Errorf("listener policy %v", pol)
 		}
-		if how == "serve" {
+		if !req.GetHold() {
 			go srv.Serve(ln)
-		} // "hold": the runtime keeps the listener; nobody accepts
-		return &herdv1.ErrorEvent{Message: ln.Addr().String()}, nil
+		} // hold: the runtime keeps the listener; nobody accepts
+		return &testv1.ListenResponse{Address: ln.Addr().String(), Policy: policyName(ln)}, nil
 	}))
 	if err != nil {
 		return 11
@@ -78,8 +74,8 @@ func TestReusePortDeadWorkerQueueRescued(t *testing.T) {
 			a, b := c.fork("reuseport"), c.fork("reuseport")
 			c.rec.waitFor(fmt.Sprintf("online %d", a.ID()))
 			c.rec.waitFor(fmt.Sprintf("online %d", b.ID()))
-			addr := reuseListen(t, a, "127.0.0.1:0 hold")
-			if got := reuseListen(t, b, "127.0.0.1:0 serve"); got != addr {
+			addr := reuseListen(t, a, "127.0.0.1:0", true)
+			if got := reuseListen(t, b, "127.0.0.1:0", false); got != addr {
 				t.Fatalf("worker %d listens on %s, worker %d on %s", a.ID(), addr, b.ID(), got)
 			}
 			_, portStr, _ := net.SplitHostPort(addr)
@@ -168,9 +164,9 @@ func TestReusePortAdoptedConnectionsGoBack(t *testing.T) {
 		c.rec.waitFor(fmt.Sprintf("online %d", w.ID()))
 	}
 	// Join order a, b, srv: a's queue goes to b first (the next in turn).
-	addr := reuseListen(t, a, "127.0.0.1:0 hold")
-	reuseListen(t, b, "127.0.0.1:0 hold")
-	reuseListen(t, srv, "127.0.0.1:0 serve")
+	addr := reuseListen(t, a, "127.0.0.1:0", true)
+	reuseListen(t, b, "127.0.0.1:0", true)
+	reuseListen(t, srv, "127.0.0.1:0", false)
 	_, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
 	inodeA, inodeB := listenInodes(t, a.PID(), port), listenInodes(t, b.PID(), port)
@@ -227,16 +223,17 @@ func TestReusePortAdoptedConnectionsGoBack(t *testing.T) {
 	t.Logf("%d connections rescued from worker %d, %d from worker %d", atA, a.ID(), atB, b.ID())
 }
 
-// reuseListen asks a "reuseport" worker to listen and returns the address.
-func reuseListen(t *testing.T, w *runtime.Worker, cmd string) string {
+// reuseListen asks a "reuseport" worker to listen on addr, holding the
+// listener without accepting when hold is set, and returns the address.
+func reuseListen(t *testing.T, w *runtime.Worker, addr string, hold bool) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	res := &herdv1.ErrorEvent{}
-	if err := w.Call(ctx, reuseListenProcedure, &herdv1.ErrorEvent{Message: cmd}, res); err != nil {
-		t.Fatalf("worker %d listen %q: %v", w.ID(), cmd, err)
+	res, err := testv1herd.NewTestServiceClient(w).Listen(ctx, &testv1.ListenRequest{Network: "tcp", Address: addr, Policy: "reuseport", Hold: hold})
+	if err != nil {
+		t.Fatalf("worker %d listen %s (hold %t): %v", w.ID(), addr, hold, err)
 	}
-	return res.GetMessage()
+	return res.GetAddress()
 }
 
 // readAnswer reads one response from conn and checks it is 200 with body

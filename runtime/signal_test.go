@@ -3,13 +3,11 @@
 package runtime_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
@@ -23,14 +21,12 @@ import (
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
-// The stop-signal tests' worker and primary.
-func init() {
-	workerModes["inflight"] = inflightWorker
-	workerModes["nostopsignals"] = noStopSignalsWorker
-	primaryModes["graceful"] = gracefulPrimary
-}
+// The stop-signal tests' worker and primary (roles "inflight" and
+// "graceful-primary").
 
 // inflightWorker serves HTTP on a shared port: GET /slow reports "inflight"
 // to the primary and answers "done" only once the worker drains, so every
@@ -47,7 +43,7 @@ func inflightWorker() int {
 		return 10
 	}
 	report := func(msg string) {
-		if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{}); err != nil {
+		if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: msg}, &testv1.ReportResponse{}); err != nil {
 			fmt.Fprintln(os.Stderr, "report:", err)
 		}
 	}
@@ -90,7 +86,7 @@ func noStopSignalsWorker() int {
 	if err := self.Start(context.Background()); err != nil {
 		return 12
 	}
-	if err := self.Call(context.Background(), reportProcedure, &herdv1.ErrorEvent{Message: "ready"}, &herdv1.ErrorEvent{}); err != nil {
+	if err := self.Call(context.Background(), testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: "ready"}, &testv1.ReportResponse{}); err != nil {
 		return 13
 	}
 	<-self.Done()
@@ -107,7 +103,7 @@ func gracefulPrimary() int {
 	ctx := context.Background()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	p := runtime.NewPrimary(runtime.WithEnv("HERD_TEST_MODE=inflight"), runtime.WithWorkerSignalGrace(time.Minute))
+	p := runtime.NewPrimary(herdtest.WorkerRole("inflight"), runtime.WithWorkerSignalGrace(time.Minute))
 	var mu sync.Mutex
 	println := func(format string, args ...any) {
 		mu.Lock()
@@ -115,10 +111,10 @@ func gracefulPrimary() int {
 		fmt.Printf(format+"\n", args...)
 	}
 	err := p.Register(
-		runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+		runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 			w, _ := runtime.WorkerFromContext(ctx)
 			println("report %d %s", w.ID(), req.GetMessage())
-			return &herdv1.ErrorEvent{}, nil
+			return &testv1.ReportResponse{}, nil
 		}),
 		runtime.NewUnaryHandler("/herd.v1.EventService/Disconnect", func(ctx context.Context, ev *herdv1.DisconnectEvent) (*emptypb.Empty, error) {
 			println("disconnect %d", ev.GetWorker().GetId())
@@ -179,64 +175,16 @@ func getSlow(client *http.Client, addr string) string {
 func TestStopSignalToProcessGroup(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			base := herdtest.Take()
-			exe, _ := os.Executable()
-			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=primary", "HERD_TEST_PRIMARY_MODE=graceful")
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			lines := make(chan string, 100)
-			go func() {
-				sc := bufio.NewScanner(out)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-			}()
-			var seen []string
-			timeout := time.NewTimer(waitLimit)
-			defer timeout.Stop()
-			// next waits for the next line with the prefix.
-			next := func(prefix string) string {
-				t.Helper()
-				for {
-					select {
-					case l, ok := <-lines:
-						if !ok {
-							t.Fatalf("primary output ended without %q; saw %q", prefix, seen)
-						}
-						seen = append(seen, l)
-						if strings.HasPrefix(l, prefix) {
-							return l
-						}
-					case <-timeout.C:
-						t.Fatalf("no line %q; saw %q", prefix, seen)
-					}
-				}
-			}
-			defer func() {
-				if cmd.ProcessState == nil {
-					syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-					cmd.Wait()
-				}
-				for range lines {
-				}
-				herdtest.Check(t, base, 10*time.Second)
-			}()
+			herdtest.CheckLeaks(t)
+			p := herdtest.Start(t, "graceful-primary", herdtest.WithProcessGroup())
+			p.Timeout = waitLimit
 
 			// Both workers listen (in either order) on the same port.
-			_, addr, ok := strings.Cut(next("report "), " addr ")
+			_, addr, ok := strings.Cut(p.WaitLine("report "), " addr ")
 			if !ok {
-				t.Fatalf("first report: %q", seen)
+				t.Fatalf("first report: %q", p.Lines())
 			}
-			if l := next("report "); !strings.HasSuffix(l, " addr "+addr) {
+			if l := p.WaitLine("report "); !strings.HasSuffix(l, " addr "+addr) {
 				t.Fatalf("second worker: %q, want its address %s", l, addr)
 			}
 			// Four requests in flight: one connection each, spread over
@@ -248,24 +196,20 @@ func TestStopSignalToProcessGroup(t *testing.T) {
 				go func() { results <- getSlow(client, addr) }()
 			}
 			for range inflight {
-				next("report ")
-				if l := seen[len(seen)-1]; !strings.HasSuffix(l, " inflight") {
+				if l := p.WaitLine("report "); !strings.HasSuffix(l, " inflight") {
 					t.Fatalf("before the signal: %q", l)
 				}
 			}
 
-			if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
-				t.Fatal(err)
-			}
+			p.SignalGroup(sig)
 			for range inflight {
 				if r := <-results; r != "200 done" {
 					t.Errorf("request in flight when %v reached the group: %s", sig, r)
 				}
 			}
-			next("done")
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("primary exit: %v; output %q", err, seen)
-			}
+			p.WaitLine("done")
+			p.WaitExit(0)
+			seen := p.Lines()
 			for _, id := range []int{1, 2} {
 				var got []string
 				for _, l := range seen {

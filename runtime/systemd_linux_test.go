@@ -1,14 +1,12 @@
 package runtime_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -19,9 +17,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // The systemd test's roles. The test starts the test binary with two
@@ -29,29 +28,20 @@ import (
 // LISTEN_FDNAMES=web:admin, in role systemd-activator: it sets LISTEN_PID to
 // its own PID and execs itself (keeping its PID and descriptors) in role
 // systemd-primary, as systemd does between fork and exec.
-func init() {
-	workerModes["systemd"] = systemdWorkerMain
-	if runtime.IsWorker() {
-		return
-	}
-	switch os.Getenv("HERD_TEST_ROLE") {
-	case "systemd-activator":
-		var env []string
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "HERD_TEST_ROLE=") {
-				env = append(env, kv)
-			}
+func systemdActivatorMain() int {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, herdtest.EnvRole+"=") {
+			env = append(env, kv)
 		}
-		env = append(env, "LISTEN_PID="+strconv.Itoa(os.Getpid()), "HERD_TEST_ROLE=systemd-primary")
-		exe, err := os.Executable()
-		if err == nil {
-			err = syscall.Exec(exe, os.Args, env)
-		}
-		fmt.Fprintln(os.Stderr, "exec:", err)
-		os.Exit(2)
-	case "systemd-primary":
-		os.Exit(systemdPrimaryMain())
 	}
+	env = append(env, "LISTEN_PID="+strconv.Itoa(os.Getpid()), herdtest.EnvRole+"=systemd-primary")
+	exe, err := os.Executable()
+	if err == nil {
+		err = syscall.Exec(exe, os.Args, env)
+	}
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	return 2
 }
 
 // listenEnv lists this process's LISTEN_* variables.
@@ -87,11 +77,11 @@ func systemdPrimaryMain() int {
 	defer cancel()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
-	p := runtime.NewPrimary(runtime.WithEnv("HERD_TEST_MODE=systemd"))
+	p := runtime.NewPrimary(herdtest.WorkerRole("systemd"))
 	report := make(chan string, 1)
-	p.Register(runtime.NewUnaryHandler(reportProcedure, func(ctx context.Context, req *herdv1.ErrorEvent) (*herdv1.ErrorEvent, error) {
+	p.Register(runtime.NewUnaryHandler(testv1herd.TestServiceReportProcedure, func(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
 		report <- req.GetMessage()
-		return &herdv1.ErrorEvent{}, nil
+		return &testv1.ReportResponse{}, nil
 	}))
 	var cloexec []string
 	for _, fd := range []int{3, 4} {
@@ -140,7 +130,7 @@ func systemdWorkerMain() int {
 		}
 	}
 	msg := fmt.Sprintf("sockets=%s env=%s web=%v admin=%v", inherited, env, werr, aerr)
-	if err := self.Call(ctx, reportProcedure, &herdv1.ErrorEvent{Message: msg}, &herdv1.ErrorEvent{}); err != nil {
+	if err := self.Call(ctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: msg}, &testv1.ReportResponse{}); err != nil {
 		return 13
 	}
 	<-self.Done()
@@ -154,8 +144,7 @@ func systemdWorkerMain() int {
 // inherited by every worker), and workers still listen on them by name
 // and by number.
 func TestSystemdSocketsStayInPrimary(t *testing.T) {
-	base := herdtest.Take()
-	defer herdtest.Check(t, base, 10*time.Second)
+	herdtest.CheckLeaks(t)
 	var files []*os.File
 	var addrs, inos []string
 	for range 2 {
@@ -177,40 +166,22 @@ func TestSystemdSocketsStayInPrimary(t *testing.T) {
 		addrs = append(addrs, ln.Addr().String())
 		inos = append(inos, strconv.FormatUint(st.Ino, 10))
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HERD_TEST_ROLE=systemd-activator", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin", "GOCOVERDIR=")
-	cmd.ExtraFiles = files
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := herdtest.Start(t, "systemd-activator", herdtest.WithArgs("-test.run=^$"),
+		herdtest.WithEnv("LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin", "GOCOVERDIR="), herdtest.WithExtraFiles(files...))
+	p.Timeout = waitLimit
 	for _, f := range files {
 		f.Close() // the primary holds the sockets now
 	}
-	timer := time.AfterFunc(waitLimit, func() { cmd.Process.Kill() })
-	defer timer.Stop()
 	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		io.Copy(io.Discard, out)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("primary: %v", err)
+		if t.Failed() {
+			return // the cleanup kills the primary
 		}
+		p.Signal(syscall.SIGTERM)
+		p.WaitExit(0)
 	}()
-
-	lines := bufio.NewScanner(out)
 	next := func() string {
-		if !lines.Scan() {
-			t.Fatalf("the primary printed nothing more (%v)", lines.Err())
-		}
-		return lines.Text()
+		t.Helper()
+		return p.WaitLine("") // the next line
 	}
 	if got, want := next(), "primary cloexec=true,true env=[]"; got != want {
 		t.Errorf("primary: %q, want %q", got, want)

@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // testService implements herd.test.v1.TestService on both sides: on the
@@ -34,6 +34,9 @@ type testService struct {
 	reportDelay time.Duration
 	// onReport, on the primary, sees every report with its worker.
 	onReport func(w *runtime.Worker, req *testv1.ReportRequest)
+	// connections, when set, counts the connections the worker's servers
+	// hold, for Inspect.
+	connections func() int64
 
 	mu      sync.Mutex
 	reports uint64
@@ -232,6 +235,76 @@ func (s *testService) Stats(ctx context.Context, req *testv1.StatsRequest) (*tes
 	}, nil
 }
 
+// Disconnect starts the worker's own graceful disconnect.
+func (s *testService) Disconnect(ctx context.Context, req *testv1.DisconnectRequest) (*testv1.DisconnectResponse, error) {
+	if s.self == nil {
+		return nil, runtime.Errorf(runtime.CodeFailedPrecondition, "Disconnect is served by workers")
+	}
+	go s.self.Disconnect(context.Background())
+	return &testv1.DisconnectResponse{}, nil
+}
+
+// Ask answers with the message it was sent; the tests that need a
+// rendezvous register their own handler instead.
+func (s *testService) Ask(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
+	return &testv1.AskResponse{Message: req.GetMessage()}, nil
+}
+
+// Flood drops the payload; the flow-control tests register their own
+// handler instead.
+func (s *testService) Flood(ctx context.Context, req *testv1.FloodRequest) (*testv1.FloodResponse, error) {
+	return &testv1.FloodResponse{}, nil
+}
+
+// Inspect reports the process's descriptors, goroutines, IDs, the
+// connections its servers hold, whether it is dumpable and a variable of
+// its environment.
+func (s *testService) Inspect(ctx context.Context, req *testv1.InspectRequest) (*testv1.InspectResponse, error) {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	res := &testv1.InspectResponse{
+		Fds:        uint32(len(ents)),
+		Goroutines: uint32(goruntime.NumGoroutine()),
+		Uid:        uint32(os.Getuid()),
+		Gid:        uint32(os.Getgid()),
+		Dumpable:   -1,
+	}
+	if s.connections != nil {
+		res.Connections = s.connections()
+	}
+	if d, err := procDumpable(); err != nil {
+		res.DumpableError = err.Error()
+	} else {
+		res.Dumpable = int32(d)
+	}
+	groups, _ := os.Getgroups()
+	for _, g := range groups {
+		res.Groups = append(res.Groups, uint32(g))
+	}
+	if name := req.GetGetenv(); name != "" {
+		res.EnvValue, res.EnvSet = os.LookupEnv(name)
+	}
+	return res, nil
+}
+
+// TakeFDs tries to take another process's descriptors (takeFDs).
+func (s *testService) TakeFDs(ctx context.Context, req *testv1.TakeFDsRequest) (*testv1.TakeFDsResponse, error) {
+	return takeFDs(int(req.GetPid())), nil
+}
+
+// MakePath makes a directory or plants a symbolic link.
+func (s *testService) MakePath(ctx context.Context, req *testv1.MakePathRequest) (*testv1.MakePathResponse, error) {
+	var err error
+	if target := req.GetSymlinkTarget(); target != "" {
+		err = os.Symlink(target, req.GetName())
+	} else {
+		err = os.Mkdir(req.GetName(), 0o755)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &testv1.MakePathResponse{}, nil
+}
+
 // workerError is the worker's error handler (runtime.WithErrorHandler): it
 // keeps the event for Stats and reports it to the primary as
 // "error <code> <procedure>".
@@ -243,10 +316,6 @@ func (s *testService) workerError(ev *herdv1.ErrorEvent) {
 	if s.selfPeer != nil {
 		_ = s.selfPeer.SendReport(context.Background(), &testv1.ReportRequest{Message: "error " + line})
 	}
-}
-
-func init() {
-	workerModes["typed"] = typedWorkerMain
 }
 
 // typedWorkerMain is a worker serving TestService, configured from the

@@ -6,78 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/herd-go/herd/runtime"
 )
-
-// linuxCtlCommands adds the Linux-only ctl commands. It runs as a variable's
-// initialisation, not in an init function: the ctl worker starts from an
-// init function of another file, which may run first.
-var _ = linuxCtlCommands()
-
-func linuxCtlCommands() bool {
-	// getfds PID takes every descriptor of process PID it can (0 to 63)
-	// with pidfd_getfd, as a hostile worker would take a sibling's link,
-	// and says how many it got, and how many were unix sockets.
-	ctlCommands["getfds"] = func(args []string) string {
-		pid, _ := strconv.Atoi(args[0])
-		pidfd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			return "err pidfd_open " + err.Error()
-		}
-		defer unix.Close(pidfd)
-		var first error
-		got, socks := 0, 0
-		for target := range 64 {
-			fd, err := unix.PidfdGetfd(pidfd, target, 0)
-			if err != nil {
-				if first == nil && err != unix.EBADF {
-					first = err
-				}
-				continue
-			}
-			got++
-			if sa, err := unix.Getsockname(fd); err == nil {
-				if _, ok := sa.(*unix.SockaddrUnix); ok {
-					socks++
-				}
-			}
-			unix.Close(fd)
-		}
-		switch {
-		case got > 0:
-			return fmt.Sprintf("ok %d unix=%d", got, socks)
-		case first == unix.EPERM:
-			return "err EPERM"
-		}
-		return fmt.Sprintf("err %v", first)
-	}
-	// dumpable reports prctl(PR_GET_DUMPABLE).
-	ctlCommands["dumpable"] = func([]string) string {
-		v, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
-		if err != nil {
-			return "err " + err.Error()
-		}
-		return "dumpable=" + strconv.Itoa(v)
-	}
-	// ids reports the worker's user, group and supplementary groups.
-	ctlCommands["ids"] = func([]string) string {
-		groups, _ := os.Getgroups()
-		return fmt.Sprintf("uid=%d gid=%d groups=%v", os.Getuid(), os.Getgid(), groups)
-	}
-	// getenv NAME reports an environment variable.
-	ctlCommands["getenv"] = func(args []string) string {
-		v, ok := os.LookupEnv(args[0])
-		return fmt.Sprintf("%t %q", ok, v)
-	}
-	return true
-}
 
 // procOwner is the owner of /proc/PID/status: root for a non-dumpable
 // process, the process's own user otherwise.

@@ -27,25 +27,6 @@ var refusals = map[string]error{
 	"TOOMANY":      runtime.ErrTooManyListeners,
 }
 
-// ctlCommands are ctl worker commands beyond listen, udp, close and stat:
-// the attacks these tests make from inside a worker.
-var ctlCommands = map[string]func(args []string) string{
-	// symlink TARGET NAME plants a symbolic link in the worker's directory.
-	"symlink": func(args []string) string {
-		if err := os.Symlink(args[0], args[1]); err != nil {
-			return "err " + err.Error()
-		}
-		return "ok"
-	},
-	// mkdir NAME makes a directory in the worker's directory.
-	"mkdir": func(args []string) string {
-		if err := os.Mkdir(args[0], 0o755); err != nil {
-			return "err " + err.Error()
-		}
-		return "ok"
-	},
-}
-
 // untrustedCluster is a cluster of ctl workers that, when the tests run as
 // root (as in CI), run as nobody in a directory of their own, as an
 // unprivileged worker under a root primary would. It returns the workers'

@@ -18,16 +18,16 @@ import (
 
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
+	testv1 "github.com/herd-go/herd/runtime/internal/testpb/testv1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1/testv1herd"
 )
 
 // These tests wire the runtime through generated code: the TestService
-// stubs of gen/herd/test/v1/testv1herd on both sides, and the generated
+// stubs of runtime/internal/testpb/testv1/testv1herd on both sides, and the generated
 // EventService handler for cluster events.
 
 // eventLog records cluster events in the recorder's line format, with the
@@ -163,7 +163,7 @@ func (tc *typed) waitSeqs(id, n uint64) seqRun {
 // it is online, and returns it with a client of its TestService.
 func (tc *typed) fork(env ...string) (*runtime.Worker, testv1herd.TestServiceClient) {
 	tc.t.Helper()
-	w, err := tc.p.Fork(context.Background(), runtime.WithForkEnv(append([]string{"HERD_TEST_MODE=typed"}, env...)...))
+	w, err := tc.p.Fork(context.Background(), herdtest.ForkRole("typed"), runtime.WithForkEnv(env...))
 	if err != nil {
 		tc.t.Fatal(err)
 	}

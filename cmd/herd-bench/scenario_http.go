@@ -12,7 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
+	benchv1 "github.com/herd-go/herd/cmd/herd-bench/internal/benchv1"
+	"github.com/herd-go/herd/cmd/herd-bench/internal/benchv1/benchv1herd"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
 )
@@ -152,11 +153,6 @@ func singleServer() error {
 // workers (-worker-gomaxprocs).
 const envWorkerProcs = "HERD_BENCH_WORKER_GOMAXPROCS"
 
-// procConnections asks an HTTP worker for its count of accepted
-// connections and its listener's policy: a procedure of the harness's own,
-// with TestService's messages.
-const procConnections = "/herd.bench.v1.BenchService/Connections"
-
 // httpPrimary is the herd HTTP cluster.
 func httpPrimary() error {
 	n, err := roleInt(envWorkers)
@@ -200,17 +196,16 @@ func httpPrimary() error {
 	want, _ := runtime.ParseSchedulingPolicy(os.Getenv(runtime.EnvSchedPolicy))
 	var counts []float64
 	for _, w := range p.Workers() {
-		var res testv1.ReportRequest
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := w.Call(cctx, procConnections, &testv1.StatsRequest{}, &res)
+		res, err := benchv1herd.NewBenchServiceClient(w).Connections(cctx, &benchv1.ConnectionsRequest{})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("worker %d: connections: %w", w.ID(), err)
 		}
-		if want != runtime.SchedDefault && res.GetMessage() != want.String() {
-			return fmt.Errorf("worker %d listens with policy %q, want %q", w.ID(), res.GetMessage(), want)
+		if want != runtime.SchedDefault && res.GetPolicy() != want.String() {
+			return fmt.Errorf("worker %d listens with policy %q, want %q", w.ID(), res.GetPolicy(), want)
 		}
-		counts = append(counts, float64(res.GetSeq()))
+		counts = append(counts, float64(res.GetAccepted()))
 	}
 	if err := stopCluster(p); err != nil {
 		return err
@@ -286,10 +281,10 @@ func httpWorker() error {
 		policy   atomic.Value // string
 	)
 	policy.Store("")
-	conns := func(ctx context.Context, _ *testv1.StatsRequest) (*testv1.ReportRequest, error) {
-		return &testv1.ReportRequest{Seq: uint64(accepted.Load()), Message: policy.Load().(string)}, nil
+	conns := func(ctx context.Context, _ *benchv1.ConnectionsRequest) (*benchv1.ConnectionsResponse, error) {
+		return &benchv1.ConnectionsResponse{Accepted: uint64(accepted.Load()), Policy: policy.Load().(string)}, nil
 	}
-	if err := self.Register(runtime.NewUnaryHandler(procConnections, conns)); err != nil {
+	if err := self.Register(runtime.NewUnaryHandler(benchv1herd.BenchServiceConnectionsProcedure, conns)); err != nil {
 		return err
 	}
 	if err := self.Start(ctx); err != nil {

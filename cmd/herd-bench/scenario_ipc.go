@@ -9,16 +9,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	testv1 "github.com/herd-go/herd/gen/herd/test/v1"
-	"github.com/herd-go/herd/gen/herd/test/v1/testv1herd"
+	benchv1 "github.com/herd-go/herd/cmd/herd-bench/internal/benchv1"
+	"github.com/herd-go/herd/cmd/herd-bench/internal/benchv1/benchv1herd"
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/gen/herd/v1/herdv1herd"
 	"github.com/herd-go/herd/runtime"
 )
 
 // The herd IPC scenarios: a primary and one worker, both this binary,
-// talking through the generated client and handler of herd.test.v1's
-// TestService (proto/herd/test/v1), as users would:
+// talking through the generated client and handler of herd-bench's own
+// herd.bench.v1.BenchService (internal/proto/herd/bench/v1), as users would:
 //
 //   - one-way: the primary calls the worker's Blast with a batch count, over
 //     and over for the measuring time; the worker sends that many Reports
@@ -124,7 +124,7 @@ func ipcPrimary() error {
 	if err := herdv1herd.RegisterEventServiceHandler(p, ev); err != nil {
 		return err
 	}
-	if err := testv1herd.RegisterTestServiceHandler(p, reports); err != nil {
+	if err := benchv1herd.RegisterBenchServiceHandler(p, reports); err != nil {
 		return err
 	}
 	w, err := p.Fork(ctx)
@@ -135,7 +135,7 @@ func ipcPrimary() error {
 	if err := ev.waitOnline(1, 30*time.Second); err != nil {
 		return err
 	}
-	client := testv1herd.NewTestServiceClient(w)
+	client := benchv1herd.NewBenchServiceClient(w)
 	var v, n float64
 	figs := map[string]float64{}
 	cost := startPrimaryCost(w)
@@ -233,19 +233,19 @@ func (c *switchCount) per(ops float64) (float64, bool) {
 	return float64(after-c.before) / ops, true
 }
 
-// reportCounter is the primary's TestService: it counts the Reports of the
+// reportCounter is the primary's BenchService: it counts the Reports of the
 // one-way scenario, and says when the count reaches the target the
 // primary sets once it knows how many were sent.
 type reportCounter struct {
-	testv1herd.UnimplementedTestServiceHandler
+	benchv1herd.UnimplementedBenchServiceHandler
 	received atomic.Uint64
 	target   atomic.Uint64
 	reached  chan time.Time
 }
 
-var reportResponse = &testv1.ReportResponse{}
+var reportResponse = &benchv1.ReportResponse{}
 
-func (c *reportCounter) Report(ctx context.Context, req *testv1.ReportRequest) (*testv1.ReportResponse, error) {
+func (c *reportCounter) Report(ctx context.Context, req *benchv1.ReportRequest) (*benchv1.ReportResponse, error) {
 	n := c.received.Add(1)
 	if t := c.target.Load(); t != 0 && n == t {
 		select {
@@ -273,13 +273,13 @@ func (c *reportCounter) wait(ctx context.Context, target uint64) (time.Time, err
 // herdOneway has the worker blast Reports for d and returns the rate at
 // which the primary handled them: the count, over the time from the first
 // Blast call to the handling of the last Report.
-func herdOneway(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration, c *reportCounter) (rate, n float64, err error) {
+func herdOneway(ctx context.Context, client benchv1herd.BenchServiceClient, d time.Duration, c *reportCounter) (rate, n float64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	t0 := time.Now()
 	var sent uint64
 	for sent == 0 || time.Since(t0) < d {
-		res, err := client.Blast(ctx, &testv1.BlastRequest{Count: blastBatch})
+		res, err := client.Blast(ctx, &benchv1.BlastRequest{Count: blastBatch})
 		if err != nil {
 			return 0, 0, fmt.Errorf("blast: %w", err)
 		}
@@ -297,8 +297,8 @@ func herdOneway(ctx context.Context, client testv1herd.TestServiceClient, d time
 
 // herdRTT makes small Echo calls to the worker for d and returns the
 // median round trip in µs.
-func herdRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration) (medianUS, n float64, err error) {
-	req := &testv1.EchoRequest{Message: "ping"}
+func herdRTT(ctx context.Context, client benchv1herd.BenchServiceClient, d time.Duration) (medianUS, n float64, err error) {
+	req := &benchv1.EchoRequest{Message: "ping"}
 	samples := make([]int64, 0, 1<<16)
 	var end time.Time
 	for i := 0; ; i++ {
@@ -326,12 +326,12 @@ func herdRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Du
 
 // herdBlobRTT echoes a 1 MiB payload for d (at least 5 times) and returns
 // the median round trip in ms.
-func herdBlobRTT(ctx context.Context, client testv1herd.TestServiceClient, d time.Duration) (medianMS, n float64, err error) {
+func herdBlobRTT(ctx context.Context, client benchv1herd.BenchServiceClient, d time.Duration) (medianMS, n float64, err error) {
 	data := make([]byte, blobSize)
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
-	req := &testv1.PayloadRequest{Data: data}
+	req := &benchv1.PayloadRequest{Data: data}
 	for range 3 { // warm-up: buffers grow to the frame size
 		if _, err := client.Payload(ctx, req); err != nil {
 			return 0, 0, fmt.Errorf("payload: %w", err)
@@ -360,7 +360,7 @@ func ipcWorker() error {
 	if err != nil {
 		return err
 	}
-	if err := testv1herd.RegisterTestServiceHandler(self, &ipcService{self: self, primary: testv1herd.NewTestServiceClient(self)}); err != nil {
+	if err := benchv1herd.RegisterBenchServiceHandler(self, &ipcService{self: self, primary: benchv1herd.NewBenchServiceClient(self)}); err != nil {
 		return err
 	}
 	self.OnDisconnect(func(context.Context) error { stopProfiles(); return nil })
@@ -371,22 +371,22 @@ func ipcWorker() error {
 	return nil
 }
 
-// ipcService is the worker's TestService.
+// ipcService is the worker's BenchService.
 type ipcService struct {
-	testv1herd.UnimplementedTestServiceHandler
+	benchv1herd.UnimplementedBenchServiceHandler
 	self    *runtime.Self
-	primary testv1herd.TestServiceClient
+	primary benchv1herd.BenchServiceClient
 }
 
-func (s *ipcService) Echo(ctx context.Context, req *testv1.EchoRequest) (*testv1.EchoResponse, error) {
-	return &testv1.EchoResponse{Message: req.GetMessage(), WorkerId: s.self.ID()}, nil
+func (s *ipcService) Echo(ctx context.Context, req *benchv1.EchoRequest) (*benchv1.EchoResponse, error) {
+	return &benchv1.EchoResponse{Message: req.GetMessage(), WorkerId: s.self.ID()}, nil
 }
 
 // Blast sends count Reports to the primary, fire-and-forget; a full link
 // blocks it (backpressure) until the primary catches up.
-func (s *ipcService) Blast(ctx context.Context, req *testv1.BlastRequest) (*testv1.BlastResponse, error) {
+func (s *ipcService) Blast(ctx context.Context, req *benchv1.BlastRequest) (*benchv1.BlastResponse, error) {
 	bg := context.Background()
-	r := &testv1.ReportRequest{}
+	r := &benchv1.ReportRequest{}
 	if p := req.GetPadding(); p > 0 {
 		r.Padding = make([]byte, p)
 	}
@@ -396,13 +396,13 @@ func (s *ipcService) Blast(ctx context.Context, req *testv1.BlastRequest) (*test
 			return nil, err
 		}
 	}
-	return &testv1.BlastResponse{Sent: req.GetCount()}, nil
+	return &benchv1.BlastResponse{Sent: req.GetCount()}, nil
 }
 
-func (s *ipcService) Payload(ctx context.Context, req *testv1.PayloadRequest) (*testv1.PayloadResponse, error) {
+func (s *ipcService) Payload(ctx context.Context, req *benchv1.PayloadRequest) (*benchv1.PayloadResponse, error) {
 	data := req.GetData()
 	if n := req.GetResponseSize(); n != 0 {
 		data = make([]byte, n)
 	}
-	return &testv1.PayloadResponse{Data: data}, nil
+	return &benchv1.PayloadResponse{Data: data}, nil
 }

@@ -3,54 +3,32 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-// The test binary doubles as the example (HERD_JOBS_MAIN=1) and as its
-// workers (the runtime's sentinel).
+// The test binary doubles as the example (role "jobs", started by
+// herdtest.Start) and as its workers, which inherit the role: main tells
+// them apart by the runtime's sentinel.
 func TestMain(m *testing.M) {
-	if runtime.IsWorker() || os.Getenv("HERD_JOBS_MAIN") == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
+	herdtest.Main(m, herdtest.Roles{"jobs": func() int { main(); return 0 }})
 }
 
-// run runs the example with args and returns its stdout, stderr and exit
-// status.
+// run runs the example with args until it exits and returns its stdout,
+// stderr and exit status; the test's cleanup checks for leaks.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	base := herdtest.Take()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
+	herdtest.CheckLeaks(t)
+	p := herdtest.Start(t, "jobs", herdtest.WithArgs(args...))
+	code = p.Wait()
+	var out strings.Builder
+	for _, l := range p.Lines() {
+		out.WriteString(l + "\n")
 	}
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), "HERD_JOBS_MAIN=1")
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	cmd.WaitDelay = time.Minute // bounds the wait for output after an exit
-	err = cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("run: %v\nstderr:\n%s", err, errOut.String())
-	}
-	herdtest.Check(t, base, 10*time.Second)
-	return out.String(), errOut.String(), code
+	return out.String(), p.Stderr(), code
 }
 
 func TestJobsAllOK(t *testing.T) {

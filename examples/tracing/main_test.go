@@ -3,25 +3,18 @@
 package main
 
 import (
-	"bufio"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-// The test binary doubles as the example's primary (HERD_TRACING_MAIN=1)
-// and as its worker (the runtime's sentinel).
+// The test binary doubles as the example's primary (role "tracing",
+// started by herdtest.Start) and as its worker, which inherits the role:
+// main tells them apart by the runtime's sentinel.
 func TestMain(m *testing.M) {
-	if runtime.IsWorker() || os.Getenv("HERD_TRACING_MAIN") == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
+	herdtest.Main(m, herdtest.Roles{"tracing": func() int { main(); return 0 }})
 }
 
 // logfmt parses a line of key=value pairs (values possibly quoted).
@@ -52,47 +45,26 @@ func logfmt(t *testing.T, line string) map[string]string {
 // log line carries the primary's trace ID, as a child of the primary's
 // span, and that the worker's call back to the primary stays in the trace.
 func TestTraceCrossesProcesses(t *testing.T) {
-	base := herdtest.Take()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
+	herdtest.CheckLeaks(t)
+	// The output ends when the primary and its worker have exited; a hung
+	// example is killed at the wait's bound (its output then lacks "done").
+	p := herdtest.Start(t, "tracing")
+	p.Timeout = 60 * time.Second
+	code := p.Wait()
+	lines := p.Lines()
+	if code != 0 {
+		t.Fatalf("example: exit status %d\n%s\nstandard error:\n%s", code, strings.Join(lines, "\n"), p.Stderr())
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), "HERD_TRACING_MAIN=1")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	if len(lines) == 0 || lines[len(lines)-1] != "done" {
+		t.Fatalf("the example did not finish:\n%s", strings.Join(lines, "\n"))
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		herdtest.Check(t, base, 10*time.Second)
-	})
-	// The pipe ends when the primary and its worker have exited; a hung
-	// example is killed (its output then lacks "done").
-	watchdog := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
-	defer watchdog.Stop()
 	byMsg := map[string]map[string]string{}
-	var lines []string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := sc.Text()
-		lines = append(lines, line)
+	for _, line := range lines {
 		if line == "done" {
 			continue
 		}
 		kv := logfmt(t, line)
 		byMsg[kv["msg"]+" "+kv["side"]+" "+kv["procedure"]] = kv
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("example: %v\n%s", err, strings.Join(lines, "\n"))
-	}
-	if len(lines) == 0 || lines[len(lines)-1] != "done" {
-		t.Fatalf("the example did not finish:\n%s", strings.Join(lines, "\n"))
 	}
 	get := func(key string) map[string]string {
 		kv, ok := byMsg[key]

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +34,27 @@ func TestMain(m *testing.M) {
 		"echo":    echoRole,
 		"worker":  workerRole,
 		"primary": primaryRole,
+		"where":   whereRole,
 	})
+}
+
+// whereRole prints its executable, arguments, working directory,
+// HERDTEST_X, user and group, and the first line it reads from descriptor 3
+// when it has one.
+func whereRole() int {
+	wd, _ := os.Getwd()
+	exe, _ := os.Executable()
+	fmt.Printf("exe %s\n", exe)
+	fmt.Printf("args %q\n", os.Args[1:])
+	fmt.Printf("dir %s\n", wd)
+	fmt.Printf("env %q\n", os.Getenv("HERDTEST_X"))
+	fmt.Printf("ids %d %d\n", os.Getuid(), os.Getgid())
+	if f := os.NewFile(3, "extra"); f != nil {
+		if line, err := bufio.NewReader(f).ReadString('\n'); err == nil {
+			fmt.Printf("fd3 %s", line)
+		}
+	}
+	return 0
 }
 
 // echoRole prints "ready", then echoes every line of its standard input
@@ -203,11 +225,74 @@ func TestStartRole(t *testing.T) {
 	Start(t, "exit3").WaitExit(3)
 }
 
+// copyTestBinary copies the test binary into a directory anyone may read,
+// and returns the directory and the copy.
+func copyTestBinary(t *testing.T) (dir, prog string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err = os.MkdirTemp("", "herdtest-") // t.TempDir's parent is the test user's alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog = filepath.Join(dir, "copy.test")
+	if err := os.WriteFile(prog, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, prog
+}
+
+// TestStartOptions: WithProgram runs a copy of the test binary, in the role
+// all the same; WithArgs, WithDir, WithEnv and WithExtraFiles reach it.
+func TestStartOptions(t *testing.T) {
+	CheckLeaks(t)
+	dir, prog := copyTestBinary(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p := Start(t, "where", WithProgram(prog), WithArgs("-x", "y"), WithDir(dir), WithEnv("HERDTEST_X=1"), WithExtraFiles(r))
+	r.Close()
+	fmt.Fprintln(w, "through fd 3")
+	w.Close()
+	p.WaitExit(0)
+	want := []string{"exe " + prog, `args ["-x" "y"]`, "dir " + dir, `env "1"`, fmt.Sprintf("ids %d %d", os.Getuid(), os.Getgid()), "fd3 through fd 3"}
+	if got := p.Lines(); !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}
+
+// TestStartCredential: WithCredential runs the program as another user.
+func TestStartCredential(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("changing user needs root")
+	}
+	CheckLeaks(t)
+	const nobody = 65534
+	dir, prog := copyTestBinary(t) // the test binary's own directory is root's alone
+	p := Start(t, "where", WithProgram(prog), WithCredential(nobody, nobody), WithDir(dir), WithEnv("GOCOVERDIR="))
+	p.WaitExit(0)
+	if want := fmt.Sprintf("ids %d %d", nobody, nobody); !slices.Contains(p.Lines(), want) {
+		t.Errorf("lines %q, want %q among them", p.Lines(), want)
+	}
+}
+
 func TestStartUnknownRole(t *testing.T) {
 	CheckLeaks(t)
 	p := Start(t, "nosuch")
 	p.WaitExit(2)
-	if want := `herdtest: no role "nosuch" in this test binary (it has "echo", "exit3", "hello", "primary", "worker")`; !strings.Contains(p.Stderr(), want) {
+	if want := `herdtest: no role "nosuch" in this test binary (it has "echo", "exit3", "hello", "primary", "where", "worker")`; !strings.Contains(p.Stderr(), want) {
 		t.Errorf("standard error %q, want %q", p.Stderr(), want)
 	}
 }
@@ -290,8 +375,8 @@ func TestWaitLineFails(t *testing.T) {
 	CheckLeaks(t)
 	out := runFake(t, func(t testing.TB) {
 		p := Start(t, "echo")
+		p.WaitLine("ready") // the default bound: a loaded machine may take a while to start it
 		p.Timeout = 200 * time.Millisecond
-		p.WaitLine("ready")
 		p.WaitLine("never")
 		t.Errorf("WaitLine returned")
 	})
@@ -313,6 +398,7 @@ func TestWaitFails(t *testing.T) {
 	CheckLeaks(t)
 	out := runFake(t, func(t testing.TB) {
 		p := Start(t, "echo")
+		p.WaitLine("ready") // the default bound: a loaded machine may take a while to start it
 		p.Timeout = 200 * time.Millisecond
 		p.Wait()
 		t.Errorf("Wait returned")

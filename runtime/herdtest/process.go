@@ -59,6 +59,34 @@ func WithEnv(kv ...string) ProcessOption {
 	return processOption(func(p *Process) { p.cmd.Env = append(p.cmd.Env, kv...) })
 }
 
+// WithProgram runs path instead of the test binary: a copy of the test
+// binary (a test that replaces the program on disk), or a wrapper that runs
+// it, such as unshare or sudo, given the test binary and its arguments with
+// WithArgs (os.Executable names it). EnvRole is set all the same. A path
+// without a slash is looked up in PATH.
+func WithProgram(path string) ProcessOption {
+	return processOption(func(p *Process) {
+		if lp, err := exec.LookPath(path); err == nil {
+			path = lp
+		}
+		p.cmd.Path = path
+		p.cmd.Args[0] = path
+	})
+}
+
+// WithDir runs the program in dir instead of the test's working directory.
+func WithDir(dir string) ProcessOption {
+	return processOption(func(p *Process) { p.cmd.Dir = dir })
+}
+
+// WithExtraFiles gives the program files as its descriptors 3, 4, ...
+// (exec.Cmd's ExtraFiles), as systemd passes the sockets of socket
+// activation. Start does not close them: the test closes its copies once
+// the program has started, if it should not hold them.
+func WithExtraFiles(files ...*os.File) ProcessOption {
+	return processOption(func(p *Process) { p.cmd.ExtraFiles = append(p.cmd.ExtraFiles, files...) })
+}
+
 // WithProcessGroup starts the program in a process group of its own, as a
 // shell starts a job, so that SignalGroup reaches it and every worker it
 // forked (as Ctrl-C, kill -- -PGID, systemd and docker stop do); the test's

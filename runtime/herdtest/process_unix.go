@@ -14,6 +14,18 @@ func setGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr.Setpgid = true
 }
 
+// WithCredential runs the program as user uid and group gid (with no
+// supplementary groups), as a service manager starts a service under its
+// own user; the test must run as root. Unix only.
+func WithCredential(uid, gid uint32) ProcessOption {
+	return processOption(func(p *Process) {
+		if p.cmd.SysProcAttr == nil {
+			p.cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		p.cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: gid}
+	})
+}
+
 func killGroup(pgid int) { syscall.Kill(-pgid, syscall.SIGKILL) }
 
 // SignalGroup sends sig to the program's process group (WithProcessGroup):
