@@ -25,6 +25,7 @@ const (
 	eventReloadStartedProcedure    = "/herd.v1.EventService/ReloadStarted"
 	eventReloadFinishedProcedure   = "/herd.v1.EventService/ReloadFinished"
 	eventReloadAbortedProcedure    = "/herd.v1.EventService/ReloadAborted"
+	eventRecycledProcedure         = "/herd.v1.EventService/Recycled"
 )
 
 // The procedures of herd.v1.ControlService, the runtime's own protocol.
@@ -39,6 +40,8 @@ const (
 	controlStopSignalProcedure    = "/herd.v1.ControlService/StopSignal"
 	controlCreditProcedure        = "/herd.v1.ControlService/Credit"
 	controlReadyProcedure         = "/herd.v1.ControlService/Ready"
+	controlHeartbeatProcedure     = "/herd.v1.ControlService/Heartbeat"
+	controlRecycleProcedure       = "/herd.v1.ControlService/Recycle"
 )
 
 // emit delivers a cluster event about w: first to the handlers registered

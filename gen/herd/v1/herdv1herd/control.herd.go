@@ -52,6 +52,10 @@ const (
 	ControlServiceAdoptProcedure = "/herd.v1.ControlService/Adopt"
 	// ControlServiceReadyProcedure is the procedure name of the ControlService's Ready method.
 	ControlServiceReadyProcedure = "/herd.v1.ControlService/Ready"
+	// ControlServiceHeartbeatProcedure is the procedure name of the ControlService's Heartbeat method.
+	ControlServiceHeartbeatProcedure = "/herd.v1.ControlService/Heartbeat"
+	// ControlServiceRecycleProcedure is the procedure name of the ControlService's Recycle method.
+	ControlServiceRecycleProcedure = "/herd.v1.ControlService/Recycle"
 )
 
 // ControlServiceClient is a client of the herd.v1.ControlService service. Every method has a
@@ -144,6 +148,22 @@ type ControlServiceClient interface {
 	Ready(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) (*v1.ReadyResponse, error)
 	// SendReady sends a request to Ready without waiting for a response (fire-and-forget).
 	SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) error
+	// Heartbeat is the watchdog's probe (primary to worker; a pool's
+	// WithWatchdog). It is ordered traffic: the worker answers it on its user
+	// lane, behind the messages it already received, so an answer proves
+	// that the worker's link reader and its handlers make progress; a worker
+	// whose handlers are deadlocked or spinning, that is stopped, or whose
+	// reader is stuck does not answer.
+	Heartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...runtime.CallOption) (*v1.HeartbeatResponse, error)
+	// SendHeartbeat sends a request to Heartbeat without waiting for a response (fire-and-forget).
+	SendHeartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...runtime.CallOption) error
+	// Recycle asks the primary to replace this worker by the rolling path
+	// (worker to primary; Self.Recycle): a replacement is started and, once
+	// it is ready, this worker is disconnected gracefully. Only a worker of
+	// a pool can be recycled; the primary answers at once.
+	Recycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) (*v1.RecycleResponse, error)
+	// SendRecycle sends a request to Recycle without waiting for a response (fire-and-forget).
+	SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceClient returns a client of the herd.v1.ControlService service that calls through
@@ -163,6 +183,8 @@ func NewControlServiceClient(conn runtime.ClientConn, opts ...runtime.ClientOpti
 		credit:        runtime.NewClient[v1.CreditRequest, v1.CreditResponse](conn, ControlServiceCreditProcedure, opts...),
 		adopt:         runtime.NewClient[v1.AdoptRequest, v1.AdoptResponse](conn, ControlServiceAdoptProcedure, opts...),
 		ready:         runtime.NewClient[v1.ReadyRequest, v1.ReadyResponse](conn, ControlServiceReadyProcedure, opts...),
+		heartbeat:     runtime.NewClient[v1.HeartbeatRequest, v1.HeartbeatResponse](conn, ControlServiceHeartbeatProcedure, opts...),
+		recycle:       runtime.NewClient[v1.RecycleRequest, v1.RecycleResponse](conn, ControlServiceRecycleProcedure, opts...),
 	}
 }
 
@@ -255,6 +277,22 @@ type ControlServiceBroadcastClient interface {
 	// Ready tells the primary the worker is ready for work (worker to
 	// primary; Self.Ready). A pool that waits for readiness counts it.
 	SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) error
+	// SendHeartbeat sends a request to Heartbeat without waiting for a response (fire-and-forget).
+	//
+	// Heartbeat is the watchdog's probe (primary to worker; a pool's
+	// WithWatchdog). It is ordered traffic: the worker answers it on its user
+	// lane, behind the messages it already received, so an answer proves
+	// that the worker's link reader and its handlers make progress; a worker
+	// whose handlers are deadlocked or spinning, that is stopped, or whose
+	// reader is stuck does not answer.
+	SendHeartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...runtime.CallOption) error
+	// SendRecycle sends a request to Recycle without waiting for a response (fire-and-forget).
+	//
+	// Recycle asks the primary to replace this worker by the rolling path
+	// (worker to primary; Self.Recycle): a replacement is started and, once
+	// it is ready, this worker is disconnected gracefully. Only a worker of
+	// a pool can be recycled; the primary answers at once.
+	SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) error
 }
 
 // NewControlServiceBroadcastClient returns a fire-and-forget client of the herd.v1.ControlService
@@ -274,6 +312,8 @@ func NewControlServiceBroadcastClient(conn runtime.SendConn, opts ...runtime.Cli
 		credit:        runtime.NewSendClient[v1.CreditRequest](conn, ControlServiceCreditProcedure, opts...),
 		adopt:         runtime.NewSendClient[v1.AdoptRequest](conn, ControlServiceAdoptProcedure, opts...),
 		ready:         runtime.NewSendClient[v1.ReadyRequest](conn, ControlServiceReadyProcedure, opts...),
+		heartbeat:     runtime.NewSendClient[v1.HeartbeatRequest](conn, ControlServiceHeartbeatProcedure, opts...),
+		recycle:       runtime.NewSendClient[v1.RecycleRequest](conn, ControlServiceRecycleProcedure, opts...),
 	}
 }
 
@@ -340,6 +380,18 @@ type ControlServiceHandler interface {
 	// Ready tells the primary the worker is ready for work (worker to
 	// primary; Self.Ready). A pool that waits for readiness counts it.
 	Ready(context.Context, *v1.ReadyRequest) (*v1.ReadyResponse, error)
+	// Heartbeat is the watchdog's probe (primary to worker; a pool's
+	// WithWatchdog). It is ordered traffic: the worker answers it on its user
+	// lane, behind the messages it already received, so an answer proves
+	// that the worker's link reader and its handlers make progress; a worker
+	// whose handlers are deadlocked or spinning, that is stopped, or whose
+	// reader is stuck does not answer.
+	Heartbeat(context.Context, *v1.HeartbeatRequest) (*v1.HeartbeatResponse, error)
+	// Recycle asks the primary to replace this worker by the rolling path
+	// (worker to primary; Self.Recycle): a replacement is started and, once
+	// it is ready, this worker is disconnected gracefully. Only a worker of
+	// a pool can be recycled; the primary answers at once.
+	Recycle(context.Context, *v1.RecycleRequest) (*v1.RecycleResponse, error)
 }
 
 // RegisterControlServiceHandler registers impl as the herd.v1.ControlService service on r, one
@@ -363,6 +415,8 @@ func RegisterControlServiceHandler(r runtime.Registrar, impl ControlServiceHandl
 		runtime.NewUnaryHandler(ControlServiceCreditProcedure, impl.Credit, opts...),
 		runtime.NewUnaryHandler(ControlServiceAdoptProcedure, impl.Adopt, opts...),
 		runtime.NewUnaryHandler(ControlServiceReadyProcedure, impl.Ready, opts...),
+		runtime.NewUnaryHandler(ControlServiceHeartbeatProcedure, impl.Heartbeat, opts...),
+		runtime.NewUnaryHandler(ControlServiceRecycleProcedure, impl.Recycle, opts...),
 	)
 }
 
@@ -419,6 +473,14 @@ func (UnimplementedControlServiceHandler) Ready(context.Context, *v1.ReadyReques
 	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Ready is not implemented")
 }
 
+func (UnimplementedControlServiceHandler) Heartbeat(context.Context, *v1.HeartbeatRequest) (*v1.HeartbeatResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Heartbeat is not implemented")
+}
+
+func (UnimplementedControlServiceHandler) Recycle(context.Context, *v1.RecycleRequest) (*v1.RecycleResponse, error) {
+	return nil, runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.ControlService.Recycle is not implemented")
+}
+
 // isNilUnimplementedControlServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *UnimplementedControlServiceHandler would panic on the first call of a method it does not
 // implement, so RegisterControlServiceHandler rejects it.
@@ -440,6 +502,8 @@ type controlServiceClient struct {
 	credit        *runtime.Client[v1.CreditRequest, v1.CreditResponse]
 	adopt         *runtime.Client[v1.AdoptRequest, v1.AdoptResponse]
 	ready         *runtime.Client[v1.ReadyRequest, v1.ReadyResponse]
+	heartbeat     *runtime.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
+	recycle       *runtime.Client[v1.RecycleRequest, v1.RecycleResponse]
 }
 
 func (c *controlServiceClient) Hello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) (*v1.HelloResponse, error) {
@@ -538,6 +602,22 @@ func (c *controlServiceClient) SendReady(ctx context.Context, req *v1.ReadyReque
 	return c.ready.Send(ctx, req, opts...)
 }
 
+func (c *controlServiceClient) Heartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...runtime.CallOption) (*v1.HeartbeatResponse, error) {
+	return c.heartbeat.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) SendHeartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...runtime.CallOption) error {
+	return c.heartbeat.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) Recycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) (*v1.RecycleResponse, error) {
+	return c.recycle.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClient) SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) error {
+	return c.recycle.Send(ctx, req, opts...)
+}
+
 // controlServiceBroadcastClient implements ControlServiceBroadcastClient with a runtime.SendClient
 // per method.
 type controlServiceBroadcastClient struct {
@@ -553,6 +633,8 @@ type controlServiceBroadcastClient struct {
 	credit        *runtime.SendClient[v1.CreditRequest]
 	adopt         *runtime.SendClient[v1.AdoptRequest]
 	ready         *runtime.SendClient[v1.ReadyRequest]
+	heartbeat     *runtime.SendClient[v1.HeartbeatRequest]
+	recycle       *runtime.SendClient[v1.RecycleRequest]
 }
 
 func (c *controlServiceBroadcastClient) SendHello(ctx context.Context, req *v1.HelloRequest, opts ...runtime.CallOption) error {
@@ -601,4 +683,12 @@ func (c *controlServiceBroadcastClient) SendAdopt(ctx context.Context, req *v1.A
 
 func (c *controlServiceBroadcastClient) SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...runtime.CallOption) error {
 	return c.ready.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendHeartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...runtime.CallOption) error {
+	return c.heartbeat.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClient) SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...runtime.CallOption) error {
+	return c.recycle.Send(ctx, req, opts...)
 }
