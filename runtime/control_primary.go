@@ -20,6 +20,7 @@ func (p *Primary) registerControl() {
 		NewUnaryHandler(controlRejectedProcedure, p.rejected),
 		NewUnaryHandler(controlStopSignalProcedure, p.stopSignal),
 		NewUnaryHandler(controlReadyProcedure, p.ready),
+		NewUnaryHandler(controlRecycleProcedure, p.recycle),
 	)
 	if err != nil {
 		panic(err) // the procedures are constants
@@ -47,7 +48,11 @@ func (p *Primary) hello(ctx context.Context, req *herdv1.HelloRequest) (*herdv1.
 	// the reply.
 	ev := &herdv1.OnlineEvent{Worker: w.ident(), ProtocolVersion: req.GetProtocolVersion()}
 	w.ep.eventAfterReply(ctx, func() { w.emit(eventOnlineProcedure, ev) })
-	return &herdv1.HelloResponse{ProtocolVersion: ProtocolVersion}, nil
+	res := &herdv1.HelloResponse{ProtocolVersion: ProtocolVersion}
+	if w.pool != nil {
+		res.MaxRequests = w.pool.maxRequests // pool_recycle.go
+	}
+	return res, nil
 }
 
 // workerDisconnecting records that the worker started its own disconnect,
@@ -79,4 +84,14 @@ func (p *Primary) ready(ctx context.Context, req *herdv1.ReadyRequest) (*herdv1.
 		w.observe(w, controlReadyProcedure, req)
 	}
 	return &herdv1.ReadyResponse{}, nil
+}
+
+// recycle serves a worker's Recycle: its pool replaces it by the rolling
+// path (pool_recycle.go).
+func (p *Primary) recycle(ctx context.Context, req *herdv1.RecycleRequest) (*herdv1.RecycleResponse, error) {
+	w, _ := WorkerFromContext(ctx)
+	if w.pool == nil || w.pool.recycle == nil {
+		return &herdv1.RecycleResponse{Reason: "the worker is not in a pool"}, nil
+	}
+	return w.pool.recycle(w, req), nil
 }

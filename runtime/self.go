@@ -41,6 +41,9 @@ type Self struct {
 	endOnce       sync.Once
 	done          chan struct{}
 	stopWatch     func()
+
+	maxRequests atomic.Uint64 // from the handshake (self_recycle.go)
+	requests    atomic.Uint64 // RequestDone's count
 }
 
 type selfConfig struct {
@@ -127,6 +130,7 @@ func NewSelf(opts ...SelfOption) (*Self, error) {
 		NewUnaryHandler(controlDisconnectProcedure, s.primaryDisconnect),
 		NewUnaryHandler(controlRejectedProcedure, s.rejected),
 		NewUnaryHandler(controlAdoptProcedure, s.adopt),
+		NewUnaryHandler(controlHeartbeatProcedure, s.heartbeat),
 	); err != nil {
 		return nil, err
 	}
@@ -195,6 +199,7 @@ func (s *Self) Start(ctx context.Context) error {
 		serveSignals(false)
 		return fmt.Errorf("herd: worker %d handshake: %w", s.id, err)
 	}
+	s.maxRequests.Store(res.GetMaxRequests())
 	serveSignals(true)
 	return nil
 }
