@@ -40,6 +40,10 @@ func (p *Primary) hello(ctx context.Context, req *herdv1.HelloRequest) (*herdv1.
 	if w.State() == StateNone {
 		w.state.Store(int32(StateOnline))
 	}
+	// Before the worker's Start returns: a worker that moved itself into
+	// a memory cgroup of its own as it started is watched there
+	// (exit_cause.go).
+	w.oom.arm(w.pid)
 	w.onlineOnce.Do(func() { close(w.online) })
 	// The online event follows the reply on the link, so that whatever a
 	// handler of the event sends the worker (a Disconnect, a call) reaches

@@ -339,7 +339,6 @@ func (pl *Pool) forkInto(ctx context.Context, s *slot, replacement bool) (*membe
 func (pl *Pool) observe(m *member, w *Worker, procedure string, msg proto.Message) {
 	switch procedure {
 	case eventOnlineProcedure:
-		w.oom.arm(w.pid)    // it may have moved to a cgroup of its own as it started
 		pl.startHeartbeats(m) // pool_watchdog.go
 		if pl.cfg.readiness == ReadyOnOnline {
 			pl.markReady(m, w, herdv1.ReadySource_READY_SOURCE_ONLINE)

@@ -111,6 +111,8 @@ type poolConfig struct {
 	rssLimit      uint64
 	rssInterval   time.Duration
 	rss           func(pid int) (uint64, error) // samples a worker's RSS
+
+	heartbeatHook func(worker, seq uint64) // tests: a heartbeat was answered
 }
 
 // WithPoolSize sets the number of slots, each holding one worker. The

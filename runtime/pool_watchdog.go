@@ -59,6 +59,7 @@ type watchdog struct {
 	seq      uint64      // heartbeats sent
 	answered uint64      // heartbeats answered
 	last     time.Time   // the last answer (or the start), on the pool's clock
+	tick     time.Time   // the last tick (or the start)
 	inflight bool        // a heartbeat waits for its answer
 	stop     func() bool // cancels the next tick
 	fired    bool
@@ -74,7 +75,8 @@ func (pl *Pool) startHeartbeats(m *member) {
 	if m.isDead || m.wd != nil {
 		return
 	}
-	m.wd = &watchdog{last: pl.cfg.clock.Now()}
+	now := pl.cfg.clock.Now()
+	m.wd = &watchdog{last: now, tick: now}
 	pl.armWatchdogLocked(m)
 }
 
@@ -90,8 +92,9 @@ func (pl *Pool) stopWatchdogLocked(m *member) {
 	}
 }
 
-// watchdogTick runs every timeout/2: a worker silent for the timeout is
-// hung; otherwise a heartbeat goes unless one is still waiting.
+// watchdogTick runs every timeout/2: a worker that has answered nothing
+// for the timeout while a heartbeat waits for its answer (sent a tick ago
+// at least) is hung; otherwise a heartbeat goes, unless one still waits.
 func (pl *Pool) watchdogTick(m *member) {
 	pl.mu.Lock()
 	wd, w := m.wd, m.w
@@ -100,7 +103,12 @@ func (pl *Pool) watchdogTick(m *member) {
 		return
 	}
 	now := pl.cfg.clock.Now()
-	if silent := now.Sub(wd.last); silent >= pl.cfg.watchdog {
+	// A tick much later than due means the primary itself did not run
+	// (its process stopped, the machine suspended): the worker's silence
+	// is then no evidence, and no worker is judged on this tick.
+	late := now.Sub(wd.tick) > pl.cfg.watchdog*3/4
+	wd.tick = now
+	if silent := now.Sub(wd.last); wd.inflight && !late && silent >= pl.cfg.watchdog {
 		wd.fired = true
 		wd.stop = nil
 		answered := wd.answered
@@ -130,11 +138,15 @@ func (pl *Pool) heartbeat(m *member, seq uint64) {
 	// Ordered (credited) traffic: the worker answers on its user lane.
 	err := w.ep.call(w.handlerCtx, controlHeartbeatProcedure, &herdv1.HeartbeatRequest{Seq: seq}, &res, nil, false)
 	pl.mu.Lock()
-	defer pl.mu.Unlock()
 	m.wd.inflight = false
-	if err == nil && res.GetSeq() == seq {
+	ok := err == nil && res.GetSeq() == seq
+	if ok {
 		m.wd.answered++
 		m.wd.last = pl.cfg.clock.Now()
+	}
+	pl.mu.Unlock()
+	if ok && pl.cfg.heartbeatHook != nil {
+		pl.cfg.heartbeatHook(w.id, seq)
 	}
 }
 
