@@ -31,11 +31,3 @@ func WithHeartbeatHook(f func(worker, seq uint64)) PoolOption {
 // that expects a reply (it takes the lock the reader needs then, and never
 // gives it back): a worker whose reader is stuck.
 func StallLinkReader(s *Self) { s.ep.inflMu.Lock() }
-
-// ProcessRSS, ProcessState and ParseVmRSS expose the /proc
-// readers to tests.
-var (
-	ProcessRSS   = processRSS
-	ProcessState = processState
-	ParseVmRSS   = parseVmRSS
-)
