@@ -125,10 +125,10 @@ type slot struct {
 	next      *member // a rolling reload's replacement, until it is ready
 	restarts  actor.Restarts
 	intensity actor.Intensity
+	recycles  actor.Intensity // recycles allowed (pool_recycle.go)
 	cancel    func() bool // cancels a pending restart
 	failed    bool
 	removed   bool
-	lastExit  *herdv1.ExitEvent // the exit of its last worker, nil before one
 }
 
 // member is one worker of the pool.
@@ -211,6 +211,7 @@ func (pl *Pool) addSlotsLocked(n int) []*slot {
 		s := &slot{index: pl.nextSlot}
 		s.restarts.Backoff = pl.cfg.backoff
 		s.intensity = actor.Intensity{Max: pl.cfg.intensityMax, Window: pl.cfg.intensityWindow}
+		s.recycles = actor.Intensity{Max: pl.cfg.intensityMax, Window: pl.cfg.intensityWindow}
 		pl.nextSlot++
 		pl.slots = append(pl.slots, s)
 		added = append(added, s)
@@ -402,7 +403,6 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	pl.stopWatchdogLocked(m)
 	close(m.dead)
 	s := m.slot
-	s.lastExit = ev
 	switch {
 	case s.next == m:
 		// A reload's replacement: the reload sees m.dead.

@@ -21,7 +21,10 @@ import (
 // a plain kill. One replacement runs at a time in a pool (reloads
 // included), so at most one extra worker runs. A Recycled event says so
 // before the worker's disconnect, and its exit's cause is
-// EXIT_CAUSE_RECYCLED.
+// EXIT_CAUSE_RECYCLED. Only a ready worker is recycled, and a slot at most
+// as often as the restart intensity allows restarts (10 in 60 s by
+// default): a worker that asks as soon as it is ready cannot make the
+// primary fork without end.
 
 const (
 	// MinRecycleJitter is the least jitter of a request limit: workers
@@ -108,6 +111,12 @@ func (pl *Pool) recycleMember(m *member, info recycleInfo) (bool, string) {
 	case m.recycling:
 		pl.mu.Unlock()
 		return true, ""
+	case !m.isReady:
+		why = "the worker is not ready yet"
+	case !m.slot.recycles.Allow(pl.cfg.clock.Now()):
+		// A worker that asks as soon as it starts (or a limit it
+		// reaches at once) would fork replacements without end.
+		why = fmt.Sprintf("its slot was recycled %d times within %v (WithRestartIntensity)", pl.cfg.intensityMax, pl.cfg.intensityWindow)
 	}
 	if why != "" {
 		pl.mu.Unlock()

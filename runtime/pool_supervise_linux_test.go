@@ -738,6 +738,29 @@ func TestRecycleOnRequest(t *testing.T) {
 	}
 	c.rec.waitFor("exit 1 code=0 signal= after=true cause=EXIT_CAUSE_RECYCLED")
 
+	t.Run("bounded", func(t *testing.T) {
+		// A slot is recycled no more often than the restart intensity
+		// allows; a worker not ready is not recycled.
+		c, pl := supPool(t, "sup-hang", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
+			runtime.WithRestartIntensity(1, time.Hour))
+		startPool(t, pl)
+		c.rec.waitFor("ready 1 ")
+		sendEcho(t, mustWorker(t, c, 1), "recycle:once")
+		c.rec.waitFor("recycled 1 slot=0 reason=RECYCLE_REASON_WORKER by=2")
+		sendEcho(t, mustWorker(t, c, 2), "recycle:twice")
+		if l := c.rec.waitFor("report 2 recycle: "); !strings.Contains(l, "its slot was recycled 1 times within 1h0m0s") {
+			t.Errorf("%q: want a refusal", l)
+		}
+
+		c, pl = supPool(t, "sup-hang", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyExplicit))
+		startPool(t, pl)
+		c.rec.waitFor("report 1 max 0")
+		sendEcho(t, mustWorker(t, c, 1), "recycle:early")
+		if l := c.rec.waitFor("report 1 recycle: "); !strings.Contains(l, "the worker is not ready yet") {
+			t.Errorf("%q: want a refusal", l)
+		}
+	})
+
 	w := c.fork("", herdtest.ForkRole("sup-hang"))
 	c.rec.waitFor(fmt.Sprintf("report %d max 0", w.ID()))
 	sendEcho(t, w, "recycle:please")
@@ -797,32 +820,39 @@ func TestRecycleRSS(t *testing.T) {
 	}
 }
 
-// TestRecycleUnderLoad: workers that recycle every ~20 connections while a
-// loopback client makes 300, one at a time, lose none.
+// TestRecycleUnderLoad: workers that recycle every 20-30 connections,
+// while a loopback client makes connections one at a time until three
+// recycles are done, lose none.
 func TestRecycleUnderLoad(t *testing.T) {
 	c, pl := supPool(t, "sup-serve", runtime.WithPoolSize(2), runtime.WithRecycleRequests(20, 0.5))
 	startPool(t, pl)
 	addr := strings.TrimPrefix(c.rec.waitFor("report 1 addr "), "report 1 addr ")
 	c.rec.waitFor("ready 1 ")
 	c.rec.waitFor("ready 2 ")
-	const n = 300
-	ok := 0
-	for range n {
+	recycles := func() int {
+		n := 0
+		for _, l := range c.rec.all() {
+			if strings.HasPrefix(l, "recycled ") {
+				n++
+			}
+		}
+		return n
+	}
+	const most = 20000
+	sent, ok := 0, 0
+	for sent < most && recycles() < 3 {
+		sent++
 		if strings.HasPrefix(askOnce(t, addr), "ok ") {
 			ok++
 		}
 	}
-	if ok != n {
-		t.Errorf("%d of %d requests answered", ok, n)
+	if ok != sent {
+		t.Errorf("%d of %d requests answered", ok, sent)
 	}
-	c.rec.waitFor("recycled ")
-	recycles := 0
-	for _, l := range c.rec.all() {
-		if strings.HasPrefix(l, "recycled ") {
-			recycles++
-		}
+	if n := recycles(); n < 3 {
+		t.Errorf("%d recycles in %d requests, want 3", n, sent)
 	}
-	t.Logf("%d requests, %d recycles", n, recycles)
+	t.Logf("%d requests, %d recycles", sent, recycles())
 }
 
 // ---- exit causes ----

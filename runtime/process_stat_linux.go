@@ -9,20 +9,13 @@ import (
 )
 
 // processState returns the state letter and name of process pid from
-// /proc/PID/stat ("S (sleeping)", "T (stopped)", "R (running)"), or "" when
-// it cannot be read.
+// /proc/PID/stat ("S (sleeping)", "T (stopped)", "R (running)"; procStat,
+// reaper_linux.go), or "" when it cannot be read.
 func processState(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	_, c, ok := procStat(pid)
+	if !ok {
 		return ""
 	}
-	// "pid (comm) S ...": comm may hold spaces and parentheses; the state
-	// follows the last ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+2 >= len(b) {
-		return ""
-	}
-	c := b[i+2]
 	names := map[byte]string{'R': "running", 'S': "sleeping", 'D': "disk sleep", 'T': "stopped", 't': "tracing stop", 'Z': "zombie", 'X': "dead", 'I': "idle"}
 	if n, ok := names[c]; ok {
 		return fmt.Sprintf("%c (%s)", c, n)
