@@ -126,7 +126,7 @@ type slot struct {
 	restarts  actor.Restarts
 	intensity actor.Intensity
 	recycles  actor.Intensity // recycles allowed (pool_recycle.go)
-	cancel    func() bool // cancels a pending restart
+	cancel    func() bool     // cancels a pending restart
 	failed    bool
 	removed   bool
 }
