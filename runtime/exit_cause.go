@@ -102,7 +102,7 @@ func (o *oomWatch) killed() bool {
 // and the watchdog's diagnostics.
 func (pl *Pool) classifyExit(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	pl.mu.Lock()
-	ready, reason, diag := m.isReady, m.retire, m.diag
+	ready, retiring, reason, diag := m.isReady, m.retiring, m.retire, m.diag
 	stopping := pl.stopping
 	pl.mu.Unlock()
 	if diag != "" {
@@ -125,7 +125,7 @@ func (pl *Pool) classifyExit(m *member, w *Worker, ev *herdv1.ExitEvent) {
 		}
 		fallthrough
 	case herdv1.ExitCause_EXIT_CAUSE_ERROR, herdv1.ExitCause_EXIT_CAUSE_SIGNAL:
-		if !ready && reason == retireNone && !stopping && !w.asked.Load() {
+		if !ready && !retiring && !stopping && !w.asked.Load() {
 			ev.Cause = herdv1.ExitCause_EXIT_CAUSE_BOOT_FAILURE
 		}
 	}

@@ -195,18 +195,3 @@ func (pl *Pool) hung(m *member, silent time.Duration, answered uint64) {
 	}
 	_ = w.cmd.Process.Signal(syscall.SIGKILL)
 }
-
-// watchdogStats returns a worker's heartbeat counts, for status: sent and
-// answered so far. ok is false when the worker is not watched.
-func (pl *Pool) watchdogStats(w *Worker) (sent, answered uint64, ok bool) {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	for _, s := range pl.slots {
-		for _, m := range []*member{s.cur, s.next} {
-			if m != nil && m.w == w && m.wd != nil {
-				return m.wd.seq, m.wd.answered, true
-			}
-		}
-	}
-	return 0, 0, false
-}
