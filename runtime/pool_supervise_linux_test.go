@@ -147,6 +147,11 @@ func supHangWorker() int {
 		return 12
 	}
 	supReport(self, fmt.Sprintf("max %d", self.MaxRequests()))
+	if slices.Contains(strings.Split(os.Getenv("SUP_READY_IDS"), ","), fmt.Sprint(self.ID())) {
+		if err := self.Ready(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "Ready:", err)
+		}
+	}
 	<-self.Done()
 	select {}
 }
@@ -738,6 +743,33 @@ func TestRecycleOnRequest(t *testing.T) {
 	}
 	c.rec.waitFor("exit 1 code=0 signal= after=true cause=EXIT_CAUSE_RECYCLED")
 
+	t.Run("replacement fails", func(t *testing.T) {
+		// The replacement is never ready: the recycle fails, an error
+		// event says so, and the worker keeps its slot and serves.
+		clk := newFakeClock(time.Second)
+		c, pl := supPool(t, "sup-hang", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyExplicit),
+			runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithPoolForkOptions(runtime.WithForkEnv("SUP_READY_IDS=1")))
+		startPool(t, pl)
+		c.rec.waitFor("ready 1 slot=0 source=READY_SOURCE_EXPLICIT")
+		sendEcho(t, mustWorker(t, c, 1), "recycle:try")
+		c.rec.waitFor("report 2 max 0") // the replacement is up, not ready
+		clk.waitPending(t, 1)           // its ready timeout
+		clk.Advance(runtime.DefaultReadyTimeout)
+		c.rec.waitFor("exit 2 code=-1 signal=SIGKILL after=false cause=EXIT_CAUSE_READY_TIMEOUT")
+		l := c.rec.waitFor("error 1 ")
+		if !strings.Contains(l, "recycle of worker 1 failed, it keeps serving: its replacement not ready within 1m0s") {
+			t.Errorf("%q: want the recycle's failure", l)
+		}
+		if got := workerIDs(pl.ReadyWorkers()); !slices.Equal(got, []uint64{1}) {
+			t.Errorf("ready workers %v, want [1]", got)
+		}
+		if err := mustWorker(t, c, 1).Call(context.Background(), echoProcedure, &herdv1.ErrorEvent{Message: "work"}, &herdv1.ErrorEvent{}); err != nil {
+			t.Errorf("worker 1 after the failed recycle: %v", err)
+		}
+		if slices.ContainsFunc(c.rec.all(), func(l string) bool { return strings.HasPrefix(l, "recycled ") || strings.HasPrefix(l, "restart ") }) {
+			t.Errorf("events %q: want no recycle done and no restart", c.rec.all())
+		}
+	})
 	t.Run("bounded", func(t *testing.T) {
 		// A slot is recycled no more often than the restart intensity
 		// allows; a worker not ready is not recycled.
