@@ -80,6 +80,8 @@ var controlLanes = map[string]lane{
 	controlServiceHelloProcedure:     laneUser,
 	controlServiceListeningProcedure: laneUser,
 	controlServiceReadyProcedure:     laneUser,
+	// A pool's watchdog: its answer proves the worker's user lane moves.
+	controlServiceHeartbeatProcedure: laneUser,
 	// Ahead of user traffic: served even while a user handler is stuck.
 	controlServiceDisconnectProcedure:    laneControl,
 	controlServiceListenProcedure:        laneControl,
@@ -87,6 +89,7 @@ var controlLanes = map[string]lane{
 	controlServiceStopSignalProcedure:    laneControl,
 	controlServiceRejectedProcedure:      laneControl,
 	controlServiceAdoptProcedure:         laneControl,
+	controlServiceRecycleProcedure:       laneControl,
 	// On the reader: the round-robin hand-off's round trip costs no
 	// goroutine switch, and credit comes back while both lanes are busy.
 	controlServiceHandoffProcedure:  laneReader,

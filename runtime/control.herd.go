@@ -51,6 +51,10 @@ const (
 	controlServiceAdoptProcedure = "/herd.v1.ControlService/Adopt"
 	// controlServiceReadyProcedure is the procedure name of the ControlService's Ready method.
 	controlServiceReadyProcedure = "/herd.v1.ControlService/Ready"
+	// controlServiceHeartbeatProcedure is the procedure name of the ControlService's Heartbeat method.
+	controlServiceHeartbeatProcedure = "/herd.v1.ControlService/Heartbeat"
+	// controlServiceRecycleProcedure is the procedure name of the ControlService's Recycle method.
+	controlServiceRecycleProcedure = "/herd.v1.ControlService/Recycle"
 )
 
 // controlServiceClient is a client of the herd.v1.ControlService service. Every method has a
@@ -143,6 +147,22 @@ type controlServiceClient interface {
 	Ready(ctx context.Context, req *v1.ReadyRequest, opts ...CallOption) (*v1.ReadyResponse, error)
 	// SendReady sends a request to Ready without waiting for a response (fire-and-forget).
 	SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...CallOption) error
+	// Heartbeat is the watchdog's probe (primary to worker; a pool's
+	// WithWatchdog). It is ordered traffic: the worker answers it on its user
+	// lane, behind the messages it already received, so an answer proves
+	// that the worker's link reader and its handlers make progress; a worker
+	// whose handlers are deadlocked or spinning, that is stopped, or whose
+	// reader is stuck does not answer.
+	Heartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...CallOption) (*v1.HeartbeatResponse, error)
+	// SendHeartbeat sends a request to Heartbeat without waiting for a response (fire-and-forget).
+	SendHeartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...CallOption) error
+	// Recycle asks the primary to replace this worker by the rolling path
+	// (worker to primary; Self.Recycle): a replacement is started and, once
+	// it is ready, this worker is disconnected gracefully. Only a worker of
+	// a pool can be recycled; the primary answers at once.
+	Recycle(ctx context.Context, req *v1.RecycleRequest, opts ...CallOption) (*v1.RecycleResponse, error)
+	// SendRecycle sends a request to Recycle without waiting for a response (fire-and-forget).
+	SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...CallOption) error
 }
 
 // newControlServiceClient returns a client of the herd.v1.ControlService service that calls through
@@ -162,6 +182,8 @@ func newControlServiceClient(conn ClientConn, opts ...ClientOption) controlServi
 		credit:        NewClient[v1.CreditRequest, v1.CreditResponse](conn, controlServiceCreditProcedure, opts...),
 		adopt:         NewClient[v1.AdoptRequest, v1.AdoptResponse](conn, controlServiceAdoptProcedure, opts...),
 		ready:         NewClient[v1.ReadyRequest, v1.ReadyResponse](conn, controlServiceReadyProcedure, opts...),
+		heartbeat:     NewClient[v1.HeartbeatRequest, v1.HeartbeatResponse](conn, controlServiceHeartbeatProcedure, opts...),
+		recycle:       NewClient[v1.RecycleRequest, v1.RecycleResponse](conn, controlServiceRecycleProcedure, opts...),
 	}
 }
 
@@ -254,6 +276,22 @@ type controlServiceBroadcastClient interface {
 	// Ready tells the primary the worker is ready for work (worker to
 	// primary; Self.Ready). A pool that waits for readiness counts it.
 	SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...CallOption) error
+	// SendHeartbeat sends a request to Heartbeat without waiting for a response (fire-and-forget).
+	//
+	// Heartbeat is the watchdog's probe (primary to worker; a pool's
+	// WithWatchdog). It is ordered traffic: the worker answers it on its user
+	// lane, behind the messages it already received, so an answer proves
+	// that the worker's link reader and its handlers make progress; a worker
+	// whose handlers are deadlocked or spinning, that is stopped, or whose
+	// reader is stuck does not answer.
+	SendHeartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...CallOption) error
+	// SendRecycle sends a request to Recycle without waiting for a response (fire-and-forget).
+	//
+	// Recycle asks the primary to replace this worker by the rolling path
+	// (worker to primary; Self.Recycle): a replacement is started and, once
+	// it is ready, this worker is disconnected gracefully. Only a worker of
+	// a pool can be recycled; the primary answers at once.
+	SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...CallOption) error
 }
 
 // newControlServiceBroadcastClient returns a fire-and-forget client of the herd.v1.ControlService
@@ -273,6 +311,8 @@ func newControlServiceBroadcastClient(conn SendConn, opts ...ClientOption) contr
 		credit:        NewSendClient[v1.CreditRequest](conn, controlServiceCreditProcedure, opts...),
 		adopt:         NewSendClient[v1.AdoptRequest](conn, controlServiceAdoptProcedure, opts...),
 		ready:         NewSendClient[v1.ReadyRequest](conn, controlServiceReadyProcedure, opts...),
+		heartbeat:     NewSendClient[v1.HeartbeatRequest](conn, controlServiceHeartbeatProcedure, opts...),
+		recycle:       NewSendClient[v1.RecycleRequest](conn, controlServiceRecycleProcedure, opts...),
 	}
 }
 
@@ -339,6 +379,18 @@ type controlServiceHandler interface {
 	// Ready tells the primary the worker is ready for work (worker to
 	// primary; Self.Ready). A pool that waits for readiness counts it.
 	Ready(context.Context, *v1.ReadyRequest) (*Response[v1.ReadyResponse], error)
+	// Heartbeat is the watchdog's probe (primary to worker; a pool's
+	// WithWatchdog). It is ordered traffic: the worker answers it on its user
+	// lane, behind the messages it already received, so an answer proves
+	// that the worker's link reader and its handlers make progress; a worker
+	// whose handlers are deadlocked or spinning, that is stopped, or whose
+	// reader is stuck does not answer.
+	Heartbeat(context.Context, *v1.HeartbeatRequest) (*Response[v1.HeartbeatResponse], error)
+	// Recycle asks the primary to replace this worker by the rolling path
+	// (worker to primary; Self.Recycle): a replacement is started and, once
+	// it is ready, this worker is disconnected gracefully. Only a worker of
+	// a pool can be recycled; the primary answers at once.
+	Recycle(context.Context, *v1.RecycleRequest) (*Response[v1.RecycleResponse], error)
 }
 
 // registerControlServiceHandler registers impl as the herd.v1.ControlService service on r, one
@@ -362,6 +414,8 @@ func registerControlServiceHandler(r Registrar, impl controlServiceHandler, opts
 		NewResponseHandler(controlServiceCreditProcedure, impl.Credit, opts...),
 		NewResponseHandler(controlServiceAdoptProcedure, impl.Adopt, opts...),
 		NewResponseHandler(controlServiceReadyProcedure, impl.Ready, opts...),
+		NewResponseHandler(controlServiceHeartbeatProcedure, impl.Heartbeat, opts...),
+		NewResponseHandler(controlServiceRecycleProcedure, impl.Recycle, opts...),
 	)
 }
 
@@ -418,6 +472,14 @@ func (unimplementedControlServiceHandler) Ready(context.Context, *v1.ReadyReques
 	return nil, Errorf(CodeUnimplemented, "herd.v1.ControlService.Ready is not implemented")
 }
 
+func (unimplementedControlServiceHandler) Heartbeat(context.Context, *v1.HeartbeatRequest) (*Response[v1.HeartbeatResponse], error) {
+	return nil, Errorf(CodeUnimplemented, "herd.v1.ControlService.Heartbeat is not implemented")
+}
+
+func (unimplementedControlServiceHandler) Recycle(context.Context, *v1.RecycleRequest) (*Response[v1.RecycleResponse], error) {
+	return nil, Errorf(CodeUnimplemented, "herd.v1.ControlService.Recycle is not implemented")
+}
+
 // isNilUnimplementedControlServiceHandler reports whether u is nil: an implementation that embeds a
 // nil *unimplementedControlServiceHandler would panic on the first call of a method it does not
 // implement, so registerControlServiceHandler rejects it.
@@ -439,6 +501,8 @@ type controlServiceClientImpl struct {
 	credit        *Client[v1.CreditRequest, v1.CreditResponse]
 	adopt         *Client[v1.AdoptRequest, v1.AdoptResponse]
 	ready         *Client[v1.ReadyRequest, v1.ReadyResponse]
+	heartbeat     *Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
+	recycle       *Client[v1.RecycleRequest, v1.RecycleResponse]
 }
 
 func (c *controlServiceClientImpl) Hello(ctx context.Context, req *v1.HelloRequest, opts ...CallOption) (*v1.HelloResponse, error) {
@@ -537,6 +601,22 @@ func (c *controlServiceClientImpl) SendReady(ctx context.Context, req *v1.ReadyR
 	return c.ready.Send(ctx, req, opts...)
 }
 
+func (c *controlServiceClientImpl) Heartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...CallOption) (*v1.HeartbeatResponse, error) {
+	return c.heartbeat.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClientImpl) SendHeartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...CallOption) error {
+	return c.heartbeat.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceClientImpl) Recycle(ctx context.Context, req *v1.RecycleRequest, opts ...CallOption) (*v1.RecycleResponse, error) {
+	return c.recycle.Call(ctx, req, opts...)
+}
+
+func (c *controlServiceClientImpl) SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...CallOption) error {
+	return c.recycle.Send(ctx, req, opts...)
+}
+
 // controlServiceBroadcastClientImpl implements controlServiceBroadcastClient with a SendClient per
 // method.
 type controlServiceBroadcastClientImpl struct {
@@ -552,6 +632,8 @@ type controlServiceBroadcastClientImpl struct {
 	credit        *SendClient[v1.CreditRequest]
 	adopt         *SendClient[v1.AdoptRequest]
 	ready         *SendClient[v1.ReadyRequest]
+	heartbeat     *SendClient[v1.HeartbeatRequest]
+	recycle       *SendClient[v1.RecycleRequest]
 }
 
 func (c *controlServiceBroadcastClientImpl) SendHello(ctx context.Context, req *v1.HelloRequest, opts ...CallOption) error {
@@ -600,4 +682,12 @@ func (c *controlServiceBroadcastClientImpl) SendAdopt(ctx context.Context, req *
 
 func (c *controlServiceBroadcastClientImpl) SendReady(ctx context.Context, req *v1.ReadyRequest, opts ...CallOption) error {
 	return c.ready.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClientImpl) SendHeartbeat(ctx context.Context, req *v1.HeartbeatRequest, opts ...CallOption) error {
+	return c.heartbeat.Send(ctx, req, opts...)
+}
+
+func (c *controlServiceBroadcastClientImpl) SendRecycle(ctx context.Context, req *v1.RecycleRequest, opts ...CallOption) error {
+	return c.recycle.Send(ctx, req, opts...)
 }

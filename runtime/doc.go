@@ -121,9 +121,16 @@
 // before the worker it replaces is disconnected; Scale changes the number
 // of slots; Stop stops gracefully (disconnect, SIGTERM, SIGKILL); Run does
 // all of it on the primary's signals (SIGHUP reloads, SIGINT and SIGTERM
-// stop). Its events (Ready, RestartScheduled, SlotFailed, ReloadStarted,
-// ReloadFinished, ReloadAborted) reach the EventService handler in order
-// with the workers' own.
+// stop). Round-robin connections go to ready workers only. A worker is
+// recycled by the same rolling path after its request limit
+// (WithRecycleRequests, Self.RequestDone), above an RSS limit
+// (WithRecycleRSS) or when it asks (Self.Recycle); a watchdog
+// (WithWatchdog) sends heartbeats that the worker answers on its user lane
+// and kills a hung worker after a goroutine dump. Exit events carry a typed
+// cause (OOM, watchdog, boot failure, recycled, reloaded among them). Its
+// events (Ready, RestartScheduled, SlotFailed, ReloadStarted,
+// ReloadFinished, ReloadAborted, Recycled) reach the EventService handler
+// in order with the workers' own.
 //
 // # Operations
 //

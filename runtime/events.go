@@ -25,6 +25,7 @@ const (
 	eventReloadStartedProcedure    = eventServiceReloadStartedProcedure
 	eventReloadFinishedProcedure   = eventServiceReloadFinishedProcedure
 	eventReloadAbortedProcedure    = eventServiceReloadAbortedProcedure
+	eventRecycledProcedure         = eventServiceRecycledProcedure
 )
 
 // emit delivers a cluster event about w: first to the handlers registered

@@ -52,6 +52,8 @@ const (
 	// eventServiceReloadAbortedProcedure is the procedure name of the EventService's ReloadAborted
 	// method.
 	eventServiceReloadAbortedProcedure = "/herd.v1.EventService/ReloadAborted"
+	// eventServiceRecycledProcedure is the procedure name of the EventService's Recycled method.
+	eventServiceRecycledProcedure = "/herd.v1.EventService/Recycled"
 )
 
 // eventServiceHandler is an implementation of the herd.v1.EventService service, registered with
@@ -91,6 +93,11 @@ type eventServiceHandler interface {
 	// ReloadAborted: a pool's rolling reload stopped because a replacement
 	// did not become ready; the workers not yet replaced keep serving.
 	ReloadAborted(context.Context, *v1.ReloadAbortedEvent) error
+	// Recycled: a pool replaced a worker because it served its request
+	// limit, used too much memory, or asked to be (Self.Recycle): its
+	// replacement is ready, and the worker is being disconnected gracefully.
+	// It comes before that worker's disconnect and exit events.
+	Recycled(context.Context, *v1.RecycledEvent) error
 }
 
 // registerEventServiceHandler registers impl as the herd.v1.EventService service on r, one handler
@@ -114,6 +121,7 @@ func registerEventServiceHandler(r Registrar, impl eventServiceHandler, opts ...
 		NewEventHandler(eventServiceReloadStartedProcedure, impl.ReloadStarted, opts...),
 		NewEventHandler(eventServiceReloadFinishedProcedure, impl.ReloadFinished, opts...),
 		NewEventHandler(eventServiceReloadAbortedProcedure, impl.ReloadAborted, opts...),
+		NewEventHandler(eventServiceRecycledProcedure, impl.Recycled, opts...),
 	)
 }
 
@@ -168,6 +176,10 @@ func (unimplementedEventServiceHandler) ReloadFinished(context.Context, *v1.Relo
 
 func (unimplementedEventServiceHandler) ReloadAborted(context.Context, *v1.ReloadAbortedEvent) error {
 	return Errorf(CodeUnimplemented, "herd.v1.EventService.ReloadAborted is not implemented")
+}
+
+func (unimplementedEventServiceHandler) Recycled(context.Context, *v1.RecycledEvent) error {
+	return Errorf(CodeUnimplemented, "herd.v1.EventService.Recycled is not implemented")
 }
 
 // isNilUnimplementedEventServiceHandler reports whether u is nil: an implementation that embeds a

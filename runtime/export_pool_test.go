@@ -10,3 +10,24 @@ func WithClock(c Clock) PoolOption {
 
 // ParseCPUMax exposes parseCPUMax to tests.
 var ParseCPUMax = parseCPUMax
+
+// WithPoolRand sets the random source of the request limits' jitter.
+func WithPoolRand(f func() float64) PoolOption {
+	return poolOptionFunc(func(cfg *poolConfig) { cfg.rand = f })
+}
+
+// WithRSSSampler replaces the pool's reading of /proc/PID/status.
+func WithRSSSampler(f func(pid int) (uint64, error)) PoolOption {
+	return poolOptionFunc(func(cfg *poolConfig) { cfg.rss = f })
+}
+
+// WithHeartbeatHook calls f with each heartbeat answer the watchdog
+// records.
+func WithHeartbeatHook(f func(worker, seq uint64)) PoolOption {
+	return poolOptionFunc(func(cfg *poolConfig) { cfg.heartbeatHook = f })
+}
+
+// StallLinkReader makes s's link reader block at the next request it reads
+// that expects a reply (it takes the lock the reader needs then, and never
+// gives it back): a worker whose reader is stuck.
+func StallLinkReader(s *Self) { s.ep.inflMu.Lock() }

@@ -2,10 +2,14 @@
 
 package runtime_test
 
-import "github.com/herd-go/herd/runtime/herdtest"
+import (
+	"maps"
+
+	"github.com/herd-go/herd/runtime/herdtest"
+)
 
 // linuxRoles are the roles of the Linux-only tests, part of testRoles.
-var linuxRoles = herdtest.Roles{
+var linuxRoles = withRoles(superviseRoles, herdtest.Roles{
 	"stuck-primary":      stuckPrimaryWorker,                        // control_lane_linux_test.go
 	"stuck-worker":       stuckWorker,                               // control_lane_linux_test.go
 	"flood":              floodWorkerMain,                           // flow_linux_test.go
@@ -22,4 +26,10 @@ var linuxRoles = herdtest.Roles{
 	"systemd":            systemdWorkerMain,                         // systemd_linux_test.go
 	"systemd-activator":  systemdActivatorMain,                      // systemd_linux_test.go
 	"systemd-primary":    systemdPrimaryMain,                        // systemd_linux_test.go
+})
+
+// withRoles is roles with more's added.
+func withRoles(more, roles herdtest.Roles) herdtest.Roles {
+	maps.Copy(roles, more)
+	return roles
 }

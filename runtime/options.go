@@ -224,6 +224,8 @@ type forkConfig struct {
 	// tail, set by a Pool, keeps the last lines of the worker's stderr
 	// (stderr_tail.go).
 	tail *stderrTail
+	// pool, set by a Pool, is the pool's hold on the worker (pool.go).
+	pool *poolFork
 }
 
 type forkOptionFunc func(*forkConfig)

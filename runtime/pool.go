@@ -115,6 +115,8 @@ type Pool struct {
 	stopDone  chan struct{}
 	sd        poolNotify   // systemd notifications (pool_sdnotify.go)
 	admin     *adminServer // the admin socket, when served (admin.go)
+
+	sampleStop func() bool // cancels the next RSS sample (pool_recycle.go)
 }
 
 // slot is one place in the pool.
@@ -124,7 +126,8 @@ type slot struct {
 	next      *member // a rolling reload's replacement, until it is ready
 	restarts  actor.Restarts
 	intensity actor.Intensity
-	cancel    func() bool // cancels a pending restart
+	recycles  actor.Intensity // recycles allowed (pool_recycle.go)
+	cancel    func() bool     // cancels a pending restart
 	failed    bool
 	removed   bool
 	stat      slotStat // for Status (pool_status.go)
@@ -142,6 +145,31 @@ type member struct {
 	retiring  bool // the pool asked it to go
 	exit      *herdv1.ExitEvent
 	stopTimer func() bool
+
+	retire    retireReason // why the pool asked it to go, when it did
+	diag      string       // the watchdog's diagnostics (pool_watchdog.go)
+	wd        *watchdog    // its watchdog, once online (pool_watchdog.go)
+	recycling bool         // a recycle of it is under way (pool_recycle.go)
+	rss       uint64       // its resident memory at the last sample, bytes
+}
+
+// retireReason is why a pool asked a worker to go, for its exit's cause.
+type retireReason int
+
+const (
+	retireNone    retireReason = iota
+	retireReload               // replaced by a rolling reload
+	retireRecycle              // recycled (pool_recycle.go)
+)
+
+// poolFork is a pool's hold on a worker it forks (forkConfig.pool): the
+// worker's request limit for its handshake, and the pool's part of its
+// exit's cause. A worker forked with one is not handed round-robin
+// connections until the pool counts it ready (Worker.unready).
+type poolFork struct {
+	maxRequests uint64
+	exit        func(w *Worker, ev *herdv1.ExitEvent)
+	recycle     func(w *Worker, req *herdv1.RecycleRequest) *herdv1.RecycleResponse
 }
 
 // NewPool returns a pool of p's workers; Start or Run starts it.
@@ -179,6 +207,7 @@ func (pl *Pool) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	pl.startSampler()
 	return nil
 }
 
@@ -188,6 +217,7 @@ func (pl *Pool) addSlotsLocked(n int) []*slot {
 		s := &slot{index: pl.nextSlot}
 		s.restarts.Backoff = pl.cfg.backoff
 		s.intensity = actor.Intensity{Max: pl.cfg.intensityMax, Window: pl.cfg.intensityWindow}
+		s.recycles = actor.Intensity{Max: pl.cfg.intensityMax, Window: pl.cfg.intensityWindow}
 		pl.nextSlot++
 		pl.slots = append(pl.slots, s)
 		added = append(added, s)
@@ -273,9 +303,15 @@ func (pl *Pool) forkInto(ctx context.Context, s *slot, replacement bool) (*membe
 	pl.active.Add(1)
 	pl.mu.Unlock()
 
+	pf := &poolFork{
+		maxRequests: pl.requestLimit(), // pool_recycle.go
+		exit:        func(w *Worker, ev *herdv1.ExitEvent) { pl.classifyExit(m, w, ev) },
+		recycle:     func(w *Worker, req *herdv1.RecycleRequest) *herdv1.RecycleResponse { return pl.recycleAsked(m, req) },
+	}
 	opts := append(slices.Clip(pl.cfg.forkOpts), forkOptionFunc(func(c *forkConfig) {
 		c.observe = func(w *Worker, procedure string, msg proto.Message) { pl.observe(m, w, procedure, msg) }
 		c.tail = tail
+		c.pool = pf
 	}))
 	w, err := pl.p.Fork(ctx, opts...)
 	pl.mu.Lock()
@@ -310,6 +346,7 @@ func (pl *Pool) forkInto(ctx context.Context, s *slot, replacement bool) (*membe
 func (pl *Pool) observe(m *member, w *Worker, procedure string, msg proto.Message) {
 	switch procedure {
 	case eventOnlineProcedure:
+		pl.startHeartbeats(m) // pool_watchdog.go
 		if pl.cfg.readiness == ReadyOnOnline {
 			pl.markReady(m, w, herdv1.ReadySource_READY_SOURCE_ONLINE)
 		}
@@ -339,6 +376,9 @@ func (pl *Pool) markReady(m *member, w *Worker, src herdv1.ReadySource) {
 	}
 	slot := m.slot.index
 	pl.mu.Unlock()
+	// Round-robin connections may go to it from now on.
+	w.unready.Store(false)
+	w.primary.ports.startRouting(w)
 	w.emit(eventReadyProcedure, &herdv1.ReadyEvent{Worker: w.ident(), Slot: uint32(slot), Source: src})
 	close(m.ready)
 }
@@ -367,6 +407,7 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	if m.stopTimer != nil {
 		m.stopTimer()
 	}
+	pl.stopWatchdogLocked(m)
 	close(m.dead)
 	s := m.slot
 	switch {

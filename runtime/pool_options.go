@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"math/rand/v2"
 	"time"
 
 	"github.com/herd-go/herd/actor"
@@ -96,6 +97,23 @@ type poolConfig struct {
 	forkOpts        []ForkOption
 	clock           clock
 	admin           *adminConfig // WithAdminSocket (admin.go)
+
+	// The watchdog (pool_watchdog.go).
+	watchdog    time.Duration
+	watchdogSet bool
+	dumpWait    time.Duration
+	dumpBytes   int
+	dumpSet     bool
+
+	// Recycling (pool_recycle.go).
+	maxRequests   uint64
+	requestJitter float64
+	rand          func() float64 // in [0, 1), for the request limits' jitter
+	rssLimit      uint64
+	rssInterval   time.Duration
+	rss           func(pid int) (uint64, error) // samples a worker's RSS
+
+	heartbeatHook func(worker, seq uint64) // tests: a heartbeat was answered
 }
 
 // WithPoolSize sets the number of slots, each holding one worker. The
@@ -198,6 +216,25 @@ func (c poolConfig) withDefaults() poolConfig {
 	}
 	if c.clock == nil {
 		c.clock = realClock{}
+	}
+	if !c.watchdogSet {
+		c.watchdog = DefaultWatchdogTimeout
+	}
+	if !c.dumpSet {
+		c.dumpWait, c.dumpBytes = DefaultWatchdogDumpWait, DefaultWatchdogDumpBytes
+	}
+	if c.dumpBytes <= 0 {
+		c.dumpBytes = DefaultWatchdogDumpBytes
+	}
+	c.requestJitter = max(c.requestJitter, MinRecycleJitter)
+	if c.rand == nil {
+		c.rand = rand.Float64
+	}
+	if c.rssInterval <= 0 {
+		c.rssInterval = DefaultRSSSampleInterval
+	}
+	if c.rss == nil {
+		c.rss = processRSS
 	}
 	return c
 }

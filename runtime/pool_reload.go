@@ -84,12 +84,34 @@ func (pl *Pool) reloadLocked(ctx context.Context) error {
 // reloadSlot replaces s's worker and returns the replacement's ID (0 when
 // the slot went away meanwhile).
 func (pl *Pool) reloadSlot(ctx context.Context, s *slot) (uint64, error) {
+	m, err := pl.replaceSlot(ctx, s, retireReload, nil)
+	if err != nil {
+		return 0, pl.abortReload(ctx, s, m, err)
+	}
+	if m == nil {
+		return 0, nil
+	}
+	return m.w.id, nil
+}
+
+// replaceSlot replaces s's worker by the rolling path: it forks the
+// replacement, waits until it is ready, puts it in the slot, then (after
+// announce, when given) disconnects the old worker gracefully, reason
+// saying why, and waits for its exit. It returns the replacement, or nil
+// when the slot went away or the pool began to stop meanwhile (the scale
+// or the stop takes care of the replacement). When the fork fails or the
+// replacement is not ready, it returns why, with the replacement (nil when
+// the fork failed), which the caller must retire (dropReplacement).
+func (pl *Pool) replaceSlot(ctx context.Context, s *slot, reason retireReason, announce func(old, m *member)) (*member, error) {
 	m, err := pl.forkInto(ctx, s, true)
 	if err != nil {
-		if s.removed {
-			return 0, nil
+		pl.mu.Lock()
+		removed := s.removed
+		pl.mu.Unlock()
+		if removed {
+			return nil, nil
 		}
-		return 0, pl.abortReload(ctx, s, nil, fmt.Errorf("fork: %w", err))
+		return nil, fmt.Errorf("fork: %w", err)
 	}
 	select {
 	case <-m.ready:
@@ -105,7 +127,7 @@ func (pl *Pool) reloadSlot(ctx context.Context, s *slot) (uint64, error) {
 			// Scaled down or stopping meanwhile: the scale or the stop
 			// takes care of m (it was s.next).
 			pl.mu.Unlock()
-			return 0, nil
+			return nil, nil
 		}
 		old = s.cur
 		s.next, s.cur = nil, m
@@ -116,33 +138,33 @@ func (pl *Pool) reloadSlot(ctx context.Context, s *slot) (uint64, error) {
 		}
 		if old != nil {
 			old.retiring = true
+			old.retire = reason
 		}
 	}
 	pl.mu.Unlock()
 	if !ok {
-		var why error
 		switch {
 		case dead && exit.GetCause() == herdv1.ExitCause_EXIT_CAUSE_READY_TIMEOUT:
-			why = fmt.Errorf("not ready within %v; killed", pl.cfg.readyTimeout)
+			return m, fmt.Errorf("not ready within %v; killed", pl.cfg.readyTimeout)
 		case dead:
-			why = fmt.Errorf("exited before it was ready: %s", describeExit(exit))
+			return m, fmt.Errorf("exited before it was ready: %s", describeExit(exit))
 		default:
-			why = fmt.Errorf("not ready: %w", ctx.Err())
+			return m, fmt.Errorf("not ready: %w", ctx.Err())
 		}
-		return 0, pl.abortReload(ctx, s, m, why)
 	}
 	if old != nil && old.w != nil && !old.isDead {
+		if announce != nil {
+			announce(old, m)
+		}
 		_ = pl.retire(context.Background(), []*member{old})
 	}
-	return m.w.id, nil
+	return m, nil
 }
 
-// abortReload ends a reload at s: the replacement m (if any) goes, and a
-// slot whose worker died meanwhile gets its restart.
-func (pl *Pool) abortReload(ctx context.Context, s *slot, m *member, why error) error {
-	var id uint64
+// dropReplacement ends a failed replacement m of s (if any), and gives a
+// slot whose worker died meanwhile its restart.
+func (pl *Pool) dropReplacement(s *slot, m *member) {
 	if m != nil {
-		id = m.w.id
 		pl.mu.Lock()
 		m.retiring = true
 		alive := !m.isDead
@@ -158,6 +180,16 @@ func (pl *Pool) abortReload(ctx context.Context, s *slot, m *member, why error) 
 	if orphan {
 		pl.scheduleRestart(s, delay)
 	}
+}
+
+// abortReload ends a reload at s: the replacement m (if any) goes, and a
+// slot whose worker died meanwhile gets its restart.
+func (pl *Pool) abortReload(ctx context.Context, s *slot, m *member, why error) error {
+	var id uint64
+	if m != nil {
+		id = m.w.id
+	}
+	pl.dropReplacement(s, m)
 	err := &ReloadError{Slot: s.index, Worker: id, Err: why}
 	pl.log.Error("herd: pool: reload aborted", "slot", s.index, "worker", id, "error", why)
 	pl.emitPool(context.WithoutCancel(ctx), eventReloadAbortedProcedure, &herdv1.ReloadAbortedEvent{

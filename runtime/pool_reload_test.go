@@ -63,7 +63,7 @@ func TestPoolReload(t *testing.T) {
 func TestPoolReloadAborts(t *testing.T) {
 	clk := newFakeClock(time.Minute)
 	c, pl := newPool(t, "ready", runtime.WithPoolSize(2), runtime.WithReadiness(runtime.ReadyExplicit),
-		runtime.WithClock(clk), runtime.WithStopTimeouts(time.Hour, time.Hour),
+		runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Hour, time.Hour),
 		runtime.WithPoolForkOptions(runtime.WithForkEnv("HERD_TEST_READY_IDS=1,2,3")))
 	startPool(t, pl)
 	c.rec.waitFor("ready 1 ")

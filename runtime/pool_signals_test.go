@@ -66,7 +66,7 @@ func TestPoolRunSecondSignalKills(t *testing.T) {
 	startSignalLoop()
 	clk := newFakeClock(0)
 	c, pl := newPool(t, "stuckdrain", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
-		runtime.WithClock(clk), runtime.WithStopTimeouts(time.Minute, time.Minute))
+		runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Minute, time.Minute))
 	done := runPool(pl)
 	c.rec.waitFor("ready 1 ")
 	clk.waitTimers(t, 1) // the ready timeout's

@@ -55,6 +55,9 @@ func (pl *Pool) stop(ctx context.Context, drain bool) error {
 		}
 		pl.mu.Lock()
 		pl.stopping = true
+		if pl.sampleStop != nil {
+			pl.sampleStop()
+		}
 		var members []*member
 		for _, s := range pl.slots {
 			if s.cancel != nil {

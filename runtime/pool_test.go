@@ -123,7 +123,9 @@ func serveWorkerMain() int {
 	select {}
 }
 
-// fakeClock is a pool clock that never moves by itself: Now is what the
+// fakeClock is a pool clock that never moves by itself (the watchdog's
+// ticks are its timers too: a test of something else gives its pool
+// WithWatchdog(0)): Now is what the
 // test set, and a timer fires at once when its delay is below auto (the
 // restart delays), else never (ready and stop timeouts), unless Advance
 // passes it.
@@ -425,7 +427,7 @@ func TestPoolCrashLoopBackoffAndIntensity(t *testing.T) {
 	b := runtime.DefaultRestartBackoff()
 	b.Rand = func() float64 { return 0.5 } // no jitter
 	c, pl := newPool(t, "exit3", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
-		runtime.WithRestartBackoff(b), runtime.WithClock(clk), runtime.WithStopTimeouts(time.Hour, time.Hour))
+		runtime.WithRestartBackoff(b), runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Hour, time.Hour))
 	startPool(t, pl)
 	err := waitPool(t, pl)
 	if !errors.Is(err, runtime.ErrAllSlotsFailed) || !strings.Contains(err.Error(), "exited with code 3") {
@@ -465,7 +467,7 @@ func TestPoolBackoffSchedule(t *testing.T) {
 		return r
 	}
 	c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
-		runtime.WithRestartBackoff(b), runtime.WithClock(clk), runtime.WithStopTimeouts(time.Hour, time.Hour))
+		runtime.WithRestartBackoff(b), runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Hour, time.Hour))
 	startPool(t, pl)
 	kill := func(id uint64) {
 		t.Helper()
@@ -502,14 +504,14 @@ func TestPoolBackoffSchedule(t *testing.T) {
 // exit code and the last lines of the worker's stderr.
 func TestPoolBootFailure(t *testing.T) {
 	clk := newFakeClock(time.Minute)
-	c, pl := newPool(t, "bootcrash", runtime.WithPoolSize(1), runtime.WithClock(clk), runtime.WithStopTimeouts(time.Hour, time.Hour))
+	c, pl := newPool(t, "bootcrash", runtime.WithPoolSize(1), runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Hour, time.Hour))
 	startPool(t, pl)
 	err := waitPool(t, pl)
 	var be *runtime.BootError
 	if !errors.As(err, &be) || !errors.Is(err, runtime.ErrBootFailure) {
 		t.Fatalf("pool ended with %v, want a *BootError", err)
 	}
-	if be.Failures != 3 || be.Worker != 3 || be.Code != 2 || be.Cause != herdv1.ExitCause_EXIT_CAUSE_ERROR ||
+	if be.Failures != 3 || be.Worker != 3 || be.Code != 2 || be.Cause != herdv1.ExitCause_EXIT_CAUSE_BOOT_FAILURE ||
 		be.StderrTail != "starting up\nfatal: config file /etc/nowhere.conf missing" {
 		t.Errorf("boot error %+v", be)
 	}
@@ -531,7 +533,7 @@ func TestPoolBootFailure(t *testing.T) {
 func TestPoolReadyTimeout(t *testing.T) {
 	clk := newFakeClock(time.Minute)
 	c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyExplicit),
-		runtime.WithClock(clk), runtime.WithBootFailures(1), runtime.WithStopTimeouts(time.Hour, time.Hour))
+		runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithBootFailures(1), runtime.WithStopTimeouts(time.Hour, time.Hour))
 	startPool(t, pl)
 	clk.waitTimers(t, 1)
 	clk.Advance(runtime.DefaultReadyTimeout)
@@ -568,7 +570,7 @@ func TestPoolReadiness(t *testing.T) {
 func TestPoolStopForced(t *testing.T) {
 	clk := newFakeClock(0)
 	c, pl := newPool(t, "stuckdrain", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
-		runtime.WithClock(clk), runtime.WithStopTimeouts(time.Minute, time.Hour))
+		runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Minute, time.Hour))
 	startPool(t, pl)
 	c.rec.waitFor("ready 1 ")
 	clk.waitTimers(t, 1) // the ready timeout's, stopped
@@ -589,7 +591,7 @@ func TestPoolStopForced(t *testing.T) {
 func TestPoolStopKillsStubborn(t *testing.T) {
 	clk := newFakeClock(0)
 	c, pl := newPool(t, "stubborn", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
-		runtime.WithClock(clk), runtime.WithStopTimeouts(time.Minute, 5*time.Second))
+		runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Minute, 5*time.Second))
 	startPool(t, pl)
 	c.rec.waitFor("ready 1 ")
 	clk.waitTimers(t, 1)

@@ -24,8 +24,9 @@ func (pt *portTable) closeListener(ctx context.Context, req *herdv1.CloseListene
 	return &herdv1.CloseListenerResponse{}, nil
 }
 
-func (pt *portTable) stopRouting(w *Worker) {}
-func (pt *portTable) dropWorker(w *Worker)  {}
+func (pt *portTable) stopRouting(w *Worker)  {}
+func (pt *portTable) startRouting(w *Worker) {}
+func (pt *portTable) dropWorker(w *Worker)   {}
 
 type listenerSet struct{}
 

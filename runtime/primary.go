@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 	"github.com/herd-go/herd/runtime/internal/link"
@@ -146,6 +147,10 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 		w.tail = fc.tail
 	}
 	w.observe = fc.observe
+	if fc.pool != nil {
+		w.pool = fc.pool
+		w.unready.Store(true) // until the pool counts it ready
+	}
 	prepareCommand(cmd, s.credential)
 	if pipes, err = pipeOutput(cmd, pipes); err != nil { // WithOutputPrefix: logging.go
 		closeFiles(append(pipes, ours, theirs))
@@ -169,6 +174,8 @@ func (p *Primary) Fork(ctx context.Context, opts ...ForkOption) (*Worker, error)
 	}
 	w.cmd = cmd
 	w.pid = cmd.Process.Pid
+	w.started = time.Now()
+	w.oom.arm(w.pid) // exit_cause.go
 	fork := &herdv1.ForkEvent{Worker: w.ident()}
 	w.ep.runEvent(func() { w.emit(eventForkProcedure, fork) })
 	if err := w.ep.start(ours); err != nil {

@@ -66,6 +66,16 @@ func (c primaryControl) StopSignal(ctx context.Context, req *herdv1.StopSignalRe
 	return NewResponse(c.p.stopSignal(ctx, req)), nil
 }
 
+// Recycle serves a worker's request to be replaced: its pool replaces it by
+// the rolling path (pool_recycle.go).
+func (c primaryControl) Recycle(ctx context.Context, req *herdv1.RecycleRequest) (*Response[herdv1.RecycleResponse], error) {
+	w, _ := WorkerFromContext(ctx)
+	if w.pool == nil || w.pool.recycle == nil {
+		return NewResponse(&herdv1.RecycleResponse{Reason: "the worker is not in a pool"}), nil
+	}
+	return NewResponse(w.pool.recycle(w, req)), nil
+}
+
 // Accepted runs on the worker's link reader (controlLanes).
 func (c primaryControl) Accepted(ctx context.Context, req *herdv1.AcceptedRequest) (*Response[herdv1.AcceptedResponse], error) {
 	w, _ := WorkerFromContext(ctx)
@@ -86,6 +96,10 @@ func (p *Primary) hello(ctx context.Context, req *herdv1.HelloRequest) (*Respons
 	if w.State() == StateNone {
 		w.state.Store(int32(StateOnline))
 	}
+	// Before the worker's Start returns: a worker that moved itself into
+	// a memory cgroup of its own as it started is watched there
+	// (exit_cause.go).
+	w.oom.arm(w.pid)
 	w.onlineOnce.Do(func() { close(w.online) })
 	// The online event follows the reply on the link, so that whatever a
 	// handler of the event sends the worker (a Disconnect, a call) reaches
@@ -94,7 +108,11 @@ func (p *Primary) hello(ctx context.Context, req *herdv1.HelloRequest) (*Respons
 	// the reply.
 	ev := &herdv1.OnlineEvent{Worker: w.ident(), ProtocolVersion: req.GetProtocolVersion()}
 	after := w.ep.eventAfterReply(func() { w.emit(eventOnlineProcedure, ev) })
-	return NewResponse(&herdv1.HelloResponse{ProtocolVersion: ProtocolVersion}).AfterReply(after), nil
+	res := &herdv1.HelloResponse{ProtocolVersion: ProtocolVersion}
+	if w.pool != nil {
+		res.MaxRequests = w.pool.maxRequests // pool_recycle.go
+	}
+	return NewResponse(res).AfterReply(after), nil
 }
 
 // workerDisconnecting records that the worker started its own disconnect,

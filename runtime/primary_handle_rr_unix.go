@@ -279,8 +279,8 @@ func (h *rrHandle) pickLocked() *rrMember {
 	for i := range n {
 		j := (h.next + i) % n
 		m := h.list[j]
-		if m.gone || m.stopped || m.credit == 0 || len(m.held) >= h.window {
-			continue
+		if m.gone || m.stopped || m.credit == 0 || len(m.held) >= h.window || m.m.w.unready.Load() {
+			continue // (unready: a pool's worker not ready yet, see Worker.unready)
 		}
 		if m.skipUntil != 0 {
 			if now == 0 {
@@ -308,7 +308,7 @@ func (h *rrHandle) pickLocked() *rrMember {
 		return nil
 	}
 	for j := h.next; j != first; j = (j + 1) % n {
-		if m := h.list[j]; !m.gone && !m.stopped && m.credit == 0 {
+		if m := h.list[j]; !m.gone && !m.stopped && m.credit == 0 && !m.m.w.unready.Load() {
 			m.owed = min(m.owed+1, maxOwed)
 		}
 	}
@@ -335,6 +335,16 @@ func (h *rrHandle) armLocked(d time.Duration) {
 	} else {
 		h.timer.Reset(d)
 	}
+}
+
+// redispatch hands queued connections to workers that may take them now (a
+// pool's worker that became ready).
+func (h *rrHandle) redispatch() {
+	h.mu.Lock()
+	if !h.closed {
+		h.dispatchLocked()
+	}
+	h.mu.Unlock()
 }
 
 func (h *rrHandle) kick() {

@@ -401,6 +401,18 @@ func (pt *portTable) stopRouting(w *Worker) {
 	}
 }
 
+// startRouting hands w the round-robin connections waiting for it, once a
+// pool counts it ready (Worker.unready).
+func (pt *portTable) startRouting(w *Worker) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	for _, m := range pt.byWorker[w] {
+		if rr, ok := m.h.(*rrHandle); ok {
+			rr.redispatch()
+		}
+	}
+}
+
 // dropWorker removes a worker whose link ended from every handle.
 func (pt *portTable) dropWorker(w *Worker) {
 	pt.mu.Lock()

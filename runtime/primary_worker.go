@@ -86,6 +86,16 @@ type Worker struct {
 	signalled       atomic.Bool  // reported a stop signal (primary_signal.go)
 	readyExpired    atomic.Bool  // killed by a pool's ready timeout
 	saidReady       atomic.Bool  // called Self.Ready
+	// unready is set, from its fork, on a pool's worker until the pool
+	// counts it ready: round-robin hands it no connection meanwhile (they
+	// wait in the primary or go to ready workers).
+	unready atomic.Bool
+	// watchdogFired is set by a pool's watchdog before it signals the
+	// worker (pool_watchdog.go): its exit's cause is EXIT_CAUSE_WATCHDOG.
+	watchdogFired atomic.Bool
+	pool          *poolFork // the pool's hold on it, nil outside a pool
+	started       time.Time // when the process started
+	oom           oomWatch  // its memory cgroup's OOM kills (exit_cause.go)
 	// asked is set by a disconnect the primary's user asked for
 	// (Worker.Disconnect, Primary.Disconnect): a pool does not replace
 	// such a worker.
@@ -334,20 +344,8 @@ func (w *Worker) supervise() {
 		Signal:                sig,
 		ExitedAfterDisconnect: w.afterDisconnect.Load(),
 	}
-	switch {
-	case sig != "" && w.helloExpired.Load():
-		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_HELLO_TIMEOUT
-	case sig != "" && w.readyExpired.Load():
-		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_READY_TIMEOUT
-	case sig != "" && w.killed.Load():
-		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_KILLED
-	case sig != "":
-		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_SIGNAL
-	case code == 0:
-		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_CLEAN
-	default:
-		ev.Cause = herdv1.ExitCause_EXIT_CAUSE_ERROR
-	}
+	ev.Cause = w.exitCause(code, sig) // exit_cause.go
+	w.exitUsage(ev)
 	if err != nil && w.cmd.ProcessState == nil {
 		w.primary.log.Warn("herd: wait for worker", "worker", w.id, "pid", w.pid, "error", err)
 	}
@@ -374,6 +372,9 @@ func (w *Worker) supervise() {
 			// event): the worker did not end cleanly, whatever its status.
 			ev.Cause = herdv1.ExitCause_EXIT_CAUSE_ERROR
 		}
+	}
+	if w.pool != nil && w.pool.exit != nil {
+		w.pool.exit(w, ev) // the causes only the pool knows
 	}
 
 	// The worker is gone and all it wrote has been read: the contexts of

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -23,6 +24,32 @@ type stderrTail struct {
 	mu   sync.Mutex
 	buf  []byte
 	done chan struct{} // closed at the pipe's EOF
+
+	// After capture: everything the worker writes, up to capLimit bytes
+	// (a goroutine dump, for the watchdog), and how much more was cut.
+	capturing bool
+	capLimit  int
+	capBuf    []byte
+	capCut    int
+}
+
+// capture keeps, from now on, up to limit bytes of what the worker writes,
+// beside the tail (captured returns them).
+func (t *stderrTail) capture(limit int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.capturing, t.capLimit = true, limit
+}
+
+// captured returns what capture kept, with a note of what was cut.
+func (t *stderrTail) captured() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := string(bytes.TrimRight(t.capBuf, "\n"))
+	if t.capCut > 0 {
+		s += fmt.Sprintf("\n[... %d more bytes not kept]", t.capCut)
+	}
+	return s
 }
 
 func newStderrTail(lines int) *stderrTail {
@@ -51,6 +78,11 @@ func (t *stderrTail) start(r *os.File, dst io.Writer) {
 func (t *stderrTail) keep(b []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.capturing {
+		n := min(len(b), t.capLimit-len(t.capBuf))
+		t.capBuf = append(t.capBuf, b[:n]...)
+		t.capCut += len(b) - n
+	}
 	if len(b) >= stderrTailBytes {
 		t.buf = append(t.buf[:0], b[len(b)-stderrTailBytes:]...)
 		return

@@ -34,6 +34,13 @@ func (c workerControl) Adopt(ctx context.Context, req *herdv1.AdoptRequest) (*Re
 	return c.s.adopt(ctx, req), nil
 }
 
+// Heartbeat answers a pool's watchdog (pool_watchdog.go). It is ordered
+// with the primary's messages (controlLanes), so an answer proves that
+// this worker's reader and user lane make progress.
+func (c workerControl) Heartbeat(ctx context.Context, req *herdv1.HeartbeatRequest) (*Response[herdv1.HeartbeatResponse], error) {
+	return NewResponse(&herdv1.HeartbeatResponse{Seq: req.GetSeq()}), nil
+}
+
 // Handoff runs on the link's reader (controlLanes).
 func (c workerControl) Handoff(ctx context.Context, req *herdv1.HandoffRequest) (*Response[herdv1.HandoffResponse], error) {
 	c.s.handoff(ctx, req)

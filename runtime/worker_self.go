@@ -42,6 +42,9 @@ type Self struct {
 	endOnce       sync.Once
 	done          chan struct{}
 	stopWatch     func()
+
+	maxRequests atomic.Uint64 // from the handshake (self_recycle.go)
+	requests    atomic.Uint64 // RequestDone's count
 }
 
 type selfConfig struct {
@@ -174,7 +177,8 @@ func (s *Self) Start(ctx context.Context) error {
 	// read here; its Listen request follows the Hello on the link.
 	current.Store(s)
 	serveSignals := s.catchStopSignals()
-	if _, err := s.rpc.Hello(ctx, req); err != nil {
+	res, err := s.rpc.Hello(ctx, req)
+	if err != nil {
 		current.Store(nil)
 		if s.byPrimary.Load() {
 			// The primary disconnected this worker during the handshake
@@ -191,6 +195,7 @@ func (s *Self) Start(ctx context.Context) error {
 		serveSignals(false)
 		return fmt.Errorf("herd: worker %d handshake: %w", s.id, err)
 	}
+	s.maxRequests.Store(res.GetMaxRequests())
 	serveSignals(true)
 	return nil
 }

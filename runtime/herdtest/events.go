@@ -209,6 +209,7 @@ func ids(ws []uint64) string {
 //	reload-started 1,2
 //	reload-finished 3,4
 //	reload-aborted slot=1 worker=4 <reason>
+//	recycled 1 slot=0 reason=RECYCLE_REASON_RSS by=3
 
 func (h eventHandler) Ready(ctx context.Context, ev *herdv1.ReadyEvent) error {
 	h.e.Addf("ready %d slot=%d source=%s", ev.GetWorker().GetId(), ev.GetSlot(), ev.GetSource())
@@ -237,5 +238,12 @@ func (h eventHandler) ReloadFinished(ctx context.Context, ev *herdv1.ReloadFinis
 
 func (h eventHandler) ReloadAborted(ctx context.Context, ev *herdv1.ReloadAbortedEvent) error {
 	h.e.Addf("reload-aborted slot=%d worker=%d %s", ev.GetSlot(), ev.GetReplacement().GetId(), ev.GetReason())
+	return nil
+}
+
+// Recycled records "recycled 1 slot=0 reason=RECYCLE_REASON_REQUESTS by=3"
+// (1: the recycled worker, 3: its replacement).
+func (h eventHandler) Recycled(ctx context.Context, ev *herdv1.RecycledEvent) error {
+	h.e.Addf("recycled %d slot=%d reason=%s by=%d", ev.GetWorker().GetId(), ev.GetSlot(), ev.GetReason(), ev.GetReplacement().GetId())
 	return nil
 }

@@ -200,6 +200,66 @@ func (StopSignalAction) EnumDescriptor() ([]byte, []int) {
 	return file_herd_v1_control_proto_rawDescGZIP(), []int{2}
 }
 
+// RecycleReason says why a worker is recycled.
+type RecycleReason int32
+
+const (
+	// RECYCLE_REASON_UNSPECIFIED: the worker asked without a reason; treated
+	// as RECYCLE_REASON_WORKER.
+	RecycleReason_RECYCLE_REASON_UNSPECIFIED RecycleReason = 0
+	// RECYCLE_REASON_REQUESTS: the worker served its request limit
+	// (HelloResponse.max_requests).
+	RecycleReason_RECYCLE_REASON_REQUESTS RecycleReason = 1
+	// RECYCLE_REASON_RSS: the primary sampled the worker's resident memory
+	// above the pool's limit.
+	RecycleReason_RECYCLE_REASON_RSS RecycleReason = 2
+	// RECYCLE_REASON_WORKER: the worker asked for a reason of its own.
+	RecycleReason_RECYCLE_REASON_WORKER RecycleReason = 3
+)
+
+// Enum value maps for RecycleReason.
+var (
+	RecycleReason_name = map[int32]string{
+		0: "RECYCLE_REASON_UNSPECIFIED",
+		1: "RECYCLE_REASON_REQUESTS",
+		2: "RECYCLE_REASON_RSS",
+		3: "RECYCLE_REASON_WORKER",
+	}
+	RecycleReason_value = map[string]int32{
+		"RECYCLE_REASON_UNSPECIFIED": 0,
+		"RECYCLE_REASON_REQUESTS":    1,
+		"RECYCLE_REASON_RSS":         2,
+		"RECYCLE_REASON_WORKER":      3,
+	}
+)
+
+func (x RecycleReason) Enum() *RecycleReason {
+	p := new(RecycleReason)
+	*p = x
+	return p
+}
+
+func (x RecycleReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RecycleReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_herd_v1_control_proto_enumTypes[3].Descriptor()
+}
+
+func (RecycleReason) Type() protoreflect.EnumType {
+	return &file_herd_v1_control_proto_enumTypes[3]
+}
+
+func (x RecycleReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RecycleReason.Descriptor instead.
+func (RecycleReason) EnumDescriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{3}
+}
+
 // HelloRequest opens a link.
 type HelloRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -269,8 +329,12 @@ type HelloResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// protocol_version is the herd wire protocol version of the primary.
 	ProtocolVersion uint32 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// max_requests is how many requests the worker serves before it asks to
+	// be recycled (a pool's WithRecycleRequests, with this worker's jitter
+	// applied); zero means no limit.
+	MaxRequests   uint64 `protobuf:"varint,2,opt,name=max_requests,json=maxRequests,proto3" json:"max_requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HelloResponse) Reset() {
@@ -306,6 +370,13 @@ func (*HelloResponse) Descriptor() ([]byte, []int) {
 func (x *HelloResponse) GetProtocolVersion() uint32 {
 	if x != nil {
 		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *HelloResponse) GetMaxRequests() uint64 {
+	if x != nil {
+		return x.MaxRequests
 	}
 	return 0
 }
@@ -1632,6 +1703,220 @@ func (*ReadyResponse) Descriptor() ([]byte, []int) {
 	return file_herd_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
+// HeartbeatRequest is a watchdog probe.
+type HeartbeatRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq numbers the probes sent to one worker, from 1.
+	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatRequest) Reset() {
+	*x = HeartbeatRequest{}
+	mi := &file_herd_v1_control_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatRequest) ProtoMessage() {}
+
+func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
+func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *HeartbeatRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// HeartbeatResponse answers a HeartbeatRequest.
+type HeartbeatResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq is the request's.
+	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatResponse) Reset() {
+	*x = HeartbeatResponse{}
+	mi := &file_herd_v1_control_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatResponse) ProtoMessage() {}
+
+func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
+func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *HeartbeatResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// RecycleRequest asks to be recycled.
+type RecycleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reason says why.
+	Reason RecycleReason `protobuf:"varint,1,opt,name=reason,proto3,enum=herd.v1.RecycleReason" json:"reason,omitempty"`
+	// requests is how many requests the worker served.
+	Requests uint64 `protobuf:"varint,2,opt,name=requests,proto3" json:"requests,omitempty"`
+	// detail is free text for logs and the Recycled event, at most 256 bytes
+	// kept.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecycleRequest) Reset() {
+	*x = RecycleRequest{}
+	mi := &file_herd_v1_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecycleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecycleRequest) ProtoMessage() {}
+
+func (x *RecycleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecycleRequest.ProtoReflect.Descriptor instead.
+func (*RecycleRequest) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RecycleRequest) GetReason() RecycleReason {
+	if x != nil {
+		return x.Reason
+	}
+	return RecycleReason_RECYCLE_REASON_UNSPECIFIED
+}
+
+func (x *RecycleRequest) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *RecycleRequest) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// RecycleResponse answers a RecycleRequest.
+type RecycleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// accepted is true when the pool will replace the worker (or already
+	// is); false when it will not (a worker recycled already, or one that is
+	// leaving), with why in reason.
+	Accepted bool `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// reason says why the request was not accepted.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecycleResponse) Reset() {
+	*x = RecycleResponse{}
+	mi := &file_herd_v1_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecycleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecycleResponse) ProtoMessage() {}
+
+func (x *RecycleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecycleResponse.ProtoReflect.Descriptor instead.
+func (*RecycleResponse) Descriptor() ([]byte, []int) {
+	return file_herd_v1_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RecycleResponse) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *RecycleResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_herd_v1_control_proto protoreflect.FileDescriptor
 
 const file_herd_v1_control_proto_rawDesc = "" +
@@ -1640,9 +1925,10 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\fHelloRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\x04R\bworkerId\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\x03R\x03pid\":\n" +
+	"\x03pid\x18\x03 \x01(\x03R\x03pid\"]\n" +
 	"\rHelloResponse\x12)\n" +
-	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\"A\n" +
+	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12!\n" +
+	"\fmax_requests\x18\x02 \x01(\x04R\vmaxRequests\"A\n" +
 	"\x11DisconnectRequest\x12,\n" +
 	"\x12deadline_unix_nano\x18\x01 \x01(\x03R\x10deadlineUnixNano\"\x14\n" +
 	"\x12DisconnectResponse\"\xd9\x02\n" +
@@ -1720,7 +2006,18 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\rAdoptResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\"\x0e\n" +
 	"\fReadyRequest\"\x0f\n" +
-	"\rReadyResponse*\x97\x01\n" +
+	"\rReadyResponse\"$\n" +
+	"\x10HeartbeatRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"%\n" +
+	"\x11HeartbeatResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"t\n" +
+	"\x0eRecycleRequest\x12.\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x16.herd.v1.RecycleReasonR\x06reason\x12\x1a\n" +
+	"\brequests\x18\x02 \x01(\x04R\brequests\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"E\n" +
+	"\x0fRecycleResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\x97\x01\n" +
 	"\x10SchedulingPolicy\x12!\n" +
 	"\x1dSCHEDULING_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dSCHEDULING_POLICY_ROUND_ROBIN\x10\x01\x12\x1c\n" +
@@ -1735,7 +2032,12 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x10StopSignalAction\x12\"\n" +
 	"\x1eSTOP_SIGNAL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18STOP_SIGNAL_ACTION_DRAIN\x10\x01\x12 \n" +
-	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x022\x90\x06\n" +
+	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x02*\x7f\n" +
+	"\rRecycleReason\x12\x1e\n" +
+	"\x1aRECYCLE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17RECYCLE_REASON_REQUESTS\x10\x01\x12\x16\n" +
+	"\x12RECYCLE_REASON_RSS\x10\x02\x12\x19\n" +
+	"\x15RECYCLE_REASON_WORKER\x10\x032\x92\a\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
@@ -1750,7 +2052,9 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"StopSignal\x12\x1a.herd.v1.StopSignalRequest\x1a\x1b.herd.v1.StopSignalResponse\x129\n" +
 	"\x06Credit\x12\x16.herd.v1.CreditRequest\x1a\x17.herd.v1.CreditResponse\x126\n" +
 	"\x05Adopt\x12\x15.herd.v1.AdoptRequest\x1a\x16.herd.v1.AdoptResponse\x126\n" +
-	"\x05Ready\x12\x15.herd.v1.ReadyRequest\x1a\x16.herd.v1.ReadyResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
+	"\x05Ready\x12\x15.herd.v1.ReadyRequest\x1a\x16.herd.v1.ReadyResponse\x12B\n" +
+	"\tHeartbeat\x12\x19.herd.v1.HeartbeatRequest\x1a\x1a.herd.v1.HeartbeatResponse\x12<\n" +
+	"\aRecycle\x12\x17.herd.v1.RecycleRequest\x1a\x18.herd.v1.RecycleResponseB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
 	file_herd_v1_control_proto_rawDescOnce sync.Once
@@ -1764,75 +2068,85 @@ func file_herd_v1_control_proto_rawDescGZIP() []byte {
 	return file_herd_v1_control_proto_rawDescData
 }
 
-var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_herd_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_herd_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_herd_v1_control_proto_goTypes = []any{
 	(SchedulingPolicy)(0),         // 0: herd.v1.SchedulingPolicy
 	(ListenRefusal)(0),            // 1: herd.v1.ListenRefusal
 	(StopSignalAction)(0),         // 2: herd.v1.StopSignalAction
-	(*HelloRequest)(nil),          // 3: herd.v1.HelloRequest
-	(*HelloResponse)(nil),         // 4: herd.v1.HelloResponse
-	(*DisconnectRequest)(nil),     // 5: herd.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),    // 6: herd.v1.DisconnectResponse
-	(*ListenRequest)(nil),         // 7: herd.v1.ListenRequest
-	(*ListenResponse)(nil),        // 8: herd.v1.ListenResponse
-	(*CloseListenerRequest)(nil),  // 9: herd.v1.CloseListenerRequest
-	(*CloseListenerResponse)(nil), // 10: herd.v1.CloseListenerResponse
-	(*HandoffRequest)(nil),        // 11: herd.v1.HandoffRequest
-	(*HandoffResponse)(nil),       // 12: herd.v1.HandoffResponse
-	(*AcceptedRequest)(nil),       // 13: herd.v1.AcceptedRequest
-	(*AcceptedResponse)(nil),      // 14: herd.v1.AcceptedResponse
-	(*ListeningRequest)(nil),      // 15: herd.v1.ListeningRequest
-	(*ListeningResponse)(nil),     // 16: herd.v1.ListeningResponse
-	(*CreditRequest)(nil),         // 17: herd.v1.CreditRequest
-	(*CreditResponse)(nil),        // 18: herd.v1.CreditResponse
-	(*Address)(nil),               // 19: herd.v1.Address
-	(*RejectedRequest)(nil),       // 20: herd.v1.RejectedRequest
-	(*RejectedResponse)(nil),      // 21: herd.v1.RejectedResponse
-	(*StopSignalRequest)(nil),     // 22: herd.v1.StopSignalRequest
-	(*StopSignalResponse)(nil),    // 23: herd.v1.StopSignalResponse
-	(*AdoptRequest)(nil),          // 24: herd.v1.AdoptRequest
-	(*AdoptResponse)(nil),         // 25: herd.v1.AdoptResponse
-	(*ReadyRequest)(nil),          // 26: herd.v1.ReadyRequest
-	(*ReadyResponse)(nil),         // 27: herd.v1.ReadyResponse
-	(Code)(0),                     // 28: herd.v1.Code
+	(RecycleReason)(0),            // 3: herd.v1.RecycleReason
+	(*HelloRequest)(nil),          // 4: herd.v1.HelloRequest
+	(*HelloResponse)(nil),         // 5: herd.v1.HelloResponse
+	(*DisconnectRequest)(nil),     // 6: herd.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 7: herd.v1.DisconnectResponse
+	(*ListenRequest)(nil),         // 8: herd.v1.ListenRequest
+	(*ListenResponse)(nil),        // 9: herd.v1.ListenResponse
+	(*CloseListenerRequest)(nil),  // 10: herd.v1.CloseListenerRequest
+	(*CloseListenerResponse)(nil), // 11: herd.v1.CloseListenerResponse
+	(*HandoffRequest)(nil),        // 12: herd.v1.HandoffRequest
+	(*HandoffResponse)(nil),       // 13: herd.v1.HandoffResponse
+	(*AcceptedRequest)(nil),       // 14: herd.v1.AcceptedRequest
+	(*AcceptedResponse)(nil),      // 15: herd.v1.AcceptedResponse
+	(*ListeningRequest)(nil),      // 16: herd.v1.ListeningRequest
+	(*ListeningResponse)(nil),     // 17: herd.v1.ListeningResponse
+	(*CreditRequest)(nil),         // 18: herd.v1.CreditRequest
+	(*CreditResponse)(nil),        // 19: herd.v1.CreditResponse
+	(*Address)(nil),               // 20: herd.v1.Address
+	(*RejectedRequest)(nil),       // 21: herd.v1.RejectedRequest
+	(*RejectedResponse)(nil),      // 22: herd.v1.RejectedResponse
+	(*StopSignalRequest)(nil),     // 23: herd.v1.StopSignalRequest
+	(*StopSignalResponse)(nil),    // 24: herd.v1.StopSignalResponse
+	(*AdoptRequest)(nil),          // 25: herd.v1.AdoptRequest
+	(*AdoptResponse)(nil),         // 26: herd.v1.AdoptResponse
+	(*ReadyRequest)(nil),          // 27: herd.v1.ReadyRequest
+	(*ReadyResponse)(nil),         // 28: herd.v1.ReadyResponse
+	(*HeartbeatRequest)(nil),      // 29: herd.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 30: herd.v1.HeartbeatResponse
+	(*RecycleRequest)(nil),        // 31: herd.v1.RecycleRequest
+	(*RecycleResponse)(nil),       // 32: herd.v1.RecycleResponse
+	(Code)(0),                     // 33: herd.v1.Code
 }
 var file_herd_v1_control_proto_depIdxs = []int32{
 	0,  // 0: herd.v1.ListenRequest.policy:type_name -> herd.v1.SchedulingPolicy
 	0,  // 1: herd.v1.ListenResponse.policy:type_name -> herd.v1.SchedulingPolicy
 	1,  // 2: herd.v1.ListenResponse.refusal:type_name -> herd.v1.ListenRefusal
-	19, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
-	28, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
+	20, // 3: herd.v1.ListeningRequest.address:type_name -> herd.v1.Address
+	33, // 4: herd.v1.RejectedRequest.code:type_name -> herd.v1.Code
 	2,  // 5: herd.v1.StopSignalResponse.action:type_name -> herd.v1.StopSignalAction
-	3,  // 6: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
-	5,  // 7: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
-	7,  // 8: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
-	9,  // 9: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
-	11, // 10: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
-	13, // 11: herd.v1.ControlService.Accepted:input_type -> herd.v1.AcceptedRequest
-	15, // 12: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
-	20, // 13: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
-	22, // 14: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
-	17, // 15: herd.v1.ControlService.Credit:input_type -> herd.v1.CreditRequest
-	24, // 16: herd.v1.ControlService.Adopt:input_type -> herd.v1.AdoptRequest
-	26, // 17: herd.v1.ControlService.Ready:input_type -> herd.v1.ReadyRequest
-	4,  // 18: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
-	6,  // 19: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
-	8,  // 20: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
-	10, // 21: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
-	12, // 22: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
-	14, // 23: herd.v1.ControlService.Accepted:output_type -> herd.v1.AcceptedResponse
-	16, // 24: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
-	21, // 25: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
-	23, // 26: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
-	18, // 27: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
-	25, // 28: herd.v1.ControlService.Adopt:output_type -> herd.v1.AdoptResponse
-	27, // 29: herd.v1.ControlService.Ready:output_type -> herd.v1.ReadyResponse
-	18, // [18:30] is the sub-list for method output_type
-	6,  // [6:18] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	3,  // 6: herd.v1.RecycleRequest.reason:type_name -> herd.v1.RecycleReason
+	4,  // 7: herd.v1.ControlService.Hello:input_type -> herd.v1.HelloRequest
+	6,  // 8: herd.v1.ControlService.Disconnect:input_type -> herd.v1.DisconnectRequest
+	8,  // 9: herd.v1.ControlService.Listen:input_type -> herd.v1.ListenRequest
+	10, // 10: herd.v1.ControlService.CloseListener:input_type -> herd.v1.CloseListenerRequest
+	12, // 11: herd.v1.ControlService.Handoff:input_type -> herd.v1.HandoffRequest
+	14, // 12: herd.v1.ControlService.Accepted:input_type -> herd.v1.AcceptedRequest
+	16, // 13: herd.v1.ControlService.Listening:input_type -> herd.v1.ListeningRequest
+	21, // 14: herd.v1.ControlService.Rejected:input_type -> herd.v1.RejectedRequest
+	23, // 15: herd.v1.ControlService.StopSignal:input_type -> herd.v1.StopSignalRequest
+	18, // 16: herd.v1.ControlService.Credit:input_type -> herd.v1.CreditRequest
+	25, // 17: herd.v1.ControlService.Adopt:input_type -> herd.v1.AdoptRequest
+	27, // 18: herd.v1.ControlService.Ready:input_type -> herd.v1.ReadyRequest
+	29, // 19: herd.v1.ControlService.Heartbeat:input_type -> herd.v1.HeartbeatRequest
+	31, // 20: herd.v1.ControlService.Recycle:input_type -> herd.v1.RecycleRequest
+	5,  // 21: herd.v1.ControlService.Hello:output_type -> herd.v1.HelloResponse
+	7,  // 22: herd.v1.ControlService.Disconnect:output_type -> herd.v1.DisconnectResponse
+	9,  // 23: herd.v1.ControlService.Listen:output_type -> herd.v1.ListenResponse
+	11, // 24: herd.v1.ControlService.CloseListener:output_type -> herd.v1.CloseListenerResponse
+	13, // 25: herd.v1.ControlService.Handoff:output_type -> herd.v1.HandoffResponse
+	15, // 26: herd.v1.ControlService.Accepted:output_type -> herd.v1.AcceptedResponse
+	17, // 27: herd.v1.ControlService.Listening:output_type -> herd.v1.ListeningResponse
+	22, // 28: herd.v1.ControlService.Rejected:output_type -> herd.v1.RejectedResponse
+	24, // 29: herd.v1.ControlService.StopSignal:output_type -> herd.v1.StopSignalResponse
+	19, // 30: herd.v1.ControlService.Credit:output_type -> herd.v1.CreditResponse
+	26, // 31: herd.v1.ControlService.Adopt:output_type -> herd.v1.AdoptResponse
+	28, // 32: herd.v1.ControlService.Ready:output_type -> herd.v1.ReadyResponse
+	30, // 33: herd.v1.ControlService.Heartbeat:output_type -> herd.v1.HeartbeatResponse
+	32, // 34: herd.v1.ControlService.Recycle:output_type -> herd.v1.RecycleResponse
+	21, // [21:35] is the sub-list for method output_type
+	7,  // [7:21] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_herd_v1_control_proto_init() }
@@ -1847,8 +2161,8 @@ func file_herd_v1_control_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_control_proto_rawDesc), len(file_herd_v1_control_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   25,
+			NumEnums:      4,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

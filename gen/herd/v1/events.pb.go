@@ -48,18 +48,41 @@ const (
 	// EXIT_CAUSE_READY_TIMEOUT: killed by a pool because it did not become
 	// ready within the pool's ready timeout (runtime.WithReadyTimeout).
 	ExitCause_EXIT_CAUSE_READY_TIMEOUT ExitCause = 6
+	// EXIT_CAUSE_OOM: killed by the kernel's out-of-memory killer: SIGKILL
+	// that the primary did not send, while the oom_kill count of the
+	// worker's memory cgroup (v2 memory.events, v1 memory.oom_control) or,
+	// outside a memory cgroup, the kernel's (/proc/vmstat) went up.
+	ExitCause_EXIT_CAUSE_OOM ExitCause = 7
+	// EXIT_CAUSE_WATCHDOG: killed by a pool's watchdog because it did not
+	// answer heartbeats within the watchdog timeout (runtime.WithWatchdog);
+	// diagnostics has what was collected first (a Go goroutine dump).
+	ExitCause_EXIT_CAUSE_WATCHDOG ExitCause = 8
+	// EXIT_CAUSE_BOOT_FAILURE: a pool's worker that exited (of its own, or
+	// of a signal the primary did not send) before it was ready.
+	ExitCause_EXIT_CAUSE_BOOT_FAILURE ExitCause = 9
+	// EXIT_CAUSE_RECYCLED: a pool's worker that exited cleanly after the
+	// pool recycled it (request limit, memory limit, or Self.Recycle).
+	ExitCause_EXIT_CAUSE_RECYCLED ExitCause = 10
+	// EXIT_CAUSE_RELOADED: a pool's worker that exited cleanly after a
+	// rolling reload replaced it.
+	ExitCause_EXIT_CAUSE_RELOADED ExitCause = 11
 )
 
 // Enum value maps for ExitCause.
 var (
 	ExitCause_name = map[int32]string{
-		0: "EXIT_CAUSE_UNSPECIFIED",
-		1: "EXIT_CAUSE_CLEAN",
-		2: "EXIT_CAUSE_ERROR",
-		3: "EXIT_CAUSE_SIGNAL",
-		4: "EXIT_CAUSE_KILLED",
-		5: "EXIT_CAUSE_HELLO_TIMEOUT",
-		6: "EXIT_CAUSE_READY_TIMEOUT",
+		0:  "EXIT_CAUSE_UNSPECIFIED",
+		1:  "EXIT_CAUSE_CLEAN",
+		2:  "EXIT_CAUSE_ERROR",
+		3:  "EXIT_CAUSE_SIGNAL",
+		4:  "EXIT_CAUSE_KILLED",
+		5:  "EXIT_CAUSE_HELLO_TIMEOUT",
+		6:  "EXIT_CAUSE_READY_TIMEOUT",
+		7:  "EXIT_CAUSE_OOM",
+		8:  "EXIT_CAUSE_WATCHDOG",
+		9:  "EXIT_CAUSE_BOOT_FAILURE",
+		10: "EXIT_CAUSE_RECYCLED",
+		11: "EXIT_CAUSE_RELOADED",
 	}
 	ExitCause_value = map[string]int32{
 		"EXIT_CAUSE_UNSPECIFIED":   0,
@@ -69,6 +92,11 @@ var (
 		"EXIT_CAUSE_KILLED":        4,
 		"EXIT_CAUSE_HELLO_TIMEOUT": 5,
 		"EXIT_CAUSE_READY_TIMEOUT": 6,
+		"EXIT_CAUSE_OOM":           7,
+		"EXIT_CAUSE_WATCHDOG":      8,
+		"EXIT_CAUSE_BOOT_FAILURE":  9,
+		"EXIT_CAUSE_RECYCLED":      10,
+		"EXIT_CAUSE_RELOADED":      11,
 	}
 )
 
@@ -431,7 +459,17 @@ type ExitEvent struct {
 	Cause ExitCause `protobuf:"varint,5,opt,name=cause,proto3,enum=herd.v1.ExitCause" json:"cause,omitempty"`
 	// stderr_tail is the last lines the worker wrote to its stderr, when the
 	// primary kept them (workers of a runtime.Pool); empty otherwise.
-	StderrTail    string `protobuf:"bytes,6,opt,name=stderr_tail,json=stderrTail,proto3" json:"stderr_tail,omitempty"`
+	StderrTail string `protobuf:"bytes,6,opt,name=stderr_tail,json=stderrTail,proto3" json:"stderr_tail,omitempty"`
+	// diagnostics is what the primary collected before it killed the worker,
+	// for EXIT_CAUSE_WATCHDOG: why, the process's state, and the goroutine
+	// dump a Go worker wrote to stderr on SIGQUIT (bounded); empty otherwise.
+	Diagnostics string `protobuf:"bytes,7,opt,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	// uptime is how long the process ran, from its start to its exit.
+	Uptime *durationpb.Duration `protobuf:"bytes,8,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// cpu_time is the user and system CPU time the process used.
+	CpuTime *durationpb.Duration `protobuf:"bytes,9,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
+	// max_rss_bytes is the process's peak resident set size.
+	MaxRssBytes   uint64 `protobuf:"varint,10,opt,name=max_rss_bytes,json=maxRssBytes,proto3" json:"max_rss_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -506,6 +544,34 @@ func (x *ExitEvent) GetStderrTail() string {
 		return x.StderrTail
 	}
 	return ""
+}
+
+func (x *ExitEvent) GetDiagnostics() string {
+	if x != nil {
+		return x.Diagnostics
+	}
+	return ""
+}
+
+func (x *ExitEvent) GetUptime() *durationpb.Duration {
+	if x != nil {
+		return x.Uptime
+	}
+	return nil
+}
+
+func (x *ExitEvent) GetCpuTime() *durationpb.Duration {
+	if x != nil {
+		return x.CpuTime
+	}
+	return nil
+}
+
+func (x *ExitEvent) GetMaxRssBytes() uint64 {
+	if x != nil {
+		return x.MaxRssBytes
+	}
+	return 0
 }
 
 // ErrorEvent: a failure on the worker's link or process.
@@ -949,6 +1015,107 @@ func (x *ReloadAbortedEvent) GetReason() string {
 	return ""
 }
 
+// RecycledEvent: a pool replaced a worker by the rolling path.
+type RecycledEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// worker is the worker that was recycled.
+	Worker *Worker `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
+	// slot is its slot, from 0.
+	Slot uint32 `protobuf:"varint,2,opt,name=slot,proto3" json:"slot,omitempty"`
+	// reason says why.
+	Reason RecycleReason `protobuf:"varint,3,opt,name=reason,proto3,enum=herd.v1.RecycleReason" json:"reason,omitempty"`
+	// replacement is the worker that took the slot (ready).
+	Replacement *Worker `protobuf:"bytes,4,opt,name=replacement,proto3" json:"replacement,omitempty"`
+	// requests is the count the worker reported (RECYCLE_REASON_REQUESTS).
+	Requests uint64 `protobuf:"varint,5,opt,name=requests,proto3" json:"requests,omitempty"`
+	// rss_bytes is the resident memory the primary sampled
+	// (RECYCLE_REASON_RSS).
+	RssBytes uint64 `protobuf:"varint,6,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
+	// detail is the worker's text, when it asked (Self.Recycle).
+	Detail        string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecycledEvent) Reset() {
+	*x = RecycledEvent{}
+	mi := &file_herd_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecycledEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecycledEvent) ProtoMessage() {}
+
+func (x *RecycledEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecycledEvent.ProtoReflect.Descriptor instead.
+func (*RecycledEvent) Descriptor() ([]byte, []int) {
+	return file_herd_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RecycledEvent) GetWorker() *Worker {
+	if x != nil {
+		return x.Worker
+	}
+	return nil
+}
+
+func (x *RecycledEvent) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *RecycledEvent) GetReason() RecycleReason {
+	if x != nil {
+		return x.Reason
+	}
+	return RecycleReason_RECYCLE_REASON_UNSPECIFIED
+}
+
+func (x *RecycledEvent) GetReplacement() *Worker {
+	if x != nil {
+		return x.Replacement
+	}
+	return nil
+}
+
+func (x *RecycledEvent) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *RecycledEvent) GetRssBytes() uint64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
+}
+
+func (x *RecycledEvent) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_herd_v1_events_proto protoreflect.FileDescriptor
 
 const file_herd_v1_events_proto_rawDesc = "" +
@@ -966,7 +1133,7 @@ const file_herd_v1_events_proto_rawDesc = "" +
 	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12*\n" +
 	"\aaddress\x18\x02 \x01(\v2\x10.herd.v1.AddressR\aaddress\":\n" +
 	"\x0fDisconnectEvent\x12'\n" +
-	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\"\xe3\x01\n" +
+	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\"\x92\x03\n" +
 	"\tExitEvent\x12'\n" +
 	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x16\n" +
@@ -974,7 +1141,12 @@ const file_herd_v1_events_proto_rawDesc = "" +
 	"\x17exited_after_disconnect\x18\x04 \x01(\bR\x15exitedAfterDisconnect\x12(\n" +
 	"\x05cause\x18\x05 \x01(\x0e2\x12.herd.v1.ExitCauseR\x05cause\x12\x1f\n" +
 	"\vstderr_tail\x18\x06 \x01(\tR\n" +
-	"stderrTail\"\x90\x01\n" +
+	"stderrTail\x12 \n" +
+	"\vdiagnostics\x18\a \x01(\tR\vdiagnostics\x121\n" +
+	"\x06uptime\x18\b \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x124\n" +
+	"\bcpu_time\x18\t \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12\"\n" +
+	"\rmax_rss_bytes\x18\n" +
+	" \x01(\x04R\vmaxRssBytes\"\x90\x01\n" +
 	"\n" +
 	"ErrorEvent\x12'\n" +
 	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12!\n" +
@@ -1003,7 +1175,15 @@ const file_herd_v1_events_proto_rawDesc = "" +
 	"\x12ReloadAbortedEvent\x12\x12\n" +
 	"\x04slot\x18\x01 \x01(\rR\x04slot\x121\n" +
 	"\vreplacement\x18\x02 \x01(\v2\x0f.herd.v1.WorkerR\vreplacement\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason*\xbd\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x80\x02\n" +
+	"\rRecycledEvent\x12'\n" +
+	"\x06worker\x18\x01 \x01(\v2\x0f.herd.v1.WorkerR\x06worker\x12\x12\n" +
+	"\x04slot\x18\x02 \x01(\rR\x04slot\x12.\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x16.herd.v1.RecycleReasonR\x06reason\x121\n" +
+	"\vreplacement\x18\x04 \x01(\v2\x0f.herd.v1.WorkerR\vreplacement\x12\x1a\n" +
+	"\brequests\x18\x05 \x01(\x04R\brequests\x12\x1b\n" +
+	"\trss_bytes\x18\x06 \x01(\x04R\brssBytes\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail*\xb9\x02\n" +
 	"\tExitCause\x12\x1a\n" +
 	"\x16EXIT_CAUSE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10EXIT_CAUSE_CLEAN\x10\x01\x12\x14\n" +
@@ -1011,12 +1191,18 @@ const file_herd_v1_events_proto_rawDesc = "" +
 	"\x11EXIT_CAUSE_SIGNAL\x10\x03\x12\x15\n" +
 	"\x11EXIT_CAUSE_KILLED\x10\x04\x12\x1c\n" +
 	"\x18EXIT_CAUSE_HELLO_TIMEOUT\x10\x05\x12\x1c\n" +
-	"\x18EXIT_CAUSE_READY_TIMEOUT\x10\x06*{\n" +
+	"\x18EXIT_CAUSE_READY_TIMEOUT\x10\x06\x12\x12\n" +
+	"\x0eEXIT_CAUSE_OOM\x10\a\x12\x17\n" +
+	"\x13EXIT_CAUSE_WATCHDOG\x10\b\x12\x1b\n" +
+	"\x17EXIT_CAUSE_BOOT_FAILURE\x10\t\x12\x17\n" +
+	"\x13EXIT_CAUSE_RECYCLED\x10\n" +
+	"\x12\x17\n" +
+	"\x13EXIT_CAUSE_RELOADED\x10\v*{\n" +
 	"\vReadySource\x12\x1c\n" +
 	"\x18READY_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15READY_SOURCE_EXPLICIT\x10\x01\x12\x1a\n" +
 	"\x16READY_SOURCE_LISTENING\x10\x02\x12\x17\n" +
-	"\x13READY_SOURCE_ONLINE\x10\x032\xf8\x05\n" +
+	"\x13READY_SOURCE_ONLINE\x10\x032\xb4\x06\n" +
 	"\fEventService\x122\n" +
 	"\x04Fork\x12\x12.herd.v1.ForkEvent\x1a\x16.google.protobuf.Empty\x126\n" +
 	"\x06Online\x12\x14.herd.v1.OnlineEvent\x1a\x16.google.protobuf.Empty\x12<\n" +
@@ -1031,7 +1217,8 @@ const file_herd_v1_events_proto_rawDesc = "" +
 	"SlotFailed\x12\x18.herd.v1.SlotFailedEvent\x1a\x16.google.protobuf.Empty\x12D\n" +
 	"\rReloadStarted\x12\x1b.herd.v1.ReloadStartedEvent\x1a\x16.google.protobuf.Empty\x12F\n" +
 	"\x0eReloadFinished\x12\x1c.herd.v1.ReloadFinishedEvent\x1a\x16.google.protobuf.Empty\x12D\n" +
-	"\rReloadAborted\x12\x1b.herd.v1.ReloadAbortedEvent\x1a\x16.google.protobuf.EmptyB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
+	"\rReloadAborted\x12\x1b.herd.v1.ReloadAbortedEvent\x1a\x16.google.protobuf.Empty\x12:\n" +
+	"\bRecycled\x12\x16.herd.v1.RecycledEvent\x1a\x16.google.protobuf.EmptyB,Z*github.com/herd-go/herd/gen/herd/v1;herdv1b\x06proto3"
 
 var (
 	file_herd_v1_events_proto_rawDescOnce sync.Once
@@ -1046,7 +1233,7 @@ func file_herd_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herd_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_herd_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_herd_v1_events_proto_goTypes = []any{
 	(ExitCause)(0),                // 0: herd.v1.ExitCause
 	(ReadySource)(0),              // 1: herd.v1.ReadySource
@@ -1063,56 +1250,65 @@ var file_herd_v1_events_proto_goTypes = []any{
 	(*ReloadStartedEvent)(nil),    // 12: herd.v1.ReloadStartedEvent
 	(*ReloadFinishedEvent)(nil),   // 13: herd.v1.ReloadFinishedEvent
 	(*ReloadAbortedEvent)(nil),    // 14: herd.v1.ReloadAbortedEvent
-	(*Address)(nil),               // 15: herd.v1.Address
-	(Code)(0),                     // 16: herd.v1.Code
+	(*RecycledEvent)(nil),         // 15: herd.v1.RecycledEvent
+	(*Address)(nil),               // 16: herd.v1.Address
 	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
-	(*emptypb.Empty)(nil),         // 18: google.protobuf.Empty
+	(Code)(0),                     // 18: herd.v1.Code
+	(RecycleReason)(0),            // 19: herd.v1.RecycleReason
+	(*emptypb.Empty)(nil),         // 20: google.protobuf.Empty
 }
 var file_herd_v1_events_proto_depIdxs = []int32{
 	2,  // 0: herd.v1.ForkEvent.worker:type_name -> herd.v1.Worker
 	2,  // 1: herd.v1.OnlineEvent.worker:type_name -> herd.v1.Worker
 	2,  // 2: herd.v1.ListeningEvent.worker:type_name -> herd.v1.Worker
-	15, // 3: herd.v1.ListeningEvent.address:type_name -> herd.v1.Address
+	16, // 3: herd.v1.ListeningEvent.address:type_name -> herd.v1.Address
 	2,  // 4: herd.v1.DisconnectEvent.worker:type_name -> herd.v1.Worker
 	2,  // 5: herd.v1.ExitEvent.worker:type_name -> herd.v1.Worker
 	0,  // 6: herd.v1.ExitEvent.cause:type_name -> herd.v1.ExitCause
-	2,  // 7: herd.v1.ErrorEvent.worker:type_name -> herd.v1.Worker
-	16, // 8: herd.v1.ErrorEvent.code:type_name -> herd.v1.Code
-	2,  // 9: herd.v1.ReadyEvent.worker:type_name -> herd.v1.Worker
-	1,  // 10: herd.v1.ReadyEvent.source:type_name -> herd.v1.ReadySource
-	2,  // 11: herd.v1.RestartScheduledEvent.previous:type_name -> herd.v1.Worker
-	17, // 12: herd.v1.RestartScheduledEvent.delay:type_name -> google.protobuf.Duration
-	2,  // 13: herd.v1.SlotFailedEvent.last:type_name -> herd.v1.Worker
-	2,  // 14: herd.v1.ReloadAbortedEvent.replacement:type_name -> herd.v1.Worker
-	3,  // 15: herd.v1.EventService.Fork:input_type -> herd.v1.ForkEvent
-	4,  // 16: herd.v1.EventService.Online:input_type -> herd.v1.OnlineEvent
-	5,  // 17: herd.v1.EventService.Listening:input_type -> herd.v1.ListeningEvent
-	6,  // 18: herd.v1.EventService.Disconnect:input_type -> herd.v1.DisconnectEvent
-	7,  // 19: herd.v1.EventService.Exit:input_type -> herd.v1.ExitEvent
-	8,  // 20: herd.v1.EventService.Error:input_type -> herd.v1.ErrorEvent
-	9,  // 21: herd.v1.EventService.Ready:input_type -> herd.v1.ReadyEvent
-	10, // 22: herd.v1.EventService.RestartScheduled:input_type -> herd.v1.RestartScheduledEvent
-	11, // 23: herd.v1.EventService.SlotFailed:input_type -> herd.v1.SlotFailedEvent
-	12, // 24: herd.v1.EventService.ReloadStarted:input_type -> herd.v1.ReloadStartedEvent
-	13, // 25: herd.v1.EventService.ReloadFinished:input_type -> herd.v1.ReloadFinishedEvent
-	14, // 26: herd.v1.EventService.ReloadAborted:input_type -> herd.v1.ReloadAbortedEvent
-	18, // 27: herd.v1.EventService.Fork:output_type -> google.protobuf.Empty
-	18, // 28: herd.v1.EventService.Online:output_type -> google.protobuf.Empty
-	18, // 29: herd.v1.EventService.Listening:output_type -> google.protobuf.Empty
-	18, // 30: herd.v1.EventService.Disconnect:output_type -> google.protobuf.Empty
-	18, // 31: herd.v1.EventService.Exit:output_type -> google.protobuf.Empty
-	18, // 32: herd.v1.EventService.Error:output_type -> google.protobuf.Empty
-	18, // 33: herd.v1.EventService.Ready:output_type -> google.protobuf.Empty
-	18, // 34: herd.v1.EventService.RestartScheduled:output_type -> google.protobuf.Empty
-	18, // 35: herd.v1.EventService.SlotFailed:output_type -> google.protobuf.Empty
-	18, // 36: herd.v1.EventService.ReloadStarted:output_type -> google.protobuf.Empty
-	18, // 37: herd.v1.EventService.ReloadFinished:output_type -> google.protobuf.Empty
-	18, // 38: herd.v1.EventService.ReloadAborted:output_type -> google.protobuf.Empty
-	27, // [27:39] is the sub-list for method output_type
-	15, // [15:27] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	17, // 7: herd.v1.ExitEvent.uptime:type_name -> google.protobuf.Duration
+	17, // 8: herd.v1.ExitEvent.cpu_time:type_name -> google.protobuf.Duration
+	2,  // 9: herd.v1.ErrorEvent.worker:type_name -> herd.v1.Worker
+	18, // 10: herd.v1.ErrorEvent.code:type_name -> herd.v1.Code
+	2,  // 11: herd.v1.ReadyEvent.worker:type_name -> herd.v1.Worker
+	1,  // 12: herd.v1.ReadyEvent.source:type_name -> herd.v1.ReadySource
+	2,  // 13: herd.v1.RestartScheduledEvent.previous:type_name -> herd.v1.Worker
+	17, // 14: herd.v1.RestartScheduledEvent.delay:type_name -> google.protobuf.Duration
+	2,  // 15: herd.v1.SlotFailedEvent.last:type_name -> herd.v1.Worker
+	2,  // 16: herd.v1.ReloadAbortedEvent.replacement:type_name -> herd.v1.Worker
+	2,  // 17: herd.v1.RecycledEvent.worker:type_name -> herd.v1.Worker
+	19, // 18: herd.v1.RecycledEvent.reason:type_name -> herd.v1.RecycleReason
+	2,  // 19: herd.v1.RecycledEvent.replacement:type_name -> herd.v1.Worker
+	3,  // 20: herd.v1.EventService.Fork:input_type -> herd.v1.ForkEvent
+	4,  // 21: herd.v1.EventService.Online:input_type -> herd.v1.OnlineEvent
+	5,  // 22: herd.v1.EventService.Listening:input_type -> herd.v1.ListeningEvent
+	6,  // 23: herd.v1.EventService.Disconnect:input_type -> herd.v1.DisconnectEvent
+	7,  // 24: herd.v1.EventService.Exit:input_type -> herd.v1.ExitEvent
+	8,  // 25: herd.v1.EventService.Error:input_type -> herd.v1.ErrorEvent
+	9,  // 26: herd.v1.EventService.Ready:input_type -> herd.v1.ReadyEvent
+	10, // 27: herd.v1.EventService.RestartScheduled:input_type -> herd.v1.RestartScheduledEvent
+	11, // 28: herd.v1.EventService.SlotFailed:input_type -> herd.v1.SlotFailedEvent
+	12, // 29: herd.v1.EventService.ReloadStarted:input_type -> herd.v1.ReloadStartedEvent
+	13, // 30: herd.v1.EventService.ReloadFinished:input_type -> herd.v1.ReloadFinishedEvent
+	14, // 31: herd.v1.EventService.ReloadAborted:input_type -> herd.v1.ReloadAbortedEvent
+	15, // 32: herd.v1.EventService.Recycled:input_type -> herd.v1.RecycledEvent
+	20, // 33: herd.v1.EventService.Fork:output_type -> google.protobuf.Empty
+	20, // 34: herd.v1.EventService.Online:output_type -> google.protobuf.Empty
+	20, // 35: herd.v1.EventService.Listening:output_type -> google.protobuf.Empty
+	20, // 36: herd.v1.EventService.Disconnect:output_type -> google.protobuf.Empty
+	20, // 37: herd.v1.EventService.Exit:output_type -> google.protobuf.Empty
+	20, // 38: herd.v1.EventService.Error:output_type -> google.protobuf.Empty
+	20, // 39: herd.v1.EventService.Ready:output_type -> google.protobuf.Empty
+	20, // 40: herd.v1.EventService.RestartScheduled:output_type -> google.protobuf.Empty
+	20, // 41: herd.v1.EventService.SlotFailed:output_type -> google.protobuf.Empty
+	20, // 42: herd.v1.EventService.ReloadStarted:output_type -> google.protobuf.Empty
+	20, // 43: herd.v1.EventService.ReloadFinished:output_type -> google.protobuf.Empty
+	20, // 44: herd.v1.EventService.ReloadAborted:output_type -> google.protobuf.Empty
+	20, // 45: herd.v1.EventService.Recycled:output_type -> google.protobuf.Empty
+	33, // [33:46] is the sub-list for method output_type
+	20, // [20:33] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_herd_v1_events_proto_init() }
@@ -1128,7 +1324,7 @@ func file_herd_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_v1_events_proto_rawDesc), len(file_herd_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

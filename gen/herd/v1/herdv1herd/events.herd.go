@@ -53,6 +53,8 @@ const (
 	// EventServiceReloadAbortedProcedure is the procedure name of the EventService's ReloadAborted
 	// method.
 	EventServiceReloadAbortedProcedure = "/herd.v1.EventService/ReloadAborted"
+	// EventServiceRecycledProcedure is the procedure name of the EventService's Recycled method.
+	EventServiceRecycledProcedure = "/herd.v1.EventService/Recycled"
 )
 
 // EventServiceHandler is an implementation of the herd.v1.EventService service, registered with
@@ -92,6 +94,11 @@ type EventServiceHandler interface {
 	// ReloadAborted: a pool's rolling reload stopped because a replacement
 	// did not become ready; the workers not yet replaced keep serving.
 	ReloadAborted(context.Context, *v1.ReloadAbortedEvent) error
+	// Recycled: a pool replaced a worker because it served its request
+	// limit, used too much memory, or asked to be (Self.Recycle): its
+	// replacement is ready, and the worker is being disconnected gracefully.
+	// It comes before that worker's disconnect and exit events.
+	Recycled(context.Context, *v1.RecycledEvent) error
 }
 
 // RegisterEventServiceHandler registers impl as the herd.v1.EventService service on r, one handler
@@ -115,6 +122,7 @@ func RegisterEventServiceHandler(r runtime.Registrar, impl EventServiceHandler, 
 		runtime.NewEventHandler(EventServiceReloadStartedProcedure, impl.ReloadStarted, opts...),
 		runtime.NewEventHandler(EventServiceReloadFinishedProcedure, impl.ReloadFinished, opts...),
 		runtime.NewEventHandler(EventServiceReloadAbortedProcedure, impl.ReloadAborted, opts...),
+		runtime.NewEventHandler(EventServiceRecycledProcedure, impl.Recycled, opts...),
 	)
 }
 
@@ -169,6 +177,10 @@ func (UnimplementedEventServiceHandler) ReloadFinished(context.Context, *v1.Relo
 
 func (UnimplementedEventServiceHandler) ReloadAborted(context.Context, *v1.ReloadAbortedEvent) error {
 	return runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.ReloadAborted is not implemented")
+}
+
+func (UnimplementedEventServiceHandler) Recycled(context.Context, *v1.RecycledEvent) error {
+	return runtime.Errorf(runtime.CodeUnimplemented, "herd.v1.EventService.Recycled is not implemented")
 }
 
 // isNilUnimplementedEventServiceHandler reports whether u is nil: an implementation that embeds a
