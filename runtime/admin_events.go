@@ -78,6 +78,8 @@ func (l *eventLog) add(ev proto.Message) {
 		ae.Event = &herdv1.AdminEvent_ReloadFinished{ReloadFinished: e}
 	case *herdv1.ReloadAbortedEvent:
 		ae.Event = &herdv1.AdminEvent_ReloadAborted{ReloadAborted: e}
+	case *herdv1.RecycledEvent:
+		ae.Event = &herdv1.AdminEvent_Recycled{Recycled: e}
 	default:
 		return // an event kind the stream does not carry
 	}

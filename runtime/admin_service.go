@@ -190,38 +190,59 @@ func (s *adminService) Recycle(ctx context.Context, req *herdv1.AdminServiceRecy
 	return &herdv1.AdminServiceRecycleResponse{Slot: uint32(slot), Previous: &herdv1.Worker{Id: id}, Replacement: next.ident()}, nil
 }
 
-// recycleWorker replaces worker id by the rolling path: a replacement
-// forked into its slot and, once ready, the worker disconnected
-// gracefully. It runs under the reload lock (one reload or recycle at a
-// time). A replacement that is not ready ends it as a reload's would (its
-// ReloadAborted event), and the worker keeps serving.
+// recycleWorker replaces worker id by the rolling path, as a recycle the
+// worker asked for would (pool_recycle.go): a replacement forked into its
+// slot and, once ready, a Recycled event (reason
+// RECYCLE_REASON_OPERATOR) and the worker disconnected gracefully, its
+// exit's cause EXIT_CAUSE_RECYCLED. It runs under the reload lock (one
+// reload or recycle at a time). A replacement that is not ready fails it,
+// and the worker keeps serving.
 func (pl *Pool) recycleWorker(ctx context.Context, id uint64) (int, *Worker, error) {
 	pl.reloadMu.Lock()
 	defer pl.reloadMu.Unlock()
 	pl.mu.Lock()
-	var s *slot
+	var m *member
 	for _, x := range pl.slots {
-		if x.cur != nil && x.cur.w != nil && x.cur.w.id == id && !x.cur.isDead {
-			s = x
+		if c := x.cur; c != nil && c.w != nil && c.w.id == id && !c.isDead {
+			m = c
 		}
 	}
-	stopping := pl.stopping
-	pl.mu.Unlock()
+	var why string
 	switch {
-	case stopping:
-		return 0, nil, Errorf(CodeFailedPrecondition, "recycle worker %d: the pool is stopping", id)
-	case s == nil:
-		return 0, nil, Errorf(CodeFailedPrecondition, "recycle worker %d: it is not in a slot of the pool", id)
+	case pl.stopping:
+		why = "the pool is stopping"
+	case m == nil:
+		why = "it is not in a slot of the pool"
+	case m.retiring || m.recycling || m.w.disconnecting.Load():
+		why = "it is leaving already"
+	default:
+		m.recycling = true
 	}
-	nid, err := pl.reloadSlot(ctx, s)
-	if err != nil {
-		return 0, nil, Errorf(CodeAborted, "recycle worker %d: %v", id, err)
+	pl.mu.Unlock()
+	if why != "" {
+		return 0, nil, Errorf(CodeFailedPrecondition, "recycle worker %d: %s", id, why)
 	}
-	w, ok := pl.p.Worker(nid)
-	if nid == 0 || !ok {
-		return 0, nil, Errorf(CodeAborted, "recycle worker %d: its slot went away, or its replacement died", id)
+	s := m.slot
+	announce := func(old, repl *member) {
+		ev := &herdv1.RecycledEvent{
+			Worker: old.w.ident(), Slot: uint32(s.index), Reason: herdv1.RecycleReason_RECYCLE_REASON_OPERATOR,
+			Replacement: repl.w.ident(),
+		}
+		// On the old worker's lane: before its disconnect and exit.
+		old.w.ep.runEvent(func() { old.w.emit(eventRecycledProcedure, ev) })
 	}
-	return s.index, w, nil
+	repl, err := pl.replaceSlot(ctx, s, retireRecycle, announce)
+	if err != nil || repl == nil {
+		pl.dropReplacement(s, repl)
+		pl.mu.Lock()
+		m.recycling = false
+		pl.mu.Unlock()
+		if err == nil {
+			err = errors.New("its slot went away")
+		}
+		return 0, nil, Errorf(CodeAborted, "recycle worker %d: it keeps serving: its replacement %v", id, err)
+	}
+	return s.index, repl.w, nil
 }
 
 // Watch implements AdminService.Watch, by long poll.

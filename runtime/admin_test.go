@@ -179,6 +179,9 @@ func eventText(ev *herdv1.AdminEvent) string {
 		return fmt.Sprintf("reload-finished %v", e.ReloadFinished.GetWorkers())
 	case *herdv1.AdminEvent_RestartScheduled:
 		return fmt.Sprintf("restart %d slot=%d", e.RestartScheduled.GetPrevious().GetId(), e.RestartScheduled.GetSlot())
+	case *herdv1.AdminEvent_Recycled:
+		r := e.Recycled
+		return fmt.Sprintf("recycled %d slot=%d reason=%s replacement=%d", r.GetWorker().GetId(), r.GetSlot(), r.GetReason(), r.GetReplacement().GetId())
 	}
 	return fmt.Sprintf("%T", ev.GetEvent())
 }
@@ -246,7 +249,8 @@ func TestAdminService(t *testing.T) {
 	if err != nil || rr.GetReplacement().GetId() != 5 || rr.GetSlot() != 1 {
 		t.Fatalf("recycle: %v, %v", rr, err)
 	}
-	watch.waitFor("exit 2 cause=EXIT_CAUSE_CLEAN")
+	watch.waitFor("recycled 2 slot=1 reason=RECYCLE_REASON_OPERATOR replacement=5")
+	watch.waitFor("exit 2 cause=EXIT_CAUSE_RECYCLED")
 
 	dr, err := admin.Disconnect(ctx, &herdv1.AdminServiceDisconnectRequest{Worker: 4, Timeout: durationpb.New(waitLimit)})
 	if err != nil || dr.GetExit().GetCause() != herdv1.ExitCause_EXIT_CAUSE_CLEAN || !dr.GetExit().GetExitedAfterDisconnect() {

@@ -26,6 +26,8 @@ var linuxRoles = withRoles(superviseRoles, herdtest.Roles{
 	"systemd":            systemdWorkerMain,                         // systemd_linux_test.go
 	"systemd-activator":  systemdActivatorMain,                      // systemd_linux_test.go
 	"systemd-primary":    systemdPrimaryMain,                        // systemd_linux_test.go
+	"adminclient":        adminClientWorker,                         // admin_test.go
+	"admin-client":       adminClientMain,                           // admin_test.go
 })
 
 // withRoles is roles with more's added.

@@ -95,6 +95,13 @@ func logfmt(ev *herdv1.AdminEvent) string {
 		u("slot", uint64(a.GetSlot()))
 		worker(a.GetReplacement())
 		kv("reason", a.GetReason())
+	case *herdv1.AdminEvent_Recycled:
+		r := x.Recycled
+		kv("event", "recycled")
+		worker(r.GetWorker())
+		u("slot", uint64(r.GetSlot()))
+		kv("reason", r.GetReason().String())
+		u("replacement", r.GetReplacement().GetId())
 	default:
 		kv("event", "unknown")
 	}

@@ -157,8 +157,8 @@ func TestCommands(t *testing.T) {
 	}
 
 	code, out, errOut = tp.herdctl("reload")
-	for _, want := range []string{"reload started: replacing workers 1,2, one slot at a time", "slot 0: worker 3 ready; disconnecting worker 1", "slot 0: worker 1 exited (clean)",
-		"slot 1: worker 4 ready; disconnecting worker 2", "slot 1: worker 2 exited (clean)", "reloaded workers=3,4"} {
+	for _, want := range []string{"reload started: replacing workers 1,2, one slot at a time", "slot 0: worker 3 ready; disconnecting worker 1", "slot 0: worker 1 exited (reloaded)",
+		"slot 1: worker 4 ready; disconnecting worker 2", "slot 1: worker 2 exited (reloaded)", "reloaded workers=3,4"} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("reload output lacks %q:\n%s", want, out)
 		}

@@ -1001,6 +1001,7 @@ type AdminEvent struct {
 	//	*AdminEvent_ReloadStarted
 	//	*AdminEvent_ReloadFinished
 	//	*AdminEvent_ReloadAborted
+	//	*AdminEvent_Recycled
 	Event         isAdminEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1165,6 +1166,15 @@ func (x *AdminEvent) GetReloadAborted() *ReloadAbortedEvent {
 	return nil
 }
 
+func (x *AdminEvent) GetRecycled() *RecycledEvent {
+	if x != nil {
+		if x, ok := x.Event.(*AdminEvent_Recycled); ok {
+			return x.Recycled
+		}
+	}
+	return nil
+}
+
 type isAdminEvent_Event interface {
 	isAdminEvent_Event()
 }
@@ -1229,6 +1239,11 @@ type AdminEvent_ReloadAborted struct {
 	ReloadAborted *ReloadAbortedEvent `protobuf:"bytes,21,opt,name=reload_aborted,json=reloadAborted,proto3,oneof"`
 }
 
+type AdminEvent_Recycled struct {
+	// recycled: the pool replaced a worker by the rolling path.
+	Recycled *RecycledEvent `protobuf:"bytes,22,opt,name=recycled,proto3,oneof"`
+}
+
 func (*AdminEvent_Fork) isAdminEvent_Event() {}
 
 func (*AdminEvent_Online) isAdminEvent_Event() {}
@@ -1252,6 +1267,8 @@ func (*AdminEvent_ReloadStarted) isAdminEvent_Event() {}
 func (*AdminEvent_ReloadFinished) isAdminEvent_Event() {}
 
 func (*AdminEvent_ReloadAborted) isAdminEvent_Event() {}
+
+func (*AdminEvent_Recycled) isAdminEvent_Event() {}
 
 var File_herd_v1_admin_proto protoreflect.FileDescriptor
 
@@ -1317,7 +1334,7 @@ const file_herd_v1_admin_proto_rawDesc = "" +
 	"\rWatchResponse\x12+\n" +
 	"\x06events\x18\x01 \x03(\v2\x13.herd.v1.AdminEventR\x06events\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\x04R\x04last\x12\x16\n" +
-	"\x06missed\x18\x03 \x01(\x04R\x06missed\"\x8b\x06\n" +
+	"\x06missed\x18\x03 \x01(\x04R\x06missed\"\xc1\x06\n" +
 	"\n" +
 	"AdminEvent\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
@@ -1337,7 +1354,8 @@ const file_herd_v1_admin_proto_rawDesc = "" +
 	"slotFailed\x12D\n" +
 	"\x0ereload_started\x18\x13 \x01(\v2\x1b.herd.v1.ReloadStartedEventH\x00R\rreloadStarted\x12G\n" +
 	"\x0freload_finished\x18\x14 \x01(\v2\x1c.herd.v1.ReloadFinishedEventH\x00R\x0ereloadFinished\x12D\n" +
-	"\x0ereload_aborted\x18\x15 \x01(\v2\x1b.herd.v1.ReloadAbortedEventH\x00R\rreloadAbortedB\a\n" +
+	"\x0ereload_aborted\x18\x15 \x01(\v2\x1b.herd.v1.ReloadAbortedEventH\x00R\rreloadAborted\x124\n" +
+	"\brecycled\x18\x16 \x01(\v2\x16.herd.v1.RecycledEventH\x00R\brecycledB\a\n" +
 	"\x05event2\xde\x03\n" +
 	"\fAdminService\x129\n" +
 	"\x06Status\x12\x16.herd.v1.StatusRequest\x1a\x17.herd.v1.StatusResponse\x129\n" +
@@ -1394,6 +1412,7 @@ var file_herd_v1_admin_proto_goTypes = []any{
 	(*SlotFailedEvent)(nil),                // 28: herd.v1.SlotFailedEvent
 	(*ReloadStartedEvent)(nil),             // 29: herd.v1.ReloadStartedEvent
 	(*ReloadFinishedEvent)(nil),            // 30: herd.v1.ReloadFinishedEvent
+	(*RecycledEvent)(nil),                  // 31: herd.v1.RecycledEvent
 }
 var file_herd_v1_admin_proto_depIdxs = []int32{
 	2,  // 0: herd.v1.StatusResponse.workers:type_name -> herd.v1.WorkerStatus
@@ -1421,25 +1440,26 @@ var file_herd_v1_admin_proto_depIdxs = []int32{
 	29, // 22: herd.v1.AdminEvent.reload_started:type_name -> herd.v1.ReloadStartedEvent
 	30, // 23: herd.v1.AdminEvent.reload_finished:type_name -> herd.v1.ReloadFinishedEvent
 	18, // 24: herd.v1.AdminEvent.reload_aborted:type_name -> herd.v1.ReloadAbortedEvent
-	0,  // 25: herd.v1.AdminService.Status:input_type -> herd.v1.StatusRequest
-	3,  // 26: herd.v1.AdminService.Reload:input_type -> herd.v1.ReloadRequest
-	5,  // 27: herd.v1.AdminService.Scale:input_type -> herd.v1.ScaleRequest
-	7,  // 28: herd.v1.AdminService.Kill:input_type -> herd.v1.KillRequest
-	9,  // 29: herd.v1.AdminService.Disconnect:input_type -> herd.v1.AdminServiceDisconnectRequest
-	11, // 30: herd.v1.AdminService.Recycle:input_type -> herd.v1.AdminServiceRecycleRequest
-	13, // 31: herd.v1.AdminService.Watch:input_type -> herd.v1.WatchRequest
-	1,  // 32: herd.v1.AdminService.Status:output_type -> herd.v1.StatusResponse
-	4,  // 33: herd.v1.AdminService.Reload:output_type -> herd.v1.ReloadResponse
-	6,  // 34: herd.v1.AdminService.Scale:output_type -> herd.v1.ScaleResponse
-	8,  // 35: herd.v1.AdminService.Kill:output_type -> herd.v1.KillResponse
-	10, // 36: herd.v1.AdminService.Disconnect:output_type -> herd.v1.AdminServiceDisconnectResponse
-	12, // 37: herd.v1.AdminService.Recycle:output_type -> herd.v1.AdminServiceRecycleResponse
-	14, // 38: herd.v1.AdminService.Watch:output_type -> herd.v1.WatchResponse
-	32, // [32:39] is the sub-list for method output_type
-	25, // [25:32] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	31, // 25: herd.v1.AdminEvent.recycled:type_name -> herd.v1.RecycledEvent
+	0,  // 26: herd.v1.AdminService.Status:input_type -> herd.v1.StatusRequest
+	3,  // 27: herd.v1.AdminService.Reload:input_type -> herd.v1.ReloadRequest
+	5,  // 28: herd.v1.AdminService.Scale:input_type -> herd.v1.ScaleRequest
+	7,  // 29: herd.v1.AdminService.Kill:input_type -> herd.v1.KillRequest
+	9,  // 30: herd.v1.AdminService.Disconnect:input_type -> herd.v1.AdminServiceDisconnectRequest
+	11, // 31: herd.v1.AdminService.Recycle:input_type -> herd.v1.AdminServiceRecycleRequest
+	13, // 32: herd.v1.AdminService.Watch:input_type -> herd.v1.WatchRequest
+	1,  // 33: herd.v1.AdminService.Status:output_type -> herd.v1.StatusResponse
+	4,  // 34: herd.v1.AdminService.Reload:output_type -> herd.v1.ReloadResponse
+	6,  // 35: herd.v1.AdminService.Scale:output_type -> herd.v1.ScaleResponse
+	8,  // 36: herd.v1.AdminService.Kill:output_type -> herd.v1.KillResponse
+	10, // 37: herd.v1.AdminService.Disconnect:output_type -> herd.v1.AdminServiceDisconnectResponse
+	12, // 38: herd.v1.AdminService.Recycle:output_type -> herd.v1.AdminServiceRecycleResponse
+	14, // 39: herd.v1.AdminService.Watch:output_type -> herd.v1.WatchResponse
+	33, // [33:40] is the sub-list for method output_type
+	26, // [26:33] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_herd_v1_admin_proto_init() }
@@ -1461,6 +1481,7 @@ func file_herd_v1_admin_proto_init() {
 		(*AdminEvent_ReloadStarted)(nil),
 		(*AdminEvent_ReloadFinished)(nil),
 		(*AdminEvent_ReloadAborted)(nil),
+		(*AdminEvent_Recycled)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

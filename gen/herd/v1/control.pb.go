@@ -215,6 +215,9 @@ const (
 	RecycleReason_RECYCLE_REASON_RSS RecycleReason = 2
 	// RECYCLE_REASON_WORKER: the worker asked for a reason of its own.
 	RecycleReason_RECYCLE_REASON_WORKER RecycleReason = 3
+	// RECYCLE_REASON_OPERATOR: an operator asked, through the admin socket
+	// (AdminService.Recycle, `herdctl recycle`).
+	RecycleReason_RECYCLE_REASON_OPERATOR RecycleReason = 4
 )
 
 // Enum value maps for RecycleReason.
@@ -224,12 +227,14 @@ var (
 		1: "RECYCLE_REASON_REQUESTS",
 		2: "RECYCLE_REASON_RSS",
 		3: "RECYCLE_REASON_WORKER",
+		4: "RECYCLE_REASON_OPERATOR",
 	}
 	RecycleReason_value = map[string]int32{
 		"RECYCLE_REASON_UNSPECIFIED": 0,
 		"RECYCLE_REASON_REQUESTS":    1,
 		"RECYCLE_REASON_RSS":         2,
 		"RECYCLE_REASON_WORKER":      3,
+		"RECYCLE_REASON_OPERATOR":    4,
 	}
 )
 
@@ -2032,12 +2037,13 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\x10StopSignalAction\x12\"\n" +
 	"\x1eSTOP_SIGNAL_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18STOP_SIGNAL_ACTION_DRAIN\x10\x01\x12 \n" +
-	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x02*\x7f\n" +
+	"\x1cSTOP_SIGNAL_ACTION_TERMINATE\x10\x02*\x9c\x01\n" +
 	"\rRecycleReason\x12\x1e\n" +
 	"\x1aRECYCLE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RECYCLE_REASON_REQUESTS\x10\x01\x12\x16\n" +
 	"\x12RECYCLE_REASON_RSS\x10\x02\x12\x19\n" +
-	"\x15RECYCLE_REASON_WORKER\x10\x032\x92\a\n" +
+	"\x15RECYCLE_REASON_WORKER\x10\x03\x12\x1b\n" +
+	"\x17RECYCLE_REASON_OPERATOR\x10\x042\x92\a\n" +
 	"\x0eControlService\x126\n" +
 	"\x05Hello\x12\x15.herd.v1.HelloRequest\x1a\x16.herd.v1.HelloResponse\x12E\n" +
 	"\n" +
