@@ -137,7 +137,7 @@ func TestDetachSentFrame(t *testing.T) {
 func TestDetachAfterEnd(t *testing.T) {
 	checkLeaks(t)
 	hold, entered, release := holdWriter()
-	a, _ := linkPair(t, discard, discard, hold)
+	a, b := linkPair(t, discard, discard, hold)
 	r, _ := pipe(t)
 	if err := a.SendBorrowed(&wire.Header{CallID: 1}, nil, []int{int(r.Fd())}); err != nil {
 		t.Fatal(err)
@@ -146,6 +146,7 @@ func TestDetachAfterEnd(t *testing.T) {
 	a.Abort(os.ErrClosed)
 	close(release)
 	<-a.Done()
+	<-b.Done() // the peer's end closes its socket too
 	before := openFDs(t)
 	a.Detach([]int{int(r.Fd())})
 	if after := openFDs(t); after != before {
