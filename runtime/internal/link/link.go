@@ -337,9 +337,10 @@ func (l *Link) SendOwned(h *wire.Header, payload proto.Message, fds []int) error
 
 // SendBorrowed is SendOwned for descriptors the caller keeps: the link
 // neither waits for the sendmsg nor closes them. The caller must keep them
-// open until it knows the frame was written (the peer answered it) or the
-// link has ended (Done is closed): the link uses them until then, and never
-// after it has ended.
+// open until it has called Detach for them, or the link has ended (Done is
+// closed): the link uses them until then, and never after. A peer's
+// answer alone is not proof that the frame was written (the peer may lie);
+// Detach is, and costs nothing when the frame was indeed written.
 func (l *Link) SendBorrowed(h *wire.Header, payload proto.Message, fds []int) error {
 	return l.sendAsync(h, payload, fds, false)
 }
