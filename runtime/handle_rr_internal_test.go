@@ -137,3 +137,146 @@ func TestRoundRobinReportsAreBounded(t *testing.T) {
 	}
 	h.close()
 }
+
+// TestRoundRobinEarlyReportCannotMisdirect: the primary hands the
+// descriptor accept4 returned itself, without a duplicate. A worker that
+// reports a connection accepted before the hand-off was even written (a
+// lying worker) makes the primary close it; the next accept then gets the
+// same descriptor number for another client's connection. The worker must
+// still receive the connection it was handed, never the other client's.
+func TestRoundRobinEarlyReportCannotMisdirect(t *testing.T) {
+	base := herdtest.Take()
+	defer herdtest.Check(t, base, 10*time.Second)
+
+	fa, fb, err := link.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := newEndpoint(endpointConfig{}.withDefaults(), NewMux(), NewMux(), nil, context.Background(), func(Code, string, error) {})
+	if err := ep.start(fa); err != nil {
+		t.Fatal(err)
+	}
+	// The worker's end stops reading at the first filler frame until gate
+	// is closed, so that the hand-off queued behind the fillers cannot be
+	// written before the worker's (lying) report.
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(gate) }) }
+	handoffs := make(chan []*os.File, 4)
+	peer, err := link.New(fb, func(env *wire.Envelope, files []*os.File) error {
+		switch string(env.Procedure) {
+		case "test.filler":
+			<-gate
+		case controlHandoffProcedure:
+			handoffs <- append([]*os.File(nil), files...)
+			return nil
+		}
+		closeFiles(files)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		openGate()
+		peer.Close()
+		<-peer.Done()
+		ep.link.Close()
+		<-ep.closed
+		for {
+			select {
+			case fs := <-handoffs:
+				closeFiles(fs)
+			default:
+				return
+			}
+		}
+	}()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	h, err := newRRHandle(handleBase{network: "tcp", address: addr}, ln, 4, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	m := &membership{w: &Worker{ep: ep}, id: 1, h: h}
+	h.join(m)
+	rm := m.rr
+	state := func() (queued, held int) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.queued(), len(rm.held)
+	}
+	poll := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				q, hd := state()
+				t.Fatalf("%s: queued %d, held %d", what, q, hd)
+			}
+		}
+	}
+
+	// Fill the link: the worker's end takes the first filler and stops;
+	// the socket (2 MiB of send buffer at most) takes two more. The rest
+	// stays in the primary's write queue (4 MiB at most), and so does any
+	// frame queued after them.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	filler := make([]byte, 1<<20-1<<10)
+	for range 7 {
+		if err := ep.link.SendBytes(ctx, &wire.Header{Procedure: "test.filler", Flags: wire.FlagSystem}, filler, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c1, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	poll("the primary accepts the first client", func() bool { q, _ := state(); return q == 1 })
+	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Credit: 1})
+	if q, hd := state(); q != 0 || hd != 1 {
+		t.Fatalf("after the credit: queued %d, held %d", q, hd)
+	}
+	select {
+	case <-handoffs:
+		t.Fatal("the hand-off was written before the report: the link was not full, the test tests nothing")
+	default:
+	}
+	// The lie: accepted, before the hand-off could be received. The
+	// primary closes its descriptor; the next client's connection may get
+	// its number.
+	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Accepted: 1})
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	poll("the primary accepts the second client", func() bool { q, _ := state(); return q == 1 })
+
+	openGate()
+	var files []*os.File
+	select {
+	case files = <-handoffs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no hand-off reached the worker")
+	}
+	defer closeFiles(files)
+	if len(files) != 1 {
+		t.Fatalf("hand-off carries %d files", len(files))
+	}
+	c, err := net.FileConn(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, want := c.RemoteAddr().String(), c1.LocalAddr().String(); got != want {
+		t.Fatalf("the worker received the connection from %s, it was handed the one from %s (the second client is %s)", got, want, c2.LocalAddr())
+	}
+}

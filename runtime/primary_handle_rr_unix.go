@@ -45,16 +45,18 @@ const (
 // connections travel in one message to a worker with several credits.
 // Connections wait in a bounded queue while no worker asks.
 //
-// The primary keeps its own copy of each connection it hands off until
+// The primary keeps its own copy of each connection it hands off (the
+// descriptor accept4 returned, which is also the one the link sends) until
 // the worker reports that its server accepted it. A worker that dies,
 // closes its listener or gives connections back before that loses
 // nothing: the primary hands its copies to another worker. At most window
 // connections are handed and unaccepted at one worker, whatever it asked.
 //
 // The hand-off path costs no goroutine and, in steady state, no allocation
-// in the primary: raw descriptors from accept4, one duplicate per
-// connection for the link to send and close, and reports handled on the
-// link's reader.
+// in the primary beyond the link's copy of each frame's descriptor list:
+// raw descriptors from accept4, sent as they are (no duplicate), closed
+// once when the worker reports them, and reports handled on the link's
+// reader.
 type rrHandle struct {
 	handleBase
 	sock     *os.File // the listening socket, pollable: its RawConn can wait to read
@@ -363,32 +365,33 @@ const (
 	sendLater // out of descriptors: dispatch again at the next report
 )
 
-// sendLocked sends fds to m in one Handoff, as duplicates the link closes
-// once sent: the primary's own copies stay open, whatever the link does,
-// until the worker reports them.
+// sendLocked sends fds to m in one Handoff, lent to the link
+// (SendBorrowed): the descriptors accept4 returned travel themselves, with
+// no duplicate, and stay the primary's held copies until the worker
+// reports them. Before the primary closes or re-queues a held descriptor
+// it detaches it from the link (detachLocked), so that a worker reporting
+// a connection before its frame was written cannot make the link send a
+// descriptor number the kernel has meanwhile given to another connection.
 func (h *rrHandle) sendLocked(m *rrMember, fds []int, backlog int) int {
-	var dups [maxHandoffBatch]int
-	n := 0
-	for _, fd := range fds {
-		d, err := dupFD(fd)
-		if err != nil {
-			// Out of descriptors: these wait in the queue for the next
-			// report, and the worker keeps its credit.
-			closeRawFDs(dups[:n])
-			h.log.Warn("herd: round-robin hand-off", "handle", h.String(), "error", os.NewSyscallError("fcntl", err))
-			return sendLater
-		}
-		dups[n] = d
-		n++
-	}
-	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(n), Backlog: uint32(backlog)}
+	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(len(fds)), Backlog: uint32(backlog)}
 	hdr := wire.Header{Procedure: controlServiceHandoffProcedure, Flags: wire.FlagSystem}
-	if err := m.m.w.ep.link.SendOwned(&hdr, &req, dups[:n]); err != nil {
-		closeRawFDs(dups[:n])
+	if err := m.m.w.ep.link.SendBorrowed(&hdr, &req, fds); err != nil {
+		// Nothing was queued: the descriptors stay in the queue.
 		m.gone = true
 		return sendGone
 	}
 	return sendOK
+}
+
+// detachLocked ends m's link's use of fds, held copies the primary is
+// about to close or hand to another worker (see link.Detach): in the
+// honest case, where the worker reports what it received, their frames
+// were written and nothing is done; a frame not yet written gets its own
+// duplicates, so that m still receives exactly what it was sent.
+func (h *rrHandle) detachLocked(m *rrMember, fds []int) {
+	if len(fds) > 0 {
+		m.m.w.ep.link.Detach(fds)
+	}
 }
 
 // accepted handles a worker's report (on its link's reader): the primary
@@ -404,6 +407,7 @@ func (h *rrHandle) accepted(m *rrMember, req *herdv1.AcceptedRequest) {
 	a := min(int(req.GetAccepted()), len(m.held))
 	closing := append(buf[:0], m.held[:a]...)
 	r := min(int(req.GetReturned()), len(m.held)-a)
+	h.detachLocked(m, m.held[:a+r])
 	if a > 0 {
 		m.atLimit = false
 	}
@@ -464,6 +468,7 @@ func (h *rrHandle) leave(m *membership, returned []*os.File) {
 	rm.gone = true
 	held := rm.held
 	rm.held, rm.credit = nil, 0
+	h.detachLocked(rm, held)
 	for i, x := range h.list {
 		if x == rm {
 			h.list = append(h.list[:i], h.list[i+1:]...)
@@ -510,6 +515,7 @@ func (h *rrHandle) close() {
 	closeRawFDs(h.queue[h.head:])
 	h.queue, h.head = nil, 0
 	for _, m := range h.list {
+		h.detachLocked(m, m.held)
 		closeRawFDs(m.held)
 		m.held = nil
 	}

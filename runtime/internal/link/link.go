@@ -353,11 +353,70 @@ func (l *Link) SendOwned(h *wire.Header, payload proto.Message, fds []int) error
 
 // SendBorrowed is SendOwned for descriptors the caller keeps: the link
 // neither waits for the sendmsg nor closes them. The caller must keep them
-// open until it knows the frame was written (the peer answered it) or the
-// link has ended (Done is closed): the link uses them until then, and never
-// after it has ended.
+// open until it has called Detach for them, or the link has ended (Done is
+// closed): the link uses them until then, and never after. A peer's
+// answer alone is not proof that the frame was written (the peer may lie);
+// Detach is, and costs nothing when the frame was indeed written.
 func (l *Link) SendBorrowed(h *wire.Header, payload proto.Message, fds []int) error {
 	return l.sendAsync(h, payload, fds, false)
+}
+
+// Detach ends the link's use of the caller's copies of fds, descriptors
+// it lent to SendBorrowed: once Detach returns, the caller may close them
+// or send them elsewhere, and the peer still receives exactly the
+// connections its frames were sent with.
+//
+// A borrowed frame already written (its sendmsg completed) needs nothing:
+// the kernel holds its own reference until the peer receives it. That is
+// the honest case, where the caller detaches descriptors the peer has
+// reported receiving, and Detach then costs one scan of the (usually
+// empty) descriptor queue. A borrowed frame still queued, or in the batch
+// being written but not yet sent, that carries any of fds gets duplicates
+// of all its descriptors, owned by the link (closed once sent or when the
+// link ends): a peer that reports descriptors before it could have
+// received them (a buggy or lying worker) thus cannot make the link send
+// a descriptor number that the caller has closed and the kernel has given
+// to something else.
+//
+// If a duplicate cannot be made (out of descriptors), Detach ends the link
+// with an error wrapping the cause before it returns, so that the frame is
+// never sent. After the link has ended Detach does nothing: the link never
+// uses borrowed descriptors after it ended.
+func (l *Link) Detach(fds []int) {
+	if len(fds) == 0 {
+		return
+	}
+	l.mu.Lock()
+	if l.cause != nil {
+		l.mu.Unlock()
+		return
+	}
+	err := detachFrames(l.pendingFDs, fds)
+	if err == nil {
+		err = detachFrames(l.inflight, fds)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		l.abort(fmt.Errorf("herd: link: detaching borrowed descriptors: %w", err))
+	}
+}
+
+// detachFrames gives each unsent borrowed frame of recs that carries one of
+// fds its own duplicates. Called with l.mu held (the writer reads rec.fds
+// and rec.owned under it, just before the sendmsg).
+func detachFrames(recs []fdFrame, fds []int) error {
+	for i := range recs {
+		rec := &recs[i]
+		if rec.sent || rec.owned || rec.mark || rec.w != nil || len(rec.fds) == 0 || !slices.ContainsFunc(rec.fds, func(fd int) bool { return slices.Contains(fds, fd) }) {
+			continue
+		}
+		dups, err := dupFDs(rec.fds)
+		if err != nil {
+			return err
+		}
+		rec.fds, rec.owned = dups, true
+	}
+	return nil
 }
 
 func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned bool) error {
