@@ -15,9 +15,12 @@ import (
 //     every worker is disconnected with the graceful timeout, then SIGTERM,
 //     then SIGKILL). A second SIGINT or SIGTERM during the stop skips to
 //     SIGKILL. ctx ending stops it the same way.
-//   - SIGHUP reloads every worker (Reload); a SIGHUP during a reload is
-//     ignored, and a reload that fails is logged (its ReloadAborted event
-//     says where and why) and leaves the pool serving.
+//   - SIGHUP reloads every worker (Reload). A SIGHUP during a reload (or a
+//     recycle) queues one more reload, run when that one ends, so that a
+//     binary installed while a reload was under way is the one that ends
+//     up serving; more SIGHUPs meanwhile join the queued one. A reload
+//     that fails is logged (its ReloadAborted event says where and why)
+//     and leaves the pool serving.
 //
 // Run returns Err: nil when every worker exited after its disconnect (exit
 // status 0 for the primary), else why the pool ended (every slot failed,
@@ -31,6 +34,19 @@ func (pl *Pool) Run(ctx context.Context) error {
 		<-pl.done
 		return err
 	}
+	// hup holds at most one pending reload; the reloader runs them one at
+	// a time, after any reload or recycle under way (Reload waits for
+	// reloadMu).
+	hup := make(chan struct{}, 1)
+	defer close(hup)
+	go func() {
+		for range hup {
+			err := pl.Reload(context.Background())
+			if err != nil && !errors.Is(err, ErrPoolStopped) {
+				pl.log.Error("herd: pool: reload on SIGHUP failed", "error", err)
+			}
+		}
+	}()
 	stopping := false
 	stop := func() {
 		if stopping {
@@ -58,17 +74,11 @@ func (pl *Pool) Run(ctx context.Context) error {
 			if stopping {
 				continue
 			}
-			go func() {
-				if !pl.reloadMu.TryLock() {
-					pl.log.Warn("herd: pool: SIGHUP during a reload: ignored")
-					return
-				}
-				err := pl.reloadLocked(context.Background())
-				pl.reloadMu.Unlock()
-				if err != nil && !errors.Is(err, ErrPoolStopped) {
-					pl.log.Error("herd: pool: reload on SIGHUP failed", "error", err)
-				}
-			}()
+			select {
+			case hup <- struct{}{}:
+			default:
+				pl.log.Info("herd: pool: SIGHUP while a reload is queued: it joins that one")
+			}
 		}
 	}
 }

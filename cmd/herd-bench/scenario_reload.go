@@ -294,8 +294,8 @@ func startGoOpenLoad(addr string, conns int, closeConns bool) *openLoad {
 // reloadPrimary is the herd reload system: a pool of HERD_BENCH_WORKERS
 // workers under pool.Run. It prints "ready" once they are all ready; each
 // "reload" line on its stdin runs pool.Reload (what SIGHUP does under Run;
-// a SIGHUP that arrives as the previous reload ends is ignored, so the
-// harness asks on stdin) and prints "reloaded" when it returns; when its
+// the harness asks on stdin because it needs to know when each reload
+// returns) and prints "reloaded" when it returns; when its
 // stdin ends it stops the pool gracefully and prints "result".
 func reloadPrimary() error {
 	n, err := roleInt(envWorkers)
