@@ -23,3 +23,8 @@ func SetAcceptAheadPatience(d time.Duration) time.Duration {
 	acceptAheadPatience = d
 	return old
 }
+
+// SetLinkStartedHook sets a function that Self.Start runs once the link
+// reads frames and before the handshake (testHookLinkStarted). Call it in a
+// worker before Start.
+func SetLinkStartedHook(fn func()) { testHookLinkStarted = fn }

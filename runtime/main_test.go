@@ -64,6 +64,7 @@ func testRoles() herdtest.Roles {
 		"typed":               typedWorkerMain,       // testservice_test.go
 		"ctl":                 listenWorkerMain,      // listen_worker_test.go
 		"listen-before-start": listenBeforeStartMain, // listen_start_test.go
+		"slow-start":          slowStartWorkerMain,   // listen_early_test.go
 		"sendmissing":         sendmissingWorker,     // lifecycle_test.go
 		"partial":             partialOutputMain,     // logging_test.go
 		"bootcrash":           bootcrashWorker,       // pool_test.go

@@ -43,6 +43,9 @@ type Self struct {
 	done          chan struct{}
 	stopWatch     func()
 
+	userHold     chan struct{} // closed when user handlers may run (Start)
+	userHoldOnce sync.Once
+
 	maxRequests atomic.Uint64 // from the handshake (self_recycle.go)
 	requests    atomic.Uint64 // RequestDone's count
 }
@@ -97,6 +100,11 @@ var selfCreated atomic.Bool
 // current is the started Self of this process, for Listen.
 var current atomic.Pointer[Self]
 
+// testHookLinkStarted, when set (by a test's worker, before Start), runs in
+// Start once the link reads frames and before the handshake: it widens the
+// window in which the primary's first messages arrive.
+var testHookLinkStarted func()
+
 // NewSelf returns this worker's Self. It fails with ErrNotWorker in the
 // primary, and on a second call.
 func NewSelf(opts ...SelfOption) (*Self, error) {
@@ -115,7 +123,8 @@ func NewSelf(opts ...SelfOption) (*Self, error) {
 			exit:             os.Exit,
 			stopSignals:      defaultStopSignals,
 		},
-		done: make(chan struct{}),
+		done:     make(chan struct{}),
+		userHold: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o.applyToSelf(&s.cfg)
@@ -163,6 +172,12 @@ func (s *Self) Start(ctx context.Context) error {
 	s.ep = newEndpoint(s.cfg.endpoint, &s.control, &s.mux, nil, context.Background(), s.errorEvent)
 	s.ep.peer = Peer{Primary: true}
 	s.rpc = newControlClient(s.ep)
+	// The user lane holds until the handshake is over: a call the primary
+	// makes right after Fork is read as soon as the link starts, and its
+	// handler must find the worker started (Listen works, and its Listen
+	// request follows the Hello on the link). Control handlers, on their
+	// own lanes, are not held: a Disconnect during the handshake is served.
+	s.ep.runEvent(func() { <-s.userHold })
 	// Before the link starts: a Disconnect read at once ends the worker,
 	// and that reads stopWatch.
 	s.stopWatch = watchParentDeath(selfPrimaryPID, s.orphaned)
@@ -171,15 +186,17 @@ func (s *Self) Start(ctx context.Context) error {
 		return fmt.Errorf("herd: start worker %d: %w", s.id, err)
 	}
 	go s.watchLink()
+	if testHookLinkStarted != nil {
+		testHookLinkStarted()
+	}
 	req := &herdv1.HelloRequest{ProtocolVersion: ProtocolVersion, WorkerId: s.id, Pid: int64(os.Getpid())}
-	// Listen goes through the link from now on: a handler may run (and
-	// listen) as soon as the primary has the Hello, before its reply is
-	// read here; its Listen request follows the Hello on the link.
+	// Listen goes through the link from now on.
 	current.Store(s)
 	serveSignals := s.catchStopSignals()
 	res, err := s.rpc.Hello(ctx, req)
 	if err != nil {
 		current.Store(nil)
+		s.releaseUserLane()
 		if s.byPrimary.Load() {
 			// The primary disconnected this worker during the handshake
 			// (Worker.Disconnect right after Fork): that is a clean stop,
@@ -196,9 +213,15 @@ func (s *Self) Start(ctx context.Context) error {
 		return fmt.Errorf("herd: worker %d handshake: %w", s.id, err)
 	}
 	s.maxRequests.Store(res.GetMaxRequests())
+	s.releaseUserLane()
 	serveSignals(true)
 	return nil
 }
+
+// releaseUserLane lets the user handlers run, once the handshake is over
+// or a disconnect started during it (whose drain is queued on the user
+// lane).
+func (s *Self) releaseUserLane() { s.userHoldOnce.Do(func() { close(s.userHold) }) }
 
 // ErrDisconnected is returned by Start when the primary disconnected the
 // worker before the handshake completed and the worker does not exit on
@@ -287,6 +310,7 @@ func (s *Self) primaryDisconnect(ctx context.Context, req *herdv1.DisconnectRequ
 		return res // a disconnect is under way
 	}
 	s.byPrimary.Store(true)
+	s.releaseUserLane()
 	s.ep.credit.stop()
 	s.closeListeners()
 	dctx, cancel := s.drainContext(req.GetDeadlineUnixNano())
