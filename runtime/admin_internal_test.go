@@ -1,9 +1,7 @@
 package runtime
 
 import (
-	"errors"
 	"testing"
-	"time"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 )
@@ -47,39 +45,4 @@ func TestEventLog(t *testing.T) {
 	if l.last() != 7 {
 		t.Fatalf("last %d after a non-event; want 7", l.last())
 	}
-}
-
-// parseProcUsage reads utime+stime and rss after the last ')' of the
-// command name, which may hold spaces and parentheses.
-func TestParseProcUsage(t *testing.T) {
-	stat := "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 150 25 0 0 20 0 8 0 12345 800000000 2560 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0"
-	got, err := parseProcUsage([]byte(stat), 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.rss != 2560*4096 || got.cpu != 1750*time.Millisecond {
-		t.Fatalf("rss %d cpu %v; want %d, 1.75s", got.rss, got.cpu, 2560*4096)
-	}
-	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2 3", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 25 0 0 20 0 8 0 1 1 1"} {
-		if _, err := parseProcUsage([]byte(bad), 4096); !errors.Is(err, errProcUsage) {
-			t.Errorf("parseProcUsage(%q) = %v; want errProcUsage", bad, err)
-		}
-	}
-}
-
-func FuzzParseProcUsage(f *testing.F) {
-	f.Add([]byte("4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 150 25 0 0 20 0 8 0 12345 800000000 2560 18446744073709551615 1 1"))
-	f.Add([]byte("1 (x) S 1 1 1 0 -1 0 0 0 0 0 18446744073709551615 18446744073709551615 0 0 20 0 8 0 1 1 -5"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		u, err := parseProcUsage(b, 4096)
-		if err != nil {
-			if !errors.Is(err, errProcUsage) {
-				t.Fatalf("error %v does not wrap errProcUsage", err)
-			}
-			return
-		}
-		if u.cpu < 0 {
-			t.Fatalf("negative CPU time %v", u.cpu)
-		}
-	})
 }

@@ -28,6 +28,6 @@ func peerCredentials(c *net.UnixConn) (adminPeer, error) {
 
 // parentPID is pid's parent process, from /proc/PID/stat.
 func parentPID(pid int) (int, bool) {
-	ppid, _, ok := procStat(pid) // reaper_linux.go
-	return ppid, ok
+	st, err := readProcStat(pid) // proc_stat.go
+	return st.ppid, err == nil
 }

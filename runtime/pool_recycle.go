@@ -53,7 +53,7 @@ func WithRecycleRequests(n uint64, jitter float64) PoolOption {
 }
 
 // WithRecycleRSS makes the pool recycle a ready worker whose resident set
-// size, sampled from /proc/PID/status (Linux; elsewhere nothing is
+// size, sampled from /proc/PID/stat (Linux; elsewhere nothing is
 // sampled), exceeds limit bytes. Default 0: no limit.
 func WithRecycleRSS(limit uint64) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.rssLimit = limit })

@@ -1,10 +1,6 @@
 package runtime
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"strconv"
 	"time"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
@@ -106,10 +102,10 @@ func (pl *Pool) Status() PoolStatus {
 		}
 	}
 	pl.mu.Unlock()
-	ps.ResourcesNote = procUsageNote
+	ps.ResourcesNote = procStatNote
 	for _, e := range entries {
 		if w := e.w; w != nil {
-			if r, err := readProcUsage(w.pid); err == nil {
+			if r, err := readProcStat(w.pid); err == nil {
 				e.st.RSS, e.st.CPUTime = r.rss, r.cpu
 			}
 			e.st.Connections = pl.p.ports.acceptedBy(w)
@@ -133,65 +129,3 @@ func memberStatus(base WorkerStatus, m *member, now time.Time) WorkerStatus {
 	base.State = m.w.State().String()
 	return base
 }
-
-// procUsage is what Status reads of a process in /proc/PID/stat.
-type procUsage struct {
-	rss uint64        // bytes
-	cpu time.Duration // utime + stime
-}
-
-// errProcUsage is wrapped by parseProcUsage's errors.
-var errProcUsage = errors.New("herd: malformed /proc/PID/stat")
-
-// parseProcUsage decodes the contents of /proc/PID/stat (proc(5)): the
-// command name in parentheses may hold spaces and parentheses, so the
-// fields are counted after the last ')'. utime and stime (fields 14 and
-// 15) are in clock ticks of userHZ; rss (field 24) is in pages of
-// pageSize bytes.
-func parseProcUsage(b []byte, pageSize int) (procUsage, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procUsage{}, fmt.Errorf("%w: no ')' after the command name", errProcUsage)
-	}
-	// Field 3 (state) is the first after ") ".
-	fields := bytes.Fields(b[i+1:])
-	const first = 3
-	const utime, stime, rss = 14, 15, 24
-	if len(fields) < rss-first+1 {
-		return procUsage{}, fmt.Errorf("%w: %d fields after the command name, want at least %d", errProcUsage, len(fields), rss-first+1)
-	}
-	num := func(field int) (uint64, error) {
-		s := string(fields[field-first])
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			// rss can be negative in theory (a signed long); treat as 0.
-			if n, err2 := strconv.ParseInt(s, 10, 64); err2 == nil && n < 0 {
-				return 0, nil
-			}
-			return 0, fmt.Errorf("%w: field %d %q: %w", errProcUsage, field, s, err)
-		}
-		return v, nil
-	}
-	u, err := num(utime)
-	if err != nil {
-		return procUsage{}, err
-	}
-	st, err := num(stime)
-	if err != nil {
-		return procUsage{}, err
-	}
-	pages, err := num(rss)
-	if err != nil {
-		return procUsage{}, err
-	}
-	const maxTicks = uint64(1<<63-1) / uint64(time.Second/userHZ)
-	ticks := u + st
-	if ticks < u || ticks > maxTicks {
-		return procUsage{}, fmt.Errorf("%w: CPU ticks %d+%d overflow", errProcUsage, u, st)
-	}
-	return procUsage{rss: pages * uint64(pageSize), cpu: time.Duration(ticks) * (time.Second / userHZ)}, nil
-}
-
-// userHZ is the unit of the times in /proc/PID/stat: USER_HZ, which Linux
-// fixes at 100 for user space whatever the kernel's own HZ.
-const userHZ = 100

@@ -8,26 +8,9 @@ import (
 	"github.com/herd-go/herd/runtime"
 )
 
-// TestParseVmRSS: the VmRSS line of /proc/PID/status in bytes; a status
-// without one (a zombie's) or with a malformed one is an error.
-func TestParseVmRSS(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want uint64
-		ok   bool
-	}{
-		{"Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t    1234 kB\nRssAnon: 1 kB\n", 1234 * 1024, true},
-		{"VmRSS: 0 kB", 0, true},
-		{"Name:\tzombie\nState:\tZ (zombie)\n", 0, false},
-		{"VmRSS:\t12 MB\n", 0, false},
-		{"VmRSS:\t-1 kB\n", 0, false},
-		{"VmRSS:\t99999999999999999999 kB\n", 0, false},
-	} {
-		got, err := runtime.ParseVmRSS([]byte(tc.in))
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseVmRSS(%q) = %d, %v; want %d, ok=%t", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
+// TestProcessRSS: this process's resident memory and state, read from
+// its /proc/PID/stat (proc_stat.go, whose parser TestParseProcStat checks).
+func TestProcessRSS(t *testing.T) {
 	rss, err := runtime.ProcessRSS(os.Getpid())
 	if err != nil || rss < 1<<20 {
 		t.Errorf("this process's RSS: %d, %v", rss, err)
@@ -76,9 +59,6 @@ func FuzzProcParsers(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if rss, err := runtime.ParseVmRSS(b); err == nil && rss%1024 != 0 {
-			t.Errorf("rss %d not whole kilobytes", rss)
-		}
 		runtime.ParseCounter(b, "oom_kill")
 		if file, key := runtime.OOMFileFromCgroup(b); file != "" && (key != "oom_kill" || !strings.HasPrefix(file, "/sys/fs/cgroup/")) {
 			t.Errorf("file %q key %q", file, key)

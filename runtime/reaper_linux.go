@@ -3,7 +3,6 @@
 package runtime
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,12 +157,12 @@ func scanZombies() {
 		if err != nil {
 			continue
 		}
-		ppid, state, ok := procStat(pid)
-		if !ok || ppid != me {
+		st, err := readProcStat(pid) // proc_stat.go
+		if err != nil || st.ppid != me {
 			continue
 		}
 		children[pid] = true
-		if _, mine := reaper.own[pid]; state == 'Z' && !mine {
+		if _, mine := reaper.own[pid]; st.state == 'Z' && !mine {
 			reapPID(pid)
 		}
 	}
@@ -172,34 +171,6 @@ func scanZombies() {
 			delete(reaper.own, pid)
 		}
 	}
-}
-
-// procStat reads a process's parent and state from /proc/PID/stat. The
-// command name, in parentheses, may hold spaces and parentheses itself: the
-// fields after it follow the last ')'.
-func procStat(pid int) (ppid int, state byte, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	return parseProcStat(b)
-}
-
-// parseProcStat parses the text of /proc/PID/stat: "PID (COMM) S PPID ...".
-func parseProcStat(b []byte) (ppid int, state byte, ok bool) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 2 || len(f[0]) != 1 {
-		return 0, 0, false
-	}
-	ppid, err := strconv.Atoi(string(f[1]))
-	if err != nil {
-		return 0, 0, false
-	}
-	return ppid, f[0][0], true
 }
 
 // reapPID waits for one zombie by its PID; WNOHANG keeps a PID that is not
