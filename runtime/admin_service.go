@@ -8,44 +8,25 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
 )
 
-// adminService implements herd.v1.AdminService for a pool: its methods have
-// the signatures of the generated herdv1herd.AdminServiceHandler (a test
-// checks that it satisfies it and answers the generated client). The
-// runtime registers it itself, with procedure names read from the
-// service's descriptor, because the generated package imports the runtime.
+// adminService implements herd.v1.AdminService for a pool. The service's
+// handler side is generated into the runtime with unexported names
+// (admin.herd.go, buf.gen.yaml), since the public stubs
+// (herdv1herd.AdminServiceClient, which herdctl calls it with) import the
+// runtime.
 type adminService struct {
 	a *adminServer
 }
 
-// adminProcedure is the procedure name of an AdminService method, from the
-// generated descriptor: "/herd.v1.AdminService/Status".
-func adminProcedure(method string) string {
-	sd := herdv1.File_herd_v1_admin_proto.Services().ByName("AdminService")
-	md := sd.Methods().ByName(protoreflect.Name(method))
-	if md == nil {
-		panic("herd: herd.v1.AdminService has no method " + method)
-	}
-	return "/" + string(sd.FullName()) + "/" + string(md.Name())
-}
+var _ adminServiceHandler = (*adminService)(nil)
 
 // register registers the service's handlers on a.mux.
 func (a *adminServer) register() error {
-	s := &adminService{a: a}
-	return a.mux.Register(
-		NewUnaryHandler(adminProcedure("Status"), s.Status),
-		NewUnaryHandler(adminProcedure("Reload"), s.Reload),
-		NewUnaryHandler(adminProcedure("Scale"), s.Scale),
-		NewUnaryHandler(adminProcedure("Kill"), s.Kill),
-		NewUnaryHandler(adminProcedure("Disconnect"), s.Disconnect),
-		NewUnaryHandler(adminProcedure("Recycle"), s.Recycle),
-		NewUnaryHandler(adminProcedure("Watch"), s.Watch),
-	)
+	return registerAdminServiceHandler(&a.mux, &adminService{a: a})
 }
 
 // audit logs an operator's action, with who asked.
