@@ -2,14 +2,12 @@
 // the supervision primitives the runtime uses to restart workers. It knows
 // nothing of processes or sockets and depends only on the standard library.
 //
-// # Mailboxes and lanes
+// # Mailboxes
 //
-// A [Mailbox] is a bounded queue with two lanes, drained by one handler
-// function. The user lane carries the messages a link receives; the system
-// lane carries control messages and cluster events. Whenever the drainer takes
-// a message it takes one from the system lane if there is any, else one from
-// the user lane, so control traffic overtakes a backlog of user messages.
-// Within each lane, messages are handled in the order they were posted.
+// A [Mailbox] is a bounded queue drained by one handler function, in the
+// order messages were posted. (A link end of herd's runtime has two: its
+// user lane, and a small control lane whose messages overtake a backlog of
+// user messages because they have a drainer of their own.)
 // Messages are stored by value in ring buffers that grow once up to their
 // bound and are then reused, so posting a message costs no allocation.
 //
@@ -21,14 +19,14 @@
 // mailbox's [Dispatcher] to run a turn. A turn handles messages one at a time,
 // up to the throughput budget ([WithThroughput]), and then, if messages
 // remain, reschedules itself through the Dispatcher so that many busy actors
-// share the goroutines fairly. A turn that finds both lanes empty sets the
-// status to idle and then looks at the lanes once more: a message posted
+// share the goroutines fairly. A turn that finds the queue empty sets the
+// status to idle and then looks at the queue once more: a message posted
 // between its last look and going idle saw the status still running and
 // scheduled nothing, so the turn re-acquires the drainer with a
 // compare-and-swap and handles it. No message is ever stranded.
 //
 // By default a mailbox has a dedicated drainer: one goroutine, started by the
-// first post, that drains the lanes, parks while they are empty and is woken
+// first post, that drains the queue, parks while it is empty and is woken
 // by the poster that flips the status, so that no turn starts a goroutine.
 // It leaves when the mailbox is done, or after it has been idle for a while
 // (the next post starts it again). [WithDispatcher] runs turns elsewhere
@@ -37,13 +35,13 @@
 //
 // # Backpressure
 //
-// Both lanes are bounded ([WithCapacity], [WithSystemCapacity]); nothing is
-// dropped silently. [Mailbox.Post] blocks while the user lane is full until a
+// A mailbox is bounded ([WithCapacity]); nothing is
+// dropped silently. [Mailbox.Post] blocks while it is full until a
 // slot frees, the context ends (the error matches both [ErrMailboxFull] and
 // the context's error) or the mailbox is closed. A link's reader goroutine
 // posts with Post, so a slow handler stops the reader, which stops reading the
-// socket, which fills the sender's queue. [Mailbox.TryPost] and
-// [Mailbox.PostSystem] never block and fail with ErrMailboxFull instead.
+// socket, which fills the sender's queue. [Mailbox.TryPost] never blocks
+// and fails with ErrMailboxFull instead.
 //
 // [Mailbox.Close] refuses further posts and releases blocked posters with
 // [ErrMailboxClosed]; messages already queued are still handled, and then

@@ -6,8 +6,8 @@ import (
 )
 
 var (
-	// ErrMailboxFull is returned when a lane has no free slot: by TryPost and
-	// PostSystem at once, and by Post when its context ends while it waits for
+	// ErrMailboxFull is returned when the mailbox has no free slot: by TryPost
+	// at once, and by Post when its context ends while it waits for
 	// space. The error returned by Post in that case also matches the context's
 	// error (and its cause, if one was set) with errors.Is.
 	ErrMailboxFull = errors.New("actor: mailbox full")
@@ -17,7 +17,7 @@ var (
 	ErrMailboxClosed = errors.New("actor: mailbox closed")
 )
 
-// fullError is what Post returns when its context ends while the user lane is
+// fullError is what Post returns when its context ends while the mailbox is
 // full. It matches ErrMailboxFull, the context's error and, when the context
 // was cancelled with a cause, that cause.
 type fullError struct {

@@ -23,7 +23,7 @@ func ExampleMailbox() {
 
 	ctx := context.Background()
 	_ = m.Post(ctx, event{"request", 1})
-	_ = m.PostSystem(event{"online", 2})
+	_ = m.Post(ctx, event{"online", 2})
 	m.Close()
 	<-m.Done()
 	fmt.Println(m.Post(ctx, event{"late", 1}))
@@ -31,23 +31,4 @@ func ExampleMailbox() {
 	// request from worker 1
 	// online from worker 2
 	// actor: mailbox closed
-}
-
-func ExampleMailbox_lanes() {
-	// Messages queued while the drainer is busy: the system lane goes first.
-	var m *actor.Mailbox[string]
-	m = actor.NewMailbox(func(s string) {
-		fmt.Println(s)
-		if s == "first" {
-			_ = m.TryPost("user 1")
-			_ = m.TryPost("user 2")
-			_ = m.PostSystem("system")
-		}
-	}, actor.WithDispatcher(actor.SyncDispatcher{}))
-	_ = m.Post(context.Background(), "first")
-	// Output:
-	// first
-	// system
-	// user 1
-	// user 2
 }

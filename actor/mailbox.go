@@ -14,11 +14,9 @@ const (
 	running              // exactly one turn is scheduled or running
 )
 
-// Mailbox is a bounded two-lane queue drained by at most one goroutine at a
-// time. Messages posted to the system lane (PostSystem) are handled before any
-// message waiting in the user lane (Post, TryPost); within a lane, messages are
-// handled in the order they were posted. The handler is never called
-// concurrently with itself for one Mailbox.
+// Mailbox is a bounded queue drained by at most one goroutine at a time.
+// Messages (Post, TryPost) are handled in the order they were posted. The
+// handler is never called concurrently with itself for one Mailbox.
 //
 // A Mailbox must be created with NewMailbox. All methods are safe for
 // concurrent use.
@@ -38,9 +36,8 @@ type Mailbox[M any] struct {
 	linger time.Duration // drainerLinger; shorter in tests
 
 	mu         sync.Mutex
-	sys        ring[M]
 	user       ring[M]
-	waiters    int  // Post calls blocked on a full user lane
+	waiters    int  // Post calls blocked on a full queue
 	closed     bool // Close was called
 	doneClosed bool // done has been closed
 
@@ -63,7 +60,6 @@ func NewMailbox[M any](handle func(M), opts ...Option) *Mailbox[M] {
 	m := &Mailbox[M]{
 		handle:   handle,
 		cfg:      cfg,
-		sys:      newRing[M](cfg.systemCapacity),
 		user:     newRing[M](cfg.capacity),
 		space:    make(chan struct{}, 1),
 		closedCh: make(chan struct{}),
@@ -77,15 +73,15 @@ func NewMailbox[M any](handle func(M), opts ...Option) *Mailbox[M] {
 	return m
 }
 
-// Post appends msg to the user lane. While the lane is full it blocks until a
+// Post appends msg to the queue. While the queue is full it blocks until a
 // slot frees, the mailbox is closed, or ctx is done. If ctx ends first, the
 // error matches both ErrMailboxFull and ctx.Err() (and the context's cause)
 // with errors.Is. After Close, or if Close is called while Post is blocked, it
 // returns ErrMailboxClosed. If there is room, Post succeeds even when ctx is
 // already done.
 //
-// The handler must not call Post on its own mailbox: if the lane is full it
-// would wait for itself forever. Use TryPost or PostSystem there.
+// The handler must not call Post on its own mailbox: if the queue is full it
+// would wait for itself forever. Use TryPost there.
 func (m *Mailbox[M]) Post(ctx context.Context, msg M) error {
 	m.mu.Lock()
 	for {
@@ -128,8 +124,8 @@ func (m *Mailbox[M]) Post(ctx context.Context, msg M) error {
 	}
 }
 
-// TryPost appends msg to the user lane if it has room. It never blocks: it
-// returns ErrMailboxFull if the lane is full and ErrMailboxClosed after Close.
+// TryPost appends msg to the queue if it has room. It never blocks: it
+// returns ErrMailboxFull if the queue is full and ErrMailboxClosed after Close.
 func (m *Mailbox[M]) TryPost(msg M) error {
 	m.mu.Lock()
 	if m.closed {
@@ -148,7 +144,7 @@ func (m *Mailbox[M]) TryPost(msg M) error {
 }
 
 // TryHandle handles msg on the calling goroutine, before it returns, if the
-// mailbox is idle with both lanes empty, and reports whether it did; else it
+// mailbox is idle and empty, and reports whether it did; else it
 // does nothing and returns false (post msg then). It is what a reader
 // that would post to an idle mailbox and wait for nothing calls to save the
 // hand-off to the drainer: msg is handled exactly as if it had been posted
@@ -162,12 +158,12 @@ func (m *Mailbox[M]) TryHandle(msg M, before func()) bool {
 		return false
 	}
 	m.mu.Lock()
-	empty := !m.closed && m.sys.len() == 0 && m.user.len() == 0
+	empty := !m.closed && m.user.len() == 0
 	m.mu.Unlock()
 	if !empty || !m.status.CompareAndSwap(idle, running) {
 		return false
 	}
-	// Claimed. Both lanes were empty when we looked, so msg goes first:
+	// Claimed. The queue was empty when we looked, so msg goes first:
 	// a message pushed after that look, by another goroutine, was posted
 	// later and waits for msg (its poster finds the status running, or
 	// claimed it first and then our claim failed).
@@ -182,27 +178,8 @@ func (m *Mailbox[M]) TryHandle(msg M, before func()) bool {
 	return true
 }
 
-// PostSystem appends msg to the system lane, which is drained before the user
-// lane. It never blocks: it returns ErrMailboxFull if the lane is full and
-// ErrMailboxClosed after Close.
-func (m *Mailbox[M]) PostSystem(msg M) error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrMailboxClosed
-	}
-	if m.sys.full() {
-		m.mu.Unlock()
-		return ErrMailboxFull
-	}
-	m.sys.push(msg)
-	m.mu.Unlock()
-	m.schedule()
-	return nil
-}
-
 // Close stops the mailbox from accepting messages: later posts fail with
-// ErrMailboxClosed, and Post calls blocked on a full lane return
+// ErrMailboxClosed, and Post calls blocked on a full queue return
 // ErrMailboxClosed. Messages already queued are still handled, after which
 // Done is closed. Close is idempotent and may be called from the handler.
 func (m *Mailbox[M]) Close() {
@@ -224,21 +201,21 @@ func (m *Mailbox[M]) Done() <-chan struct{} {
 	return m.done
 }
 
-// Len reports how many messages are waiting in each lane. A message being
-// handled is no longer counted.
-func (m *Mailbox[M]) Len() (system, user int) {
+// Len reports how many messages are waiting. A message being handled is no
+// longer counted.
+func (m *Mailbox[M]) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.sys.len(), m.user.len()
+	return m.user.len()
 }
 
-// Cap reports the bound of each lane.
-func (m *Mailbox[M]) Cap() (system, user int) {
-	return m.cfg.systemCapacity, m.cfg.capacity
+// Cap reports the bound of the queue (WithCapacity).
+func (m *Mailbox[M]) Cap() int {
+	return m.cfg.capacity
 }
 
 // passSpaceLocked hands the wake-up token to the next blocked Post when the
-// user lane has room and someone is waiting. The token channel has capacity 1,
+// queue has room and someone is waiting. The token channel has capacity 1,
 // so sending never blocks; a token already there suffices, because every
 // waiter that takes one passes it on while room remains. Callers hold m.mu.
 func (m *Mailbox[M]) passSpaceLocked() {
@@ -282,7 +259,7 @@ func (m *Mailbox[M]) kick() {
 const drainerLinger = 250 * time.Millisecond
 
 // drainer is the dedicated drainer's goroutine. It is started holding the
-// running status, handles messages until both lanes are empty, then parks
+// running status, handles messages until the queue is empty, then parks
 // until a poster hands the running status back (through wake), the mailbox
 // is done, or it has lingered long enough. Unlike a turn on a Dispatcher it
 // does not yield after the throughput budget: it is the mailbox's own
@@ -355,7 +332,7 @@ func (m *Mailbox[M]) turn() {
 	for n := 0; ; {
 		msg, ok := m.next()
 		if !ok {
-			// Both lanes were empty. Go idle and look again: a post that
+			// The queue was empty. Go idle and look again: a post that
 			// landed after next's check saw status running, so it did not
 			// schedule a turn, and would be stranded if nobody looked.
 			if m.release() {
@@ -375,15 +352,12 @@ func (m *Mailbox[M]) turn() {
 	}
 }
 
-// next pops the next message, system lane first. When both lanes are empty
+// next pops the next message. When the queue is empty
 // and the mailbox is closed, it closes done: every queued message has been
 // handled, since next is only called between handles.
 func (m *Mailbox[M]) next() (msg M, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.sys.len() > 0 {
-		return m.sys.pop(), true
-	}
 	if m.user.len() > 0 {
 		msg = m.user.pop()
 		m.passSpaceLocked()
@@ -401,10 +375,10 @@ func (m *Mailbox[M]) next() (msg M, ok bool) {
 func (m *Mailbox[M]) pending() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.sys.len() > 0 || m.user.len() > 0 || (m.closed && !m.doneClosed)
+	return m.user.len() > 0 || (m.closed && !m.doneClosed)
 }
 
-// release marks the drainer idle, then re-checks the lanes. If work arrived
+// release marks the drainer idle, then re-checks the queue. If work arrived
 // in between and no poster has claimed the drainer yet, it re-acquires it and
 // reports true; the caller then owns the drainer again.
 func (m *Mailbox[M]) release() bool {

@@ -16,76 +16,12 @@ import (
 	"time"
 )
 
-func TestLanePriority(t *testing.T) {
-	// Posts are "S…" for the system lane and "U…" for the user lane; all are
-	// queued before the first turn runs.
-	tests := []struct {
-		name  string
-		posts []string
-		want  []string
-	}{
-		{"user only", []string{"U1", "U2", "U3"}, []string{"U1", "U2", "U3"}},
-		{"system only", []string{"S1", "S2"}, []string{"S1", "S2"}},
-		{"system overtakes queued user", []string{"U1", "U2", "S1", "U3", "S2"}, []string{"S1", "S2", "U1", "U2", "U3"}},
-		{"system first stays first", []string{"S1", "U1", "S2"}, []string{"S1", "S2", "U1"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var rec recorder[string]
-			d := &queueDispatcher{}
-			m := NewMailbox(rec.handle, WithDispatcher(d))
-			for _, p := range tt.posts {
-				var err error
-				if p[0] == 'S' {
-					err = m.PostSystem(p)
-				} else {
-					err = m.Post(context.Background(), p)
-				}
-				if err != nil {
-					t.Fatalf("post %s: %v", p, err)
-				}
-			}
-			d.runAll()
-			if got := rec.messages(); !slices.Equal(got, tt.want) {
-				t.Fatalf("handled %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestSystemMessagePostedMidTurnIsNext(t *testing.T) {
-	var got []string
-	d := &queueDispatcher{}
-	var m *Mailbox[string]
-	m = NewMailbox(func(s string) {
-		got = append(got, s)
-		if s == "U1" {
-			if err := m.PostSystem("S1"); err != nil {
-				t.Errorf("PostSystem: %v", err)
-			}
-		}
-	}, WithDispatcher(d))
-	for _, s := range []string{"U1", "U2", "U3"} {
-		if err := m.TryPost(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d.runAll()
-	if want := []string{"U1", "S1", "U2", "U3"}; !slices.Equal(got, want) {
-		t.Fatalf("handled %v, want %v", got, want)
-	}
-}
-
 func TestOrderWithConcurrentDrainer(t *testing.T) {
 	const n = 20000
-	var user, sys []int
+	var user []int
 	m := NewMailbox(func(v int) {
-		if v < 0 {
-			sys = append(sys, -v)
-		} else {
-			user = append(user, v)
-		}
-	}, WithCapacity(16), WithSystemCapacity(n), WithThroughput(5))
+		user = append(user, v)
+	}, WithCapacity(16), WithThroughput(5))
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := 1; i <= n; i++ {
@@ -95,47 +31,37 @@ func TestOrderWithConcurrentDrainer(t *testing.T) {
 			}
 		}
 	})
-	wg.Go(func() {
-		for i := 1; i <= n; i++ {
-			if err := m.PostSystem(-i); err != nil {
-				t.Errorf("PostSystem: %v", err)
-				return
-			}
-		}
-	})
 	wg.Wait()
 	m.Close()
 	recv(t, m.Done(), "Done")
-	for name, got := range map[string][]int{"user": user, "system": sys} {
-		if len(got) != n {
-			t.Fatalf("%s lane: handled %d, want %d", name, len(got), n)
-		}
-		for i, v := range got {
-			if v != i+1 {
-				t.Fatalf("%s lane: position %d holds %d", name, i, v)
-			}
+	if len(user) != n {
+		t.Fatalf("handled %d, want %d", len(user), n)
+	}
+	for i, v := range user {
+		if v != i+1 {
+			t.Fatalf("position %d holds %d", i, v)
 		}
 	}
 }
 
 func TestCapacity(t *testing.T) {
 	tests := []struct {
-		name          string
-		opts          []Option
-		wantSys, want int
+		name string
+		opts []Option
+		want int
 	}{
-		{"defaults", nil, DefaultSystemCapacity, DefaultCapacity},
-		{"one each", []Option{WithCapacity(1), WithSystemCapacity(1)}, 1, 1},
-		{"small", []Option{WithCapacity(3), WithSystemCapacity(2)}, 2, 3},
-		{"above first allocation", []Option{WithCapacity(minRingAlloc*3 + 1), WithSystemCapacity(minRingAlloc + 5)}, minRingAlloc + 5, minRingAlloc*3 + 1},
+		{"defaults", nil, DefaultCapacity},
+		{"one", []Option{WithCapacity(1)}, 1},
+		{"small", []Option{WithCapacity(3)}, 3},
+		{"above first allocation", []Option{WithCapacity(minRingAlloc*3 + 1)}, minRingAlloc*3 + 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var rec recorder[int]
 			d := &queueDispatcher{}
 			m := NewMailbox(rec.handle, append(tt.opts, WithDispatcher(d))...)
-			if s, u := m.Cap(); s != tt.wantSys || u != tt.want {
-				t.Fatalf("Cap = %d, %d; want %d, %d", s, u, tt.wantSys, tt.want)
+			if c := m.Cap(); c != tt.want {
+				t.Fatalf("Cap = %d; want %d", c, tt.want)
 			}
 			for i := range tt.want {
 				if err := m.TryPost(i); err != nil {
@@ -145,28 +71,20 @@ func TestCapacity(t *testing.T) {
 			if err := m.TryPost(-1); !errors.Is(err, ErrMailboxFull) {
 				t.Fatalf("TryPost on full lane = %v, want ErrMailboxFull", err)
 			}
-			for i := range tt.wantSys {
-				if err := m.PostSystem(i); err != nil {
-					t.Fatalf("PostSystem %d: %v", i, err)
-				}
-			}
-			if err := m.PostSystem(-1); !errors.Is(err, ErrMailboxFull) {
-				t.Fatalf("PostSystem on full lane = %v, want ErrMailboxFull", err)
-			}
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			if err := m.Post(ctx, -1); !errors.Is(err, ErrMailboxFull) || !errors.Is(err, context.Canceled) {
 				t.Fatalf("Post with done context on full lane = %v", err)
 			}
-			if s, u := m.Len(); s != tt.wantSys || u != tt.want {
-				t.Fatalf("Len = %d, %d; want %d, %d", s, u, tt.wantSys, tt.want)
+			if n := m.Len(); n != tt.want {
+				t.Fatalf("Len = %d; want %d", n, tt.want)
 			}
 			d.runAll()
-			if got := rec.len(); got != tt.want+tt.wantSys {
-				t.Fatalf("handled %d, want %d", got, tt.want+tt.wantSys)
+			if got := rec.len(); got != tt.want {
+				t.Fatalf("handled %d, want %d", got, tt.want)
 			}
-			if s, u := m.Len(); s != 0 || u != 0 {
-				t.Fatalf("Len after drain = %d, %d", s, u)
+			if n := m.Len(); n != 0 {
+				t.Fatalf("Len after drain = %d", n)
 			}
 			if err := m.TryPost(0); err != nil {
 				t.Fatalf("TryPost after drain: %v", err)
@@ -184,7 +102,6 @@ func TestInvalidConstruction(t *testing.T) {
 	}{
 		{"nil handler", nil, nil, "nil handler"},
 		{"zero capacity", func(int) {}, []Option{WithCapacity(0)}, "WithCapacity(0)"},
-		{"negative system capacity", func(int) {}, []Option{WithSystemCapacity(-1)}, "WithSystemCapacity(-1)"},
 		{"zero throughput", func(int) {}, []Option{WithThroughput(0)}, "WithThroughput(0)"},
 	}
 	for _, tt := range tests {
@@ -237,8 +154,8 @@ func TestPostBlocksUntilSpace(t *testing.T) {
 		t.Fatalf("Post returned %v while the lane was full", err)
 	default:
 	}
-	if s, u := m.Len(); s != 0 || u != 1 {
-		t.Fatalf("Len = %d, %d while blocked", s, u)
+	if n := m.Len(); n != 1 {
+		t.Fatalf("Len = %d while blocked", n)
 	}
 
 	d.runOne() // handles 1, which frees the slot
@@ -456,17 +373,13 @@ func TestClose(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := m.PostSystem("S1"); err != nil {
-			t.Fatal(err)
-		}
 		m.Close()
 		if isClosed(m.Done()) {
 			t.Fatal("Done closed with messages queued")
 		}
 		for name, err := range map[string]error{
-			"Post":       m.Post(context.Background(), "late"),
-			"TryPost":    m.TryPost("late"),
-			"PostSystem": m.PostSystem("late"),
+			"Post":    m.Post(context.Background(), "late"),
+			"TryPost": m.TryPost("late"),
 		} {
 			if !errors.Is(err, ErrMailboxClosed) {
 				t.Errorf("%s after Close = %v, want ErrMailboxClosed", name, err)
@@ -476,7 +389,7 @@ func TestClose(t *testing.T) {
 		if !isClosed(m.Done()) {
 			t.Fatal("Done not closed after the queue drained")
 		}
-		if got, want := rec.messages(), []string{"S1", "U1", "U2"}; !slices.Equal(got, want) {
+		if got, want := rec.messages(), []string{"U1", "U2"}; !slices.Equal(got, want) {
 			t.Fatalf("handled %v, want %v", got, want)
 		}
 	})
@@ -631,14 +544,12 @@ func TestConcurrentPosters(t *testing.T) {
 		inside       atomic.Int32
 		overlaps     atomic.Int32
 		lastUser     [producers]int // plain state: only the drainer touches it
-		lastSys      [producers]int
 		handled      int
 		outOfOrder   int
-		sysPosted    atomic.Int64
 		userAccepted atomic.Int64
 	)
 	for i := range producers {
-		lastUser[i], lastSys[i] = -1, -1
+		lastUser[i] = -1
 	}
 	m := NewMailbox(func(v msg) {
 		if inside.Add(1) != 1 {
@@ -646,16 +557,13 @@ func TestConcurrentPosters(t *testing.T) {
 		}
 		defer inside.Add(-1)
 		last := &lastUser[v.producer]
-		if v.seq < 0 {
-			last, v.seq = &lastSys[v.producer], -v.seq
-		}
 		if v.seq <= *last {
 			outOfOrder++
 		}
 		*last = v.seq
 		handled++
 		runtime.Gosched() // widen the window for a second drainer
-	}, WithCapacity(8), WithSystemCapacity(4), WithThroughput(7))
+	}, WithCapacity(8), WithThroughput(7))
 
 	var wg sync.WaitGroup
 	for p := range producers {
@@ -666,9 +574,6 @@ func TestConcurrentPosters(t *testing.T) {
 					return
 				}
 				userAccepted.Add(1)
-				if seq%10 == 0 && m.PostSystem(msg{p, -seq}) == nil {
-					sysPosted.Add(1)
-				}
 			}
 		})
 	}
@@ -681,7 +586,7 @@ func TestConcurrentPosters(t *testing.T) {
 	if outOfOrder != 0 {
 		t.Fatalf("%d messages out of order", outOfOrder)
 	}
-	if want := int(userAccepted.Load() + sysPosted.Load()); handled != want {
+	if want := int(userAccepted.Load()); handled != want {
 		t.Fatalf("handled %d, accepted %d", handled, want)
 	}
 	if userAccepted.Load() != producers*perProducer {
@@ -843,9 +748,6 @@ func TestSyncDispatcher(t *testing.T) {
 					t.Errorf("TryPost: %v", err)
 				}
 			}
-			if err := m.PostSystem("sys"); err != nil {
-				t.Errorf("PostSystem: %v", err)
-			}
 		}
 	}, WithDispatcher(SyncDispatcher{}), WithThroughput(2))
 
@@ -855,8 +757,8 @@ func TestSyncDispatcher(t *testing.T) {
 	}{
 		{"a", []string{"a"}},
 		{"b", []string{"a", "b"}},
-		{"fan-out", []string{"a", "b", "fan-out", "sys", "child0", "child1", "child2", "child3", "child4"}},
-		{"c", []string{"a", "b", "fan-out", "sys", "child0", "child1", "child2", "child3", "child4", "c"}},
+		{"fan-out", []string{"a", "b", "fan-out", "child0", "child1", "child2", "child3", "child4"}},
+		{"c", []string{"a", "b", "fan-out", "child0", "child1", "child2", "child3", "child4", "c"}},
 	}
 	for _, st := range steps {
 		if err := m.Post(context.Background(), st.post); err != nil {
@@ -865,14 +767,14 @@ func TestSyncDispatcher(t *testing.T) {
 		if !slices.Equal(got, st.want) {
 			t.Fatalf("after Post(%q): handled %v, want %v", st.post, got, st.want)
 		}
-		if s, u := m.Len(); s != 0 || u != 0 {
-			t.Fatalf("after Post(%q): Len = %d, %d", st.post, s, u)
+		if n := m.Len(); n != 0 {
+			t.Fatalf("after Post(%q): Len = %d", st.post, n)
 		}
 	}
 }
 
 // TestRecheckAfterIdle posts a message in the exact window between the
-// drainer finding the lanes empty and going idle. The post sees the drainer
+// drainer finding the queue empty and going idle. The post sees the drainer
 // running, so it schedules nothing; only the drainer's re-check can find it.
 func TestRecheckAfterIdle(t *testing.T) {
 	var rec recorder[int]
@@ -896,7 +798,7 @@ func TestRecheckAfterIdle(t *testing.T) {
 }
 
 // TestCloseWhileGoingIdle calls Close in the window between the drainer
-// finding the lanes empty and going idle: Close sees the drainer running and
+// finding the queue empty and going idle: Close sees the drainer running and
 // schedules nothing, so only the drainer's re-check can close Done.
 func TestCloseWhileGoingIdle(t *testing.T) {
 	var rec recorder[int]
@@ -1016,16 +918,11 @@ func TestPostAndHandleDoNotAllocate(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for range 10 {
-				if err := m.PostSystem(msg); err != nil {
-					t.Fatal(err)
-				}
-			}
 			d.run()
 		}
 		post() // warm up: rings grow to their working size
 		if allocs := testing.AllocsPerRun(100, post); allocs != 0 {
-			t.Fatalf("allocs per 210 posts+handles = %v, want 0", allocs)
+			t.Fatalf("allocs per 200 posts+handles = %v, want 0", allocs)
 		}
 	})
 }

@@ -7,9 +7,8 @@ import (
 
 // Defaults used by NewMailbox when no option overrides them.
 const (
-	DefaultCapacity       = 1024
-	DefaultSystemCapacity = 256
-	DefaultThroughput     = 64
+	DefaultCapacity   = 1024
+	DefaultThroughput = 64
 )
 
 // Option configures a Mailbox. Options are applied in order by NewMailbox.
@@ -22,21 +21,19 @@ type optionFunc func(*config)
 func (f optionFunc) applyToMailbox(c *config) { f(c) }
 
 type config struct {
-	capacity       int
-	systemCapacity int
-	throughput     int
-	dispatcher     Dispatcher // nil: the dedicated drainer
-	onPanic        func(recovered any, stack []byte)
-	crashOnPanic   bool
+	capacity     int
+	throughput   int
+	dispatcher   Dispatcher // nil: the dedicated drainer
+	onPanic      func(recovered any, stack []byte)
+	crashOnPanic bool
 }
 
 func newConfig(opts []Option) config {
 	c := config{
-		capacity:       DefaultCapacity,
-		systemCapacity: DefaultSystemCapacity,
-		throughput:     DefaultThroughput,
-		dispatcher:     nil, // the dedicated drainer
-		onPanic:        logPanic,
+		capacity:   DefaultCapacity,
+		throughput: DefaultThroughput,
+		dispatcher: nil, // the dedicated drainer
+		onPanic:    logPanic,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -46,27 +43,17 @@ func newConfig(opts []Option) config {
 	if c.capacity < 1 {
 		panic(fmt.Sprintf("actor: WithCapacity(%d): capacity must be positive", c.capacity))
 	}
-	if c.systemCapacity < 1 {
-		panic(fmt.Sprintf("actor: WithSystemCapacity(%d): capacity must be positive", c.systemCapacity))
-	}
 	if c.throughput < 1 {
 		panic(fmt.Sprintf("actor: WithThroughput(%d): throughput must be positive", c.throughput))
 	}
 	return c
 }
 
-// WithCapacity bounds the user lane to n messages (default 1024). When it is
+// WithCapacity bounds the mailbox to n messages (default 1024). When it is
 // full, Post blocks and TryPost fails with ErrMailboxFull. n must be positive;
 // NewMailbox panics otherwise.
 func WithCapacity(n int) Option {
 	return optionFunc(func(c *config) { c.capacity = n })
-}
-
-// WithSystemCapacity bounds the system lane to n messages (default 256). When
-// it is full, PostSystem fails with ErrMailboxFull. n must be positive;
-// NewMailbox panics otherwise.
-func WithSystemCapacity(n int) Option {
-	return optionFunc(func(c *config) { c.systemCapacity = n })
 }
 
 // WithThroughput sets how many messages one turn handles before it yields

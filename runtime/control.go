@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"google.golang.org/protobuf/proto"
-
-	"github.com/herd-go/herd/actor"
 )
 
 // The runtime's own protocol, herd.v1.ControlService, is generated into
@@ -134,9 +132,8 @@ func controlCallConfig(procedure string, opts []CallOption) *callConfig {
 	return cfg
 }
 
-// controlLaneCap bounds the control lane, as the mailbox's system lane
-// bounded control requests before they had a lane of their own.
-const controlLaneCap = actor.DefaultSystemCapacity
+// controlLaneCap bounds the control lane.
+const controlLaneCap = 256
 
 // handleControl runs on the control lane's drainer. Error events go through
 // the user lane (reportError), where they are ordered with the messages

@@ -42,10 +42,9 @@ func (ep *endpoint) stats() LinkStats {
 		s.Writes, s.Reads = ls.Writes, ls.Reads
 	default:
 	}
-	_, s.MailboxUser = ep.box.Len()
-	_, s.MailboxSystem = ep.ctl.Len() // the control lane (control.go) queues in its user lane
-	_, c := ep.box.Cap()
-	s.MailboxCapacity = c - eventReserve // the lane holds the window plus room for events
+	s.MailboxUser = ep.box.Len()
+	s.MailboxSystem = ep.ctl.Len()                  // the control lane (control.go)
+	s.MailboxCapacity = ep.box.Cap() - eventReserve // the lane holds the window plus room for events
 	ep.pendMu.Lock()
 	s.PendingCalls = len(ep.pending)
 	ep.pendMu.Unlock()

@@ -226,7 +226,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 	}
 }
 
-// report sends an Accepted message on the system lane; sync waits until
+// report sends an Accepted message as a system frame (the reader lane, control.go); sync waits until
 // it is written.
 func (l *rrListener) report(req *herdv1.AcceptedRequest, sync bool) error {
 	h := wire.Header{Procedure: controlServiceAcceptedProcedure, Flags: wire.FlagSystem}
