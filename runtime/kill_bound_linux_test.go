@@ -4,6 +4,7 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,11 +23,13 @@ import (
 )
 
 // The kill-bound tests' worker: it listens on the address and policy it is
-// asked, with WithAcceptAhead(k), and either serves HTTP ("serve",
-// answering "w<ID>") or hoards ("hoard"): its server accepts connections
+// asked, with WithAcceptAhead(k), and either serves HTTP (answering
+// "w<ID>") or hoards: its server accepts connections
 // and never touches them, as a net/http server whose goroutines have not
 // run yet on a starved machine, and reports each accept to the primary.
-// Its Ask handler takes the request "address policy how k [defer]".
+// It serves TestService.Listen: the request's address, policy,
+// accept_ahead and defer_accept, and hold (nobody accepts) or hoard; the
+// default serves HTTP.
 func aheadWorker() int {
 	// However slow the machine, a hoarding server never gets more than its
 	// bound: the patience fallback (for servers that accept several
@@ -46,24 +49,16 @@ func aheadWorker() int {
 		mu    sync.Mutex
 		hoard []net.Conn
 	)
-	err = self.Register(runtime.NewUnaryHandler(testv1herd.TestServiceAskProcedure, func(ctx context.Context, req *testv1.AskRequest) (*testv1.AskResponse, error) {
-		f := strings.Fields(req.GetMessage()) // address policy how k [defer]
-		if len(f) != 4 && (len(f) != 5 || f[4] != "defer") {
-			return nil, fmt.Errorf("bad request %q", req.GetMessage())
-		}
-		pol, err := runtime.ParseSchedulingPolicy(f[1])
+	err = self.Register(runtime.NewUnaryHandler(testv1herd.TestServiceListenProcedure, func(ctx context.Context, req *testv1.ListenRequest) (*testv1.ListenResponse, error) {
+		pol, err := runtime.ParseSchedulingPolicy(req.GetPolicy())
 		if err != nil {
 			return nil, err
 		}
-		k, err := strconv.Atoi(f[3])
+		opts, err := listenOptions(req) // listen_worker_test.go
 		if err != nil {
 			return nil, err
 		}
-		opts := []runtime.ListenOption{runtime.WithSchedulingPolicy(pol), runtime.WithAcceptAhead(k)}
-		if len(f) == 5 {
-			opts = append(opts, runtime.WithDeferAccept())
-		}
-		ln, err := runtime.Listen(ctx, "tcp", f[0], opts...)
+		ln, err := runtime.Listen(ctx, req.GetNetwork(), req.GetAddress(), opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -71,11 +66,12 @@ func aheadWorker() int {
 			ln.Close()
 			return nil, fmt.Errorf("listener policy %v, want %v", got, pol)
 		}
-		switch f[2] {
-		case "serve":
-			go srv.Serve(ln)
-		case "hold": // the runtime keeps the listener; nobody accepts
-		case "hoard":
+		switch {
+		case req.GetHold() && req.GetHoard():
+			ln.Close()
+			return nil, errors.New("hold and hoard both set")
+		case req.GetHold(): // the runtime keeps the listener; nobody accepts
+		case req.GetHoard():
 			go func() {
 				for {
 					c, err := ln.Accept()
@@ -92,10 +88,9 @@ func aheadWorker() int {
 				}
 			}()
 		default:
-			ln.Close()
-			return nil, fmt.Errorf("bad mode %q", f[2])
+			go srv.Serve(ln)
 		}
-		return &testv1.AskResponse{Message: ln.Addr().String()}, nil
+		return &testv1.ListenResponse{Address: ln.Addr().String()}, nil
 	}))
 	if err != nil {
 		return 11
@@ -127,7 +122,7 @@ func TestKilledWorkerLosesAtMostItsAcceptAhead(t *testing.T) {
 			c.rec.waitFor(fmt.Sprintf("online %d", victim.ID()))
 			c.rec.waitFor(fmt.Sprintf("online %d", other.ID()))
 			// The victim listens alone first: every client goes its way.
-			addr := aheadListen(t, victim, fmt.Sprintf("127.0.0.1:0 %s hoard %d", pol, k))
+			addr := aheadListen(t, victim, &testv1.ListenRequest{Address: "127.0.0.1:0", Policy: pol.String(), Hoard: true, AcceptAhead: int32(k)})
 			_, portStr, _ := net.SplitHostPort(addr)
 			port, _ := strconv.Atoi(portStr)
 
@@ -170,7 +165,7 @@ func TestKilledWorkerLosesAtMostItsAcceptAhead(t *testing.T) {
 					}
 				}
 			}
-			if got := aheadListen(t, other, fmt.Sprintf("127.0.0.1:0 %s serve 0", pol)); got != addr {
+			if got := aheadListen(t, other, &testv1.ListenRequest{Address: "127.0.0.1:0", Policy: pol.String()}); got != addr {
 				t.Fatalf("worker %d listens on %s, worker %d on %s", victim.ID(), addr, other.ID(), got)
 			}
 			if err := victim.Kill(syscall.SIGKILL); err != nil {
@@ -192,16 +187,18 @@ func TestKilledWorkerLosesAtMostItsAcceptAhead(t *testing.T) {
 	}
 }
 
-// aheadListen asks an "ahead" worker to listen and returns the address.
-func aheadListen(t *testing.T, w *runtime.Worker, cmd string) string {
+// aheadListen asks an "ahead" worker to listen on TCP and returns the
+// address.
+func aheadListen(t *testing.T, w *runtime.Worker, req *testv1.ListenRequest) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	res, err := testv1herd.NewTestServiceClient(w).Ask(ctx, &testv1.AskRequest{Message: cmd})
+	req.Network = "tcp"
+	res, err := testv1herd.NewTestServiceClient(w).Listen(ctx, req)
 	if err != nil {
-		t.Fatalf("worker %d listen %q: %v", w.ID(), cmd, err)
+		t.Fatalf("worker %d listen %v: %v", w.ID(), req, err)
 	}
-	return res.GetMessage()
+	return res.GetAddress()
 }
 
 // TestDeferAcceptSetsTheSocketOption: WithDeferAccept reaches the socket
@@ -216,11 +213,11 @@ func TestDeferAcceptSetsTheSocketOption(t *testing.T) {
 			a, b := c.fork("ahead"), c.fork("ahead")
 			c.rec.waitFor(fmt.Sprintf("online %d", a.ID()))
 			c.rec.waitFor(fmt.Sprintf("online %d", b.ID()))
-			on := aheadListen(t, a, fmt.Sprintf("127.0.0.1:0 %s hold 0 defer", pol))
-			if got := aheadListen(t, b, fmt.Sprintf("127.0.0.1:0 %s hold 0", pol)); got != on {
+			on := aheadListen(t, a, &testv1.ListenRequest{Address: "127.0.0.1:0", Policy: pol.String(), Hold: true, DeferAccept: true})
+			if got := aheadListen(t, b, &testv1.ListenRequest{Address: "127.0.0.1:0", Policy: pol.String(), Hold: true}); got != on {
 				t.Fatalf("worker %d listens on %s, worker %d on %s", a.ID(), on, b.ID(), got)
 			}
-			off := aheadListen(t, a, fmt.Sprintf("127.0.0.2:0 %s hold 0", pol))
+			off := aheadListen(t, a, &testv1.ListenRequest{Address: "127.0.0.2:0", Policy: pol.String(), Hold: true})
 			// The option applies when the Listen creates the handle: every
 			// socket of the first address has it, none of the second.
 			for addr, want := range map[string]bool{on: true, off: false} {

@@ -189,6 +189,12 @@ func listenOptions(req *testv1.ListenRequest) ([]runtime.ListenOption, error) {
 	if n := req.GetMaxConnections(); n != 0 {
 		opts = append(opts, runtime.WithMaxConnections(int(n)))
 	}
+	if n := req.GetAcceptAhead(); n != 0 {
+		opts = append(opts, runtime.WithAcceptAhead(int(n)))
+	}
+	if req.GetDeferAccept() {
+		opts = append(opts, runtime.WithDeferAccept())
+	}
 	return opts, nil
 }
 

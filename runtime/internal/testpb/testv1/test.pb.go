@@ -1265,7 +1265,15 @@ type ListenRequest struct {
 	Acceptors int32 `protobuf:"varint,15,opt,name=acceptors,proto3" json:"acceptors,omitempty"`
 	// hold keeps the listener without ever accepting, so that connections
 	// wait in its accept queue.
-	Hold          bool `protobuf:"varint,16,opt,name=hold,proto3" json:"hold,omitempty"`
+	Hold bool `protobuf:"varint,16,opt,name=hold,proto3" json:"hold,omitempty"`
+	// accept_ahead, when not zero, is runtime.WithAcceptAhead's.
+	AcceptAhead int32 `protobuf:"varint,17,opt,name=accept_ahead,json=acceptAhead,proto3" json:"accept_ahead,omitempty"`
+	// defer_accept is runtime.WithDeferAccept.
+	DeferAccept bool `protobuf:"varint,18,opt,name=defer_accept,json=deferAccept,proto3" json:"defer_accept,omitempty"`
+	// hoard accepts connections and never touches them, reporting each
+	// accept to the caller ("accepted N"), as a server whose goroutines have
+	// not run yet on a starved machine.
+	Hoard         bool `protobuf:"varint,19,opt,name=hoard,proto3" json:"hoard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1408,6 +1416,27 @@ func (x *ListenRequest) GetAcceptors() int32 {
 func (x *ListenRequest) GetHold() bool {
 	if x != nil {
 		return x.Hold
+	}
+	return false
+}
+
+func (x *ListenRequest) GetAcceptAhead() int32 {
+	if x != nil {
+		return x.AcceptAhead
+	}
+	return 0
+}
+
+func (x *ListenRequest) GetDeferAccept() bool {
+	if x != nil {
+		return x.DeferAccept
+	}
+	return false
+}
+
+func (x *ListenRequest) GetHoard() bool {
+	if x != nil {
+		return x.Hoard
 	}
 	return false
 }
@@ -2102,7 +2131,7 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"(\n" +
 	"\fFloodRequest\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\"\x0f\n" +
-	"\rFloodResponse\"\xa6\x03\n" +
+	"\rFloodResponse\"\x82\x04\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
@@ -2120,7 +2149,10 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\x03tls\x18\r \x01(\bR\x03tls\x12\x12\n" +
 	"\x04gate\x18\x0e \x01(\bR\x04gate\x12\x1c\n" +
 	"\tacceptors\x18\x0f \x01(\x05R\tacceptors\x12\x12\n" +
-	"\x04hold\x18\x10 \x01(\bR\x04hold\"\x8d\x01\n" +
+	"\x04hold\x18\x10 \x01(\bR\x04hold\x12!\n" +
+	"\faccept_ahead\x18\x11 \x01(\x05R\vacceptAhead\x12!\n" +
+	"\fdefer_accept\x18\x12 \x01(\bR\vdeferAccept\x12\x14\n" +
+	"\x05hoard\x18\x13 \x01(\bR\x05hoard\"\x8d\x01\n" +
 	"\x0eListenResponse\x12\x1d\n" +
 	"\n" +
 	"error_name\x18\x01 \x01(\tR\terrorName\x12\x14\n" +
