@@ -44,6 +44,9 @@ type settings struct {
 	subreaper bool
 	// prefixOutput prefixes workers' output lines (logging.go).
 	prefixOutput bool
+	// workerProcs is the workers' GOMAXPROCS: -1 herd's default, 0 Go's,
+	// n > 0 n (gomaxprocs.go).
+	workerProcs int
 }
 
 // PrimaryOption configures a Primary (NewPrimary) or the settings of later
@@ -226,6 +229,9 @@ type forkConfig struct {
 	tail *stderrTail
 	// pool, set by a Pool, is the pool's hold on the worker (pool.go).
 	pool *poolFork
+	// poolSize, set by a Pool, is its size when it forked the worker
+	// (gomaxprocs.go).
+	poolSize int
 }
 
 type forkOptionFunc func(*forkConfig)

@@ -301,6 +301,7 @@ func (pl *Pool) forkInto(ctx context.Context, s *slot, replacement bool) (*membe
 	}
 	m.started = pl.cfg.clock.Now()
 	pl.active.Add(1)
+	size := len(pl.slots)
 	pl.mu.Unlock()
 
 	pf := &poolFork{
@@ -312,6 +313,7 @@ func (pl *Pool) forkInto(ctx context.Context, s *slot, replacement bool) (*membe
 		c.observe = func(w *Worker, procedure string, msg proto.Message) { pl.observe(m, w, procedure, msg) }
 		c.tail = tail
 		c.pool = pf
+		c.poolSize = size // the workers' GOMAXPROCS rule (gomaxprocs.go)
 	}))
 	w, err := pl.p.Fork(ctx, opts...)
 	pl.mu.Lock()

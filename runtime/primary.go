@@ -51,6 +51,7 @@ type Primary struct {
 func NewPrimary(opts ...PrimaryOption) *Primary {
 	takeActivation() // systemd's sockets: not for the workers to inherit
 	p := &Primary{workers: make(map[uint64]*Worker)}
+	p.settings.workerProcs = -1
 	p.ports = newPortTable(p)
 	pol, polErr := envPolicy()
 	if polErr == nil {
@@ -220,6 +221,9 @@ func (p *Primary) command(id uint64, s settings, fc forkConfig) (*exec.Cmd, erro
 			}
 			env = append(env, kv)
 		}
+	}
+	if kv := workerProcsEnv(env, s.workerProcs, fc.poolSize, DefaultPoolSize()); kv != "" {
+		env = append(env, kv)
 	}
 	cmd.Env = append(env,
 		EnvWorkerID+"="+strconv.FormatUint(id, 10),
