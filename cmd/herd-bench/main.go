@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		pm2     = fs.String("pm2", "auto", "PM2 for the pm2 systems: auto (the copy in the user cache dir, installed there with npm if missing), cached (that copy only), a `DIR` with the pm2 package, or empty to skip them")
 		quiet   = fs.Duration("quiet-wait", 30*time.Second, "before each run, wait up to this long for other processes to leave the CPUs idle (Linux; 0: do not check)")
 		procs   = fs.Int("gomaxprocs", 0, "GOMAXPROCS of the Go children (herd, raw, single); 0 leaves Go's default, as users run it")
-		wprocs  = fs.Int("worker-gomaxprocs", 0, "GOMAXPROCS of the herd HTTP clusters' workers only (to study N workers sharing C CPUs); 0 leaves them as -gomaxprocs does")
+		wprocs  = fs.Int("worker-gomaxprocs", -1, "GOMAXPROCS of the herd HTTP clusters' workers only (to study N workers sharing C CPUs); -1 is herd's default for a Pool's workers (runtime.WorkerGOMAXPROCS: max(1, CPUs/workers)), 0 leaves Go's default (or -gomaxprocs)")
 		profile = fs.String("profile", "", "Go children write CPU profiles to `DIR` (cpu-<role>-<pid>.pprof)")
 		tracing = fs.String("trace", "", "Go children write execution traces to `DIR` (trace-<role>-<pid>.out)")
 		verbose = fs.Bool("v", false, "log every run")
@@ -173,13 +173,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.childEnv = append(cfg.childEnv, fmt.Sprintf("GOMAXPROCS=%d", *procs))
 		fmt.Fprintf(stdout, "go children: GOMAXPROCS=%d (-gomaxprocs)\n", *procs)
 	}
-	if *wprocs < 0 || *wprocs > 1024 {
-		fmt.Fprintf(stderr, "herd-bench: -worker-gomaxprocs %d out of range [0, 1024]\n", *wprocs)
+	if *wprocs < -1 || *wprocs > 1024 {
+		fmt.Fprintf(stderr, "herd-bench: -worker-gomaxprocs %d out of range [-1, 1024]\n", *wprocs)
 		return 2
 	}
-	if *wprocs > 0 {
-		cfg.childEnv = append(cfg.childEnv, fmt.Sprintf("%s=%d", envWorkerProcs, *wprocs))
+	cfg.childEnv = append(cfg.childEnv, fmt.Sprintf("%s=%d", envWorkerProcs, *wprocs))
+	switch {
+	case *wprocs > 0:
 		fmt.Fprintf(stdout, "herd HTTP workers: GOMAXPROCS=%d (-worker-gomaxprocs)\n", *wprocs)
+	case *wprocs == 0:
+		fmt.Fprintf(stdout, "herd HTTP workers: Go's default GOMAXPROCS (-worker-gomaxprocs 0)\n")
 	}
 	for env, dir := range map[string]string{envProfile: *profile, envTrace: *tracing} {
 		if dir == "" {

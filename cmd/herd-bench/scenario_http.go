@@ -149,8 +149,9 @@ func singleServer() error {
 // that its listener got it. When its stdin ends the primary asks each
 // worker how many connections it accepted and reports the spread.
 
-// envWorkerProcs, when set, is the GOMAXPROCS of the HTTP clusters'
-// workers (-worker-gomaxprocs).
+// envWorkerProcs is the GOMAXPROCS of the HTTP clusters' workers
+// (-worker-gomaxprocs): -1 (or unset) herd's default for a Pool of that many
+// workers, 0 Go's default, n > 0 n.
 const envWorkerProcs = "HERD_BENCH_WORKER_GOMAXPROCS"
 
 // httpPrimary is the herd HTTP cluster.
@@ -161,10 +162,15 @@ func httpPrimary() error {
 	}
 	ctx := context.Background()
 	env := []string{envWorkerRole + "=" + workerHTTP}
-	if v := os.Getenv(envWorkerProcs); v != "" {
-		env = append(env, "GOMAXPROCS="+v)
+	// The cluster forks its workers itself, outside a Pool, so it applies
+	// the rule a Pool of n workers would (runtime.WorkerGOMAXPROCS).
+	procs := runtime.WorkerGOMAXPROCS(n, runtime.DefaultPoolSize())
+	if v := os.Getenv(envWorkerProcs); v != "" && v != "-1" {
+		if procs, err = strconv.Atoi(v); err != nil {
+			return fmt.Errorf("%s: %w", envWorkerProcs, err)
+		}
 	}
-	p := runtime.NewPrimary(runtime.WithEnv(env...))
+	p := runtime.NewPrimary(runtime.WithEnv(env...), runtime.WithWorkerGOMAXPROCS(procs))
 	ev := newClusterEvents()
 	if err := herdv1herd.RegisterEventServiceHandler(p, ev); err != nil {
 		return err
