@@ -250,11 +250,12 @@ func TestKubernetesDrain(t *testing.T) {
 		}
 		slow <- err
 	}()
-	// Wait until the slow request has reached a worker: /stats counts it.
-	for deadline := time.Now().Add(waitLimit); ; {
+	// Wait until the slow request has reached a worker: /stats counts it,
+	// the GET / before it, and every /stats call itself.
+	for deadline, calls := time.Now().Add(waitLimit), 1; ; calls++ {
 		var n int
 		fmt.Sscanf(get(t, client, "http://"+addr+"/stats"), "total=%d", &n)
-		if n >= 3 { // GET /, the slow one, and this /stats
+		if n > calls+1 {
 			break
 		}
 		if time.Now().After(deadline) {
