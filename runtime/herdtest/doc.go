@@ -13,7 +13,9 @@
 // The rest bounds every wait and never sleeps to synchronise:
 //
 //   - Process (Start) drives a program started in a role: its standard
-//     output lines, its standard input, signals, its exit status.
+//     output lines, its standard error, its standard input, signals, its
+//     exit status, and the workers it names in its output (WithWorkerPIDs),
+//     which must end before the test does.
 //   - Events records the cluster events of a Primary (or of one worker) as
 //     lines, "online 1", "exit 2 code=3 ...", and waits for one.
 //   - WaitUntil and Receive wait for a condition or a value, up to

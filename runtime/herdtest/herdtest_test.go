@@ -58,7 +58,8 @@ func whereRole() int {
 }
 
 // echoRole prints "ready", then echoes every line of its standard input
-// until EOF or SIGTERM, and says which ended it.
+// until EOF or SIGTERM, and says which ended it; a line "stderr TEXT" also
+// writes TEXT to standard error.
 func echoRole() int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
@@ -77,6 +78,9 @@ func echoRole() int {
 			if !ok {
 				fmt.Println("eof")
 				return 0
+			}
+			if text, ok := strings.CutPrefix(l, "stderr "); ok {
+				fmt.Fprintln(os.Stderr, text)
 			}
 			fmt.Println("echo " + l)
 		case s := <-sigs:
@@ -631,5 +635,92 @@ func TestEventsWaitUntil(t *testing.T) {
 	})
 	if want := `herdtest: waiting until two exits after 50ms; recorded ["exit 1 code=0"]`; out != want {
 		t.Errorf("reported %q, want %q", out, want)
+	}
+}
+
+// echoedPID is a WithWorkerPIDs parser: the PID in "echo worker PID".
+func echoedPID(line string) int {
+	var pid int
+	fmt.Sscanf(line, "echo worker %d", &pid)
+	return pid
+}
+
+// TestWithWorkerPIDs: the workers a program names in its output are
+// tracked whether the test reads the line (WaitLine) or the cleanup does;
+// one still alive when the test ends is killed and reported, one that ended
+// is not.
+func TestWithWorkerPIDs(t *testing.T) {
+	CheckLeaks(t)
+	for _, readByTest := range []bool{true, false} {
+		other := Start(t, "echo")
+		other.WaitLine("ready")
+		out := runFake(t, func(t testing.TB) {
+			p := Start(t, "echo", WithWorkerPIDs(echoedPID))
+			p.Send(fmt.Sprint("worker ", other.PID()))
+			p.Timeout = 200 * time.Millisecond // for the cleanup's wait
+			if readByTest {
+				p.WaitLine("echo worker ")
+				return
+			}
+			p.CloseStdin()
+			<-p.done // exited, its output not read
+		})
+		if want := fmt.Sprintf("herdtest: echo: worker %d still alive after 200ms", other.PID()); out != want {
+			t.Errorf("read by the test %v: reported %q, want %q", readByTest, out, want)
+		}
+		if code := other.Wait(); code != -1 {
+			t.Errorf("read by the test %v: exit status %d, want -1 (killed)", readByTest, code)
+		}
+	}
+
+	// A worker that ends before the test does is not reported.
+	other := Start(t, "echo")
+	other.WaitLine("ready")
+	out := runFake(t, func(t testing.TB) {
+		p := Start(t, "echo", WithWorkerPIDs(echoedPID))
+		p.Send(fmt.Sprint("worker ", other.PID()))
+		p.WaitLine("echo worker ")
+		syscall.Kill(other.PID(), syscall.SIGTERM)
+	})
+	if out != "" {
+		t.Errorf("reported %q", out)
+	}
+	other.WaitLine("signal terminated")
+	other.WaitExit(0)
+}
+
+// TestWaitStderr: WaitStderr returns once standard error holds the text,
+// and fails when the program exits without it or the bound is reached.
+func TestWaitStderr(t *testing.T) {
+	CheckLeaks(t)
+	p := Start(t, "echo")
+	p.WaitLine("ready")
+	p.Send("stderr Listening on 1")
+	p.WaitStderr("Listening on ")
+	p.Send("stderr Listening on 2")
+	p.WaitStderr("on 2")
+	p.WaitStderr("on 1") // already there
+	p.CloseStdin()
+	p.WaitExit(0)
+
+	out := runFake(t, func(t testing.TB) {
+		p := Start(t, "echo")
+		p.WaitLine("ready") // the default bound: a loaded machine may take a while to start it
+		p.Send("stderr something else")
+		p.Timeout = 200 * time.Millisecond
+		p.WaitStderr("never")
+		t.Errorf("WaitStderr returned")
+	})
+	if !strings.Contains(out, `herdtest: echo: no "never" on standard error after 200ms; saw ["ready"]`) {
+		t.Errorf("reported %q", out)
+	}
+
+	out = runFake(t, func(t testing.TB) {
+		p := Start(t, "hello")
+		p.WaitStderr("never")
+		t.Errorf("WaitStderr returned")
+	})
+	if !strings.Contains(out, `herdtest: hello: exited without "never" on standard error`) {
+		t.Errorf("reported %q", out)
 	}
 }

@@ -37,7 +37,8 @@ type Process struct {
 	waitErr error         // cmd.Wait's result, set before done closes
 	group   bool
 	tracked []tracked
-	waited  bool // the test looked at the exit status
+	pidOf   func(line string) int // WithWorkerPIDs
+	waited  bool                  // the test looked at the exit status
 }
 
 // ProcessOption configures Start.
@@ -72,6 +73,18 @@ func WithProgram(path string) ProcessOption {
 		p.cmd.Path = path
 		p.cmd.Args[0] = path
 	})
+}
+
+// WithWorkerPIDs names the workers in the program's output: every line of
+// standard output that the test reads (WaitLine, WaitLines, Wait, and the
+// cleanup, which reads the rest) is given to pidOf, and when it returns a
+// PID above zero the process Tracks it at once. A primary that prints a
+// line for each worker it starts ("online worker=1 pid=4242") then fails
+// its test when a worker outlives it, replacements included, without the
+// test tracking each line itself. pidOf runs on the goroutine that reads
+// the line (the test's, or its cleanup's) and returns 0 for other lines.
+func WithWorkerPIDs(pidOf func(line string) int) ProcessOption {
+	return processOption(func(p *Process) { p.pidOf = pidOf })
 }
 
 // WithDir runs the program in dir instead of the test's working directory.
@@ -186,8 +199,8 @@ func (p *Process) Track(pid int) {
 	p.tracked = append(p.tracked, tracked{pid: pid, watch: w})
 }
 
-// Lines returns the lines of standard output read so far (by WaitLine and
-// WaitLines).
+// Lines returns the lines of standard output read so far (by WaitLine,
+// WaitLines and Wait).
 func (p *Process) Lines() []string { return append([]string(nil), p.seen...) }
 
 // Stderr returns the program's standard error so far (its last 64 KiB).
@@ -222,7 +235,7 @@ func (p *Process) WaitLines(prefixes ...string) map[string]string {
 				p.lines = nil
 				p.t.Fatalf("herdtest: %s: output ended without %q%s", p.role, missing(prefixes, got), p.context())
 			}
-			p.seen = append(p.seen, l)
+			p.take(l)
 			for _, prefix := range prefixes {
 				if _, done := got[prefix]; !done && strings.HasPrefix(l, prefix) {
 					got[prefix] = l
@@ -234,6 +247,46 @@ func (p *Process) WaitLines(prefixes ...string) map[string]string {
 		}
 	}
 	return got
+}
+
+// take records a line of standard output the test has read, and tracks the
+// worker it names (WithWorkerPIDs).
+func (p *Process) take(l string) {
+	p.seen = append(p.seen, l)
+	if p.pidOf != nil {
+		if pid := p.pidOf(l); pid > 0 {
+			p.Track(pid)
+		}
+	}
+}
+
+// WaitStderr waits until the program's standard error (Stderr: its last
+// 64 KiB) contains text, for a program or a wrapper that says on standard
+// error that it is ready (systemd-socket-activate's "Listening on"). It
+// fails the test, with the output so far, when the program exits without
+// writing it or the wait reaches its bound.
+func (p *Process) WaitStderr(text string) {
+	p.t.Helper()
+	d := limit(p.t, p.Timeout)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		ok, changed := p.stderr.contains(text)
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-p.done:
+			// Wait has copied the whole of standard error by now.
+			if ok, _ := p.stderr.contains(text); ok {
+				return
+			}
+			p.t.Fatalf("herdtest: %s: exited without %q on standard error%s", p.role, text, p.context())
+		case <-timer.C:
+			p.t.Fatalf("herdtest: %s: no %q on standard error after %v%s", p.role, text, d, p.context())
+		}
+	}
 }
 
 func missing(prefixes []string, got map[string]string) []string {
@@ -268,7 +321,7 @@ func (p *Process) Wait() int {
 		select {
 		case l, ok := <-p.lines:
 			if ok {
-				p.seen = append(p.seen, l)
+				p.take(l)
 				continue
 			}
 			p.lines = nil // read to EOF; now wait for the reaper
@@ -290,13 +343,15 @@ func (p *Process) WaitExit(code int) {
 	}
 }
 
-// cleanup kills the program if it still runs, reaps it, reports a program
-// that failed on its own while the test did not look, and waits for the
-// tracked processes.
+// cleanup kills the program if it still runs, reaps it, reads the rest of
+// its output (tracking the workers it names, WithWorkerPIDs), reports a
+// program that failed on its own while the test did not look, and waits
+// for the tracked processes.
 func (p *Process) cleanup() {
 	p.t.Helper()
 	select {
 	case <-p.done:
+		p.drain()
 		var ee *exec.ExitError
 		if !p.waited && errors.As(p.waitErr, &ee) && !p.t.Failed() {
 			p.t.Errorf("herdtest: %s exited by itself with status %d before the test ended (%v)%s",
@@ -307,10 +362,7 @@ func (p *Process) cleanup() {
 			killGroup(p.cmd.Process.Pid)
 		}
 		p.cmd.Process.Kill()
-		if p.lines != nil {
-			for range p.lines {
-			}
-		}
+		p.drain()
 		<-p.done
 	}
 	p.stdin.Close()
@@ -334,11 +386,24 @@ func (p *Process) cleanup() {
 	}
 }
 
+// drain reads standard output to its end (the program has exited or been
+// killed), as the test would have.
+func (p *Process) drain() {
+	if p.lines == nil {
+		return
+	}
+	for l := range p.lines {
+		p.take(l)
+	}
+	p.lines = nil
+}
+
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf bytes.Buffer
+	mu      sync.Mutex
+	max     int
+	buf     bytes.Buffer
+	changed chan struct{} // closed by the next write; nil while nobody waits
 }
 
 func (b *tailBuffer) Write(p []byte) (int, error) {
@@ -348,7 +413,25 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 	if extra := b.buf.Len() - b.max; extra > 0 {
 		b.buf.Next(extra)
 	}
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 	return len(p), nil
+}
+
+// contains reports whether the buffer holds text; when it does not, it
+// also returns a channel that the next write closes.
+func (b *tailBuffer) contains(text string) (bool, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if strings.Contains(b.buf.String(), text) {
+		return true, nil
+	}
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return false, b.changed
 }
 
 func (b *tailBuffer) String() string {
