@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
 // herdctl builds cmd/herdctl into dir, as `go install` would.
@@ -39,9 +40,10 @@ func TestHerdctl(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildHerdctl(t, dir)
 	sock := filepath.Join(dir, "admin.sock")
-	t.Setenv(runtime.EnvAdminSocket, sock)
+	t.Setenv(runtime.EnvAdminSocket, sock) // for the example, and for herdctl without -socket
+	herdtest.CheckLeaks(t)
 	e := start(t, "-addr", "127.0.0.1:0", "-workers", "2")
-	e.expect("listening addr=")
+	e.WaitLine("listening addr=")
 	herdctl := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, args...)
@@ -70,7 +72,7 @@ func TestHerdctl(t *testing.T) {
 		t.Fatalf("status -json: %+v", st)
 	}
 	online := make(map[uint64]int) // worker ID -> PID, from the online lines (in any order)
-	for _, l := range e.seen {
+	for _, l := range e.Lines() {
 		var id uint64
 		var pid int
 		if n, _ := fmt.Sscanf(l, "online worker=%d pid=%d", &id, &pid); n == 2 {
@@ -88,21 +90,19 @@ func TestHerdctl(t *testing.T) {
 	if !strings.HasSuffix(out, "reloaded workers=3,4\n") {
 		t.Errorf("herdctl reload printed %q", out)
 	}
-	e.expect("reloaded workers=3,4")
+	e.WaitLine("reloaded workers=3,4")
 
 	if out := herdctl("scale", "3"); out != "scaled from 2 to 3 workers\n" {
 		t.Errorf("herdctl scale 3 printed %q", out)
 	}
-	e.expect("online worker=5")
+	e.WaitLine("online worker=5")
 	if out := herdctl("status"); strings.Count(out, "listening") != 3 {
 		t.Errorf("status after scale 3:\n%s", out)
 	}
 
-	e.cmd.Process.Signal(syscall.SIGTERM)
-	e.expect("total=")
-	if err := e.cmd.Wait(); err != nil {
-		t.Errorf("exit: %v", err)
-	}
+	e.Signal(syscall.SIGTERM)
+	e.WaitLine("total=")
+	e.WaitExit(0)
 	if _, err := os.Lstat(sock); err == nil {
 		t.Errorf("the admin socket %s is still there after the primary exited", sock)
 	}

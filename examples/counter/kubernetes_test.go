@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
 // yamlBlock returns the lines indented under the first line whose trimmed
@@ -214,10 +215,11 @@ func TestKubernetesDrain(t *testing.T) {
 			args[i+1] = "3s"
 		}
 	}
+	herdtest.CheckLeaks(t)
 	e := start(t, args...)
-	health := strings.TrimPrefix(e.expect("health addr="), "health addr=")
-	addr := strings.TrimPrefix(e.expect("listening addr="), "listening addr=")
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitLimit}
+	health := strings.TrimPrefix(e.WaitLine("health addr="), "health addr=")
+	addr := strings.TrimPrefix(e.WaitLine("listening addr="), "listening addr=")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: herdtest.DefaultTimeout}
 	// readyz returns /readyz's status and body (0 and the error when the
 	// primary no longer answers).
 	readyz := func() (int, string) {
@@ -229,13 +231,15 @@ func TestKubernetesDrain(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, strings.TrimSpace(string(b))
 	}
-	// The pool is ready once every worker listens; /readyz says so.
-	for code, body := readyz(); code != http.StatusOK; code, body = readyz() {
-		if code != http.StatusServiceUnavailable || !strings.Contains(body, "workers ready") {
+	// The pool is ready once every worker is; /readyz says so, and says
+	// how many are until then.
+	herdtest.WaitUntil(t, "GET /readyz says ready", func() bool {
+		code, body := readyz()
+		if code != http.StatusOK && (code != http.StatusServiceUnavailable || !strings.Contains(body, "workers ready")) {
 			t.Fatalf("GET /readyz: %d %q", code, body)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return code == http.StatusOK
+	})
 	get(t, client, "http://"+addr+"/")
 
 	slow := make(chan error, 1)
@@ -252,25 +256,21 @@ func TestKubernetesDrain(t *testing.T) {
 	}()
 	// Wait until the slow request has reached a worker: /stats counts it,
 	// the GET / before it, and every /stats call itself.
-	for deadline, calls := time.Now().Add(waitLimit), 1; ; calls++ {
+	calls := 0
+	herdtest.WaitUntil(t, "the slow request reached a worker", func() bool {
+		calls++
 		var n int
 		fmt.Sscanf(get(t, client, "http://"+addr+"/stats"), "total=%d", &n)
-		if n > calls+1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the slow request did not reach a worker")
-		}
-	}
+		return n > calls+1
+	})
 
-	e.cmd.Process.Signal(syscall.SIGTERM)
-	code, body := readyz()
-	for deadline := time.Now().Add(waitLimit); code == http.StatusOK; code, body = readyz() {
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz still 200 after SIGTERM")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	e.Signal(syscall.SIGTERM)
+	var code int
+	var body string
+	herdtest.WaitUntil(t, "/readyz no longer 200 after SIGTERM", func() bool {
+		code, body = readyz()
+		return code != http.StatusOK
+	})
 	if code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "draining: ") {
 		t.Errorf("GET /readyz after SIGTERM: %d %q, want 503 draining", code, body)
 	}
@@ -290,11 +290,9 @@ func TestKubernetesDrain(t *testing.T) {
 	} else {
 		t.Logf("the drain delay ended before the check: %d %q", c, b)
 	}
-	if err := <-slow; err != nil {
+	if err := herdtest.Receive(t, slow, "the request in flight"); err != nil {
 		t.Errorf("the request in flight at SIGTERM: %v", err)
 	}
-	e.expect("total=")
-	if err := e.cmd.Wait(); err != nil {
-		t.Errorf("exit: %v", err)
-	}
+	e.WaitLine("total=")
+	e.WaitExit(0)
 }

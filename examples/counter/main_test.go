@@ -3,130 +3,52 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	goruntime "runtime"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/herd-go/herd/runtime"
 	"github.com/herd-go/herd/runtime/herdtest"
 )
 
-// The test binary doubles as the example's primary (HERD_COUNTER_MAIN=1)
-// and as its workers (the runtime's sentinel).
+// The test binary doubles as the example (role "counter", started by
+// herdtest.Start) and as its workers, which inherit the role: main tells
+// them apart by the runtime's sentinel.
 func TestMain(m *testing.M) {
-	if runtime.IsWorker() || os.Getenv("HERD_COUNTER_MAIN") == "1" {
-		main()
-		return
-	}
-	os.Exit(m.Run())
+	herdtest.Main(m, herdtest.Roles{"counter": func() int { main(); return 0 }})
 }
 
-const waitLimit = 60 * time.Second
-
-type example struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	lines chan string
-	seen  []string
-	pids  []int
+// onlinePID returns the worker's PID in the primary's line "online
+// worker=ID pid=PID", and 0 for other lines.
+func onlinePID(line string) int {
+	var id, pid int
+	if n, _ := fmt.Sscanf(line, "online worker=%d pid=%d", &id, &pid); n != 2 {
+		return 0
+	}
+	return pid
 }
 
-func start(t *testing.T, args ...string) *example {
-	t.Helper()
-	base := herdtest.Take()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), "HERD_COUNTER_MAIN=1")
-	return run(t, base, cmd)
-}
-
-// run starts cmd, which runs the example, and reaps it and its workers at
-// the end of the test (base is the leak check's start).
-func run(t *testing.T, base herdtest.Snapshot, cmd *exec.Cmd) *example {
-	t.Helper()
-	// A process group of its own, as a shell gives a job: a signal to the
-	// group reaches the primary and every worker, as Ctrl-C, systemd and
-	// docker stop do.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if cmd.Stderr == nil {
-		cmd.Stderr = os.Stderr
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e := &example{t: t, cmd: cmd, lines: make(chan string, 100)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			e.lines <- sc.Text()
-		}
-		close(e.lines)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		for _, pid := range e.pids {
-			waitGone(t, pid)
-		}
-		herdtest.Check(t, base, 10*time.Second)
-	})
-	return e
-}
-
-func (e *example) expect(prefix string) string {
-	e.t.Helper()
-	timer := time.NewTimer(waitLimit)
-	defer timer.Stop()
-	for {
-		select {
-		case l, ok := <-e.lines:
-			if !ok {
-				e.t.Fatalf("output ended without %q; saw %q", prefix, e.seen)
-			}
-			e.seen = append(e.seen, l)
-			if strings.HasPrefix(l, "online ") {
-				var id, pid int
-				fmt.Sscanf(l, "online worker=%d pid=%d", &id, &pid)
-				e.pids = append(e.pids, pid)
-			}
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-		case <-timer.C:
-			e.t.Fatalf("no line %q; saw %q", prefix, e.seen)
+// onlinePIDs returns the PIDs of the online lines read so far, in order.
+func onlinePIDs(p *herdtest.Process) []int {
+	var pids []int
+	for _, l := range p.Lines() {
+		if pid := onlinePID(l); pid > 0 {
+			pids = append(pids, pid)
 		}
 	}
+	return pids
 }
 
-// waitGone waits for a worker (not our child) to end.
-func waitGone(t *testing.T, pid int) {
+// start runs the example with args in a process group of its own, as a
+// shell runs a job (a signal to the group reaches the primary and every
+// worker, as Ctrl-C, systemd and docker stop do); the test fails if a
+// worker that an online line names outlives it.
+func start(t *testing.T, args ...string) *herdtest.Process {
 	t.Helper()
-	if goruntime.GOOS != "linux" {
-		return
-	}
-	w, err := herdtest.WatchPID(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !w.Wait(waitLimit) {
-		syscall.Kill(pid, syscall.SIGKILL)
-		t.Errorf("worker %d still alive", pid)
-	}
+	return herdtest.Start(t, "counter", herdtest.WithArgs(args...),
+		herdtest.WithProcessGroup(), herdtest.WithWorkerPIDs(onlinePID))
 }
 
 func get(t *testing.T, client *http.Client, url string) string {
@@ -151,8 +73,9 @@ func TestCounter(t *testing.T) {
 	} {
 		sched := tt.sched
 		t.Run(sched+"/"+tt.target, func(t *testing.T) {
+			herdtest.CheckLeaks(t)
 			e := start(t, "-addr", "127.0.0.1:0", "-workers", "2", "-sched", sched)
-			line := e.expect("listening addr=")
+			line := e.WaitLine("listening addr=")
 			addr := strings.TrimPrefix(line, "listening addr=")
 			if strings.HasSuffix(addr, ":0") || !strings.HasPrefix(addr, "127.0.0.1:") {
 				t.Fatalf("listening line %q: want the real port", line)
@@ -161,8 +84,8 @@ func TestCounter(t *testing.T) {
 			keepAlive := &http.Transport{}
 			defer keepAlive.CloseIdleConnections()
 			clients := []*http.Client{
-				{Transport: keepAlive, Timeout: waitLimit},
-				{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitLimit},
+				{Transport: keepAlive, Timeout: herdtest.DefaultTimeout},
+				{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: herdtest.DefaultTimeout},
 			}
 			const perClient = 20
 			served := map[string]int{}
@@ -183,22 +106,23 @@ func TestCounter(t *testing.T) {
 			// different links, so a count may lag by the other worker's
 			// last hits: ask until it is complete.
 			statsCalls := 0
-			waitTotal := func(extra int) string {
+			waitTotal := func(extra int) {
 				t.Helper()
-				for deadline := time.Now().Add(waitLimit); ; {
+				var stats string
+				defer func() {
+					if t.Failed() {
+						t.Logf("last GET /stats = %q, want total=%d", stats, 2*perClient+statsCalls+extra)
+					}
+				}()
+				herdtest.WaitUntil(t, "GET /stats counts every request made", func() bool {
 					statsCalls++
-					stats := get(t, clients[1], base+"/stats")
+					stats = get(t, clients[1], base+"/stats")
 					var n int
 					if _, err := fmt.Sscanf(stats, "total=%d per_worker=", &n); err != nil {
 						t.Fatalf("GET /stats = %q", stats)
 					}
-					if n == 2*perClient+statsCalls+extra {
-						return stats
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("GET /stats = %q, want total=%d", stats, 2*perClient+statsCalls+extra)
-					}
-				}
+					return n == 2*perClient+statsCalls+extra
+				})
 			}
 			waitTotal(0)
 			// A request in flight when the signal comes finishes.
@@ -216,22 +140,20 @@ func TestCounter(t *testing.T) {
 			}()
 			waitTotal(1) // the slow request has reached a worker
 			if tt.target == "group" {
-				syscall.Kill(-e.cmd.Process.Pid, syscall.SIGTERM)
+				e.SignalGroup(syscall.SIGTERM)
 			} else {
-				e.cmd.Process.Signal(syscall.SIGTERM)
+				e.Signal(syscall.SIGTERM)
 			}
-			if err := <-slow; err != nil {
+			if err := herdtest.Receive(t, slow, "the request in flight"); err != nil {
 				t.Errorf("request in flight during shutdown: %v", err)
 			}
-			total := e.expect("total=")
+			total := e.WaitLine("total=")
 			want := 2*perClient + statsCalls + 1
 			var n, a, b int
 			if _, err := fmt.Sscanf(total, "total=%d per_worker=1:%d,2:%d", &n, &a, &b); err != nil || n != want || a+b != want {
 				t.Errorf("totals line %q, want total=%d per_worker=1:A,2:B with A+B=%d", total, want, want)
 			}
-			if err := e.cmd.Wait(); err != nil {
-				t.Errorf("exit: %v", err)
-			}
+			e.WaitExit(0)
 		})
 	}
 }
@@ -242,18 +164,20 @@ func TestCounter(t *testing.T) {
 // and the primary prints the new IDs; SIGTERM then stops with the totals
 // and status 0.
 func TestCounterSupervision(t *testing.T) {
+	herdtest.CheckLeaks(t)
 	e := start(t, "-addr", "127.0.0.1:0", "-workers", "2", "-sched", "rr")
-	addr := strings.TrimPrefix(e.expect("listening addr="), "listening addr=")
+	addr := strings.TrimPrefix(e.WaitLine("listening addr="), "listening addr=")
 	base := "http://" + addr
-	client := &http.Client{Transport: &http.Transport{}, Timeout: waitLimit}
+	client := &http.Client{Transport: &http.Transport{}, Timeout: herdtest.DefaultTimeout}
 	defer client.CloseIdleConnections()
 	get(t, client, base+"/")
 
-	if len(e.pids) != 2 {
-		t.Fatalf("online lines %q", e.seen)
+	pids := onlinePIDs(e)
+	if len(pids) != 2 {
+		t.Fatalf("online lines %q", e.Lines())
 	}
-	syscall.Kill(e.pids[0], syscall.SIGKILL)
-	e.expect("online worker=3 pid=")
+	syscall.Kill(pids[0], syscall.SIGKILL)
+	e.WaitLine("online worker=3 pid=")
 	for range 10 {
 		if body := get(t, client, base+"/"); !strings.HasPrefix(body, "hello from worker ") {
 			t.Fatalf("GET / = %q", body)
@@ -267,7 +191,7 @@ func TestCounterSupervision(t *testing.T) {
 	var answered [2]int
 	for i, tr := range []*http.Transport{{}, {DisableKeepAlives: true}} {
 		go func() {
-			c := &http.Client{Transport: tr, Timeout: waitLimit}
+			c := &http.Client{Transport: tr, Timeout: herdtest.DefaultTimeout}
 			defer tr.CloseIdleConnections()
 			for {
 				select {
@@ -292,13 +216,13 @@ func TestCounterSupervision(t *testing.T) {
 			}
 		}()
 	}
-	e.cmd.Process.Signal(syscall.SIGHUP)
-	if line := e.expect("reloaded workers="); line != "reloaded workers=4,5" {
+	e.Signal(syscall.SIGHUP)
+	if line := e.WaitLine("reloaded workers="); line != "reloaded workers=4,5" {
 		t.Errorf("%q, want reloaded workers=4,5", line)
 	}
 	close(stop)
 	for range 2 {
-		if err := <-errs; err != nil {
+		if err := herdtest.Receive(t, errs, "the end of a client"); err != nil {
 			t.Errorf("request during the reload: %v", err)
 		}
 	}
@@ -307,17 +231,15 @@ func TestCounterSupervision(t *testing.T) {
 		t.Errorf("after the reload GET / = %q", body)
 	}
 
-	e.cmd.Process.Signal(syscall.SIGTERM)
-	total := e.expect("total=")
+	e.Signal(syscall.SIGTERM)
+	total := e.WaitLine("total=")
 	if !strings.Contains(total, " per_worker=1:") || !strings.Contains(total, ",5:") {
 		t.Errorf("totals %q: want every worker, 1 to 5", total)
 	}
-	if err := e.cmd.Wait(); err != nil {
-		t.Errorf("exit: %v", err)
-	}
-	for _, l := range e.seen {
+	e.WaitExit(0)
+	for _, l := range e.Lines() {
 		if strings.HasPrefix(l, "online worker=6") {
-			t.Errorf("a worker too many: %q", e.seen)
+			t.Errorf("a worker too many: %q", e.Lines())
 		}
 	}
 }

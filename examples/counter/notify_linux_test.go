@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herd-go/herd/runtime"
+	"github.com/herd-go/herd/runtime/herdtest"
 )
 
 // TestNotifySocket runs the example as systemd runs a Type=notify service:
@@ -25,12 +26,11 @@ func TestNotifySocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	t.Setenv(runtime.EnvNotifySocket, name)
 	// next returns the next notification that is not a STATUS= alone.
 	next := func() string {
 		t.Helper()
 		for {
-			conn.SetReadDeadline(time.Now().Add(waitLimit))
+			conn.SetReadDeadline(time.Now().Add(herdtest.DefaultTimeout))
 			buf := make([]byte, 4096)
 			n, err := conn.Read(buf)
 			if err != nil {
@@ -41,18 +41,19 @@ func TestNotifySocket(t *testing.T) {
 			}
 		}
 	}
-	e := start(t, "-addr", "127.0.0.1:0", "-workers", "2")
-	e.expect("listening addr=")
-	want := "READY=1\nMAINPID=" + strconv.Itoa(e.cmd.Process.Pid) + "\nSTATUS=2/2 workers ready, 0 restarting\n"
+	herdtest.CheckLeaks(t)
+	e := herdtest.Start(t, "counter", herdtest.WithArgs("-addr", "127.0.0.1:0", "-workers", "2"),
+		herdtest.WithEnv(runtime.EnvNotifySocket+"="+name),
+		herdtest.WithProcessGroup(), herdtest.WithWorkerPIDs(onlinePID))
+	e.WaitLine("listening addr=")
+	want := "READY=1\nMAINPID=" + strconv.Itoa(e.PID()) + "\nSTATUS=2/2 workers ready, 0 restarting\n"
 	if got := next(); got != want {
 		t.Errorf("first notification %q, want %q", got, want)
 	}
-	e.cmd.Process.Signal(syscall.SIGTERM)
+	e.Signal(syscall.SIGTERM)
 	if got := next(); got != "STOPPING=1\nSTATUS=stopping: 2/2 workers ready, 0 restarting\n" {
 		t.Errorf("notification after SIGTERM %q, want STOPPING=1 with the status", got)
 	}
-	e.expect("total=")
-	if err := e.cmd.Wait(); err != nil {
-		t.Errorf("exit: %v", err)
-	}
+	e.WaitLine("total=")
+	e.WaitExit(0)
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/herd-go/herd/runtime/herdtest"
 )
@@ -48,8 +47,7 @@ func TestPID1Signals(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("a PID namespace needs root (CI runs as root)")
 	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
+	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Skip("unshare (util-linux) not installed")
 	}
 	exe, err := os.Executable()
@@ -58,31 +56,29 @@ func TestPID1Signals(t *testing.T) {
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(unshare, "--pid", "--fork", "--kill-child", "--mount-proc",
-				exe, "-addr", "127.0.0.1:0", "-workers", "2")
-			cmd.Env = append(os.Environ(), "HERD_COUNTER_MAIN=1")
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			e := run(t, herdtest.Take(), cmd)
-			line := e.expect("listening addr=")
+			herdtest.CheckLeaks(t)
 			// The workers' PIDs are the namespace's: the namespace ends
 			// with its PID 1 (--kill-child), not for the cleanup to watch.
-			for _, pid := range e.pids {
+			e := herdtest.Start(t, "counter", herdtest.WithProgram("unshare"),
+				herdtest.WithArgs("--pid", "--fork", "--kill-child", "--mount-proc",
+					exe, "-addr", "127.0.0.1:0", "-workers", "2"),
+				herdtest.WithProcessGroup())
+			line := e.WaitLine("listening addr=")
+			for _, pid := range onlinePIDs(e) {
 				if pid <= 1 {
 					t.Errorf("worker PID %d in the namespace", pid)
 				}
 			}
-			e.pids = nil
-			primary := childOf(cmd.Process.Pid)
+			primary := childOf(e.PID())
 			if primary == 0 {
-				t.Fatalf("no primary under unshare (%s)", stderr.String())
+				t.Fatalf("no primary under unshare (%s)", e.Stderr())
 			}
 			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", primary))
 			if err != nil || !strings.Contains(string(st), "\nNSpid:\t"+strconv.Itoa(primary)+"\t1\n") {
 				t.Fatalf("the primary is not PID 1 of its namespace: %q", st)
 			}
 			addr := strings.TrimPrefix(line, "listening addr=")
-			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitLimit}
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: herdtest.DefaultTimeout}
 			slow := make(chan error, 1)
 			go func() {
 				res, err := client.Get("http://" + addr + "/?delay=500ms")
@@ -97,24 +93,19 @@ func TestPID1Signals(t *testing.T) {
 			}()
 			// Every /stats counts itself: the slow request has reached a
 			// worker once the total passes the /stats calls made so far.
-			for deadline, calls := time.Now().Add(waitLimit), 1; ; calls++ {
+			calls := 0
+			herdtest.WaitUntil(t, "the slow request reached a worker", func() bool {
+				calls++
 				var n int
 				fmt.Sscanf(get(t, client, "http://"+addr+"/stats"), "total=%d", &n)
-				if n > calls {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the slow request did not reach a worker")
-				}
-			}
+				return n > calls
+			})
 			syscall.Kill(primary, sig)
-			if err := <-slow; err != nil {
+			if err := herdtest.Receive(t, slow, "the request in flight"); err != nil {
 				t.Errorf("the request in flight at %v: %v", sig, err)
 			}
-			e.expect("total=")
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("exit: %v (%s)", err, stderr.String())
-			}
+			e.WaitLine("total=")
+			e.WaitExit(0) // unshare exits with the primary's status
 		})
 	}
 }

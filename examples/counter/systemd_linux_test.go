@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -132,8 +131,7 @@ func TestSystemdUnits(t *testing.T) {
 // serve it instead of binding -addr (an address the test holds busy), and
 // no worker inherits the socket or the LISTEN_* variables.
 func TestSocketActivation(t *testing.T) {
-	activate, err := exec.LookPath("systemd-socket-activate")
-	if err != nil {
+	if _, err := exec.LookPath("systemd-socket-activate"); err != nil {
 		t.Skip("systemd-socket-activate not installed (Debian package systemd)")
 	}
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -151,34 +149,23 @@ func TestSocketActivation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := herdtest.Take()
+	herdtest.CheckLeaks(t)
 	// systemd-socket-activate binds the socket, waits for a connection,
 	// then execs the example in its own process with the socket as
-	// descriptor 3 and only the environment it is given.
-	cmd := exec.Command(activate, "-l", addr, "-E", "HERD_COUNTER_MAIN=1",
-		exe, "-addr", busy.Addr().String(), "-workers", "2")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := run(t, base, cmd)
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() && !strings.HasPrefix(sc.Text(), "Listening on ") {
-		t.Logf("systemd-socket-activate: %s", sc.Text())
-	}
-	go func() {
-		for sc.Scan() {
-			fmt.Fprintln(os.Stderr, sc.Text())
-		}
-	}()
+	// descriptor 3 and only the environment it is given (the role too).
+	e := herdtest.Start(t, "counter", herdtest.WithProgram("systemd-socket-activate"),
+		herdtest.WithArgs("-l", addr, "-E", herdtest.EnvRole+"=counter",
+			exe, "-addr", busy.Addr().String(), "-workers", "2"),
+		herdtest.WithProcessGroup(), herdtest.WithWorkerPIDs(onlinePID))
+	e.WaitStderr("Listening on ")
 
 	// The first connection starts the example; it is answered once a
 	// worker serves the socket.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitLimit}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: herdtest.DefaultTimeout}
 	if body := get(t, client, "http://"+addr+"/"); !strings.HasPrefix(body, "hello from worker ") {
 		t.Errorf("GET / = %q", body)
 	}
-	if line := e.expect("listening addr="); line != "listening addr="+addr {
+	if line := e.WaitLine("listening addr="); line != "listening addr="+addr {
 		t.Errorf("%q, want the activated socket's address %s", line, addr)
 	}
 	for range 10 {
@@ -190,15 +177,16 @@ func TestSocketActivation(t *testing.T) {
 	// The primary (systemd-socket-activate's process, after its exec)
 	// holds the socket as descriptor 3; its workers have no descriptor of
 	// it and no LISTEN_* variable.
-	primary := cmd.Process.Pid
+	primary := e.PID()
 	sockLink, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", primary))
 	if err != nil || !strings.HasPrefix(sockLink, "socket:[") {
 		t.Fatalf("the primary's descriptor 3: %q, %v", sockLink, err)
 	}
-	if len(e.pids) != 2 {
-		t.Fatalf("online lines %q", e.seen)
+	pids := onlinePIDs(e)
+	if len(pids) != 2 {
+		t.Fatalf("online lines %q", e.Lines())
 	}
-	for _, pid := range e.pids {
+	for _, pid := range pids {
 		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		if err != nil {
 			t.Fatal(err)
@@ -219,9 +207,7 @@ func TestSocketActivation(t *testing.T) {
 		}
 	}
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	e.expect("total=")
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("exit: %v", err)
-	}
+	e.Signal(syscall.SIGTERM)
+	e.WaitLine("total=")
+	e.WaitExit(0)
 }
