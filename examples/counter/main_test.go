@@ -109,9 +109,10 @@ func TestCounter(t *testing.T) {
 			waitTotal := func(extra int) {
 				t.Helper()
 				var stats string
-				defer func() {
-					if t.Failed() {
-						t.Logf("last GET /stats = %q, want total=%d", stats, 2*perClient+statsCalls+extra)
+				counted := false
+				defer func() { // WaitUntil failed: say what /stats said last
+					if !counted {
+						t.Logf("GET /stats = %q, want total=%d", stats, 2*perClient+statsCalls+extra)
 					}
 				}()
 				herdtest.WaitUntil(t, "GET /stats counts every request made", func() bool {
@@ -123,6 +124,7 @@ func TestCounter(t *testing.T) {
 					}
 					return n == 2*perClient+statsCalls+extra
 				})
+				counted = true
 			}
 			waitTotal(0)
 			// A request in flight when the signal comes finishes.
