@@ -8,7 +8,8 @@
 // GET / answers "hello from worker ID"; GET /stats answers the primary's
 // current totals, which the worker fetches with a request/response call
 // (an optional ?delay=DURATION holds a response, to watch a graceful
-// shutdown finish it). Once every worker listens the primary prints
+// shutdown finish it). Once every worker listens and is ready (round-robin
+// connections go only to ready workers) the primary prints
 //
 //	listening addr=HOST:PORT
 //
@@ -226,16 +227,18 @@ func totals(st *counterv1.StatsResponse) string {
 	return fmt.Sprintf("total=%d per_worker=%s", st.GetTotal(), strings.Join(parts, ","))
 }
 
-// events prints when every worker listens, and reports failures.
+// events prints when every worker listens and is ready, and reports
+// failures.
 type events struct {
 	herdv1herd.UnimplementedEventServiceHandler
-	out       io.Writer
-	stderr    io.Writer
-	counts    *counts
-	want      int
-	mu        sync.Mutex
-	listening map[uint64]bool
-	printed   bool
+	out     io.Writer
+	stderr  io.Writer
+	counts  *counts
+	want    int
+	mu      sync.Mutex
+	ready   map[uint64]bool // workers the pool made ready
+	addr    string          // the address of the last Listening
+	printed bool
 }
 
 // Fork implements herdv1herd.EventServiceHandler: every worker gets a line
@@ -275,20 +278,39 @@ func (e *events) Online(ctx context.Context, ev *herdv1.OnlineEvent) error {
 	return nil
 }
 
-// Listening implements herdv1herd.EventServiceHandler.
+// Listening implements herdv1herd.EventServiceHandler: it notes the
+// address; the line waits for Ready.
 func (e *events) Listening(ctx context.Context, ev *herdv1.ListeningEvent) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.listening[ev.GetWorker().GetId()] = true
-	if !e.printed && len(e.listening) == e.want {
-		e.printed = true
-		host := ev.GetAddress().GetAddress()
-		if host == "" {
-			host = "::"
-		}
-		fmt.Fprintf(e.out, "listening addr=%s\n", net.JoinHostPort(host, strconv.Itoa(int(ev.GetAddress().GetPort()))))
+	host := ev.GetAddress().GetAddress()
+	if host == "" {
+		host = "::"
 	}
+	e.addr = net.JoinHostPort(host, strconv.Itoa(int(ev.GetAddress().GetPort())))
+	e.printLocked()
 	return nil
+}
+
+// Ready implements herdv1herd.EventServiceHandler. The pool marks a worker
+// ready once it listens, after the Listening handlers ran; from then on
+// round-robin connections go to it, so the line waits for every worker's
+// Ready.
+func (e *events) Ready(ctx context.Context, ev *herdv1.ReadyEvent) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ready[ev.GetWorker().GetId()] = true
+	e.printLocked()
+	return nil
+}
+
+// printLocked prints the listening line once every worker is ready and an
+// address is known.
+func (e *events) printLocked() {
+	if !e.printed && e.addr != "" && len(e.ready) == e.want {
+		e.printed = true
+		fmt.Fprintf(e.out, "listening addr=%s\n", e.addr)
+	}
 }
 
 // Exit implements herdv1herd.EventServiceHandler.
@@ -319,7 +341,7 @@ func primary(o options, stdout, stderr io.Writer) int {
 	}
 	p := runtime.NewPrimary(opts...)
 	c := &counts{perWorker: make(map[uint64]uint64)}
-	ev := &events{out: stdout, stderr: stderr, counts: c, want: o.workers, listening: make(map[uint64]bool)}
+	ev := &events{out: stdout, stderr: stderr, counts: c, want: o.workers, ready: make(map[uint64]bool)}
 	if err := counterv1herd.RegisterCounterServiceHandler(p, c); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
