@@ -51,7 +51,7 @@ func expectedKeys(t *testing.T) []string {
 		keys = append(keys, "http_close_primary_cpu_ms_per_1k_conns", "ipc_oneway_ns_per_msg_primary") // getrusage
 	}
 	if goruntime.GOOS == "linux" {
-		keys = append(keys, "ipc_rtt_ctx_switches", "raw_socketpair_rtt_ctx_switches",
+		keys = append(keys, "ipc_rtt_ctx_switches", "raw_socketpair_rtt_ctx_switches", "ipc_oneway_ns_per_msg_worker",
 			"primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
 			"kill_failed_requests_reuseport",
 			"reload_failed_requests_keepalive_reuseport", "reload_failed_requests_close_reuseport")

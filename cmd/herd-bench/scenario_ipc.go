@@ -142,11 +142,17 @@ func ipcPrimary() error {
 	switch mode {
 	case modeOneway:
 		cpu0, ok0 := selfCPU()
+		wcpu0, wok0 := processCPU(w.PID())
 		v, n, err = herdOneway(ctx, client, d, reports)
 		// The primary's CPU per message received: decoding, dispatch and
 		// the handler, and everything else the process did meanwhile.
 		if cpu1, ok1 := selfCPU(); ok0 && ok1 && n > 0 {
 			figs["ipc_oneway_ns_per_msg_primary"] = float64((cpu1 - cpu0).Nanoseconds()) / n
+		}
+		// The worker's CPU per message sent: encoding, queueing, writing,
+		// waiting for credit, and serving the Blast calls.
+		if wcpu1, wok1 := processCPU(w.PID()); wok0 && wok1 && n > 0 {
+			figs["ipc_oneway_ns_per_msg_worker"] = float64((wcpu1 - wcpu0).Nanoseconds()) / n
 		}
 	case modeRTT:
 		sw := startSwitchCount(os.Getpid(), w.PID())

@@ -83,6 +83,7 @@ func scenarios() []*scenario {
 			systems: []*system{
 				{name: "herd", key: "ipc_oneway_msgs_per_s", run: herdIPC(modeOneway), extras: []extra{
 					{key: "ipc_oneway_ns_per_msg_primary", label: "primary CPU per message", unit: "ns"},
+					{key: "ipc_oneway_ns_per_msg_worker", label: "worker CPU per message", unit: "ns"},
 					{key: "ipc_oneway_primary_allocs", label: "primary allocations per message", unit: "/msg", tableOnly: true},
 					{key: "ipc_oneway_primary_syscalls", label: "primary link system calls per message", unit: "/msg", tableOnly: true},
 				}},
