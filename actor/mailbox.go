@@ -27,6 +27,14 @@ type Mailbox[M any] struct {
 
 	status atomic.Int32 // idle or running
 
+	// work mirrors, for lock-free checks, what the drainer has to do:
+	// the queued messages, plus one while the mailbox is closed and done
+	// is not closed yet. isClosed mirrors closed. Both are written under
+	// mu (syncLocked) and read without it: by TryHandle, and by release,
+	// which must look after its Store(idle) (see there).
+	work     atomic.Int32
+	isClosed atomic.Bool
+
 	// The dedicated drainer (no Dispatcher set): one goroutine that lives
 	// while the mailbox is in use. alive says it exists; it is read and
 	// written only by whoever holds the running status. wake carries a
@@ -91,6 +99,7 @@ func (m *Mailbox[M]) Post(ctx context.Context, msg M) error {
 		}
 		if !m.user.full() {
 			m.user.push(msg)
+			m.syncLocked()
 			m.passSpaceLocked()
 			m.mu.Unlock()
 			m.schedule()
@@ -137,10 +146,77 @@ func (m *Mailbox[M]) TryPost(msg M) error {
 		return ErrMailboxFull
 	}
 	m.user.push(msg)
+	m.syncLocked()
 	m.passSpaceLocked()
 	m.mu.Unlock()
 	m.schedule()
 	return nil
+}
+
+// PostBatch appends msgs to the queue, in order, as Post would one by one,
+// but taking the lock and waking the drainer once for as many of them as
+// fit, not once per message: it is how a reader that decoded several
+// messages from one read hands them over. While the queue is full it
+// blocks as Post does (then the messages posted so far are already being
+// handled, and other posters may get in between two parts of the batch;
+// the batch's own order always holds). It returns how many of msgs were
+// posted, all of them unless the error is not nil (the same errors as
+// Post); the caller still owns the rest.
+func (m *Mailbox[M]) PostBatch(ctx context.Context, msgs []M) (int, error) {
+	posted := 0
+	m.mu.Lock()
+	for posted < len(msgs) {
+		if m.closed {
+			m.mu.Unlock()
+			return posted, ErrMailboxClosed
+		}
+		if !m.user.full() {
+			for posted < len(msgs) && !m.user.full() {
+				m.user.push(msgs[posted])
+				posted++
+			}
+			m.syncLocked()
+			m.passSpaceLocked()
+			if posted == len(msgs) {
+				break
+			}
+			// Full before the end: let the drainer start on what is
+			// queued, then wait for room like Post.
+			m.mu.Unlock()
+			m.schedule()
+			m.mu.Lock()
+			continue
+		}
+		if ctx.Err() != nil {
+			m.mu.Unlock()
+			return posted, newFullError(ctx)
+		}
+		m.waiters++
+		m.mu.Unlock()
+		if m.hookWait != nil {
+			m.hookWait()
+		}
+		select {
+		case <-m.space:
+			m.mu.Lock()
+			m.waiters--
+		case <-ctx.Done():
+			m.mu.Lock()
+			m.waiters--
+			m.mu.Unlock()
+			return posted, newFullError(ctx)
+		case <-m.closedCh:
+			m.mu.Lock()
+			m.waiters--
+			m.mu.Unlock()
+			return posted, ErrMailboxClosed
+		}
+	}
+	m.mu.Unlock()
+	if posted > 0 {
+		m.schedule()
+	}
+	return posted, nil
 }
 
 // TryHandle handles msg on the calling goroutine, before it returns, if the
@@ -154,13 +230,12 @@ func (m *Mailbox[M]) TryPost(msg M) error {
 // returns. before, if not nil, is called once the mailbox is claimed, just
 // before the handler.
 func (m *Mailbox[M]) TryHandle(msg M, before func()) bool {
-	if m.status.Load() != idle {
-		return false
-	}
-	m.mu.Lock()
-	empty := !m.closed && m.user.len() == 0
-	m.mu.Unlock()
-	if !empty || !m.status.CompareAndSwap(idle, running) {
+	// Lock-free: an idle status is stored after the drainer's last look
+	// at the queue, and work is updated under mu before a poster looks at
+	// the status, so a message queued before our claim is seen here or
+	// makes the claim fail.
+	if m.status.Load() != idle || m.work.Load() != 0 || m.isClosed.Load() ||
+		!m.status.CompareAndSwap(idle, running) {
 		return false
 	}
 	// Claimed. The queue was empty when we looked, so msg goes first:
@@ -189,6 +264,7 @@ func (m *Mailbox[M]) Close() {
 		return
 	}
 	m.closed = true
+	m.syncLocked()
 	close(m.closedCh)
 	m.mu.Unlock()
 	// Make sure a turn runs to close done, even if nothing is queued.
@@ -212,6 +288,17 @@ func (m *Mailbox[M]) Len() int {
 // Cap reports the bound of the queue (WithCapacity).
 func (m *Mailbox[M]) Cap() int {
 	return m.cfg.capacity
+}
+
+// syncLocked updates the lock-free mirrors of the queue's state (work,
+// isClosed) after a change. Callers hold m.mu.
+func (m *Mailbox[M]) syncLocked() {
+	w := int32(m.user.len())
+	if m.closed && !m.doneClosed {
+		w++
+	}
+	m.work.Store(w)
+	m.isClosed.Store(m.closed)
 }
 
 // passSpaceLocked hands the wake-up token to the next blocked Post when the
@@ -360,11 +447,13 @@ func (m *Mailbox[M]) next() (msg M, ok bool) {
 	defer m.mu.Unlock()
 	if m.user.len() > 0 {
 		msg = m.user.pop()
+		m.syncLocked()
 		m.passSpaceLocked()
 		return msg, true
 	}
 	if m.closed && !m.doneClosed {
 		m.doneClosed = true
+		m.syncLocked()
 		close(m.done)
 	}
 	return msg, false
@@ -373,9 +462,7 @@ func (m *Mailbox[M]) next() (msg M, ok bool) {
 // pending reports whether a turn has work: a queued message, or a Close whose
 // done channel is not closed yet.
 func (m *Mailbox[M]) pending() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.user.len() > 0 || (m.closed && !m.doneClosed)
+	return m.work.Load() > 0
 }
 
 // release marks the drainer idle, then re-checks the queue. If work arrived

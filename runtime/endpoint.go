@@ -63,8 +63,10 @@ type endpoint struct {
 	inflMu   sync.Mutex
 	inflight map[uint64]context.CancelFunc
 
-	cache   lookupCache  // the reader's
-	rejects rejectBudget // the drainers' (rejected.go)
+	cache   lookupCache           // the reader's
+	arenas  map[*Handler]reqArena // the reader's: user requests, in blocks (reqarena.go)
+	batch   []inbound             // the reader's: user messages of this read, to post (batch.go)
+	rejects rejectBudget          // the drainers' (rejected.go)
 
 	// credit is the receiving side of flow control (credit.go);
 	// creditIn is the reader's decoded Credit frame, reused.
@@ -78,6 +80,7 @@ type endpoint struct {
 
 	maxFrame  int
 	maxFDs    int           // bound of queuedFDs (WithMaxQueuedFiles)
+	started   atomic.Bool   // set once link is set, just before ready closes
 	queuedFDs atomic.Int64  // received files in the mailbox, not yet handed to a handler
 	ready     chan struct{} // closed once link is set: the reader waits for it
 	closed    chan struct{} // closed when the link is done
@@ -89,20 +92,60 @@ type endpoint struct {
 }
 
 // inbound is one message in an endpoint's mailbox: a decoded request to run,
-// a request to reject, or a local event.
+// a request to reject, or a local event. It is copied into and out of the
+// mailbox's ring, so what a plain message does not need (files, metadata,
+// a refusal) is behind x: a one-way message is 80 bytes, not 136.
 type inbound struct {
 	h      *Handler
 	req    proto.Message
-	callID uint64
-	files  []*os.File
 	ctx    context.Context // set for request/response calls; nil means baseCtx
-	md     Metadata        // the caller's metadata, nil when none
-	user   bool            // h is a user handler (not the runtime's own)
-	reject *Error          // set when the request is answered with an error
-	proc   string          // procedure, for rejects
-	event  func()          // a local event to run in order
 	cancel func()          // ends ctx; set with ctx, released by endCall
-	credit int             // frame size of a credited message, 0 if not credited
+	callID uint64
+	event  func()        // a local event to run in order
+	x      *inboundExtra // nil unless the message has files, metadata or a refusal
+	credit uint32        // frame size of a credited message, 0 if not credited
+	user   bool          // h is a user handler (not the runtime's own)
+}
+
+// inboundExtra is the rarely used part of an inbound.
+type inboundExtra struct {
+	files  []*os.File
+	md     Metadata // the caller's metadata, nil when none
+	reject *Error   // set when the request is answered with an error
+	proc   string   // procedure, for rejects
+}
+
+// extra returns in.x, allocated on first use.
+func (in *inbound) extra() *inboundExtra {
+	if in.x == nil {
+		in.x = new(inboundExtra)
+	}
+	return in.x
+}
+
+// files returns the descriptors received with the message.
+func (in *inbound) files() []*os.File {
+	if in.x == nil {
+		return nil
+	}
+	return in.x.files
+}
+
+// rejected returns the refusal the message is to be answered with, nil
+// when it is to be handled.
+func (in *inbound) rejected() *Error {
+	if in.x == nil {
+		return nil
+	}
+	return in.x.reject
+}
+
+// refuse turns in into a refusal of procedure proc with err, dropping the
+// handler and the request.
+func (in *inbound) refuse(proc string, err *Error) {
+	x := in.extra()
+	x.proc, x.reject = proc, err
+	in.h, in.req = nil, nil
 }
 
 type endpointConfig struct {
@@ -151,7 +194,7 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 // start runs the link over f, which it takes over, with the link options
 // opts added to the endpoint's own.
 func (ep *endpoint) start(f *os.File, opts ...link.Option) error {
-	l, err := link.New(f, ep.onFrame, append([]link.Option{link.WithMaxFrameSize(ep.maxFrame), link.WithCredit(ep.creditWait)}, opts...)...)
+	l, err := link.New(f, ep.onFrame, append([]link.Option{link.WithMaxFrameSize(ep.maxFrame), link.WithCredit(ep.creditWait), link.WithReadIdle(ep.flushBatch)}, opts...)...)
 	if err != nil {
 		return err
 	}
@@ -159,6 +202,7 @@ func (ep *endpoint) start(f *os.File, opts ...link.Option) error {
 	ep.beforeInlineFn = ep.beforeInline
 	ep.rwatch.init(l.Promote)
 	ep.credit.grantWindow() // the link's first frame
+	ep.started.Store(true)
 	close(ep.ready)
 	go ep.watch()
 	return nil
@@ -212,7 +256,15 @@ func (ep *endpoint) linkErr() error {
 
 // onFrame runs on the link's reader goroutine for every frame.
 func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
-	<-ep.ready // the reader starts before link.New returns
+	if !ep.started.Load() {
+		<-ep.ready // the reader starts before link.New returns
+	}
+	credited := env.Flags&wire.FlagSystem == 0 && env.ReplyTo == 0 && env.Flags&wire.FlagCancel == 0
+	if !credited && len(ep.batch) > 0 {
+		// Whatever is not a user message is ordered after the user
+		// messages read before it (batch.go).
+		ep.flushBatch()
+	}
 	switch {
 	case env.Flags&wire.FlagCancel != 0:
 		closeFiles(files)
@@ -227,7 +279,6 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		ep.complete(env, files)
 		return nil
 	}
-	credited := env.Flags&wire.FlagSystem == 0
 	if !credited {
 		switch {
 		case string(env.Procedure) == controlServiceCreditProcedure:
@@ -243,63 +294,64 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		closeFiles(files)
 		return err
 	}
+	h, control := ep.lookup(env.Procedure)
+	in := inbound{h: h, callID: env.CallID, user: !control}
 	if len(files) > 0 {
 		// The link reuses its slice after this call; the files are ours.
-		files = append([]*os.File(nil), files...)
+		in.extra().files = append([]*os.File(nil), files...)
 	}
-	h, control := ep.lookup(env.Procedure)
-	in := inbound{h: h, callID: env.CallID, files: files, user: !control}
 	if credited {
-		in.credit = env.Len
+		in.credit = uint32(env.Len)
 	}
 	switch {
 	case h == nil:
-		in.proc = string(env.Procedure)
-		in.reject = Errorf(CodeUnimplemented, "procedure %s is not registered", in.proc)
+		proc := string(env.Procedure)
+		in.refuse(proc, Errorf(CodeUnimplemented, "procedure %s is not registered", proc))
 	case !credited && h.lane == laneUser:
 		// Only the runtime's own procedures of the control and reader
 		// lanes travel uncredited.
-		in.h, in.proc = nil, string(env.Procedure)
-		in.reject = Errorf(CodeInvalidArgument, "procedure %s is not a control procedure", in.proc)
+		proc := string(env.Procedure)
+		in.refuse(proc, Errorf(CodeInvalidArgument, "procedure %s is not a control procedure", proc))
 	default:
-		in.req = h.newReq()
+		if control {
+			in.req = h.newReq()
+		} else {
+			in.req = ep.arena(h).next()
+		}
 		if err := proto.Unmarshal(env.Payload, in.req); err != nil {
-			in.proc = h.procedure
-			in.reject = NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err))
-			in.h, in.req = nil, nil
+			in.refuse(h.procedure, NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err)))
 		}
 	}
-	if in.reject == nil && h.lane == laneReader && env.CallID == 0 {
+	if in.h != nil && h.lane == laneReader && env.CallID == 0 {
 		ep.serveOnReader(&in, env)
 		return nil
 	}
-	if n := int64(len(files)); n > 0 {
+	if n := int64(len(in.files())); n > 0 {
 		if ep.queuedFDs.Add(n) > int64(ep.maxFDs) {
 			// Refused at once: the files are not held while the
 			// refusal waits in the mailbox.
 			ep.queuedFDs.Add(-n)
-			closeFiles(files)
-			in.files = nil
-			if in.reject == nil {
-				in.proc = string(env.Procedure)
-				in.reject = Errorf(CodeResourceExhausted, "%d more files would take this link past its %d queued files (WithMaxQueuedFiles)", n, ep.maxFDs)
-				in.h, in.req = nil, nil
+			closeFiles(in.x.files)
+			in.x.files = nil
+			if in.h != nil {
+				in.refuse(string(env.Procedure), Errorf(CodeResourceExhausted, "%d more files would take this link past its %d queued files (WithMaxQueuedFiles)", n, ep.maxFDs))
 			}
 		}
 	}
-	if in.reject == nil && env.FDsLost > 0 {
+	if in.h != nil && env.FDsLost > 0 {
 		// This process could not install them all (see link's
 		// "Descriptors"): refuse the message rather than run it without.
-		in.proc = string(env.Procedure)
-		in.reject = NewError(CodeResourceExhausted, lostFDs(env))
-		in.h, in.req = nil, nil
+		in.refuse(string(env.Procedure), NewError(CodeResourceExhausted, lostFDs(env)))
 	}
-	if in.reject == nil && env.MetadataCount > 0 {
-		if in.md, in.reject = decodeMetadata(env); in.reject != nil {
-			in.proc, in.h, in.req = h.procedure, nil, nil
+	if in.h != nil && env.MetadataCount > 0 {
+		md, reject := decodeMetadata(env)
+		if reject != nil {
+			in.refuse(h.procedure, reject)
+		} else {
+			in.extra().md = md
 		}
 	}
-	if in.reject == nil && env.CallID != 0 {
+	if in.h != nil && env.CallID != 0 {
 		ctx := ep.baseCtx
 		var cancel context.CancelFunc
 		if env.DeadlineUnixNano != 0 {
@@ -313,28 +365,57 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		ep.inflMu.Unlock()
 		in.ctx, in.cancel = ctx, cancel
 	}
-	var err error
-	if in.h != nil && in.h.lane == laneControl {
-		err = ep.ctl.TryPost(in)
-	} else if !credited {
-		// A refusal of an uncredited frame: the control lane reports it.
-		err = ep.ctl.TryPost(in)
-	} else if ep.tryInline(in) {
-		return nil
-	} else if err = ep.box.TryPost(in); errors.Is(err, actor.ErrMailboxFull) {
-		// The credit leaves room for every credited message; only local
-		// events beyond eventReserve can take it.
-		err = ep.box.Post(ep.lifeCtx(), in)
-	}
-	if err != nil {
-		ep.release(&in)
-		err = fmt.Errorf("mailbox: %w", err)
-		ep.reportError(CodeResourceExhausted, string(env.Procedure), err)
-		if in.callID != 0 && !errors.Is(err, actor.ErrMailboxClosed) {
-			ep.reply(in.callID, nil, NewError(CodeResourceExhausted, err))
+	switch {
+	case in.h != nil && in.h.lane == laneControl, !credited:
+		// A control request, or the refusal of an uncredited frame: the
+		// control lane serves or reports it.
+		if len(ep.batch) > 0 {
+			ep.flushBatch()
+		}
+		if err := ep.ctl.TryPost(in); err != nil {
+			ep.postFailed(&in, string(env.Procedure), err)
+		}
+	case len(ep.batch) == 0 && ep.tryInline(in):
+	default:
+		// The user lane is busy: the message joins the read's batch,
+		// posted at the end of the read (batch.go).
+		ep.batch = append(ep.batch, in)
+		if len(ep.batch) >= maxBatch {
+			ep.flushBatch()
 		}
 	}
 	return nil
+}
+
+// postFailed handles a message the mailbox refused with err: it is
+// released, reported, and a call is answered with the error.
+func (ep *endpoint) postFailed(in *inbound, proc string, err error) {
+	ep.release(in)
+	err = fmt.Errorf("mailbox: %w", err)
+	ep.reportError(CodeResourceExhausted, proc, err)
+	if in.callID != 0 && !errors.Is(err, actor.ErrMailboxClosed) {
+		ep.reply(in.callID, nil, NewError(CodeResourceExhausted, err))
+	}
+}
+
+// arena returns the reader's request arena of user handler h.
+func (ep *endpoint) arena(h *Handler) reqArena {
+	c := &ep.cache
+	if c.h == h && c.arena != nil {
+		return c.arena
+	}
+	a := ep.arenas[h]
+	if a == nil {
+		if ep.arenas == nil {
+			ep.arenas = make(map[*Handler]reqArena)
+		}
+		a = h.newArena()
+		ep.arenas[h] = a
+	}
+	if c.h == h {
+		c.arena = a
+	}
+	return a
 }
 
 // serveOnReader runs a decoded request of a laneReader handler on the
@@ -345,7 +426,7 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 // reader: a call of such a procedure (a peer's mistake) is served on the
 // control lane instead.
 func (ep *endpoint) serveOnReader(in *inbound, env *wire.Envelope) {
-	files := in.files
+	files := in.files()
 	if env.FDsLost > 0 {
 		files = append(files, make([]*os.File, env.FDsLost)...)
 	}
@@ -372,7 +453,7 @@ func (ep *endpoint) serveOnReader(in *inbound, env *wire.Envelope) {
 	}
 	x.release()
 	if in.credit > 0 {
-		ep.credit.release(in.credit)
+		ep.credit.release(int(in.credit))
 	}
 }
 
@@ -397,6 +478,7 @@ type lookupCache struct {
 	h          *Handler
 	control    bool
 	generation uint64
+	arena      reqArena // h's in endpoint.arenas, once asked for
 }
 
 // lookup finds a handler, and whether it is one of the runtime's own. It
@@ -410,7 +492,7 @@ func (ep *endpoint) lookup(procedure []byte) (*Handler, bool) {
 	h, control := ep.lookupMuxes(procedure)
 	if h != nil {
 		c.procedure = append(c.procedure[:0], procedure...)
-		c.h, c.control, c.generation = h, control, gen
+		c.h, c.control, c.generation, c.arena = h, control, gen, nil
 	}
 	return h, control
 }
@@ -434,11 +516,12 @@ func (ep *endpoint) lookupMuxes(procedure []byte) (*Handler, bool) {
 
 // release frees what an inbound holds when it is not handled.
 func (ep *endpoint) release(in *inbound) {
-	ep.queuedFDs.Add(-int64(len(in.files)))
-	closeFiles(in.files)
+	files := in.files()
+	ep.queuedFDs.Add(-int64(len(files)))
+	closeFiles(files)
 	ep.endCall(in)
 	if in.credit > 0 {
-		ep.credit.release(in.credit)
+		ep.credit.release(int(in.credit))
 	}
 }
 
@@ -468,30 +551,32 @@ func (ep *endpoint) serve(in inbound, report func(Code, string, error)) {
 		ep.release(&in)
 		return
 	}
-	ep.queuedFDs.Add(-int64(len(in.files))) // out of the mailbox
 	if in.credit > 0 {
 		// Deferred: a handler that panics gives its credit back too.
-		defer ep.credit.release(in.credit)
-	}
-	if in.reject != nil {
-		closeFiles(in.files)
-		report(in.reject.Code(), in.proc, in.reject)
-		if in.callID != 0 {
-			ep.reply(in.callID, nil, in.reject)
-		} else {
-			ep.notifyRejected(in.proc, in.reject)
-		}
-		return
+		defer ep.credit.release(int(in.credit))
 	}
 	ctx := in.ctx
 	if ctx == nil {
 		ctx = ep.baseCtx
 	}
 	var files *callFilesBox
-	if len(in.files) > 0 {
-		ctx, files = withFiles(ctx, in.files)
+	if x := in.x; x != nil {
+		ep.queuedFDs.Add(-int64(len(x.files))) // out of the mailbox
+		if r := x.reject; r != nil {
+			closeFiles(x.files)
+			report(r.Code(), x.proc, r)
+			if in.callID != 0 {
+				ep.reply(in.callID, nil, r)
+			} else {
+				ep.notifyRejected(x.proc, r)
+			}
+			return
+		}
+		if len(x.files) > 0 {
+			ctx, files = withFiles(ctx, x.files)
+		}
+		ctx = incomingContext(ctx, x.md)
 	}
-	ctx = incomingContext(ctx, in.md)
 	var chain UnaryFunc
 	if in.user {
 		chain = ep.chainFor(in.h)

@@ -98,6 +98,9 @@ type config struct {
 	onCreditWait func()
 	// noFDs refuses descriptors in both directions (WithoutFDs).
 	noFDs bool
+	// readIdle, when set, is called by the reader once it has dispatched
+	// every whole frame it has buffered (WithReadIdle).
+	readIdle func()
 	// beforeBatch, when set (tests only), is called by the writer
 	// goroutine after it has taken a batch of queued frames and before it
 	// writes them.
@@ -116,6 +119,18 @@ func (f optionFunc) apply(c *config) { f(c) }
 // should use the same value.
 func WithMaxFrameSize(n int) Option {
 	return optionFunc(func(c *config) { c.maxFrame = n })
+}
+
+// WithReadIdle sets a function that the reader goroutine calls each time
+// it has handed every whole frame of its buffer to the handler, before it
+// reads the socket again (and so perhaps waits), and once more as it
+// leaves when the link ends. A handler that collects the frames of one
+// read (to pass them on as a batch) flushes them there. It is called only
+// by the goroutine that holds the reader role (see Release and Promote),
+// never concurrently with the handler on that goroutine; like the handler,
+// while it runs the link reads nothing.
+func WithReadIdle(fn func()) Option {
+	return optionFunc(func(c *config) { c.readIdle = fn })
 }
 
 // WithoutFDs makes a link that carries no file descriptors, for a

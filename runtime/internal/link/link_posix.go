@@ -426,6 +426,9 @@ func (l *Link) readLoop(epoch uint64, fill bool) {
 		// this one's place in the count of running goroutines.
 		return
 	}
+	if l.cfg.readIdle != nil {
+		l.cfg.readIdle()
+	}
 	defer l.exit()
 	l.abort(err)
 	// Descriptors received but not claimed by any frame are closed,
@@ -463,6 +466,9 @@ func (l *Link) readFrames(epoch uint64, fill bool) error {
 			if l.aborted.Load() {
 				return ErrLinkClosed
 			}
+		}
+		if l.cfg.readIdle != nil {
+			l.cfg.readIdle()
 		}
 		if err := l.checkPartial(); err != nil {
 			return err
