@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -117,14 +118,25 @@ func BenchmarkOneWay(b *testing.B) {
 	bc.target.Store(uint64(b.N))
 	b.ReportAllocs()
 	b.ResetTimer()
+	pcpu0, pok0 := processCPU(os.Getpid())
+	wcpu0, wok0 := processCPU(bc.w.PID())
 	res, err := bc.c.Blast(ctx, &testv1.BlastRequest{Count: uint64(b.N)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	<-bc.reached
 	b.StopTimer()
+	pcpu1, pok1 := processCPU(os.Getpid())
+	wcpu1, wok1 := processCPU(bc.w.PID())
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(res.GetMallocs())/float64(b.N), "worker-allocs/msg")
+	// CPU per message, which other load moves less than the rate: the
+	// primary's (this process: reading, decoding, dispatch, the handler)
+	// and the worker's (encoding, queueing, writing).
+	if pok0 && pok1 && wok0 && wok1 {
+		b.ReportMetric(float64(pcpu1-pcpu0)/float64(b.N), "primary-cpu-ns/msg")
+		b.ReportMetric(float64(wcpu1-wcpu0)/float64(b.N), "worker-cpu-ns/msg")
+	}
 }
 
 // BenchmarkRoundTrip: request/response calls of Echo from the primary to
