@@ -254,6 +254,7 @@ type Link struct {
 	cause         error     // why the link ended; set once
 	spaceCh       chan struct{}
 	credit        creditState // the peer's grants (WithCredit)
+	lastProc      string      // the procedure of the last frame encoded, valid UTF-8
 
 	wake       chan struct{} // writer wake-up, capacity 1
 	quit       chan struct{} // closed when the link is aborted
@@ -495,10 +496,17 @@ func (l *Link) appendLocked(h *wire.Header, msg proto.Message, raw []byte) (off 
 	}
 	wasEmpty = len(l.pending) == 0
 	off = len(l.pending)
+	// The last procedure encoded is known to be valid UTF-8: the same
+	// string again (usually the very same constant: == then compares
+	// pointers) is not checked again.
+	h.ProcedureValid = h.Procedure != "" && h.Procedure == l.lastProc
 	if msg != nil {
 		l.pending, err = wire.AppendFrame(l.pending, h, msg, l.cfg.maxFrame)
 	} else {
 		l.pending, err = wire.AppendFrameBytes(l.pending, h, raw, l.cfg.maxFrame)
+	}
+	if err == nil {
+		l.lastProc = h.Procedure
 	}
 	return off, wasEmpty, err
 }

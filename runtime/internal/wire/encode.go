@@ -81,7 +81,7 @@ func AppendFrameBytes(dst []byte, h *Header, payload []byte, maxFrame int) ([]by
 // envelopeSize returns the encoded length of the envelope for h and a
 // payload of pn bytes, checking it against maxFrame.
 func envelopeSize(h *Header, pn, maxFrame int) (int, error) {
-	if !utf8.ValidString(h.Procedure) {
+	if !h.ProcedureValid && !utf8.ValidString(h.Procedure) {
 		return 0, fmt.Errorf("%w: %q", ErrInvalidUTF8, h.Procedure)
 	}
 	// Every field number is below 16, so every tag is one byte.

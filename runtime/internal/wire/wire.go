@@ -108,6 +108,11 @@ type Header struct {
 	// is a key and Metadata[2i+1] its value. A trailing odd element is
 	// ignored. Keys and values must be valid UTF-8.
 	Metadata []string
+	// ProcedureValid, set by a caller that has already checked Procedure
+	// (the link, when it sent the same string before), makes AppendFrame
+	// skip checking that it is valid UTF-8: a stream of messages to one
+	// procedure then checks its name once. It is not on the wire.
+	ProcedureValid bool
 }
 
 // MaxMetadataEntries is how many metadata entries Decode keeps in
