@@ -131,15 +131,6 @@ func (in *inbound) files() []*os.File {
 	return in.x.files
 }
 
-// rejected returns the refusal the message is to be answered with, nil
-// when it is to be handled.
-func (in *inbound) rejected() *Error {
-	if in.x == nil {
-		return nil
-	}
-	return in.x.reject
-}
-
 // refuse turns in into a refusal of procedure proc with err, dropping the
 // handler and the request.
 func (in *inbound) refuse(proc string, err *Error) {
