@@ -67,9 +67,11 @@ func slowGet(addr string) <-chan string {
 // stop, and during the drain) finish. The drain delay runs on the pool's
 // clock, which the test moves once it has checked the drain.
 func TestPoolDrainDelay(t *testing.T) {
+	// Not 15 s: the watchdog's ticks are every 15 s on this clock too.
+	const drainDelay = 17 * time.Second
 	clk := newFakeClock(0)
 	c, pl := newPool(t, "inflight", runtime.WithPoolSize(2), runtime.WithClock(clk),
-		runtime.WithStopTimeouts(time.Hour, time.Hour), runtime.WithDrainDelay(15*time.Second))
+		runtime.WithStopTimeouts(time.Hour, time.Hour), runtime.WithDrainDelay(drainDelay))
 	ready := serveReadiness(t, pl)
 	if code, body := ready(); code != http.StatusServiceUnavailable {
 		t.Errorf("readiness before Start: %d %q, want 503", code, body)
@@ -102,13 +104,11 @@ func TestPoolDrainDelay(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- pl.Stop(context.Background()) }()
-	// The stop begins with the drain: not ready any more...
-	deadline := time.Now().Add(waitLimit)
-	for pl.Serving() {
-		if time.Now().After(deadline) {
-			t.Fatal("still Serving after the stop began")
-		}
-		time.Sleep(time.Millisecond)
+	// The stop begins with the drain: not ready any more (the drain's timer
+	// is set after the pool stops Serving, and Advance below must find it)...
+	clk.waitPendingIn(t, drainDelay)
+	if pl.Serving() {
+		t.Fatal("still Serving after the drain began")
 	}
 	if code, body := ready(); code != http.StatusServiceUnavailable || body != "draining: 2/2 workers ready, 0 restarting" {
 		t.Errorf("readiness during the drain: %d %q, want 503 draining", code, body)
@@ -130,7 +130,7 @@ func TestPoolDrainDelay(t *testing.T) {
 
 	// The drain delay ends: the workers are disconnected, and everything in
 	// flight finishes.
-	clk.Advance(15 * time.Second)
+	clk.Advance(drainDelay)
 	if err := <-stopped; err != nil {
 		t.Errorf("Stop: %v", err)
 	}

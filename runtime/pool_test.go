@@ -159,6 +159,32 @@ func (c *fakeClock) waitTimers(t *testing.T, n int) {
 	}
 }
 
+// waitPendingIn waits until a pending timer (set, not fired, not stopped)
+// is due d after the clock's now.
+func (c *fakeClock) waitPendingIn(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		found := false
+		for _, tm := range c.timers {
+			if !tm.stopped && tm.at.Sub(c.now) == d {
+				found = true
+			}
+		}
+		c.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-c.added:
+		case <-deadline.C:
+			t.Fatalf("no timer pending %v ahead", d)
+		}
+	}
+}
+
 type fakeTimer struct {
 	at      time.Time
 	f       func()
