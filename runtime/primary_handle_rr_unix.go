@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -109,6 +110,9 @@ func newRRHandle(b handleBase, ln net.Listener, window, maxQueue int, log *slog.
 		sock.Close()
 		return nil, err
 	}
+	if strings.HasPrefix(b.network, "tcp") {
+		_ = rc.Control(func(fd uintptr) { setInheritedConnOptions(int(fd)) })
+	}
 	h := &rrHandle{
 		handleBase: b, sock: sock, rc: rc, window: max(window, 1), maxQueue: max(maxQueue, 1), log: log,
 		space: make(chan struct{}, 1), done: make(chan struct{}),
@@ -133,7 +137,7 @@ type acceptor struct {
 // is full.
 func (a *acceptor) accept(fd uintptr) bool {
 	for len(a.buf) < a.limit {
-		nfd, err := acceptRaw(int(fd))
+		nfd, err := acceptHandoff(int(fd))
 		switch err {
 		case nil:
 			a.buf = append(a.buf, nfd)
