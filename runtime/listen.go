@@ -167,6 +167,30 @@ func WithHandoffWindow(n int) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.handoffWindow = n })
 }
 
+// WithHandoffWithoutRescue makes the round-robin primary give up its own
+// descriptor of each connection as soon as the Handoff message carrying it
+// is written to the worker's link (the link closes it after sendmsg),
+// instead of keeping it until the worker reports that its server accepted
+// the connection.
+//
+// What it gives up: by default a connection handed to a worker that dies,
+// or closes its listener, before its server accepted it goes to another
+// worker, and so does one the worker gives back (at its
+// WithMaxConnections limit, or out of descriptors). With this option such
+// connections are lost: their clients see the connection closed or reset.
+// On a worker's death that is what its server had not accepted yet: at
+// most the handoff window (WithHandoffWindow) per listener, usually one or
+// two connections.
+//
+// What it saves: the primary's per-connection work after the hand-off
+// (tracking the copy, detaching it from the link when the report comes)
+// and, above all, the chance that the primary's close is the connection's
+// last reference and so pays the TCP teardown. README, "Performance",
+// gives the figures measured on 2 CPUs.
+func WithHandoffWithoutRescue() PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.handoffNoRescue = true })
+}
+
 // WithBacklog sets the listen backlog (default: the system's). For a
 // round-robin address it also bounds the connections the primary holds
 // while no worker is free.
