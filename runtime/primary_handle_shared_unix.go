@@ -86,8 +86,8 @@ type reusePortHandle struct {
 // reuseMember is one worker's share of a reuseport handle.
 type reuseMember struct {
 	sock    *heldSocket // the primary's copy of the worker's TCP socket, out of its netpoller; nil for UDP
-	stopped bool         // the worker is disconnecting: no rescued connection goes to it
-	offered cookieRing   // the connections last offered to it (see trustReturned)
+	stopped bool        // the worker is disconnecting: no rescued connection goes to it
+	offered cookieRing  // the connections last offered to it (see trustReturned)
 }
 
 func newReusePortHandle(ctx context.Context, b handleBase, spec *bindSpec, packet bool) (*reusePortHandle, error) {
