@@ -26,7 +26,18 @@ const (
 	// SCHED_RR): a worker asks with its listener's waiting Accept calls, so
 	// a stopped or stalled worker is handed at most what it asked for.
 	// Handed connections the worker's server has not accepted when it dies
-	// or closes its listener go to another worker.
+	// or closes its listener go to another worker (unless the primary runs
+	// WithHandoffWithoutRescue).
+	//
+	// On Linux a worker's Accept returns the connection on the descriptor
+	// it received, not a *net.TCPConn (net.FileConn would duplicate it and
+	// make ten system calls more per connection): it has *net.TCPConn's
+	// methods that servers use (CloseWrite, CloseRead, ReadFrom with
+	// sendfile, SyscallConn, SetNoDelay, SetKeepAlive, SetLinger, buffer
+	// sizes, File), so assert an interface, not the type. Its Close shuts
+	// the connection down (shutdown(2)) before closing the descriptor,
+	// because the primary may still hold a copy until it reads the
+	// worker's report.
 	SchedRoundRobin
 	// SchedShared: the primary binds and sends the listening socket, and
 	// workers accept from it themselves (Node's SCHED_NONE); the kernel
