@@ -17,3 +17,32 @@ func acceptRaw(fd int) (int, error) {
 	}
 	return int(nfd), nil
 }
+
+// acceptHandoff accepts one round-robin connection as a non-blocking,
+// close-on-exec descriptor. O_NONBLOCK is a status flag of the open file,
+// so it travels with the descriptor: the worker's runtime polls the
+// received descriptor as it is, without the duplicate net.FileConn would
+// make (handoff_conn_unix.go). The primary itself never reads or writes
+// it.
+func acceptHandoff(fd int) (int, error) {
+	nfd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), 0, 0, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0, 0)
+	if e != 0 {
+		return -1, syscall.Errno(e)
+	}
+	return int(nfd), nil
+}
+
+// setInheritedConnOptions sets on a round-robin TCP listening socket the
+// options Go sets on every connection its listeners accept (TCP_NODELAY;
+// keep-alive after 15 s idle, every 15 s, 9 probes: net.ListenConfig's
+// defaults). Linux copies a listening socket's options to the connections
+// accepted from it, so a worker's connection has them without the five
+// setsockopt calls net.FileConn makes per connection. Errors are ignored,
+// as Go ignores them on accept.
+func setInheritedConnOptions(fd int) {
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
+}

@@ -26,3 +26,12 @@ func acceptRaw(fd int) (int, error) {
 	}
 	return nfd, nil
 }
+
+// acceptHandoff accepts one round-robin connection. Here it is blocking,
+// and the worker serves it through net.FileConn's duplicate
+// (newHandoffConn).
+func acceptHandoff(fd int) (int, error) { return acceptRaw(fd) }
+
+// setInheritedConnOptions does nothing here: workers serve round-robin
+// connections through net.FileConn, which sets Go's options itself.
+func setInheritedConnOptions(fd int) {}

@@ -4,7 +4,7 @@ package runtime
 
 // RoundRobinState reports, summed over w's round-robin listeners, what the
 // primary's handles hold for w: connections handed and not reported
-// accepted, credit (connections w asked for and was not handed yet), and
+// accepted (its copies; with WithHandoffWithoutRescue, the count), credit (connections w asked for and was not handed yet), and
 // connections w reported accepted. For tests.
 func RoundRobinState(w *Worker) (held, credit, accepted int) {
 	pt := w.primary.ports
@@ -19,7 +19,7 @@ func RoundRobinState(w *Worker) (held, credit, accepted int) {
 	for _, m := range ms {
 		h := m.h.(*rrHandle)
 		h.mu.Lock()
-		held += len(m.rr.held)
+		held += len(m.rr.held) + m.rr.sent
 		credit += m.rr.credit
 		accepted += m.rr.accepted
 		h.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -278,5 +279,147 @@ func TestRoundRobinEarlyReportCannotMisdirect(t *testing.T) {
 	defer c.Close()
 	if got, want := c.RemoteAddr().String(), c1.LocalAddr().String(); got != want {
 		t.Fatalf("the worker received the connection from %s, it was handed the one from %s (the second client is %s)", got, want, c2.LocalAddr())
+	}
+}
+
+// TestRoundRobinWithoutRescue: with WithHandoffWithoutRescue the primary
+// keeps no copy of what it hands off (the link closes its descriptor once
+// sent, so the worker's is the connection's last one), counts what is
+// unreported against the window, and neither re-queues what a worker
+// gives back nor what a leaving worker held.
+func TestRoundRobinWithoutRescue(t *testing.T) {
+	base := herdtest.Take()
+	defer herdtest.Check(t, base, 10*time.Second)
+
+	fa, fb, err := link.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := newEndpoint(endpointConfig{}.withDefaults(), NewMux(), NewMux(), nil, context.Background(), func(Code, string, error) {})
+	if err := ep.start(fa); err != nil {
+		t.Fatal(err)
+	}
+	// The worker's end keeps what it is handed.
+	var mu sync.Mutex
+	var received []*os.File
+	peer, err := link.New(fb, func(env *wire.Envelope, files []*os.File) error {
+		if string(env.Procedure) != controlHandoffProcedure {
+			closeFiles(files)
+			return nil
+		}
+		mu.Lock()
+		received = append(received, files...)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		peer.Close()
+		<-peer.Done()
+		ep.link.Close()
+		<-ep.closed
+		mu.Lock()
+		closeFiles(received)
+		mu.Unlock()
+	}()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	const window = 4
+	h, err := newRRHandle(handleBase{network: "tcp", address: addr}, ln, window, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	h.mu.Lock()
+	h.noRescue = true
+	h.mu.Unlock()
+	m := &membership{w: &Worker{ep: ep}, id: 1, h: h}
+	h.join(m)
+	rm := m.rr
+
+	const n = 8
+	clients := map[string]net.Conn{}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[c.LocalAddr().String()] = c
+	}
+	state := func() (queued, held, sent int) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.queued(), len(rm.held), rm.sent
+	}
+	poll := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				q, hd, s := state()
+				t.Fatalf("%s: queued %d, held %d, sent %d", what, q, hd, s)
+			}
+		}
+	}
+	got := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(received)
+	}
+	poll("the primary accepts every client", func() bool { q, _, _ := state(); return q == n })
+
+	// Credit for 6: the window (4) bounds what is handed and unreported,
+	// and the primary holds no copy of it.
+	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Credit: 6})
+	poll("the worker's end receives the window", func() bool { return got() == window })
+	if q, hd, s := state(); q != n-window || hd != 0 || s != window {
+		t.Fatalf("after the hand-off: queued %d, held %d, sent %d; want %d, 0, %d", q, hd, s, n-window, window)
+	}
+	// The worker's descriptor is the connection's only one: when it is
+	// closed, the client sees the end (with the primary's copy held, it
+	// would wait until the primary closed it).
+	mu.Lock()
+	first := received[0]
+	received = received[1:]
+	mu.Unlock()
+	sa, err := syscall.Getpeername(int(first.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := clients[sockaddrToAddr("tcp", sa).String()]
+	if c == nil {
+		t.Fatalf("no client at %v", sa)
+	}
+	first.Close()
+	if err := c.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("client of the closed connection read %d, %v; want EOF", n, err)
+	}
+
+	// One accepted, one given back: the window has room for two more (the
+	// credit left, handed once the worker's pause is over), and nothing
+	// goes back to the queue.
+	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Accepted: 1, Returned: 1})
+	if q, _, s := state(); q > n-window || s+q != n-2 {
+		t.Fatalf("after 1 accepted, 1 returned: queued %d, sent %d; want at most %d queued, %d in all", q, s, n-window, n-2)
+	}
+	poll("the window refills after the pause", func() bool { q, _, s := state(); return q == n-window-2 && s == window })
+	poll("the worker's end receives them", func() bool { return got() == window+2-1 })
+	// The worker leaves: nothing goes back to the queue.
+	h.leave(m, nil)
+	if q, hd, s := state(); q != n-window-2 || hd != 0 || s != 0 {
+		t.Fatalf("after leave: queued %d, held %d, sent %d; want %d, 0, 0", q, hd, s, n-window-2)
 	}
 }

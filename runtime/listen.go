@@ -26,7 +26,18 @@ const (
 	// SCHED_RR): a worker asks with its listener's waiting Accept calls, so
 	// a stopped or stalled worker is handed at most what it asked for.
 	// Handed connections the worker's server has not accepted when it dies
-	// or closes its listener go to another worker.
+	// or closes its listener go to another worker (unless the primary runs
+	// WithHandoffWithoutRescue).
+	//
+	// On Linux a worker's Accept returns the connection on the descriptor
+	// it received, not a *net.TCPConn (net.FileConn would duplicate it and
+	// make ten system calls more per connection): it has *net.TCPConn's
+	// methods that servers use (CloseWrite, CloseRead, ReadFrom with
+	// sendfile, SyscallConn, SetNoDelay, SetKeepAlive, SetLinger, buffer
+	// sizes, File), so assert an interface, not the type. Its Close shuts
+	// the connection down (shutdown(2)) before closing the descriptor,
+	// because the primary may still hold a copy until it reads the
+	// worker's report.
 	SchedRoundRobin
 	// SchedShared: the primary binds and sends the listening socket, and
 	// workers accept from it themselves (Node's SCHED_NONE); the kernel
@@ -165,6 +176,30 @@ func WithSchedulingPolicy(p SchedulingPolicy) PolicyOption { return policyOption
 // busy one gets batches (several connections in one message).
 func WithHandoffWindow(n int) PrimaryOption {
 	return primaryOptionFunc(func(s *settings) { s.handoffWindow = n })
+}
+
+// WithHandoffWithoutRescue makes the round-robin primary give up its own
+// descriptor of each connection as soon as the Handoff message carrying it
+// is written to the worker's link (the link closes it after sendmsg),
+// instead of keeping it until the worker reports that its server accepted
+// the connection.
+//
+// What it gives up: by default a connection handed to a worker that dies,
+// or closes its listener, before its server accepted it goes to another
+// worker, and so does one the worker gives back (at its
+// WithMaxConnections limit, or out of descriptors). With this option such
+// connections are lost: their clients see the connection closed or reset.
+// On a worker's death that is what its server had not accepted yet: at
+// most the handoff window (WithHandoffWindow) per listener, usually one or
+// two connections.
+//
+// What it saves: the primary's per-connection work after the hand-off
+// (tracking the copy, detaching it from the link when the report comes)
+// and, above all, the chance that the primary's close is the connection's
+// last reference and so pays the TCP teardown. README, "Performance",
+// gives the figures measured on 2 CPUs.
+func WithHandoffWithoutRescue() PrimaryOption {
+	return primaryOptionFunc(func(s *settings) { s.handoffNoRescue = true })
 }
 
 // WithBacklog sets the listen backlog (default: the system's). For a

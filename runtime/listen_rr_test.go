@@ -181,3 +181,42 @@ func rrBalanced(seen map[string]int, n, k int) bool {
 	}
 	return true
 }
+
+// TestRoundRobinWithoutRescueCluster: with WithHandoffWithoutRescue a
+// connection handed to a worker whose server never took it dies with the
+// worker (the guarantee the option gives up): its client sees the
+// connection end unanswered, instead of being answered by the other
+// worker. The other connections are served as usual.
+func TestRoundRobinWithoutRescueCluster(t *testing.T) {
+	c := newListenCluster(t, runtime.WithHandoffWithoutRescue())
+	ws := c.start(2)
+	a, b := ws[0], ws[1]
+	addr, _ := c.listen(a, "listen tcp 127.0.0.1:0 policy=rr")
+	c.listen(b, "listen tcp 127.0.0.1:0 policy=rr")
+	for _, w := range ws {
+		waitRR(t, w, "an idle server asks for one connection", func(held, credit, accepted int) bool { return credit == 1 })
+	}
+	stopWorker(t, a)
+	const n = 20
+	results := startGets(addr, n)
+	for _, body := range answers(t, results, n-1, "while a worker is stopped") {
+		if body != fmt.Sprintf("w%d", b.ID()) {
+			t.Fatalf("answer from %s while worker %d is stopped", body, a.ID())
+		}
+	}
+	if held, credit, _ := runtime.RoundRobinState(a); held != 1 || credit != 0 {
+		t.Fatalf("stopped worker: handed and unreported %d, credit %d; want the one it asked for", held, credit)
+	}
+	a.Kill(syscall.SIGKILL)
+	if r := <-results; r.err == nil {
+		t.Fatalf("the dead worker's unaccepted connection was answered (%q): the primary kept a copy", r.body)
+	}
+	c.waitExit(a)
+	// The other worker serves on, and reports everything it was handed.
+	for _, body := range answers(t, startGets(addr, n), n, "after the death") {
+		if body != fmt.Sprintf("w%d", b.ID()) {
+			t.Fatalf("answer from %s, want worker %d", body, b.ID())
+		}
+	}
+	waitRR(t, b, "every connection reported", func(held, credit, accepted int) bool { return held == 0 && accepted >= 2*n-1 })
+}

@@ -35,6 +35,8 @@ type settings struct {
 	// accepted by its server.
 	policy        SchedulingPolicy
 	handoffWindow int
+	// handoffNoRescue: WithHandoffWithoutRescue.
+	handoffNoRescue bool
 	// trust limits what workers may ask of the primary (trust.go).
 	trust trustSettings
 	// signalGrace is how long a worker's stop signal waits for the

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -65,6 +66,11 @@ type rrHandle struct {
 	maxQueue int
 	log      *slog.Logger
 
+	// noRescue (WithHandoffWithoutRescue, set before any member joins):
+	// the link closes each descriptor once it is sent, and the primary
+	// keeps no copy to hand to another worker.
+	noRescue bool
+
 	mu         sync.Mutex
 	queue      []int // accepted descriptors waiting, from head
 	head       int
@@ -82,6 +88,7 @@ type rrHandle struct {
 type rrMember struct {
 	m         *membership
 	held      []int // the primary's copies of connections handed and not reported yet, in hand-off order
+	sent      int   // with noRescue, in place of held: connections handed and not reported yet
 	credit    int   // connections the worker asked for and was not handed yet
 	accepted  int   // connections the worker reported accepted, in all
 	atLimit   bool  // it last gave connections back at its connection limit
@@ -109,6 +116,9 @@ func newRRHandle(b handleBase, ln net.Listener, window, maxQueue int, log *slog.
 		sock.Close()
 		return nil, err
 	}
+	if strings.HasPrefix(b.network, "tcp") {
+		_ = rc.Control(func(fd uintptr) { setInheritedConnOptions(int(fd)) })
+	}
 	h := &rrHandle{
 		handleBase: b, sock: sock, rc: rc, window: max(window, 1), maxQueue: max(maxQueue, 1), log: log,
 		space: make(chan struct{}, 1), done: make(chan struct{}),
@@ -133,7 +143,7 @@ type acceptor struct {
 // is full.
 func (a *acceptor) accept(fd uintptr) bool {
 	for len(a.buf) < a.limit {
-		nfd, err := acceptRaw(int(fd))
+		nfd, err := acceptHandoff(int(fd))
 		switch err {
 		case nil:
 			a.buf = append(a.buf, nfd)
@@ -255,14 +265,18 @@ func (h *rrHandle) dispatchLocked() {
 		if m == nil {
 			return
 		}
-		k := min(m.credit, h.window-len(m.held), h.queued(), maxHandoffBatch)
+		k := min(m.credit, h.window-len(m.held)-m.sent, h.queued(), maxHandoffBatch)
 		switch h.sendLocked(m, h.queue[h.head:h.head+k], h.queued()-k) {
 		case sendGone:
 			continue // try the next worker
 		case sendLater:
 			return
 		}
-		m.held = append(m.held, h.queue[h.head:h.head+k]...)
+		if h.noRescue {
+			m.sent += k // the link closes them once sent
+		} else {
+			m.held = append(m.held, h.queue[h.head:h.head+k]...)
+		}
 		m.credit -= k
 		h.popLocked(k)
 	}
@@ -281,7 +295,7 @@ func (h *rrHandle) pickLocked() *rrMember {
 	for i := range n {
 		j := (h.next + i) % n
 		m := h.list[j]
-		if m.gone || m.stopped || m.credit == 0 || len(m.held) >= h.window || m.m.w.unready.Load() {
+		if m.gone || m.stopped || m.credit == 0 || len(m.held)+m.sent >= h.window || m.m.w.unready.Load() {
 			continue // (unready: a pool's worker not ready yet, see Worker.unready)
 		}
 		if m.skipUntil != 0 {
@@ -375,7 +389,14 @@ const (
 func (h *rrHandle) sendLocked(m *rrMember, fds []int, backlog int) int {
 	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(len(fds)), Backlog: uint32(backlog)}
 	hdr := wire.Header{Procedure: controlServiceHandoffProcedure, Flags: wire.FlagSystem}
-	if err := m.m.w.ep.link.SendBorrowed(&hdr, &req, fds); err != nil {
+	send := m.m.w.ep.link.SendBorrowed
+	if h.noRescue {
+		// The link owns them from here and closes them once sent: the
+		// primary's close is not the connection's last (the worker's
+		// is), so the teardown is not the primary's.
+		send = m.m.w.ep.link.SendOwned
+	}
+	if err := send(&hdr, &req, fds); err != nil {
 		// Nothing was queued: the descriptors stay in the queue.
 		m.gone = true
 		return sendGone
@@ -401,6 +422,25 @@ func (h *rrHandle) accepted(m *rrMember, req *herdv1.AcceptedRequest) {
 	var buf [8]int
 	h.mu.Lock()
 	if m.gone {
+		h.mu.Unlock()
+		return
+	}
+	if h.noRescue {
+		// No copies: what the worker gives back is lost (closed by it);
+		// the report only frees its window and pauses it.
+		m.sent = max(m.sent-int(req.GetAccepted())-int(req.GetReturned()), 0)
+		if req.GetAccepted() > 0 {
+			m.atLimit = false
+		}
+		if req.GetReturned() > 0 {
+			m.atLimit = req.GetAtLimit()
+			m.skipUntil = time.Now().UnixNano() + int64(rejectPause)
+		}
+		m.accepted += int(req.GetAccepted())
+		m.credit = min(m.credit+int(req.GetCredit()), maxCredit)
+		if !h.closed {
+			h.dispatchLocked()
+		}
 		h.mu.Unlock()
 		return
 	}
@@ -467,7 +507,7 @@ func (h *rrHandle) leave(m *membership, returned []*os.File) {
 	rm := m.rr
 	rm.gone = true
 	held := rm.held
-	rm.held, rm.credit = nil, 0
+	rm.held, rm.credit, rm.sent = nil, 0, 0
 	h.detachLocked(rm, held)
 	for i, x := range h.list {
 		if x == rm {

@@ -17,15 +17,18 @@ import (
 // from it itself.
 type sharedHandle struct {
 	handleBase
-	sock syscall.Conn
-	res  io.Closer // the primary's copy
+	sock *heldSocket // the primary's copy, out of its netpoller
 
 	mu  sync.Mutex
 	set memberSet[struct{}]
 }
 
 func newSharedHandle(b handleBase, sock syscall.Conn, res io.Closer) (*sharedHandle, error) {
-	return &sharedHandle{handleBase: b, sock: sock, res: res}, nil
+	held, err := holdSocket(sock, res)
+	if err != nil {
+		return nil, err
+	}
+	return &sharedHandle{handleBase: b, sock: held}, nil
 }
 
 func (h *sharedHandle) join(m *membership) ([]int, error) {
@@ -55,7 +58,7 @@ func (h *sharedHandle) members() int {
 }
 
 func (h *sharedHandle) close() {
-	h.res.Close()
+	h.sock.Close()
 	h.removeSocket()
 }
 
@@ -82,9 +85,9 @@ type reusePortHandle struct {
 
 // reuseMember is one worker's share of a reuseport handle.
 type reuseMember struct {
-	sock    net.Listener // the primary's copy of the worker's TCP socket; nil for UDP
-	stopped bool         // the worker is disconnecting: no rescued connection goes to it
-	offered cookieRing   // the connections last offered to it (see trustReturned)
+	sock    *heldSocket // the primary's copy of the worker's TCP socket, out of its netpoller; nil for UDP
+	stopped bool        // the worker is disconnecting: no rescued connection goes to it
+	offered cookieRing  // the connections last offered to it (see trustReturned)
 }
 
 func newReusePortHandle(ctx context.Context, b handleBase, spec *bindSpec, packet bool) (*reusePortHandle, error) {
@@ -141,8 +144,12 @@ func (h *reusePortHandle) join(m *membership) ([]int, error) {
 		return nil, err
 	}
 	rm := &reuseMember{}
-	if ln, ok := c.(net.Listener); ok && !h.packet {
-		rm.sock = ln // kept: see leave
+	if _, ok := c.(net.Listener); ok && !h.packet {
+		// Kept (see leave), as a plain descriptor.
+		if rm.sock, err = holdSocket(sock, c); err != nil {
+			closeFD(fd)
+			return nil, err
+		}
 	} else {
 		c.Close()
 	}

@@ -352,6 +352,12 @@ func (pt *portTable) create(w *Worker, key handleKey, req *herdv1.ListenRequest)
 			b.removeSocket()
 			return nil, err
 		}
+		pt.p.mu.Lock()
+		noRescue := pt.p.settings.handoffNoRescue
+		pt.p.mu.Unlock()
+		h.mu.Lock()
+		h.noRescue = noRescue
+		h.mu.Unlock()
 		return h, nil
 	}
 	return newSharedHandle(b, ln.(syscall.Conn), ln)

@@ -5,7 +5,6 @@ package runtime
 import (
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"syscall"
 	"time"
@@ -52,14 +51,9 @@ const (
 	rescueTimeout = 10 * time.Second
 )
 
-// acceptQueued accepts every connection waiting in ln's accept queue,
-// without waiting for more, as blocking close-on-exec descriptors (as
-// round robin sends them).
-func acceptQueued(ln net.Listener) []*os.File {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return nil
-	}
+// acceptQueued accepts every connection waiting in sc's accept queue,
+// without waiting for more, as blocking close-on-exec descriptors.
+func acceptQueued(sc syscall.Conn) []*os.File {
 	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil

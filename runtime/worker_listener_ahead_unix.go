@@ -114,6 +114,8 @@ func (g *acceptGate) wrap(c net.Conn, placed bool) net.Conn {
 		return &aheadTCPConn{TCPConn: c, p: p}
 	case *net.UnixConn:
 		return &aheadUnixConn{UnixConn: c, p: p}
+	case *handoffConn:
+		return &aheadHandoffConn{handoffConn: c, p: p}
 	case readerFromWriterTo:
 		return &aheadCopyConn{Conn: c, rw: c, p: p}
 	}
@@ -214,6 +216,37 @@ func (c *aheadUnixConn) Close() error { c.p.begin(); return c.UnixConn.Close() }
 
 // NetConn returns the connection this one wraps.
 func (c *aheadUnixConn) NetConn() net.Conn { return c.UnixConn }
+
+// aheadHandoffConn is a round-robin connection on its received
+// descriptor (handoff_conn_unix.go) holding a place until its first use.
+type aheadHandoffConn struct {
+	*handoffConn
+	p *place
+}
+
+// Read begins the connection and reads from it.
+func (c *aheadHandoffConn) Read(b []byte) (int, error) { c.p.begin(); return c.handoffConn.Read(b) }
+
+// Write begins the connection and writes to it.
+func (c *aheadHandoffConn) Write(b []byte) (int, error) { c.p.begin(); return c.handoffConn.Write(b) }
+
+// ReadFrom begins the connection and writes r's data to it.
+func (c *aheadHandoffConn) ReadFrom(r io.Reader) (int64, error) {
+	c.p.begin()
+	return c.handoffConn.ReadFrom(r)
+}
+
+// CloseRead begins the connection and shuts its reading side.
+func (c *aheadHandoffConn) CloseRead() error { c.p.begin(); return c.handoffConn.CloseRead() }
+
+// CloseWrite begins the connection and shuts its writing side.
+func (c *aheadHandoffConn) CloseWrite() error { c.p.begin(); return c.handoffConn.CloseWrite() }
+
+// Close gives the connection's place back (if still held) and closes it.
+func (c *aheadHandoffConn) Close() error { c.p.begin(); return c.handoffConn.Close() }
+
+// NetConn returns the connection this one wraps.
+func (c *aheadHandoffConn) NetConn() net.Conn { return c.handoffConn }
 
 // aheadCopyConn is a connection with copy fast paths holding a place
 // until its first use.

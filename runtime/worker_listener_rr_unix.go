@@ -154,8 +154,19 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				}
 				continue
 			}
-			c, cerr = net.FileConn(f)
-			f.Close()
+			if hc := newHandoffConn(f, l.netName(), l.addr); hc != nil {
+				// The received descriptor itself (handoff_conn_unix.go).
+				if l.lim != nil {
+					hc.rel = &releaser{l: l.lim} // its place ends with it
+				}
+				c = hc
+			} else {
+				c, cerr = net.FileConn(f)
+				f.Close()
+				if cerr == nil && l.lim != nil {
+					c = limitConn(c, l.lim) // its place ends with it
+				}
+			}
 			if cerr != nil {
 				// Out of descriptors (EMFILE, ENFILE) or memory: the
 				// connection goes back to the primary, for another
@@ -192,9 +203,6 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			}
 			backoff = 0
 			req.Accepted = 1
-			if l.lim != nil {
-				c = limitConn(c, l.lim) // its place ends with it
-			}
 			serr := l.report(req, true)
 			l.acceptMu.Unlock()
 			if more {
@@ -204,7 +212,11 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				// The link is gone: the primary re-routes the connection
 				// (the report may not have reached it), so the server must
 				// not have it.
-				if c != nil {
+				// Closed without a shutdown: the connection itself lives on
+				// in another worker.
+				if hc, ok := c.(*handoffConn); ok {
+					hc.discard()
+				} else if c != nil {
 					c.Close()
 				}
 				return nil, l.closedErr()

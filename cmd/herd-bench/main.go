@@ -84,21 +84,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("herd-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		only    = fs.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
-		dur     = fs.Duration("duration", 3*time.Second, "measuring time of one run of one system")
-		rounds  = fs.Int("rounds", 3, "rounds per scenario; the table shows the median")
-		jsonOut = fs.String("json", "", "also write the medians as one JSON object to `FILE`")
-		conns   = fs.Int("connections", 64, "HTTP client connections, the same for every system")
-		workers = fs.Int("workers", goruntime.NumCPU(), "worker processes of the HTTP clusters")
-		load    = fs.String("load", "auto", "HTTP load generator: auto (wrk when installed and -duration >= 1s, else go), wrk or go")
-		node    = fs.String("node", "node", "Node.js executable for the node_* systems; empty to skip them")
-		pm2     = fs.String("pm2", "auto", "PM2 for the pm2 systems: auto (the copy in the user cache dir, installed there with npm if missing), cached (that copy only), a `DIR` with the pm2 package, or empty to skip them")
-		quiet   = fs.Duration("quiet-wait", 30*time.Second, "before each run, wait up to this long for other processes to leave the CPUs idle (Linux; 0: do not check)")
-		procs   = fs.Int("gomaxprocs", 0, "GOMAXPROCS of the Go children (herd, raw, single); 0 leaves Go's default, as users run it")
-		wprocs  = fs.Int("worker-gomaxprocs", -1, "GOMAXPROCS of the herd HTTP clusters' workers only (to study N workers sharing C CPUs); -1 is herd's default for a Pool's workers (runtime.WorkerGOMAXPROCS: max(1, CPUs/workers)), 0 leaves Go's default (or -gomaxprocs)")
-		profile = fs.String("profile", "", "Go children write CPU profiles to `DIR` (cpu-<role>-<pid>.pprof)")
-		tracing = fs.String("trace", "", "Go children write execution traces to `DIR` (trace-<role>-<pid>.out)")
-		verbose = fs.Bool("v", false, "log every run")
+		only     = fs.String("only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
+		dur      = fs.Duration("duration", 3*time.Second, "measuring time of one run of one system")
+		rounds   = fs.Int("rounds", 3, "rounds per scenario; the table shows the median")
+		jsonOut  = fs.String("json", "", "also write the medians as one JSON object to `FILE`")
+		conns    = fs.Int("connections", 64, "HTTP client connections, the same for every system")
+		workers  = fs.Int("workers", goruntime.NumCPU(), "worker processes of the HTTP clusters")
+		load     = fs.String("load", "auto", "HTTP load generator: auto (wrk when installed and -duration >= 1s, else go), wrk or go")
+		node     = fs.String("node", "node", "Node.js executable for the node_* systems; empty to skip them")
+		pm2      = fs.String("pm2", "auto", "PM2 for the pm2 systems: auto (the copy in the user cache dir, installed there with npm if missing), cached (that copy only), a `DIR` with the pm2 package, or empty to skip them")
+		quiet    = fs.Duration("quiet-wait", 30*time.Second, "before each run, wait up to this long for other processes to leave the CPUs idle (Linux; 0: do not check)")
+		procs    = fs.Int("gomaxprocs", 0, "GOMAXPROCS of the Go children (herd, raw, single); 0 leaves Go's default, as users run it")
+		wprocs   = fs.Int("worker-gomaxprocs", -1, "GOMAXPROCS of the herd HTTP clusters' workers only (to study N workers sharing C CPUs); -1 is herd's default for a Pool's workers (runtime.WorkerGOMAXPROCS: max(1, CPUs/workers)), 0 leaves Go's default (or -gomaxprocs)")
+		noRescue = fs.Bool("handoff-no-rescue", false, "herd's rr HTTP clusters use runtime.WithHandoffWithoutRescue (the primary closes each connection's descriptor once sent; a dead worker's unaccepted connections are lost)")
+		profile  = fs.String("profile", "", "Go children write CPU profiles to `DIR` (cpu-<role>-<pid>.pprof)")
+		tracing  = fs.String("trace", "", "Go children write execution traces to `DIR` (trace-<role>-<pid>.out)")
+		verbose  = fs.Bool("v", false, "log every run")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -183,6 +184,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "herd HTTP workers: GOMAXPROCS=%d (-worker-gomaxprocs)\n", *wprocs)
 	case *wprocs == 0:
 		fmt.Fprintf(stdout, "herd HTTP workers: Go's default GOMAXPROCS (-worker-gomaxprocs 0)\n")
+	}
+	if *noRescue {
+		cfg.childEnv = append(cfg.childEnv, envNoRescue+"=1")
+		fmt.Fprintf(stdout, "herd rr hand-off: without rescue (-handoff-no-rescue)\n")
 	}
 	for env, dir := range map[string]string{envProfile: *profile, envTrace: *tracing} {
 		if dir == "" {

@@ -154,6 +154,11 @@ func singleServer() error {
 // workers, 0 Go's default, n > 0 n.
 const envWorkerProcs = "HERD_BENCH_WORKER_GOMAXPROCS"
 
+// envNoRescue set to 1 makes the HTTP clusters' primary hand rr
+// connections off without keeping its copies (-handoff-no-rescue,
+// runtime.WithHandoffWithoutRescue).
+const envNoRescue = "HERD_BENCH_HANDOFF_NO_RESCUE"
+
 // httpPrimary is the herd HTTP cluster.
 func httpPrimary() error {
 	n, err := roleInt(envWorkers)
@@ -170,7 +175,11 @@ func httpPrimary() error {
 			return fmt.Errorf("%s: %w", envWorkerProcs, err)
 		}
 	}
-	p := runtime.NewPrimary(runtime.WithEnv(env...), runtime.WithWorkerGOMAXPROCS(procs))
+	opts := []runtime.PrimaryOption{runtime.WithEnv(env...), runtime.WithWorkerGOMAXPROCS(procs)}
+	if os.Getenv(envNoRescue) == "1" {
+		opts = append(opts, runtime.WithHandoffWithoutRescue())
+	}
+	p := runtime.NewPrimary(opts...)
 	ev := newClusterEvents()
 	if err := herdv1herd.RegisterEventServiceHandler(p, ev); err != nil {
 		return err
