@@ -141,8 +141,12 @@ func BenchmarkOneWay(b *testing.B) {
 
 // BenchmarkRoundTrip: request/response calls of Echo from the primary to
 // the worker, one at a time; one op is one round trip.
+//
+// ctxsw/rtt (Linux) counts the context switches of both processes' threads
+// (primary-ctxsw/rtt: the primary's alone). HERD_BENCH_WORKER_ENV adds to
+// the worker's environment (benchWorkerEnv), for GOMAXPROCS on one side.
 func BenchmarkRoundTrip(b *testing.B) {
-	bc := newBenchCluster(b)
+	bc := newBenchCluster(b, benchWorkerEnv()...)
 	ctx := context.Background()
 	req := &testv1.EchoRequest{Message: "ping"}
 	for range 1000 {
@@ -151,6 +155,8 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}
 	before := bc.workerMallocs(b)
+	pBefore, okP := ctxSwitches(os.Getpid())
+	wBefore, okW := ctxSwitches(bc.w.PID())
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -159,9 +165,15 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	pAfter, okP2 := ctxSwitches(os.Getpid())
+	wAfter, okW2 := ctxSwitches(bc.w.PID())
 	after := bc.workerMallocs(b)
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/rtt")
 	b.ReportMetric(float64(after-before)/float64(b.N), "worker-allocs/msg")
+	if okP && okW && okP2 && okW2 {
+		b.ReportMetric(float64(pAfter-pBefore)/float64(b.N), "primary-ctxsw/rtt")
+		b.ReportMetric(float64(pAfter-pBefore+wAfter-wBefore)/float64(b.N), "ctxsw/rtt")
+	}
 }
 
 // BenchmarkRoundTrip1MiB: a 1 MiB payload to the worker and back.

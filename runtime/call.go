@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"google.golang.org/protobuf/proto"
@@ -18,19 +19,49 @@ import (
 type pendingCall struct {
 	res  proto.Message
 	err  error
-	done chan struct{}
+	done chan struct{} // gets one token when the call is finished
 
 	// wantFiles keeps the descriptors attached to the response in files
 	// (otherwise they are closed).
 	wantFiles bool
 	files     []*os.File
+
+	// park is the endpoint's callWaker when this call holds it: finish
+	// then also sets fin and wakes it (callwake.go).
+	park *callWaker
+	fin  atomic.Bool
 }
 
 var pendingPool = sync.Pool{New: func() any { return &pendingCall{done: make(chan struct{}, 1)} }}
 
+// finish completes the call with err: it sets fin for a caller holding
+// the waker, puts the token in done, and then wakes the waker (which is
+// the endpoint's, not the call's: pc itself is not touched after the
+// token, when the caller may already have reused it).
 func (pc *pendingCall) finish(err error) {
 	pc.err = err
-	pc.done <- struct{}{}
+	w := pc.park
+	if w != nil {
+		pc.fin.Store(true)
+	}
+	pc.done <- struct{}{} // from here on pc is the caller's again
+	if w != nil {
+		w.wake()
+	}
+}
+
+// await waits until the call is finished (true) or ctx ends (false), on
+// the endpoint's waker when the call holds it, else on done.
+func (pc *pendingCall) await(ctx context.Context) bool {
+	if w := pc.park; w != nil {
+		return w.await(ctx, pc)
+	}
+	select {
+	case <-pc.done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // userCall is a user's call (Worker.Call, Self.Call): through the link's
@@ -107,6 +138,7 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 	}
 	ep.pendMu.Lock()
 	ep.pending[id] = pc
+	pc.park = ep.acquireWakerLocked()
 	ep.pendMu.Unlock()
 
 	if err := ep.sendWaiting(ctx, &h, req, fds); err != nil {
@@ -119,24 +151,21 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 		return sendError(err)
 	}
 	ep.link.Promote() // a handler on the reader waiting for the peer (inline.go)
-	select {
-	case <-pc.done:
-	case <-ctx.Done():
-		if !ep.forget(id) {
-			// The reply won the race; it is being (or was) delivered.
-			<-pc.done
-			break
+	if !pc.await(ctx) {
+		if ep.forget(id) {
+			pendingPool.Put(pc.reset())
+			// Tell the callee, so that its context ends too, unless the
+			// deadline that passed travelled with the call: the callee's
+			// context then ends by itself, with deadline_exceeded (a
+			// cancel frame racing its timer would make that canceled).
+			if h.DeadlineUnixNano == 0 || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				ch := wire.Header{ReplyTo: id, Flags: wire.FlagCancel}
+				_ = ep.link.Send(context.Background(), &ch, nil, nil)
+			}
+			return NewError(CodeOf(ctx.Err()), ctx.Err())
 		}
-		pendingPool.Put(pc.reset())
-		// Tell the callee, so that its context ends too, unless the
-		// deadline that passed travelled with the call: the callee's
-		// context then ends by itself, with deadline_exceeded (a cancel
-		// frame racing its timer would make that canceled).
-		if h.DeadlineUnixNano == 0 || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			ch := wire.Header{ReplyTo: id, Flags: wire.FlagCancel}
-			_ = ep.link.Send(context.Background(), &ch, nil, nil)
-		}
-		return NewError(CodeOf(ctx.Err()), ctx.Err())
+		// The reply won the race; it is being (or was) delivered.
+		<-pc.done
 	}
 	err, files := pc.err, pc.files
 	pendingPool.Put(pc.reset())
@@ -167,6 +196,11 @@ func (ep *endpoint) forget(id uint64) bool {
 
 func (pc *pendingCall) reset() *pendingCall {
 	pc.res, pc.err, pc.files, pc.wantFiles = nil, nil, nil, false
+	if pc.park != nil {
+		pc.park.release()
+		pc.park = nil
+	}
+	pc.fin.Store(false)
 	return pc
 }
 

@@ -63,6 +63,12 @@ type endpoint struct {
 	inflMu   sync.Mutex
 	inflight map[uint64]context.CancelFunc
 
+	// waker is the eventfd one waiting caller at a time parks on
+	// (callwake.go), made by the first call; wakerMade says it was tried
+	// (or the link has ended: no more). Both under pendMu.
+	waker     *callWaker
+	wakerMade bool
+
 	cache   lookupCache           // the reader's
 	arenas  map[*Handler]reqArena // the reader's: user requests, in blocks (reqarena.go)
 	batch   []inbound             // the reader's: user messages of this read, to post (batch.go)
@@ -226,9 +232,14 @@ func (ep *endpoint) watch() {
 	ep.pendMu.Lock()
 	pend := ep.pending
 	ep.pending = make(map[uint64]*pendingCall)
+	waker := ep.waker
+	ep.waker, ep.wakerMade = nil, true
 	ep.pendMu.Unlock()
 	for _, pc := range pend {
 		pc.finish(NewError(CodeUnavailable, ep.linkErr()))
+	}
+	if waker != nil {
+		waker.close() // after the calls' tokens: a caller parked on it falls back to them
 	}
 	ep.inflMu.Lock()
 	for _, cancel := range ep.inflight {

@@ -1,0 +1,26 @@
+package runtime
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// newCallWaker makes a callWaker on a new eventfd, or returns nil if it
+// cannot (out of descriptors): the endpoint's callers then wait on their
+// channels.
+func newCallWaker() *callWaker {
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	// A non-blocking descriptor: os.NewFile registers it with the
+	// netpoller.
+	f := os.NewFile(uintptr(fd), "herd-call-waker")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil
+	}
+	return new(callWaker).init(f, rc)
+}
