@@ -105,31 +105,42 @@ func (m *Mailbox[M]) Post(ctx context.Context, msg M) error {
 			m.schedule()
 			return nil
 		}
-		if ctx.Err() != nil {
-			m.mu.Unlock()
-			return newFullError(ctx)
+		// Loop after the wait: take the slot if it is still free, else wait
+		// again.
+		if err := m.waitSpaceLocked(ctx); err != nil {
+			return err
 		}
-		m.waiters++
+	}
+}
+
+// waitSpaceLocked waits, with m.mu held on entry, for a slot to free. It
+// returns nil with m.mu held again, or, with m.mu released, the error Post
+// returns when ctx ends first or the mailbox is closed.
+func (m *Mailbox[M]) waitSpaceLocked(ctx context.Context) error {
+	if ctx.Err() != nil {
 		m.mu.Unlock()
-		if m.hookWait != nil {
-			m.hookWait()
-		}
-		select {
-		case <-m.space:
-			m.mu.Lock()
-			m.waiters--
-			// Loop: take the slot if it is still free, else wait again.
-		case <-ctx.Done():
-			m.mu.Lock()
-			m.waiters--
-			m.mu.Unlock()
-			return newFullError(ctx)
-		case <-m.closedCh:
-			m.mu.Lock()
-			m.waiters--
-			m.mu.Unlock()
-			return ErrMailboxClosed
-		}
+		return newFullError(ctx)
+	}
+	m.waiters++
+	m.mu.Unlock()
+	if m.hookWait != nil {
+		m.hookWait()
+	}
+	select {
+	case <-m.space:
+		m.mu.Lock()
+		m.waiters--
+		return nil
+	case <-ctx.Done():
+		m.mu.Lock()
+		m.waiters--
+		m.mu.Unlock()
+		return newFullError(ctx)
+	case <-m.closedCh:
+		m.mu.Lock()
+		m.waiters--
+		m.mu.Unlock()
+		return ErrMailboxClosed
 	}
 }
 
@@ -187,29 +198,8 @@ func (m *Mailbox[M]) PostBatch(ctx context.Context, msgs []M) (int, error) {
 			m.mu.Lock()
 			continue
 		}
-		if ctx.Err() != nil {
-			m.mu.Unlock()
-			return posted, newFullError(ctx)
-		}
-		m.waiters++
-		m.mu.Unlock()
-		if m.hookWait != nil {
-			m.hookWait()
-		}
-		select {
-		case <-m.space:
-			m.mu.Lock()
-			m.waiters--
-		case <-ctx.Done():
-			m.mu.Lock()
-			m.waiters--
-			m.mu.Unlock()
-			return posted, newFullError(ctx)
-		case <-m.closedCh:
-			m.mu.Lock()
-			m.waiters--
-			m.mu.Unlock()
-			return posted, ErrMailboxClosed
+		if err := m.waitSpaceLocked(ctx); err != nil {
+			return posted, err
 		}
 	}
 	m.mu.Unlock()
