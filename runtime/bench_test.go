@@ -159,14 +159,24 @@ func BenchmarkRoundTrip(b *testing.B) {
 	wBefore, okW := ctxSwitches(bc.w.PID())
 	b.ReportAllocs()
 	b.ResetTimer()
+	pcpu0, pok0 := processCPU(os.Getpid())
+	wcpu0, wok0 := processCPU(bc.w.PID())
 	for range b.N {
 		if _, err := bc.c.Echo(ctx, req); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
+	pcpu1, pok1 := processCPU(os.Getpid())
+	wcpu1, wok1 := processCPU(bc.w.PID())
 	pAfter, okP2 := ctxSwitches(os.Getpid())
 	wAfter, okW2 := ctxSwitches(bc.w.PID())
+	// CPU per round trip, which other load moves less than the latency:
+	// the primary's (the caller) and the worker's (the callee).
+	if pok0 && pok1 && wok0 && wok1 {
+		b.ReportMetric(float64(pcpu1-pcpu0)/float64(b.N), "primary-cpu-ns/rtt")
+		b.ReportMetric(float64(wcpu1-wcpu0)/float64(b.N), "worker-cpu-ns/rtt")
+	}
 	after := bc.workerMallocs(b)
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/rtt")
 	b.ReportMetric(float64(after-before)/float64(b.N), "worker-allocs/msg")
