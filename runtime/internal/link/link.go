@@ -936,10 +936,12 @@ func (l *Link) exit() {
 
 // consume finishes the frame being dispatched: the handler is done with
 // env and the files slice, and the reader moves past the frame's bytes.
+// It does not zero l.env: the next wire.Decode overwrites every field, and
+// its slices alias l.rbuf, which the link keeps anyway (zeroing it here
+// as well cost a second clear of the envelope per frame).
 func (l *Link) consume() {
 	clear(l.files)
 	l.files = l.files[:0]
-	l.env = wire.Envelope{}
 	l.r += l.rframe
 	l.rframe = 0
 }
