@@ -1,6 +1,7 @@
 package link
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -292,8 +293,9 @@ type Link struct {
 	rpos      uint64     // stream offset of rbuf[w]: bytes received so far
 	files     []*os.File // reused for each frame's descriptors
 	env       wire.Envelope
-	smallRead int // consecutive reads without a frame needing a grown buffer
-	rframe    int // size of the frame being dispatched, until consumed
+	rproc     []byte // the last non-empty procedure decoded (checked valid UTF-8), at most maxKnownProc bytes
+	smallRead int    // consecutive reads without a frame needing a grown buffer
+	rframe    int    // size of the frame being dispatched, until consumed
 
 	// rstate is the reader role (Release, Promote): the epoch of the
 	// reader goroutine that owns the reader state, times 4, plus its phase.
@@ -932,6 +934,19 @@ func (l *Link) exit() {
 	l.abort(ErrLinkClosed) // no-op: a goroutine only returns after an abort
 	<-l.connClosed
 	close(l.done)
+}
+
+// maxKnownProc bounds the procedure name the reader remembers as checked
+// (Link.rproc): a longer one is checked on every frame.
+const maxKnownProc = 256
+
+// decoded notes that the frame in l.env decoded: its procedure passed the
+// UTF-8 check, so the next frame to the same procedure (the usual stream)
+// need not be checked again (wire.DecodeKnown).
+func (l *Link) decoded() {
+	if p := l.env.Procedure; len(p) > 0 && len(p) <= maxKnownProc && !bytes.Equal(p, l.rproc) {
+		l.rproc = append(l.rproc[:0], p...)
+	}
 }
 
 // consume finishes the frame being dispatched: the handler is done with

@@ -450,13 +450,14 @@ func (l *Link) readFrames(epoch uint64, fill bool) error {
 		}
 		fill = true
 		for {
-			n, err := wire.Decode(l.rbuf[l.r:l.w], l.cfg.maxFrame, &l.env)
+			n, err := wire.DecodeKnown(l.rbuf[l.r:l.w], l.cfg.maxFrame, &l.env, l.rproc)
 			if err != nil {
 				return err
 			}
 			if n == 0 {
 				break
 			}
+			l.decoded()
 			if n > l.cfg.readBufSize {
 				l.smallRead = 0
 			}

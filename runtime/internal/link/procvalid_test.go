@@ -5,7 +5,11 @@ package link
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
@@ -46,4 +50,47 @@ func TestProcedureCheckedOnce(t *testing.T) {
 		}
 	}
 	a.Close()
+}
+
+// TestReceivedProcedureChecked: the reader skips the UTF-8 check of a
+// procedure equal to the one it decoded last, and still refuses an invalid
+// one, whether it follows valid frames to the same service, a name longer
+// than it remembers, or an empty procedure; the valid frames before it
+// arrive in order.
+func TestReceivedProcedureChecked(t *testing.T) {
+	long := "/t.T/" + strings.Repeat("L", maxKnownProc)
+	for _, prev := range []string{"/t.T/P", long, ""} {
+		t.Run(fmt.Sprintf("after%d", len(prev)), func(t *testing.T) {
+			checkLeaks(t)
+			c := newCollector(false)
+			l, raw := rawPair(t, c.handle)
+			frame := func(proc string) []byte {
+				// frameBytes would refuse an invalid procedure.
+				body := protowire.AppendTag(nil, 1, protowire.BytesType)
+				body = protowire.AppendString(body, proc)
+				return append(be32(uint32(len(body))), body...)
+			}
+			var stream []byte
+			for range 3 {
+				stream = append(stream, frame(prev)...)
+			}
+			stream = append(stream, frame(prev+"\xff")...)
+			stream = append(stream, frame(prev)...) // never dispatched
+			rawWrite(t, raw, stream)
+			waitDone(t, l)
+			var pe *wire.ProtocolError
+			if err := l.Err(); !errors.As(err, &pe) {
+				t.Fatalf("link ended with %v, want a *wire.ProtocolError", err)
+			}
+			got := c.wait(t, 3)
+			if len(got) != 3 {
+				t.Fatalf("%d frames dispatched, want the 3 valid ones", len(got))
+			}
+			for _, r := range got {
+				if r.hdr.Procedure != prev {
+					t.Fatalf("procedure %q, want %q", r.hdr.Procedure, prev)
+				}
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,6 +24,16 @@ import (
 // envelope does not define are skipped. As in proto.Unmarshal, a field that
 // occurs twice keeps its last value and two error fields are merged.
 func Decode(b []byte, maxFrame int, env *Envelope) (n int, err error) {
+	return DecodeKnown(b, maxFrame, env, nil)
+}
+
+// DecodeKnown is Decode for a caller that has already seen the procedure
+// name known pass the check (a link remembers the last one it decoded): a
+// procedure field whose bytes equal known is not checked for valid UTF-8
+// again. Any other procedure is checked as by Decode, and invalid UTF-8 is
+// the same *ProtocolError. known must be valid UTF-8; a nil or empty known
+// skips nothing but the check of an empty procedure, which is valid.
+func DecodeKnown(b []byte, maxFrame int, env *Envelope, known []byte) (n int, err error) {
 	if len(b) < PrefixSize {
 		return 0, nil
 	}
@@ -34,7 +45,7 @@ func Decode(b []byte, maxFrame int, env *Envelope) (n int, err error) {
 	if len(b) < end {
 		return 0, nil
 	}
-	if err := env.parse(b[PrefixSize:end]); err != nil {
+	if err := env.parse(b[PrefixSize:end], known); err != nil {
 		return 0, err
 	}
 	env.Len = end
@@ -43,8 +54,9 @@ func Decode(b []byte, maxFrame int, env *Envelope) (n int, err error) {
 
 var errInvalidUTF8Field = errors.New("string field contains invalid UTF-8")
 
-// parse decodes a herd.v1.Envelope from b (no prefix) into e.
-func (e *Envelope) parse(b []byte) error {
+// parse decodes a herd.v1.Envelope from b (no prefix) into e. A procedure
+// equal to known (valid UTF-8) is not checked again.
+func (e *Envelope) parse(b []byte, known []byte) error {
 	*e = Envelope{}
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -56,7 +68,7 @@ func (e *Envelope) parse(b []byte) error {
 		case num == fieldProcedure && typ == protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
-			if n >= 0 && !utf8.Valid(v) {
+			if n >= 0 && !bytes.Equal(v, known) && !utf8.Valid(v) {
 				return protocolError("envelope", num, errInvalidUTF8Field)
 			}
 			e.Procedure = v

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -20,6 +21,19 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var env wire.Envelope
 		n, err := wire.Decode(data, maxFrame, &env)
+		// DecodeKnown, given a valid procedure it skips the check of,
+		// decodes exactly as Decode: an invalid procedure is never equal
+		// to it, and a valid one passes the check anyway.
+		for _, known := range [][]byte{[]byte("/herd.v1.Control/Hello"), []byte(env.Procedure)} {
+			var kenv wire.Envelope
+			kn, kerr := wire.DecodeKnown(data, maxFrame, &kenv, known)
+			if kn != n || (kerr == nil) != (err == nil) || !reflect.DeepEqual(kenv, env) && err == nil {
+				t.Fatalf("DecodeKnown(known %q) = %d, %v, %+v; Decode = %d, %v, %+v", known, kn, kerr, kenv, n, err, env)
+			}
+			if kerr != nil && kerr.Error() != err.Error() {
+				t.Fatalf("DecodeKnown(known %q) error %v; Decode %v", known, kerr, err)
+			}
+		}
 		if len(data) < wire.PrefixSize {
 			if n != 0 || err != nil {
 				t.Fatalf("short input: %d, %v", n, err)

@@ -481,3 +481,29 @@ func TestAppendFrameMetadataInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeKnown: DecodeKnown skips the UTF-8 check only for the known
+// procedure; any other invalid one is the *ProtocolError Decode gives.
+func TestDecodeKnown(t *testing.T) {
+	valid := "/t.T/P"
+	frame := func(proc string) []byte {
+		// AppendFrame refuses invalid UTF-8: build the envelope by hand.
+		body := protowire.AppendTag(nil, 1, protowire.BytesType)
+		body = protowire.AppendString(body, proc)
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+	}
+	var env wire.Envelope
+	if n, err := wire.DecodeKnown(frame(valid), 0, &env, []byte(valid)); err != nil || n == 0 || string(env.Procedure) != valid {
+		t.Fatalf("known procedure: %d, %v, %q", n, err, env.Procedure)
+	}
+	for _, known := range []string{"", valid, "/t.T/\xff\xfe"[:5]} {
+		n, err := wire.DecodeKnown(frame("/t.T/\xff"), 0, &env, []byte(known))
+		var pe *wire.ProtocolError
+		if n != 0 || !errors.As(err, &pe) {
+			t.Fatalf("invalid procedure, known %q: %d, %v; want a *ProtocolError", known, n, err)
+		}
+	}
+	if n, err := wire.DecodeKnown(frame("/t.T/Q"), 0, &env, []byte(valid)); err != nil || n == 0 || string(env.Procedure) != "/t.T/Q" {
+		t.Fatalf("other valid procedure: %d, %v, %q", n, err, env.Procedure)
+	}
+}
