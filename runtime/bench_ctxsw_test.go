@@ -26,7 +26,26 @@ func benchWorkerEnv() []string {
 // thread of process pid so far, from /proc/PID/task/*/status (Linux), and
 // whether they could be read.
 func ctxSwitches(pid int) (uint64, bool) {
-	paths, err := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "status"))
+	return sumTasks(pid, "status", func(b []byte) (uint64, bool) {
+		var n uint64
+		for line := range bytes.Lines(b) {
+			if !bytes.HasPrefix(line, []byte("voluntary_ctxt_switches:")) && !bytes.HasPrefix(line, []byte("nonvoluntary_ctxt_switches:")) {
+				continue
+			}
+			_, v, _ := bytes.Cut(line, []byte(":"))
+			if c, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64); err == nil {
+				n += c
+			}
+		}
+		return n, true
+	})
+}
+
+// sumTasks sums what parse reads from /proc/PID/task/*/FILE over every
+// thread of process pid (Linux); false when none could be read or parse
+// refused one. A thread that exits meanwhile is skipped.
+func sumTasks(pid int, file string, parse func([]byte) (uint64, bool)) (uint64, bool) {
+	paths, err := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", file))
 	if err != nil || len(paths) == 0 {
 		return 0, false
 	}
@@ -36,15 +55,11 @@ func ctxSwitches(pid int) (uint64, bool) {
 		if err != nil {
 			continue // the thread exited
 		}
-		for line := range bytes.Lines(b) {
-			if !bytes.HasPrefix(line, []byte("voluntary_ctxt_switches:")) && !bytes.HasPrefix(line, []byte("nonvoluntary_ctxt_switches:")) {
-				continue
-			}
-			_, v, _ := bytes.Cut(line, []byte(":"))
-			if n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64); err == nil {
-				total += n
-			}
+		n, ok := parse(b)
+		if !ok {
+			return 0, false
 		}
+		total += n
 	}
 	return total, true
 }
