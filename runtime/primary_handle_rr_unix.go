@@ -396,7 +396,7 @@ func (h *rrHandle) sendLocked(m *rrMember, fds []int, backlog int) int {
 		// The link owns them from here and closes them once sent: the
 		// primary's close is not the connection's last (the worker's
 		// is), so the teardown is not the primary's.
-		send = m.m.w.ep.link.SendOwned
+		send = m.m.w.ep.link.SendOwnedNow
 	}
 	if err := send(&hdr, &req, fds); err != nil {
 		// Nothing was queued: the descriptors stay in the queue.

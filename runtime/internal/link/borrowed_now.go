@@ -27,8 +27,20 @@ import (
 // the link, as it would in the writer; the call then returns nil, as
 // SendBorrowed does for a frame the link ends under.
 func (l *Link) SendBorrowedNow(h *wire.Header, payload proto.Message, fds []int) error {
+	return l.sendNow(h, payload, fds, false)
+}
+
+// SendOwnedNow is SendOwned written as SendBorrowedNow writes: on the
+// caller's goroutine when the link is idle, else queued. The link owns fds
+// from the call on (unless it returns an error) and closes them once sent,
+// or when the link ends first.
+func (l *Link) SendOwnedNow(h *wire.Header, payload proto.Message, fds []int) error {
+	return l.sendNow(h, payload, fds, true)
+}
+
+func (l *Link) sendNow(h *wire.Header, payload proto.Message, fds []int, owned bool) error {
 	if len(fds) == 0 {
-		return l.sendAsync(h, payload, fds, false)
+		return l.sendAsync(h, payload, fds, owned)
 	}
 	if l.cfg.noFDs {
 		return fmt.Errorf("herd: link send: %w", ErrFDsRefused)
@@ -49,7 +61,7 @@ func (l *Link) SendBorrowedNow(h *wire.Header, payload proto.Message, fds []int)
 		return err
 	}
 	// The caller may reuse its slice.
-	rec := fdFrame{off: off, n: len(l.pending) - off, fds: append([]int(nil), fds...)}
+	rec := fdFrame{off: off, n: len(l.pending) - off, fds: append([]int(nil), fds...), owned: owned}
 	if !wasEmpty || l.writing || l.carry != nil {
 		l.pendingFDs = append(l.pendingFDs, rec)
 		l.mu.Unlock()
@@ -82,7 +94,7 @@ func (l *Link) SendBorrowedNow(h *wire.Header, payload proto.Message, fds []int)
 	case err != nil:
 		l.spare = batch[:0]
 		if !sent && recs[0].owned {
-			closeFDs(recs[0].fds) // duplicates Detach made
+			closeFDs(recs[0].fds) // owned, or duplicates Detach made
 		}
 	case !sent:
 		// The socket took nothing: the frame goes back to the head of

@@ -242,3 +242,34 @@ func TestSendBorrowedNowSocketFull(t *testing.T) {
 		t.Fatalf("big frame: %+v, %d files, %d bytes", f.hdr, len(f.files), len(f.payload))
 	}
 }
+
+// TestSendOwnedNow: the link closes an owned descriptor once it has sent
+// it, written on the caller's goroutine on an idle link: once the peer's
+// copy and the caller's other copy are closed, the pipe's reader sees the
+// end of the stream.
+func TestSendOwnedNow(t *testing.T) {
+	checkLeaks(t)
+	c := newCollector(false)
+	a, _ := linkPair(t, discard, c.handle)
+	r, w := pipe(t)
+	defer r.Close()
+	fd, err := unix.Dup(int(w.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := a.Stats().Writes
+	if err := a.SendOwnedNow(&wire.Header{Procedure: "/t.T/Owned", CallID: 7}, nil, []int{fd}); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	if got := a.Stats().Writes; got != before+1 {
+		t.Errorf("%d writes by the caller, want 1", got-before)
+	}
+	got := c.wait(t, 1)[0]
+	if got.hdr.CallID != 7 || len(got.files) != 1 {
+		t.Fatalf("got %+v with %d files", got.hdr, len(got.files))
+	}
+	got.files[0].Close()
+	w.Close()
+	expectEOF(t, r)
+}
