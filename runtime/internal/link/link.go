@@ -269,16 +269,18 @@ type Link struct {
 	writes, reads              atomic.Uint64
 
 	// Writer goroutine state.
-	wbuf         []byte   // bytes the current write callback still has to write
-	wrec         *fdFrame // the descriptor frame of the current sendmsg
-	wn           int      // bytes written by the current sendmsg
-	werr         error    // error from the current write callback
-	woob         []byte   // control message buffer for sendmsg
-	writeFn      func(fd uintptr) bool
-	directFn     func(fd uintptr) bool
-	sendmsgFn    func(fd uintptr) bool
-	sendmsgNowFn func(fd uintptr) bool // SendBorrowedNow
-	smallWrite   int                   // consecutive batches far below the buffers' capacity
+	wbuf       []byte   // bytes the current write callback still has to write
+	wrec       *fdFrame // the descriptor frame of the current sendmsg
+	wn         int      // bytes written by the current sendmsg
+	werr       error    // error from the current write callback
+	woob       []byte   // control message buffer for sendmsg
+	writeFn    func(fd uintptr) bool
+	directFn   func(fd uintptr) bool
+	sendmsgFn  func(fd uintptr) bool
+	smallWrite int // consecutive batches far below the buffers' capacity
+
+	// sendmsgNow's callback (SendBorrowedNow, SendOwnedNow).
+	sendmsgNowFn func(fd uintptr) bool
 
 	// Reader goroutine state.
 	rbuf      []byte // read buffer; unread bytes are rbuf[r:w]
