@@ -24,8 +24,14 @@ func acceptRaw(fd int) (int, error) {
 // received descriptor as it is, without the duplicate net.FileConn would
 // make (handoff_conn_unix.go). The primary itself never reads or writes
 // it.
+//
+// It is a raw system call (no entersyscall): accept4 on the non-blocking
+// listening socket never blocks, and the scheduler's bookkeeping around a
+// plain one costs, besides its own time, a futex wake of the runtime's
+// sysmon thread whenever the primary was idle (every new burst of
+// connections), and sysmon then polls at 20 us for a while.
 func acceptHandoff(fd int) (int, error) {
-	nfd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), 0, 0, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0, 0)
+	nfd, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), 0, 0, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0, 0)
 	if e != 0 {
 		return -1, syscall.Errno(e)
 	}

@@ -380,7 +380,9 @@ const (
 )
 
 // sendLocked sends fds to m in one Handoff, lent to the link
-// (SendBorrowed): the descriptors accept4 returned travel themselves, with
+// (SendBorrowedNow: written on this goroutine, the accept loop's or the
+// report's, when the link's writer is idle, instead of waking the writer
+// for every hand-off): the descriptors accept4 returned travel themselves, with
 // no duplicate, and stay the primary's held copies until the worker
 // reports them. Before the primary closes or re-queues a held descriptor
 // it detaches it from the link (detachLocked), so that a worker reporting
@@ -389,12 +391,12 @@ const (
 func (h *rrHandle) sendLocked(m *rrMember, fds []int, backlog int) int {
 	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(len(fds)), Backlog: uint32(backlog)}
 	hdr := wire.Header{Procedure: controlServiceHandoffProcedure, Flags: wire.FlagSystem}
-	send := m.m.w.ep.link.SendBorrowed
+	send := m.m.w.ep.link.SendBorrowedNow
 	if h.noRescue {
 		// The link owns them from here and closes them once sent: the
 		// primary's close is not the connection's last (the worker's
 		// is), so the teardown is not the primary's.
-		send = m.m.w.ep.link.SendOwned
+		send = m.m.w.ep.link.SendOwnedNow
 	}
 	if err := send(&hdr, &req, fds); err != nil {
 		// Nothing was queued: the descriptors stay in the queue.

@@ -279,6 +279,9 @@ type Link struct {
 	sendmsgFn  func(fd uintptr) bool
 	smallWrite int // consecutive batches far below the buffers' capacity
 
+	// sendmsgNow's callback (SendBorrowedNow, SendOwnedNow).
+	sendmsgNowFn func(fd uintptr) bool
+
 	// Reader goroutine state.
 	rbuf      []byte // read buffer; unread bytes are rbuf[r:w]
 	r, w      int

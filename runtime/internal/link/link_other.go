@@ -32,3 +32,5 @@ func (l *Link) readLoop(uint64, bool)           {}
 
 // receiver holds per-link recvmsg state on systems with links.
 type receiver struct{}
+
+func (l *Link) sendmsgNow([]byte, *fdFrame) (int, error) { return 0, ErrNotSupported }

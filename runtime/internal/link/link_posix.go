@@ -83,6 +83,7 @@ func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
 	l.writeFn = l.writeCallback
 	l.directFn = l.directCallback
 	l.sendmsgFn = l.sendmsgCallback
+	l.sendmsgNowFn = l.sendmsgNowCallback
 	l.readFn = l.readCallback
 	l.running.Store(2)
 	go l.writeLoop()
