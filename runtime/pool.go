@@ -77,8 +77,9 @@ func (e *BootError) Unwrap() error { return e.Err }
 
 // Pool keeps N workers of a primary alive: a supervised pool of slots, each
 // holding one worker. A worker that exits without a disconnect the primary
-// asked for is replaced in its slot after a backoff delay, within a restart
-// intensity limit, as its RestartPolicy says; Reload replaces every worker
+// asked for is replaced in its slot, as its RestartPolicy says, within a
+// restart intensity limit: at once when it had been ready for the minimum
+// uptime (WithMinUptime, 1 s), else after a backoff delay; Reload replaces every worker
 // one slot at a time without ever having fewer ready workers than slots;
 // Scale changes the number of slots; Stop (and Run, on SIGINT or SIGTERM)
 // stops every worker gracefully. Its events (Ready, RestartScheduled,
@@ -138,6 +139,7 @@ type member struct {
 	w         *Worker
 	slot      *slot
 	started   time.Time
+	readyAt   time.Time     // when it became ready (the pool's clock)
 	ready     chan struct{} // closed when ready
 	dead      chan struct{} // closed when its exit has been handled
 	isReady   bool
@@ -372,6 +374,7 @@ func (pl *Pool) markReady(m *member, w *Worker, src herdv1.ReadySource) {
 		return
 	}
 	m.isReady = true
+	m.readyAt = pl.cfg.clock.Now()
 	pl.everReady = true
 	if m.stopTimer != nil {
 		m.stopTimer()
@@ -465,6 +468,12 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 		return
 	}
 	delay := s.restarts.Next(now.Sub(m.started))
+	if pl.cfg.upLongEnough(m, now) {
+		// PM2's min_uptime: a worker that served for a while and died is
+		// replaced at once; the backoff is for crash loops. The restart
+		// still counts (attempt, intensity).
+		delay = 0
+	}
 	attempt := s.restarts.Attempt()
 	pl.mu.Unlock()
 	w.emit(eventRestartScheduledProcedure, &herdv1.RestartScheduledEvent{
