@@ -5,6 +5,7 @@ package runtime
 import (
 	"context"
 	"log/slog"
+	"math"
 	"os"
 	"syscall"
 	"time"
@@ -59,19 +60,7 @@ func acceptQueued(sc syscall.Conn) []*os.File {
 		return nil
 	}
 	var conns []*os.File
-	_ = rc.Control(func(fd uintptr) {
-		for {
-			nfd, err := acceptRaw(int(fd))
-			switch err {
-			case nil:
-				conns = append(conns, os.NewFile(uintptr(nfd), "herd-rescued"))
-				continue
-			case syscall.EINTR, syscall.ECONNABORTED:
-				continue
-			}
-			return // EAGAIN: the queue is empty; anything else: give up
-		}
-	})
+	_ = rc.Control(func(fd uintptr) { conns = acceptSome(int(fd), math.MaxInt, nil) })
 	return conns
 }
 
