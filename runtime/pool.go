@@ -132,10 +132,10 @@ type slot struct {
 	// dead are the workers the slot lost since its last ready worker,
 	// whose reuseport sockets wait for its next worker (orphans,
 	// primary_reuseport_orphan_unix.go).
-	dead      []*Worker
-	failed    bool
-	removed   bool
-	stat      slotStat // for Status (pool_status.go)
+	dead    []*Worker
+	failed  bool
+	removed bool
+	stat    slotStat // for Status (pool_status.go)
 }
 
 // member is one worker of the pool.
