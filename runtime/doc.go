@@ -113,9 +113,10 @@
 // # Supervision
 //
 // A Pool (NewPool) keeps N workers of a primary alive: a worker that exits
-// without a disconnect the primary asked for is replaced in its slot after
-// an exponential backoff, within a restart intensity limit, as the pool's
-// RestartPolicy says; workers that die before they are ready end the pool
+// without a disconnect the primary asked for is replaced in its slot, at
+// once when it had been ready for a minimum uptime (1 s, WithMinUptime),
+// else after an exponential backoff, within a restart intensity limit, as
+// the pool's RestartPolicy says; workers that die before they are ready end the pool
 // with a *BootError naming the cause and the worker's last stderr lines.
 // Reload replaces every worker one slot at a time, each replacement ready
 // before the worker it replaces is disconnected; Scale changes the number

@@ -77,8 +77,9 @@ func (e *BootError) Unwrap() error { return e.Err }
 
 // Pool keeps N workers of a primary alive: a supervised pool of slots, each
 // holding one worker. A worker that exits without a disconnect the primary
-// asked for is replaced in its slot after a backoff delay, within a restart
-// intensity limit, as its RestartPolicy says; Reload replaces every worker
+// asked for is replaced in its slot, as its RestartPolicy says, within a
+// restart intensity limit: at once when it had been ready for the minimum
+// uptime (WithMinUptime, 1 s), else after a backoff delay; Reload replaces every worker
 // one slot at a time without ever having fewer ready workers than slots;
 // Scale changes the number of slots; Stop (and Run, on SIGINT or SIGTERM)
 // stops every worker gracefully. Its events (Ready, RestartScheduled,
@@ -128,9 +129,13 @@ type slot struct {
 	intensity actor.Intensity
 	recycles  actor.Intensity // recycles allowed (pool_recycle.go)
 	cancel    func() bool     // cancels a pending restart
-	failed    bool
-	removed   bool
-	stat      slotStat // for Status (pool_status.go)
+	// dead are the workers the slot lost since its last ready worker,
+	// whose reuseport sockets wait for its next worker (orphans,
+	// primary_reuseport_orphan_unix.go).
+	dead    []*Worker
+	failed  bool
+	removed bool
+	stat    slotStat // for Status (pool_status.go)
 }
 
 // member is one worker of the pool.
@@ -138,6 +143,7 @@ type member struct {
 	w         *Worker
 	slot      *slot
 	started   time.Time
+	readyAt   time.Time     // when it became ready (the pool's clock)
 	ready     chan struct{} // closed when ready
 	dead      chan struct{} // closed when its exit has been handled
 	isReady   bool
@@ -170,6 +176,13 @@ type poolFork struct {
 	maxRequests uint64
 	exit        func(w *Worker, ev *herdv1.ExitEvent)
 	recycle     func(w *Worker, req *herdv1.RecycleRequest) *herdv1.RecycleResponse
+	// inherit are the workers the slot lost since its last ready worker:
+	// the worker takes the reuseport sockets they left (orphans,
+	// primary_reuseport_orphan_unix.go).
+	inherit []*Worker
+	// released: no replacement will take the worker's sockets when it
+	// dies (portTable.releaseOrphans). Guarded by the port table's lock.
+	released bool
 }
 
 // NewPool returns a pool of p's workers; Start or Run starts it.
@@ -294,10 +307,12 @@ func (pl *Pool) forkInto(ctx context.Context, s *slot, replacement bool) (*membe
 		pl.mu.Unlock()
 		return nil, ErrPoolStopped
 	}
+	var inherit []*Worker
 	if replacement {
 		s.next = m
 	} else {
 		s.cur = m
+		inherit = slices.Clone(s.dead)
 	}
 	m.started = pl.cfg.clock.Now()
 	pl.active.Add(1)
@@ -306,6 +321,7 @@ func (pl *Pool) forkInto(ctx context.Context, s *slot, replacement bool) (*membe
 
 	pf := &poolFork{
 		maxRequests: pl.requestLimit(), // pool_recycle.go
+		inherit:     inherit,
 		exit:        func(w *Worker, ev *herdv1.ExitEvent) { pl.classifyExit(m, w, ev) },
 		recycle:     func(w *Worker, req *herdv1.RecycleRequest) *herdv1.RecycleResponse { return pl.recycleAsked(m, req) },
 	}
@@ -372,12 +388,20 @@ func (pl *Pool) markReady(m *member, w *Worker, src herdv1.ReadySource) {
 		return
 	}
 	m.isReady = true
+	m.readyAt = pl.cfg.clock.Now()
 	pl.everReady = true
 	if m.stopTimer != nil {
 		m.stopTimer()
 	}
 	slot := m.slot.index
+	var dead []*Worker
+	if m.slot.cur == m {
+		// What the slot's dead workers left and this one did not take
+		// goes.
+		dead = takeDead(m.slot)
+	}
 	pl.mu.Unlock()
+	pl.p.ports.releaseOrphans(dead)
 	// Round-robin connections may go to it from now on.
 	w.unready.Store(false)
 	w.primary.ports.startRouting(w)
@@ -402,6 +426,10 @@ func (pl *Pool) readyTimeout(m *member) {
 // exit handlers: replace it, give up on its slot, or nothing.
 func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	defer pl.active.Done()
+	// The reuseport sockets w left go, unless a replacement will take
+	// them (then w joins s.dead).
+	release := []*Worker{w}
+	defer func() { pl.p.ports.releaseOrphans(release) }()
 	pl.mu.Lock()
 	m.isDead = true
 	m.exit = ev
@@ -424,6 +452,7 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	}
 	s.cur = nil
 	if m.retiring || pl.stopping || s.removed {
+		release = append(release, takeDead(s)...)
 		pl.mu.Unlock()
 		return
 	}
@@ -432,11 +461,13 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	if w.asked.Load() || !restart {
 		// The primary asked it to go, or the policy says it may: the slot
 		// goes with it.
+		release = append(release, takeDead(s)...)
 		pl.removeSlotLocked(s)
 		pl.mu.Unlock()
 		return
 	}
 	if s.next != nil {
+		release = append(release, takeDead(s)...)
 		pl.mu.Unlock() // a reload's replacement is booting: it takes the slot
 		return
 	}
@@ -444,6 +475,7 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	if boot && !pl.everReady {
 		pl.bootFails++
 		if pl.bootFails >= pl.cfg.bootFailures {
+			release = append(release, takeDead(s)...)
 			err := &BootError{Failures: pl.bootFails, Slot: s.index, Worker: w.id, Code: int(ev.GetCode()),
 				Signal: ev.GetSignal(), Cause: ev.GetCause(), StderrTail: ev.GetStderrTail()}
 			pl.mu.Unlock()
@@ -454,6 +486,7 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 	now := pl.cfg.clock.Now()
 	if !s.intensity.Allow(now) {
 		s.failed = true
+		release = append(release, takeDead(s)...)
 		all := pl.allFailedLocked()
 		pl.mu.Unlock()
 		reason := fmt.Sprintf("more than %d restarts within %v", pl.cfg.intensityMax, pl.cfg.intensityWindow)
@@ -465,7 +498,15 @@ func (pl *Pool) exited(m *member, w *Worker, ev *herdv1.ExitEvent) {
 		return
 	}
 	delay := s.restarts.Next(now.Sub(m.started))
+	if pl.cfg.upLongEnough(m, now) {
+		// PM2's min_uptime: a worker that served for a while and died is
+		// replaced at once; the backoff is for crash loops. The restart
+		// still counts (attempt, intensity).
+		delay = 0
+	}
 	attempt := s.restarts.Attempt()
+	s.dead = append(s.dead, w) // its sockets wait for the replacement
+	release = nil
 	pl.mu.Unlock()
 	w.emit(eventRestartScheduledProcedure, &herdv1.RestartScheduledEvent{
 		Slot: uint32(s.index), Previous: w.ident(), Attempt: uint32(attempt),
@@ -491,7 +532,9 @@ func (pl *Pool) restart(s *slot) {
 	if pl.stopping || s.removed || s.cur != nil || s.next != nil || s.failed {
 		// A reload's replacement may be booting for the slot: it takes
 		// the slot's place.
+		dead := takeDead(s)
 		pl.mu.Unlock()
+		pl.p.ports.releaseOrphans(dead)
 		return
 	}
 	s.stat.restarts++
@@ -535,6 +578,13 @@ func (pl *Pool) allFailedLocked() bool {
 		}
 	}
 	return len(pl.slots) > 0
+}
+
+// takeDead empties s.dead and returns what it held. Called with pl.mu held.
+func takeDead(s *slot) []*Worker {
+	dead := s.dead
+	s.dead = nil
+	return dead
 }
 
 func (pl *Pool) removeSlotLocked(s *slot) {

@@ -56,6 +56,7 @@ const (
 	DefaultGracefulTimeout   = 30 * time.Second
 	DefaultTermTimeout       = 5 * time.Second
 	DefaultStderrTailLines   = 10
+	DefaultMinUptime         = time.Second
 )
 
 // DefaultRestartBackoff returns the pool's default restart backoff: 100 ms,
@@ -86,6 +87,7 @@ type poolConfig struct {
 	readiness       Readiness
 	backoff         actor.Backoff
 	backoffSet      bool
+	minUptime       time.Duration // < 0: every restart waits the backoff
 	intensityMax    int
 	intensityWindow time.Duration
 	bootFailures    int
@@ -135,12 +137,32 @@ func WithReadiness(r Readiness) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.readiness = r })
 }
 
-// WithRestartBackoff sets the delays before replacements: the n-th
-// consecutive restart of a slot waits b.Next(n-1), and a worker that ran for
+// WithRestartBackoff sets the delays before replacements of workers that
+// died before their minimum uptime (WithMinUptime): the n-th consecutive
+// restart of a slot waits b.Next(n-1), and a worker that ran for
 // b.ResetAfter starts the sequence again. Zero fields take actor's
 // defaults; DefaultRestartBackoff is the pool's default.
 func WithRestartBackoff(b actor.Backoff) PoolOption {
 	return poolOptionFunc(func(c *poolConfig) { c.backoff, c.backoffSet = b, true })
+}
+
+// WithMinUptime sets how long a worker must have been ready for its death
+// to be replaced at once, with no backoff delay (PM2's min_uptime): a
+// worker that served that long and died is a fault of its own, not a crash
+// loop. A worker that dies sooner, or before it is ready, is replaced after
+// the backoff (WithRestartBackoff). Either way the restart counts toward
+// the backoff's sequence and the restart intensity (WithRestartIntensity),
+// which still bounds a slot whose workers die after each minimum uptime.
+// Default 1 s (DefaultMinUptime); a negative d makes every restart wait
+// the backoff.
+func WithMinUptime(d time.Duration) PoolOption {
+	return poolOptionFunc(func(c *poolConfig) { c.minUptime = d })
+}
+
+// upLongEnough reports whether m, dead at now, had been ready for the
+// minimum uptime. Called with the pool's lock held.
+func (c *poolConfig) upLongEnough(m *member, now time.Time) bool {
+	return c.minUptime >= 0 && m.isReady && now.Sub(m.readyAt) >= c.minUptime
 }
 
 // WithRestartIntensity sets how many restarts a slot may have within
@@ -192,6 +214,9 @@ func (c poolConfig) withDefaults() poolConfig {
 	}
 	if !c.backoffSet {
 		c.backoff = DefaultRestartBackoff()
+	}
+	if c.minUptime == 0 {
+		c.minUptime = DefaultMinUptime
 	}
 	if c.intensityMax <= 0 {
 		c.intensityMax = DefaultIntensityMax

@@ -41,8 +41,10 @@ func (pl *Pool) Scale(ctx context.Context, n int) error {
 		return errors.Join(errs...)
 	}
 	var going []*member
+	var dead []*Worker
 	for _, s := range pl.slots[n:] {
 		s.removed = true
+		dead = append(dead, takeDead(s)...)
 		if s.cancel != nil {
 			s.cancel()
 			s.cancel = nil
@@ -56,6 +58,7 @@ func (pl *Pool) Scale(ctx context.Context, n int) error {
 	}
 	pl.slots = pl.slots[:n:n]
 	pl.mu.Unlock()
+	pl.p.ports.releaseOrphans(dead) // the sockets dead workers of those slots left
 	return pl.retire(ctx, going)
 }
 

@@ -59,11 +59,13 @@ func (pl *Pool) stop(ctx context.Context, drain bool) error {
 			pl.sampleStop()
 		}
 		var members []*member
+		var dead []*Worker
 		for _, s := range pl.slots {
 			if s.cancel != nil {
 				s.cancel()
 				s.cancel = nil
 			}
+			dead = append(dead, takeDead(s)...)
 			for _, m := range []*member{s.cur, s.next} {
 				if m != nil && m.w != nil && !m.isDead {
 					members = append(members, m)
@@ -71,6 +73,7 @@ func (pl *Pool) stop(ctx context.Context, drain bool) error {
 			}
 		}
 		pl.mu.Unlock()
+		pl.p.ports.releaseOrphans(dead) // no restart will take them
 		errs := make([]error, len(members))
 		var wg sync.WaitGroup
 		for i, m := range members {

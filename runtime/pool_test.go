@@ -479,6 +479,7 @@ func TestPoolCrashLoopBackoffAndIntensity(t *testing.T) {
 
 // TestPoolBackoffSchedule: jitter stays within +-20 %, the delay is capped,
 // and a worker that ran 30 s (on the injected clock) resets the sequence.
+// (No minimum uptime here: every restart waits its backoff.)
 func TestPoolBackoffSchedule(t *testing.T) {
 	clk := newFakeClock(time.Minute)
 	b := runtime.DefaultRestartBackoff()
@@ -493,7 +494,8 @@ func TestPoolBackoffSchedule(t *testing.T) {
 		return r
 	}
 	c, pl := newPool(t, "idle", runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
-		runtime.WithRestartBackoff(b), runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Hour, time.Hour))
+		runtime.WithRestartBackoff(b), runtime.WithMinUptime(-1),
+		runtime.WithClock(clk), runtime.WithWatchdog(0), runtime.WithStopTimeouts(time.Hour, time.Hour))
 	startPool(t, pl)
 	kill := func(id uint64) {
 		t.Helper()
@@ -523,6 +525,55 @@ func TestPoolBackoffSchedule(t *testing.T) {
 		}
 	}
 	c.rec.waitFor("restart 5 slot=0 attempt=1 ")
+}
+
+// TestPoolMinUptime: a worker that had been ready for the minimum uptime
+// (1 s by default, on the injected clock) when it died is replaced at once;
+// one that dies sooner waits the backoff, whose sequence the immediate
+// restarts still advance (a crash loop keeps its backoff).
+func TestPoolMinUptime(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []runtime.PoolOption
+		min  time.Duration
+	}{
+		{"default", nil, time.Second},
+		{"2s", []runtime.PoolOption{runtime.WithMinUptime(2 * time.Second)}, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock(time.Minute)
+			b := runtime.DefaultRestartBackoff()
+			b.Rand = func() float64 { return 0.5 } // no jitter
+			opts := append([]runtime.PoolOption{runtime.WithPoolSize(1), runtime.WithReadiness(runtime.ReadyOnOnline),
+				runtime.WithRestartBackoff(b), runtime.WithClock(clk), runtime.WithWatchdog(0),
+				runtime.WithStopTimeouts(time.Hour, time.Hour)}, tc.opts...)
+			c, pl := newPool(t, "idle", opts...)
+			startPool(t, pl)
+			// kill waits for worker id to be ready, moves the clock by up,
+			// kills the worker and waits for its restart event.
+			kill := func(id uint64, up time.Duration, want string) {
+				t.Helper()
+				c.rec.waitFor(fmt.Sprintf("ready %d ", id))
+				clk.Advance(up)
+				w, ok := c.p.Worker(id)
+				if !ok {
+					t.Fatalf("no worker %d", id)
+				}
+				w.Kill(syscall.SIGKILL)
+				c.rec.waitFor(fmt.Sprintf("restart %d slot=0 %s boot=false", id, want))
+			}
+			kill(1, 0, "attempt=1 delay=100ms")
+			kill(2, tc.min-time.Millisecond, "attempt=2 delay=150ms")
+			kill(3, tc.min, "attempt=3 delay=0s")
+			kill(4, 10*time.Millisecond, "attempt=4 delay=337.5ms")
+			kill(5, tc.min+time.Second, "attempt=5 delay=0s")
+			c.rec.waitFor("ready 6 ")
+			want := []time.Duration{100 * time.Millisecond, 150 * time.Millisecond, 0, 337500 * time.Microsecond, 0}
+			if got := clk.Delays(); !slices.Equal(got, want) {
+				t.Errorf("delays %v, want %v", got, want)
+			}
+		})
+	}
 }
 
 // TestPoolBootFailure: workers that die before they are ready, three in a

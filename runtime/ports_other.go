@@ -28,6 +28,8 @@ func (pt *portTable) stopRouting(w *Worker)  {}
 func (pt *portTable) startRouting(w *Worker) {}
 func (pt *portTable) dropWorker(w *Worker)   {}
 
+func (pt *portTable) releaseOrphans(ws []*Worker) {}
+
 type listenerSet struct{}
 
 func (s *Self) listen(ctx context.Context, network, address string, cfg *listenConfig) (net.Listener, error) {

@@ -69,9 +69,12 @@ func (h *sharedHandle) close() {
 // restarts while others still listen gets the same one, also for ":0".
 //
 // For TCP the primary also keeps a descriptor of each worker's socket, so
-// that the socket outlives the worker: when the worker dies or leaves, the
-// primary accepts what is queued there, closes it, and hands those
-// connections to the handle's other workers (see primary_reuseport_rescue_unix.go).
+// that the socket outlives the worker: when the worker leaves, the primary
+// accepts what is queued there, closes it, and hands those connections to
+// the handle's other workers (see primary_reuseport_rescue_unix.go); when
+// the worker dies, the socket stays in the group, an orphan the primary
+// drains until the worker's replacement takes it (see
+// primary_reuseport_orphan_unix.go).
 type reusePortHandle struct {
 	handleBase
 	spec   bindSpec
@@ -79,8 +82,10 @@ type reusePortHandle struct {
 	first  syscall.Conn // the socket bound to pick the port, for the first join
 	firstC io.Closer
 
-	mu  sync.Mutex
-	set memberSet[*reuseMember] // in join order; next is the next to rescue to
+	mu      sync.Mutex
+	set     memberSet[*reuseMember] // in join order; next is the next to rescue to
+	orphans []*orphan               // dead members' sockets, oldest first
+	wake    chan struct{}           // closed when a member joins (orphans' drainers wait on it)
 }
 
 // reuseMember is one worker's share of a reuseport handle.
@@ -129,6 +134,24 @@ func (h *reusePortHandle) bind(ctx context.Context) (syscall.Conn, io.Closer, ne
 }
 
 func (h *reusePortHandle) join(m *membership) ([]int, error) {
+	h.mu.Lock()
+	o := h.takeOrphanLocked(m.w)
+	h.mu.Unlock()
+	if o != nil {
+		// The socket of the worker m's replaces: the same socket, never
+		// out of the group.
+		o.end(false)
+		fd, err := dupSocket(o.sock)
+		if err != nil {
+			o.sock.Close()
+			return nil, err
+		}
+		h.mu.Lock()
+		h.set.join(m, &reuseMember{sock: o.sock})
+		h.wakeOrphansLocked()
+		h.mu.Unlock()
+		return []int{fd}, nil
+	}
 	sock, c := h.first, h.firstC
 	h.first, h.firstC = nil, nil
 	if sock == nil {
@@ -155,6 +178,7 @@ func (h *reusePortHandle) join(m *membership) ([]int, error) {
 	}
 	h.mu.Lock()
 	h.set.join(m, rm)
+	h.wakeOrphansLocked()
 	h.mu.Unlock()
 	return []int{fd}, nil
 }
@@ -162,12 +186,27 @@ func (h *reusePortHandle) join(m *membership) ([]int, error) {
 // leave removes m. The connections queued on its socket, and those it
 // returns (rescued connections its server had not accepted), go to the
 // other workers: its socket is still open here, so the kernel kept its
-// queue even if the worker is dead.
+// queue even if the worker is dead. A worker that died (its link ended
+// with no disconnect begun) leaves its socket open, an orphan for its
+// replacement (primary_reuseport_orphan_unix.go), unless its pool said no
+// replacement will come.
 func (h *reusePortHandle) leave(m *membership, returned []*os.File) {
 	h.mu.Lock()
 	rm := h.set.leave(m)
 	h.mu.Unlock()
-	conns := rm.trustReturned(returned, m.w.primary.log)
+	log := m.w.primary.log
+	conns := rm.trustReturned(returned, log)
+	if rm != nil && rm.sock != nil && m.linkEnded && !m.w.afterDisconnect.Load() && (m.w.pool == nil || !m.w.pool.released) {
+		if o := h.newOrphan(m.w, rm, log); o != nil {
+			h.mu.Lock()
+			h.orphans = append(h.orphans, o)
+			h.mu.Unlock()
+		}
+		if len(conns) > 0 {
+			go h.rescue(conns, log)
+		}
+		return
+	}
 	if rm != nil && rm.sock != nil {
 		conns = append(conns, acceptQueued(rm.sock)...)
 		rm.sock.Close()
@@ -185,16 +224,27 @@ func (h *reusePortHandle) stop(m *membership) {
 	h.mu.Unlock()
 }
 
+// members counts the live members and the orphans a pool keeps for its
+// replacements: the handle (and its port) stays while there are any.
 func (h *reusePortHandle) members() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.set.len()
+	return h.set.len() + h.keptOrphansLocked()
 }
 
+// close closes the first socket if no worker took it, and the orphans
+// left: each is drained one last time, then closed.
 func (h *reusePortHandle) close() {
 	if h.firstC != nil {
 		h.firstC.Close()
 		h.first, h.firstC = nil, nil
+	}
+	h.mu.Lock()
+	orphans := h.orphans
+	h.orphans = nil
+	h.mu.Unlock()
+	for _, o := range orphans {
+		o.end(true)
 	}
 }
 

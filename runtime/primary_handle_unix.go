@@ -57,6 +57,9 @@ type membership struct {
 	id uint64 // the worker's listener ID
 	h  portHandle
 	rr *rrMember // for round-robin handles
+	// linkEnded: the member leaves because its worker's link ended (it
+	// died, or exited without closing its listener), not by CloseListener.
+	linkEnded bool
 }
 
 // portHandle is one shared address: round-robin, shared or reuseport.
@@ -424,6 +427,7 @@ func (pt *portTable) dropWorker(w *Worker) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	for _, m := range pt.byWorker[w] {
+		m.linkEnded = true
 		pt.leaveLocked(m, nil)
 	}
 }

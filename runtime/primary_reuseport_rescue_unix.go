@@ -5,6 +5,7 @@ package runtime
 import (
 	"context"
 	"log/slog"
+	"math"
 	"os"
 	"syscall"
 	"time"
@@ -21,23 +22,26 @@ import (
 // (Linux 5.14+), which moves them to another socket of the group. The
 // primary cannot count on that sysctl (it is off by default, and setting it
 // is the administrator's call), so it keeps a descriptor of every worker's
-// socket itself: a worker's death then closes nothing, and the primary,
-// told of the death by the end of the worker's link (or of a graceful
-// leave by CloseListener), accepts what is queued, closes its descriptor,
-// and hands what it accepted to the handle's other workers with Adopt.
+// socket itself: a worker's death then closes nothing. Told of a graceful
+// leave by CloseListener (or of a disconnected worker's exit by the end of
+// its link), the primary accepts what is queued, closes its descriptor,
+// and hands what it accepted to the handle's other workers with Adopt. A
+// worker that died keeps its socket in the group instead, for its
+// replacement, and the primary drains it meanwhile with the same rescue
+// (primary_reuseport_orphan_unix.go).
 //
-// What remains is the handshakes in flight when the primary closes the
-// socket: a SYN the kernel routed to it whose final ACK arrives after the
-// close finds no listener and the client gets a reset (with
-// tcp_migrate_req, those move to another socket too). On loopback a
-// handshake takes microseconds, so this is rare. With WithDeferAccept it is
-// not: a connection whose handshake completed without data stays a request
-// in the socket's SYN queue until its data arrives, out of the accept queue
-// this rescue drains, and the close resets it too. The kill_failed_requests
-// scenario of cmd/herd-bench measures both with the requests the dead
-// worker had already accepted (README, "What a worker's death costs":
-// some kills lose several such connections without tcp_migrate_req, none
-// with it).
+// What remains, when a socket closes, is the handshakes in flight: a SYN
+// the kernel routed to it whose final ACK arrives after the close finds no
+// listener and the client gets a reset (with tcp_migrate_req, those move
+// to another socket too). On loopback a handshake takes microseconds, so
+// this is rare. With WithDeferAccept it is not: a connection whose
+// handshake completed without data stays a request in the socket's SYN
+// queue until its data arrives, out of the accept queue this rescue
+// drains, and the close resets it too. That is why a dead worker's socket
+// is not closed; a leaving worker's still is (reload, scale down, stop).
+// The kill_failed_requests scenario of cmd/herd-bench measures a death
+// with the requests the dead worker had already accepted (README, "What a
+// worker's death costs").
 
 const (
 	// maxAdoptBatch bounds the connections one Adopt message carries.
@@ -59,19 +63,7 @@ func acceptQueued(sc syscall.Conn) []*os.File {
 		return nil
 	}
 	var conns []*os.File
-	_ = rc.Control(func(fd uintptr) {
-		for {
-			nfd, err := acceptRaw(int(fd))
-			switch err {
-			case nil:
-				conns = append(conns, os.NewFile(uintptr(nfd), "herd-rescued"))
-				continue
-			case syscall.EINTR, syscall.ECONNABORTED:
-				continue
-			}
-			return // EAGAIN: the queue is empty; anything else: give up
-		}
-	})
+	_ = rc.Control(func(fd uintptr) { conns = acceptSome(int(fd), math.MaxInt, nil) })
 	return conns
 }
 
