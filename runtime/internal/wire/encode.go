@@ -55,36 +55,68 @@ func AppendFrame(dst []byte, h *Header, payload proto.Message, maxFrame int) ([]
 	if h == nil {
 		h = &zeroHeader
 	}
-	var (
-		m    protoreflect.Message
-		fast *protoiface.Methods
-		pn   int
-	)
-	if payload != nil {
-		m = payload.ProtoReflect()
-		if fast = m.ProtoMethods(); fast != nil && fast.Size != nil && fast.Marshal != nil {
-			pn = fast.Size(protoiface.SizeInput{Message: m}).Size
-		} else {
-			fast = nil
-			pn = proto.Size(payload)
-		}
-	}
-	size, err := envelopeSize(h, pn, maxFrame)
+	f, err := SizeFrame(h, payload, maxFrame)
 	if err != nil {
 		return dst, err
 	}
-	b := appendHead(slices.Grow(dst, PrefixSize+size), h, size)
-	if pn > 0 {
+	return f.AppendTo(dst, h)
+}
+
+// Frame is a frame sized by SizeFrame: the first half of AppendFrame, for
+// a caller that needs the frame's length before it encodes it (to pick a
+// buffer). It refers to the payload it was sized for, which must not
+// change until AppendTo, nor may the Header.
+type Frame struct {
+	payload proto.Message
+	m       protoreflect.Message
+	fast    *protoiface.Methods // nil: no fast-path methods
+	pn      int                 // payload bytes
+	size    int                 // envelope bytes
+}
+
+// SizeFrame sizes the frame of h and payload (see AppendFrame), checking
+// the procedure and the maximum frame size as AppendFrame does.
+func SizeFrame(h *Header, payload proto.Message, maxFrame int) (Frame, error) {
+	if h == nil {
+		h = &zeroHeader
+	}
+	f := Frame{payload: payload}
+	if payload != nil {
+		f.m = payload.ProtoReflect()
+		if f.fast = f.m.ProtoMethods(); f.fast != nil && f.fast.Size != nil && f.fast.Marshal != nil {
+			f.pn = f.fast.Size(protoiface.SizeInput{Message: f.m}).Size
+		} else {
+			f.fast = nil
+			f.pn = proto.Size(payload)
+		}
+	}
+	var err error
+	f.size, err = envelopeSize(h, f.pn, maxFrame)
+	return f, err
+}
+
+// Len is the length of the frame, its prefix included.
+func (f *Frame) Len() int { return PrefixSize + f.size }
+
+// AppendTo appends the frame to dst, as AppendFrame does; h is the Header
+// given to SizeFrame (nil for the zero Header). Call it once.
+func (f *Frame) AppendTo(dst []byte, h *Header) ([]byte, error) {
+	if h == nil {
+		h = &zeroHeader
+	}
+	b := appendHead(slices.Grow(dst, PrefixSize+f.size), h, f.size)
+	if pn := f.pn; pn > 0 {
 		b = append(b, tagPayload)
 		b = appendVarint(b, uint64(pn))
 		start := len(b)
-		if fast != nil {
-			b, err = marshalFast(b, m, fast)
+		var err error
+		if f.fast != nil {
+			b, err = marshalFast(b, f.m, f.fast)
 		} else {
-			b, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, payload)
+			b, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, f.payload)
 		}
 		if err != nil {
-			return dst, fmt.Errorf("herd: encoding payload %s: %w", m.Descriptor().FullName(), err)
+			return dst, fmt.Errorf("herd: encoding payload %s: %w", f.m.Descriptor().FullName(), err)
 		}
 		if len(b)-start != pn {
 			return dst, errPayloadChanged
