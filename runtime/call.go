@@ -132,7 +132,8 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 	dst := cfg.responseFileList()
 	pc.wantFiles = dst != nil
 	id := ep.nextID.Add(1)
-	h := wire.Header{Procedure: procedure, CallID: id, Metadata: md, Flags: cfg.flags()}
+	var h wire.Header // field by field: see sendCfg
+	h.Procedure, h.CallID, h.Metadata, h.Flags = procedure, id, md, cfg.flags()
 	if d, ok := ctx.Deadline(); ok {
 		h.DeadlineUnixNano = d.UnixNano()
 	}

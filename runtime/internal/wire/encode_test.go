@@ -115,3 +115,46 @@ func TestAppendFrameNoFastPath(t *testing.T) {
 		t.Fatalf("decoded %q %v, want /p %v", env.Procedure, got, src)
 	}
 }
+
+// TestSizeFrame: SizeFrame's Len is the length AppendTo appends, its
+// checks are AppendFrame's, and a frame sized then appended is
+// AppendFrame's.
+func TestSizeFrame(t *testing.T) {
+	h := &wire.Header{Procedure: "/p", CallID: 7, Metadata: []string{"k", "v"}}
+	m := &testv1.ReportRequest{Message: "sized", Seq: 1 << 20}
+	f, err := wire.SizeFrame(h, m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.AppendTo([]byte("pre"), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got)-3 != f.Len() {
+		t.Fatalf("appended %d bytes, Len %d", len(got)-3, f.Len())
+	}
+	want, err := wire.AppendFrame([]byte("pre"), h, m, 0)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("AppendTo %x, AppendFrame %x (%v)", got, want, err)
+	}
+	if _, err := wire.SizeFrame(h, m, f.Len()-wire.PrefixSize-1); !errors.Is(err, wire.ErrFrameTooLarge) {
+		t.Fatalf("one byte over the limit: %v, want ErrFrameTooLarge", err)
+	}
+	if _, err := wire.SizeFrame(&wire.Header{Procedure: "\xff"}, m, 0); !errors.Is(err, wire.ErrInvalidUTF8) {
+		t.Fatalf("invalid procedure: %v, want ErrInvalidUTF8", err)
+	}
+	// A payload that grew between SizeFrame and AppendTo is refused and
+	// nothing is appended.
+	f, err = wire.SizeFrame(h, m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Message += " and grown"
+	if got, err := f.AppendTo([]byte("pre"), h); err == nil || string(got) != "pre" {
+		t.Fatalf("changed payload: %q, %v; want pre and an error", got, err)
+	}
+	var nilFrame wire.Frame
+	if nilFrame, err = wire.SizeFrame(nil, nil, 0); err != nil || nilFrame.Len() != wire.PrefixSize {
+		t.Fatalf("empty frame: Len %d, %v", nilFrame.Len(), err)
+	}
+}
