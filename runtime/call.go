@@ -132,7 +132,8 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 	dst := cfg.responseFileList()
 	pc.wantFiles = dst != nil
 	id := ep.nextID.Add(1)
-	h := wire.Header{Procedure: procedure, CallID: id, Metadata: md, Flags: cfg.flags()}
+	var h wire.Header // field by field: see sendCfg
+	h.Procedure, h.CallID, h.Metadata, h.Flags = procedure, id, md, cfg.flags()
 	if d, ok := ctx.Deadline(); ok {
 		h.DeadlineUnixNano = d.UnixNano()
 	}
@@ -212,6 +213,21 @@ func (ep *endpoint) sendCfg(ctx context.Context, procedure string, req proto.Mes
 		return NewError(CodeUnavailable, ep.linkErr())
 	default:
 	}
+	if cfg != nil && len(cfg.files) > 0 {
+		return ep.sendFiles(ctx, procedure, req, cfg, md)
+	}
+	// Field by field: a composite literal is built in a temporary and
+	// copied, which costs more than the rest of this function.
+	var h wire.Header
+	h.Procedure, h.Metadata, h.Flags = procedure, md, cfg.flags()
+	if err := ep.link.Send(ctx, &h, req, nil); err != nil {
+		return sendError(err)
+	}
+	return nil
+}
+
+// sendFiles is sendCfg for a message with files attached.
+func (ep *endpoint) sendFiles(ctx context.Context, procedure string, req proto.Message, cfg *callConfig, md []string) error {
 	fds, release, err := callFiles(cfg)
 	if err != nil {
 		return err

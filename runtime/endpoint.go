@@ -638,7 +638,8 @@ func (ep *endpoint) reply(id uint64, res proto.Message, err error) {
 // replyWith writes the response to call id with fds attached (not with an
 // error); it returns once they are sent or the send failed.
 func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int) {
-	h := wire.Header{ReplyTo: id}
+	var h wire.Header // field by field: see sendCfg
+	h.ReplyTo = id
 	if err != nil {
 		res, fds = nil, nil
 		h.ErrorCode = int32(CodeOf(err))

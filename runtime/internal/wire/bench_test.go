@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	herdv1 "github.com/herd-go/herd/gen/herd/v1"
+	"github.com/herd-go/herd/runtime/internal/testpb/testv1"
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
 
@@ -46,4 +47,23 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(n, err)
 		}
 	}
+}
+
+// BenchmarkAppendFrameSmall is the one-way flood's frame: a procedure and
+// a small message whose content changes every time (so no cached size
+// can be trusted).
+func BenchmarkAppendFrameSmall(b *testing.B) {
+	h := wire.Header{Procedure: "/herd.test.v1.TestService/Report"}
+	msg := &testv1.ReportRequest{}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		msg.Seq++
+		var err error
+		buf, err = wire.AppendFrame(buf[:0], &h, msg, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(buf)))
 }

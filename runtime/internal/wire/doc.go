@@ -15,10 +15,11 @@
 //
 // Both directions are allocation free on the hot path:
 //
-//   - AppendFrame sizes the envelope first (proto.Size for the payload) and
-//     then marshals the payload straight into the destination buffer with
-//     proto.MarshalOptions{UseCachedSize: true}.MarshalAppend, so no
-//     intermediate payload buffer exists.
+//   - AppendFrame sizes the payload once (the message's own Size method)
+//     and then marshals it straight into the destination buffer with its
+//     Marshal method and the cached sizes, as
+//     proto.MarshalOptions.MarshalAppend does underneath, so no
+//     intermediate payload buffer exists and the size is computed once.
 //   - Decode fills a caller-owned Envelope whose byte slices alias the input
 //     buffer. The caller decodes the payload (or copies what it keeps) before
 //     it reuses the buffer.

@@ -9,6 +9,20 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/runtime/protoiface"
+)
+
+// Envelope tags (field number << 3 | wire type): every field number is
+// below 16, so every tag is one byte.
+const (
+	tagProcedure = fieldProcedure<<3 | byte(protowire.BytesType)
+	tagCallID    = fieldCallID<<3 | byte(protowire.VarintType)
+	tagReplyTo   = fieldReplyTo<<3 | byte(protowire.VarintType)
+	tagFlags     = fieldFlags<<3 | byte(protowire.VarintType)
+	tagPayload   = fieldPayload<<3 | byte(protowire.BytesType)
+	tagFDCount   = fieldFDCount<<3 | byte(protowire.VarintType)
+	tagDeadline  = fieldDeadline<<3 | byte(protowire.VarintType)
 )
 
 // zeroHeader stands in for a nil *Header.
@@ -20,10 +34,15 @@ var errPayloadChanged = errors.New("herd: payload message changed while it was b
 
 // AppendFrame appends one frame (length prefix and envelope) to dst and
 // returns the extended slice. The payload message, which may be nil, is
-// marshaled straight into dst: proto.Size first, then
-// proto.MarshalOptions{UseCachedSize: true}.MarshalAppend, so there is no
-// intermediate buffer and, when dst has room, no allocation. A nil h is the
-// zero Header.
+// sized once and marshaled straight into dst, with no intermediate buffer
+// and, when dst has room, no allocation. A nil h is the zero Header.
+//
+// Generated messages are sized and marshaled through their fast-path
+// methods (protoreflect.Message.ProtoMethods: Size, then Marshal with the
+// cached sizes, then CheckInitialized), which is what
+// proto.MarshalOptions.MarshalAppend does, without its layers; the bytes
+// are the same. A message without those methods goes through proto.Size
+// and MarshalAppend.
 //
 // If the envelope would be longer than maxFrame (<= 0 means
 // DefaultMaxFrameSize) AppendFrame returns dst unchanged and an error
@@ -36,28 +55,101 @@ func AppendFrame(dst []byte, h *Header, payload proto.Message, maxFrame int) ([]
 	if h == nil {
 		h = &zeroHeader
 	}
-	pn := 0
-	if payload != nil {
-		pn = proto.Size(payload)
-	}
-	size, err := envelopeSize(h, pn, maxFrame)
+	f, err := SizeFrame(h, payload, maxFrame)
 	if err != nil {
 		return dst, err
 	}
-	b := appendHead(slices.Grow(dst, PrefixSize+size), h, size)
-	if pn > 0 {
-		b = protowire.AppendTag(b, fieldPayload, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(pn))
+	return f.AppendTo(dst, h)
+}
+
+// Frame is a frame sized by SizeFrame: the first half of AppendFrame, for
+// a caller that needs the frame's length before it encodes it (to pick a
+// buffer). It refers to the payload it was sized for, which must not
+// change until AppendTo, nor may the Header.
+type Frame struct {
+	payload proto.Message
+	m       protoreflect.Message
+	fast    *protoiface.Methods // nil: no fast-path methods
+	pn      int                 // payload bytes
+	size    int                 // envelope bytes
+}
+
+// SizeFrame sizes the frame of h and payload (see AppendFrame), checking
+// the procedure and the maximum frame size as AppendFrame does.
+func SizeFrame(h *Header, payload proto.Message, maxFrame int) (Frame, error) {
+	if h == nil {
+		h = &zeroHeader
+	}
+	f := Frame{payload: payload}
+	if payload != nil {
+		f.m = payload.ProtoReflect()
+		if f.fast = f.m.ProtoMethods(); f.fast != nil && f.fast.Size != nil && f.fast.Marshal != nil {
+			f.pn = f.fast.Size(protoiface.SizeInput{Message: f.m}).Size
+		} else {
+			f.fast = nil
+			f.pn = proto.Size(payload)
+		}
+	}
+	var err error
+	f.size, err = envelopeSize(h, f.pn, maxFrame)
+	return f, err
+}
+
+// Len is the length of the frame, its prefix included.
+func (f *Frame) Len() int { return PrefixSize + f.size }
+
+// AppendTo appends the frame to dst, as AppendFrame does; h is the Header
+// given to SizeFrame (nil for the zero Header). Call it once.
+func (f *Frame) AppendTo(dst []byte, h *Header) ([]byte, error) {
+	if h == nil {
+		h = &zeroHeader
+	}
+	b := appendHead(slices.Grow(dst, PrefixSize+f.size), h, f.size)
+	if pn := f.pn; pn > 0 {
+		b = append(b, tagPayload)
+		b = appendVarint(b, uint64(pn))
 		start := len(b)
-		b, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, payload)
+		var err error
+		if f.fast != nil {
+			b, err = marshalFast(b, f.m, f.fast)
+		} else {
+			b, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, f.payload)
+		}
 		if err != nil {
-			return dst, fmt.Errorf("herd: encoding payload %s: %w", payload.ProtoReflect().Descriptor().FullName(), err)
+			return dst, fmt.Errorf("herd: encoding payload %s: %w", f.m.Descriptor().FullName(), err)
 		}
 		if len(b)-start != pn {
 			return dst, errPayloadChanged
 		}
 	}
 	return appendTail(b, h), nil
+}
+
+// marshalFast appends m, whose size was just computed by methods.Size, to
+// b with its fast-path methods, as proto.MarshalOptions{UseCachedSize:
+// true}.MarshalAppend would: marshal, then check that required fields are
+// set.
+func marshalFast(b []byte, m protoreflect.Message, methods *protoiface.Methods) ([]byte, error) {
+	out, err := methods.Marshal(protoiface.MarshalInput{Message: m, Buf: b, Flags: protoiface.MarshalUseCachedSize})
+	if err != nil {
+		return b, err
+	}
+	if methods.CheckInitialized != nil {
+		_, err = methods.CheckInitialized(protoiface.CheckInitializedInput{Message: m})
+	} else {
+		err = proto.CheckInitialized(m.Interface())
+	}
+	return out.Buf, err
+}
+
+// appendVarint is protowire.AppendVarint in a form the compiler inlines:
+// the envelope's varints are mostly one byte, and dst always has room.
+func appendVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
 }
 
 // AppendFrameBytes is AppendFrame with a payload that is already encoded.
@@ -104,8 +196,8 @@ func envelopeSize(h *Header, pn, maxFrame int) (int, error) {
 	if h.FDCount != 0 {
 		n += 1 + protowire.SizeVarint(uint64(h.FDCount))
 	}
-	if en := errorSize(h); en > 0 {
-		n += 1 + protowire.SizeBytes(en)
+	if h.ErrorCode != 0 || len(h.ErrorMessage) > 0 {
+		n += 1 + protowire.SizeBytes(errorSize(h))
 	}
 	if h.DeadlineUnixNano != 0 {
 		n += 1 + protowire.SizeVarint(uint64(h.DeadlineUnixNano))
@@ -160,24 +252,25 @@ func entrySize(k, v string) int {
 
 // appendHead appends the length prefix and fields 1 to 4, which precede the
 // payload in field-number order (the order proto.Marshal uses, so encodings
-// are byte-identical).
+// are byte-identical). b has room for the whole frame.
 func appendHead(b []byte, h *Header, size int) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(size))
 	if len(h.Procedure) > 0 {
-		b = protowire.AppendTag(b, fieldProcedure, protowire.BytesType)
-		b = protowire.AppendString(b, h.Procedure)
+		b = append(b, tagProcedure)
+		b = appendVarint(b, uint64(len(h.Procedure)))
+		b = append(b, h.Procedure...)
 	}
 	if h.CallID != 0 {
-		b = protowire.AppendTag(b, fieldCallID, protowire.VarintType)
-		b = protowire.AppendVarint(b, h.CallID)
+		b = append(b, tagCallID)
+		b = appendVarint(b, h.CallID)
 	}
 	if h.ReplyTo != 0 {
-		b = protowire.AppendTag(b, fieldReplyTo, protowire.VarintType)
-		b = protowire.AppendVarint(b, h.ReplyTo)
+		b = append(b, tagReplyTo)
+		b = appendVarint(b, h.ReplyTo)
 	}
 	if h.Flags != 0 {
-		b = protowire.AppendTag(b, fieldFlags, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(h.Flags))
+		b = append(b, tagFlags)
+		b = appendVarint(b, uint64(h.Flags))
 	}
 	return b
 }
@@ -185,28 +278,42 @@ func appendHead(b []byte, h *Header, size int) []byte {
 // appendTail appends fields 6 to 9, which follow the payload.
 func appendTail(b []byte, h *Header) []byte {
 	if h.FDCount != 0 {
-		b = protowire.AppendTag(b, fieldFDCount, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(h.FDCount))
+		b = append(b, tagFDCount)
+		b = appendVarint(b, uint64(h.FDCount))
 	}
-	if en := errorSize(h); en > 0 {
-		b = protowire.AppendTag(b, fieldError, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(en))
-		if h.ErrorCode != 0 {
-			b = protowire.AppendTag(b, fieldErrorCode, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(int64(h.ErrorCode)))
-		}
-		if len(h.ErrorMessage) > 0 {
-			b = protowire.AppendTag(b, fieldErrorMessage, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(validUTF8Len(h.ErrorMessage)))
-			b = appendValidUTF8(b, h.ErrorMessage)
-		}
+	if h.ErrorCode != 0 || len(h.ErrorMessage) > 0 {
+		b = appendError(b, h)
 	}
 	if h.DeadlineUnixNano != 0 {
-		b = protowire.AppendTag(b, fieldDeadline, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(h.DeadlineUnixNano))
+		b = append(b, tagDeadline)
+		b = appendVarint(b, uint64(h.DeadlineUnixNano))
 	}
-	for i := 0; i+1 < len(h.Metadata); i += 2 {
-		k, v := h.Metadata[i], h.Metadata[i+1]
+	if len(h.Metadata) > 1 {
+		b = appendMetadata(b, h.Metadata)
+	}
+	return b
+}
+
+// appendError appends the error field (a herd.v1.Error message).
+func appendError(b []byte, h *Header) []byte {
+	b = protowire.AppendTag(b, fieldError, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(errorSize(h)))
+	if h.ErrorCode != 0 {
+		b = protowire.AppendTag(b, fieldErrorCode, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(int64(h.ErrorCode)))
+	}
+	if len(h.ErrorMessage) > 0 {
+		b = protowire.AppendTag(b, fieldErrorMessage, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(validUTF8Len(h.ErrorMessage)))
+		b = appendValidUTF8(b, h.ErrorMessage)
+	}
+	return b
+}
+
+// appendMetadata appends the metadata map field, one entry per pair.
+func appendMetadata(b []byte, md []string) []byte {
+	for i := 0; i+1 < len(md); i += 2 {
+		k, v := md[i], md[i+1]
 		b = protowire.AppendTag(b, fieldMetadata, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(entrySize(k, v)))
 		b = protowire.AppendTag(b, fieldMetadataKey, protowire.BytesType)
