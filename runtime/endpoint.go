@@ -322,8 +322,8 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		}
 		// Merge into the new, zero message: what proto.Unmarshal does
 		// less its Reset, which costs a call through reflection per
-		// message for nothing.
-		if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(env.Payload, in.req); err != nil {
+		// message for nothing (unmarshal.go).
+		if err := unmarshalMerge(h.unmarshal, env.Payload, in.req); err != nil {
 			in.refuse(h.procedure, NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err)))
 		}
 	}
