@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -56,6 +55,11 @@ var errInvalidUTF8Field = errors.New("string field contains invalid UTF-8")
 
 // parse decodes a herd.v1.Envelope from b (no prefix) into e. A procedure
 // equal to known (valid UTF-8) is not checked again.
+//
+// The fields a frame usually has (numbers below 16, lengths and values
+// below 128) take one byte of tag and one of length or value: parse reads
+// those bytes itself and leaves longer ones to protowire, with the same
+// results and errors.
 func (e *Envelope) parse(b []byte, known []byte) error {
 	*e = Envelope{}
 	for len(b) > 0 {
@@ -67,24 +71,29 @@ func (e *Envelope) parse(b []byte, known []byte) error {
 		switch {
 		case num == fieldProcedure && typ == protowire.BytesType:
 			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			if n >= 0 && !bytes.Equal(v, known) && !utf8.Valid(v) {
-				return protocolError("envelope", num, errInvalidUTF8Field)
+			v, n = consumeBytes(b)
+			if n >= 0 {
+				// A procedure equal to the last is the usual case, and
+				// the link needs to know (KnownProcedure).
+				e.KnownProcedure = len(known) > 0 && string(v) == string(known)
+				if !e.KnownProcedure && !utf8.Valid(v) {
+					return protocolError("envelope", num, errInvalidUTF8Field)
+				}
 			}
 			e.Procedure = v
 		case num == fieldCallID && typ == protowire.VarintType:
-			e.CallID, n = protowire.ConsumeVarint(b)
+			e.CallID, n = consumeVarint(b)
 		case num == fieldReplyTo && typ == protowire.VarintType:
-			e.ReplyTo, n = protowire.ConsumeVarint(b)
+			e.ReplyTo, n = consumeVarint(b)
 		case num == fieldFlags && typ == protowire.VarintType:
 			var v uint64
-			v, n = protowire.ConsumeVarint(b)
+			v, n = consumeVarint(b)
 			e.Flags = uint32(v)
 		case num == fieldPayload && typ == protowire.BytesType:
-			e.Payload, n = protowire.ConsumeBytes(b)
+			e.Payload, n = consumeBytes(b)
 		case num == fieldFDCount && typ == protowire.VarintType:
 			var v uint64
-			v, n = protowire.ConsumeVarint(b)
+			v, n = consumeVarint(b)
 			e.FDCount = uint32(v)
 		case num == fieldError && typ == protowire.BytesType:
 			var v []byte
@@ -192,8 +201,16 @@ func (e *Envelope) parseMetadataEntry(b []byte) error {
 
 // consumeTag is protowire.ConsumeTag that also rejects field numbers above
 // protowire.MaxValidNumber, as proto.Unmarshal does for a message's own
-// fields (protowire.ConsumeTag checks only the lower bound).
+// fields (protowire.ConsumeTag checks only the lower bound). A one-byte
+// tag is read here.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		num, typ := protowire.DecodeTag(uint64(b[0]))
+		if num < protowire.MinValidNumber {
+			return 0, 0, -2 // protowire.ParseError(-2) is "invalid field number"
+		}
+		return num, typ, 1
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n >= 0 && num > protowire.MaxValidNumber {
 		return 0, 0, -2 // protowire.ParseError(-2) is "invalid field number"
@@ -207,4 +224,24 @@ func protocolError(msg string, num protowire.Number, cause error) error {
 		return &ProtocolError{Cause: fmt.Errorf("decoding %s: %w", msg, cause)}
 	}
 	return &ProtocolError{Cause: fmt.Errorf("decoding %s field %d: %w", msg, num, cause)}
+}
+
+// consumeVarint is protowire.ConsumeVarint, a one-byte varint read here.
+func consumeVarint(b []byte) (uint64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1
+	}
+	return protowire.ConsumeVarint(b)
+}
+
+// consumeBytes is protowire.ConsumeBytes, a one-byte length read here.
+func consumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		m := int(b[0])
+		if m > len(b)-1 {
+			return nil, -1 // protowire.ParseError(-1) is io.ErrUnexpectedEOF
+		}
+		return b[1 : 1+m], 1 + m
+	}
+	return protowire.ConsumeBytes(b)
 }
