@@ -117,10 +117,14 @@ func (c *inboxCredit) admit(n int) error {
 // release gives back the credit of a handled frame of n bytes: at once
 // when a quarter of the window (in messages or bytes) is waiting to be
 // given back, or when the mailbox is empty and the peer waits.
-func (c *inboxCredit) release(n int) {
+func (c *inboxCredit) release(n int) { c.releaseN(1, int64(n)) }
+
+// releaseN gives back the credit of frames handled frames of bytes bytes
+// in all, as release does for each.
+func (c *inboxCredit) releaseN(frames, bytes int64) {
 	// Bytes first: a grant that sees the frame handled sees its bytes.
-	rb := c.relBytes.Add(int64(n))
-	rf := c.relFrames.Add(1)
+	rb := c.relBytes.Add(bytes)
+	rf := c.relFrames.Add(frames)
 	if c.stopped.Load() {
 		return
 	}

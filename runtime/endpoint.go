@@ -95,8 +95,9 @@ type endpoint struct {
 	// Inline handling on the reader (inline.go).
 	rwatch         readerWatch
 	beforeInlineFn func()
-	held           bool   // the reader's: it holds the user lane's claim between frames
-	rtoken         uint64 // the reader's: link.Release's token for the inline handler
+	held           bool       // the reader's: it holds the user lane's claim between frames
+	rtoken         uint64     // the reader's: link.Release's token for the inline handler
+	heldCredit     heldCredit // the reader's: credit of inline messages not given back yet
 }
 
 // inbound is one message in an endpoint's mailbox: a decoded request to run,
@@ -615,7 +616,9 @@ func (ep *endpoint) serve(in inbound, report func(Code, string, error)) {
 	} else if err != nil {
 		report(CodeOf(err), in.h.procedure, err)
 	}
-	x.release() // the files are sent; the after step runs
+	if slot != nil {
+		x.release() // the files are sent; the after step runs
+	}
 }
 
 // chainFor returns h wrapped in the link's interceptors around its own, nil

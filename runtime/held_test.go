@@ -104,3 +104,55 @@ func TestLookupAfterOtherProcedure(t *testing.T) {
 	log.check(t, 2)
 	herdtest.Check(t, base, dispatchWait)
 }
+
+// TestInlineCreditGivenBack: the credit of messages handled inline under
+// a kept lane is held back by the reader and given back when it lets the
+// lane go: a peer that writes a whole window at a time gets each window
+// back, exactly (three windows, each written once the last came back).
+func TestInlineCreditGivenBack(t *testing.T) {
+	base := herdtest.Take()
+	const window, rounds = 40, 3
+	log := newReportLog()
+	p := newRawPeerConfig(t, func(c *endpointConfig) { c.mailboxCap = window }, log.handler())
+	granted := func() (frames uint64) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i, c := range p.credits {
+			if i > 0 { // the first is the window itself
+				frames += uint64(c.GetFrames())
+			}
+		}
+		return frames
+	}
+	waitGranted := func(want uint64) {
+		t.Helper()
+		timer := time.NewTimer(dispatchWait)
+		defer timer.Stop()
+		for granted() < want {
+			select {
+			case <-p.evSig:
+			case <-timer.C:
+				t.Fatalf("%d frames of credit given back, want %d", granted(), want)
+			}
+		}
+	}
+	for r := range rounds {
+		if err := p.write(p.reports(1+r*window, window), nil); err != nil {
+			t.Fatal(err)
+		}
+		log.wait(t, (r+1)*window)
+		waitGranted(uint64((r + 1) * window))
+	}
+	p.echo(1, "after") // the link is fine: nothing exceeded the credit
+	if got := granted(); got != rounds*window {
+		t.Fatalf("%d frames of credit given back, want %d", got, rounds*window)
+	}
+	if n := p.eventCount(); n != 0 {
+		t.Fatalf("%d error events, first %+v", n, p.event(0))
+	}
+	if err := p.close(); !errors.Is(err, ErrLinkClosed) {
+		t.Fatal(err)
+	}
+	log.check(t, rounds*window)
+	herdtest.Check(t, base, dispatchWait)
+}

@@ -113,23 +113,57 @@ func (ep *endpoint) tryInline(in inbound) bool {
 	}
 	// From here until Reclaim the claim is the handler's.
 	ep.held = false
+	// The message's credit is given back here rather than by serve: while
+	// the reader keeps the lane, in a batch (heldCredit).
+	credit := int64(in.credit)
+	in.credit = 0
 	if !ep.box.HandleClaimed(in, ep.beforeInlineFn) {
 		// Posted meanwhile: in waits its turn behind it.
 		ep.box.Unclaim()
 		return false
 	}
 	ep.rwatch.end()
-	if ep.link.Reclaim(ep.rtoken) {
-		ep.held = true // still the reader: keep the lane for the next frame
-	} else {
-		ep.box.Unclaim() // the reader role went to another goroutine
+	if !ep.link.Reclaim(ep.rtoken) {
+		// The reader role went to another goroutine, and the reader's
+		// state with it.
+		if credit > 0 {
+			ep.credit.release(int(credit))
+		}
+		ep.box.Unclaim()
+		return true
+	}
+	ep.held = true // still the reader: keep the lane for the next frame
+	if credit > 0 {
+		hc := &ep.heldCredit
+		hc.frames++
+		hc.bytes += credit
+		if hc.frames >= maxHeldCredit {
+			ep.releaseHeldCredit()
+		}
 	}
 	return true
 }
 
-// unhold gives back the lane the reader kept between frames. It runs on
-// the reader.
+// maxHeldCredit bounds the credited messages handled under a kept lane
+// whose credit the reader holds back, to give it back in one go.
+const maxHeldCredit = 64
+
+// heldCredit is the credit of messages the reader handled inline and has
+// not given back yet (the reader's).
+type heldCredit struct{ frames, bytes int64 }
+
+// releaseHeldCredit gives back the credit the reader holds.
+func (ep *endpoint) releaseHeldCredit() {
+	if hc := &ep.heldCredit; hc.frames > 0 {
+		ep.credit.releaseN(hc.frames, hc.bytes)
+		*hc = heldCredit{}
+	}
+}
+
+// unhold gives back the lane the reader kept between frames, and the
+// credit of the messages it handled under it. It runs on the reader.
 func (ep *endpoint) unhold() {
+	ep.releaseHeldCredit()
 	if ep.held {
 		ep.held = false
 		ep.box.Unclaim()
