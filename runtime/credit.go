@@ -107,11 +107,19 @@ func (c *inboxCredit) admit(n int) error {
 	frames := c.grantedFrames.Load() - c.recvFrames.Load()
 	bytes := c.grantedBytes.Load() - c.recvBytes.Load()
 	if frames < 1 || (int64(n) > bytes && bytes < c.windowBytes) {
-		return &wire.ProtocolError{Cause: fmt.Errorf("%w: a %d-byte message with credit for %d messages and %d bytes", errCreditExceeded, n, frames, bytes)}
+		return creditExceeded(n, frames, bytes)
 	}
 	c.recvFrames.Add(1)
 	c.recvBytes.Add(int64(n))
 	return nil
+}
+
+// creditExceeded is admit's error, built out of line: admit runs for every
+// message.
+//
+//go:noinline
+func creditExceeded(n int, frames, bytes int64) error {
+	return &wire.ProtocolError{Cause: fmt.Errorf("%w: a %d-byte message with credit for %d messages and %d bytes", errCreditExceeded, n, frames, bytes)}
 }
 
 // release gives back the credit of a handled frame of n bytes: at once
