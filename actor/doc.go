@@ -33,6 +33,16 @@
 // instead: [GoroutineDispatcher] on a new goroutine each, [SyncDispatcher]
 // inline in the poster, which makes tests deterministic.
 //
+// # Handling on the caller
+//
+// A goroutine that would post to an idle mailbox and then wait for nothing
+// (a link's reader) can run the handler itself: [Mailbox.TryHandle] handles
+// one message on the caller if the mailbox is idle and empty, exactly as the
+// drainer would, in order. [Mailbox.Claim], [Mailbox.HandleClaimed] and
+// [Mailbox.Unclaim] do the same for a run of messages under one claim, each
+// handled only if nothing was posted meanwhile (what was posted then goes
+// first, through the drainer, once the claim is given back).
+//
 // # Backpressure
 //
 // A mailbox is bounded ([WithCapacity]); nothing is

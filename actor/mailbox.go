@@ -220,12 +220,7 @@ func (m *Mailbox[M]) PostBatch(ctx context.Context, msgs []M) (int, error) {
 // returns. before, if not nil, is called once the mailbox is claimed, just
 // before the handler.
 func (m *Mailbox[M]) TryHandle(msg M, before func()) bool {
-	// Lock-free: an idle status is stored after the drainer's last look
-	// at the queue, and work is updated under mu before a poster looks at
-	// the status, so a message queued before our claim is seen here or
-	// makes the claim fail.
-	if m.status.Load() != idle || m.work.Load() != 0 || m.isClosed.Load() ||
-		!m.status.CompareAndSwap(idle, running) {
+	if !m.Claim() {
 		return false
 	}
 	// Claimed. The queue was empty when we looked, so msg goes first:
@@ -236,11 +231,51 @@ func (m *Mailbox[M]) TryHandle(msg M, before func()) bool {
 		before()
 	}
 	m.invoke(msg)
+	m.Unclaim()
+	return true
+}
+
+// Claim takes the mailbox for the calling goroutine if it is idle, empty
+// and open, as TryHandle does before it handles its message, and reports
+// whether it did. While the caller holds the claim no drainer runs:
+// messages posted meanwhile are queued, and the caller may handle messages
+// itself with HandleClaimed, in order with them. It is how a reader that
+// decodes a run of messages handles them one after another without taking
+// and giving back the mailbox for each. The caller must give the claim
+// back with Unclaim, and must not wait for room in the mailbox (Post,
+// PostBatch) while it holds it: nothing would make room.
+func (m *Mailbox[M]) Claim() bool {
+	// Lock-free: an idle status is stored after the drainer's last look
+	// at the queue, and work is updated under mu before a poster looks at
+	// the status, so a message queued before our claim is seen here or
+	// makes the claim fail.
+	return m.status.Load() == idle && m.work.Load() == 0 && !m.isClosed.Load() &&
+		m.status.CompareAndSwap(idle, running)
+}
+
+// HandleClaimed handles msg on the calling goroutine, which holds the claim
+// (Claim), if nothing was posted since the claim was taken and the mailbox
+// is still open, and reports whether it did; before, if not nil, is called
+// just before the handler. On false nothing was done: the caller gives the
+// claim back (Unclaim) and posts msg, after what is queued.
+func (m *Mailbox[M]) HandleClaimed(msg M, before func()) bool {
+	if m.work.Load() != 0 || m.isClosed.Load() {
+		return false
+	}
+	if before != nil {
+		before()
+	}
+	m.invoke(msg)
+	return true
+}
+
+// Unclaim gives back the claim taken by Claim: messages posted while it
+// was held are handed to the drainer.
+func (m *Mailbox[M]) Unclaim() {
 	if m.release() {
 		// Work arrived meanwhile: hand the running status on.
 		m.kick()
 	}
-	return true
 }
 
 // Close stops the mailbox from accepting messages: later posts fail with

@@ -107,20 +107,32 @@ func (c *inboxCredit) admit(n int) error {
 	frames := c.grantedFrames.Load() - c.recvFrames.Load()
 	bytes := c.grantedBytes.Load() - c.recvBytes.Load()
 	if frames < 1 || (int64(n) > bytes && bytes < c.windowBytes) {
-		return &wire.ProtocolError{Cause: fmt.Errorf("%w: a %d-byte message with credit for %d messages and %d bytes", errCreditExceeded, n, frames, bytes)}
+		return creditExceeded(n, frames, bytes)
 	}
 	c.recvFrames.Add(1)
 	c.recvBytes.Add(int64(n))
 	return nil
 }
 
+// creditExceeded is admit's error, built out of line: admit runs for every
+// message.
+//
+//go:noinline
+func creditExceeded(n int, frames, bytes int64) error {
+	return &wire.ProtocolError{Cause: fmt.Errorf("%w: a %d-byte message with credit for %d messages and %d bytes", errCreditExceeded, n, frames, bytes)}
+}
+
 // release gives back the credit of a handled frame of n bytes: at once
 // when a quarter of the window (in messages or bytes) is waiting to be
 // given back, or when the mailbox is empty and the peer waits.
-func (c *inboxCredit) release(n int) {
+func (c *inboxCredit) release(n int) { c.releaseN(1, int64(n)) }
+
+// releaseN gives back the credit of frames handled frames of bytes bytes
+// in all, as release does for each.
+func (c *inboxCredit) releaseN(frames, bytes int64) {
 	// Bytes first: a grant that sees the frame handled sees its bytes.
-	rb := c.relBytes.Add(int64(n))
-	rf := c.relFrames.Add(1)
+	rb := c.relBytes.Add(bytes)
+	rf := c.relFrames.Add(frames)
 	if c.stopped.Load() {
 		return
 	}

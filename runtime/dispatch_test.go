@@ -546,7 +546,7 @@ func TestLookupCacheSeesRegistrations(t *testing.T) {
 	check := func(want *Handler, wantControl bool) {
 		t.Helper()
 		for range 2 { // a miss, then a hit
-			if h, c := ep.lookup([]byte(procEcho)); h != want || c != wantControl {
+			if h, c := ep.lookup(&wire.Envelope{Procedure: []byte(procEcho)}); h != want || c != wantControl {
 				t.Fatalf("lookup = %p, %t; want %p, %t", h, c, want, wantControl)
 			}
 		}
@@ -559,7 +559,7 @@ func TestLookupCacheSeesRegistrations(t *testing.T) {
 	check(hl, false)
 	control.Register(hc)
 	check(hc, true)
-	if h, _ := ep.lookup([]byte("/other.v1.S/M")); h != nil {
+	if h, _ := ep.lookup(&wire.Envelope{Procedure: []byte("/other.v1.S/M")}); h != nil {
 		t.Fatalf("lookup of an unknown procedure = %p", h)
 	}
 	check(hc, true)

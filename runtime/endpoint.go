@@ -95,6 +95,9 @@ type endpoint struct {
 	// Inline handling on the reader (inline.go).
 	rwatch         readerWatch
 	beforeInlineFn func()
+	held           bool       // the reader's: it holds the user lane's claim between frames
+	rtoken         uint64     // the reader's: link.Release's token for the inline handler
+	heldCredit     heldCredit // the reader's: credit of inline messages not given back yet
 }
 
 // inbound is one message in an endpoint's mailbox: a decoded request to run,
@@ -191,7 +194,7 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 // start runs the link over f, which it takes over, with the link options
 // opts added to the endpoint's own.
 func (ep *endpoint) start(f *os.File, opts ...link.Option) error {
-	l, err := link.New(f, ep.onFrame, append([]link.Option{link.WithMaxFrameSize(ep.maxFrame), link.WithCredit(ep.creditWait), link.WithReadIdle(ep.flushBatch)}, opts...)...)
+	l, err := link.New(f, ep.onFrame, append([]link.Option{link.WithMaxFrameSize(ep.maxFrame), link.WithCredit(ep.creditWait), link.WithReadIdle(ep.readIdle)}, opts...)...)
 	if err != nil {
 		return err
 	}
@@ -261,6 +264,11 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	if !ep.started.Load() {
 		<-ep.ready // the reader starts before link.New returns
 	}
+	if !env.KnownProcedure && len(env.Procedure) > 0 {
+		// Another procedure than the last: the cache no longer holds
+		// the last one (lookup).
+		ep.cache.last = false
+	}
 	credited := env.Flags&wire.FlagSystem == 0 && env.ReplyTo == 0 && env.Flags&wire.FlagCancel == 0
 	if !credited && len(ep.batch) > 0 {
 		// Whatever is not a user message is ordered after the user
@@ -296,7 +304,7 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		closeFiles(files)
 		return err
 	}
-	h, control := ep.lookup(env.Procedure)
+	h, control := ep.lookup(env)
 	in := inbound{h: h, callID: env.CallID, user: !control}
 	if len(files) > 0 {
 		// The link reuses its slice after this call; the files are ours.
@@ -322,8 +330,8 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		}
 		// Merge into the new, zero message: what proto.Unmarshal does
 		// less its Reset, which costs a call through reflection per
-		// message for nothing.
-		if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(env.Payload, in.req); err != nil {
+		// message for nothing (unmarshal.go).
+		if err := unmarshalMerge(h.unmarshal, env.Payload, in.req); err != nil {
 			in.refuse(h.procedure, NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err)))
 		}
 	}
@@ -477,27 +485,31 @@ func (ep *endpoint) lifeCtx() context.Context { return closedCtx{ep.closed} }
 
 // lookupCache remembers the last procedure the reader looked up: a
 // stream of messages to one procedure then costs one comparison instead of
-// a lookup in each of three muxes. Only the reader uses it.
+// a lookup in each of three muxes, and none when the link says the frame's
+// procedure is the last one it handed over (wire.Envelope.KnownProcedure)
+// and that was the cached one (last). Only the reader uses it.
 type lookupCache struct {
 	procedure  []byte
 	h          *Handler
 	control    bool
+	last       bool // procedure is that of the last frame with one (see onFrame)
 	generation uint64
 	arena      reqArena // h's in endpoint.arenas, once asked for
 }
 
-// lookup finds a handler, and whether it is one of the runtime's own. It
-// runs on the reader.
-func (ep *endpoint) lookup(procedure []byte) (*Handler, bool) {
+// lookup finds the handler of env's procedure, and whether it is one of
+// the runtime's own. It runs on the reader.
+func (ep *endpoint) lookup(env *wire.Envelope) (*Handler, bool) {
 	c := &ep.cache
 	gen := muxGeneration.Load()
-	if c.h != nil && c.generation == gen && string(c.procedure) == string(procedure) {
+	if c.h != nil && c.generation == gen && (env.KnownProcedure && c.last || string(c.procedure) == string(env.Procedure)) {
+		c.last = true
 		return c.h, c.control
 	}
-	h, control := ep.lookupMuxes(procedure)
+	h, control := ep.lookupMuxes(env.Procedure)
 	if h != nil {
-		c.procedure = append(c.procedure[:0], procedure...)
-		c.h, c.control, c.generation, c.arena = h, control, gen, nil
+		c.procedure = append(c.procedure[:0], env.Procedure...)
+		c.h, c.control, c.generation, c.arena, c.last = h, control, gen, nil, true
 	}
 	return h, control
 }
@@ -604,7 +616,9 @@ func (ep *endpoint) serve(in inbound, report func(Code, string, error)) {
 	} else if err != nil {
 		report(CodeOf(err), in.h.procedure, err)
 	}
-	x.release() // the files are sent; the after step runs
+	if slot != nil {
+		x.release() // the files are sent; the after step runs
+	}
 }
 
 // chainFor returns h wrapped in the link's interceptors around its own, nil

@@ -17,6 +17,7 @@ type Handler struct {
 	procedure string
 	newReq    func() proto.Message
 	newArena  func() reqArena // requests of the same type, in blocks (reqarena.go)
+	unmarshal unmarshalFunc   // the request type's fast-path decoder (unmarshal.go)
 	call      func(context.Context, proto.Message) (proto.Message, error)
 	timeout   time.Duration
 
@@ -90,6 +91,7 @@ func newHandler[Req any](procedure string, call func(context.Context, proto.Mess
 		procedure: procedure,
 		newReq:    func() proto.Message { return any(new(Req)).(proto.Message) },
 		newArena:  newTypedArena[Req],
+		unmarshal: fastUnmarshal(any(new(Req)).(proto.Message)),
 		call:      call,
 		extras:    extras,
 	}

@@ -80,19 +80,100 @@ func (w *readerWatch) stop() {
 	}
 }
 
+// The reader keeps the lane between frames.
+//
+// Taking the lane for one inline handler and giving it back costs a few
+// atomic operations; in a flood of small messages that is a good part of
+// each one's cost. So once a handler has run inline, the reader keeps the
+// lane's claim (actor.Mailbox.Claim, ep.held) while it decodes the next
+// frames of the same read, and runs their handlers under it, each still
+// only if nothing was posted to the lane meanwhile (HandleClaimed): the
+// lane's order is the same as with one TryHandle per message. The reader
+// gives the claim back (unhold) before it waits for the socket (read
+// idle), when the link ends, and whenever a message must queue behind
+// others. While a handler runs the claim is the handler's, not the
+// reader's: if the reader role is handed to a new goroutine meanwhile
+// (link.Promote), the new reader does not hold the lane, and the old
+// goroutine gives it back once its handler returns (link.Reclaim tells
+// which happened).
+
 // beforeInline runs on the reader once the lane is claimed for an inline
 // handler: the frame is released to the link, and the watchdog started.
 func (ep *endpoint) beforeInline() {
-	ep.link.Release()
+	ep.rtoken = ep.link.Release()
 	ep.rwatch.start()
 }
 
 // tryInline handles in on the reader goroutine if the user lane is idle
-// and empty, and reports whether it did.
+// and empty, or held by the reader with nothing queued, and reports
+// whether it did.
 func (ep *endpoint) tryInline(in inbound) bool {
-	if !ep.box.TryHandle(in, ep.beforeInlineFn) {
+	if !ep.held && !ep.box.Claim() {
+		return false
+	}
+	// From here until Reclaim the claim is the handler's.
+	ep.held = false
+	// The message's credit is given back here rather than by serve: while
+	// the reader keeps the lane, in a batch (heldCredit).
+	credit := int64(in.credit)
+	in.credit = 0
+	if !ep.box.HandleClaimed(in, ep.beforeInlineFn) {
+		// Posted meanwhile: in waits its turn behind it.
+		ep.box.Unclaim()
 		return false
 	}
 	ep.rwatch.end()
+	if !ep.link.Reclaim(ep.rtoken) {
+		// The reader role went to another goroutine, and the reader's
+		// state with it.
+		if credit > 0 {
+			ep.credit.release(int(credit))
+		}
+		ep.box.Unclaim()
+		return true
+	}
+	ep.held = true // still the reader: keep the lane for the next frame
+	if credit > 0 {
+		hc := &ep.heldCredit
+		hc.frames++
+		hc.bytes += credit
+		if hc.frames >= maxHeldCredit {
+			ep.releaseHeldCredit()
+		}
+	}
 	return true
+}
+
+// maxHeldCredit bounds the credited messages handled under a kept lane
+// whose credit the reader holds back, to give it back in one go.
+const maxHeldCredit = 64
+
+// heldCredit is the credit of messages the reader handled inline and has
+// not given back yet (the reader's).
+type heldCredit struct{ frames, bytes int64 }
+
+// releaseHeldCredit gives back the credit the reader holds.
+func (ep *endpoint) releaseHeldCredit() {
+	if hc := &ep.heldCredit; hc.frames > 0 {
+		ep.credit.releaseN(hc.frames, hc.bytes)
+		*hc = heldCredit{}
+	}
+}
+
+// unhold gives back the lane the reader kept between frames, and the
+// credit of the messages it handled under it. It runs on the reader.
+func (ep *endpoint) unhold() {
+	ep.releaseHeldCredit()
+	if ep.held {
+		ep.held = false
+		ep.box.Unclaim()
+	}
+}
+
+// readIdle is the link's WithReadIdle callback: the reader has dispatched
+// every whole frame it read and is about to wait for more (or the link
+// ended). It gives the lane back and posts the read's batch (batch.go).
+func (ep *endpoint) readIdle() {
+	ep.unhold()
+	ep.flushBatch()
 }

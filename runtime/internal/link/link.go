@@ -1,7 +1,6 @@
 package link
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +81,11 @@ var ErrNotSupported = errors.New("herd: links are not supported on " + goruntime
 // someone then calls Promote (a handler that may run long: see there). A
 // non-nil return ends the link with that error (wrapped; test with
 // errors.Is).
+//
+// env.KnownProcedure, when set, says that env.Procedure equals the
+// procedure of the last frame with a non-empty procedure that the link
+// handed to the handler: a handler that keeps something per procedure
+// (the handler it looked up) may reuse it without comparing names.
 type Handler func(env *wire.Envelope, files []*os.File) error
 
 // Option configures New.
@@ -946,9 +950,17 @@ const maxKnownProc = 256
 // decoded notes that the frame in l.env decoded: its procedure passed the
 // UTF-8 check, so the next frame to the same procedure (the usual stream)
 // need not be checked again (wire.DecodeKnown).
+//
+// So a frame's env.KnownProcedure (see Handler) says its procedure equals
+// that of the last frame with a procedure that the link handed over: a
+// procedure too long to remember forgets the one before.
 func (l *Link) decoded() {
-	if p := l.env.Procedure; len(p) > 0 && len(p) <= maxKnownProc && !bytes.Equal(p, l.rproc) {
+	switch p := l.env.Procedure; {
+	case len(p) == 0, l.env.KnownProcedure:
+	case len(p) <= maxKnownProc:
 		l.rproc = append(l.rproc[:0], p...)
+	default:
+		l.rproc = l.rproc[:0]
 	}
 }
 
@@ -978,14 +990,27 @@ const (
 // move the reading to a new goroutine, so that frames keep being read and
 // dispatched while this handler runs. A handler that calls Release must not
 // touch env or the slice afterwards. Called anywhere else, or twice, it
-// does nothing.
-func (l *Link) Release() {
+// does nothing and returns 0; else it returns a token for Reclaim.
+func (l *Link) Release() uint64 {
 	st := l.rstate.Load()
 	if st&3 != rsReading || l.rframe == 0 {
-		return
+		return 0
 	}
 	l.consume()
 	l.rstate.Store(st | rsReleased)
+	return st | rsReleased
+}
+
+// Reclaim is called by a handler that called Release, on the reader
+// goroutine, once it is done, with Release's token: it takes the reader
+// role back unless Promote gave it to a new goroutine meanwhile, and
+// reports whether the calling goroutine is still the reader. The handler
+// learns it before it returns, so that what it does next (keeping a claim
+// on a mailbox for the next frame, say) is done only by the reader. After
+// a true return Promote does nothing until the next Release; after a false
+// one the handler must not touch the reader's state again.
+func (l *Link) Reclaim(token uint64) bool {
+	return token != 0 && l.rstate.CompareAndSwap(token, token&^3|rsReading)
 }
 
 // Promote, called from any goroutine, starts a new reader goroutine if the

@@ -481,9 +481,16 @@ func (l *Link) readFrames(epoch uint64, fill bool) error {
 // dispatch hands the decoded frame in l.env, n bytes long, and its
 // descriptors, to the handler, and consumes it.
 func (l *Link) dispatch(epoch uint64, n int) error {
-	take, lost, err := l.claim(l.rpos-uint64(l.w-l.r), uint64(n), l.env.FDCount)
-	if err != nil {
-		return err
+	var take int
+	var lost uint32
+	if l.env.FDCount > 0 || len(l.batches) > 0 {
+		// Without descriptors queued or claimed there is nothing to
+		// match (the usual frame).
+		var err error
+		take, lost, err = l.claim(l.rpos-uint64(l.w-l.r), uint64(n), l.env.FDCount)
+		if err != nil {
+			return err
+		}
 	}
 	var files []*os.File
 	if take > 0 {
@@ -496,7 +503,7 @@ func (l *Link) dispatch(epoch uint64, n int) error {
 	l.env.FDsLost = lost
 	l.framesReceived.Add(1)
 	l.rframe = n
-	err = l.handler(&l.env, files)
+	err := l.handler(&l.env, files)
 	switch st := l.rstate.Load(); {
 	case st == epoch<<2|rsReading:
 		l.consume()

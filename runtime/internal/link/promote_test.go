@@ -142,3 +142,61 @@ func TestPromotedHandlerErrorEndsLink(t *testing.T) {
 		t.Fatalf("Err() = %v, want %v", err, boom)
 	}
 }
+
+// TestReclaim: a handler that released its frame learns with Reclaim
+// whether it is still the reader: yes when nobody promoted it (and then
+// Promote does nothing until the next Release), no when Promote handed the
+// role to a new goroutine meanwhile. A zero token reclaims nothing.
+func TestReclaim(t *testing.T) {
+	checkLeaks(t)
+	var bp atomic.Pointer[Link]
+	type result struct {
+		id                uint64
+		reclaimed, promo  bool
+		tokenZero, second bool
+	}
+	results := make(chan result, 4)
+	h := func(env *wire.Envelope, files []*os.File) error {
+		l, id := bp.Load(), env.CallID // env is not ours after Release
+		tok := l.Release()
+		r := result{id: id, tokenZero: tok == 0, second: l.Release() != 0}
+		if id == 2 {
+			r.promo = l.Promote()
+		}
+		r.reclaimed = l.Reclaim(tok)
+		if id == 1 {
+			r.promo = l.Promote() // after a successful Reclaim: nothing to promote
+		}
+		results <- r
+		return nil
+	}
+	a, bl := linkPair(t, discard, h)
+	bp.Store(bl)
+	ctx := context.Background()
+	for id := uint64(1); id <= 3; id++ {
+		hdr := wire.Header{Procedure: "/t.T/P", CallID: id}
+		if err := a.Send(ctx, &hdr, benchPayload, nil); err != nil {
+			t.Fatal(err)
+		}
+		var r result
+		select {
+		case r = <-results:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("frame %d not handled", id)
+		}
+		if r.tokenZero || r.second {
+			t.Fatalf("frame %d: Release token zero %v, second Release non-zero %v", id, r.tokenZero, r.second)
+		}
+		switch {
+		case id == 1 && (!r.reclaimed || r.promo):
+			t.Fatalf("frame 1 (not promoted): Reclaim %v, Promote after it %v; want true, false", r.reclaimed, r.promo)
+		case id == 2 && (!r.promo || r.reclaimed):
+			t.Fatalf("frame 2 (promoted): Promote %v, Reclaim %v; want true, false", r.promo, r.reclaimed)
+		case id == 3 && !r.reclaimed:
+			t.Fatal("frame 3, on the promoted reader: Reclaim false")
+		}
+	}
+	if bl.Reclaim(0) {
+		t.Fatal("Reclaim(0) returned true")
+	}
+}

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,7 +19,8 @@ import (
 // reader never waits for, or allocates, the size a peer claims. Envelope
 // bytes that are not a valid herd.v1.Envelope are a *ProtocolError.
 //
-// Decode overwrites every field of env; its byte slices alias b. Fields the
+// Decode overwrites every field of env (on error their contents are
+// unspecified); its byte slices alias b. Fields the
 // envelope does not define are skipped. As in proto.Unmarshal, a field that
 // occurs twice keeps its last value and two error fields are merged.
 func Decode(b []byte, maxFrame int, env *Envelope) (n int, err error) {
@@ -56,8 +56,30 @@ var errInvalidUTF8Field = errors.New("string field contains invalid UTF-8")
 
 // parse decodes a herd.v1.Envelope from b (no prefix) into e. A procedure
 // equal to known (valid UTF-8) is not checked again.
+//
+// The fields a frame usually has (numbers below 16, lengths and values
+// below 128) take one byte of tag and one of length or value: parse reads
+// those bytes itself and leaves longer ones to protowire, with the same
+// results and errors. On error e's fields are unspecified.
 func (e *Envelope) parse(b []byte, known []byte) error {
-	*e = Envelope{}
+	// The fields every frame may have are collected here and stored once
+	// at the end; the rare ones are reset only if set. Zeroing the whole
+	// envelope, which the link keeps on the heap, and then storing its
+	// slices again costs write barriers while the collector runs.
+	if e.HasError || e.ErrorCode != 0 || e.ErrorMessage != nil {
+		e.ErrorCode, e.ErrorMessage, e.HasError = 0, nil, false
+	}
+	if e.Metadata != nil || e.MetadataCount != 0 {
+		e.Metadata, e.MetadataCount = nil, 0
+	}
+	e.FDsLost, e.Len = 0, 0
+	var (
+		proc, payload   []byte
+		callID, replyTo uint64
+		flags, fdCount  uint32
+		deadline        int64
+		knownProc       bool
+	)
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -66,26 +88,29 @@ func (e *Envelope) parse(b []byte, known []byte) error {
 		b = b[n:]
 		switch {
 		case num == fieldProcedure && typ == protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			if n >= 0 && !bytes.Equal(v, known) && !utf8.Valid(v) {
-				return protocolError("envelope", num, errInvalidUTF8Field)
+			proc, n = consumeBytes(b)
+			if n >= 0 {
+				// A procedure equal to the last is the usual case, and
+				// the link needs to know (KnownProcedure).
+				knownProc = len(known) > 0 && string(proc) == string(known)
+				if !knownProc && !utf8.Valid(proc) {
+					return protocolError("envelope", num, errInvalidUTF8Field)
+				}
 			}
-			e.Procedure = v
 		case num == fieldCallID && typ == protowire.VarintType:
-			e.CallID, n = protowire.ConsumeVarint(b)
+			callID, n = consumeVarint(b)
 		case num == fieldReplyTo && typ == protowire.VarintType:
-			e.ReplyTo, n = protowire.ConsumeVarint(b)
+			replyTo, n = consumeVarint(b)
 		case num == fieldFlags && typ == protowire.VarintType:
 			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			e.Flags = uint32(v)
+			v, n = consumeVarint(b)
+			flags = uint32(v)
 		case num == fieldPayload && typ == protowire.BytesType:
-			e.Payload, n = protowire.ConsumeBytes(b)
+			payload, n = consumeBytes(b)
 		case num == fieldFDCount && typ == protowire.VarintType:
 			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			e.FDCount = uint32(v)
+			v, n = consumeVarint(b)
+			fdCount = uint32(v)
 		case num == fieldError && typ == protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
@@ -98,7 +123,7 @@ func (e *Envelope) parse(b []byte, known []byte) error {
 		case num == fieldDeadline && typ == protowire.VarintType:
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
-			e.DeadlineUnixNano = int64(v)
+			deadline = int64(v)
 		case num == fieldMetadata && typ == protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
@@ -117,6 +142,8 @@ func (e *Envelope) parse(b []byte, known []byte) error {
 		}
 		b = b[n:]
 	}
+	e.Procedure, e.Payload, e.KnownProcedure = proc, payload, knownProc
+	e.CallID, e.ReplyTo, e.Flags, e.FDCount, e.DeadlineUnixNano = callID, replyTo, flags, fdCount, deadline
 	return nil
 }
 
@@ -192,8 +219,16 @@ func (e *Envelope) parseMetadataEntry(b []byte) error {
 
 // consumeTag is protowire.ConsumeTag that also rejects field numbers above
 // protowire.MaxValidNumber, as proto.Unmarshal does for a message's own
-// fields (protowire.ConsumeTag checks only the lower bound).
+// fields (protowire.ConsumeTag checks only the lower bound). A one-byte
+// tag is read here.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		num, typ := protowire.DecodeTag(uint64(b[0]))
+		if num < protowire.MinValidNumber {
+			return 0, 0, -2 // protowire.ParseError(-2) is "invalid field number"
+		}
+		return num, typ, 1
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n >= 0 && num > protowire.MaxValidNumber {
 		return 0, 0, -2 // protowire.ParseError(-2) is "invalid field number"
@@ -207,4 +242,24 @@ func protocolError(msg string, num protowire.Number, cause error) error {
 		return &ProtocolError{Cause: fmt.Errorf("decoding %s: %w", msg, cause)}
 	}
 	return &ProtocolError{Cause: fmt.Errorf("decoding %s field %d: %w", msg, num, cause)}
+}
+
+// consumeVarint is protowire.ConsumeVarint, a one-byte varint read here.
+func consumeVarint(b []byte) (uint64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1
+	}
+	return protowire.ConsumeVarint(b)
+}
+
+// consumeBytes is protowire.ConsumeBytes, a one-byte length read here.
+func consumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		m := int(b[0])
+		if m > len(b)-1 {
+			return nil, -1 // protowire.ParseError(-1) is io.ErrUnexpectedEOF
+		}
+		return b[1 : 1+m], 1 + m
+	}
+	return protowire.ConsumeBytes(b)
 }

@@ -27,6 +27,10 @@ func FuzzDecode(f *testing.F) {
 		for _, known := range [][]byte{[]byte("/herd.v1.Control/Hello"), []byte(env.Procedure)} {
 			var kenv wire.Envelope
 			kn, kerr := wire.DecodeKnown(data, maxFrame, &kenv, known)
+			if err == nil && kenv.KnownProcedure != (len(kenv.Procedure) > 0 && bytes.Equal(kenv.Procedure, known)) {
+				t.Fatalf("DecodeKnown(known %q): KnownProcedure %v for procedure %q", known, kenv.KnownProcedure, kenv.Procedure)
+			}
+			kenv.KnownProcedure = false
 			if kn != n || (kerr == nil) != (err == nil) || !reflect.DeepEqual(kenv, env) && err == nil {
 				t.Fatalf("DecodeKnown(known %q) = %d, %v, %+v; Decode = %d, %v, %+v", known, kn, kerr, kenv, n, err, env)
 			}

@@ -160,6 +160,10 @@ type Envelope struct {
 	// Len is the length of the whole frame, prefix included, as Decode
 	// consumed it. Flow control counts frames by it, on both ends.
 	Len int
+	// KnownProcedure is not on the wire: DecodeKnown sets it when
+	// Procedure is non-empty and equal to its known argument (and so was
+	// not checked for UTF-8 again); Decode leaves it false.
+	KnownProcedure bool
 }
 
 // limit returns the effective maximum frame size for a maxFrame argument.

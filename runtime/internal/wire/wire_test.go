@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -505,5 +506,51 @@ func TestDecodeKnown(t *testing.T) {
 	}
 	if n, err := wire.DecodeKnown(frame("/t.T/Q"), 0, &env, []byte(valid)); err != nil || n == 0 || string(env.Procedure) != "/t.T/Q" {
 		t.Fatalf("other valid procedure: %d, %v, %q", n, err, env.Procedure)
+	}
+}
+
+// TestDecodeReusedEnvelope: decoding into an envelope that holds another
+// frame leaves nothing of it behind, whichever fields either frame has
+// (parse resets only the rare fields that are set), and KnownProcedure
+// says whether the procedure equals the known one.
+func TestDecodeReusedEnvelope(t *testing.T) {
+	full := wire.Header{Procedure: "/t.T/P", CallID: 300, ReplyTo: 7, Flags: wire.FlagSystem, ErrorCode: 3,
+		ErrorMessage: "bad", DeadlineUnixNano: 1 << 40, Metadata: []string{"k", "v", "k2", "v2"}}
+	frames := map[string][]byte{}
+	for name, h := range map[string]wire.Header{"full": full, "plain": {Procedure: "/t.T/Q"}, "reply": {ReplyTo: 1}, "empty": {}} {
+		b, err := wire.AppendFrameBytes(nil, &h, []byte("payload-"+name), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames[name] = b
+	}
+	for first, fb := range frames {
+		for second, sb := range frames {
+			var reused, fresh wire.Envelope
+			if _, err := wire.Decode(fb, 0, &reused); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wire.Decode(sb, 0, &reused); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wire.Decode(sb, 0, &fresh); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(reused, fresh) {
+				t.Errorf("%s after %s: %+v; decoded fresh %+v", second, first, reused, fresh)
+			}
+		}
+	}
+	var env wire.Envelope
+	for _, tt := range []struct {
+		known string
+		want  bool
+	}{{"/t.T/Q", true}, {"/t.T/P", false}, {"", false}} {
+		if _, err := wire.DecodeKnown(frames["plain"], 0, &env, []byte(tt.known)); err != nil || env.KnownProcedure != tt.want {
+			t.Errorf("known %q: KnownProcedure %v, %v; want %v", tt.known, env.KnownProcedure, err, tt.want)
+		}
+	}
+	if _, err := wire.DecodeKnown(frames["reply"], 0, &env, []byte("")); err != nil || env.KnownProcedure {
+		t.Errorf("a frame without a procedure: KnownProcedure %v, %v", env.KnownProcedure, err)
 	}
 }
