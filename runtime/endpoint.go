@@ -200,7 +200,7 @@ func (ep *endpoint) start(f *os.File, opts ...link.Option) error {
 	}
 	ep.link = l
 	ep.beforeInlineFn = ep.beforeInline
-	ep.rwatch.init(l.Promote)
+	ep.rwatch.init(l)
 	ep.credit.grantWindow() // the link's first frame
 	ep.started.Store(true)
 	close(ep.ready)
