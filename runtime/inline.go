@@ -86,7 +86,7 @@ func (w *readerWatch) stop() {
 // each one's cost. So once a handler has run inline, the reader keeps the
 // lane's claim (actor.Mailbox.Claim, ep.held) while it decodes the next
 // frames of the same read, and runs their handlers under it, each still
-// only if nothing was posted to the lane meanwhile (HandleClaimed): the
+// only if nothing was posted to the lane meanwhile (RunClaimed): the
 // lane's order is the same as with one TryHandle per message. The reader
 // gives the claim back (unhold) before it waits for the socket (read
 // idle), when the link ends, and whenever a message must queue behind
@@ -103,10 +103,18 @@ func (ep *endpoint) beforeInline() {
 	ep.rwatch.start()
 }
 
-// tryInline handles in on the reader goroutine if the user lane is idle
+// serveInline is run by the user lane's RunClaimed for the message in
+// ep.inl: the message is passed by pointer, not copied through the
+// mailbox's handler.
+func (ep *endpoint) serveInline() {
+	ep.beforeInline()
+	ep.serve(&ep.inl, ep.errorEvent)
+}
+
+// tryInline handles *in on the reader goroutine if the user lane is idle
 // and empty, or held by the reader with nothing queued, and reports
-// whether it did.
-func (ep *endpoint) tryInline(in inbound) bool {
+// whether it did; on false *in is as it was.
+func (ep *endpoint) tryInline(in *inbound) bool {
 	if !ep.held && !ep.box.Claim() {
 		return false
 	}
@@ -114,13 +122,16 @@ func (ep *endpoint) tryInline(in inbound) bool {
 	ep.held = false
 	// The message's credit is given back here rather than by serve: while
 	// the reader keeps the lane, in a batch (heldCredit).
-	credit := int64(in.credit)
-	in.credit = 0
-	if !ep.box.HandleClaimed(in, ep.beforeInlineFn) {
+	ep.inl = *in
+	ep.inl.credit = 0
+	ran := ep.box.RunClaimed(ep.serveInlineFn)
+	ep.inl = inbound{} // keep no request alive
+	if !ran {
 		// Posted meanwhile: in waits its turn behind it.
 		ep.box.Unclaim()
 		return false
 	}
+	credit := int64(in.credit)
 	if !ep.link.Reclaim(ep.rtoken) {
 		// The reader role went to another goroutine, and the reader's
 		// state with it.
