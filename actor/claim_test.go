@@ -84,3 +84,48 @@ func TestClaimClosed(t *testing.T) {
 		t.Fatalf("handled %v, want nothing", got)
 	}
 }
+
+// TestRunClaimed: RunClaimed runs the caller's function on the caller, in
+// place of the handler, while nothing is queued and the mailbox is open;
+// it refuses once something was posted or after Close; a panic in the
+// function goes to the panic handler, as one in the handler would, and the
+// claim is still the caller's.
+func TestRunClaimed(t *testing.T) {
+	var handled []string
+	var panics []any
+	m := NewMailbox(func(s string) { handled = append(handled, s) },
+		WithPanicHandler(func(v any, _ []byte) { panics = append(panics, v) }))
+	if !m.Claim() {
+		t.Fatal("Claim returned false")
+	}
+	me := goid()
+	ran := false
+	if !m.RunClaimed(func() { ran = goid() == me }) || !ran {
+		t.Fatal("RunClaimed with nothing queued did not run the function on the caller")
+	}
+	if !m.RunClaimed(func() { panic("boom") }) {
+		t.Fatal("RunClaimed of a panicking function returned false")
+	}
+	if len(panics) != 1 || panics[0] != "boom" {
+		t.Fatalf("panic handler got %v, want [boom]", panics)
+	}
+	if err := m.TryPost("queued"); err != nil {
+		t.Fatal(err)
+	}
+	ran = false
+	if m.RunClaimed(func() { ran = true }) || ran {
+		t.Fatal("RunClaimed with a message queued ran the function")
+	}
+	if len(handled) != 0 {
+		t.Fatalf("handled %v while claimed", handled)
+	}
+	m.Unclaim()
+	m.Close()
+	recv(t, m.Done(), "Done")
+	if !slices.Equal(handled, []string{"queued"}) {
+		t.Fatalf("handled %v, want [queued]", handled)
+	}
+	if m.Claim() || m.RunClaimed(func() { ran = true }) || ran {
+		t.Fatal("a closed mailbox was claimed or ran the function")
+	}
+}

@@ -42,6 +42,8 @@
 // [Mailbox.Unclaim] do the same for a run of messages under one claim, each
 // handled only if nothing was posted meanwhile (what was posted then goes
 // first, through the drainer, once the claim is given back).
+// [Mailbox.RunClaimed] is HandleClaimed for a caller that runs its own
+// function in place of the handler (a large message passed by pointer).
 //
 // # Backpressure
 //

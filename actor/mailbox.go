@@ -269,6 +269,32 @@ func (m *Mailbox[M]) HandleClaimed(msg M, before func()) bool {
 	return true
 }
 
+// RunClaimed is HandleClaimed for a caller that handles the message
+// itself: if nothing was posted since the claim was taken and the mailbox
+// is still open, it calls fn on the calling goroutine, which holds the
+// claim, in place of the handler, and reports true; else it does nothing
+// and reports false. A panic in fn is handled as one in the handler. It
+// lets a caller whose messages are large pass one by pointer, where
+// HandleClaimed copies it (into the handler's argument); fn is typically a
+// method value bound once, reading the message from the caller's state.
+func (m *Mailbox[M]) RunClaimed(fn func()) (ran bool) {
+	if m.work.Load() != 0 || m.isClosed.Load() {
+		return false
+	}
+	if m.cfg.crashOnPanic {
+		fn()
+		return true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			m.cfg.onPanic(r, debug.Stack())
+		}
+	}()
+	ran = true // also when fn panics
+	fn()
+	return ran
+}
+
 // Unclaim gives back the claim taken by Claim: messages posted while it
 // was held are handed to the drainer.
 func (m *Mailbox[M]) Unclaim() {

@@ -138,7 +138,7 @@ const controlLaneCap = 256
 // handleControl runs on the control lane's drainer. Error events go through
 // the user lane (reportError), where they are ordered with the messages
 // around them and never run concurrently with the other event handlers.
-func (ep *endpoint) handleControl(in inbound) { ep.serve(in, ep.reportError) }
+func (ep *endpoint) handleControl(in inbound) { ep.serve(&in, ep.reportError) }
 
 // eventAfterReply queues fn on the user lane now, behind the messages
 // already received and ahead of any the peer sends once it has the reply,

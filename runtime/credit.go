@@ -62,16 +62,28 @@ const maxSystemFrame = 64 << 10
 var errCreditExceeded = errors.New("herd: peer exceeded its flow-control credit")
 
 // inboxCredit is the receiving side of a link's flow control: what the end
-// granted its peer, received and handled. The reader writes recv*, the
-// drainer rel*; grants happen under mu.
+// granted its peer, received and handled. The reader writes recv* (and
+// owns newFrames, newBytes), the drainer rel*; grants happen under mu.
+//
+// The reader counts what it admits in newFrames and newBytes, plain
+// fields, and adds them to recvFrames and recvBytes once per read
+// (publish, from the endpoint's readIdle): two locked additions per read
+// rather than per message. admit checks the window against both, so the
+// bound is exact. recv* are read by others only to tell whether
+// everything received has been handled while the peer waits for credit
+// (peerWaiting), so while it waits the reader adds at once: the peer's
+// Waiting frame is handled on the reader (peerWaits) after publishing, and
+// only the reader sets peerWaiting, so while it is set nothing admitted is
+// left unpublished.
 type inboxCredit struct {
 	windowFrames, windowBytes int64
 
 	// The reader's and the drainer's counters on their own cache lines:
-	// each is written for every message.
+	// each is written for every message, or every read.
 	_                     [64]byte
-	recvFrames, recvBytes atomic.Int64 // credited frames read
-	_                     [48]byte
+	recvFrames, recvBytes atomic.Int64 // credited frames read, published
+	newFrames, newBytes   int64        // the reader's: admitted, not yet in recv*
+	_                     [32]byte
 	relFrames, relBytes   atomic.Int64 // credited frames handled
 	_                     [48]byte
 
@@ -102,16 +114,32 @@ func (c *inboxCredit) grantWindow() {
 // admit counts a credited frame of n bytes as it is read, or fails if the
 // peer had no credit for it. The check mirrors the sender's (see
 // link.WithCredit): the receiver has granted at least what the sender had
-// seen, so an honest sender always passes.
+// seen, so an honest sender always passes. It runs on the reader.
 func (c *inboxCredit) admit(n int) error {
-	frames := c.grantedFrames.Load() - c.recvFrames.Load()
-	bytes := c.grantedBytes.Load() - c.recvBytes.Load()
+	frames := c.grantedFrames.Load() - c.recvFrames.Load() - c.newFrames
+	bytes := c.grantedBytes.Load() - c.recvBytes.Load() - c.newBytes
 	if frames < 1 || (int64(n) > bytes && bytes < c.windowBytes) {
 		return creditExceeded(n, frames, bytes)
 	}
-	c.recvFrames.Add(1)
-	c.recvBytes.Add(int64(n))
+	c.newFrames++
+	c.newBytes += int64(n)
+	if c.peerWaiting.Load() {
+		c.publish()
+	}
 	return nil
+}
+
+// publish adds what the reader admitted since the last publish to
+// recvFrames and recvBytes. It runs on the reader, once per read
+// (readIdle), and at once while the peer waits for credit.
+func (c *inboxCredit) publish() {
+	if c.newFrames == 0 {
+		return
+	}
+	// Bytes first, as releaseN: whoever sees the frames sees their bytes.
+	c.recvBytes.Add(c.newBytes)
+	c.recvFrames.Add(c.newFrames)
+	c.newFrames, c.newBytes = 0, 0
 }
 
 // creditExceeded is admit's error, built out of line: admit runs for every
@@ -147,10 +175,17 @@ func (c *inboxCredit) releaseN(frames, bytes int64) {
 // peerWaits records that the peer waits for credit, and grants what is
 // held back if nothing is left to handle. The peer says so once per
 // waiting sender; it is remembered until everything has been given back
-// (the peer then has its whole window, in which any one message fits).
+// (the peer then has its whole window, in which any one message fits). It
+// runs on the reader: what it admitted is published first, and under mu,
+// so that a grant under way (which clears peerWaiting when it has given
+// everything back) is ordered with it.
 func (c *inboxCredit) peerWaits() {
+	c.publish()
+	c.mu.Lock()
 	c.peerWaiting.Store(true)
-	if c.relFrames.Load() == c.recvFrames.Load() {
+	all := c.relFrames.Load() == c.recvFrames.Load()
+	c.mu.Unlock()
+	if all {
 		c.grant()
 	}
 }

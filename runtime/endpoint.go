@@ -93,11 +93,12 @@ type endpoint struct {
 	closeOnce sync.Once
 
 	// Inline handling on the reader (inline.go).
-	rwatch         readerWatch
-	beforeInlineFn func()
-	held           bool       // the reader's: it holds the user lane's claim between frames
-	rtoken         uint64     // the reader's: link.Release's token for the inline handler
-	heldCredit     heldCredit // the reader's: credit of inline messages not given back yet
+	rwatch        readerWatch
+	serveInlineFn func()
+	inl           inbound    // the reader's: the message being handled inline (serveInline)
+	held          bool       // the reader's: it holds the user lane's claim between frames
+	rtoken        uint64     // the reader's: link.Release's token for the inline handler
+	heldCredit    heldCredit // the reader's: credit of inline messages not given back yet
 }
 
 // inbound is one message in an endpoint's mailbox: a decoded request to run,
@@ -199,8 +200,8 @@ func (ep *endpoint) start(f *os.File, opts ...link.Option) error {
 		return err
 	}
 	ep.link = l
-	ep.beforeInlineFn = ep.beforeInline
-	ep.rwatch.init(l.Promote)
+	ep.serveInlineFn = ep.serveInline
+	ep.rwatch.init(l)
 	ep.credit.grantWindow() // the link's first frame
 	ep.started.Store(true)
 	close(ep.ready)
@@ -388,7 +389,7 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		if err := ep.ctl.TryPost(in); err != nil {
 			ep.postFailed(&in, string(env.Procedure), err)
 		}
-	case len(ep.batch) == 0 && ep.tryInline(in):
+	case len(ep.batch) == 0 && ep.tryInline(&in):
 	default:
 		// The user lane is busy: the message joins the read's batch,
 		// posted at the end of the read (batch.go).
@@ -555,17 +556,17 @@ func (ep *endpoint) endCall(in *inbound) {
 }
 
 // handle runs on the user lane's drainer.
-func (ep *endpoint) handle(in inbound) { ep.serve(in, ep.errorEvent) }
+func (ep *endpoint) handle(in inbound) { ep.serve(&in, ep.errorEvent) }
 
 // serve runs one inbound on its lane's drainer; report is how that lane
 // reports an error event.
-func (ep *endpoint) serve(in inbound, report func(Code, string, error)) {
+func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 	if in.event != nil {
 		in.event()
 		return
 	}
 	if ep.drop.Load() {
-		ep.release(&in)
+		ep.release(in)
 		return
 	}
 	if in.credit > 0 {
@@ -606,7 +607,7 @@ func (ep *endpoint) serve(in inbound, report func(Code, string, error)) {
 	if files != nil {
 		files.release() // closes what the handler did not take
 	}
-	ep.endCall(&in)
+	ep.endCall(in)
 	var x replyExtras
 	if slot != nil {
 		x = slot.extras

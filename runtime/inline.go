@@ -3,6 +3,8 @@ package runtime
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/herd-go/herd/runtime/internal/link"
 )
 
 // Running a handler on the link's reader (leader/follower).
@@ -29,46 +31,43 @@ const inlineGrace = time.Millisecond
 // readerWatch is the watchdog of inline handlers: one timer per endpoint,
 // armed by the first inline handler and re-armed only while handlers keep
 // running, so that a stream of short handlers costs no timer operation
-// each.
+// each. Which handler runs, if any, it reads from the link's reader state
+// (link.ReleasedHandler): the inline path's Release and Reclaim already
+// write it, so the watchdog costs the handlers no atomic operation of its
+// own.
 type readerWatch struct {
-	seq     atomic.Uint64 // odd while an inline handler runs
-	armed   atomic.Bool
-	last    atomic.Uint64 // seq at the previous firing
-	t       *time.Timer
-	promote func() bool
+	armed atomic.Bool
+	last  atomic.Uint64 // the handler run seen at the previous firing
+	t     *time.Timer
+	l     *link.Link
 }
 
-func (w *readerWatch) init(promote func() bool) {
-	w.promote = promote
+func (w *readerWatch) init(l *link.Link) {
+	w.l = l
 	w.t = time.AfterFunc(time.Hour, w.fire)
 	w.t.Stop()
 }
 
-// start is called as an inline handler starts.
+// start is called as an inline handler starts, after link.Release.
 func (w *readerWatch) start() {
-	w.seq.Add(1)
 	if !w.armed.Load() && w.armed.CompareAndSwap(false, true) {
 		w.t.Reset(inlineGrace)
 	}
 }
 
-// end is called as an inline handler returns.
-func (w *readerWatch) end() { w.seq.Add(1) }
-
 // fire runs when the timer expires: a handler that has been running since
 // the previous firing gets its reader role handed over.
 func (w *readerWatch) fire() {
-	s := w.seq.Load()
-	if s&1 == 1 {
-		if w.last.Swap(s) == s {
-			w.promote()
+	if run, ok := w.l.ReleasedHandler(); ok {
+		if w.last.Swap(run) == run {
+			w.l.PromoteReleased(run)
 		}
 		w.t.Reset(inlineGrace)
 		return
 	}
 	w.armed.Store(false)
 	// A handler that started just before the store saw the timer armed.
-	if w.seq.Load()&1 == 1 && w.armed.CompareAndSwap(false, true) {
+	if _, ok := w.l.ReleasedHandler(); ok && w.armed.CompareAndSwap(false, true) {
 		w.t.Reset(inlineGrace)
 	}
 }
@@ -87,7 +86,7 @@ func (w *readerWatch) stop() {
 // each one's cost. So once a handler has run inline, the reader keeps the
 // lane's claim (actor.Mailbox.Claim, ep.held) while it decodes the next
 // frames of the same read, and runs their handlers under it, each still
-// only if nothing was posted to the lane meanwhile (HandleClaimed): the
+// only if nothing was posted to the lane meanwhile (RunClaimed): the
 // lane's order is the same as with one TryHandle per message. The reader
 // gives the claim back (unhold) before it waits for the socket (read
 // idle), when the link ends, and whenever a message must queue behind
@@ -104,10 +103,18 @@ func (ep *endpoint) beforeInline() {
 	ep.rwatch.start()
 }
 
-// tryInline handles in on the reader goroutine if the user lane is idle
+// serveInline is run by the user lane's RunClaimed for the message in
+// ep.inl: the message is passed by pointer, not copied through the
+// mailbox's handler.
+func (ep *endpoint) serveInline() {
+	ep.beforeInline()
+	ep.serve(&ep.inl, ep.errorEvent)
+}
+
+// tryInline handles *in on the reader goroutine if the user lane is idle
 // and empty, or held by the reader with nothing queued, and reports
-// whether it did.
-func (ep *endpoint) tryInline(in inbound) bool {
+// whether it did; on false *in is as it was.
+func (ep *endpoint) tryInline(in *inbound) bool {
 	if !ep.held && !ep.box.Claim() {
 		return false
 	}
@@ -115,14 +122,16 @@ func (ep *endpoint) tryInline(in inbound) bool {
 	ep.held = false
 	// The message's credit is given back here rather than by serve: while
 	// the reader keeps the lane, in a batch (heldCredit).
-	credit := int64(in.credit)
-	in.credit = 0
-	if !ep.box.HandleClaimed(in, ep.beforeInlineFn) {
+	ep.inl = *in
+	ep.inl.credit = 0
+	ran := ep.box.RunClaimed(ep.serveInlineFn)
+	ep.inl = inbound{} // keep no request alive
+	if !ran {
 		// Posted meanwhile: in waits its turn behind it.
 		ep.box.Unclaim()
 		return false
 	}
-	ep.rwatch.end()
+	credit := int64(in.credit)
 	if !ep.link.Reclaim(ep.rtoken) {
 		// The reader role went to another goroutine, and the reader's
 		// state with it.
@@ -172,8 +181,10 @@ func (ep *endpoint) unhold() {
 
 // readIdle is the link's WithReadIdle callback: the reader has dispatched
 // every whole frame it read and is about to wait for more (or the link
-// ended). It gives the lane back and posts the read's batch (batch.go).
+// ended). It counts the read's admitted credit (inboxCredit.publish),
+// gives the lane back and posts the read's batch (batch.go).
 func (ep *endpoint) readIdle() {
+	ep.credit.publish()
 	ep.unhold()
 	ep.flushBatch()
 }

@@ -304,8 +304,9 @@ type Link struct {
 	smallRead int    // consecutive reads without a frame needing a grown buffer
 	rframe    int    // size of the frame being dispatched, until consumed
 
-	// rstate is the reader role (Release, Promote): the epoch of the
-	// reader goroutine that owns the reader state, times 4, plus its phase.
+	// rstate is the reader role (Release, Promote): a generation that
+	// moves on with every Release and Promote, and the reader's phase
+	// (see rsGenShift).
 	rstate atomic.Uint64
 }
 
@@ -976,11 +977,18 @@ func (l *Link) consume() {
 	l.rframe = 0
 }
 
-// Reader phases, the low two bits of Link.rstate (the rest is the epoch
-// of the reader goroutine that owns the state).
+// The reader state, Link.rstate: a generation, counted from bit
+// rsGenShift, and the reader's phase in the low bits. The generation moves
+// on with every Release and every Promote, so that a state names one
+// released handler (the inline watchdog of the runtime tells by it whether
+// the handler it saw running is still the same, ReleasedHandler), and a
+// reader goroutine whose role was given away never finds the state it
+// expects again.
 const (
 	rsReading  = 0 // the reader goroutine owns the reader state
 	rsReleased = 1 // its handler called Release: Promote may hand the role over
+
+	rsGenShift = 2
 )
 
 // Release is called by the handler, on the reader goroutine, to say that
@@ -997,8 +1005,9 @@ func (l *Link) Release() uint64 {
 		return 0
 	}
 	l.consume()
-	l.rstate.Store(st | rsReleased)
-	return st | rsReleased
+	st += 1<<rsGenShift | rsReleased
+	l.rstate.Store(st)
+	return st
 }
 
 // Reclaim is called by a handler that called Release, on the reader
@@ -1013,6 +1022,25 @@ func (l *Link) Reclaim(token uint64) bool {
 	return token != 0 && l.rstate.CompareAndSwap(token, token&^3|rsReading)
 }
 
+// ReleasedHandler reports, from any goroutine, whether a handler that
+// called Release runs on the reader goroutine (and has not reclaimed the
+// role), with a token that names that handler's run: two calls return the
+// same token only if the same run of a handler is still going on. It is
+// one atomic load; see PromoteReleased.
+func (l *Link) ReleasedHandler() (uint64, bool) {
+	st := l.rstate.Load()
+	return st, st&3 == rsReleased
+}
+
+// PromoteReleased is Promote, but only if the released handler is still
+// the run that ReleasedHandler named with token.
+func (l *Link) PromoteReleased(token uint64) bool {
+	if token&3 != rsReleased {
+		return false
+	}
+	return l.promote(token)
+}
+
 // Promote, called from any goroutine, starts a new reader goroutine if the
 // current one is inside a handler that called Release, and reports whether
 // it did. The old goroutine leaves when its handler returns. The handler's
@@ -1021,11 +1049,20 @@ func (l *Link) Reclaim(token uint64) bool {
 // the released handler as its own: Done may close while it still runs.
 func (l *Link) Promote() bool {
 	st := l.rstate.Load()
-	if st&3 != rsReleased || !l.rstate.CompareAndSwap(st, (st>>2+1)<<2|rsReading) {
+	if st&3 != rsReleased {
+		return false
+	}
+	return l.promote(st)
+}
+
+// promote hands the reader role over from the released state st.
+func (l *Link) promote(st uint64) bool {
+	next := st&^3 + 1<<rsGenShift | rsReading
+	if !l.rstate.CompareAndSwap(st, next) {
 		return false
 	}
 	// The new goroutine takes the old one's place in l.running: Done no
 	// longer waits for the released handler.
-	go l.readLoop(st>>2+1, false)
+	go l.readLoop(next, false)
 	return true
 }

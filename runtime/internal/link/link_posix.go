@@ -417,11 +417,11 @@ func (l *Link) writeError(rawErr, callErr error, call string) error {
 
 // ---- reader ----
 
-// readLoop is the reader goroutine. epoch is its reader epoch (see
-// Promote); fill says whether it starts by reading the socket (the first
-// reader) or with the bytes already buffered (a promoted one).
-func (l *Link) readLoop(epoch uint64, fill bool) {
-	err := l.readFrames(epoch, fill)
+// readLoop is the reader goroutine. st is the reader state it starts
+// with (see Promote); fill says whether it starts by reading the socket
+// (the first reader) or with the bytes already buffered (a promoted one).
+func (l *Link) readLoop(st uint64, fill bool) {
+	err := l.readFrames(st, fill)
 	if err == errPromoted {
 		// The new reader goroutine owns the reader state, and took over
 		// this one's place in the count of running goroutines.
@@ -441,8 +441,9 @@ func (l *Link) readLoop(epoch uint64, fill bool) {
 // errPromoted ends a reader goroutine whose role Promote gave to another.
 var errPromoted = errors.New("herd: link: reader promoted")
 
-// readFrames reads and dispatches frames until the link ends.
-func (l *Link) readFrames(epoch uint64, fill bool) error {
+// readFrames reads and dispatches frames until the link ends. st is the
+// reader state (Link.rstate) this goroutine owns while reading.
+func (l *Link) readFrames(st uint64, fill bool) error {
 	for {
 		if fill {
 			if err := l.fill(); err != nil {
@@ -462,7 +463,7 @@ func (l *Link) readFrames(epoch uint64, fill bool) error {
 			if n > l.cfg.readBufSize {
 				l.smallRead = 0
 			}
-			if err := l.dispatch(epoch, n); err != nil {
+			if st, err = l.dispatch(st, n); err != nil {
 				return err
 			}
 			if l.aborted.Load() {
@@ -479,8 +480,10 @@ func (l *Link) readFrames(epoch uint64, fill bool) error {
 }
 
 // dispatch hands the decoded frame in l.env, n bytes long, and its
-// descriptors, to the handler, and consumes it.
-func (l *Link) dispatch(epoch uint64, n int) error {
+// descriptors, to the handler, and consumes it. st is the reader state
+// before the frame; dispatch returns it after (a handler that called
+// Release moved it on).
+func (l *Link) dispatch(st uint64, n int) (uint64, error) {
 	var take int
 	var lost uint32
 	if l.env.FDCount > 0 || len(l.batches) > 0 {
@@ -489,7 +492,7 @@ func (l *Link) dispatch(epoch uint64, n int) error {
 		var err error
 		take, lost, err = l.claim(l.rpos-uint64(l.w-l.r), uint64(n), l.env.FDCount)
 		if err != nil {
-			return err
+			return st, err
 		}
 	}
 	var files []*os.File
@@ -504,23 +507,28 @@ func (l *Link) dispatch(epoch uint64, n int) error {
 	l.framesReceived.Add(1)
 	l.rframe = n
 	err := l.handler(&l.env, files)
-	switch st := l.rstate.Load(); {
-	case st == epoch<<2|rsReading:
+	released := st + 1<<rsGenShift // the state after the handler's Release
+	switch now := l.rstate.Load(); {
+	case now == st:
 		l.consume()
-	case st == epoch<<2|rsReleased && l.rstate.CompareAndSwap(st, epoch<<2|rsReading):
-		// Released (and so consumed) by the handler, not promoted.
+	case now == released:
+		// Released (and so consumed) and reclaimed by the handler.
+		st = released
+	case now == released|rsReleased && l.rstate.CompareAndSwap(now, released):
+		// Released by the handler, not promoted.
+		st = released
 	default:
 		// Promoted: the state is the new reader's. A handler error
 		// still ends the link.
 		if err != nil {
 			l.abort(fmt.Errorf("herd: link handler: %w", err))
 		}
-		return errPromoted
+		return st, errPromoted
 	}
 	if err != nil {
-		return fmt.Errorf("herd: link handler: %w", err)
+		return st, fmt.Errorf("herd: link handler: %w", err)
 	}
-	return nil
+	return st, nil
 }
 
 // claim matches the k descriptors claimed by the frame at stream offset f0,

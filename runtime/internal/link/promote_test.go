@@ -200,3 +200,74 @@ func TestReclaim(t *testing.T) {
 		t.Fatal("Reclaim(0) returned true")
 	}
 }
+
+// TestReleasedHandler: ReleasedHandler names each run of a released
+// handler with its own token (the runtime's inline watchdog promotes only a
+// run it saw at two firings), reports none outside a released handler, and
+// PromoteReleased promotes only the run its token names: not an earlier
+// run's token, not the current run's token once reclaimed.
+func TestReleasedHandler(t *testing.T) {
+	checkLeaks(t)
+	var bp atomic.Pointer[Link]
+	type result struct {
+		before, during, after bool   // ReleasedHandler's report
+		tok                   uint64 // during
+		stalePromo, promo     bool
+		reclaimed             bool
+	}
+	results := make(chan result, 4)
+	var prev uint64 // the previous run's token (handlers run one at a time)
+	h := func(env *wire.Envelope, files []*os.File) error {
+		l, id := bp.Load(), env.CallID
+		var r result
+		_, r.before = l.ReleasedHandler()
+		tok := l.Release()
+		r.tok, r.during = l.ReleasedHandler()
+		if prev != 0 {
+			r.stalePromo = l.PromoteReleased(prev) // an earlier run's token
+		}
+		prev = r.tok
+		if id == 2 {
+			r.promo = l.PromoteReleased(r.tok)
+		}
+		r.reclaimed = l.Reclaim(tok)
+		_, r.after = l.ReleasedHandler()
+		if id == 1 && l.PromoteReleased(r.tok) {
+			t.Error("PromoteReleased promoted a reclaimed run")
+		}
+		results <- r
+		return nil
+	}
+	a, bl := linkPair(t, discard, h)
+	bp.Store(bl)
+	ctx := context.Background()
+	seen := map[uint64]bool{}
+	for id := uint64(1); id <= 3; id++ {
+		hdr := wire.Header{Procedure: "/t.T/P", CallID: id}
+		if err := a.Send(ctx, &hdr, benchPayload, nil); err != nil {
+			t.Fatal(err)
+		}
+		var r result
+		select {
+		case r = <-results:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("frame %d not handled", id)
+		}
+		if r.before || !r.during {
+			t.Fatalf("frame %d: ReleasedHandler before Release %v, after it %v; want false, true", id, r.before, r.during)
+		}
+		if seen[r.tok] {
+			t.Fatalf("frame %d: token %#x named an earlier run too", id, r.tok)
+		}
+		seen[r.tok] = true
+		if r.stalePromo {
+			t.Fatalf("frame %d: PromoteReleased with the previous run's token promoted", id)
+		}
+		switch {
+		case id == 2 && (!r.promo || r.reclaimed):
+			t.Fatalf("frame 2: PromoteReleased %v, Reclaim %v; want true, false", r.promo, r.reclaimed)
+		case id != 2 && (!r.reclaimed || r.after):
+			t.Fatalf("frame %d: Reclaim %v, ReleasedHandler after it %v; want true, false", id, r.reclaimed, r.after)
+		}
+	}
+}
