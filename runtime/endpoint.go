@@ -708,7 +708,7 @@ func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
 		pc.finish(NewError(Code(env.ErrorCode), errors.New(string(env.ErrorMessage))))
 		return
 	}
-	if err := proto.Unmarshal(env.Payload, pc.res); err != nil {
+	if err := wire.UnmarshalPayload(env, pc.res); err != nil {
 		closeFiles(pc.files)
 		pc.files = nil
 		pc.finish(NewError(CodeInternal, fmt.Errorf("decode response: %w", err)))

@@ -164,6 +164,17 @@ type Envelope struct {
 	// Procedure is non-empty and equal to its known argument (and so was
 	// not checked for UTF-8 again); Decode leaves it false.
 	KnownProcedure bool
+	// Owned is not on the wire: the link package sets it when the frame
+	// was read into a buffer of its own (a frame larger than the link's
+	// read buffer). A handler may then keep slices of the envelope (its
+	// Payload, typically) after it returns, if it sets Kept. Decode sets
+	// it to false.
+	Owned bool
+	// Kept is set by the handler of an Owned frame that keeps slices of it
+	// after it returns (UnmarshalPayload does when the message it decodes
+	// shares the buffer): the link then gives the buffer up. Otherwise the
+	// link reads the next large frame into the same buffer.
+	Kept bool
 }
 
 // limit returns the effective maximum frame size for a maxFrame argument.
