@@ -26,7 +26,7 @@ type keeper struct {
 
 type kept struct {
 	callID  uint64
-	owned   bool
+	owned   bool // the frame came in a buffer of its own
 	payload []byte
 	files   []*os.File
 	rbuf    int
@@ -35,8 +35,8 @@ type kept struct {
 func newKeeper() *keeper { return &keeper{notify: make(chan struct{}, 1024)} }
 
 func (k *keeper) handle(env *wire.Envelope, files []*os.File) error {
-	f := kept{callID: env.CallID, owned: env.Owned, payload: env.Payload, files: append([]*os.File(nil), files...)}
-	if env.Owned {
+	f := kept{callID: env.CallID, owned: env.Owned != nil, payload: env.Payload, files: append([]*os.File(nil), files...)}
+	if env.Owned != nil {
 		env.Kept = true // the payload itself is kept
 	} else {
 		f.payload = bytes.Clone(env.Payload)
@@ -266,8 +266,8 @@ func TestLargeBufferReusedUnlessKept(t *testing.T) {
 	}
 	a := startLink(t, fa, discard, WithReadBufferSize(initial))
 	self.Store(startLink(t, fb, func(env *wire.Envelope, _ []*os.File) error {
-		env.Kept = env.Owned && keep.Load()
-		got <- seen{data: &env.Payload[0], large: self.Load().large != nil}
+		env.Kept = env.Owned != nil && keep.Load()
+		got <- seen{data: &env.Payload[0], large: self.Load().lspare.held()}
 		return nil
 	}, WithReadBufferSize(initial)))
 	send := func(n int) seen {

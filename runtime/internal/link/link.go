@@ -297,10 +297,10 @@ type Link struct {
 	sendmsgNowFn func(fd uintptr) bool
 
 	// Reader goroutine state.
-	rbuf      []byte // read buffer; unread bytes are rbuf[r:w]
-	small     []byte // the read buffer, set aside while rbuf is a large frame's own buffer
-	large     []byte // the last large frame's buffer, if its handler did not keep it
-	largeIdle int    // reads since the last large frame, while large is held
+	rbuf      []byte      // read buffer; unread bytes are rbuf[r:w]
+	small     []byte      // the read buffer, set aside while rbuf is a large frame's own buffer
+	lspare    spareBuffer // a large frame's buffer to reuse (spare.go); shared with Recycle
+	largeIdle int         // reads since the last large frame, up to shrinkAfter
 	r, w      int
 	roob      []byte // control message buffer for recvmsg
 	rn, roobn int    // results of the last recvmsg
@@ -1042,10 +1042,11 @@ func (l *Link) consume() {
 	l.rframe = 0
 	if l.small != nil && l.r == l.w {
 		// Done with the large frame: back to the read buffer. The large
-		// frame's buffer is the handler's if it kept it (Envelope.Kept),
-		// else it serves the next large frame.
+		// frame's buffer is the handler's if it kept it (Envelope.Kept;
+		// it may come back through Recycle), else it serves the next
+		// large frame.
 		if !kept {
-			l.large = l.rbuf
+			l.lspare.put(l.rbuf)
 		}
 		l.rbuf, l.small = l.small, nil
 		l.r, l.w = 0, 0

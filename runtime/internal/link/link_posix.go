@@ -510,7 +510,9 @@ func (l *Link) readFrames(st uint64, fill bool) error {
 			l.decoded()
 			// A large frame's own buffer holds this frame only, and the
 			// link lets go of it once the frame is consumed.
-			l.env.Owned = l.small != nil
+			if l.small != nil {
+				l.env.Owned = l.rbuf
+			}
 			if st, err = l.dispatch(st, n); err != nil {
 				return err
 			}
@@ -718,8 +720,9 @@ func (l *Link) fill() error {
 // long as the frame, so that a large payload is copied once, by the kernel,
 // and a handler may keep it (Envelope.Owned, Envelope.Kept) instead of
 // copying it out of a shared buffer. The buffer of a large frame its
-// handler did not keep serves the next one, until shrinkAfter reads go by
-// without a large frame. The read buffer itself never grows.
+// handler did not keep, or gave back (Recycle), serves the next one, until
+// shrinkAfter reads go by without a large frame. The read buffer itself
+// never grows.
 func (l *Link) makeRoom() {
 	if l.r == l.w {
 		l.r, l.w = 0, 0
@@ -736,12 +739,11 @@ func (l *Link) makeRoom() {
 	}
 	switch {
 	case need > len(l.rbuf):
-		b := l.large
-		if cap(b) < need {
+		b := l.lspare.take(need)
+		if b == nil {
 			b = make([]byte, need)
 		}
-		b = b[:need]
-		l.large, l.largeIdle = nil, 0
+		l.largeIdle = 0
 		l.w = copy(b, l.rbuf[l.r:l.w])
 		l.r, l.small, l.rbuf = 0, l.rbuf, b
 		return
@@ -749,9 +751,9 @@ func (l *Link) makeRoom() {
 		l.w = copy(l.rbuf, l.rbuf[l.r:l.w])
 		l.r = 0
 	}
-	if l.large != nil {
-		if l.largeIdle++; l.largeIdle >= shrinkAfter {
-			l.large, l.largeIdle = nil, 0
+	if l.largeIdle < shrinkAfter {
+		if l.largeIdle++; l.largeIdle == shrinkAfter {
+			l.lspare.drop()
 		}
 	}
 }

@@ -26,7 +26,7 @@ var unmarshalSegment = proto.UnmarshalOptions{Merge: true, AllowPartial: true}
 // if it does UnmarshalPayload sets env.Kept, so that the link gives the
 // buffer up instead of reusing it.
 func UnmarshalPayload(env *Envelope, m proto.Message) error {
-	aliased, err := Unmarshal(env.Payload, m, env.Owned)
+	aliased, err := Unmarshal(env.Payload, m, env.Owned != nil)
 	if aliased {
 		env.Kept = true
 	}

@@ -257,7 +257,10 @@ func TestUnmarshalPayloadSetsKept(t *testing.T) {
 		payload     []byte
 		owned, kept bool
 	}{{big, true, true}, {big, false, false}, {small, true, false}} {
-		env := wire.Envelope{Payload: c.payload, Owned: c.owned}
+		env := wire.Envelope{Payload: c.payload}
+		if c.owned {
+			env.Owned = c.payload
+		}
 		if err := wire.UnmarshalPayload(&env, new(testv1.PayloadRequest)); err != nil {
 			t.Fatal(err)
 		}
