@@ -123,6 +123,10 @@ type inboundExtra struct {
 	md     Metadata // the caller's metadata, nil when none
 	reject *Error   // set when the request is answered with an error
 	proc   string   // procedure, for rejects
+
+	// borrowed is the link's buffer the request shares, given back once
+	// the handler has returned and its reply is written (borrow.go).
+	borrowed []byte
 }
 
 // extra returns in.x, allocated on first use.
@@ -332,7 +336,9 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		// Merge into the new, zero message: what proto.Unmarshal does
 		// less its Reset, which costs a call through reflection per
 		// message for nothing (unmarshal.go).
-		if err := unmarshalMerge(h.unmarshal, env.Payload, in.req); err != nil {
+		if h.borrow && env.Owned != nil {
+			ep.decodeBorrowed(&in, h, env)
+		} else if err := unmarshalMerge(h.unmarshal, env.Payload, in.req); err != nil {
 			in.refuse(h.procedure, NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err)))
 		}
 	}
@@ -469,6 +475,7 @@ func (ep *endpoint) serveOnReader(in *inbound, env *wire.Envelope) {
 	if in.credit > 0 {
 		ep.credit.release(int(in.credit))
 	}
+	ep.giveBack(in)
 }
 
 // reportError reports an error event about this link from any goroutine
@@ -541,6 +548,7 @@ func (ep *endpoint) release(in *inbound) {
 	if in.credit > 0 {
 		ep.credit.release(int(in.credit))
 	}
+	ep.giveBack(in)
 }
 
 // endCall ends a request/response call's context and forgets it. (A
@@ -588,6 +596,7 @@ func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 			} else {
 				ep.notifyRejected(x.proc, r)
 			}
+			ep.giveBack(&in)
 			return
 		}
 		if len(x.files) > 0 {
@@ -620,6 +629,7 @@ func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 	if slot != nil {
 		x.release() // the files are sent; the after step runs
 	}
+	ep.giveBack(&in)
 }
 
 // chainFor returns h wrapped in the link's interceptors around its own, nil
@@ -708,7 +718,11 @@ func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
 		pc.finish(NewError(Code(env.ErrorCode), errors.New(string(env.ErrorMessage))))
 		return
 	}
-	if err := wire.UnmarshalPayload(env, pc.res); err != nil {
+	if pc.lease != nil && env.Owned != nil {
+		ep.completeBorrowed(pc, env)
+		return
+	}
+	if err := proto.Unmarshal(env.Payload, pc.res); err != nil {
 		closeFiles(pc.files)
 		pc.files = nil
 		pc.finish(NewError(CodeInternal, fmt.Errorf("decode response: %w", err)))
