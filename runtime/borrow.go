@@ -1,7 +1,10 @@
 package runtime
 
 import (
+	"context"
 	"fmt"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/herd-go/herd/runtime/internal/link"
 	"github.com/herd-go/herd/runtime/internal/wire"
@@ -162,4 +165,17 @@ func (ep *endpoint) completeBorrowed(pc *pendingCall, env *wire.Envelope) {
 		pc.lease.hold(ep.link, env.Owned)
 	}
 	pc.finish(nil)
+}
+
+// sendWaitingSplit is sendWaiting for a process that borrows: a large
+// bytes field goes from msg to the socket (link.SendDirectSplit). The
+// request of a call made WithBorrowedResponse, and the reply of a
+// WithBorrowedRequests handler, are sent so; the defaults copy into the
+// link's write buffer, which measured faster for a process that allocates
+// per large message anyway (see SendDirectSplit).
+func (ep *endpoint) sendWaitingSplit(ctx context.Context, h *wire.Header, msg proto.Message, fds []int) error {
+	if len(fds) == 0 {
+		return ep.link.SendDirectSplit(ctx, h, msg)
+	}
+	return ep.link.Send(ctx, h, msg, fds)
 }

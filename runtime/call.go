@@ -147,7 +147,12 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 	pc.park = ep.acquireWakerLocked()
 	ep.pendMu.Unlock()
 
-	if err := ep.sendWaiting(ctx, &h, req, fds); err != nil {
+	if pc.lease != nil {
+		err = ep.sendWaitingSplit(ctx, &h, req, fds) // borrow.go
+	} else {
+		err = ep.sendWaiting(ctx, &h, req, fds)
+	}
+	if err != nil {
 		if ep.forget(id) {
 			pendingPool.Put(pc.reset())
 		} else {

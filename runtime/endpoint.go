@@ -622,7 +622,7 @@ func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 		x = slot.extras
 	}
 	if in.callID != 0 {
-		ep.replyWith(in.callID, res, err, x.fds)
+		ep.replyWith(in.callID, res, err, x.fds, in.h.borrow)
 	} else if err != nil {
 		report(CodeOf(err), in.h.procedure, err)
 	}
@@ -657,12 +657,13 @@ func (ep *endpoint) chainFor(h *Handler) UnaryFunc {
 
 // reply writes the response to call id.
 func (ep *endpoint) reply(id uint64, res proto.Message, err error) {
-	ep.replyWith(id, res, err, nil)
+	ep.replyWith(id, res, err, nil, false)
 }
 
 // replyWith writes the response to call id with fds attached (not with an
-// error); it returns once they are sent or the send failed.
-func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int) {
+// error); it returns once they are sent or the send failed. split sends a
+// large bytes field from res itself (borrow.go).
+func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int, split bool) {
 	var h wire.Header // field by field: see sendCfg
 	h.ReplyTo = id
 	if err != nil {
@@ -670,7 +671,13 @@ func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int
 		h.ErrorCode = int32(CodeOf(err))
 		h.ErrorMessage = errorMessage(err)
 	}
-	if serr := ep.sendWaiting(ep.lifeCtx(), &h, res, fds); serr != nil {
+	var serr error
+	if split {
+		serr = ep.sendWaitingSplit(ep.lifeCtx(), &h, res, fds)
+	} else {
+		serr = ep.sendWaiting(ep.lifeCtx(), &h, res, fds)
+	}
+	if serr != nil {
 		if errors.Is(serr, wire.ErrFrameTooLarge) {
 			h = wire.Header{ReplyTo: id, ErrorCode: int32(CodeResourceExhausted), ErrorMessage: serr.Error()}
 			serr = ep.link.Send(ep.lifeCtx(), &h, nil, nil)

@@ -64,7 +64,7 @@ func TestSendDirectLargeField(t *testing.T) {
 	a, _ := linkPair(t, discard, k.handle)
 	msg := &testv1.PayloadRequest{Data: pattern(300<<10, 5), ResponseSize: 11}
 	before := a.Stats()
-	if err := a.SendDirect(ctx, &wire.Header{CallID: 1}, msg); err != nil {
+	if err := a.SendDirectSplit(ctx, &wire.Header{CallID: 1}, msg); err != nil {
 		t.Fatal(err)
 	}
 	got := k.wait(t, 1)[0]
@@ -90,7 +90,7 @@ func TestSendDirectPartialWritev(t *testing.T) {
 	data := pattern(1<<20, 7)
 	msg := &testv1.PayloadRequest{Data: bytes.Clone(data)}
 	before := l.Stats().Writes
-	if err := l.SendDirect(ctx, &wire.Header{CallID: 1}, msg); err != nil {
+	if err := l.SendDirectSplit(ctx, &wire.Header{CallID: 1}, msg); err != nil {
 		t.Fatal(err)
 	}
 	if l.Stats().BytesSent >= uint64(len(data)) {
@@ -103,7 +103,7 @@ func TestSendDirectPartialWritev(t *testing.T) {
 	for i := range msg.Data {
 		msg.Data[i] = 0xEE
 	}
-	if err := l.SendDirect(ctx, &wire.Header{CallID: 2}, &testv1.PayloadRequest{ResponseSize: 2}); err != nil {
+	if err := l.SendDirectSplit(ctx, &wire.Header{CallID: 2}, &testv1.PayloadRequest{ResponseSize: 2}); err != nil {
 		t.Fatal(err)
 	}
 	envs := readRawFrames(t, raw, 2)
@@ -127,12 +127,12 @@ func TestSendDirectLargeFieldQueued(t *testing.T) {
 	first := &testv1.PayloadRequest{Data: pattern(200<<10, 1)}
 	second := &testv1.PayloadRequest{Data: pattern(200<<10, 2)}
 	want := []*testv1.PayloadRequest{proto.Clone(first).(*testv1.PayloadRequest), proto.Clone(second).(*testv1.PayloadRequest)}
-	if err := l.SendDirect(ctx, &wire.Header{CallID: 1}, first); err != nil {
+	if err := l.SendDirectSplit(ctx, &wire.Header{CallID: 1}, first); err != nil {
 		t.Fatal(err)
 	}
 	// The first frame's rest is the writer's (the socket is full): this
 	// one is queued behind it.
-	if err := l.SendDirect(ctx, &wire.Header{CallID: 2}, second); err != nil {
+	if err := l.SendDirectSplit(ctx, &wire.Header{CallID: 2}, second); err != nil {
 		t.Fatal(err)
 	}
 	clear(first.Data)
@@ -157,7 +157,7 @@ func TestSendDirectWritevPeerGone(t *testing.T) {
 	if err := unix.Shutdown(raw, unix.SHUT_RD); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.SendDirect(ctx, &wire.Header{CallID: 1}, &testv1.PayloadRequest{Data: make([]byte, 256<<10)}); err != nil {
+	if err := l.SendDirectSplit(ctx, &wire.Header{CallID: 1}, &testv1.PayloadRequest{Data: make([]byte, 256<<10)}); err != nil {
 		t.Fatalf("SendDirect = %v, want nil", err)
 	}
 	waitDone(t, l)
