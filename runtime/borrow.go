@@ -142,10 +142,17 @@ func (ep *endpoint) decodeBorrowed(in *inbound, h *Handler, env *wire.Envelope) 
 // dropped).
 func (ep *endpoint) giveBack(in *inbound) {
 	if x := in.x; x != nil && x.borrowed != nil {
+		if testHookGaveBack != nil {
+			testHookGaveBack(x.borrowed)
+		}
 		ep.link.Recycle(x.borrowed)
 		x.borrowed = nil
 	}
 }
+
+// testHookGaveBack, when set by a test before the endpoint starts, is
+// called with each borrowed request's buffer as it is given back.
+var testHookGaveBack func(buf []byte)
 
 // completeBorrowed completes a call made WithBorrowedResponse whose
 // response came in a large frame's own buffer: its large bytes fields
