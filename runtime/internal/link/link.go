@@ -170,9 +170,10 @@ func WithWriteBufferLimit(n int) Option {
 // least 512 bytes), into which frames are read and from which the handler
 // gets them. A larger frame is read into a buffer of its own, as large as
 // the frame (at most the maximum frame size plus the prefix), which the
-// handler may keep (Envelope.Owned, Envelope.Kept). One that is not kept
-// serves the next large frame, and is given back once large frames stop
-// arriving. The read buffer keeps its size.
+// handler may keep (Envelope.Owned, Envelope.Kept). One that is not kept,
+// or that its handler gives back (Recycle), serves the next large frame,
+// and is let go once large frames stop arriving. The read buffer keeps its
+// size.
 func WithReadBufferSize(n int) Option {
 	return optionFunc(func(c *config) { c.readBufSize = n })
 }
