@@ -596,7 +596,7 @@ func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 			} else {
 				ep.notifyRejected(x.proc, r)
 			}
-			ep.giveBack(&in)
+			ep.giveBack(in)
 			return
 		}
 		if len(x.files) > 0 {
@@ -629,7 +629,7 @@ func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 	if slot != nil {
 		x.release() // the files are sent; the after step runs
 	}
-	ep.giveBack(&in)
+	ep.giveBack(in)
 }
 
 // chainFor returns h wrapped in the link's interceptors around its own, nil
