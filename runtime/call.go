@@ -26,6 +26,10 @@ type pendingCall struct {
 	wantFiles bool
 	files     []*os.File
 
+	// lease, when not nil, lets the response borrow the link's buffer
+	// (WithBorrowedResponse, borrow.go).
+	lease *Lease
+
 	// park is the endpoint's callWaker when this call holds it: finish
 	// then also sets fin and wakes it (callwake.go).
 	park *callWaker
@@ -131,6 +135,7 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 	pc.res = res
 	dst := cfg.responseFileList()
 	pc.wantFiles = dst != nil
+	pc.lease = cfg.leaseRef()
 	id := ep.nextID.Add(1)
 	var h wire.Header // field by field: see sendCfg
 	h.Procedure, h.CallID, h.Metadata, h.Flags = procedure, id, md, cfg.flags()
@@ -142,7 +147,12 @@ func (ep *endpoint) roundTrip(ctx context.Context, procedure string, req, res pr
 	pc.park = ep.acquireWakerLocked()
 	ep.pendMu.Unlock()
 
-	if err := ep.sendWaiting(ctx, &h, req, fds); err != nil {
+	if pc.lease != nil {
+		err = ep.sendWaitingSplit(ctx, &h, req, fds) // borrow.go
+	} else {
+		err = ep.sendWaiting(ctx, &h, req, fds)
+	}
+	if err != nil {
 		if ep.forget(id) {
 			pendingPool.Put(pc.reset())
 		} else {
@@ -196,7 +206,7 @@ func (ep *endpoint) forget(id uint64) bool {
 }
 
 func (pc *pendingCall) reset() *pendingCall {
-	pc.res, pc.err, pc.files, pc.wantFiles = nil, nil, nil, false
+	pc.res, pc.err, pc.files, pc.wantFiles, pc.lease = nil, nil, nil, false, nil
 	if pc.park != nil {
 		pc.park.release()
 		pc.park = nil

@@ -48,6 +48,7 @@ type callConfig struct {
 	metadata      []string      // key, value pairs (WithMetadata)
 	interceptors  []Interceptor // WithInterceptors
 	responseFiles *[]*os.File   // WithResponseFiles
+	lease         *Lease        // WithBorrowedResponse
 
 	// system flags the frame for the receiver's control or reader lane:
 	// set by controlConn only, for the runtime's own procedures.

@@ -123,6 +123,10 @@ type inboundExtra struct {
 	md     Metadata // the caller's metadata, nil when none
 	reject *Error   // set when the request is answered with an error
 	proc   string   // procedure, for rejects
+
+	// borrowed is the link's buffer the request shares, given back once
+	// the handler has returned and its reply is written (borrow.go).
+	borrowed []byte
 }
 
 // extra returns in.x, allocated on first use.
@@ -332,7 +336,9 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		// Merge into the new, zero message: what proto.Unmarshal does
 		// less its Reset, which costs a call through reflection per
 		// message for nothing (unmarshal.go).
-		if err := unmarshalMerge(h.unmarshal, env.Payload, in.req); err != nil {
+		if h.borrow && env.Owned != nil {
+			ep.decodeBorrowed(&in, h, env)
+		} else if err := unmarshalMerge(h.unmarshal, env.Payload, in.req); err != nil {
 			in.refuse(h.procedure, NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err)))
 		}
 	}
@@ -469,6 +475,7 @@ func (ep *endpoint) serveOnReader(in *inbound, env *wire.Envelope) {
 	if in.credit > 0 {
 		ep.credit.release(int(in.credit))
 	}
+	ep.giveBack(in)
 }
 
 // reportError reports an error event about this link from any goroutine
@@ -541,6 +548,7 @@ func (ep *endpoint) release(in *inbound) {
 	if in.credit > 0 {
 		ep.credit.release(int(in.credit))
 	}
+	ep.giveBack(in)
 }
 
 // endCall ends a request/response call's context and forgets it. (A
@@ -588,6 +596,7 @@ func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 			} else {
 				ep.notifyRejected(x.proc, r)
 			}
+			ep.giveBack(in)
 			return
 		}
 		if len(x.files) > 0 {
@@ -613,13 +622,14 @@ func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 		x = slot.extras
 	}
 	if in.callID != 0 {
-		ep.replyWith(in.callID, res, err, x.fds)
+		ep.replyWith(in.callID, res, err, x.fds, in.h.borrow)
 	} else if err != nil {
 		report(CodeOf(err), in.h.procedure, err)
 	}
 	if slot != nil {
 		x.release() // the files are sent; the after step runs
 	}
+	ep.giveBack(in)
 }
 
 // chainFor returns h wrapped in the link's interceptors around its own, nil
@@ -647,12 +657,13 @@ func (ep *endpoint) chainFor(h *Handler) UnaryFunc {
 
 // reply writes the response to call id.
 func (ep *endpoint) reply(id uint64, res proto.Message, err error) {
-	ep.replyWith(id, res, err, nil)
+	ep.replyWith(id, res, err, nil, false)
 }
 
 // replyWith writes the response to call id with fds attached (not with an
-// error); it returns once they are sent or the send failed.
-func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int) {
+// error); it returns once they are sent or the send failed. split sends a
+// large bytes field from res itself (borrow.go).
+func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int, split bool) {
 	var h wire.Header // field by field: see sendCfg
 	h.ReplyTo = id
 	if err != nil {
@@ -660,7 +671,13 @@ func (ep *endpoint) replyWith(id uint64, res proto.Message, err error, fds []int
 		h.ErrorCode = int32(CodeOf(err))
 		h.ErrorMessage = errorMessage(err)
 	}
-	if serr := ep.sendWaiting(ep.lifeCtx(), &h, res, fds); serr != nil {
+	var serr error
+	if split {
+		serr = ep.sendWaitingSplit(ep.lifeCtx(), &h, res, fds)
+	} else {
+		serr = ep.sendWaiting(ep.lifeCtx(), &h, res, fds)
+	}
+	if serr != nil {
 		if errors.Is(serr, wire.ErrFrameTooLarge) {
 			h = wire.Header{ReplyTo: id, ErrorCode: int32(CodeResourceExhausted), ErrorMessage: serr.Error()}
 			serr = ep.link.Send(ep.lifeCtx(), &h, nil, nil)
@@ -706,6 +723,10 @@ func (ep *endpoint) complete(env *wire.Envelope, files []*os.File) {
 	}
 	if env.HasError {
 		pc.finish(NewError(Code(env.ErrorCode), errors.New(string(env.ErrorMessage))))
+		return
+	}
+	if pc.lease != nil && env.Owned != nil {
+		ep.completeBorrowed(pc, env)
 		return
 	}
 	if err := proto.Unmarshal(env.Payload, pc.res); err != nil {

@@ -16,7 +16,7 @@ import (
 // endpointPair starts two endpoints over a socketpair in this process: a
 // serves local (calls from b), b serves nothing. Both have the link-wide
 // interceptors ics.
-func endpointPair(b *testing.B, local *Mux, ics ...Interceptor) (ea, eb *endpoint) {
+func endpointPair(b testing.TB, local *Mux, ics ...Interceptor) (ea, eb *endpoint) {
 	b.Helper()
 	fa, fb, err := link.Pair()
 	if err != nil {

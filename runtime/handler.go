@@ -32,6 +32,10 @@ type Handler struct {
 	// call wrapped in them, nil when there are none.
 	interceptors []Interceptor
 	unary        UnaryFunc
+
+	// borrow: large bytes fields of requests share the link's buffer
+	// (WithBorrowedRequests, borrow.go).
+	borrow bool
 }
 
 // HandlerOption configures a Handler.

@@ -232,6 +232,7 @@ func (s *testService) Stats(ctx context.Context, req *testv1.StatsRequest) (*tes
 		Reports: s.reports,
 		InOrder: !s.broken,
 		Errors:  append([]string(nil), s.errs...),
+		NumGc:   ms.NumGC,
 	}, nil
 }
 
@@ -344,7 +345,11 @@ func typedWorkerMain() int {
 	}
 	svc.self = self
 	svc.selfPeer = testv1herd.NewTestServiceClient(self)
-	if err := testv1herd.RegisterTestServiceHandler(self, svc); err != nil {
+	var hopts []runtime.HandlerOption
+	if os.Getenv("HERD_TEST_BORROW") == "1" {
+		hopts = append(hopts, runtime.WithBorrowedRequests())
+	}
+	if err := testv1herd.RegisterTestServiceHandler(self, svc, hopts...); err != nil {
 		fmt.Fprintln(os.Stderr, "register:", err)
 		return 11
 	}

@@ -37,7 +37,7 @@ func expectedKeys(t *testing.T) []string {
 	keys := []string{
 		"ipc_oneway_msgs_per_s", "raw_socketpair_msgs_per_s",
 		"ipc_rtt_us", "raw_socketpair_rtt_us",
-		"ipc_1mib_rtt_ms", "raw_socketpair_1mib_rtt_ms",
+		"ipc_1mib_rtt_ms", "raw_socketpair_1mib_rtt_ms", "ipc_1mib_rtt_default_ms",
 		"fork8_listening_ms",
 		"http_keepalive_rps_single", "http_keepalive_rps_rr", "http_keepalive_rps_shared",
 		"http_close_rps_single", "http_close_rps_rr", "http_close_rps_shared",
@@ -48,10 +48,12 @@ func expectedKeys(t *testing.T) []string {
 		"restart_ms",
 	}
 	if goruntime.GOOS != "windows" && goruntime.GOOS != "plan9" {
-		keys = append(keys, "http_close_primary_cpu_ms_per_1k_conns", "ipc_oneway_ns_per_msg_primary") // getrusage
+		keys = append(keys, "http_close_primary_cpu_ms_per_1k_conns", "ipc_oneway_ns_per_msg_primary", // getrusage
+			"ipc_1mib_rtt_primary_cpu_us", "ipc_1mib_rtt_default_primary_cpu_us")
 	}
 	if goruntime.GOOS == "linux" {
 		keys = append(keys, "ipc_rtt_ctx_switches", "raw_socketpair_rtt_ctx_switches", "ipc_oneway_ns_per_msg_worker",
+			"ipc_1mib_rtt_worker_cpu_us", "ipc_1mib_rtt_default_worker_cpu_us",
 			"primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
 			"kill_failed_requests_reuseport",
 			"reload_failed_requests_keepalive_reuseport", "reload_failed_requests_close_reuseport")

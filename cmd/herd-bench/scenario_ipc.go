@@ -26,12 +26,18 @@ import (
 //     (SendReport); the primary's Report handler counts them.
 //   - round trip: the primary calls the worker's Echo with a short message.
 //   - 1 MiB: the primary calls the worker's Payload with 1 MiB of data,
-//     which comes back.
+//     which comes back: with borrowed buffers (the worker's handler
+//     WithBorrowedRequests, the primary's call WithBorrowedResponse), and,
+//     as "herd default", without.
 
 // blastBatch is the count of one Blast call: large enough that the pause
 // between two batches (one round trip, while the primary still has a
 // backlog to handle) is lost in the noise, small enough for short runs.
 const blastBatch = 16384
+
+// envBorrow, set to 1 in the worker's environment, registers its handlers
+// WithBorrowedRequests (ipc_1mib_rtt's herd run).
+const envBorrow = "HERD_BENCH_BORROW"
 
 // blobSize is the payload of the ipc_1mib_rtt scenario.
 const blobSize = 1 << 20
@@ -119,7 +125,11 @@ func ipcPrimary() error {
 	}
 	ctx := context.Background()
 	reports := &reportCounter{reached: make(chan time.Time, 1)}
-	p := runtime.NewPrimary(runtime.WithEnv(envWorkerRole + "=" + workerIPC))
+	env := []string{envWorkerRole + "=" + workerIPC}
+	if mode == mode1MiB {
+		env = append(env, envBorrow+"=1")
+	}
+	p := runtime.NewPrimary(runtime.WithEnv(env...))
 	ev := newClusterEvents()
 	if err := herdv1herd.RegisterEventServiceHandler(p, ev); err != nil {
 		return err
@@ -160,15 +170,35 @@ func ipcPrimary() error {
 		if perRTT, ok := sw.per(n + warmup); ok {
 			figs["ipc_rtt_ctx_switches"] = perRTT
 		}
-	case mode1MiB:
-		v, n, err = herdBlobRTT(ctx, client, d)
+	case mode1MiB, mode1MiBDefault:
+		prefix := "ipc_1mib_rtt"
+		if mode == mode1MiBDefault {
+			prefix += "_default"
+		}
+		cpu0, ok0 := selfCPU()
+		wcpu0, wok0 := processCPU(w.PID())
+		var ms0, ms1 goruntime.MemStats
+		goruntime.ReadMemStats(&ms0)
+		v, n, err = herdBlobRTT(ctx, client, d, mode == mode1MiB)
+		goruntime.ReadMemStats(&ms1)
+		if n > 0 {
+			figs[prefix+"_primary_allocs"] = float64(ms1.Mallocs-ms0.Mallocs) / n
+			figs[prefix+"_primary_alloc_kib"] = float64(ms1.TotalAlloc-ms0.TotalAlloc) / 1024 / n
+			figs[prefix+"_primary_gcs"] = float64(ms1.NumGC-ms0.NumGC) / n
+		}
+		if cpu1, ok1 := selfCPU(); ok0 && ok1 && n > 0 {
+			figs[prefix+"_primary_cpu_us"] = float64((cpu1 - cpu0).Nanoseconds()) / 1e3 / n
+		}
+		if wcpu1, wok1 := processCPU(w.PID()); wok0 && wok1 && n > 0 {
+			figs[prefix+"_worker_cpu_us"] = float64((wcpu1 - wcpu0).Nanoseconds()) / 1e3 / n
+		}
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
 	if err != nil {
 		return err
 	}
-	if mode != mode1MiB {
+	if mode != mode1MiB && mode != mode1MiBDefault {
 		allocs, syscalls := cost.per(w, n)
 		figs["ipc_"+mode+"_primary_allocs"], figs["ipc_"+mode+"_primary_syscalls"] = allocs, syscalls
 	}
@@ -332,28 +362,40 @@ func herdRTT(ctx context.Context, client benchv1herd.BenchServiceClient, d time.
 
 // herdBlobRTT echoes a 1 MiB payload for d (at least 5 times) and returns
 // the median round trip in ms.
-func herdBlobRTT(ctx context.Context, client benchv1herd.BenchServiceClient, d time.Duration) (medianMS, n float64, err error) {
+//
+// borrowed makes the calls WithBorrowedResponse: the response's data shares
+// the link's buffer until the Lease is released, after the check of its
+// length (the worker borrows its request too, see ipcWorker).
+func herdBlobRTT(ctx context.Context, client benchv1herd.BenchServiceClient, d time.Duration, borrowed bool) (medianMS, n float64, err error) {
 	data := make([]byte, blobSize)
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
 	req := &benchv1.PayloadRequest{Data: data}
+	var lease runtime.Lease
+	var opts []runtime.CallOption
+	if borrowed {
+		opts = append(opts, runtime.WithBorrowedResponse(&lease))
+	}
 	for range 3 { // warm-up: buffers grow to the frame size
-		if _, err := client.Payload(ctx, req); err != nil {
+		if _, err := client.Payload(ctx, req, opts...); err != nil {
 			return 0, 0, fmt.Errorf("payload: %w", err)
 		}
+		lease.Release()
 	}
 	var samples []int64
 	end := time.Now().Add(d)
 	for len(samples) < 5 || time.Now().Before(end) {
 		start := time.Now()
-		res, err := client.Payload(ctx, req)
+		res, err := client.Payload(ctx, req, opts...)
 		if err != nil {
 			return 0, 0, fmt.Errorf("payload: %w", err)
 		}
 		samples = append(samples, time.Since(start).Nanoseconds())
-		if len(res.GetData()) != blobSize {
-			return 0, 0, fmt.Errorf("payload came back with %d bytes", len(res.GetData()))
+		got := len(res.GetData())
+		lease.Release()
+		if got != blobSize {
+			return 0, 0, fmt.Errorf("payload came back with %d bytes", got)
 		}
 	}
 	return durationMedianUS(samples) / 1e3, float64(len(samples)), nil
@@ -366,7 +408,13 @@ func ipcWorker() error {
 	if err != nil {
 		return err
 	}
-	if err := benchv1herd.RegisterBenchServiceHandler(self, &ipcService{self: self, primary: benchv1herd.NewBenchServiceClient(self)}); err != nil {
+	var hopts []runtime.HandlerOption
+	if os.Getenv(envBorrow) == "1" {
+		// ipc_1mib_rtt's herd run: the echo is written from the buffer
+		// the request was read into (runtime/borrow.go).
+		hopts = append(hopts, runtime.WithBorrowedRequests())
+	}
+	if err := benchv1herd.RegisterBenchServiceHandler(self, &ipcService{self: self, primary: benchv1herd.NewBenchServiceClient(self)}, hopts...); err != nil {
 		return err
 	}
 	self.OnDisconnect(func(context.Context) error { stopProfiles(); return nil })

@@ -70,6 +70,9 @@ const (
 	modeOneway = "oneway"
 	modeRTT    = "rtt"
 	mode1MiB   = "1mib"
+	// mode1MiBDefault is ipc_1mib_rtt's herd run without borrowed
+	// buffers (herd only).
+	mode1MiBDefault = "1mib-default"
 )
 
 // scenarios returns every scenario, in the order they run.
@@ -116,7 +119,11 @@ func scenarios() []*scenario {
 			lower: true,
 			refs:  []string{"node"},
 			systems: []*system{
-				{name: "herd", key: "ipc_1mib_rtt_ms", run: herdIPC(mode1MiB)},
+				// herd: the worker's handler WithBorrowedRequests, the
+				// primary's call WithBorrowedResponse (runtime/borrow.go);
+				// herd default: neither, messages own their bytes.
+				{name: "herd", key: "ipc_1mib_rtt_ms", run: herdIPC(mode1MiB), extras: blobExtras("ipc_1mib_rtt")},
+				{name: "herd default", key: "ipc_1mib_rtt_default_ms", run: herdIPC(mode1MiBDefault), extras: blobExtras("ipc_1mib_rtt_default")},
 				{name: "raw", key: "raw_socketpair_1mib_rtt_ms", run: rawIPC(mode1MiB)},
 				{name: "node", key: "node_ipc_1mib_rtt_ms", needs: needsNode, run: nodeIPC(mode1MiB)},
 			},
@@ -202,6 +209,17 @@ func herdIPC(mode string) func(context.Context, *config) (map[string]float64, er
 func rawIPC(mode string) func(context.Context, *config) (map[string]float64, error) {
 	return func(ctx context.Context, cfg *config) (map[string]float64, error) {
 		return runSelf(ctx, cfg, roleRawPrimary, "HERD_BENCH_MODE="+mode)
+	}
+}
+
+// blobExtras are the figures of a herd ipc_1mib_rtt run, under prefix.
+func blobExtras(prefix string) []extra {
+	return []extra{
+		{key: prefix + "_primary_cpu_us", label: "primary CPU per round trip", unit: "µs"},
+		{key: prefix + "_worker_cpu_us", label: "worker CPU per round trip", unit: "µs"},
+		{key: prefix + "_primary_allocs", label: "primary allocations per round trip", unit: "/rtt", tableOnly: true},
+		{key: prefix + "_primary_alloc_kib", label: "primary KiB allocated per round trip", unit: "KiB", tableOnly: true},
+		{key: prefix + "_primary_gcs", label: "primary GC cycles per round trip", unit: "/rtt", tableOnly: true},
 	}
 }
 

@@ -22,11 +22,16 @@
 //     non-blocking writes, and leaves whatever the socket did not take to
 //     the writer, ahead of anything queued after it. On a machine with idle
 //     CPUs a goroutine hand-off costs a thread wake-up, which is most of a
-//     round trip's latency.
-//   - The reader. It reads with recvmsg(2) into a growable buffer plus a
+//     round trip's latency. A direct write of a message with a large bytes
+//     field sends the field from the message itself, with writev(2), and
+//     copies only what the socket did not take (wire.AppendFrameSplit).
+//   - The reader. It reads with recvmsg(2) into a fixed-size buffer plus a
 //     control buffer with room for MaxFDsPerFrame descriptors, decodes as
 //     many frames as the buffer holds, and calls the Handler for each, in
-//     order. Received descriptors go into a FIFO queue; each frame claims
+//     order. A frame larger than the buffer is read into a buffer of its
+//     own, exactly its size, which the handler may keep (Envelope.Owned):
+//     a large payload is copied once, by the kernel, and can be decoded
+//     without another copy (wire.Unmarshal). Received descriptors go into a FIFO queue; each frame claims
 //     exactly Envelope.FDCount of them from its head (see Descriptors
 //     below for what a peer may send). Because the handler
 //     runs on the reader goroutine, a handler that blocks stops the reading:

@@ -25,10 +25,11 @@ func checkFDs([]int) error        { return ErrNotSupported }
 func dupFDs([]int) ([]int, error) { return nil, ErrNotSupported }
 func closeFDs([]int)              {}
 
-func (l *Link) writeDirect([]byte) (int, error) { return 0, ErrNotSupported }
-func (l *Link) recycle(b []byte) []byte         { return b[:0] }
-func (l *Link) write([]byte) error              { return ErrNotSupported }
-func (l *Link) readLoop(uint64, bool)           {}
+func (l *Link) writeDirect([]byte) (int, error)          { return 0, ErrNotSupported }
+func (l *Link) writevDirect(_, _, _ []byte) (int, error) { return 0, ErrNotSupported }
+func (l *Link) recycle(b []byte) []byte                  { return b[:0] }
+func (l *Link) write([]byte) error                       { return ErrNotSupported }
+func (l *Link) readLoop(uint64, bool)                    {}
 
 // receiver holds per-link recvmsg state on systems with links.
 type receiver struct{}

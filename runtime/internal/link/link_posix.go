@@ -82,6 +82,7 @@ func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
 	// every call would allocate on every call.
 	l.writeFn = l.writeCallback
 	l.directFn = l.directCallback
+	l.writevFn = l.writevCallback
 	l.sendmsgFn = l.sendmsgCallback
 	l.sendmsgNowFn = l.sendmsgNowCallback
 	l.readFn = l.readCallback
@@ -300,6 +301,53 @@ func (l *Link) writeDirect(p []byte) (int, error) {
 	return n, l.writeError(err, l.werr, "write")
 }
 
+// writevDirect writes what the socket takes at once of the concatenation of
+// a, b and c with writev(2), without waiting for it to become writable, and
+// returns how much that was.
+func (l *Link) writevDirect(a, b, c []byte) (int, error) {
+	l.wvecs = [3][]byte{a, b, c}
+	l.wvec = l.wvecs[:]
+	l.wn, l.werr = 0, nil
+	err := l.rc.Write(l.writevFn)
+	n := l.wn
+	l.wvecs, l.wvec = [3][]byte{}, nil
+	return n, l.writeError(err, l.werr, "writev")
+}
+
+// writevCallback is the RawConn.Write callback of writevDirect: writev
+// until l.wvec is written or the socket is full. It never asks to wait.
+func (l *Link) writevCallback(fd uintptr) bool {
+	for {
+		for len(l.wvec) > 0 && len(l.wvec[0]) == 0 {
+			l.wvec = l.wvec[1:]
+		}
+		if len(l.wvec) == 0 {
+			return true
+		}
+		n, err := unix.Writev(int(fd), l.wvec)
+		l.writes.Add(1)
+		switch err {
+		case nil:
+			l.bytesSent.Add(uint64(n))
+			l.wn += n
+			for n > 0 {
+				k := min(n, len(l.wvec[0]))
+				l.wvec[0] = l.wvec[0][k:]
+				n -= k
+				if len(l.wvec[0]) == 0 {
+					l.wvec = l.wvec[1:]
+				}
+			}
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return true
+		default:
+			l.werr = err
+			return true
+		}
+	}
+}
+
 // directCallback is the RawConn.Write callback of writeDirect: it never
 // asks to wait.
 func (l *Link) directCallback(fd uintptr) bool {
@@ -460,8 +508,10 @@ func (l *Link) readFrames(st uint64, fill bool) error {
 				break
 			}
 			l.decoded()
-			if n > l.cfg.readBufSize {
-				l.smallRead = 0
+			// A large frame's own buffer holds this frame only, and the
+			// link lets go of it once the frame is consumed.
+			if l.small != nil {
+				l.env.Owned = l.rbuf
 			}
 			if st, err = l.dispatch(st, n); err != nil {
 				return err
@@ -665,35 +715,46 @@ func (l *Link) fill() error {
 	return nil
 }
 
-// makeRoom ensures the read buffer has room for the frame being read, and
-// gives back a grown buffer once large frames stop arriving.
+// makeRoom ensures the read buffer has room for the frame being read. A
+// frame larger than the read buffer is read into a buffer of its own, as
+// long as the frame, so that a large payload is copied once, by the kernel,
+// and a handler may keep it (Envelope.Owned, Envelope.Kept) instead of
+// copying it out of a shared buffer. The buffer of a large frame its
+// handler did not keep, or gave back (Recycle), serves the next one, until
+// shrinkAfter reads go by without a large frame. The read buffer itself
+// never grows.
 func (l *Link) makeRoom() {
 	if l.r == l.w {
 		l.r, l.w = 0, 0
 	}
+	if l.small != nil {
+		// rbuf is the large frame's own buffer, as long as the frame.
+		return
+	}
 	need := 0 // size of the partial frame at l.r, if known
 	if l.w-l.r >= wire.PrefixSize {
-		// Decode has checked the length against the maximum already.
+		// Decode has checked the length against the maximum already, so
+		// this allocation is bounded by WithMaxFrameSize.
 		need = wire.PrefixSize + int(binary.BigEndian.Uint32(l.rbuf[l.r:]))
-	}
-	if len(l.rbuf) > l.cfg.readBufSize && need <= l.cfg.readBufSize && l.w-l.r <= l.cfg.readBufSize {
-		if l.smallRead++; l.smallRead >= shrinkAfter {
-			l.smallRead = 0
-			b := make([]byte, l.cfg.readBufSize)
-			l.w = copy(b, l.rbuf[l.r:l.w])
-			l.r, l.rbuf = 0, b
-			return
-		}
 	}
 	switch {
 	case need > len(l.rbuf):
-		l.smallRead = 0
-		b := make([]byte, need)
+		b := l.lspare.take(need)
+		if b == nil {
+			b = make([]byte, need)
+		}
+		l.largeIdle = 0
 		l.w = copy(b, l.rbuf[l.r:l.w])
-		l.r, l.rbuf = 0, b
+		l.r, l.small, l.rbuf = 0, l.rbuf, b
+		return
 	case need > len(l.rbuf)-l.r, len(l.rbuf)-l.w < minReadBufferSize && l.r > 0:
 		l.w = copy(l.rbuf, l.rbuf[l.r:l.w])
 		l.r = 0
+	}
+	if l.largeIdle < shrinkAfter {
+		if l.largeIdle++; l.largeIdle == shrinkAfter {
+			l.lspare.drop()
+		}
 	}
 }
 

@@ -712,39 +712,6 @@ func TestAppendRightsMatchesUnixRights(t *testing.T) {
 	}
 }
 
-// TestReadBufferGrowsAndShrinks: the read buffer grows for a large frame and
-// goes back to its initial size once only small frames arrive.
-func TestReadBufferGrowsAndShrinks(t *testing.T) {
-	checkLeaks(t)
-	ctx := testContext(t)
-	const initial = 4096
-	var self atomic.Pointer[Link]
-	sizes := make(chan int, 1000)
-	a, b := linkPair(t, discard, func(env *wire.Envelope, _ []*os.File) error {
-		sizes <- len(self.Load().rbuf) // the reader's own state, read on its goroutine
-		return nil
-	}, WithReadBufferSize(initial))
-	self.Store(b)
-	frame := make([]byte, 1<<20)
-	if err := a.SendBytes(ctx, &wire.Header{CallID: 1}, frame, nil); err != nil {
-		t.Fatal(err)
-	}
-	if n := <-sizes; n < len(frame) {
-		t.Fatalf("read buffer of %d bytes held a %d-byte frame", n, len(frame))
-	}
-	last := 0
-	for i := range 2 * shrinkAfter {
-		// One at a time, so that each arrives in a read of its own.
-		if err := a.SendBytes(ctx, &wire.Header{CallID: uint64(i + 2)}, []byte("small"), nil); err != nil {
-			t.Fatal(err)
-		}
-		last = <-sizes
-	}
-	if last != initial {
-		t.Fatalf("read buffer is %d bytes after %d small frames, want %d", last, 2*shrinkAfter, initial)
-	}
-}
-
 // TestMaxFrameSizeExact: a frame exactly at the limit passes both ways.
 func TestMaxFrameSizeExact(t *testing.T) {
 	checkLeaks(t)

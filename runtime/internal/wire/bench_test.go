@@ -67,3 +67,20 @@ func BenchmarkAppendFrameSmall(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// BenchmarkAppendFrameSplitSmall is AppendFrameSplit on a small message,
+// the path of a borrowing call's or reply's direct send (link.SendDirectSplit):
+// it must cost what AppendFrame does.
+func BenchmarkAppendFrameSplitSmall(b *testing.B) {
+	msg := &herdv1.HelloRequest{ProtocolVersion: 1, WorkerId: 7, Pid: 31337}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		buf, _, _, err = wire.AppendFrameSplit(buf[:0], &benchHeader, msg, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(buf)))
+}

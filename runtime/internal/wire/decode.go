@@ -72,6 +72,9 @@ func (e *Envelope) parse(b []byte, known []byte) error {
 	if e.Metadata != nil || e.MetadataCount != 0 {
 		e.Metadata, e.MetadataCount = nil, 0
 	}
+	if e.Owned != nil || e.Kept {
+		e.Owned, e.Kept = nil, false // set by the link for large frames only
+	}
 	e.FDsLost, e.Len = 0, 0
 	var (
 		proc, payload   []byte

@@ -164,6 +164,20 @@ type Envelope struct {
 	// Procedure is non-empty and equal to its known argument (and so was
 	// not checked for UTF-8 again); Decode leaves it false.
 	KnownProcedure bool
+	// Owned is not on the wire: the link package sets it to the frame's
+	// own buffer when the frame was read into one (a frame larger than the
+	// link's read buffer), nil otherwise. Owned holds the whole frame,
+	// prefix included, and the envelope's slices alias it. A handler may
+	// keep slices of it after it returns if it sets Kept. Decode sets it to
+	// nil.
+	Owned []byte
+	// Kept is set by the handler of an Owned frame that keeps slices of it
+	// after it returns (UnmarshalPayload does when the message it decodes
+	// shares the buffer): the link then gives the buffer up, and may get
+	// it back from the handler's side once nothing uses it any more
+	// (link.Link.Recycle). Otherwise the link reads the next large frame
+	// into the same buffer.
+	Kept bool
 }
 
 // limit returns the effective maximum frame size for a maxFrame argument.

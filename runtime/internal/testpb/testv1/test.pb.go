@@ -916,7 +916,10 @@ type StatsResponse struct {
 	// more than the previous report's (a seq of 1 starts a new run).
 	InOrder bool `protobuf:"varint,3,opt,name=in_order,json=inOrder,proto3" json:"in_order,omitempty"`
 	// errors lists the error events the callee saw, "<code> <procedure>".
-	Errors        []string `protobuf:"bytes,4,rep,name=errors,proto3" json:"errors,omitempty"`
+	Errors []string `protobuf:"bytes,4,rep,name=errors,proto3" json:"errors,omitempty"`
+	// num_gc is runtime.MemStats.NumGC of the callee's process: garbage
+	// collection cycles completed.
+	NumGc         uint32 `protobuf:"varint,5,opt,name=num_gc,json=numGc,proto3" json:"num_gc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -977,6 +980,13 @@ func (x *StatsResponse) GetErrors() []string {
 		return x.Errors
 	}
 	return nil
+}
+
+func (x *StatsResponse) GetNumGc() uint32 {
+	if x != nil {
+		return x.NumGc
+	}
+	return 0
 }
 
 // DisconnectRequest is the request of Disconnect.
@@ -2116,12 +2126,13 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\x05kinds\x18\x01 \x03(\x0e2\x16.herd.test.v1.FileKindR\x05kinds\")\n" +
 	"\rFilesResponse\x12\x18\n" +
 	"\aresults\x18\x01 \x03(\tR\aresults\"\x0e\n" +
-	"\fStatsRequest\"v\n" +
+	"\fStatsRequest\"\x8d\x01\n" +
 	"\rStatsResponse\x12\x18\n" +
 	"\amallocs\x18\x01 \x01(\x04R\amallocs\x12\x18\n" +
 	"\areports\x18\x02 \x01(\x04R\areports\x12\x19\n" +
 	"\bin_order\x18\x03 \x01(\bR\ainOrder\x12\x16\n" +
-	"\x06errors\x18\x04 \x03(\tR\x06errors\"\x13\n" +
+	"\x06errors\x18\x04 \x03(\tR\x06errors\x12\x15\n" +
+	"\x06num_gc\x18\x05 \x01(\rR\x05numGc\"\x13\n" +
 	"\x11DisconnectRequest\"\x14\n" +
 	"\x12DisconnectResponse\"&\n" +
 	"\n" +
