@@ -236,12 +236,17 @@ func (ep *endpoint) linkFailure() (Code, error) {
 func (ep *endpoint) watch() {
 	<-ep.link.Done()
 	ep.rwatch.stop()
+	// The waker goes before closed is closed, so that a closed endpoint
+	// has none (and makes none: wakerMade); the pending calls are taken
+	// after, so that a call registered before closed was seen is failed.
+	ep.pendMu.Lock()
+	waker := ep.waker
+	ep.waker, ep.wakerMade = nil, true
+	ep.pendMu.Unlock()
 	ep.closeOnce.Do(func() { close(ep.closed) })
 	ep.pendMu.Lock()
 	pend := ep.pending
 	ep.pending = make(map[uint64]*pendingCall)
-	waker := ep.waker
-	ep.waker, ep.wakerMade = nil, true
 	ep.pendMu.Unlock()
 	for _, pc := range pend {
 		pc.finish(NewError(CodeUnavailable, ep.linkErr()))
