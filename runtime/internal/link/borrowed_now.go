@@ -1,8 +1,6 @@
 package link
 
 import (
-	"fmt"
-
 	"google.golang.org/protobuf/proto"
 
 	"github.com/herd-go/herd/runtime/internal/wire"
@@ -42,19 +40,10 @@ func (l *Link) sendNow(h *wire.Header, payload proto.Message, fds []int, owned b
 	if len(fds) == 0 {
 		return l.sendAsync(h, payload, fds, owned)
 	}
-	if l.cfg.noFDs {
-		return fmt.Errorf("herd: link send: %w", ErrFDsRefused)
+	h, err := l.sendHeader(h, fds)
+	if err != nil {
+		return err
 	}
-	if len(fds) > MaxFDsPerFrame {
-		return fmt.Errorf("herd: link send: %d file descriptors in one frame, at most %d", len(fds), MaxFDsPerFrame)
-	}
-	if h == nil {
-		h = new(wire.Header)
-	}
-	if l.credited(h) {
-		return fmt.Errorf("herd: link send: a credited frame cannot be sent without waiting for credit")
-	}
-	h.FDCount = uint32(len(fds))
 	l.mu.Lock()
 	off, wasEmpty, err := l.queueLocked(h, payload)
 	if err != nil {

@@ -476,20 +476,30 @@ func detachFrames(recs []fdFrame, fds []int) error {
 	return nil
 }
 
-func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned bool) error {
+// sendHeader checks a queued send of fds and returns the header to send
+// (h, or a new one when nil) with its descriptor count set.
+func (l *Link) sendHeader(h *wire.Header, fds []int) (*wire.Header, error) {
 	if len(fds) > 0 && l.cfg.noFDs {
-		return fmt.Errorf("herd: link send: %w", ErrFDsRefused)
+		return nil, fmt.Errorf("herd: link send: %w", ErrFDsRefused)
 	}
 	if len(fds) > MaxFDsPerFrame {
-		return fmt.Errorf("herd: link send: %d file descriptors in one frame, at most %d", len(fds), MaxFDsPerFrame)
+		return nil, fmt.Errorf("herd: link send: %d file descriptors in one frame, at most %d", len(fds), MaxFDsPerFrame)
 	}
 	if h == nil {
 		h = new(wire.Header)
 	}
 	if l.credited(h) {
-		return fmt.Errorf("herd: link send: a credited frame cannot be sent without waiting for credit")
+		return nil, fmt.Errorf("herd: link send: a credited frame cannot be sent without waiting for credit")
 	}
 	h.FDCount = uint32(len(fds))
+	return h, nil
+}
+
+func (l *Link) sendAsync(h *wire.Header, payload proto.Message, fds []int, owned bool) error {
+	h, err := l.sendHeader(h, fds)
+	if err != nil {
+		return err
+	}
 	l.mu.Lock()
 	off, wasEmpty, err := l.queueLocked(h, payload)
 	if err != nil {
