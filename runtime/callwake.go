@@ -53,6 +53,7 @@ type callWaker struct {
 	// would allocate.
 	check  func(fd uintptr) bool
 	wakeFn func()
+	post   func(fd uintptr) bool // RawConn.Write callback of wake
 }
 
 func (w *callWaker) init(f *os.File, rc syscall.RawConn) *callWaker {
@@ -60,6 +61,7 @@ func (w *callWaker) init(f *os.File, rc syscall.RawConn) *callWaker {
 	binary.NativeEndian.PutUint64(w.one[:], 1) // the eventfd adds it to its counter
 	w.check = w.ready
 	w.wakeFn = w.wake
+	w.post = w.postOne
 	return w
 }
 
@@ -113,8 +115,20 @@ func (w *callWaker) await(ctx context.Context, pc *pendingCall) bool {
 // close it does nothing (the write fails on the closed file; the file's
 // own reference counting keeps a late write from reaching a reused
 // descriptor number).
+//
+// It writes through the RawConn, whose reference on the descriptor is
+// what keeps a late write off a reused number, with a raw system call:
+// (*os.File).Write would go through syscall.Syscall, whose entersyscall
+// wakes the sysmon thread when the process was idle, a futex wake-up on
+// the reader's way to the caller (an eventfd write never blocks).
 func (w *callWaker) wake() {
-	w.f.Write(w.one[:])
+	w.rc.Write(w.post)
+}
+
+// postOne is the RawConn.Write callback of wake: one write of w.one.
+func (w *callWaker) postOne(fd uintptr) bool {
+	eventfdPost(fd, &w.one)
+	return true
 }
 
 // release gives w up for the endpoint's next caller.

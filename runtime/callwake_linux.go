@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,4 +24,11 @@ func newCallWaker() *callWaker {
 		return nil
 	}
 	return new(callWaker).init(f, rc)
+}
+
+// eventfdPost adds the 8-byte value at v to the eventfd fd with one raw
+// write(2) (see callWaker.wake). Its error is ignored: the descriptor is
+// non-blocking and the counter cannot overflow (one is added per call).
+func eventfdPost(fd uintptr, v *[8]byte) {
+	unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(v)), uintptr(len(v)))
 }

@@ -417,3 +417,39 @@ func TestCallWakerConcurrentCallers(t *testing.T) {
 	<-eb.closed
 	herdtest.Check(t, base, dispatchWait)
 }
+
+// A wake that comes after the waker was closed (the reader completing a
+// call as the link ends) writes nothing, also when the descriptor number
+// has been reused meanwhile: the post goes through the file's reference,
+// never to a bare descriptor number.
+func TestCallWakerWakeAfterClose(t *testing.T) {
+	w := newCallWaker()
+	if w == nil {
+		t.Fatal("no call waker")
+	}
+	var num int
+	if err := w.rc.Control(func(fd uintptr) { num = int(fd) }); err != nil {
+		t.Fatal(err)
+	}
+	w.wake()
+	var got [8]byte
+	if n, err := unix.Read(num, got[:]); err != nil || n != 8 || got != w.one {
+		t.Fatalf("eventfd read %d %v: %v, want the posted value", n, got, err)
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	w.close()
+	// The pipe's write end takes the closed waker's number.
+	if err := unix.Dup3(p[1], num, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(num)
+	w.wake()
+	if n, err := unix.Read(p[0], got[:]); n > 0 || err != unix.EAGAIN {
+		t.Fatalf("a wake after close reached the reused descriptor: read %d, %v", n, err)
+	}
+}

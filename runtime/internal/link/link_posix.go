@@ -359,7 +359,7 @@ func (l *Link) directCallback(fd uintptr) bool {
 // makes RawConn.Write wait until the socket is writable and call it again.
 func (l *Link) writeCallback(fd uintptr) bool {
 	for len(l.wbuf) > 0 {
-		n, err := unix.Write(int(fd), l.wbuf)
+		n, err := writeFD(int(fd), l.wbuf)
 		l.writes.Add(1)
 		switch err {
 		case nil:

@@ -56,3 +56,7 @@ func (*receiver) recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) 
 	syscall.ForkLock.RUnlock()
 	return n, oobn, flags, err
 }
+
+// writeFD writes p to fd with one write(2) (Linux makes it a raw system
+// call, see sys_linux.go).
+func writeFD(fd int, p []byte) (int, error) { return unix.Write(fd, p) }

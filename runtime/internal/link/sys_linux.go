@@ -65,9 +65,42 @@ func (r *receiver) recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error
 	// The pointers in r.msg point into the Link's own buffers, which are
 	// heap objects that do not move and stay reachable through the Link
 	// for the duration of the call.
-	rn, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), unix.MSG_CMSG_CLOEXEC)
+	//
+	// A raw system call (no entersyscall/exitsyscall): the socket is
+	// non-blocking, so the call never waits (see rawNonblocking).
+	rn, _, errno := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), unix.MSG_CMSG_CLOEXEC)
 	if errno != 0 {
 		return 0, 0, 0, errno
 	}
 	return int(rn), int(r.msg.Controllen), int(r.msg.Flags), nil
 }
+
+// writeFD writes p to the non-blocking descriptor fd with one write(2),
+// as unix.Write does, but as a raw system call (see rawNonblocking).
+func writeFD(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// rawNonblocking: why the link's reads and direct writes are raw system
+// calls on Linux.
+//
+// Go's syscall.Syscall tells the scheduler the thread may block
+// (entersyscall): that lets another thread take the goroutine's P, and,
+// when the process has been idle, wakes the sysmon thread from its deep
+// sleep (a futex wake-up, and a thread that runs on the other CPU) on the
+// first system call after the idle spell. A link end in a round trip is
+// idle between every two messages, so on a 2-CPU machine that was about one
+// futex wake-up per round trip per process, on the round trip's serial
+// path (perf: entersyscallWakeSysmon under the reader's recvmsg). The
+// link's socket is non-blocking: recvmsg and write return EAGAIN instead
+// of waiting, so they never block the thread, and a raw system call (no
+// scheduler hand-off) is what Go's own runtime uses for calls like these.
+// A large frame's copy (a 1 MiB recvmsg, ~0.1 ms) then holds its P like
+// any other computation.
