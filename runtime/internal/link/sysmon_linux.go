@@ -51,7 +51,15 @@ type rawReadGuard struct {
 
 	mu      sync.Mutex
 	t       *time.Timer
-	lapsing bool // the last firing saw no read: this period is the grace one
+	lapsing bool          // the last firing saw no read: this period is the grace one
+	period  time.Duration // rawReadPeriod when 0 (tests set it)
+}
+
+func (g *rawReadGuard) every() time.Duration {
+	if g.period > 0 {
+		return g.period
+	}
+	return rawReadPeriod
 }
 
 // raw reports whether the next read may be a raw system call; when not, it
@@ -75,9 +83,9 @@ func (g *rawReadGuard) arm() {
 		return
 	}
 	if g.t == nil {
-		g.t = time.AfterFunc(rawReadPeriod, g.fire)
+		g.t = time.AfterFunc(g.every(), g.fire)
 	} else {
-		g.t.Reset(rawReadPeriod)
+		g.t.Reset(g.every())
 	}
 	g.lapsing = false
 	g.armed.Store(true)
@@ -91,12 +99,12 @@ func (g *rawReadGuard) fire() {
 	defer g.mu.Unlock()
 	switch {
 	case g.active.Swap(false):
-		g.t.Reset(rawReadPeriod)
+		g.t.Reset(g.every())
 		g.lapsing = false
 	case g.armed.Load():
 		// The timer is reset before raw reads stop: a read that saw
 		// them allowed is covered by the pending timer.
-		g.t.Reset(rawReadPeriod)
+		g.t.Reset(g.every())
 		g.lapsing = true
 		g.armed.Store(false)
 	default:
