@@ -66,9 +66,9 @@ func (r *receiver) recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error
 	// heap objects that do not move and stay reachable through the Link
 	// for the duration of the call.
 	//
-	// A raw system call (no entersyscall/exitsyscall): the socket is
-	// non-blocking, so the call never waits (see rawNonblocking).
-	rn, _, errno := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), unix.MSG_CMSG_CLOEXEC)
+	// A raw system call while the raw-read guard allows it (no
+	// entersyscall/exitsyscall; see rawNonblocking and sysmon_linux.go).
+	rn, errno := recvmsgSyscall(fd, &r.msg)
 	if errno != 0 {
 		return 0, 0, 0, errno
 	}
@@ -102,5 +102,10 @@ func writeFD(fd int, p []byte) (int, error) {
 // link's socket is non-blocking: recvmsg and write return EAGAIN instead
 // of waiting, so they never block the thread, and a raw system call (no
 // scheduler hand-off) is what Go's own runtime uses for calls like these.
-// A large frame's copy (a 1 MiB recvmsg, ~0.1 ms) then holds its P like
-// any other computation.
+// A large frame's copy (a 1 MiB recvmsg or write, ~0.1 ms) then holds its
+// P like any other computation.
+//
+// Writes may always be raw: a goroutine that writes was already running.
+// Reads are raw only under the guard of sysmon_linux.go: a read is how a
+// goroutine woken by the netpoller wakes sysmon, and sysmon must be awake
+// to preempt long computations.
