@@ -223,10 +223,14 @@ func (c *inboxCredit) grant() {
 func (c *inboxCredit) stop() { c.stopped.Store(true) }
 
 // sendCredit writes a Credit frame (control: never credited, never
-// blocks).
+// blocks). It is written on the calling goroutine when the link is idle
+// (link.SendNow): a receiver flooded with one-way messages grants credit
+// back every quarter window, and waking its writer goroutine for each
+// grant cost it a thread wake-up and the writer's trip through the
+// scheduler.
 func (ep *endpoint) sendCredit(req *herdv1.CreditRequest) {
 	h := wire.Header{Procedure: controlServiceCreditProcedure, Flags: wire.FlagSystem}
-	if err := ep.link.SendOwned(&h, req, nil); err != nil && !errors.Is(err, ErrLinkClosed) {
+	if err := ep.link.SendNow(&h, req); err != nil && !errors.Is(err, ErrLinkClosed) {
 		ep.log.Debug("herd: credit not sent", "error", err)
 	}
 }

@@ -22,9 +22,12 @@
 //     non-blocking writes, and leaves whatever the socket did not take to
 //     the writer, ahead of anything queued after it. On a machine with idle
 //     CPUs a goroutine hand-off costs a thread wake-up, which is most of a
-//     round trip's latency. A direct write of a message with a large bytes
-//     field sends the field from the message itself, with writev(2), and
-//     copies only what the socket did not take (wire.AppendFrameSplit).
+//     round trip's latency. SendNow does the same for small control frames
+//     that must never wait (credit grants), which would otherwise wake the
+//     writer goroutine, and a second thread, for one frame each. A direct
+//     write of a message with a large bytes field sends the field from the
+//     message itself, with writev(2), and copies only what the socket did
+//     not take (wire.AppendFrameSplit).
 //   - The reader. It reads with recvmsg(2) into a fixed-size buffer plus a
 //     control buffer with room for MaxFDsPerFrame descriptors, decodes as
 //     many frames as the buffer holds, and calls the Handler for each, in
