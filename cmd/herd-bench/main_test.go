@@ -41,6 +41,7 @@ func expectedKeys(t *testing.T) []string {
 		"fork8_listening_ms",
 		"http_keepalive_rps_single", "http_keepalive_rps_rr", "http_keepalive_rps_shared",
 		"http_close_rps_single", "http_close_rps_rr", "http_close_rps_shared",
+		"http_close_rps_rr_per_single", "http_close_rps_shared_per_single",
 		"rr_balance_max_over_min",
 		"kill_failed_requests_rr", "kill_failed_requests_shared",
 		"reload_failed_requests_keepalive_rr", "reload_failed_requests_keepalive_shared",
@@ -55,6 +56,9 @@ func expectedKeys(t *testing.T) []string {
 		keys = append(keys, "ipc_rtt_ctx_switches", "raw_socketpair_rtt_ctx_switches", "ipc_oneway_ns_per_msg_worker",
 			"ipc_1mib_rtt_worker_cpu_us", "ipc_1mib_rtt_default_worker_cpu_us",
 			"primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
+			"http_close_rps_reuseport_per_single",
+			"http_close_server_cpu_ms_per_1k_conns_single", "http_close_server_cpu_ms_per_1k_conns_rr", // processCPU
+			"http_close_server_cpu_ms_per_1k_conns_shared", "http_close_server_cpu_ms_per_1k_conns_reuseport",
 			"kill_failed_requests_reuseport",
 			"reload_failed_requests_keepalive_reuseport", "reload_failed_requests_close_reuseport")
 	}
@@ -64,6 +68,7 @@ func expectedKeys(t *testing.T) []string {
 			"node_fork8_listening_ms",
 			"http_keepalive_rps_node_rr", "http_keepalive_rps_node_none",
 			"http_close_rps_node_rr", "http_close_rps_node_none",
+			"http_close_rps_node_rr_per_single", "http_close_rps_node_none_per_single",
 			"kill_failed_requests_node_rr", "kill_failed_requests_node_none",
 		)
 	} else {

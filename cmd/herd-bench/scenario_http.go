@@ -134,10 +134,13 @@ func singleServer() error {
 	var accepted atomic.Int64
 	stop := stdinClosed()
 	emit(lineReady, map[string]float64{"port": float64(ln.Addr().(*net.TCPAddr).Port)})
+	cpu := startServerCPU(os.Getpid())
 	if err := serveUntil(countingListener{ln, &accepted}, stop); err != nil {
 		return err
 	}
-	emit(lineResult, map[string]float64{"connections": float64(accepted.Load())})
+	figs := map[string]float64{"connections": float64(accepted.Load())}
+	cpu.report(figs, float64(accepted.Load()))
+	emit(lineResult, figs)
 	return nil
 }
 
@@ -204,9 +207,15 @@ func httpPrimary() error {
 		return killedCluster(p, ev, first, port, stop)
 	}
 	emit(lineReady, map[string]float64{"port": float64(port)})
+	pids := []int{os.Getpid()}
+	for _, w := range p.Workers() {
+		pids = append(pids, w.PID())
+	}
+	servers := startServerCPU(pids...)
 	cpu0, cpuOK := selfCPU()
 	<-stop
 	cpu1, _ := selfCPU()
+	servers.stop()
 
 	want, _ := runtime.ParseSchedulingPolicy(os.Getenv(runtime.EnvSchedPolicy))
 	var counts []float64
@@ -238,6 +247,7 @@ func httpPrimary() error {
 		if total := floatSum(counts); cpuOK && total > 0 {
 			figs["http_close_primary_cpu_ms_per_1k_conns"] = float64((cpu1 - cpu0).Microseconds()) / 1e3 / (total / 1000)
 		}
+		servers.report(figs, floatSum(counts))
 	}
 	emit(lineResult, figs)
 	return nil
@@ -353,6 +363,55 @@ func httpWorker() error {
 	}
 	<-self.Done()
 	return nil
+}
+
+// figServerCPU is the figure, in a server's result line, of the CPU its
+// processes (a herd primary and its workers, or the single server) used
+// while the load ran, in milliseconds per 1000 connections accepted.
+const figServerCPU = "server_cpu_ms_per_1k_conns"
+
+// serverCPU measures the CPU time of a set of processes (processCPU: the
+// sum of their threads' time on the CPU, Linux only) from its start to
+// its stop.
+type serverCPU struct {
+	pids   []int
+	before time.Duration
+	after  time.Duration
+	ok     bool
+}
+
+func startServerCPU(pids ...int) *serverCPU {
+	s := &serverCPU{pids: pids}
+	s.before, s.ok = s.sum()
+	return s
+}
+
+func (s *serverCPU) sum() (time.Duration, bool) {
+	var total time.Duration
+	for _, pid := range s.pids {
+		d, ok := processCPU(pid)
+		if !ok {
+			return 0, false
+		}
+		total += d
+	}
+	return total, true
+}
+
+// stop takes the second reading (report does, if stop was not called).
+func (s *serverCPU) stop() {
+	if s.after == 0 && s.ok {
+		s.after, s.ok = s.sum()
+	}
+}
+
+// report puts figServerCPU for conns connections into figs, when both
+// readings could be made.
+func (s *serverCPU) report(figs map[string]float64, conns float64) {
+	s.stop()
+	if s.ok && conns > 0 && s.after > s.before {
+		figs[figServerCPU] = float64((s.after - s.before).Microseconds()) / 1e3 / (conns / 1000)
+	}
 }
 
 func floatSum(v []float64) float64 {

@@ -18,6 +18,34 @@ type scenario struct {
 	// available wins.
 	refs    []string
 	systems []*system
+	// paired scenarios run the reference system right next to every
+	// other system, every round, and compare each run with its own
+	// reference run (runner.runPaired): for figures that move with the
+	// machine's load as much as the systems differ.
+	paired bool
+}
+
+// refSystem returns the scenario's reference system among avail (the
+// first of refs there), or nil.
+func (sc *scenario) refSystem(avail []*system) *system {
+	for _, name := range sc.refs {
+		for _, sys := range avail {
+			if sys.name == name {
+				return sys
+			}
+		}
+	}
+	return nil
+}
+
+// pairKey is the JSON key of sys's per-pair ratios to the reference
+// system in a paired scenario: its key, "_per_", the reference's name.
+func (sc *scenario) pairKey(sys *system) string {
+	ref := ""
+	if len(sc.refs) > 0 {
+		ref = sc.refs[0]
+	}
+	return sys.key + "_per_" + ref
 }
 
 // A system is one implementation measured in a scenario.
@@ -163,7 +191,14 @@ func httpScenario(name string, closeConns bool) *scenario {
 	}
 	key := func(sys string) string { return "http_" + suffix + "_rps_" + sys }
 	sys := func(name string, srv server, needs func(*config) string, extras ...extra) *system {
-		return &system{name: name, key: key(name), needs: needs, extras: extras, run: httpRun(srv, closeConns)}
+		run := httpRun(srv, closeConns)
+		if closeConns {
+			// Every Go system reports its server processes' CPU per 1000
+			// connections: under the system's own key.
+			extras = append(extras, extra{key: "http_close_server_cpu_ms_per_1k_conns_" + name, label: "server processes' CPU per 1000 connections", unit: "ms"})
+			run = renameFigure(run, figServerCPU, extras[len(extras)-1].key)
+		}
+		return &system{name: name, key: key(name), needs: needs, extras: extras, run: run}
 	}
 	var balance []extra
 	if closeConns {
@@ -177,6 +212,11 @@ func httpScenario(name string, closeConns bool) *scenario {
 		title: title,
 		unit:  "req/s",
 		refs:  []string{"single"},
+		// A new connection per request is CPU-bound on both sides (the
+		// load generator shares the CPUs), and the single reference moved
+		// as much from run to run as the systems differ: every system is
+		// compared with a single run made right next to it.
+		paired: closeConns,
 		systems: []*system{
 			sys("single", serverSingle, nil),
 			sys("rr", serverHerd("rr"), nil, balance...),
@@ -230,3 +270,16 @@ func herdFork(ctx context.Context, cfg *config) (map[string]float64, error) {
 
 // forkWorkers is the size of the fork scenario's cluster.
 const forkWorkers = 8
+
+// renameFigure returns run with its figure from under key moved to under
+// to.
+func renameFigure(run func(context.Context, *config) (map[string]float64, error), from, to string) func(context.Context, *config) (map[string]float64, error) {
+	return func(ctx context.Context, cfg *config) (map[string]float64, error) {
+		figs, err := run(ctx, cfg)
+		if v, ok := figs[from]; ok {
+			delete(figs, from)
+			figs[to] = v
+		}
+		return figs, err
+	}
+}
