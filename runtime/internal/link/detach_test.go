@@ -4,29 +4,12 @@ package link
 
 import (
 	"os"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/herd-go/herd/runtime/internal/wire"
 )
-
-// holdWriter returns an option whose writer stops before its first batch
-// until release is closed, and the channel closed once it has stopped.
-func holdWriter() (opt Option, entered, release chan struct{}) {
-	entered, release = make(chan struct{}), make(chan struct{})
-	var batches atomic.Int32
-	opt = optionFunc(func(c *config) {
-		c.beforeBatch = func() {
-			if batches.Add(1) == 1 {
-				close(entered)
-				<-release
-			}
-		}
-	})
-	return opt, entered, release
-}
 
 // inode identifies the open file behind fd.
 func inode(t *testing.T, fd int) [2]uint64 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,4 +272,20 @@ func poll(t testing.TB, what string, cond func() bool) {
 		}
 		goruntime.Gosched()
 	}
+}
+
+// holdWriter returns an option whose writer stops before its first batch
+// until release is closed, and the channel closed once it has stopped.
+func holdWriter() (opt Option, entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var batches atomic.Int32
+	opt = optionFunc(func(c *config) {
+		c.beforeBatch = func() {
+			if batches.Add(1) == 1 {
+				close(entered)
+				<-release
+			}
+		}
+	})
+	return opt, entered, release
 }

@@ -51,16 +51,7 @@ func TestSendNowBehindQueue(t *testing.T) {
 	checkLeaks(t)
 	ctx := testContext(t)
 	c := newCollector(false)
-	entered, release := make(chan struct{}), make(chan struct{})
-	var batches atomic.Int32
-	hold := optionFunc(func(c *config) {
-		c.beforeBatch = func() {
-			if batches.Add(1) == 1 {
-				close(entered)
-				<-release
-			}
-		}
-	})
+	hold, entered, release := holdWriter()
 	a, _ := linkPair(t, discard, c.handle, hold)
 	if err := a.SendBytes(ctx, &wire.Header{CallID: 1}, nil, nil); err != nil {
 		t.Fatal(err)
