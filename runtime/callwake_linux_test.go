@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	goruntime "runtime"
 	"sync"
 	"testing"
 	"time"
@@ -27,8 +28,14 @@ import (
 
 // newCallPeer is newRawPeer whose raw end grants the endpoint credit for
 // its calls.
+//
+// The waker is not used at GOMAXPROCS=1: these tests use it whatever
+// GOMAXPROCS they run with (go test -cpu 1), unless they say otherwise.
 func newCallPeer(t *testing.T) *rawPeer {
 	t.Helper()
+	single := singleP
+	singleP = func() bool { return false }
+	t.Cleanup(func() { singleP = single })
 	p := newRawPeer(t)
 	grant := &herdv1.CreditRequest{Frames: 1 << 20, Bytes: 1 << 30}
 	if err := p.write(p.frame(wire.Header{Procedure: controlCreditProcedure, Flags: wire.FlagSystem}, marshal(t, grant)), nil); err != nil {
@@ -452,4 +459,52 @@ func TestCallWakerWakeAfterClose(t *testing.T) {
 	if n, err := unix.Read(p[0], got[:]); n > 0 || err != unix.EAGAIN {
 		t.Fatalf("a wake after close reached the reused descriptor: read %d, %v", n, err)
 	}
+}
+
+// At GOMAXPROCS=1 calls wait on their channels (callwake.go): none makes
+// the waker, one call after another, a cancelled one included, and a
+// call at GOMAXPROCS=2 on the same endpoint takes it again.
+func TestCallWakerNotAtOneP(t *testing.T) {
+	base := herdtest.Take()
+	p := newCallPeer(t)
+	singleP = func() bool { return goruntime.GOMAXPROCS(0) == 1 } // the real one
+	defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(1))
+	for i := range 20 {
+		msg := fmt.Sprint("m", i)
+		ch := p.startCall(context.Background(), msg)
+		d := p.request()
+		if w, _ := wakerState(p.ep); w != nil || parkedCalls(p.ep) != 0 {
+			t.Fatalf("call %d at GOMAXPROCS=1 made or holds the waker", i)
+		}
+		p.reply(d.callID, "re:"+msg)
+		if r := result(t, ch); r.err != nil || r.msg != "re:"+msg {
+			t.Fatalf("call %d: %+v", i, r)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := p.startCall(ctx, "a")
+	da := p.request()
+	cancel()
+	if r := result(t, a); CodeOf(r.err) != CodeCanceled {
+		t.Fatalf("cancelled call: %+v", r)
+	}
+	if d := p.next(); d.replyTo != da.callID || d.callID != 0 {
+		t.Fatalf("got %+v, want the cancel of call %d", d, da.callID)
+	}
+	p.reply(da.callID, "late")
+
+	goruntime.GOMAXPROCS(2)
+	b := p.startCall(context.Background(), "b")
+	db := p.request()
+	if _, held := wakerState(p.ep); !held {
+		t.Fatal("a call at GOMAXPROCS=2 waits without the waker")
+	}
+	p.reply(db.callID, "re:b")
+	if r := result(t, b); r.err != nil || r.msg != "re:b" {
+		t.Fatalf("call at GOMAXPROCS=2: %+v", r)
+	}
+	if err := p.close(); !errors.Is(err, ErrLinkClosed) {
+		t.Fatal(err)
+	}
+	herdtest.Check(t, base, dispatchWait)
 }
