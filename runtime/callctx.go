@@ -53,34 +53,6 @@ var closedDone = func() chan struct{} {
 	return c
 }()
 
-// cancelCtxKey is the key the context package asks a context's Value
-// for to find the nearest of its own cancelable contexts (context.Cause
-// and the parents of derived contexts go through it). It is unexported, so
-// it is learned here by asking context.Cause about a context that records
-// the key it is asked for. callCtx answers nil for that key: otherwise
-// Value would hand out its parent's cancelable context, and Cause would
-// report the parent's cause (nil) for a call that has ended.
-var cancelCtxKey = func() any {
-	var k keySpy
-	context.Cause(&k)
-	return k.key
-}()
-
-// keySpy records the first key its Value is asked for.
-type keySpy struct {
-	context.Context
-	key any
-}
-
-func (k *keySpy) Value(key any) any {
-	if k.key == nil {
-		k.key = key
-	}
-	return nil
-}
-
-func (k *keySpy) Err() error { return nil }
-
 // newCallCtx returns the context of call id, a child of parent that ends
 // at deadline (Unix nanoseconds; 0: none). The caller must call cancel
 // once the call is done.
@@ -168,14 +140,11 @@ func (c *callCtx) Err() error {
 	return err
 }
 
-// Value implements context.Context: the parent's values, but not the
-// context package's own parent (cancelCtxKey).
-func (c *callCtx) Value(key any) any {
-	if key == cancelCtxKey {
-		return nil
-	}
-	return c.parent.Value(key)
-}
+// Value implements context.Context: the parent's values. (The context
+// package finds its own cancelable parent through Value, but takes it as
+// the parent of a derived context only if its Done channel is c's, which
+// it never is: derived contexts go through AfterFunc.)
+func (c *callCtx) Value(key any) any { return c.parent.Value(key) }
 
 // AfterFunc arranges for f to run once c ends (in its own goroutine if it
 // has ended already), and returns a function that stops that, reporting
