@@ -31,6 +31,14 @@
 // switches per process per round trip ~1.15 against ~0.92. Both processes
 // pinned to one CPU: ~9.4 against ~8.8 us of CPU per side, 14.5 against
 // 14.0-14.7 us per round trip.
+//
+// The same in herd (branch rttcallee-split, session 6): CPU per round trip
+// falls on both sides everywhere (pinned 13.3 -> 10.2 us primary, 14.0 ->
+// 11.2 us worker), and the pinned round trip with it (27 -> 21.5 us); but
+// with the processes on two CPUs of an idle machine the latency does not
+// improve (herd-bench ipc_rtt 27.4-29.5 against 23.4-29.6 us, load 1.3-2):
+// the spurious wake-up also woke the other vCPU early, before the answer
+// came, and an idle vCPU's wake-up is most of the round trip's wait.
 package main
 
 import (
