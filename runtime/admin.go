@@ -484,9 +484,7 @@ func (a *adminServer) monitor(ep *endpoint, peer adminPeer) {
 		case <-t.C:
 		}
 		got := ep.link.Stats().FramesReceived
-		ep.inflMu.Lock()
-		busy := len(ep.inflight) > 0
-		ep.inflMu.Unlock()
+		busy := ep.inflight.busy()
 		switch {
 		case first && got == 0:
 			a.log.Warn("herd: admin socket: a client sent nothing; closed", "uid", peer.uid, "pid", peer.pid, "timeout", a.cfg.handshake)

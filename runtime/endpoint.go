@@ -60,8 +60,7 @@ type endpoint struct {
 	nextID   atomic.Uint64
 	pendMu   sync.Mutex
 	pending  map[uint64]*pendingCall
-	inflMu   sync.Mutex
-	inflight map[uint64]context.CancelFunc
+	inflight inflight // the calls from the peer being served (callctx.go)
 
 	// waker is the eventfd one waiting caller at a time parks on
 	// (callwake.go), made by the first call; wakerMade says it was tried
@@ -108,8 +107,7 @@ type endpoint struct {
 type inbound struct {
 	h      *Handler
 	req    proto.Message
-	ctx    context.Context // set for request/response calls; nil means baseCtx
-	cancel func()          // ends ctx; set with ctx, released by endCall
+	ctx    *callCtx // set for request/response calls, ended by endCall; nil means baseCtx
 	callID uint64
 	event  func()        // a local event to run in order
 	x      *inboundExtra // nil unless the message has files, metadata or a refusal
@@ -174,7 +172,6 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 		baseCtx:      baseCtx,
 		errorEvent:   errorEvent,
 		pending:      make(map[uint64]*pendingCall),
-		inflight:     make(map[uint64]context.CancelFunc),
 		interceptors: cfg.interceptors,
 		ready:        make(chan struct{}),
 		closed:       make(chan struct{}),
@@ -254,11 +251,7 @@ func (ep *endpoint) watch() {
 	if waker != nil {
 		waker.close() // after the calls' tokens: a caller parked on it falls back to them
 	}
-	ep.inflMu.Lock()
-	for _, cancel := range ep.inflight {
-		cancel()
-	}
-	ep.inflMu.Unlock()
+	ep.inflight.cancelAll()
 }
 
 // linkErr is why the link ended, for callers.
@@ -288,12 +281,7 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 	switch {
 	case env.Flags&wire.FlagCancel != 0:
 		closeFiles(files)
-		ep.inflMu.Lock()
-		cancel := ep.inflight[env.ReplyTo]
-		ep.inflMu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
+		ep.inflight.cancel(env.ReplyTo)
 		return nil
 	case env.ReplyTo != 0:
 		ep.complete(env, files)
@@ -377,18 +365,8 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		}
 	}
 	if in.h != nil && env.CallID != 0 {
-		ctx := ep.baseCtx
-		var cancel context.CancelFunc
-		if env.DeadlineUnixNano != 0 {
-			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, env.DeadlineUnixNano))
-		} else {
-			ctx, cancel = context.WithCancel(ctx)
-		}
-		id := env.CallID
-		ep.inflMu.Lock()
-		ep.inflight[id] = cancel
-		ep.inflMu.Unlock()
-		in.ctx, in.cancel = ctx, cancel
+		in.ctx = newCallCtx(ep.baseCtx, env.CallID, env.DeadlineUnixNano)
+		ep.inflight.add(in.ctx)
 	}
 	switch {
 	case in.h != nil && in.h.lane == laneControl, !credited:
@@ -559,13 +537,11 @@ func (ep *endpoint) release(in *inbound) {
 // endCall ends a request/response call's context and forgets it. (A
 // method, not a closure made per call: a round trip allocates less.)
 func (ep *endpoint) endCall(in *inbound) {
-	if in.cancel == nil {
+	if in.ctx == nil {
 		return
 	}
-	ep.inflMu.Lock()
-	delete(ep.inflight, in.callID)
-	ep.inflMu.Unlock()
-	in.cancel()
+	ep.inflight.remove(in.ctx)
+	in.ctx.cancel(context.Canceled)
 }
 
 // handle runs on the user lane's drainer.
@@ -586,9 +562,9 @@ func (ep *endpoint) serve(in *inbound, report func(Code, string, error)) {
 		// Deferred: a handler that panics gives its credit back too.
 		defer ep.credit.release(int(in.credit))
 	}
-	ctx := in.ctx
-	if ctx == nil {
-		ctx = ep.baseCtx
+	ctx := ep.baseCtx
+	if in.ctx != nil {
+		ctx = in.ctx
 	}
 	var files *callFilesBox
 	if x := in.x; x != nil {

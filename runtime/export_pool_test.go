@@ -30,4 +30,15 @@ func WithHeartbeatHook(f func(worker, seq uint64)) PoolOption {
 // StallLinkReader makes s's link reader block at the next request it reads
 // that expects a reply (it takes the lock the reader needs then, and never
 // gives it back): a worker whose reader is stuck.
-func StallLinkReader(s *Self) { s.ep.inflMu.Lock() }
+func StallLinkReader(s *Self) {
+	f := &s.ep.inflight
+	f.mu.Lock()
+	// The next call must not find the lock-free slot free: a placeholder
+	// takes it, and a call that held it moves to the map.
+	if old := f.one.Swap(&callCtx{}); old != nil {
+		if f.m == nil {
+			f.m = make(map[uint64]*callCtx)
+		}
+		f.m[old.id] = old
+	}
+}
