@@ -163,6 +163,9 @@ func (l *Link) writeLoop() {
 			case <-l.wake:
 			case <-l.quit:
 			}
+			if l.cfg.afterWake != nil {
+				l.cfg.afterWake()
+			}
 			l.mu.Lock()
 		}
 		if l.carry != nil {
