@@ -115,9 +115,10 @@ type config struct {
 	// goroutine after it has taken a batch of queued frames and before it
 	// writes them.
 	beforeBatch func()
-	// afterWake, when set (tests only), is called by the writer goroutine
-	// each time it is woken, before it looks at the queue.
-	afterWake func()
+	// writerWait, when set (tests only), is called by the writer goroutine
+	// before it waits to be woken (false) and once woken, before it looks
+	// at the queue (true).
+	writerWait func(woken bool)
 	// lingerDelay is stream.go's lingerDelay (tests change it).
 	lingerDelay time.Duration
 }

@@ -15,21 +15,43 @@ import (
 // Tests of stream.go: a sender that outpaces the writer writes its own
 // batches, and its last frames never wait for a batch that does not come.
 
-// holdWake returns an option whose writer goroutine, once woken for the
-// first time, stops before it looks at the queue until release is closed,
-// and the channel closed once it has stopped: a writer that is behind.
-func holdWake() (opt Option, entered, release chan struct{}) {
-	entered, release = make(chan struct{}), make(chan struct{})
-	var wakes atomic.Int32
-	opt = optionFunc(func(c *config) {
-		c.afterWake = func() {
-			if wakes.Add(1) == 1 {
-				close(entered)
-				<-release
+// wakeHold is a writer that, once woken for the first time, stops before it
+// looks at the queue until release is closed (a writer that is behind),
+// and whose waits the test can follow.
+type wakeHold struct {
+	entered, release chan struct{} // closed once it stopped; closed by the test
+	waits, wakes     atomic.Int32  // times it started waiting, and was woken
+}
+
+// holdWake returns a wakeHold and the option that makes a link's writer
+// one. Only the first link built with the option is held.
+func holdWake() (*wakeHold, Option) {
+	w := &wakeHold{entered: make(chan struct{}), release: make(chan struct{})}
+	var owner atomic.Pointer[config]
+	return w, optionFunc(func(c *config) {
+		if !owner.CompareAndSwap(nil, c) {
+			return
+		}
+		c.writerWait = func(woken bool) {
+			if !woken {
+				w.waits.Add(1)
+				return
+			}
+			if w.wakes.Add(1) == 1 {
+				close(w.entered)
+				<-w.release
 			}
 		}
 	})
-	return opt, entered, release
+}
+
+// parked waits until l's writer (released) waits with no wake-up token
+// left: a frame queued now is written only if something wakes it.
+func (w *wakeHold) parked(t *testing.T, l *Link) {
+	t.Helper()
+	poll(t, "the writer to wait", func() bool {
+		return w.waits.Load() > w.wakes.Load() && len(l.wake) == 0
+	})
 }
 
 // lingerFor sets the linger delay of a link.
@@ -64,10 +86,10 @@ func streamFrames(t *testing.T) uint64 {
 // frame 1, which wakes the writer, and then frames until the queue the
 // writer has not taken holds a batch, which the sender writes. It waits
 // for the peer to get them all and returns the next CallID.
-func startStream(ctx context.Context, t *testing.T, a *Link, c *collector, entered chan struct{}) uint64 {
+func startStream(ctx context.Context, t *testing.T, a *Link, c *collector, w *wakeHold) uint64 {
 	t.Helper()
 	sendStream(ctx, t, a, 1, 2)
-	<-entered
+	<-w.entered
 	// The writer may have taken frame 1 before it first slept: then it
 	// stopped when woken for frame 2.
 	end := a.Stats().FramesSent + streamFrames(t) + 1
@@ -94,10 +116,10 @@ func TestStreamSenderWrites(t *testing.T) {
 	checkLeaks(t)
 	ctx := testContext(t)
 	c := newCollector(false)
-	hold, entered, release := holdWake()
+	w, hold := holdWake()
 	a, _ := linkPair(t, discard, c.handle, hold)
-	defer close(release)
-	next := startStream(ctx, t, a, c, entered)
+	defer close(w.release)
+	next := startStream(ctx, t, a, c, w)
 	checkOrder(t, c.wait(t, int(next-1)))
 }
 
@@ -108,10 +130,11 @@ func TestStreamLingerTail(t *testing.T) {
 	checkLeaks(t)
 	ctx := testContext(t)
 	c := newCollector(false)
-	hold, entered, release := holdWake()
+	w, hold := holdWake()
 	a, _ := linkPair(t, discard, c.handle, hold)
-	next := startStream(ctx, t, a, c, entered)
-	close(release) // the writer finds the queue empty and waits
+	next := startStream(ctx, t, a, c, w)
+	close(w.release) // the writer finds the queue empty and waits
+	w.parked(t, a)
 	sendStream(ctx, t, a, next, next+2)
 	checkOrder(t, c.wait(t, int(next)+1))
 }
@@ -126,10 +149,11 @@ func TestStreamOtherFrameWakes(t *testing.T) {
 			checkLeaks(t)
 			ctx := testContext(t)
 			c := newCollector(false)
-			hold, entered, release := holdWake()
+			w, hold := holdWake()
 			a, _ := linkPair(t, discard, c.handle, hold, lingerFor(time.Hour))
-			next := startStream(ctx, t, a, c, entered)
-			close(release)
+			next := startStream(ctx, t, a, c, w)
+			close(w.release)
+			w.parked(t, a)
 			sendStream(ctx, t, a, next, next+2) // lingering
 			var err error
 			h := wire.Header{CallID: next + 2, Flags: wire.FlagSystem}
@@ -155,11 +179,11 @@ func TestStreamWritesBeforeCreditWait(t *testing.T) {
 	checkLeaks(t)
 	ctx := testContext(t)
 	c := newCollector(false)
-	hold, entered, release := holdWake()
+	w, hold := holdWake()
 	a, _ := linkPair(t, discard, c.handle, hold, lingerFor(time.Hour), WithCredit(nil))
-	defer close(release)
+	defer close(w.release)
 	a.Grant(1<<20, 1<<30)
-	next := startStream(ctx, t, a, c, entered)
+	next := startStream(ctx, t, a, c, w)
 	// Credit for three more frames (Grant adds to what is left).
 	a.mu.Lock()
 	a.credit.frames = 3
