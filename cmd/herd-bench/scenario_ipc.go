@@ -30,9 +30,9 @@ import (
 //     WithBorrowedRequests, the primary's call WithBorrowedResponse), and,
 //     as "herd default", without.
 
-// blastBatch is the count of one Blast call: large enough that the pause
-// between two batches (one round trip, while the primary still has a
-// backlog to handle) is lost in the noise, small enough for short runs.
+// blastBatch is the count of one Blast call: large enough that a call
+// costs little next to its batch, small enough for short runs. The calls
+// overlap (blastsInFlight), so the worker does not pause between batches.
 const blastBatch = 16384
 
 // blastsInFlight is how many Blast calls the one-way scenario keeps
