@@ -30,10 +30,14 @@ import (
 //     WithBorrowedRequests, the primary's call WithBorrowedResponse), and,
 //     as "herd default", without.
 
-// blastBatch is the count of one Blast call: large enough that the pause
-// between two batches (one round trip, while the primary still has a
-// backlog to handle) is lost in the noise, small enough for short runs.
+// blastBatch is the count of one Blast call: large enough that a call
+// costs little next to its batch, small enough for short runs. The calls
+// overlap (blastsInFlight), so the worker does not pause between batches.
 const blastBatch = 16384
+
+// blastsInFlight is how many Blast calls the one-way scenario keeps
+// outstanding (see herdOneway).
+const blastsInFlight = 2
 
 // envBorrow, set to 1 in the worker's environment, registers its handlers
 // WithBorrowedRequests (ipc_1mib_rtt's herd run).
@@ -309,26 +313,50 @@ func (c *reportCounter) wait(ctx context.Context, target uint64) (time.Time, err
 // herdOneway has the worker blast Reports for d and returns the rate at
 // which the primary handled them: the count, over the time from the first
 // Blast call to the handling of the last Report.
+//
+// blastsInFlight Blast calls are kept outstanding, as Node's worker sends
+// without a pause: the worker serves its Blast calls one after the other
+// (one lane), so the next batch starts as soon as the last one ends. With
+// one call at a time the worker sat idle for a round trip after every
+// batch, and the primary with it: its reader handles the reports in order
+// before it reads the reply, so it had no backlog left to handle meanwhile.
 func herdOneway(ctx context.Context, client benchv1herd.BenchServiceClient, d time.Duration, c *reportCounter) (rate, n float64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	t0 := time.Now()
-	var sent uint64
-	for sent == 0 || time.Since(t0) < d {
-		res, err := client.Blast(ctx, &benchv1.BlastRequest{Count: blastBatch})
-		if err != nil {
-			return 0, 0, fmt.Errorf("blast: %w", err)
-		}
-		sent += res.GetSent()
+	var sent atomic.Uint64
+	errs := make(chan error, blastsInFlight)
+	for range blastsInFlight {
+		go func() {
+			for first := true; first || time.Since(t0) < d; first = false {
+				res, err := client.Blast(ctx, &benchv1.BlastRequest{Count: blastBatch})
+				if err != nil {
+					errs <- fmt.Errorf("blast: %w", err)
+					return
+				}
+				sent.Add(res.GetSent())
+			}
+			errs <- nil
+		}()
 	}
-	t1, err := c.wait(ctx, sent)
+	for range blastsInFlight {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+			cancel()
+		}
+	}
 	if err != nil {
 		return 0, 0, err
 	}
-	if got := c.received.Load(); got != sent {
-		return 0, 0, fmt.Errorf("worker sent %d reports, primary handled %d", sent, got)
+	total := sent.Load()
+	t1, err := c.wait(ctx, total)
+	if err != nil {
+		return 0, 0, err
 	}
-	return float64(sent) / t1.Sub(t0).Seconds(), float64(sent), nil
+	if got := c.received.Load(); got != total {
+		return 0, 0, fmt.Errorf("worker sent %d reports, primary handled %d", total, got)
+	}
+	return float64(total) / t1.Sub(t0).Seconds(), float64(total), nil
 }
 
 // herdRTT makes small Echo calls to the worker for d and returns the

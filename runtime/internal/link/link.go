@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -114,6 +115,12 @@ type config struct {
 	// goroutine after it has taken a batch of queued frames and before it
 	// writes them.
 	beforeBatch func()
+	// writerWait, when set (tests only), is called by the writer goroutine
+	// before it waits to be woken (false) and once woken, before it looks
+	// at the queue (true).
+	writerWait func(woken bool)
+	// lingerDelay is stream.go's lingerDelay (tests change it).
+	lingerDelay time.Duration
 }
 
 type optionFunc func(*config)
@@ -184,6 +191,7 @@ func newConfig(opts []Option) (config, error) {
 		maxFrame:    wire.DefaultMaxFrameSize,
 		writeLimit:  defaultWriteBufferLimit,
 		readBufSize: defaultReadBufferSize,
+		lingerDelay: lingerDelay,
 	}
 	for _, o := range opts {
 		o.apply(&c)
@@ -268,6 +276,9 @@ type Link struct {
 	spaceCh       chan struct{}
 	credit        creditState // the peer's grants (WithCredit)
 	lastProc      string      // the procedure of the last frame encoded, valid UTF-8
+	streaming     bool        // a sender writes its own batches (stream.go)
+	lingering     bool        // pending holds frames no wake-up was sent for (stream.go)
+	linger        *time.Timer // wakes the writer for them (stream.go)
 
 	wake       chan struct{} // writer wake-up, capacity 1
 	quit       chan struct{} // closed when the link is aborted
@@ -532,6 +543,7 @@ func (l *Link) queueLocked(h *wire.Header, payload proto.Message) (off int, wasE
 		return 0, false, err
 	}
 	l.pendingFrames++
+	l.endLingerLocked() // not delayed by a stream (stream.go)
 	return off, wasEmpty, nil
 }
 
@@ -677,6 +689,7 @@ encode:
 			ch = make(chan struct{})
 			l.spaceCh = ch
 		}
+		l.endLingerLocked() // the writer makes the room
 		l.mu.Unlock()
 		l.Promote() // a handler waiting here must not hold up the reader
 		select {
@@ -720,6 +733,16 @@ encode:
 			l.credit.bytes -= n - reserved
 		case !l.takeCreditLocked(n):
 			l.pending = l.pending[:off]
+			if l.lingering && len(l.pending) > 0 && !l.writing && l.carry == nil && len(l.pendingFDs) == 0 {
+				// Streaming (stream.go): what this sender queued goes
+				// out before it waits, written here; then the frame
+				// is queued again.
+				l.lingering = false
+				l.writeNow(nil, 0) // unlocks l.mu
+				l.mu.Lock()
+				goto encode
+			}
+			l.endLingerLocked()
 			if err := l.waitCredit(ctx, n); err != nil {
 				return err
 			}
@@ -732,6 +755,13 @@ encode:
 	if direct && wasEmpty && !l.writing && l.carry == nil {
 		l.writeNow(ext, at) // unlocks l.mu
 		return nil
+	}
+	if !direct && len(fds) == 0 {
+		if l.streamLocked(wasEmpty) {
+			return nil // l.mu released
+		}
+	} else {
+		l.endLingerLocked()
 	}
 	var w *waiter
 	if len(fds) > 0 {
@@ -1034,6 +1064,7 @@ func (l *Link) exit() {
 	}
 	l.abort(ErrLinkClosed) // no-op: a goroutine only returns after an abort
 	<-l.connClosed
+	l.stopLinger()
 	close(l.done)
 }
 

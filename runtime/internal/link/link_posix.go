@@ -159,9 +159,15 @@ func (l *Link) writeLoop() {
 				return
 			}
 			l.mu.Unlock()
+			if l.cfg.writerWait != nil {
+				l.cfg.writerWait(false)
+			}
 			select {
 			case <-l.wake:
 			case <-l.quit:
+			}
+			if l.cfg.writerWait != nil {
+				l.cfg.writerWait(true)
 			}
 			l.mu.Lock()
 		}
