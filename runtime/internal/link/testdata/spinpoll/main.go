@@ -25,6 +25,12 @@
 // (26.4 us at 9e25339, 1.52x herd-bench's raw) the lever is a bounded,
 // adaptive spin of the link's reader while a call waits (only with an
 // idle P, capped near the recent reply latency), not fewer system calls.
+// Not the reader's spin: a quick prototype in which the link's reader spun
+// 20 us on EAGAIN (HERD_X_SPIN, both processes, every idle read) made
+// herd-bench ipc_rtt worse, 28.0-31.1 -> 69.1-70.4 us (two alternated
+// pairs): a spinning reader holds its process's P (workers run at
+// GOMAXPROCS=1) and a vCPU the peer needs. The spin belongs to a caller
+// waiting for its reply, while another P is idle.
 package main
 
 import (
