@@ -41,7 +41,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 var spinFor time.Duration
@@ -55,8 +56,10 @@ func read(fd int, b []byte, spin bool) {
 				panic("eagain")
 			}
 			if spinFor > 0 && time.Since(start) > spinFor {
-				pfd := []unixPoll{{fd: int32(fd), events: 1}}
-				pollBlock(pfd)
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				if _, err := unix.Poll(pfd, -1); err != nil && err != unix.EINTR {
+					panic(err)
+				}
 			}
 			continue
 		}
@@ -73,24 +76,25 @@ func main() {
 	if os.Getenv("CHILD") == "1" {
 		fd := 3
 		spin := mode == "spinboth"
-		syscall.SetNonblock(fd, spin)
+		must(syscall.SetNonblock(fd, spin))
 		b := make([]byte, 16)
 		for {
 			read(fd, b, spin)
-			syscall.Write(fd, b)
+			write(fd, b)
 		}
 	}
-	fds, _ := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	must(err)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "CHILD=1")
 	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fds[1]), "c")}
-	cmd.Start()
+	must(cmd.Start())
 	fd := fds[0]
 	spin := mode != "block"
 	if d, err := time.ParseDuration(os.Getenv("SPIN")); err == nil {
 		spinFor = d
 	}
-	syscall.SetNonblock(fd, spin)
+	must(syscall.SetNonblock(fd, spin))
 	b := make([]byte, 16)
 	n := 100000
 	ds := make([]time.Duration, n)
@@ -98,7 +102,7 @@ func main() {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	for i := 0; i < n; i++ {
 		t := time.Now()
-		syscall.Write(fd, b)
+		write(fd, b)
 		read(fd, b, spin)
 		ds[i] = time.Since(t)
 	}
@@ -110,12 +114,15 @@ func main() {
 	fmt.Printf("%-9s p50 %v p90 %v parent cpu/rtt %v\n", mode, ds[n/2], ds[n*9/10], cpu)
 }
 
-type unixPoll struct {
-	fd      int32
-	events  int16
-	revents int16
+// write sends b whole; a 16-byte write to an empty socketpair never splits.
+func write(fd int, b []byte) {
+	if n, err := syscall.Write(fd, b); err != nil || n != len(b) {
+		panic(fmt.Sprint(n, err))
+	}
 }
 
-func pollBlock(p []unixPoll) {
-	syscall.Syscall(syscall.SYS_POLL, uintptr(unsafe.Pointer(&p[0])), 1, ^uintptr(0))
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
 }
