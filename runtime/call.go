@@ -49,7 +49,9 @@ func (pc *pendingCall) finish(err error) {
 		pc.fin.Store(true)
 	}
 	pc.done <- struct{}{} // from here on pc is the caller's again
-	if w != nil {
+	if w != nil && (w.l == nil || !w.l.CallerReading()) {
+		// When a caller reads (callspin.go) it is the waker's holder,
+		// pc's caller, and it looks at fin after every frame.
 		w.wake()
 	}
 }

@@ -7,6 +7,8 @@ import (
 	goruntime "runtime"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/herd-go/herd/runtime/internal/link"
 )
 
 // Waking a waiting caller without waking a thread.
@@ -54,6 +56,8 @@ import (
 type callWaker struct {
 	f    *os.File // the eventfd, non-blocking, registered with the netpoller
 	rc   syscall.RawConn
+	l    *link.Link // the endpoint's link, which the holder may read (callspin.go)
+	spin spinPolicy
 	held atomic.Bool // a caller holds it (acquired under endpoint.pendMu)
 	one  [8]byte     // the value written: 1
 
@@ -63,15 +67,17 @@ type callWaker struct {
 	done <-chan struct{}
 	// check and wakeFn are method values bound once: a closure per call
 	// would allocate.
-	check  func(fd uintptr) bool
-	wakeFn func()
+	check    func(fd uintptr) bool
+	finished func() bool // link.ReadUntil's done
+	wakeFn   func()
 	post   func(fd uintptr) bool // RawConn.Write callback of wake
 }
 
-func (w *callWaker) init(f *os.File, rc syscall.RawConn) *callWaker {
-	w.f, w.rc = f, rc
+func (w *callWaker) init(f *os.File, rc syscall.RawConn, l *link.Link) *callWaker {
+	w.f, w.rc, w.l = f, rc, l
 	binary.NativeEndian.PutUint64(w.one[:], 1) // the eventfd adds it to its counter
 	w.check = w.ready
+	w.finished = w.over
 	w.wakeFn = w.wake
 	w.post = w.postOne
 	return w
@@ -92,10 +98,29 @@ func (w *callWaker) ready(uintptr) bool {
 	}
 }
 
-// await parks the caller holding w until pc is finished (true) or ctx has
-// ended (false), and then consumes pc.done's token if pc finished.
+// over reports whether the holder's call is finished or its context has
+// ended: link.ReadUntil's done.
+func (w *callWaker) over() bool { return w.ready(0) }
+
+// await waits until pc is finished (true) or ctx has ended (false), and
+// then consumes pc.done's token if pc finished: first reading the link
+// for the reply itself (callspin.go), then parked on the eventfd.
 func (w *callWaker) await(ctx context.Context, pc *pendingCall) bool {
 	w.pc, w.done = pc, ctx.Done()
+	if d := w.spin.budget(); d > 0 && w.l != nil {
+		over, read := w.l.ReadUntil(w.finished, d)
+		if read {
+			w.spin.record(over)
+		}
+		if over {
+			w.pc, w.done = nil, nil
+			if !pc.fin.Load() {
+				return false
+			}
+			<-pc.done
+			return true
+		}
+	}
 	var stop func() bool
 	if w.done != nil {
 		stop = context.AfterFunc(ctx, w.wakeFn)
@@ -165,7 +190,7 @@ func (ep *endpoint) acquireWakerLocked() *callWaker {
 		return nil
 	}
 	if !ep.wakerMade {
-		ep.waker, ep.wakerMade = newCallWaker(), true
+		ep.waker, ep.wakerMade = newCallWaker(ep.link), true
 	}
 	if w := ep.waker; w != nil && w.held.CompareAndSwap(false, true) {
 		return w

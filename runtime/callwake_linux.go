@@ -5,12 +5,14 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/herd-go/herd/runtime/internal/link"
 )
 
 // newCallWaker makes a callWaker on a new eventfd, or returns nil if it
 // cannot (out of descriptors): the endpoint's callers then wait on their
 // channels.
-func newCallWaker() *callWaker {
+func newCallWaker(l *link.Link) *callWaker {
 	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil
@@ -23,7 +25,7 @@ func newCallWaker() *callWaker {
 		f.Close()
 		return nil
 	}
-	return new(callWaker).init(f, rc)
+	return new(callWaker).init(f, rc, l)
 }
 
 // eventfdPost adds the 8-byte value at v to the eventfd fd with one raw

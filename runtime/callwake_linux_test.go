@@ -430,7 +430,7 @@ func TestCallWakerConcurrentCallers(t *testing.T) {
 // has been reused meanwhile: the post goes through the file's reference,
 // never to a bare descriptor number.
 func TestCallWakerWakeAfterClose(t *testing.T) {
-	w := newCallWaker()
+	w := newCallWaker(nil)
 	if w == nil {
 		t.Fatal("no call waker")
 	}

@@ -378,7 +378,9 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		if err := ep.ctl.TryPost(in); err != nil {
 			ep.postFailed(&in, string(env.Procedure), err)
 		}
-	case len(ep.batch) == 0 && ep.tryInline(&in):
+	case len(ep.batch) == 0 && !ep.link.CallerReading() && ep.tryInline(&in):
+		// (Not on a caller reading for its reply: a handler there would
+		// hold up the caller, and could not hand the reading on.)
 	default:
 		// The user lane is busy: the message joins the read's batch,
 		// posted at the end of the read (batch.go).

@@ -50,11 +50,13 @@ func expectedKeys(t *testing.T) []string {
 	}
 	if goruntime.GOOS != "windows" && goruntime.GOOS != "plan9" {
 		keys = append(keys, "http_close_primary_cpu_ms_per_1k_conns", "ipc_oneway_ns_per_msg_primary", // getrusage
-			"ipc_1mib_rtt_primary_cpu_us", "ipc_1mib_rtt_default_primary_cpu_us")
+			"ipc_1mib_rtt_primary_cpu_us", "ipc_1mib_rtt_default_primary_cpu_us",
+			"ipc_rtt_primary_cpu_us", "raw_socketpair_rtt_caller_cpu_us")
 	}
 	if goruntime.GOOS == "linux" {
 		keys = append(keys, "ipc_rtt_ctx_switches", "raw_socketpair_rtt_ctx_switches", "ipc_oneway_ns_per_msg_worker",
 			"ipc_1mib_rtt_worker_cpu_us", "ipc_1mib_rtt_default_worker_cpu_us",
+			"ipc_rtt_worker_cpu_us", "raw_socketpair_rtt_callee_cpu_us",
 			"primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
 			"http_close_rps_reuseport_per_single",
 			"http_close_server_cpu_ms_per_1k_conns_single", "http_close_server_cpu_ms_per_1k_conns_rr", // processCPU
@@ -156,9 +158,10 @@ func TestOnly(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"ipc_rtt_us", "raw_socketpair_rtt_us"}
+	want := []string{"ipc_rtt_primary_cpu_us", "ipc_rtt_us", "raw_socketpair_rtt_caller_cpu_us", "raw_socketpair_rtt_us"}
 	if goruntime.GOOS == "linux" {
-		want = []string{"ipc_rtt_ctx_switches", "ipc_rtt_us", "raw_socketpair_rtt_ctx_switches", "raw_socketpair_rtt_us"}
+		want = []string{"ipc_rtt_ctx_switches", "ipc_rtt_primary_cpu_us", "ipc_rtt_us", "ipc_rtt_worker_cpu_us",
+			"raw_socketpair_rtt_callee_cpu_us", "raw_socketpair_rtt_caller_cpu_us", "raw_socketpair_rtt_ctx_switches", "raw_socketpair_rtt_us"}
 	}
 	if !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)

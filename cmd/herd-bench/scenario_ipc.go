@@ -170,9 +170,19 @@ func ipcPrimary() error {
 		}
 	case modeRTT:
 		sw := startSwitchCount(os.Getpid(), w.PID())
+		cpu0, ok0 := selfCPU()
+		wcpu0, wok0 := processCPU(w.PID())
 		v, n, err = herdRTT(ctx, client, d)
 		if perRTT, ok := sw.per(n + warmup); ok {
 			figs["ipc_rtt_ctx_switches"] = perRTT
+		}
+		// CPU per round trip on each side: what a faster round trip
+		// costs (a caller that reads its own reply spins, callspin.go).
+		if cpu1, ok1 := selfCPU(); ok0 && ok1 && n > 0 {
+			figs["ipc_rtt_primary_cpu_us"] = float64((cpu1 - cpu0).Nanoseconds()) / 1e3 / (n + warmup)
+		}
+		if wcpu1, wok1 := processCPU(w.PID()); wok0 && wok1 && n > 0 {
+			figs["ipc_rtt_worker_cpu_us"] = float64((wcpu1 - wcpu0).Nanoseconds()) / 1e3 / (n + warmup)
 		}
 	case mode1MiB, mode1MiBDefault:
 		prefix := "ipc_1mib_rtt"

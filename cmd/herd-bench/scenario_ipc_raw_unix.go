@@ -78,9 +78,17 @@ func rawPrimary() error {
 		v, n, err = rawOneway(conn, d)
 	case modeRTT:
 		sw := startSwitchCount(os.Getpid(), cmd.Process.Pid)
+		cpu0, ok0 := selfCPU()
+		ccpu0, cok0 := processCPU(cmd.Process.Pid)
 		v, n, err = rawRTT(conn, d)
 		if perRTT, ok := sw.per(n + warmup); ok {
 			figs["raw_socketpair_rtt_ctx_switches"] = perRTT
+		}
+		if cpu1, ok1 := selfCPU(); ok0 && ok1 && n > 0 {
+			figs["raw_socketpair_rtt_caller_cpu_us"] = float64((cpu1 - cpu0).Nanoseconds()) / 1e3 / (n + warmup)
+		}
+		if ccpu1, cok1 := processCPU(cmd.Process.Pid); cok0 && cok1 && n > 0 {
+			figs["raw_socketpair_rtt_callee_cpu_us"] = float64((ccpu1 - ccpu0).Nanoseconds()) / 1e3 / (n + warmup)
 		}
 	case mode1MiB:
 		v, n, err = rawBlobRTT(conn, d)

@@ -131,11 +131,15 @@ func scenarios() []*scenario {
 			systems: []*system{
 				{name: "herd", key: "ipc_rtt_us", run: herdIPC(modeRTT), extras: []extra{
 					{key: "ipc_rtt_ctx_switches", label: "context switches per round trip, both processes", unit: "/rtt"},
+					{key: "ipc_rtt_primary_cpu_us", label: "primary (caller) CPU per round trip", unit: "µs"},
+					{key: "ipc_rtt_worker_cpu_us", label: "worker (callee) CPU per round trip", unit: "µs"},
 					{key: "ipc_rtt_primary_allocs", label: "primary allocations per round trip", unit: "/rtt", tableOnly: true},
 					{key: "ipc_rtt_primary_syscalls", label: "primary link system calls per round trip", unit: "/rtt", tableOnly: true},
 				}},
 				{name: "raw", key: "raw_socketpair_rtt_us", run: rawIPC(modeRTT), extras: []extra{
 					{key: "raw_socketpair_rtt_ctx_switches", label: "context switches per round trip, both processes", unit: "/rtt"},
+					{key: "raw_socketpair_rtt_caller_cpu_us", label: "caller CPU per round trip", unit: "µs"},
+					{key: "raw_socketpair_rtt_callee_cpu_us", label: "callee CPU per round trip", unit: "µs"},
 				}},
 				{name: "node", key: "node_ipc_rtt_us", needs: needsNode, run: nodeIPC(modeRTT)},
 			},

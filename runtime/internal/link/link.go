@@ -332,6 +332,11 @@ type Link struct {
 	// moves on with every Release and Promote, and the reader's phase
 	// (see rsGenShift).
 	rstate atomic.Uint64
+	// rtok says who reads: the reader goroutine, or a caller reading for
+	// its reply (caller_read.go).
+	rtok      atomic.Uint32
+	tryReadFn func(fd uintptr) // tryRead's RawConn.Control callback
+	rgot      bool             // tryRead's recvmsg read something
 }
 
 // Send queues one frame: h, with payload (which may be nil) encoded straight
@@ -1137,7 +1142,9 @@ const (
 // does nothing and returns 0; else it returns a token for Reclaim.
 func (l *Link) Release() uint64 {
 	st := l.rstate.Load()
-	if st&3 != rsReading || l.rframe == 0 {
+	if st&3 != rsReading || l.rframe == 0 || l.rtok.Load() != rtBusy {
+		// Not on the reader goroutine (a caller that reads cannot hand
+		// the reading on), or not in a handler.
 		return 0
 	}
 	l.consume()

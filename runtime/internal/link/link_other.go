@@ -4,6 +4,7 @@ package link
 
 import (
 	"os"
+	"time"
 )
 
 // Pair returns ErrNotSupported: links need AF_UNIX socketpairs with
@@ -30,6 +31,11 @@ func (l *Link) writevDirect(_, _, _ []byte) (int, error) { return 0, ErrNotSuppo
 func (l *Link) recycle(b []byte) []byte                  { return b[:0] }
 func (l *Link) write([]byte) error                       { return ErrNotSupported }
 func (l *Link) readLoop(uint64, bool)                    {}
+
+// ReadUntil reports done(): there is no link to read here.
+func (l *Link) ReadUntil(done func() bool, spin time.Duration) (ok, read bool) {
+	return done(), false
+}
 
 // receiver holds per-link recvmsg state on systems with links.
 type receiver struct{}

@@ -86,6 +86,7 @@ func New(f *os.File, h Handler, opts ...Option) (*Link, error) {
 	l.sendmsgFn = l.sendmsgCallback
 	l.sendmsgNowFn = l.sendmsgNowCallback
 	l.readFn = l.readCallback
+	l.tryReadFn = l.tryReadCallback
 	l.running.Store(2)
 	go l.writeLoop()
 	go l.readLoop(0, true)
@@ -481,6 +482,9 @@ func (l *Link) readLoop(st uint64, fill bool) {
 		// this one's place in the count of running goroutines.
 		return
 	}
+	// A caller may hold the reader role (ReadUntil): the state below is
+	// the role's.
+	l.awaitRole()
 	if l.cfg.readIdle != nil {
 		l.cfg.readIdle()
 	}
@@ -505,34 +509,43 @@ func (l *Link) readFrames(st uint64, fill bool) error {
 			}
 		}
 		fill = true
-		for {
-			n, err := wire.DecodeKnown(l.rbuf[l.r:l.w], l.cfg.maxFrame, &l.env, l.rproc)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				break
-			}
-			l.decoded()
-			// A large frame's own buffer holds this frame only, and the
-			// link lets go of it once the frame is consumed.
-			if l.small != nil {
-				l.env.Owned = l.rbuf
-			}
-			if st, err = l.dispatch(st, n); err != nil {
-				return err
-			}
-			if l.aborted.Load() {
-				return ErrLinkClosed
-			}
-		}
-		if l.cfg.readIdle != nil {
-			l.cfg.readIdle()
-		}
-		if err := l.checkPartial(); err != nil {
+		var err error
+		if st, err = l.dispatchAll(st); err != nil {
 			return err
 		}
 	}
+}
+
+// dispatchAll decodes and dispatches every whole frame in the read buffer,
+// then tells the handler's side the read is done (WithReadIdle) and checks
+// the descriptors left for the partial frame. st is the reader state, as
+// for dispatch.
+func (l *Link) dispatchAll(st uint64) (uint64, error) {
+	for {
+		n, err := wire.DecodeKnown(l.rbuf[l.r:l.w], l.cfg.maxFrame, &l.env, l.rproc)
+		if err != nil {
+			return st, err
+		}
+		if n == 0 {
+			break
+		}
+		l.decoded()
+		// A large frame's own buffer holds this frame only, and the
+		// link lets go of it once the frame is consumed.
+		if l.small != nil {
+			l.env.Owned = l.rbuf
+		}
+		if st, err = l.dispatch(st, n); err != nil {
+			return st, err
+		}
+		if l.aborted.Load() {
+			return st, ErrLinkClosed
+		}
+	}
+	if l.cfg.readIdle != nil {
+		l.cfg.readIdle()
+	}
+	return st, l.checkPartial()
 }
 
 // dispatch hands the decoded frame in l.env, n bytes long, and its
@@ -675,8 +688,7 @@ func (l *Link) popBatch() {
 func (l *Link) fill() error {
 	l.makeRoom()
 	if l.w == len(l.rbuf) {
-		// makeRoom always leaves room; a zero-length read would look like EOF.
-		return errors.New("herd: link: internal error: read buffer full")
+		return errInternalFull
 	}
 	l.rerr = nil
 	if err := l.rc.Read(l.readFn); err != nil {
@@ -685,6 +697,13 @@ func (l *Link) fill() error {
 		}
 		return fmt.Errorf("herd: link read: %w", err)
 	}
+	return l.received()
+}
+
+// received takes in the results of a recvmsg (l.rn, l.roobn, l.rflags,
+// l.rerr): queues the descriptors that came with the bytes, and turns a
+// failed read or the end of the stream into the link's error.
+func (l *Link) received() error {
 	lost := l.rflags&unix.MSG_CTRUNC != 0
 	if l.roobn > 0 || lost {
 		// The descriptors belong to the frame that starts in the bytes of
@@ -767,7 +786,15 @@ func (l *Link) makeRoom() {
 // readCallback is the RawConn.Read callback: one recvmsg into the free part
 // of the read buffer. Returning false makes RawConn.Read wait until the
 // socket is readable and call it again.
+//
+// It first makes sure the reader goroutine holds the reader role (see
+// caller_read.go): a caller reading for its reply (ReadUntil) may hold it
+// while this goroutine waits for the socket, and then this goroutine only
+// notes that the socket became readable, and waits again.
 func (l *Link) readCallback(fd uintptr) bool {
+	if !l.takeRole() {
+		return false
+	}
 	for {
 		n, oobn, flags, err := l.recv.recvmsg(int(fd), l.rbuf[l.w:], l.roob)
 		l.reads.Add(1)
@@ -775,6 +802,9 @@ func (l *Link) readCallback(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			// Nothing to read, and every whole frame dispatched: while
+			// this goroutine waits, a caller may read instead.
+			l.rtok.Store(rtIdle)
 			return false
 		}
 		l.rn, l.roobn, l.rflags, l.rerr = max(n, 0), oobn, flags, err
