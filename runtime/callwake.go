@@ -70,7 +70,7 @@ type callWaker struct {
 	check    func(fd uintptr) bool
 	finished func() bool // link.ReadUntil's done
 	wakeFn   func()
-	post   func(fd uintptr) bool // RawConn.Write callback of wake
+	post     func(fd uintptr) bool // RawConn.Write callback of wake
 }
 
 func (w *callWaker) init(f *os.File, rc syscall.RawConn, l *link.Link) *callWaker {
