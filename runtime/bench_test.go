@@ -187,6 +187,42 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 }
 
+// BenchmarkRoundTripParallel: calls from four goroutines per P at once over
+// one link (one of them at a time may read its own reply, callspin.go; the
+// others wait on their channels): round trips per second, and the CPU of
+// both processes per round trip.
+func BenchmarkRoundTripParallel(b *testing.B) {
+	bc := newBenchCluster(b, benchWorkerEnv()...)
+	ctx := context.Background()
+	req := &testv1.EchoRequest{Message: "ping"}
+	for range 1000 {
+		if _, err := bc.c.Echo(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	pcpu0, pok0 := processCPU(os.Getpid())
+	wcpu0, wok0 := processCPU(bc.w.PID())
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := bc.c.Echo(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	pcpu1, pok1 := processCPU(os.Getpid())
+	wcpu1, wok1 := processCPU(bc.w.PID())
+	if pok0 && pok1 && wok0 && wok1 {
+		b.ReportMetric(float64(pcpu1-pcpu0)/float64(b.N), "primary-cpu-ns/rtt")
+		b.ReportMetric(float64(wcpu1-wcpu0)/float64(b.N), "worker-cpu-ns/rtt")
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rtt/s")
+}
+
 // BenchmarkRoundTrip1MiB: a 1 MiB payload to the worker and back (the
 // worker's Payload handler echoes it). "default": messages own their
 // bytes, as without options. "borrowed": the worker's handlers are
