@@ -73,6 +73,8 @@ func (l *Link) ReadUntil(done func() bool, spin time.Duration) (ok, read bool) {
 	}
 	st := l.rstate.Load()
 	var err error
+	// The deadline holds also while frames come: a caller reads for
+	// at most spin (plus a frame's dispatch), however busy the peer.
 	deadline := time.Now().Add(spin)
 	for err == nil && !l.aborted.Load() {
 		var got bool
@@ -87,21 +89,31 @@ func (l *Link) ReadUntil(done func() bool, spin time.Duration) (ok, read bool) {
 			ok = true
 			break
 		}
+		if !time.Now().Before(deadline) {
+			break
+		}
 	}
 	// Give the role back; a readiness the reader goroutine saw meanwhile
-	// may announce bytes nobody has read: read until the socket is empty.
-	// The reader goroutine reads next into the buffer as the caller
-	// leaves it: with room (makeRoom).
+	// may announce bytes nobody has read: read until the socket is empty,
+	// or, when the peer keeps it full, leave the rest to the reader
+	// goroutine and wake it (kickReader). The reader goroutine reads next
+	// into the buffer as the caller leaves it: with room (makeRoom).
 	if err == nil {
 		l.makeRoom()
 	}
-	for err == nil && !l.rtok.CompareAndSwap(rtCaller, rtIdle) {
+	for reads := 0; err == nil && !l.rtok.CompareAndSwap(rtCaller, rtIdle); {
+		if reads >= maxHandBackReads {
+			l.rtok.Store(rtIdle)
+			l.kickReader()
+			break
+		}
 		l.rtok.Store(rtCaller)
-		for err == nil && !l.aborted.Load() {
+		for err == nil && !l.aborted.Load() && reads < maxHandBackReads {
 			var got bool
 			if got, err = l.tryRead(); err != nil || !got {
 				break
 			}
+			reads++
 			st, err = l.dispatchAll(st)
 		}
 		if l.aborted.Load() && err == nil {
@@ -119,6 +131,20 @@ func (l *Link) ReadUntil(done func() bool, spin time.Duration) (ok, read bool) {
 		return done(), true
 	}
 	return ok || done(), true
+}
+
+// maxHandBackReads bounds the reads a caller makes while it gives the role
+// back: a peer that keeps the socket full cannot keep a caller reading
+// (its call may be long over).
+const maxHandBackReads = 8
+
+// kickReader wakes the reader goroutine from its wait for the socket,
+// where a readiness it already saw (while a caller read) will not wake it
+// again: a read deadline in the past ends the wait, and fill, finding the
+// link not ended, clears the deadline and waits again, taking the role
+// first.
+func (l *Link) kickReader() {
+	l.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 // tryRead makes room in the read buffer and tries one non-blocking

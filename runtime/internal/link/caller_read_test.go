@@ -365,3 +365,65 @@ func TestReadUntilHandBackReadsWhatWasAnnounced(t *testing.T) {
 		t.Fatalf("link ended: %v", err)
 	}
 }
+
+// TestReadUntilPeerFloods: a peer that keeps the socket full cannot keep a
+// caller reading: a caller whose call is over while the peer floods gives
+// the role back after a bounded number of reads (waking the reader
+// goroutine), and the reader goroutine dispatches what follows. Each
+// frame's handler takes a few microseconds, so the socket never runs empty
+// while the peer writes. It fails if the hand-back reads on while frames
+// keep coming (the wait for the caller's return times out), or if the
+// frames after it are not dispatched.
+func TestReadUntilPeerFloods(t *testing.T) {
+	checkLeaks(t)
+	var seen atomic.Int64
+	h := func(env *wire.Envelope, files []*os.File) error {
+		for start := time.Now(); time.Since(start) < 3*time.Microsecond; {
+		}
+		seen.Add(1)
+		return nil
+	}
+	l, raw := rawPair(t, h)
+	var chunk []byte
+	for id := uint64(1); id <= 200; id++ {
+		chunk = append(chunk, frameBytes(t, wire.Header{Procedure: "/t.T/P", CallID: id}, benchPayload)...)
+	}
+	// The caller is done after its first frame (its reply), read in the
+	// middle of the flood.
+	res := make(chan bool, 1)
+	go func() {
+		for {
+			if ok, read := l.ReadUntil(func() bool { return seen.Load() >= 1 }, time.Hour); ok || read {
+				res <- read
+				return
+			}
+		}
+	}()
+	waitCallerRole(t, l)
+	stop := make(chan struct{})
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := unix.Write(raw, chunk); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-wrote }()
+	select {
+	case read := <-res:
+		if !read {
+			t.Fatal("the caller did not read")
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("a caller whose call was over kept reading a flooded link")
+	}
+	n := seen.Load()
+	poll(t, "frames dispatched after the caller returned", func() bool { return seen.Load() > n+1000 })
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -691,9 +692,20 @@ func (l *Link) fill() error {
 		return errInternalFull
 	}
 	l.rerr = nil
-	if err := l.rc.Read(l.readFn); err != nil {
+	for {
+		err := l.rc.Read(l.readFn)
+		if err == nil {
+			break
+		}
 		if l.aborted.Load() {
 			return ErrLinkClosed
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A caller that read for its reply woke this goroutine
+			// (kickReader): bytes are waiting that no readiness
+			// will announce again.
+			l.conn.SetReadDeadline(time.Time{})
+			continue
 		}
 		return fmt.Errorf("herd: link read: %w", err)
 	}
