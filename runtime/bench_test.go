@@ -140,13 +140,9 @@ func BenchmarkOneWay(b *testing.B) {
 	}
 }
 
-// BenchmarkRoundTrip: request/response calls of Echo from the primary to
-// the worker, one at a time; one op is one round trip.
-//
-// ctxsw/rtt (Linux) counts the context switches of both processes' threads
-// (primary-ctxsw/rtt: the primary's alone). HERD_BENCH_WORKER_ENV adds to
-// the worker's environment (benchWorkerEnv), for GOMAXPROCS on one side.
-func BenchmarkRoundTrip(b *testing.B) {
+// newEchoBench starts a cluster for the Echo benchmarks and warms it up
+// with 1000 calls.
+func newEchoBench(b *testing.B) (*benchCluster, context.Context, *testv1.EchoRequest) {
 	bc := newBenchCluster(b, benchWorkerEnv()...)
 	ctx := context.Background()
 	req := &testv1.EchoRequest{Message: "ping"}
@@ -155,6 +151,17 @@ func BenchmarkRoundTrip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	return bc, ctx, req
+}
+
+// BenchmarkRoundTrip: request/response calls of Echo from the primary to
+// the worker, one at a time; one op is one round trip.
+//
+// ctxsw/rtt (Linux) counts the context switches of both processes' threads
+// (primary-ctxsw/rtt: the primary's alone). HERD_BENCH_WORKER_ENV adds to
+// the worker's environment (benchWorkerEnv), for GOMAXPROCS on one side.
+func BenchmarkRoundTrip(b *testing.B) {
+	bc, ctx, req := newEchoBench(b)
 	before := bc.workerMallocs(b)
 	pBefore, okP := ctxSwitches(os.Getpid())
 	wBefore, okW := ctxSwitches(bc.w.PID())
@@ -192,14 +199,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // others wait on their channels): round trips per second, and the CPU of
 // both processes per round trip.
 func BenchmarkRoundTripParallel(b *testing.B) {
-	bc := newBenchCluster(b, benchWorkerEnv()...)
-	ctx := context.Background()
-	req := &testv1.EchoRequest{Message: "ping"}
-	for range 1000 {
-		if _, err := bc.c.Echo(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	bc, ctx, req := newEchoBench(b)
 	b.ReportAllocs()
 	b.SetParallelism(4)
 	b.ResetTimer()

@@ -6,8 +6,6 @@ import (
 	"errors"
 	goruntime "runtime"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // takeRole is called by the reader goroutine before it reads, from its
@@ -171,19 +169,7 @@ func (l *Link) tryRead() (bool, error) {
 // Read, does not take the descriptor's read lock, which the reader
 // goroutine holds while it waits for the socket.
 func (l *Link) tryReadCallback(fd uintptr) {
-	for {
-		n, oobn, flags, err := l.recv.recvmsg(int(fd), l.rbuf[l.w:], l.roob)
-		l.reads.Add(1)
-		switch err {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return
-		}
-		l.rn, l.roobn, l.rflags, l.rerr = max(n, 0), oobn, flags, err
-		l.rgot = true
-		return
-	}
+	l.rgot = l.recvOnce(fd)
 }
 
 // errInternalFull: makeRoom always leaves room in the read buffer, and a

@@ -20,6 +20,22 @@ import (
 // never is a ReadUntil done that never reports true.
 func never() bool { return false }
 
+// readFirstFrame starts a caller that, as soon as the reader goroutine
+// is idle, reads until the first frame is dispatched (seen counts them),
+// with no limit on its spin; the channel gets whether it read.
+func readFirstFrame(l *Link, seen *atomic.Int64) <-chan bool {
+	res := make(chan bool, 1)
+	go func() {
+		for {
+			if ok, read := l.ReadUntil(func() bool { return seen.Load() >= 1 }, time.Hour); ok || read {
+				res <- read
+				return
+			}
+		}
+	}()
+	return res
+}
+
 // waitCallerRole waits until a caller holds l's reader role.
 func waitCallerRole(t *testing.T, l *Link) {
 	t.Helper()
@@ -285,15 +301,7 @@ func TestReleaseOnCaller(t *testing.T) {
 	}
 	l, raw := rawPair(t, h)
 	lp.Store(l)
-	res := make(chan bool, 1)
-	go func() {
-		for {
-			if ok, read := l.ReadUntil(func() bool { return seen.Load() == 1 }, time.Hour); ok || read {
-				res <- read
-				return
-			}
-		}
-	}()
+	res := readFirstFrame(l, &seen)
 	waitCallerRole(t, l)
 	rawWrite(t, raw, frameBytes(t, wire.Header{Procedure: "/t.T/P", CallID: 1}, benchPayload))
 	if read := <-res; !read || !onCaller.Load() {
@@ -346,15 +354,7 @@ func TestReadUntilHandBackReadsWhatWasAnnounced(t *testing.T) {
 	l, raw := rawPair(t, h)
 	lp.Store(l)
 	rawFD.Store(int64(raw))
-	res := make(chan bool, 1)
-	go func() {
-		for {
-			if ok, read := l.ReadUntil(func() bool { return seen.Load() >= 1 }, time.Hour); ok || read {
-				res <- read
-				return
-			}
-		}
-	}()
+	res := readFirstFrame(l, &seen)
 	waitCallerRole(t, l)
 	rawWrite(t, raw, frameBytes(t, wire.Header{Procedure: "/t.T/P", CallID: 1}, benchPayload))
 	if read := <-res; !read || l.aborted.Load() {
@@ -390,15 +390,7 @@ func TestReadUntilPeerFloods(t *testing.T) {
 	}
 	// The caller is done after its first frame (its reply), read in the
 	// middle of the flood.
-	res := make(chan bool, 1)
-	go func() {
-		for {
-			if ok, read := l.ReadUntil(func() bool { return seen.Load() >= 1 }, time.Hour); ok || read {
-				res <- read
-				return
-			}
-		}
-	}()
+	res := readFirstFrame(l, &seen)
 	waitCallerRole(t, l)
 	stop := make(chan struct{})
 	wrote := make(chan struct{})

@@ -807,6 +807,19 @@ func (l *Link) readCallback(fd uintptr) bool {
 	if !l.takeRole() {
 		return false
 	}
+	if !l.recvOnce(fd) {
+		// Nothing to read, and every whole frame dispatched: while this
+		// goroutine waits, a caller may read instead.
+		l.rtok.Store(rtIdle)
+		return false
+	}
+	return true
+}
+
+// recvOnce makes one recvmsg into the free part of the read buffer (again
+// on EINTR) and keeps its results for received; false when the socket
+// had nothing (EAGAIN: it is non-blocking).
+func (l *Link) recvOnce(fd uintptr) bool {
 	for {
 		n, oobn, flags, err := l.recv.recvmsg(int(fd), l.rbuf[l.w:], l.roob)
 		l.reads.Add(1)
@@ -814,9 +827,6 @@ func (l *Link) readCallback(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			// Nothing to read, and every whole frame dispatched: while
-			// this goroutine waits, a caller may read instead.
-			l.rtok.Store(rtIdle)
 			return false
 		}
 		l.rn, l.roobn, l.rflags, l.rerr = max(n, 0), oobn, flags, err
