@@ -9,7 +9,7 @@ import (
 // A waiting caller that reads its own reply.
 //
 // The caller that holds the endpoint's waker (callwake.go) does not park at
-// once: it first reads the link itself for up to callSpin
+// once: it first reads the link itself for up to WithCallSpin
 // (link.ReadUntil), if the link's reader goroutine is idle, and takes its
 // reply off the socket the moment it arrives. A parked caller's reply
 // instead waits for the netpoller to wake a thread, which on a machine
@@ -25,10 +25,9 @@ import (
 // starts over: a slow service costs at most one spin per maxSpinBackoff
 // calls.
 
-// callSpin is how long a waiting caller reads for its reply: past the
-// reply latency of a quick handler on a 2-vCPU VM (6-10 us), short of a
-// CPU's wake-up from a deep idle state. HERD_CALL_SPIN_US sets it (0
-// turns the spin off).
+// callSpin is WithCallSpin's default: past the reply latency of a quick
+// handler on a 2-vCPU VM (6-10 us), short of a CPU's wake-up from a deep
+// idle state. HERD_CALL_SPIN_US sets it (0 turns the spin off).
 var callSpin = spinFromEnv(os.Getenv("HERD_CALL_SPIN_US"), 20*time.Microsecond)
 
 // maxSpinBackoff bounds how many calls wait without spinning after misses.
@@ -49,8 +48,9 @@ func spinFromEnv(v string, def time.Duration) time.Duration {
 // spinPolicy is the waker's record of recent spins. Only the waker's
 // holder uses it.
 type spinPolicy struct {
-	skip    uint32 // calls left that wait without spinning
-	backoff uint32 // skip set by the next miss
+	d       time.Duration // the spin (WithCallSpin)
+	skip    uint32        // calls left that wait without spinning
+	backoff uint32        // skip set by the next miss
 }
 
 // budget returns how long this call may spin, 0 for none.
@@ -59,7 +59,7 @@ func (s *spinPolicy) budget() time.Duration {
 		s.skip--
 		return 0
 	}
-	return callSpin
+	return s.d
 }
 
 // record notes a spin's outcome: hit when the reply came within it.

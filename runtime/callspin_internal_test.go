@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -10,9 +11,7 @@ import (
 // starts over. It fails if misses do not back off (a slow service would
 // pay a spin per call) or a hit does not restore the spin.
 func TestSpinPolicyBacksOff(t *testing.T) {
-	defer func(d time.Duration) { callSpin = d }(callSpin)
-	callSpin = 20 * time.Microsecond // whatever HERD_CALL_SPIN_US says
-	var s spinPolicy
+	s := spinPolicy{d: 20 * time.Microsecond}
 	spins := func(calls int) (n int) {
 		for range calls {
 			if s.budget() > 0 {
@@ -47,6 +46,27 @@ func TestSpinFromEnv(t *testing.T) {
 	} {
 		if got := spinFromEnv(c.v, def); got != c.want {
 			t.Errorf("spinFromEnv(%q) = %v, want %v", c.v, got, c.want)
+		}
+	}
+}
+
+// TestWithCallSpin: an endpoint's spin (which its waker takes when made)
+// is callSpin's default unless WithCallSpin sets it, 0 included (off). It
+// fails if the option is lost on the way to the endpoint.
+func TestWithCallSpin(t *testing.T) {
+	for _, c := range []struct {
+		opts []PrimaryOption
+		want time.Duration
+	}{
+		{nil, callSpin},
+		{[]PrimaryOption{WithCallSpin(0)}, 0},
+		{[]PrimaryOption{WithCallSpin(7 * time.Microsecond)}, 7 * time.Microsecond},
+		{[]PrimaryOption{WithCallSpin(-1)}, 0},
+	} {
+		p := NewPrimary(c.opts...)
+		ep := newEndpoint(p.settings.endpoint.withDefaults(), nil, nil, nil, context.Background(), nil)
+		if ep.callSpin != c.want {
+			t.Errorf("%d options: endpoint spin %v, want %v", len(c.opts), ep.callSpin, c.want)
 		}
 	}
 }

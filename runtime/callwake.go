@@ -191,6 +191,9 @@ func (ep *endpoint) acquireWakerLocked() *callWaker {
 	}
 	if !ep.wakerMade {
 		ep.waker, ep.wakerMade = newCallWaker(ep.link), true
+		if ep.waker != nil {
+			ep.waker.spin.d = ep.callSpin
+		}
 	}
 	if w := ep.waker; w != nil && w.held.CompareAndSwap(false, true) {
 		return w

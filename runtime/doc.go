@@ -79,8 +79,8 @@
 // Responses to a side's own calls do not wait in its mailbox, so a handler
 // may call the other side and wait for the answer. A caller waiting for its
 // response, in a process running more than one P, first reads the link
-// itself for a short while (20 µs, HERD_CALL_SPIN_US; yielding its P to
-// any goroutine that is runnable) when the link's reader is idle, so that
+// itself for a short while (WithCallSpin, 20 µs; yielding its P to any
+// goroutine that is runnable) when the link's reader is idle, so that
 // a quick reply is taken off the socket without waiting for a sleeping CPU
 // to wake up; a caller whose replies keep coming later than that stops
 // trying, for up to 64 calls at a time. A mailbox is bounded in

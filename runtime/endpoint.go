@@ -67,6 +67,7 @@ type endpoint struct {
 	// (or the link has ended: no more). Both under pendMu.
 	waker     *callWaker
 	wakerMade bool
+	callSpin  time.Duration // how long the waker's holder reads for its reply (callspin.go)
 
 	cache   lookupCache           // the reader's
 	arenas  map[*Handler]reqArena // the reader's: user requests, in blocks (reqarena.go)
@@ -159,6 +160,10 @@ type endpointConfig struct {
 	logger       *slog.Logger
 	crashOnPanic bool
 	interceptors []Interceptor // link-wide (WithInterceptors on NewPrimary, NewSelf)
+	// callSpin is WithCallSpin's, when callSpinSet; else callSpin's
+	// default (callspin.go).
+	callSpin    time.Duration
+	callSpinSet bool
 }
 
 // newEndpoint makes an endpoint whose mailbox is ready but whose link is not
@@ -173,8 +178,12 @@ func newEndpoint(cfg endpointConfig, control, local, shared *Mux, baseCtx contex
 		errorEvent:   errorEvent,
 		pending:      make(map[uint64]*pendingCall),
 		interceptors: cfg.interceptors,
+		callSpin:     callSpin,
 		ready:        make(chan struct{}),
 		closed:       make(chan struct{}),
+	}
+	if cfg.callSpinSet {
+		ep.callSpin = cfg.callSpin
 	}
 	// The user lane holds the credited window plus room for local events.
 	opts := []actor.Option{actor.WithCapacity(cfg.mailboxCap + eventReserve)}

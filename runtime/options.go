@@ -210,6 +210,22 @@ func WithMailboxBytes(n int) LinkOption {
 	return linkOption(func(c *endpointConfig) { c.mailboxBytes = n })
 }
 
+// WithCallSpin sets how long a caller waiting for its response reads the
+// link itself, before it sleeps until the link's reader wakes it (default
+// 20 µs; the environment variable HERD_CALL_SPIN_US, in microseconds,
+// changes the default; 0 turns it off). A response that comes within it
+// is taken off the socket at once: on a machine whose idle CPUs sleep
+// deeply (a virtual machine), waking one is most of a quick round trip
+// (measured on 2 vCPUs: 26-28 µs without, 18 µs with). Only one caller per
+// link at a time reads, only while the link's reader is idle, in a process
+// running more than one P (GOMAXPROCS), yielding its P to any goroutine
+// that is runnable; a caller whose responses keep taking longer stops
+// trying, for up to 64 calls at a time, so a slow service pays little
+// for it.
+func WithCallSpin(d time.Duration) LinkOption {
+	return linkOption(func(c *endpointConfig) { c.callSpin, c.callSpinSet = max(d, 0), true })
+}
+
 // WithLogger sets the logger for runtime diagnostics. Default slog.Default().
 func WithLogger(l *slog.Logger) LinkOption {
 	return linkOption(func(c *endpointConfig) { c.logger = l })
