@@ -602,6 +602,6 @@ func (h *rrHandle) close() {
 
 func closeRawFDs(fds []int) {
 	for _, fd := range fds {
-		closeFD(fd)
+		closeHandoffFD(fd)
 	}
 }
