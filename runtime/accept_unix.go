@@ -35,3 +35,6 @@ func acceptHandoff(fd int) (int, error) { return acceptRaw(fd) }
 // setInheritedConnOptions does nothing here: workers serve round-robin
 // connections through net.FileConn, which sets Go's options itself.
 func setInheritedConnOptions(fd int) {}
+
+// closeHandoffFD closes the primary's copy of a round-robin connection.
+func closeHandoffFD(fd int) { closeFD(fd) }

@@ -410,7 +410,7 @@ func (l *Link) sendmsgCallback(fd uintptr) bool {
 	rec := l.wrec
 	oob := appendRights(l.woob[:0], rec.fds)
 	for {
-		n, err := unix.SendmsgN(int(fd), l.wbuf, oob, nil, sendFlags)
+		n, err := sendmsgFD(int(fd), l.wbuf, oob, sendFlags)
 		l.writes.Add(1)
 		switch err {
 		case nil:

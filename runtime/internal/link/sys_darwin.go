@@ -60,3 +60,8 @@ func (*receiver) recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) 
 // writeFD writes p to fd with one write(2) (Linux makes it a raw system
 // call, see sys_linux.go).
 func writeFD(fd int, p []byte) (int, error) { return unix.Write(fd, p) }
+
+// sendmsgFD sends p with the control message oob on fd with one sendmsg.
+func sendmsgFD(fd int, p, oob []byte, flags int) (int, error) {
+	return unix.SendmsgN(fd, p, oob, nil, flags)
+}

@@ -108,4 +108,7 @@ func writeFD(fd int, p []byte) (int, error) {
 // Writes may always be raw: a goroutine that writes was already running.
 // Reads are raw only under the guard of sysmon_linux.go: a read is how a
 // goroutine woken by the netpoller wakes sysmon, and sysmon must be awake
-// to preempt long computations.
+// to preempt long computations. A frame with descriptors is written with
+// sendmsg (sendmsgFD), raw under the same guard: a round-robin primary's
+// hand-offs are written by the goroutine a report or a new connection
+// woke, and a plain sendmsg there woke sysmon after every idle spell.

@@ -113,6 +113,16 @@ func (g *rawReadGuard) fire() {
 	}
 }
 
+// RawSyscallAllowed reports whether a system call that cannot block (on a
+// non-blocking descriptor) may be made raw now, under the same guard as the
+// link's reads: while it returns true a timer is pending, which bounds
+// sysmon's deep sleep; when it returns false it has armed that timer, and
+// the call must be a plain one (which wakes sysmon). The round-robin
+// primary closes its copies of handed-off connections this way: with its
+// accept4, recvmsg and sendmsg raw, a plain close was the system call that
+// woke sysmon after every idle spell.
+func RawSyscallAllowed() bool { return rawReads.raw() }
+
 // recvmsgSyscall makes the recvmsg system call: raw when rawReads allows
 // it, else plain.
 func recvmsgSyscall(fd int, msg *unix.Msghdr) (uintptr, unix.Errno) {
@@ -122,4 +132,29 @@ func recvmsgSyscall(fd int, msg *unix.Msghdr) (uintptr, unix.Errno) {
 	}
 	n, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(msg)), unix.MSG_CMSG_CLOEXEC)
 	return n, errno
+}
+
+// sendmsgFD sends p with the control message oob (descriptors) on the
+// non-blocking socket fd with one sendmsg, as unix.SendmsgN does, but as a
+// raw system call when rawReads allows it: the link's socket is
+// non-blocking, so the call never blocks the thread, and a plain one wakes
+// sysmon from its deep sleep on the first system call after every idle
+// spell (see the top of this file, and rawNonblocking).
+func sendmsgFD(fd int, p, oob []byte, flags int) (int, error) {
+	if !rawReads.raw() || len(p) == 0 {
+		return unix.SendmsgN(fd, p, oob, nil, flags)
+	}
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	msg := unix.Msghdr{Iov: &iov}
+	msg.SetIovlen(1)
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	n, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+	if errno != 0 {
+		return int(n), errno
+	}
+	return int(n), nil
 }
