@@ -29,18 +29,11 @@ func TestRoundRobinReportsAreBounded(t *testing.T) {
 	base := herdtest.Take()
 	defer herdtest.Check(t, base, 10*time.Second)
 
-	fa, fb, err := link.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := newEndpoint(endpointConfig{}.withDefaults(), NewMux(), NewMux(), nil, context.Background(), func(Code, string, error) {})
-	if err := ep.start(fa); err != nil {
-		t.Fatal(err)
-	}
+	ep, fb := rrTestEndpoint(t)
 	// The worker's end counts the descriptors handed to it.
 	var mu sync.Mutex
 	handed := 0
-	peer, err := link.New(fb, func(env *wire.Envelope, files []*os.File) error {
+	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
 		if string(env.Procedure) != controlHandoffProcedure {
 			closeFiles(files)
 			return nil
@@ -55,44 +48,16 @@ func TestRoundRobinReportsAreBounded(t *testing.T) {
 		closeFiles(files)
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		peer.Close()
-		<-peer.Done()
-		ep.link.Close()
-		<-ep.closed
-	}()
+	defer closeLinks()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
 	const window = 4
-	h, err := newRRHandle(handleBase{network: "tcp", address: addr}, ln, window, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, addr := rrTestHandle(t, window)
 	m := &membership{w: &Worker{ep: ep}, id: 1, h: h}
 	h.join(m)
 	rm := m.rr
 
 	const n = 10
-	var clients []net.Conn
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	for range n {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
-	}
+	defer dialClients(t, addr, n)()
 	state := func() (queued, held, credit, accepted int) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -149,14 +114,7 @@ func TestRoundRobinEarlyReportCannotMisdirect(t *testing.T) {
 	base := herdtest.Take()
 	defer herdtest.Check(t, base, 10*time.Second)
 
-	fa, fb, err := link.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := newEndpoint(endpointConfig{}.withDefaults(), NewMux(), NewMux(), nil, context.Background(), func(Code, string, error) {})
-	if err := ep.start(fa); err != nil {
-		t.Fatal(err)
-	}
+	ep, fb := rrTestEndpoint(t)
 	// The worker's end stops reading at the first filler frame until gate
 	// is closed, so that the hand-off queued behind the fillers cannot be
 	// written before the worker's (lying) report.
@@ -164,7 +122,7 @@ func TestRoundRobinEarlyReportCannotMisdirect(t *testing.T) {
 	var gateOnce sync.Once
 	openGate := func() { gateOnce.Do(func() { close(gate) }) }
 	handoffs := make(chan []*os.File, 4)
-	peer, err := link.New(fb, func(env *wire.Envelope, files []*os.File) error {
+	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
 		switch string(env.Procedure) {
 		case "test.filler":
 			<-gate
@@ -175,15 +133,9 @@ func TestRoundRobinEarlyReportCannotMisdirect(t *testing.T) {
 		closeFiles(files)
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer func() {
 		openGate()
-		peer.Close()
-		<-peer.Done()
-		ep.link.Close()
-		<-ep.closed
+		closeLinks()
 		for {
 			select {
 			case fs := <-handoffs:
@@ -194,15 +146,7 @@ func TestRoundRobinEarlyReportCannotMisdirect(t *testing.T) {
 		}
 	}()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	h, err := newRRHandle(handleBase{network: "tcp", address: addr}, ln, 4, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, addr := rrTestHandle(t, 4)
 	defer h.close()
 	m := &membership{w: &Worker{ep: ep}, id: 1, h: h}
 	h.join(m)
@@ -291,18 +235,11 @@ func TestRoundRobinWithoutRescue(t *testing.T) {
 	base := herdtest.Take()
 	defer herdtest.Check(t, base, 10*time.Second)
 
-	fa, fb, err := link.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := newEndpoint(endpointConfig{}.withDefaults(), NewMux(), NewMux(), nil, context.Background(), func(Code, string, error) {})
-	if err := ep.start(fa); err != nil {
-		t.Fatal(err)
-	}
+	ep, fb := rrTestEndpoint(t)
 	// The worker's end keeps what it is handed.
 	var mu sync.Mutex
 	var received []*os.File
-	peer, err := link.New(fb, func(env *wire.Envelope, files []*os.File) error {
+	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
 		if string(env.Procedure) != controlHandoffProcedure {
 			closeFiles(files)
 			return nil
@@ -312,29 +249,15 @@ func TestRoundRobinWithoutRescue(t *testing.T) {
 		mu.Unlock()
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer func() {
-		peer.Close()
-		<-peer.Done()
-		ep.link.Close()
-		<-ep.closed
+		closeLinks()
 		mu.Lock()
 		closeFiles(received)
 		mu.Unlock()
 	}()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
 	const window = 4
-	h, err := newRRHandle(handleBase{network: "tcp", address: addr}, ln, window, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, addr := rrTestHandle(t, window)
 	defer h.close()
 	h.mu.Lock()
 	h.noRescue = true
@@ -432,60 +355,25 @@ func TestRoundRobinBusyWorkerGetsBatches(t *testing.T) {
 	base := herdtest.Take()
 	defer herdtest.Check(t, base, 10*time.Second)
 
-	fa, fb, err := link.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := newEndpoint(endpointConfig{}.withDefaults(), NewMux(), NewMux(), nil, context.Background(), func(Code, string, error) {})
-	if err := ep.start(fa); err != nil {
-		t.Fatal(err)
-	}
+	ep, fb := rrTestEndpoint(t)
 	// The worker's end reports the size of every hand-off.
 	sizes := make(chan int, 64)
-	peer, err := link.New(fb, func(env *wire.Envelope, files []*os.File) error {
+	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
 		if string(env.Procedure) == controlHandoffProcedure {
 			sizes <- len(files)
 		}
 		closeFiles(files)
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		peer.Close()
-		<-peer.Done()
-		ep.link.Close()
-		<-ep.closed
-	}()
+	defer closeLinks()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	h, err := newRRHandle(handleBase{network: "tcp", address: addr}, ln, defaultHandoffWindow, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, addr := rrTestHandle(t, defaultHandoffWindow)
 	m := &membership{w: &Worker{ep: ep}, id: 1, h: h}
 	h.join(m)
 	rm := m.rr
 
 	const n = 16
-	var clients []net.Conn
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	for range n {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients = append(clients, c)
-	}
+	defer dialClients(t, addr, n)()
 	state := func() (queued, held int) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -538,4 +426,75 @@ func TestRoundRobinBusyWorkerGetsBatches(t *testing.T) {
 		t.Fatalf("an unexpected hand-off of %d connections", got)
 	default:
 	}
+}
+
+// rrTestEndpoint starts an endpoint on one end of a new link pair and
+// returns it and the other end, for the worker's side of the test.
+func rrTestEndpoint(t *testing.T) (*endpoint, *os.File) {
+	t.Helper()
+	fa, fb, err := link.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := newEndpoint(endpointConfig{}.withDefaults(), NewMux(), NewMux(), nil, context.Background(), func(Code, string, error) {})
+	if err := ep.start(fa); err != nil {
+		fb.Close()
+		t.Fatal(err)
+	}
+	return ep, fb
+}
+
+// rrTestPeer runs the worker's end of ep's link on fb with handler h, and
+// returns the function that closes both ends and waits for them.
+func rrTestPeer(t *testing.T, ep *endpoint, fb *os.File, h link.Handler) (closeLinks func()) {
+	t.Helper()
+	peer, err := link.New(fb, h)
+	if err != nil {
+		ep.link.Close()
+		<-ep.closed
+		t.Fatal(err)
+	}
+	return func() {
+		peer.Close()
+		<-peer.Done()
+		ep.link.Close()
+		<-ep.closed
+	}
+}
+
+// rrTestHandle makes a round-robin handle with the hand-off window given
+// on a new loopback listener, and returns it and its address.
+func rrTestHandle(t *testing.T, window int) (*rrHandle, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	h, err := newRRHandle(handleBase{network: "tcp", address: addr}, ln, window, 64, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, addr
+}
+
+// dialClients connects n clients to addr, and returns the function that
+// closes them.
+func dialClients(t *testing.T, addr string, n int) (closeAll func()) {
+	t.Helper()
+	var clients []net.Conn
+	closeAll = func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			closeAll()
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	return closeAll
 }
