@@ -53,9 +53,9 @@ func (l *Link) awaitRole() {
 // itself instead of sleeping until the reader goroutine is woken: if the
 // reader goroutine is waiting for the socket, the caller takes the
 // reader role and reads and dispatches frames, calling the handler on its
-// own goroutine, until done reports true, trying a non-blocking read for
-// at most spin after the last frame (yielding its P between tries), and
-// hands the role back. It reports whether done reported true, and whether
+// own goroutine, until done reports true or spin has passed (trying
+// non-blocking reads, and yielding its P between tries), and hands the
+// role back. It reports whether done reported true, and whether
 // the caller read (held the role): it does not when the reader goroutine
 // is busy, which then delivers what comes, as usual.
 //
