@@ -554,3 +554,59 @@ func TestDecodeReusedEnvelope(t *testing.T) {
 		t.Errorf("a frame without a procedure: KnownProcedure %v, %v", env.KnownProcedure, err)
 	}
 }
+
+// TestDecodeKnownShortFrame: the one-way stream's frame (the known
+// procedure, then a short payload that ends the envelope), which parse
+// reads without its field loop, decodes as Decode decodes it, and so do
+// the frames that start the same way but are not that frame: a payload
+// followed by more fields, a repeated procedure or payload, a payload
+// that runs past the envelope, an empty known procedure, a procedure
+// longer than a one-byte length (and a known one that matches the bytes
+// after such a length's first byte). It fails if the short path takes a frame
+// it should leave to the loop.
+func TestDecodeKnownShortFrame(t *testing.T) {
+	const known = "/t.T/Report"
+	field := func(b []byte, num protowire.Number, v string) []byte {
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendString(b, v)
+	}
+	long := "/t.T/" + strings.Repeat("x", 195) // 200 bytes: a two-byte length, c8 01
+	// A known procedure as long as the first byte of long's length reads
+	// as one byte, equal to the bytes that follow it.
+	tricky := "\x01" + long[:199]
+	bodies := map[string][]byte{
+		"short":             field(field(nil, 1, known), 5, "\x10\x07"),
+		"no payload":        field(nil, 1, known),
+		"empty payload":     field(field(nil, 1, known), 5, ""),
+		"payload then call": protowire.AppendVarint(protowire.AppendTag(field(field(nil, 1, known), 5, "p"), 2, protowire.VarintType), 9),
+		"procedure twice":   field(field(field(nil, 1, known), 5, "p"), 1, "/t.T/Other"),
+		"payload twice":     field(field(field(nil, 1, known), 5, "p"), 5, "q"),
+		"other procedure":   field(field(nil, 1, "/t.T/Reporx"), 5, "p"),
+		"long procedure":    field(field(nil, 1, long), 5, "p"),
+		"long payload":      field(field(nil, 1, known), 5, strings.Repeat("p", 300)),
+		"empty procedure":   field(field(nil, 1, ""), 5, "p"),
+	}
+	// A payload whose length runs past the envelope's end.
+	bodies["truncated payload"] = append(field(nil, 1, known), 5<<3|2, 9, 'p')
+	for name, body := range bodies {
+		frame := append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+		for _, k := range []string{known, "", long, tricky} {
+			var want, got wire.Envelope
+			wn, werr := wire.Decode(frame, 0, &want)
+			gn, gerr := wire.DecodeKnown(frame, 0, &got, []byte(k))
+			if (werr == nil) != (gerr == nil) || wn != gn {
+				t.Fatalf("%s, known %.20q: DecodeKnown = %d, %v; Decode = %d, %v", name, k, gn, gerr, wn, werr)
+			}
+			if werr != nil {
+				continue
+			}
+			if wantKnown := len(want.Procedure) > 0 && string(want.Procedure) == k; got.KnownProcedure != wantKnown {
+				t.Fatalf("%s, known %.20q: KnownProcedure %v", name, k, got.KnownProcedure)
+			}
+			got.KnownProcedure = false
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s, known %.20q: %+v; Decode %+v", name, k, got, want)
+			}
+		}
+	}
+}
