@@ -93,12 +93,10 @@ type endpoint struct {
 	closeOnce sync.Once
 
 	// Inline handling on the reader (inline.go).
-	rwatch        readerWatch
-	serveInlineFn func()
-	inl           inbound    // the reader's: the message being handled inline (serveInline)
-	held          bool       // the reader's: it holds the user lane's claim between frames
-	rtoken        uint64     // the reader's: link.Release's token for the inline handler
-	heldCredit    heldCredit // the reader's: credit of inline messages not given back yet
+	rwatch     readerWatch
+	held       bool       // the reader's: it holds the user lane's claim between frames
+	rtoken     uint64     // the reader's: link.Release's token for the inline handler
+	heldCredit heldCredit // the reader's: credit of inline messages not given back yet
 }
 
 // inbound is one message in an endpoint's mailbox: a decoded request to run,
@@ -210,7 +208,6 @@ func (ep *endpoint) start(f *os.File, opts ...link.Option) error {
 		return err
 	}
 	ep.link = l
-	ep.serveInlineFn = ep.serveInline
 	ep.rwatch.init(l)
 	ep.credit.grantWindow() // the link's first frame
 	ep.started.Store(true)

@@ -103,14 +103,6 @@ func (ep *endpoint) beforeInline() {
 	ep.rwatch.start()
 }
 
-// serveInline is run by the user lane's RunClaimed for the message in
-// ep.inl: the message is passed by pointer, not copied through the
-// mailbox's handler.
-func (ep *endpoint) serveInline() {
-	ep.beforeInline()
-	ep.serve(&ep.inl, ep.errorEvent)
-}
-
 // tryInline handles *in on the reader goroutine if the user lane is idle
 // and empty, or held by the reader with nothing queued, and reports
 // whether it did; on false *in is as it was.
@@ -122,16 +114,24 @@ func (ep *endpoint) tryInline(in *inbound) bool {
 	ep.held = false
 	// The message's credit is given back here rather than by serve: while
 	// the reader keeps the lane, in a batch (heldCredit).
-	ep.inl = *in
-	ep.inl.credit = 0
-	ran := ep.box.RunClaimed(ep.serveInlineFn)
-	ep.inl = inbound{} // keep no request alive
+	//
+	// The user lane's RunClaimed runs the handler for *in, passed by
+	// pointer: not copied through the mailbox's handler, nor into the
+	// endpoint (a copy, and clearing it after, cost write barriers per
+	// message while the collector runs). The function literal does not
+	// escape, so neither does in: it stays on the reader's stack.
+	credit := int64(in.credit)
+	in.credit = 0
+	ran := ep.box.RunClaimed(func() {
+		ep.beforeInline()
+		ep.serve(in, ep.errorEvent)
+	})
 	if !ran {
 		// Posted meanwhile: in waits its turn behind it.
+		in.credit = uint32(credit)
 		ep.box.Unclaim()
 		return false
 	}
-	credit := int64(in.credit)
 	if !ep.link.Reclaim(ep.rtoken) {
 		// The reader role went to another goroutine, and the reader's
 		// state with it.
