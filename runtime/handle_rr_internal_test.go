@@ -346,6 +346,88 @@ func TestRoundRobinWithoutRescue(t *testing.T) {
 		t.Fatalf("after leave: queued %d, held %d, sent %d; want %d, 0, 0", q, hd, s, n-window-2)
 	}
 }
+
+// TestRoundRobinBusyWorkerGetsBatches: a worker that holds busyBatch or
+// more connections handed and not reported is handed more only once it
+// asked for busyBatch, in one message, not one per report; one that holds
+// fewer is handed what it asks for at once.
+func TestRoundRobinBusyWorkerGetsBatches(t *testing.T) {
+	base := herdtest.Take()
+	defer herdtest.Check(t, base, 10*time.Second)
+
+	ep, fb := rrTestEndpoint(t)
+	// The worker's end reports the size of every hand-off.
+	sizes := make(chan int, 64)
+	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
+		if string(env.Procedure) == controlHandoffProcedure {
+			sizes <- len(files)
+		}
+		closeFiles(files)
+		return nil
+	})
+	defer closeLinks()
+
+	h, addr := rrTestHandle(t, defaultHandoffWindow)
+	m := &membership{w: &Worker{ep: ep}, id: 1, h: h}
+	h.join(m)
+	rm := m.rr
+
+	const n = 16
+	defer dialClients(t, addr, n)()
+	state := func() (queued, held int) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.queued(), len(rm.held)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if q, _ := state(); q == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			q, _ := state()
+			t.Fatalf("the primary accepted %d of %d clients", q, n)
+		}
+	}
+	report := func(accepted, credit uint32, wantQueued, wantHeld int) {
+		t.Helper()
+		h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Accepted: accepted, Credit: credit})
+		if q, hd := state(); q != wantQueued || hd != wantHeld {
+			t.Fatalf("after a report of %d accepted, %d credit: queued %d, held %d; want %d, %d", accepted, credit, q, hd, wantQueued, wantHeld)
+		}
+	}
+	handoff := func(want int) {
+		t.Helper()
+		select {
+		case got := <-sizes:
+			if got != want {
+				t.Fatalf("a hand-off of %d connections, want %d", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no hand-off of %d connections", want)
+		}
+	}
+	report(0, 8, n-8, 8) // idle: what it asks for, at once
+	handoff(8)
+	// Busy (it holds 8): one report at a time asks for one more, and
+	// nothing is handed until it asked for busyBatch.
+	for i := 1; i < busyBatch; i++ {
+		report(1, 1, n-8, 8-i)
+	}
+	report(1, 1, n-8-busyBatch, 8)
+	handoff(busyBatch)
+	// Running low (it holds fewer than busyBatch): at once again.
+	report(8-busyBatch+1, 1, n-8-busyBatch-1, busyBatch)
+	handoff(1)
+
+	h.leave(m, nil)
+	h.close()
+	select {
+	case got := <-sizes:
+		t.Fatalf("an unexpected hand-off of %d connections", got)
+	default:
+	}
+}
+
 // rrTestEndpoint starts an endpoint on one end of a new link pair and
 // returns it and the other end, for the worker's side of the test.
 func rrTestEndpoint(t *testing.T) (*endpoint, *os.File) {

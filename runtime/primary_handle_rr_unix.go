@@ -19,6 +19,17 @@ const (
 	// maxHandoffBatch bounds the connections one Handoff message carries
 	// (a worker's credit and the window bound it first).
 	maxHandoffBatch = 64
+	// busyBatch is the hand-off batch of a busy worker: one that holds at
+	// least this many connections handed and not yet reported (so has
+	// work queued for a while) is handed more only once it asked for this
+	// many, in one message, instead of one per report (each of its Accept
+	// calls reports one connection and asks for one more). A worker that
+	// holds fewer is handed what it asks for at once, so one that runs low
+	// never waits, and an idle or lightly loaded worker (holding one or
+	// two) sees no change. With the default window (16) a busy worker gets
+	// about four connections per message: fewer sendmsg calls in the
+	// primary and fewer wake-ups of the worker's link reader.
+	busyBatch = 4
 	// acceptBatch is how many connections the accept loop takes from the
 	// kernel before queueing them.
 	acceptBatch = 64
@@ -79,6 +90,8 @@ type rrHandle struct {
 	closed     bool
 	timer      *time.Timer
 	timerArmed bool
+	req        herdv1.HandoffRequest // sendLocked's, reused
+	hdr        wire.Header           // sendLocked's, reused
 
 	space chan struct{} // a token when the queue shrank
 	done  chan struct{} // closed by close
@@ -295,7 +308,7 @@ func (h *rrHandle) pickLocked() *rrMember {
 	for i := range n {
 		j := (h.next + i) % n
 		m := h.list[j]
-		if m.gone || m.stopped || m.credit == 0 || len(m.held)+m.sent >= h.window || m.m.w.unready.Load() {
+		if m.gone || m.stopped || !m.wantsLocked() || len(m.held)+m.sent >= h.window || m.m.w.unready.Load() {
 			continue // (unready: a pool's worker not ready yet, see Worker.unready)
 		}
 		if m.skipUntil != 0 {
@@ -324,7 +337,7 @@ func (h *rrHandle) pickLocked() *rrMember {
 		return nil
 	}
 	for j := h.next; j != first; j = (j + 1) % n {
-		if m := h.list[j]; !m.gone && !m.stopped && m.credit == 0 && !m.m.w.unready.Load() {
+		if m := h.list[j]; !m.gone && !m.stopped && !m.wantsLocked() && !m.m.w.unready.Load() {
 			m.owed = min(m.owed+1, maxOwed)
 		}
 	}
@@ -337,6 +350,17 @@ func (h *rrHandle) pickLocked() *rrMember {
 	// Its own turn: what it is owed stays owed.
 	h.next = (first + 1) % n
 	return h.list[first]
+}
+
+// wantsLocked reports whether m is to be handed connections now: it asked
+// for some and, if it is busy (it holds busyBatch or more handed and not
+// reported), for at least busyBatch (see busyBatch). Each of its reports
+// dispatches again, so a busy worker's hand-off waits only until it asked
+// for busyBatch or its held connections fall below busyBatch, whichever
+// comes first. A member passed over for this is owed its turn like one
+// that asked for nothing (pickLocked), which keeps round robin balanced.
+func (m *rrMember) wantsLocked() bool {
+	return m.credit >= busyBatch || m.credit > 0 && len(m.held)+m.sent < busyBatch
 }
 
 // armLocked dispatches again after d, when skipped workers may take
@@ -389,16 +413,22 @@ const (
 // a connection before its frame was written cannot make the link send a
 // descriptor number the kernel has meanwhile given to another connection.
 func (h *rrHandle) sendLocked(m *rrMember, fds []int, backlog int) int {
-	req := herdv1.HandoffRequest{ListenerId: m.m.id, Count: uint32(len(fds)), Backlog: uint32(backlog)}
-	hdr := wire.Header{Procedure: controlServiceHandoffProcedure, Flags: wire.FlagSystem}
-	send := m.m.w.ep.link.SendBorrowedNow
+	// The message and its header are the handle's, reused under h.mu: the
+	// link encodes them before the send returns, and a fresh pair would
+	// cost two allocations per hand-off.
+	req, hdr := &h.req, &h.hdr
+	req.ListenerId, req.Count, req.Backlog = m.m.id, uint32(len(fds)), uint32(backlog)
+	*hdr = wire.Header{Procedure: controlServiceHandoffProcedure, Flags: wire.FlagSystem}
+	var err error
 	if h.noRescue {
 		// The link owns them from here and closes them once sent: the
 		// primary's close is not the connection's last (the worker's
 		// is), so the teardown is not the primary's.
-		send = m.m.w.ep.link.SendOwnedNow
+		err = m.m.w.ep.link.SendOwnedNow(hdr, req, fds)
+	} else {
+		err = m.m.w.ep.link.SendBorrowedNow(hdr, req, fds)
 	}
-	if err := send(&hdr, &req, fds); err != nil {
+	if err != nil {
 		// Nothing was queued: the descriptors stay in the queue.
 		m.gone = true
 		return sendGone
