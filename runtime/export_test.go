@@ -24,6 +24,15 @@ func SetAcceptAheadPatience(d time.Duration) time.Duration {
 	return old
 }
 
+// SetTakenFlushDelay sets how long a round-robin listener waits before it
+// reports the connections its server took alone (takenFlushDelay), and
+// returns the previous value. Call it in a worker before it listens.
+func SetTakenFlushDelay(d time.Duration) time.Duration {
+	old := takenFlushDelay
+	takenFlushDelay = d
+	return old
+}
+
 // SetLinkStartedHook sets a function that Self.Start runs once the link
 // reads frames and before the handshake (testHookLinkStarted). Call it in a
 // worker before Start.

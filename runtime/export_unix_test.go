@@ -26,3 +26,30 @@ func RoundRobinState(w *Worker) (held, credit, accepted int) {
 	}
 	return held, credit, accepted
 }
+
+// RoundRobinServed reports how many copies of connections w's servers
+// accepted and did not report taken the primary's round-robin handles
+// hold for w. For tests.
+func RoundRobinServed(w *Worker) int {
+	pt := w.primary.ports
+	pt.mu.Lock()
+	var ms []*membership
+	for _, m := range pt.byWorker[w] {
+		if m.rr != nil {
+			ms = append(ms, m)
+		}
+	}
+	pt.mu.Unlock()
+	n := 0
+	for _, m := range ms {
+		h := m.h.(*rrHandle)
+		h.mu.Lock()
+		for _, fd := range m.rr.served {
+			if fd >= 0 {
+				n++
+			}
+		}
+		h.mu.Unlock()
+	}
+	return n
+}

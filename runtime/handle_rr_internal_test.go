@@ -194,10 +194,10 @@ func TestRoundRobinEarlyReportCannotMisdirect(t *testing.T) {
 		t.Fatal("the hand-off was written before the report: the link was not full, the test tests nothing")
 	default:
 	}
-	// The lie: accepted, before the hand-off could be received. The
-	// primary closes its descriptor; the next client's connection may get
-	// its number.
-	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Accepted: 1})
+	// The lie: accepted and taken, before the hand-off could be received.
+	// The primary closes its descriptor; the next client's connection may
+	// get its number.
+	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Accepted: 1, Taken: []uint64{0}})
 	c2, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

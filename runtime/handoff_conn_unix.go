@@ -39,7 +39,8 @@ import (
 //
 // Close shuts the connection down (shutdown(2)) before it closes the
 // descriptor: the primary may still hold its copy until it reads the
-// worker's Accepted report, and a plain close of a descriptor that is not
+// worker's report that the connection was taken (rrListener.noteTaken), and
+// a plain close of a descriptor that is not
 // the last one would neither send the FIN nor free the socket; the
 // primary's close would do it later, on the primary's CPU. A program that
 // duplicates the descriptor (SyscallConn) to keep the connection open
@@ -51,6 +52,15 @@ type handoffConn struct {
 	closed  atomic.Bool
 	laddr   atomic.Pointer[net.Addr]
 	raddr   atomic.Pointer[net.Addr]
+
+	// tr, when not nil, is told once (taken) that the server has used the
+	// connection, which is its listener's place-th accepted one: until then
+	// the primary keeps its own copy, to give the connection to another
+	// worker if this one dies before its server read from it (see
+	// rrListener.noteTaken).
+	tr    *rrListener
+	place uint64
+	taken atomic.Bool
 }
 
 // newHandoffConn returns f as a connection on network, taking f, when the
@@ -107,17 +117,33 @@ func (c *handoffConn) opErr(op string, err error) error {
 	return oe
 }
 
-// Read reads from the connection.
+// use tells the connection's listener, once, that the server has used the
+// connection (see tr).
+func (c *handoffConn) use() {
+	if c.tr != nil && !c.taken.Load() && c.taken.CompareAndSwap(false, true) {
+		c.tr.noteTaken(c.place)
+	}
+}
+
+// Read reads from the connection. The connection counts as used once a
+// Read returned data or an error other than a deadline's: a server
+// waiting in Read for a request that has not arrived has not used it yet,
+// and if its worker dies the primary can still give the connection, with
+// the request that arrives later, to another worker.
 func (c *handoffConn) Read(b []byte) (int, error) {
 	n, err := c.f.Read(b)
 	if err != nil {
 		err = c.opErr("read", err)
+	}
+	if c.tr != nil && (n > 0 || err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
+		c.use()
 	}
 	return n, err
 }
 
 // Write writes to the connection.
 func (c *handoffConn) Write(b []byte) (int, error) {
+	c.use()
 	n, err := c.f.Write(b)
 	if err != nil {
 		err = c.opErr("write", err)
@@ -132,6 +158,7 @@ func (c *handoffConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return &net.OpError{Op: "close", Net: c.network, Err: net.ErrClosed}
 	}
+	c.use()
 	if c.rel != nil {
 		defer c.rel.release()
 	}
@@ -177,6 +204,7 @@ func (c *handoffConn) shutdown(how int) error {
 // CloseWrite shuts down the writing side of the connection (net/http
 // calls it before a lingering close).
 func (c *handoffConn) CloseWrite() error {
+	c.use()
 	if err := c.shutdown(unix.SHUT_WR); err != nil {
 		return c.opErr("close", err)
 	}
@@ -185,6 +213,7 @@ func (c *handoffConn) CloseWrite() error {
 
 // CloseRead shuts down the reading side of the connection.
 func (c *handoffConn) CloseRead() error {
+	c.use()
 	if err := c.shutdown(unix.SHUT_RD); err != nil {
 		return c.opErr("close", err)
 	}
@@ -270,8 +299,12 @@ func (c *handoffConn) deadlineErr(err error) error {
 }
 
 // SyscallConn returns a raw network connection (its descriptor is the
-// connection's own, valid until Close).
-func (c *handoffConn) SyscallConn() (syscall.RawConn, error) { return c.f.SyscallConn() }
+// connection's own, valid until Close). What is done with it is not seen:
+// the connection counts as used.
+func (c *handoffConn) SyscallConn() (syscall.RawConn, error) {
+	c.use()
+	return c.f.SyscallConn()
+}
 
 // setsockopt sets an integer socket option.
 func (c *handoffConn) setsockopt(level, opt, v int) error {
@@ -341,6 +374,7 @@ func (c *handoffConn) SetWriteBuffer(bytes int) error {
 // a regular *os.File (or an *io.LimitedReader of one), as a *net.TCPConn
 // does for net/http's file responses; by copying otherwise.
 func (c *handoffConn) ReadFrom(r io.Reader) (int64, error) {
+	c.use()
 	n, handled, err := c.sendFile(r)
 	if handled {
 		if err != nil {
@@ -358,6 +392,7 @@ type writerOnly struct{ io.Writer }
 // File returns a duplicate of the connection's descriptor, as
 // *net.TCPConn's File does.
 func (c *handoffConn) File() (*os.File, error) {
+	c.use()
 	rc, err := c.f.SyscallConn()
 	if err != nil {
 		return nil, c.opErr("file", err)

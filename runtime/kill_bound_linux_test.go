@@ -35,6 +35,10 @@ func aheadWorker() int {
 	// bound: the patience fallback (for servers that accept several
 	// connections before touching any) must not fire in these tests.
 	runtime.SetAcceptAheadPatience(time.Hour)
+	// A round-robin listener reports the connections its server used only
+	// with its Accept reports: the primary keeps its copies of the ones a
+	// hoard_read server read, and must see for itself that they were read.
+	runtime.SetTakenFlushDelay(time.Hour)
 	self, err := runtime.NewSelf(runtime.WithOrphanTimeout(time.Second))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "NewSelf:", err)
@@ -67,13 +71,19 @@ func aheadWorker() int {
 			return nil, fmt.Errorf("listener policy %v, want %v", got, pol)
 		}
 		switch {
-		case req.GetHold() && req.GetHoard():
+		case req.GetHold() && (req.GetHoard() || req.GetHoardRead()):
 			ln.Close()
 			return nil, errors.New("hold and hoard both set")
 		case req.GetHold(): // the runtime keeps the listener; nobody accepts
-		case req.GetHoard():
+		case req.GetHoard() || req.GetHoardRead():
+			read := req.GetHoardRead()
+			report := func(n int) {
+				rctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+				self.Call(rctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: fmt.Sprintf("accepted %d", n)}, &testv1.ReportResponse{})
+				cancel()
+			}
 			go func() {
-				for {
+				for i := 0; !read || i < int(req.GetAcceptAhead()); i++ {
 					c, err := ln.Accept()
 					if err != nil {
 						return
@@ -82,9 +92,21 @@ func aheadWorker() int {
 					hoard = append(hoard, c)
 					n := len(hoard)
 					mu.Unlock()
-					rctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-					self.Call(rctx, testv1herd.TestServiceReportProcedure, &testv1.ReportRequest{Message: fmt.Sprintf("accepted %d", n)}, &testv1.ReportResponse{})
-					cancel()
+					if !read {
+						report(n)
+					}
+				}
+				// hoard_read: the requests' first bytes, once all are
+				// accepted (no Accept report after them tells the primary
+				// they were read): the connections are used, their
+				// requests gone from the kernel.
+				for i, c := range hoard {
+					c.SetReadDeadline(time.Now().Add(waitLimit))
+					if _, err := c.Read(make([]byte, 1)); err != nil {
+						fmt.Fprintln(os.Stderr, "hoard_read:", err)
+						return
+					}
+					report(i + 1)
 				}
 			}()
 		default:
@@ -106,23 +128,44 @@ func aheadWorker() int {
 // TestKilledWorkerLosesAtMostItsAcceptAhead: a worker whose server
 // accepts connections and does not get to them (a starved net/http server:
 // its goroutines have not run) holds at most its WithAcceptAhead bound;
-// when it is SIGKILLed, exactly those clients fail and every other is
-// served by the other worker, whatever the policy: the connections it did
-// not accept waited in the shared socket's queue, in its reuseport socket's
-// queue (rescued by the primary), or with the round-robin primary.
+// when it is SIGKILLed, every other client is served by the other worker,
+// whatever the policy: the connections it did not accept waited in the
+// shared socket's queue, in its reuseport socket's queue (rescued by the
+// primary), or with the round-robin primary. With SchedShared and
+// SchedReusePort exactly the clients its server held fail. With
+// SchedRoundRobin none does: the primary kept its copies of the accepted
+// connections and gives those nobody read to the other worker; a server
+// that did read from them (hoard_read) loses exactly those, and their
+// clients see the connection end: a second worker would read what is left
+// of their requests (and answer garbage, or wait for the rest until the
+// client times out).
 func TestKilledWorkerLosesAtMostItsAcceptAhead(t *testing.T) {
 	const (
 		k = 3  // the hoarding worker's bound
 		n = 24 // clients
 	)
-	for _, pol := range []runtime.SchedulingPolicy{runtime.SchedShared, runtime.SchedReusePort, runtime.SchedRoundRobin} {
-		t.Run(pol.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		pol  runtime.SchedulingPolicy
+		read bool // the victim's server read from what it accepted
+		lost int
+	}{
+		{pol: runtime.SchedShared, lost: k},
+		{pol: runtime.SchedReusePort, lost: k},
+		{pol: runtime.SchedRoundRobin, lost: 0},
+		{pol: runtime.SchedRoundRobin, read: true, lost: k},
+	} {
+		name := tc.pol.String()
+		if tc.read {
+			name += "/read"
+		}
+		t.Run(name, func(t *testing.T) {
+			pol := tc.pol
 			c := newCluster(t)
 			victim, other := c.fork("ahead"), c.fork("ahead")
 			c.rec.waitFor(fmt.Sprintf("online %d", victim.ID()))
 			c.rec.waitFor(fmt.Sprintf("online %d", other.ID()))
 			// The victim listens alone first: every client goes its way.
-			addr := aheadListen(t, victim, &testv1.ListenRequest{Address: "127.0.0.1:0", Policy: pol.String(), Hoard: true, AcceptAhead: int32(k)})
+			addr := aheadListen(t, victim, &testv1.ListenRequest{Address: "127.0.0.1:0", Policy: pol.String(), Hoard: !tc.read, HoardRead: tc.read, AcceptAhead: int32(k)})
 			_, portStr, _ := net.SplitHostPort(addr)
 			port, _ := strconv.Atoi(portStr)
 
@@ -164,6 +207,10 @@ func TestKilledWorkerLosesAtMostItsAcceptAhead(t *testing.T) {
 						t.Fatalf("%d connections queued on port %d, want %d (the victim's server holds %d)", queued, port, n-k, k)
 					}
 				}
+			} else if got := runtime.RoundRobinServed(victim); got != k {
+				// Accept's reports precede the report of the accept on
+				// the link: the primary holds a copy of each.
+				t.Fatalf("the primary holds %d copies of connections the victim accepted, want %d", got, k)
 			}
 			if got := aheadListen(t, other, &testv1.ListenRequest{Address: "127.0.0.1:0", Policy: pol.String()}); got != addr {
 				t.Fatalf("worker %d listens on %s, worker %d on %s", victim.ID(), addr, other.ID(), got)
@@ -176,12 +223,16 @@ func TestKilledWorkerLosesAtMostItsAcceptAhead(t *testing.T) {
 				if err := <-results; err != nil {
 					failed++
 					t.Log(err)
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						t.Errorf("a client timed out (%v): its connection went to another worker after its request was read?", err)
+					}
 				}
 			}
 			c.waitExit(victim)
-			if accepted := c.rec.of(victim.ID()); failed != k || int(answered.Load()) != n-k {
-				t.Fatalf("%d clients failed, %d answered by worker %d; want %d failed (the victim's bound), %d answered; the victim reported %q",
-					failed, answered.Load(), other.ID(), k, n-k, accepted)
+			if accepted := c.rec.of(victim.ID()); failed != tc.lost || int(answered.Load()) != n-tc.lost {
+				t.Fatalf("%d clients failed, %d answered by worker %d; want %d failed, %d answered; the victim reported %q",
+					failed, answered.Load(), other.ID(), tc.lost, n-tc.lost, accepted)
 			}
 		})
 	}

@@ -3,7 +3,10 @@
 package runtime_test
 
 import (
+	"bufio"
 	"fmt"
+	"net"
+	"net/http"
 	"slices"
 	"syscall"
 	"testing"
@@ -159,6 +162,40 @@ func TestRoundRobinManyAcceptors(t *testing.T) {
 		t.Fatalf("answer %q", bodies[i])
 	}
 	waitRR(t, ws[0], "every connection reported accepted", func(held, credit, accepted int) bool { return accepted == n && held == 0 })
+}
+
+// TestRoundRobinServerReportsWhatItTook: the primary keeps a copy of each
+// connection a worker's server accepted until the worker reports that its
+// server used it; the listener reports that within takenFlushDelay even
+// when no Accept report follows, so once the answers are in (and a
+// keep-alive client that stays connected has been read), the primary holds
+// none. Fails if the reports are never sent, or are sent only with Accept's.
+func TestRoundRobinServerReportsWhatItTook(t *testing.T) {
+	c := newListenCluster(t)
+	ws := c.start(1)
+	addr, _ := c.listen(ws[0], "listen tcp 127.0.0.1:0 policy=rr")
+	const n = 8
+	answers(t, startGets(addr, n), n, "concurrent requests")
+	// A keep-alive client that stays: its connection is used (read), not
+	// closed.
+	kc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	kc.SetDeadline(time.Now().Add(waitLimit))
+	if _, err := kc.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.ReadResponse(bufio.NewReader(kc), nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(waitLimit); runtime.RoundRobinServed(ws[0]) != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the primary still holds %d copies of connections the server used", runtime.RoundRobinServed(ws[0]))
+		}
+	}
+	waitRR(t, ws[0], "every connection reported accepted", func(held, credit, accepted int) bool { return accepted == n+1 && held == 0 })
 }
 
 // rrBalanced reports whether n sequential connections went round robin to

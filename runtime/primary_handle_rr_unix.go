@@ -40,6 +40,16 @@ const (
 	// connection limit, or out of descriptors) is skipped, so that a
 	// connection does not bounce between it and the primary.
 	rejectPause = 5 * time.Millisecond
+	// maxServed bounds, per worker listener, the places (accepted
+	// connections) the primary keeps track of from the oldest it still
+	// holds a copy of: the copies of accepted connections that the worker
+	// has not reported taken yet (rrMember.served). A connection that
+	// falls out of that span (its server has not used it while maxServed
+	// later ones were accepted: an idle client) has its copy closed, and
+	// is lost with the worker, as every accepted connection was before the
+	// primary kept them. A worker thus holds at most window + maxServed of
+	// the primary's descriptors per listener, whatever it reports.
+	maxServed = 128
 	// maxOwed bounds the turns a member passed over for want of credit is
 	// owed (see pickLocked): a worker whose reports arrive late for a while
 	// (its link's reader in the primary not scheduled, on a loaded
@@ -63,6 +73,12 @@ const (
 // closes its listener or gives connections back before that loses
 // nothing: the primary hands its copies to another worker. At most window
 // connections are handed and unaccepted at one worker, whatever it asked.
+//
+// It keeps its copy of an accepted TCP connection too, until the worker
+// reports that its server used it (AcceptedRequest.taken): when the
+// worker has died, each accepted connection it had not used, as the kernel
+// tells (nothing read from it, nothing written), goes to another worker
+// (rescueAfterExit).
 //
 // The hand-off path costs no goroutine and, in steady state, no allocation
 // in the primary beyond the link's copy of each frame's descriptor list:
@@ -99,16 +115,18 @@ type rrHandle struct {
 
 // rrMember is one worker listener of a round-robin handle.
 type rrMember struct {
-	m         *membership
-	held      []int // the primary's copies of connections handed and not reported yet, in hand-off order
-	sent      int   // with noRescue, in place of held: connections handed and not reported yet
-	credit    int   // connections the worker asked for and was not handed yet
-	accepted  int   // connections the worker reported accepted, in all
-	atLimit   bool  // it last gave connections back at its connection limit
-	skipUntil int64 // it gave connections back: skipped until then (unix nanos)
-	owed      int   // turns it was passed over for want of credit (up to maxOwed)
-	stopped   bool  // the worker is disconnecting
-	gone      bool  // left the handle, or its link ended
+	m          *membership
+	held       []int // the primary's copies of connections handed and not reported yet, in hand-off order
+	served     []int // the primary's copies of connections the worker accepted and has not reported taken: served[i] is the servedBase+i-th accepted (-1 once closed)
+	servedBase uint64
+	sent       int   // with noRescue, in place of held: connections handed and not reported yet
+	credit     int   // connections the worker asked for and was not handed yet
+	accepted   int   // connections the worker reported accepted, in all
+	atLimit    bool  // it last gave connections back at its connection limit
+	skipUntil  int64 // it gave connections back: skipped until then (unix nanos)
+	owed       int   // turns it was passed over for want of credit (up to maxOwed)
+	stopped    bool  // the worker is disconnecting
+	gone       bool  // left the handle, or its link ended
 }
 
 func newRRHandle(b handleBase, ln net.Listener, window, maxQueue int, log *slog.Logger) (*rrHandle, error) {
@@ -477,9 +495,12 @@ func (h *rrHandle) accepted(m *rrMember, req *herdv1.AcceptedRequest) {
 		return
 	}
 	a := min(int(req.GetAccepted()), len(m.held))
-	closing := append(buf[:0], m.held[:a]...)
+	closing := buf[:0]
 	r := min(int(req.GetReturned()), len(m.held)-a)
 	h.detachLocked(m, m.held[:a+r])
+	// What the server accepted stays the primary's too until it is taken.
+	m.served = append(m.served, m.held[:a]...)
+	closing = m.takenLocked(req.GetTaken(), closing)
 	if a > 0 {
 		m.atLimit = false
 	}
@@ -503,6 +524,48 @@ func (h *rrHandle) accepted(m *rrMember, req *herdv1.AcceptedRequest) {
 	}
 	h.mu.Unlock()
 	closeRawFDs(closing)
+}
+
+// takenLocked closes m's copies of the accepted connections the worker
+// reports taken (appending them to closing), and those past maxServed.
+func (m *rrMember) takenLocked(taken []uint64, closing []int) []int {
+	for _, p := range taken {
+		if p < m.servedBase || p-m.servedBase >= uint64(len(m.served)) {
+			continue // not held (closed already, or a report out of bounds)
+		}
+		i := p - m.servedBase
+		if fd := m.served[i]; fd >= 0 {
+			closing = append(closing, fd)
+			m.served[i] = -1
+		}
+	}
+	k := 0
+	for k < len(m.served) && (m.served[k] < 0 || len(m.served)-k > maxServed) {
+		if m.served[k] >= 0 {
+			closing = append(closing, m.served[k])
+		}
+		k++
+	}
+	if k == len(m.served) {
+		m.served = m.served[:0]
+	} else if k > 0 {
+		m.served = m.served[:copy(m.served, m.served[k:])]
+	}
+	m.servedBase += uint64(k)
+	return closing
+}
+
+// servedCopies takes m's copies of accepted connections not reported
+// taken.
+func (m *rrMember) servedCopies() []int {
+	var fds []int
+	for _, fd := range m.served {
+		if fd >= 0 {
+			fds = append(fds, fd)
+		}
+	}
+	m.served = nil
+	return fds
 }
 
 // roomElsewhereLocked reports whether a member other than m may take
@@ -541,6 +604,15 @@ func (h *rrHandle) leave(m *membership, returned []*os.File) {
 	held := rm.held
 	rm.held, rm.credit, rm.sent = nil, 0, 0
 	h.detachLocked(rm, held)
+	if served := rm.servedCopies(); len(served) > 0 {
+		if h.closed || !m.linkEnded && !m.w.disconnecting.Load() {
+			// A worker that closed its listener and lives on serves what
+			// its server accepted.
+			closeRawFDs(served)
+		} else {
+			h.rescueAfterExit(m.w, served)
+		}
+	}
 	for i, x := range h.list {
 		if x == rm {
 			h.list = append(h.list[:i], h.list[i+1:]...)
@@ -589,6 +661,7 @@ func (h *rrHandle) close() {
 	for _, m := range h.list {
 		h.detachLocked(m, m.held)
 		closeRawFDs(m.held)
+		closeRawFDs(m.servedCopies())
 		m.held = nil
 	}
 	if h.timer != nil {

@@ -26,6 +26,17 @@ import (
 // accept loop does not wait a round trip per connection.
 const minAhead = 1
 
+// takenFlushDelay is how long the taken connections a listener has not
+// reported wait for a report to travel with (an Accept's) before they are
+// sent alone: until then the primary holds its copies of them. A variable
+// for the tests, which make it long to see what the primary does with
+// copies of connections a dead worker had used.
+var takenFlushDelay = 2 * time.Millisecond
+
+// takenFlushBatch is how many taken connections are sent at once without
+// waiting for takenFlushDelay.
+const takenFlushBatch = 16
+
 // rrListener is a worker's listener on a round-robin handle. Connections
 // come from the primary in Handoff messages, never more than the listener
 // asked for: it credits the primary with one connection per Accept call
@@ -37,7 +48,18 @@ const minAhead = 1
 // reports, in an Accepted message, that its server's Accept took it. That
 // report is written to the link before Accept returns the connection: if
 // the worker dies, every connection its server had not accepted goes to
-// another worker, and none that it had accepted does.
+// another worker.
+//
+// The primary keeps its copy of an accepted TCP connection too, until the
+// listener reports it taken: its server read from it (data or end of
+// stream), wrote to it, or shut it down or closed it (handoffConn.use).
+// Those reports travel with the next Accepted report, or alone after
+// takenFlushDelay. When a worker dies, the primary gives each accepted
+// connection it still holds to another worker if the kernel says nobody
+// read from it or wrote to it (primary_rescue_linux.go): a net/http
+// server's goroutines that had not run yet lose nothing. A connection that
+// is not a handoffConn (net.FileConn's, or a unix socket's, whose kernel
+// does not say) is reported taken as it is accepted.
 type rrListener struct {
 	*listenEntry
 	addr net.Addr
@@ -59,6 +81,17 @@ type rrListener struct {
 	ready     chan struct{} // a token when the queue may have grown
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
+
+	accepts uint64 // under acceptMu: the connections Accept returned, the next one's place
+
+	// The connections the server has taken and the primary has not been
+	// told of, by place (handoffConn.use).
+	tmu        sync.Mutex
+	taken      []uint64
+	spare      []uint64 // the last report's taken slice, for reuse
+	tshut      bool     // closed: taken connections are not reported
+	flushArmed bool
+	flushTimer *time.Timer
 }
 
 func newRRListener(e *listenEntry) *rrListener {
@@ -203,7 +236,16 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			}
 			backoff = 0
 			req.Accepted = 1
+			req.Taken = l.takeTaken()
+			place := l.accepts
+			l.accepts++
+			if hc, ok := c.(*handoffConn); ok && hc.network == "tcp" {
+				hc.tr, hc.place = l, place
+			} else {
+				req.Taken = append(req.Taken, place)
+			}
 			serr := l.report(req, true)
+			l.recycleTaken(req.Taken)
 			l.acceptMu.Unlock()
 			if more {
 				l.signal() // for another accepting goroutine
@@ -236,6 +278,69 @@ func (l *rrListener) Accept() (net.Conn, error) {
 		case <-l.done:
 		}
 	}
+}
+
+// noteTaken records that the server took the connection at place (its
+// first use, handoffConn.use) for the next report, and makes sure one goes
+// within takenFlushDelay.
+func (l *rrListener) noteTaken(place uint64) {
+	l.tmu.Lock()
+	if l.tshut {
+		l.tmu.Unlock()
+		return
+	}
+	l.taken = append(l.taken, place)
+	now := len(l.taken) >= takenFlushBatch
+	if !now && !l.flushArmed {
+		l.flushArmed = true
+		if l.flushTimer == nil {
+			l.flushTimer = time.AfterFunc(takenFlushDelay, l.flushTaken)
+		} else {
+			l.flushTimer.Reset(takenFlushDelay)
+		}
+	}
+	l.tmu.Unlock()
+	if now {
+		l.flushTaken()
+	}
+}
+
+// takeTaken returns the taken connections not reported yet, for a report
+// about to be written; recycleTaken takes the slice back once it is.
+func (l *rrListener) takeTaken() []uint64 {
+	l.tmu.Lock()
+	t := l.taken
+	l.taken, l.spare = l.spare[:0], nil
+	l.tmu.Unlock()
+	return t
+}
+
+func (l *rrListener) recycleTaken(t []uint64) {
+	if cap(t) == 0 {
+		return
+	}
+	l.tmu.Lock()
+	if l.spare == nil {
+		l.spare = t[:0]
+	}
+	l.tmu.Unlock()
+}
+
+// flushTaken reports the taken connections not reported yet, alone (the
+// flush timer's function, and Close's).
+func (l *rrListener) flushTaken() {
+	l.tmu.Lock()
+	l.flushArmed = false
+	if l.tshut || len(l.taken) == 0 {
+		l.tmu.Unlock()
+		return
+	}
+	l.tmu.Unlock()
+	t := l.takeTaken()
+	if len(t) > 0 {
+		l.report(&herdv1.AcceptedRequest{ListenerId: l.id, Taken: t}, false)
+	}
+	l.recycleTaken(t)
 }
 
 // report sends an Accepted message as a system frame (the reader lane, control.go); sync waits until
@@ -283,13 +388,23 @@ func (l *rrListener) closeCluster() error {
 	close(l.done)
 	// After any report of an Accept under way: the primary takes back
 	// what was not reported accepted when it handles the release, which
-	// follows the reports on the link.
+	// follows the reports on the link. The taken connections not reported
+	// yet go before it too (the primary closes its copies of them at
+	// once); what is taken later the primary learns of when the worker
+	// exits (primary_rescue_linux.go).
 	l.acceptMu.Lock()
 	l.mu.Lock()
 	l.shut = true
 	back := l.queue[l.head:]
 	l.queue, l.head = nil, 0
 	l.mu.Unlock()
+	l.flushTaken()
+	l.tmu.Lock()
+	l.tshut = true
+	if l.flushTimer != nil {
+		l.flushTimer.Stop()
+	}
+	l.tmu.Unlock()
 	l.acceptMu.Unlock()
 	// These are the worker's copies: the primary has its own.
 	closeFiles(back)

@@ -977,7 +977,15 @@ type AcceptedRequest struct {
 	// listener holds as many open connections as its limit allows
 	// (WithMaxConnections): the primary closes them unless another worker
 	// may take them.
-	AtLimit       bool `protobuf:"varint,5,opt,name=at_limit,json=atLimit,proto3" json:"at_limit,omitempty"`
+	AtLimit bool `protobuf:"varint,5,opt,name=at_limit,json=atLimit,proto3" json:"at_limit,omitempty"`
+	// taken lists connections the worker's server has begun to use (read
+	// from, written to, shut down or closed), each by its place in the order
+	// this listener accepted its connections (the first accepted is 0): the
+	// primary closes its copies of them. Until a connection is listed the
+	// primary keeps its copy of it too, and when the worker's process has
+	// exited, a TCP connection nobody read from or wrote to goes to another
+	// worker instead of being reset.
+	Taken         []uint64 `protobuf:"varint,6,rep,packed,name=taken,proto3" json:"taken,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1045,6 +1053,13 @@ func (x *AcceptedRequest) GetAtLimit() bool {
 		return x.AtLimit
 	}
 	return false
+}
+
+func (x *AcceptedRequest) GetTaken() []uint64 {
+	if x != nil {
+		return x.Taken
+	}
+	return nil
 }
 
 // AcceptedResponse is never sent: Accepted has no reply.
@@ -1974,14 +1989,15 @@ const file_herd_v1_control_proto_rawDesc = "" +
 	"\abacklog\x18\x03 \x01(\rR\abacklog\"H\n" +
 	"\x0fHandoffResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\rR\baccepted\x12\x19\n" +
-	"\bat_limit\x18\x02 \x01(\bR\aatLimit\"\x9d\x01\n" +
+	"\bat_limit\x18\x02 \x01(\bR\aatLimit\"\xb3\x01\n" +
 	"\x0fAcceptedRequest\x12\x1f\n" +
 	"\vlistener_id\x18\x01 \x01(\x04R\n" +
 	"listenerId\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x1a\n" +
 	"\breturned\x18\x03 \x01(\rR\breturned\x12\x16\n" +
 	"\x06credit\x18\x04 \x01(\rR\x06credit\x12\x19\n" +
-	"\bat_limit\x18\x05 \x01(\bR\aatLimit\"\x12\n" +
+	"\bat_limit\x18\x05 \x01(\bR\aatLimit\x12\x14\n" +
+	"\x05taken\x18\x06 \x03(\x04R\x05taken\"\x12\n" +
 	"\x10AcceptedResponse\">\n" +
 	"\x10ListeningRequest\x12*\n" +
 	"\aaddress\x18\x01 \x01(\v2\x10.herd.v1.AddressR\aaddress\"\x13\n" +

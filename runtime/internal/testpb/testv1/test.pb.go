@@ -1283,7 +1283,11 @@ type ListenRequest struct {
 	// hoard accepts connections and never touches them, reporting each
 	// accept to the caller ("accepted N"), as a server whose goroutines have
 	// not run yet on a starved machine.
-	Hoard         bool `protobuf:"varint,19,opt,name=hoard,proto3" json:"hoard,omitempty"`
+	Hoard bool `protobuf:"varint,19,opt,name=hoard,proto3" json:"hoard,omitempty"`
+	// hoard_read hoards as hoard does, but the server reads from each
+	// connection (its first bytes) before it reports the accept, and stops
+	// accepting after accept_ahead connections.
+	HoardRead     bool `protobuf:"varint,20,opt,name=hoard_read,json=hoardRead,proto3" json:"hoard_read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1447,6 +1451,13 @@ func (x *ListenRequest) GetDeferAccept() bool {
 func (x *ListenRequest) GetHoard() bool {
 	if x != nil {
 		return x.Hoard
+	}
+	return false
+}
+
+func (x *ListenRequest) GetHoardRead() bool {
+	if x != nil {
+		return x.HoardRead
 	}
 	return false
 }
@@ -2142,7 +2153,7 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\"(\n" +
 	"\fFloodRequest\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\fR\apayload\"\x0f\n" +
-	"\rFloodResponse\"\x82\x04\n" +
+	"\rFloodResponse\"\xa1\x04\n" +
 	"\rListenRequest\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
@@ -2163,7 +2174,9 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\x04hold\x18\x10 \x01(\bR\x04hold\x12!\n" +
 	"\faccept_ahead\x18\x11 \x01(\x05R\vacceptAhead\x12!\n" +
 	"\fdefer_accept\x18\x12 \x01(\bR\vdeferAccept\x12\x14\n" +
-	"\x05hoard\x18\x13 \x01(\bR\x05hoard\"\x8d\x01\n" +
+	"\x05hoard\x18\x13 \x01(\bR\x05hoard\x12\x1d\n" +
+	"\n" +
+	"hoard_read\x18\x14 \x01(\bR\thoardRead\"\x8d\x01\n" +
 	"\x0eListenResponse\x12\x1d\n" +
 	"\n" +
 	"error_name\x18\x01 \x01(\tR\terrorName\x12\x14\n" +
