@@ -27,7 +27,10 @@ const (
 	// a stopped or stalled worker is handed at most what it asked for.
 	// Handed connections the worker's server has not accepted when it dies
 	// or closes its listener go to another worker (unless the primary runs
-	// WithHandoffWithoutRescue).
+	// WithHandoffWithoutRescue), and on Linux so do the TCP connections
+	// its server accepted and had not read from or written to when it
+	// died (the kernel tells the primary, which keeps a copy of each until
+	// the server uses it).
 	//
 	// On Linux a worker's Accept returns the connection on the descriptor
 	// it received, not a *net.TCPConn (net.FileConn would duplicate it and
@@ -189,9 +192,9 @@ func WithHandoffWindow(n int) PrimaryOption {
 // worker, and so does one the worker gives back (at its
 // WithMaxConnections limit, or out of descriptors). With this option such
 // connections are lost: their clients see the connection closed or reset.
-// On a worker's death that is what its server had not accepted yet: at
-// most the handoff window (WithHandoffWindow) per listener, usually one or
-// two connections.
+// On a worker's death that is what its server had not accepted yet (at
+// most the handoff window, WithHandoffWindow, per listener, usually one or
+// two connections) and what it had accepted and not used.
 //
 // What it saves: the primary's per-connection work after the hand-off
 // (tracking the copy, detaching it from the link when the report comes)
@@ -274,7 +277,7 @@ func WithMaxConnections(n int) ListenOption {
 // n == 0 is the default: 1 with SchedShared and SchedReusePort (the bound
 // herd-bench's kill scenario measured: README "What a worker's death
 // costs"), none with SchedRoundRobin, whose primary already keeps what the
-// server has not accepted; n < 0 turns the bound off (Accept takes what is
+// server has not accepted, or not used; n < 0 turns the bound off (Accept takes what is
 // there, as net.Listen's does). It applies to TCP and unix listeners in a
 // worker, not to exclusive ones or outside a cluster, where no other
 // process could serve what the listener leaves.

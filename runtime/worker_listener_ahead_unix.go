@@ -19,7 +19,9 @@ import (
 // accepted survive: with SchedShared they stay in the socket's accept queue,
 // which the other workers share; with SchedReusePort the primary rescues
 // the dead worker's queue (reuseport_rescue.go); with SchedRoundRobin the
-// primary re-routes what the worker's server had not accepted.
+// primary re-routes what the worker's server had not accepted, and on Linux
+// the TCP connections it had accepted and not used
+// (primary_handle_rr_rescue_unix.go).
 //
 // So a worker's cluster listener bounds how far its server accepts ahead
 // of its work: Accept waits while n connections it returned have not been
