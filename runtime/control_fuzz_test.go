@@ -186,6 +186,7 @@ const (
 	opUnknown
 	opGarbage
 	opDial
+	opAccepted
 	numOps
 )
 
@@ -196,6 +197,7 @@ var opProcedures = [...]string{
 	opCloseListener: controlCloseListenerProcedure,
 	opListening:     controlListeningProcedure,
 	opUnknown:       "/herd.v1.ControlService/Nope",
+	opAccepted:      controlServiceAcceptedProcedure,
 }
 
 // Script flag bits.
@@ -253,6 +255,13 @@ func FuzzPrimaryControl(f *testing.F) {
 	listen := mustMarshal(&herdv1.ListenRequest{Network: "tcp", Address: "127.0.0.1:0", ListenerId: 1, Policy: herdv1.SchedulingPolicy_SCHEDULING_POLICY_ROUND_ROBIN})
 	f.Add(fuzzScript(fuzzOp(opHello, 0, 0, hello), fuzzOp(opListen, 0, 0, listen), fuzzOp(opDial, 0, 0, nil),
 		fuzzOp(opHandoffReply, 0, 0, mustMarshal(&herdv1.HandoffResponse{Accepted: 1}))))
+	// Round-robin reports: credit, then accepted and taken places, some
+	// never handed.
+	f.Add(fuzzScript(fuzzOp(opHello, 0, 0, hello), fuzzOp(opListen, 0, 0, listen),
+		fuzzOp(opAccepted, 0, 0, mustMarshal(&herdv1.AcceptedRequest{ListenerId: 1, Credit: 2})),
+		fuzzOp(opDial, 0, 0, nil), fuzzOp(opDial, 0, 0, nil),
+		fuzzOp(opAccepted, 0, 0, mustMarshal(&herdv1.AcceptedRequest{ListenerId: 1, Accepted: 2, Taken: []uint64{0, 5, 1 << 40}})),
+		fuzzOp(opAccepted, 0, 0, mustMarshal(&herdv1.AcceptedRequest{ListenerId: 1, Taken: []uint64{1, 1}, Returned: 3, Credit: 1 << 31}))))
 	NewPrimary(WithLogger(slog.New(slog.DiscardHandler))) // starts the process-wide forker before the first leak snapshot
 	f.Fuzz(func(t *testing.T, script []byte) {
 		// A hang is a failure too: the waits below have no deadline of
@@ -350,6 +359,10 @@ func FuzzPrimaryControl(f *testing.F) {
 				h.DeadlineUnixNano = 1
 			}
 			switch kind {
+			case opAccepted:
+				// A report: a system frame, never a call.
+				h.Flags |= wire.FlagSystem
+				h.CallID = 0
 			case opHandoffReply:
 				// Answer the oldest Handoff still open, or a call never made.
 				h.Procedure, h.CallID, h.ReplyTo = "", 0, 1<<41
