@@ -129,3 +129,53 @@ func TestRunClaimed(t *testing.T) {
 		t.Fatal("a closed mailbox was claimed or ran the function")
 	}
 }
+
+// TestRunHeld: RunHeld runs the caller's function on the caller, with a
+// message queued since the claim (which waits for the caller's run: the
+// handler does not see it while the claim is held), a panic goes to the
+// panic handler, and it refuses once the mailbox is closed. It fails if
+// RunHeld refused for a queued message, as RunClaimed does, or ran after
+// Close.
+func TestRunHeld(t *testing.T) {
+	var mu sync.Mutex
+	var handled []string
+	var panics []any
+	m := NewMailbox(func(s string) { mu.Lock(); handled = append(handled, s); mu.Unlock() },
+		WithPanicHandler(func(v any, _ []byte) { panics = append(panics, v) }))
+	if !m.Claim() {
+		t.Fatal("Claim returned false")
+	}
+	var order []string
+	if !m.RunClaimed(func() { order = append(order, "run1") }) {
+		t.Fatal("RunClaimed with nothing queued returned false")
+	}
+	if err := m.TryPost("queued"); err != nil {
+		t.Fatal(err)
+	}
+	me := goid()
+	onCaller := false
+	if !m.RunHeld(func() { order = append(order, "run2"); onCaller = goid() == me }) || !onCaller {
+		t.Fatal("RunHeld with a message queued did not run the function on the caller")
+	}
+	if !m.RunHeld(func() { panic("boom") }) {
+		t.Fatal("RunHeld of a panicking function returned false")
+	}
+	if len(panics) != 1 || panics[0] != "boom" {
+		t.Fatalf("panic handler got %v, want [boom]", panics)
+	}
+	mu.Lock()
+	if len(handled) != 0 {
+		t.Fatalf("handled %v while claimed", handled)
+	}
+	mu.Unlock()
+	m.Unclaim()
+	m.Close()
+	recv(t, m.Done(), "Done")
+	if !slices.Equal(order, []string{"run1", "run2"}) || !slices.Equal(handled, []string{"queued"}) {
+		t.Fatalf("ran %v and handled %v, want [run1 run2] and [queued]", order, handled)
+	}
+	ran := false
+	if m.RunHeld(func() { ran = true }) || ran {
+		t.Fatal("RunHeld ran on a closed mailbox")
+	}
+}
