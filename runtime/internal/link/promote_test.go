@@ -271,3 +271,46 @@ func TestReleasedHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameBuffered: a handler learns whether another whole frame follows
+// its own in the read buffer: yes for the first two of three frames read
+// at once, no for the third, followed by half a frame only, and no for
+// that frame, completed by a later read. It fails if FrameBuffered counts
+// a partial frame, or misses a whole one.
+func TestFrameBuffered(t *testing.T) {
+	checkLeaks(t)
+	type seen struct {
+		id       uint64
+		buffered bool
+	}
+	got := make(chan seen, 8)
+	var bp atomic.Pointer[Link]
+	l, raw := rawPair(t, func(env *wire.Envelope, files []*os.File) error {
+		got <- seen{env.CallID, bp.Load().FrameBuffered()}
+		return nil
+	})
+	bp.Store(l)
+	var b []byte
+	for id := uint64(1); id <= 4; id++ {
+		b = append(b, frameBytes(t, wire.Header{Procedure: "/t.T/P", CallID: id}, benchPayload)...)
+	}
+	last := len(frameBytes(t, wire.Header{Procedure: "/t.T/P", CallID: 4}, benchPayload))
+	half := len(b) - last/2
+	rawWrite(t, raw, b[:half]) // one write: the link reads it at once
+	want := []seen{{1, true}, {2, true}, {3, false}, {4, false}}
+	for i, w := range want {
+		if i == 3 {
+			rawWrite(t, raw, b[half:])
+		}
+		select {
+		case s := <-got:
+			if s != w {
+				t.Errorf("frame %d: FrameBuffered = %v, want %v", s.id, s.buffered, w.buffered)
+			}
+		case <-time.After(testTimeout):
+			t.Fatalf("frame %d not dispatched", w.id)
+		}
+	}
+	l.Close()
+	waitDone(t, l)
+}
