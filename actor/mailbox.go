@@ -295,31 +295,6 @@ func (m *Mailbox[M]) RunClaimed(fn func()) (ran bool) {
 	return ran
 }
 
-// RunHeld is RunClaimed for each message after the first of a run that
-// the caller took for handling in one go, in order, while it held the
-// claim, and that RunClaimed started: it calls fn on the calling goroutine
-// unless the mailbox is closed, whether or not messages were posted since
-// RunClaimed ran, and reports whether it did. The run was taken before
-// those posts, as if it had been posted whole (PostBatch) before them:
-// they wait for it. A panic in fn is handled as one in the handler.
-func (m *Mailbox[M]) RunHeld(fn func()) (ran bool) {
-	if m.isClosed.Load() {
-		return false
-	}
-	if m.cfg.crashOnPanic {
-		fn()
-		return true
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			m.cfg.onPanic(r, debug.Stack())
-		}
-	}()
-	ran = true // also when fn panics
-	fn()
-	return ran
-}
-
 // Unclaim gives back the claim taken by Claim: messages posted while it
 // was held are handed to the drainer.
 func (m *Mailbox[M]) Unclaim() {

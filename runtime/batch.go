@@ -32,18 +32,17 @@ func (ep *endpoint) flushBatch() {
 	if len(ep.batch) == 0 {
 		return
 	}
-	if ep.inlineBatch {
-		// A batch the reader meant to run itself (inline.go): posted
-		// instead, with the lane given back first, since posting may
-		// wait for room.
-		ep.inlineBatch = false
-		ep.unhold()
-	}
 	n, err := ep.box.PostBatch(ep.lifeCtx(), ep.batch)
 	if err != nil {
 		for i := n; i < len(ep.batch); i++ {
 			in := &ep.batch[i]
-			ep.postFailed(in, in.procedure(), err)
+			proc := ""
+			if in.h != nil {
+				proc = in.h.procedure
+			} else if in.x != nil {
+				proc = in.x.proc
+			}
+			ep.postFailed(in, proc, err)
 		}
 	}
 	clear(ep.batch) // the mailbox has them; keep no request alive

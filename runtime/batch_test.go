@@ -94,26 +94,6 @@ func (p *rawPeer) reports(from, n int) []byte {
 	return b
 }
 
-// blockLane sends procBlock, whose handler runs on the reader (inline.go)
-// and blocks, and waits until the link has read it: the frames written
-// next come in a later read, read while the lane is busy (by a new reader
-// goroutine, within inlineGrace). (Frames of the same read as procBlock
-// would wait in the reader's own batch behind it, not in the lane.)
-func blockLane(t *testing.T, p *rawPeer) {
-	t.Helper()
-	before := p.ep.link.Stats().FramesReceived
-	if err := p.write(p.frame(wire.Header{Procedure: procBlock}, marshal(t, &testv1.EchoRequest{})), nil); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(dispatchWait)
-	for p.ep.link.Stats().FramesReceived == before {
-		if time.Now().After(deadline) {
-			t.Fatal("procBlock not read")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // waitQueued waits until the user lane holds n messages.
 func waitQueued(t *testing.T, ep *endpoint, n int) {
 	t.Helper()
@@ -141,8 +121,8 @@ func TestBatchKeepsOrder(t *testing.T) {
 	// the whole flood.
 	p := newRawPeerConfig(t, func(c *endpointConfig) { c.mailboxCap = flood + 8 }, log.handler())
 	log.peer.Store(p)
-	blockLane(t, p)
 	var b []byte
+	b = append(b, p.frame(wire.Header{Procedure: procBlock}, marshal(t, &testv1.EchoRequest{}))...)
 	b = append(b, p.reports(1, flood)...)
 	b = append(b, p.frame(wire.Header{ReplyTo: 1 << 40}, nil)...)
 	if err := p.write(b, nil); err != nil {
@@ -185,8 +165,10 @@ func TestBatchBackpressureKeepsCredit(t *testing.T) {
 	const window = 300 // the endpoint's window: the whole flood fits, with nothing to spare
 	log := newReportLog()
 	p := newRawPeerConfig(t, func(c *endpointConfig) { c.mailboxCap = window }, log.handler())
-	blockLane(t, p)
-	if err := p.write(p.reports(1, window-1), nil); err != nil {
+	var b []byte
+	b = append(b, p.frame(wire.Header{Procedure: procBlock}, marshal(t, &testv1.EchoRequest{}))...)
+	b = append(b, p.reports(1, window-1)...)
+	if err := p.write(b, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitQueued(t, p.ep, window-1)

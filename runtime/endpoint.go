@@ -93,11 +93,10 @@ type endpoint struct {
 	closeOnce sync.Once
 
 	// Inline handling on the reader (inline.go).
-	rwatch      readerWatch
-	held        bool       // the reader's: it holds the user lane's claim
-	inlineBatch bool       // the reader's: batch is one it runs itself, under held
-	spare       []inbound  // the reader's: batch's other buffer (runInline)
-	heldCredit  heldCredit // the reader's: credit of inline messages not given back yet
+	rwatch     readerWatch
+	held       bool       // the reader's: it holds the user lane's claim between frames
+	rtoken     uint64     // the reader's: link.Release's token for the inline handler
+	heldCredit heldCredit // the reader's: credit of inline messages not given back yet
 }
 
 // inbound is one message in an endpoint's mailbox: a decoded request to run,
@@ -125,18 +124,6 @@ type inboundExtra struct {
 	// borrowed is the link's buffer the request shares, given back once
 	// the handler has returned and its reply is written (borrow.go).
 	borrowed []byte
-}
-
-// procedure is the procedure of the message, for reports ("" for an
-// event).
-func (in *inbound) procedure() string {
-	switch {
-	case in.h != nil:
-		return in.h.procedure
-	case in.x != nil:
-		return in.x.proc
-	}
-	return ""
 }
 
 // extra returns in.x, allocated on first use.
@@ -397,24 +384,12 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		if err := ep.ctl.TryPost(in); err != nil {
 			ep.postFailed(&in, string(env.Procedure), err)
 		}
-	case (len(ep.batch) == 0 || ep.inlineBatch) && !ep.link.CallerReading() && (ep.held || ep.box.Claim()):
-		// The lane is the reader's: the message joins the batch the
-		// reader runs itself, at the end of the read's frames
-		// (inline.go). (Not on a caller reading for its reply: a
-		// handler there would hold up the caller, and could not hand
-		// the reading on.)
-		ep.held, ep.inlineBatch = true, true
-		ep.batch = append(ep.batch, in)
-		if len(ep.batch) >= maxBatch || !ep.link.FrameBuffered() {
-			ep.runInline()
-		}
+	case len(ep.batch) == 0 && !ep.link.CallerReading() && ep.tryInline(&in):
+		// (Not on a caller reading for its reply: a handler there would
+		// hold up the caller, and could not hand the reading on.)
 	default:
 		// The user lane is busy: the message joins the read's batch,
 		// posted at the end of the read (batch.go).
-		if ep.inlineBatch {
-			ep.inlineBatch = false
-			ep.unhold()
-		}
 		ep.batch = append(ep.batch, in)
 		if len(ep.batch) >= maxBatch {
 			ep.flushBatch()

@@ -4,7 +4,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/herd-go/herd/actor"
 	"github.com/herd-go/herd/runtime/internal/link"
 )
 
@@ -80,153 +79,78 @@ func (w *readerWatch) stop() {
 	}
 }
 
-// The reader runs a read's messages in one go.
+// The reader keeps the lane between frames.
 //
 // Taking the lane for one inline handler and giving it back costs a few
-// atomic operations, and so does releasing the frame to the link for it
-// and taking the reader role back after (link.Release, link.Reclaim): in a
-// flood of small messages that is a good part of each one's cost. So the
-// reader claims the lane (actor.Mailbox.Claim, ep.held) at the first user
-// message of a read that finds it idle, and collects that message and the
-// next ones of the same read, decoded, in its batch (ep.batch, marked
-// ep.inlineBatch); once the read holds no further whole frame
-// (link.FrameBuffered), or the batch is full, it runs the whole batch
-// itself (runInline), in order, under one Release and one Reclaim, and
-// keeps the lane for the next read's messages. The lane's order is the
-// same as with one TryHandle per message: nothing runs on the lane while
-// the reader holds it; a batch runs only if nothing was posted to the lane
-// since the claim (RunClaimed), else it is posted after what was, as the
-// read's batch (batch.go); what is posted while a batch runs waits for
-// the whole batch (actor.Mailbox.RunHeld), as it would behind a batch
-// posted before it. Before the reader handles anything other than a user
-// message, or waits for the socket, it posts a batch it has not run, and
-// gives the lane back (flushBatch, unhold).
-//
-// While a batch runs, the claim is the batch's, not the reader's: if the
-// reader role is handed to a new goroutine meanwhile (link.Promote: a
-// handler waits for the peer, or the watchdog finds the batch still
-// running after inlineGrace), the new reader does not hold the lane, and
-// collects its messages in a batch of its own; the old goroutine runs the
-// rest of its batch, then gives the lane back (link.Reclaim tells which
-// happened), and what the new reader posted meanwhile runs after it.
+// atomic operations; in a flood of small messages that is a good part of
+// each one's cost. So once a handler has run inline, the reader keeps the
+// lane's claim (actor.Mailbox.Claim, ep.held) while it decodes the next
+// frames of the same read, and runs their handlers under it, each still
+// only if nothing was posted to the lane meanwhile (RunClaimed): the
+// lane's order is the same as with one TryHandle per message. The reader
+// gives the claim back (unhold) before it waits for the socket (read
+// idle), when the link ends, and whenever a message must queue behind
+// others. While a handler runs the claim is the handler's, not the
+// reader's: if the reader role is handed to a new goroutine meanwhile
+// (link.Promote), the new reader does not hold the lane, and the old
+// goroutine gives it back once its handler returns (link.Reclaim tells
+// which happened).
 
-// runInline runs the reader's batch (ep.inlineBatch) on the reader, under
-// its claim of the user lane. It runs in onFrame, once the batch's last
-// message is decoded: link.Release then hands the link the frame, and the
-// role of reader, for the whole batch.
-func (ep *endpoint) runInline() {
-	run := ep.batch
-	// A new reader (link.Promote) collects its batch in another slice.
-	ep.batch, ep.spare = ep.spare[:0], nil
-	ep.inlineBatch = false
-	ep.held = false // from here until Reclaim the claim is the batch's
-	// The messages' credit is given back here rather than by serve: in
-	// one go, and while the reader keeps the lane, later still
-	// (heldCredit). The handlers get their messages by pointer: not
-	// copied through the mailbox's handler (copies, and clearing them
-	// after, cost write barriers per message while the collector runs).
-	// The function literals do not escape.
-	var frames, bytes int64
-	var token uint64
-	i := 0
-	for ; i < len(run); i++ {
-		in := &run[i]
-		c := in.credit
-		in.credit = 0
-		var ran bool
-		if i == 0 {
-			ran = ep.box.RunClaimed(func() {
-				token = ep.link.Release()
-				ep.rwatch.start()
-				ep.serve(in, ep.errorEvent)
-			})
-		} else {
-			ran = ep.box.RunClaimed(func() { ep.serve(in, ep.errorEvent) })
-		}
-		if !ran {
-			in.credit = c
-			break
-		}
-		if c > 0 {
-			frames++
-			bytes += int64(c)
-		}
-	}
-	switch {
-	case i == 0:
-		// Posted meanwhile: the batch waits its turn behind it.
-		ep.box.Unclaim()
-		ep.batch, ep.spare = run, ep.batch
-		ep.flushBatch()
-		return
-	case i < len(run) && ep.link.Reclaim(token):
-		// Posted while the batch ran (an event of one of its handlers,
-		// say), or the lane closed: the rest waits behind it, posted
-		// by the reader, which it still is.
-		ep.box.Unclaim()
-		ep.batch = append(ep.batch, run[i:]...)
-		ep.giveBackInline(run, frames, bytes)
-		ep.flushBatch()
-		return
-	case i < len(run):
-		// Promoted: what was posted may be the new reader's, which
-		// must wait for the rest of this batch.
-		ep.runHeld(run[i:], &frames, &bytes)
-	case ep.link.Reclaim(token):
-		ep.held = true // still the reader: keep the lane for the next frames
-		clear(run)     // keep no request alive
-		ep.spare = run[:0]
-		if frames > 0 {
-			hc := &ep.heldCredit
-			hc.frames += frames
-			hc.bytes += bytes
-			if hc.frames >= maxHeldCredit {
-				ep.releaseHeldCredit()
-			}
-		}
-		return
-	}
-	// The reader role went to another goroutine, and the reader's state
-	// with it.
-	ep.box.Unclaim()
-	if frames > 0 {
-		ep.credit.releaseN(frames, bytes)
-	}
-	clear(run)
+// beforeInline runs on the reader once the lane is claimed for an inline
+// handler: the frame is released to the link, and the watchdog started.
+func (ep *endpoint) beforeInline() {
+	ep.rtoken = ep.link.Release()
+	ep.rwatch.start()
 }
 
-// runHeld runs the rest of a batch whose goroutine is no longer the
-// reader, although messages were posted since (actor.Mailbox.RunHeld),
-// and releases it if the lane closed. It adds the credit of the messages
-// it ran to frames and bytes.
-func (ep *endpoint) runHeld(rest []inbound, frames, bytes *int64) {
-	for i := range rest {
-		in := &rest[i]
-		c := in.credit
-		in.credit = 0
-		if !ep.box.RunHeld(func() { ep.serve(in, ep.errorEvent) }) {
-			in.credit = c
-			for j := i; j < len(rest); j++ {
-				ep.postFailed(&rest[j], rest[j].procedure(), actor.ErrMailboxClosed)
-			}
-			return
+// tryInline handles *in on the reader goroutine if the user lane is idle
+// and empty, or held by the reader with nothing queued, and reports
+// whether it did; on false *in is as it was.
+func (ep *endpoint) tryInline(in *inbound) bool {
+	if !ep.held && !ep.box.Claim() {
+		return false
+	}
+	// From here until Reclaim the claim is the handler's.
+	ep.held = false
+	// The message's credit is given back here rather than by serve: while
+	// the reader keeps the lane, in a batch (heldCredit).
+	//
+	// The user lane's RunClaimed runs the handler for *in, passed by
+	// pointer: not copied through the mailbox's handler, nor into the
+	// endpoint (a copy, and clearing it after, cost write barriers per
+	// message while the collector runs). The function literal does not
+	// escape, so neither does in: it stays on the reader's stack.
+	credit := int64(in.credit)
+	in.credit = 0
+	ran := ep.box.RunClaimed(func() {
+		ep.beforeInline()
+		ep.serve(in, ep.errorEvent)
+	})
+	if !ran {
+		// Posted meanwhile: in waits its turn behind it.
+		in.credit = uint32(credit)
+		ep.box.Unclaim()
+		return false
+	}
+	if !ep.link.Reclaim(ep.rtoken) {
+		// The reader role went to another goroutine, and the reader's
+		// state with it.
+		if credit > 0 {
+			ep.credit.release(int(credit))
 		}
-		if c > 0 {
-			*frames++
-			*bytes += int64(c)
+		ep.box.Unclaim()
+		return true
+	}
+	ep.held = true // still the reader: keep the lane for the next frame
+	if credit > 0 {
+		hc := &ep.heldCredit
+		hc.frames++
+		hc.bytes += credit
+		if hc.frames >= maxHeldCredit {
+			ep.releaseHeldCredit()
 		}
 	}
-}
-
-// giveBackInline, on the reader, ends a batch it ran in part (the rest is
-// in ep.batch): run's buffer becomes the spare one, and the credit of the
-// messages that ran is given back.
-func (ep *endpoint) giveBackInline(run []inbound, frames, bytes int64) {
-	clear(run)
-	ep.spare = run[:0]
-	if frames > 0 {
-		ep.credit.releaseN(frames, bytes)
-	}
+	return true
 }
 
 // maxHeldCredit bounds the credited messages handled under a kept lane

@@ -2,7 +2,6 @@ package link
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -1164,20 +1163,6 @@ func (l *Link) Release() uint64 {
 // one the handler must not touch the reader's state again.
 func (l *Link) Reclaim(token uint64) bool {
 	return token != 0 && l.rstate.CompareAndSwap(token, token&^3|rsReading)
-}
-
-// FrameBuffered reports, to the handler of a frame, on the goroutine that
-// dispatches it and before it calls Release, whether the read buffer holds
-// another whole frame after this one: the next frame to be dispatched,
-// without a read of the socket first. A handler that collects frames to
-// handle them together knows by it whether this one is the last of the
-// read.
-func (l *Link) FrameBuffered() bool {
-	rest := l.rbuf[l.r+l.rframe : l.w]
-	if len(rest) < wire.PrefixSize {
-		return false
-	}
-	return uint64(len(rest)-wire.PrefixSize) >= uint64(binary.BigEndian.Uint32(rest))
 }
 
 // ReleasedHandler reports, from any goroutine, whether a handler that
