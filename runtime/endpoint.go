@@ -332,12 +332,12 @@ func (ep *endpoint) onFrame(env *wire.Envelope, files []*os.File) error {
 		} else {
 			in.req = ep.arena(h).next()
 		}
-		// Merge into the new, zero message: what proto.Unmarshal does
-		// less its Reset, which costs a call through reflection per
-		// message for nothing (unmarshal.go).
+		// Decode into the new, zero message: flat requests by the
+		// runtime itself (fastdecode.go), others by a merge, which is
+		// proto.Unmarshal less its Reset (unmarshal.go).
 		if h.borrow && env.Owned != nil {
 			ep.decodeBorrowed(&in, h, env)
-		} else if err := unmarshalMerge(h.unmarshal, env.Payload, in.req); err != nil {
+		} else if err := h.decodeRequest(env.Payload, in.req); err != nil {
 			in.refuse(h.procedure, NewError(CodeInvalidArgument, fmt.Errorf("decode %s request: %w", h.procedure, err)))
 		}
 	}

@@ -18,6 +18,7 @@ type Handler struct {
 	newReq    func() proto.Message
 	newArena  func() reqArena // requests of the same type, in blocks (reqarena.go)
 	unmarshal unmarshalFunc   // the request type's fast-path decoder (unmarshal.go)
+	flat      *flatDecoder    // the request type's own decoder, nil if not flat (fastdecode.go)
 	call      func(context.Context, proto.Message) (proto.Message, error)
 	timeout   time.Duration
 
@@ -96,6 +97,7 @@ func newHandler[Req any](procedure string, call func(context.Context, proto.Mess
 		newReq:    func() proto.Message { return any(new(Req)).(proto.Message) },
 		newArena:  newTypedArena[Req],
 		unmarshal: fastUnmarshal(any(new(Req)).(proto.Message)),
+		flat:      newFlatDecoder(any(new(Req)).(proto.Message)),
 		call:      call,
 		extras:    extras,
 	}

@@ -53,3 +53,13 @@ func unmarshalMerge(fn unmarshalFunc, b []byte, m proto.Message) error {
 	}
 	return nil
 }
+
+// decodeRequest decodes b into m, a new (zero) request of h's type: by
+// h's flat decoder when the message is one it decodes (fastdecode.go),
+// else as unmarshalMerge.
+func (h *Handler) decodeRequest(b []byte, m proto.Message) error {
+	if h.flat != nil && h.flat.decode(m, b) {
+		return nil
+	}
+	return unmarshalMerge(h.unmarshal, b, m)
+}

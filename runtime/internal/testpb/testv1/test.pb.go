@@ -2095,6 +2095,453 @@ func (*MakePathResponse) Descriptor() ([]byte, []int) {
 	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{35}
 }
 
+// Scalars has a field of every kind the runtime decodes itself, without
+// proto.Unmarshal (runtime/fastdecode.go), for its tests; far has a large
+// field number.
+type Scalars struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FDouble       float64                `protobuf:"fixed64,1,opt,name=f_double,json=fDouble,proto3" json:"f_double,omitempty"`
+	FFloat        float32                `protobuf:"fixed32,2,opt,name=f_float,json=fFloat,proto3" json:"f_float,omitempty"`
+	FInt32        int32                  `protobuf:"varint,3,opt,name=f_int32,json=fInt32,proto3" json:"f_int32,omitempty"`
+	FInt64        int64                  `protobuf:"varint,4,opt,name=f_int64,json=fInt64,proto3" json:"f_int64,omitempty"`
+	FUint32       uint32                 `protobuf:"varint,5,opt,name=f_uint32,json=fUint32,proto3" json:"f_uint32,omitempty"`
+	FUint64       uint64                 `protobuf:"varint,6,opt,name=f_uint64,json=fUint64,proto3" json:"f_uint64,omitempty"`
+	FSint32       int32                  `protobuf:"zigzag32,7,opt,name=f_sint32,json=fSint32,proto3" json:"f_sint32,omitempty"`
+	FSint64       int64                  `protobuf:"zigzag64,8,opt,name=f_sint64,json=fSint64,proto3" json:"f_sint64,omitempty"`
+	FFixed32      uint32                 `protobuf:"fixed32,9,opt,name=f_fixed32,json=fFixed32,proto3" json:"f_fixed32,omitempty"`
+	FFixed64      uint64                 `protobuf:"fixed64,10,opt,name=f_fixed64,json=fFixed64,proto3" json:"f_fixed64,omitempty"`
+	FSfixed32     int32                  `protobuf:"fixed32,11,opt,name=f_sfixed32,json=fSfixed32,proto3" json:"f_sfixed32,omitempty"`
+	FSfixed64     int64                  `protobuf:"fixed64,12,opt,name=f_sfixed64,json=fSfixed64,proto3" json:"f_sfixed64,omitempty"`
+	FBool         bool                   `protobuf:"varint,13,opt,name=f_bool,json=fBool,proto3" json:"f_bool,omitempty"`
+	FString       string                 `protobuf:"bytes,14,opt,name=f_string,json=fString,proto3" json:"f_string,omitempty"`
+	FBytes        []byte                 `protobuf:"bytes,15,opt,name=f_bytes,json=fBytes,proto3" json:"f_bytes,omitempty"`
+	FEnum         v1.Code                `protobuf:"varint,16,opt,name=f_enum,json=fEnum,proto3,enum=herd.v1.Code" json:"f_enum,omitempty"`
+	Far           uint64                 `protobuf:"varint,1000,opt,name=far,proto3" json:"far,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Scalars) Reset() {
+	*x = Scalars{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Scalars) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Scalars) ProtoMessage() {}
+
+func (x *Scalars) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Scalars.ProtoReflect.Descriptor instead.
+func (*Scalars) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Scalars) GetFDouble() float64 {
+	if x != nil {
+		return x.FDouble
+	}
+	return 0
+}
+
+func (x *Scalars) GetFFloat() float32 {
+	if x != nil {
+		return x.FFloat
+	}
+	return 0
+}
+
+func (x *Scalars) GetFInt32() int32 {
+	if x != nil {
+		return x.FInt32
+	}
+	return 0
+}
+
+func (x *Scalars) GetFInt64() int64 {
+	if x != nil {
+		return x.FInt64
+	}
+	return 0
+}
+
+func (x *Scalars) GetFUint32() uint32 {
+	if x != nil {
+		return x.FUint32
+	}
+	return 0
+}
+
+func (x *Scalars) GetFUint64() uint64 {
+	if x != nil {
+		return x.FUint64
+	}
+	return 0
+}
+
+func (x *Scalars) GetFSint32() int32 {
+	if x != nil {
+		return x.FSint32
+	}
+	return 0
+}
+
+func (x *Scalars) GetFSint64() int64 {
+	if x != nil {
+		return x.FSint64
+	}
+	return 0
+}
+
+func (x *Scalars) GetFFixed32() uint32 {
+	if x != nil {
+		return x.FFixed32
+	}
+	return 0
+}
+
+func (x *Scalars) GetFFixed64() uint64 {
+	if x != nil {
+		return x.FFixed64
+	}
+	return 0
+}
+
+func (x *Scalars) GetFSfixed32() int32 {
+	if x != nil {
+		return x.FSfixed32
+	}
+	return 0
+}
+
+func (x *Scalars) GetFSfixed64() int64 {
+	if x != nil {
+		return x.FSfixed64
+	}
+	return 0
+}
+
+func (x *Scalars) GetFBool() bool {
+	if x != nil {
+		return x.FBool
+	}
+	return false
+}
+
+func (x *Scalars) GetFString() string {
+	if x != nil {
+		return x.FString
+	}
+	return ""
+}
+
+func (x *Scalars) GetFBytes() []byte {
+	if x != nil {
+		return x.FBytes
+	}
+	return nil
+}
+
+func (x *Scalars) GetFEnum() v1.Code {
+	if x != nil {
+		return x.FEnum
+	}
+	return v1.Code(0)
+}
+
+func (x *Scalars) GetFar() uint64 {
+	if x != nil {
+		return x.Far
+	}
+	return 0
+}
+
+// WithNested, WithRepeated, WithOptional, WithOneof and WithMap each have a
+// field the runtime leaves to proto.Unmarshal.
+type WithNested struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Nested        *EchoRequest           `protobuf:"bytes,2,opt,name=nested,proto3" json:"nested,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithNested) Reset() {
+	*x = WithNested{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithNested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithNested) ProtoMessage() {}
+
+func (x *WithNested) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithNested.ProtoReflect.Descriptor instead.
+func (*WithNested) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *WithNested) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *WithNested) GetNested() *EchoRequest {
+	if x != nil {
+		return x.Nested
+	}
+	return nil
+}
+
+// WithRepeated: see WithNested.
+type WithRepeated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seqs          []uint64               `protobuf:"varint,1,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithRepeated) Reset() {
+	*x = WithRepeated{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithRepeated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithRepeated) ProtoMessage() {}
+
+func (x *WithRepeated) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithRepeated.ProtoReflect.Descriptor instead.
+func (*WithRepeated) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *WithRepeated) GetSeqs() []uint64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+// WithOptional: see WithNested.
+type WithOptional struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           *uint64                `protobuf:"varint,1,opt,name=seq,proto3,oneof" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithOptional) Reset() {
+	*x = WithOptional{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithOptional) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithOptional) ProtoMessage() {}
+
+func (x *WithOptional) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithOptional.ProtoReflect.Descriptor instead.
+func (*WithOptional) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *WithOptional) GetSeq() uint64 {
+	if x != nil && x.Seq != nil {
+		return *x.Seq
+	}
+	return 0
+}
+
+// WithOneof: see WithNested.
+type WithOneof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Value:
+	//
+	//	*WithOneof_Seq
+	//	*WithOneof_Name
+	Value         isWithOneof_Value `protobuf_oneof:"value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithOneof) Reset() {
+	*x = WithOneof{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithOneof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithOneof) ProtoMessage() {}
+
+func (x *WithOneof) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithOneof.ProtoReflect.Descriptor instead.
+func (*WithOneof) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *WithOneof) GetValue() isWithOneof_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *WithOneof) GetSeq() uint64 {
+	if x != nil {
+		if x, ok := x.Value.(*WithOneof_Seq); ok {
+			return x.Seq
+		}
+	}
+	return 0
+}
+
+func (x *WithOneof) GetName() string {
+	if x != nil {
+		if x, ok := x.Value.(*WithOneof_Name); ok {
+			return x.Name
+		}
+	}
+	return ""
+}
+
+type isWithOneof_Value interface {
+	isWithOneof_Value()
+}
+
+type WithOneof_Seq struct {
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3,oneof"`
+}
+
+type WithOneof_Name struct {
+	Name string `protobuf:"bytes,2,opt,name=name,proto3,oneof"`
+}
+
+func (*WithOneof_Seq) isWithOneof_Value() {}
+
+func (*WithOneof_Name) isWithOneof_Value() {}
+
+// WithMap: see WithNested.
+type WithMap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        map[string]uint64      `protobuf:"bytes,1,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithMap) Reset() {
+	*x = WithMap{}
+	mi := &file_herd_test_v1_test_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithMap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithMap) ProtoMessage() {}
+
+func (x *WithMap) ProtoReflect() protoreflect.Message {
+	mi := &file_herd_test_v1_test_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithMap.ProtoReflect.Descriptor instead.
+func (*WithMap) Descriptor() ([]byte, []int) {
+	return file_herd_test_v1_test_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *WithMap) GetCounts() map[string]uint64 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
 var File_herd_test_v1_test_proto protoreflect.FileDescriptor
 
 const file_herd_test_v1_test_proto_rawDesc = "" +
@@ -2216,7 +2663,46 @@ const file_herd_test_v1_test_proto_rawDesc = "" +
 	"\x0fMakePathRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0esymlink_target\x18\x02 \x01(\tR\rsymlinkTarget\"\x12\n" +
-	"\x10MakePathResponse*e\n" +
+	"\x10MakePathResponse\"\xd7\x03\n" +
+	"\aScalars\x12\x19\n" +
+	"\bf_double\x18\x01 \x01(\x01R\afDouble\x12\x17\n" +
+	"\af_float\x18\x02 \x01(\x02R\x06fFloat\x12\x17\n" +
+	"\af_int32\x18\x03 \x01(\x05R\x06fInt32\x12\x17\n" +
+	"\af_int64\x18\x04 \x01(\x03R\x06fInt64\x12\x19\n" +
+	"\bf_uint32\x18\x05 \x01(\rR\afUint32\x12\x19\n" +
+	"\bf_uint64\x18\x06 \x01(\x04R\afUint64\x12\x19\n" +
+	"\bf_sint32\x18\a \x01(\x11R\afSint32\x12\x19\n" +
+	"\bf_sint64\x18\b \x01(\x12R\afSint64\x12\x1b\n" +
+	"\tf_fixed32\x18\t \x01(\aR\bfFixed32\x12\x1b\n" +
+	"\tf_fixed64\x18\n" +
+	" \x01(\x06R\bfFixed64\x12\x1d\n" +
+	"\n" +
+	"f_sfixed32\x18\v \x01(\x0fR\tfSfixed32\x12\x1d\n" +
+	"\n" +
+	"f_sfixed64\x18\f \x01(\x10R\tfSfixed64\x12\x15\n" +
+	"\x06f_bool\x18\r \x01(\bR\x05fBool\x12\x19\n" +
+	"\bf_string\x18\x0e \x01(\tR\afString\x12\x17\n" +
+	"\af_bytes\x18\x0f \x01(\fR\x06fBytes\x12$\n" +
+	"\x06f_enum\x18\x10 \x01(\x0e2\r.herd.v1.CodeR\x05fEnum\x12\x11\n" +
+	"\x03far\x18\xe8\a \x01(\x04R\x03far\"Q\n" +
+	"\n" +
+	"WithNested\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x121\n" +
+	"\x06nested\x18\x02 \x01(\v2\x19.herd.test.v1.EchoRequestR\x06nested\"\"\n" +
+	"\fWithRepeated\x12\x12\n" +
+	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\"-\n" +
+	"\fWithOptional\x12\x15\n" +
+	"\x03seq\x18\x01 \x01(\x04H\x00R\x03seq\x88\x01\x01B\x06\n" +
+	"\x04_seq\">\n" +
+	"\tWithOneof\x12\x12\n" +
+	"\x03seq\x18\x01 \x01(\x04H\x00R\x03seq\x12\x14\n" +
+	"\x04name\x18\x02 \x01(\tH\x00R\x04nameB\a\n" +
+	"\x05value\"\x7f\n" +
+	"\aWithMap\x129\n" +
+	"\x06counts\x18\x01 \x03(\v2!.herd.test.v1.WithMap.CountsEntryR\x06counts\x1a9\n" +
+	"\vCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*e\n" +
 	"\bFileKind\x12\x19\n" +
 	"\x15FILE_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eFILE_KIND_FILE\x10\x01\x12\x12\n" +
@@ -2256,7 +2742,7 @@ func file_herd_test_v1_test_proto_rawDescGZIP() []byte {
 }
 
 var file_herd_test_v1_test_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_herd_test_v1_test_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_herd_test_v1_test_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_herd_test_v1_test_proto_goTypes = []any{
 	(FileKind)(0),                 // 0: herd.test.v1.FileKind
 	(*EchoRequest)(nil),           // 1: herd.test.v1.EchoRequest
@@ -2295,52 +2781,62 @@ var file_herd_test_v1_test_proto_goTypes = []any{
 	(*TakeFDsResponse)(nil),       // 34: herd.test.v1.TakeFDsResponse
 	(*MakePathRequest)(nil),       // 35: herd.test.v1.MakePathRequest
 	(*MakePathResponse)(nil),      // 36: herd.test.v1.MakePathResponse
-	(v1.Code)(0),                  // 37: herd.v1.Code
+	(*Scalars)(nil),               // 37: herd.test.v1.Scalars
+	(*WithNested)(nil),            // 38: herd.test.v1.WithNested
+	(*WithRepeated)(nil),          // 39: herd.test.v1.WithRepeated
+	(*WithOptional)(nil),          // 40: herd.test.v1.WithOptional
+	(*WithOneof)(nil),             // 41: herd.test.v1.WithOneof
+	(*WithMap)(nil),               // 42: herd.test.v1.WithMap
+	nil,                           // 43: herd.test.v1.WithMap.CountsEntry
+	(v1.Code)(0),                  // 44: herd.v1.Code
 }
 var file_herd_test_v1_test_proto_depIdxs = []int32{
-	37, // 0: herd.test.v1.FailRequest.code:type_name -> herd.v1.Code
+	44, // 0: herd.test.v1.FailRequest.code:type_name -> herd.v1.Code
 	0,  // 1: herd.test.v1.FilesRequest.kinds:type_name -> herd.test.v1.FileKind
-	1,  // 2: herd.test.v1.TestService.Echo:input_type -> herd.test.v1.EchoRequest
-	3,  // 3: herd.test.v1.TestService.Report:input_type -> herd.test.v1.ReportRequest
-	5,  // 4: herd.test.v1.TestService.Sleep:input_type -> herd.test.v1.SleepRequest
-	7,  // 5: herd.test.v1.TestService.Blast:input_type -> herd.test.v1.BlastRequest
-	9,  // 6: herd.test.v1.TestService.Payload:input_type -> herd.test.v1.PayloadRequest
-	11, // 7: herd.test.v1.TestService.Fail:input_type -> herd.test.v1.FailRequest
-	13, // 8: herd.test.v1.TestService.Panic:input_type -> herd.test.v1.PanicRequest
-	15, // 9: herd.test.v1.TestService.Files:input_type -> herd.test.v1.FilesRequest
-	17, // 10: herd.test.v1.TestService.Stats:input_type -> herd.test.v1.StatsRequest
-	19, // 11: herd.test.v1.TestService.Disconnect:input_type -> herd.test.v1.DisconnectRequest
-	21, // 12: herd.test.v1.TestService.Ask:input_type -> herd.test.v1.AskRequest
-	23, // 13: herd.test.v1.TestService.Flood:input_type -> herd.test.v1.FloodRequest
-	25, // 14: herd.test.v1.TestService.Listen:input_type -> herd.test.v1.ListenRequest
-	27, // 15: herd.test.v1.TestService.CloseListener:input_type -> herd.test.v1.CloseListenerRequest
-	29, // 16: herd.test.v1.TestService.OpenGate:input_type -> herd.test.v1.OpenGateRequest
-	31, // 17: herd.test.v1.TestService.Inspect:input_type -> herd.test.v1.InspectRequest
-	33, // 18: herd.test.v1.TestService.TakeFDs:input_type -> herd.test.v1.TakeFDsRequest
-	35, // 19: herd.test.v1.TestService.MakePath:input_type -> herd.test.v1.MakePathRequest
-	2,  // 20: herd.test.v1.TestService.Echo:output_type -> herd.test.v1.EchoResponse
-	4,  // 21: herd.test.v1.TestService.Report:output_type -> herd.test.v1.ReportResponse
-	6,  // 22: herd.test.v1.TestService.Sleep:output_type -> herd.test.v1.SleepResponse
-	8,  // 23: herd.test.v1.TestService.Blast:output_type -> herd.test.v1.BlastResponse
-	10, // 24: herd.test.v1.TestService.Payload:output_type -> herd.test.v1.PayloadResponse
-	12, // 25: herd.test.v1.TestService.Fail:output_type -> herd.test.v1.FailResponse
-	14, // 26: herd.test.v1.TestService.Panic:output_type -> herd.test.v1.PanicResponse
-	16, // 27: herd.test.v1.TestService.Files:output_type -> herd.test.v1.FilesResponse
-	18, // 28: herd.test.v1.TestService.Stats:output_type -> herd.test.v1.StatsResponse
-	20, // 29: herd.test.v1.TestService.Disconnect:output_type -> herd.test.v1.DisconnectResponse
-	22, // 30: herd.test.v1.TestService.Ask:output_type -> herd.test.v1.AskResponse
-	24, // 31: herd.test.v1.TestService.Flood:output_type -> herd.test.v1.FloodResponse
-	26, // 32: herd.test.v1.TestService.Listen:output_type -> herd.test.v1.ListenResponse
-	28, // 33: herd.test.v1.TestService.CloseListener:output_type -> herd.test.v1.CloseListenerResponse
-	30, // 34: herd.test.v1.TestService.OpenGate:output_type -> herd.test.v1.OpenGateResponse
-	32, // 35: herd.test.v1.TestService.Inspect:output_type -> herd.test.v1.InspectResponse
-	34, // 36: herd.test.v1.TestService.TakeFDs:output_type -> herd.test.v1.TakeFDsResponse
-	36, // 37: herd.test.v1.TestService.MakePath:output_type -> herd.test.v1.MakePathResponse
-	20, // [20:38] is the sub-list for method output_type
-	2,  // [2:20] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	44, // 2: herd.test.v1.Scalars.f_enum:type_name -> herd.v1.Code
+	1,  // 3: herd.test.v1.WithNested.nested:type_name -> herd.test.v1.EchoRequest
+	43, // 4: herd.test.v1.WithMap.counts:type_name -> herd.test.v1.WithMap.CountsEntry
+	1,  // 5: herd.test.v1.TestService.Echo:input_type -> herd.test.v1.EchoRequest
+	3,  // 6: herd.test.v1.TestService.Report:input_type -> herd.test.v1.ReportRequest
+	5,  // 7: herd.test.v1.TestService.Sleep:input_type -> herd.test.v1.SleepRequest
+	7,  // 8: herd.test.v1.TestService.Blast:input_type -> herd.test.v1.BlastRequest
+	9,  // 9: herd.test.v1.TestService.Payload:input_type -> herd.test.v1.PayloadRequest
+	11, // 10: herd.test.v1.TestService.Fail:input_type -> herd.test.v1.FailRequest
+	13, // 11: herd.test.v1.TestService.Panic:input_type -> herd.test.v1.PanicRequest
+	15, // 12: herd.test.v1.TestService.Files:input_type -> herd.test.v1.FilesRequest
+	17, // 13: herd.test.v1.TestService.Stats:input_type -> herd.test.v1.StatsRequest
+	19, // 14: herd.test.v1.TestService.Disconnect:input_type -> herd.test.v1.DisconnectRequest
+	21, // 15: herd.test.v1.TestService.Ask:input_type -> herd.test.v1.AskRequest
+	23, // 16: herd.test.v1.TestService.Flood:input_type -> herd.test.v1.FloodRequest
+	25, // 17: herd.test.v1.TestService.Listen:input_type -> herd.test.v1.ListenRequest
+	27, // 18: herd.test.v1.TestService.CloseListener:input_type -> herd.test.v1.CloseListenerRequest
+	29, // 19: herd.test.v1.TestService.OpenGate:input_type -> herd.test.v1.OpenGateRequest
+	31, // 20: herd.test.v1.TestService.Inspect:input_type -> herd.test.v1.InspectRequest
+	33, // 21: herd.test.v1.TestService.TakeFDs:input_type -> herd.test.v1.TakeFDsRequest
+	35, // 22: herd.test.v1.TestService.MakePath:input_type -> herd.test.v1.MakePathRequest
+	2,  // 23: herd.test.v1.TestService.Echo:output_type -> herd.test.v1.EchoResponse
+	4,  // 24: herd.test.v1.TestService.Report:output_type -> herd.test.v1.ReportResponse
+	6,  // 25: herd.test.v1.TestService.Sleep:output_type -> herd.test.v1.SleepResponse
+	8,  // 26: herd.test.v1.TestService.Blast:output_type -> herd.test.v1.BlastResponse
+	10, // 27: herd.test.v1.TestService.Payload:output_type -> herd.test.v1.PayloadResponse
+	12, // 28: herd.test.v1.TestService.Fail:output_type -> herd.test.v1.FailResponse
+	14, // 29: herd.test.v1.TestService.Panic:output_type -> herd.test.v1.PanicResponse
+	16, // 30: herd.test.v1.TestService.Files:output_type -> herd.test.v1.FilesResponse
+	18, // 31: herd.test.v1.TestService.Stats:output_type -> herd.test.v1.StatsResponse
+	20, // 32: herd.test.v1.TestService.Disconnect:output_type -> herd.test.v1.DisconnectResponse
+	22, // 33: herd.test.v1.TestService.Ask:output_type -> herd.test.v1.AskResponse
+	24, // 34: herd.test.v1.TestService.Flood:output_type -> herd.test.v1.FloodResponse
+	26, // 35: herd.test.v1.TestService.Listen:output_type -> herd.test.v1.ListenResponse
+	28, // 36: herd.test.v1.TestService.CloseListener:output_type -> herd.test.v1.CloseListenerResponse
+	30, // 37: herd.test.v1.TestService.OpenGate:output_type -> herd.test.v1.OpenGateResponse
+	32, // 38: herd.test.v1.TestService.Inspect:output_type -> herd.test.v1.InspectResponse
+	34, // 39: herd.test.v1.TestService.TakeFDs:output_type -> herd.test.v1.TakeFDsResponse
+	36, // 40: herd.test.v1.TestService.MakePath:output_type -> herd.test.v1.MakePathResponse
+	23, // [23:41] is the sub-list for method output_type
+	5,  // [5:23] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_herd_test_v1_test_proto_init() }
@@ -2348,13 +2844,18 @@ func file_herd_test_v1_test_proto_init() {
 	if File_herd_test_v1_test_proto != nil {
 		return
 	}
+	file_herd_test_v1_test_proto_msgTypes[39].OneofWrappers = []any{}
+	file_herd_test_v1_test_proto_msgTypes[40].OneofWrappers = []any{
+		(*WithOneof_Seq)(nil),
+		(*WithOneof_Name)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herd_test_v1_test_proto_rawDesc), len(file_herd_test_v1_test_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
