@@ -84,9 +84,10 @@ func newAcceptGate(n int) *acceptGate {
 // waits for a processor while the accept loop runs (with GOMAXPROCS=1, a
 // Pool's default on a machine with as many CPUs as workers, it cannot run
 // at all), and its first Read gives the place back. Yielding runs it at
-// once; the timer and the three-way select it replaces cost about 0.9 µs
-// per connection in a reuseport worker serving a new connection per request
-// (perf, cmd/herd-bench http_close; BenchmarkAcceptGate).
+// once. Arming the timer and parking in the select below for every
+// connection cost a reuseport worker serving a new connection per request
+// 0.66 µs per connection; with the yields acquire takes 0.08 µs (perf,
+// cmd/herd-bench http_close; BenchmarkAcceptGate, README "Performance").
 const acquireYields = 2
 
 // acquire waits for a place. It returns true with a place taken, false
