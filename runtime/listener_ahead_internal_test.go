@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	goruntime "runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,4 +149,74 @@ func TestAcceptAheadOff(t *testing.T) {
 	if g := newAcceptGate(0); cap(g.places) != defaultAcceptAhead {
 		t.Fatalf("default bound %d, want %d", cap(g.places), defaultAcceptAhead)
 	}
+}
+
+// TestAcceptAheadYields: an Accept that finds no place first lets the
+// goroutine holding it run. With one P the goroutine the server's accept
+// loop just started cannot run while the loop waits for its place, and with
+// a patience of a nanosecond the timer would end the wait at once: without
+// the yields (acquireYields) no attempt gets a place; with them the
+// started goroutine's first use gives its place back and Accept takes it.
+// The scheduler may run the accept loop again before that goroutine (it
+// takes the global queue first one time in 61), so one placed connection
+// in five attempts is enough.
+func TestAcceptAheadYields(t *testing.T) {
+	old := acceptAheadPatience
+	acceptAheadPatience = time.Nanosecond
+	defer func() { acceptAheadPatience = old }()
+	defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(1))
+
+	g := newAcceptGate(1)
+	done := make(chan struct{})
+	var conn net.Conn = &net.TCPConn{} // Close on it only returns EINVAL
+	placedOnce := false
+	for range 5 {
+		for len(g.places) > 0 {
+			g.release()
+		}
+		placed, ok := g.acquire(done)
+		if !ok || !placed {
+			t.Fatalf("acquire with a free place: placed %v ok %v", placed, ok)
+		}
+		c := g.wrap(conn, placed)
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			c.Close() // its first use: gives the place back
+		}()
+		placed, ok = g.acquire(done)
+		<-ran
+		if !ok {
+			t.Fatal("acquire: not ok with the listener open")
+		}
+		if placed {
+			placedOnce = true
+		}
+	}
+	if !placedOnce {
+		t.Fatal("no Accept got the place its started connection gave back: it waited on the timer instead of yielding")
+	}
+}
+
+// BenchmarkAcceptGate is the gate's part of an HTTP server's accept loop
+// under a default bound: take a place, wrap the connection, start its
+// goroutine, whose first use (here Close) gives the place back, and
+// accept again. Run it with -cpu 1,2: a reuseport worker of a Pool with
+// as many workers as CPUs runs GOMAXPROCS=1.
+func BenchmarkAcceptGate(b *testing.B) {
+	g := newAcceptGate(0)
+	done := make(chan struct{})
+	var conn net.Conn = &net.TCPConn{} // Close on it only returns EINVAL
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	for b.Loop() {
+		placed, _ := g.acquire(done)
+		c := g.wrap(conn, placed)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Close()
+		}()
+	}
+	wg.Wait()
 }

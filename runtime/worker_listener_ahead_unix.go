@@ -5,6 +5,7 @@ package runtime
 import (
 	"io"
 	"net"
+	goruntime "runtime"
 	"sync/atomic"
 	"time"
 )
@@ -78,6 +79,19 @@ func newAcceptGate(n int) *acceptGate {
 	return &acceptGate{places: make(chan struct{}, n)}
 }
 
+// acquireYields is how many times an Accept that finds no place yields
+// its processor (runtime.Gosched) and looks again before it waits with a
+// timer. Under load a place is usually held only by the connection the
+// server's accept loop has just started a goroutine for: that goroutine
+// waits for a processor while the accept loop runs (with GOMAXPROCS=1, a
+// Pool's default on a machine with as many CPUs as workers, it cannot run
+// at all), and its first Read gives the place back. Yielding runs it at
+// once. Arming the timer and parking in the select below for every
+// connection cost a reuseport worker serving a new connection per request
+// 0.66 µs per connection; with the yields acquire takes 0.08 µs (perf,
+// cmd/herd-bench http_close; BenchmarkAcceptGate, README "Performance").
+const acquireYields = 2
+
 // acquire waits for a place. It returns true with a place taken, false
 // when done ends the wait (the listener closed) or when the patience ran
 // out (the connection then takes no place; ok is true).
@@ -86,6 +100,16 @@ func (g *acceptGate) acquire(done <-chan struct{}) (placed, ok bool) {
 	case g.places <- struct{}{}:
 		return true, true
 	default:
+	}
+	for range acquireYields {
+		goruntime.Gosched()
+		select {
+		case g.places <- struct{}{}:
+			return true, true
+		case <-done:
+			return false, false
+		default:
+		}
 	}
 	t := time.NewTimer(acceptAheadPatience)
 	defer t.Stop()
@@ -109,19 +133,28 @@ func (g *acceptGate) wrap(c net.Conn, placed bool) net.Conn {
 	if !placed {
 		return c
 	}
-	p := &place{g: g}
-	p.held.Store(true)
+	// One allocation per connection: the place is in the wrapper.
 	switch c := c.(type) {
 	case *net.TCPConn:
-		return &aheadTCPConn{TCPConn: c, p: p}
+		w := &aheadTCPConn{TCPConn: c}
+		w.p.hold(g)
+		return w
 	case *net.UnixConn:
-		return &aheadUnixConn{UnixConn: c, p: p}
+		w := &aheadUnixConn{UnixConn: c}
+		w.p.hold(g)
+		return w
 	case *handoffConn:
-		return &aheadHandoffConn{handoffConn: c, p: p}
+		w := &aheadHandoffConn{handoffConn: c}
+		w.p.hold(g)
+		return w
 	case readerFromWriterTo:
-		return &aheadCopyConn{Conn: c, rw: c, p: p}
+		w := &aheadCopyConn{Conn: c, rw: c}
+		w.p.hold(g)
+		return w
 	}
-	return &aheadConn{Conn: c, p: p}
+	w := &aheadConn{Conn: c}
+	w.p.hold(g)
+	return w
 }
 
 // place is a connection's place in its listener's gate, until its first
@@ -129,6 +162,12 @@ func (g *acceptGate) wrap(c net.Conn, placed bool) net.Conn {
 type place struct {
 	g    *acceptGate
 	held atomic.Bool
+}
+
+// hold makes p hold a place of g, which the caller has taken.
+func (p *place) hold(g *acceptGate) {
+	p.g = g
+	p.held.Store(true)
 }
 
 // begin gives the place back, once.
@@ -149,7 +188,7 @@ type readerFromWriterTo interface {
 // aheadTCPConn is a TCP connection holding a place until its first use.
 type aheadTCPConn struct {
 	*net.TCPConn
-	p *place
+	p place
 }
 
 // Read begins the connection and reads from it.
@@ -185,7 +224,7 @@ func (c *aheadTCPConn) NetConn() net.Conn { return c.TCPConn }
 // aheadUnixConn is a unix connection holding a place until its first use.
 type aheadUnixConn struct {
 	*net.UnixConn
-	p *place
+	p place
 }
 
 // Read begins the connection and reads from it.
@@ -223,7 +262,7 @@ func (c *aheadUnixConn) NetConn() net.Conn { return c.UnixConn }
 // descriptor (handoff_conn_unix.go) holding a place until its first use.
 type aheadHandoffConn struct {
 	*handoffConn
-	p *place
+	p place
 }
 
 // Read begins the connection and reads from it.
@@ -255,7 +294,7 @@ func (c *aheadHandoffConn) NetConn() net.Conn { return c.handoffConn }
 type aheadCopyConn struct {
 	net.Conn
 	rw readerFromWriterTo
-	p  *place
+	p  place
 }
 
 // Read begins the connection and reads from it.
@@ -279,7 +318,7 @@ func (c *aheadCopyConn) NetConn() net.Conn { return c.Conn }
 // aheadConn is any other connection holding a place until its first use.
 type aheadConn struct {
 	net.Conn
-	p *place
+	p place
 }
 
 // Read begins the connection and reads from it.
