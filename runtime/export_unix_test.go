@@ -7,16 +7,7 @@ package runtime
 // accepted (its copies; with WithHandoffWithoutRescue, the count), credit (connections w asked for and was not handed yet), and
 // connections w reported accepted. For tests.
 func RoundRobinState(w *Worker) (held, credit, accepted int) {
-	pt := w.primary.ports
-	pt.mu.Lock()
-	var ms []*membership
-	for _, m := range pt.byWorker[w] {
-		if m.rr != nil {
-			ms = append(ms, m)
-		}
-	}
-	pt.mu.Unlock()
-	for _, m := range ms {
+	for _, m := range rrMemberships(w) {
 		h := m.h.(*rrHandle)
 		h.mu.Lock()
 		held += len(m.rr.held) + m.rr.sent
@@ -27,21 +18,26 @@ func RoundRobinState(w *Worker) (held, credit, accepted int) {
 	return held, credit, accepted
 }
 
-// RoundRobinServed reports how many copies of connections w's servers
-// accepted and did not report taken the primary's round-robin handles
-// hold for w. For tests.
-func RoundRobinServed(w *Worker) int {
+// rrMemberships returns w's round-robin memberships.
+func rrMemberships(w *Worker) []*membership {
 	pt := w.primary.ports
 	pt.mu.Lock()
+	defer pt.mu.Unlock()
 	var ms []*membership
 	for _, m := range pt.byWorker[w] {
 		if m.rr != nil {
 			ms = append(ms, m)
 		}
 	}
-	pt.mu.Unlock()
+	return ms
+}
+
+// RoundRobinServed reports how many copies of connections w's servers
+// accepted and did not report taken the primary's round-robin handles
+// hold for w. For tests.
+func RoundRobinServed(w *Worker) int {
 	n := 0
-	for _, m := range ms {
+	for _, m := range rrMemberships(w) {
 		h := m.h.(*rrHandle)
 		h.mu.Lock()
 		for _, fd := range m.rr.served {
