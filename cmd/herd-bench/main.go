@@ -1,5 +1,6 @@
 // Command herd-bench measures herd against Node's cluster module, a raw
-// socketpair and a single-process Go server, and checks the figures
+// socketpair, a raw connection hand-off (the floor of rr) and a
+// single-process Go server, and checks the figures
 // against the targets of the project.
 //
 //	go run ./cmd/herd-bench [-only NAME,...] [-duration D] [-rounds N] [-json FILE]
@@ -10,8 +11,8 @@
 // runs in processes of its own, started by the harness and reaped before
 // the next run: a herd primary (this binary, re-executed) with its workers
 // (re-executed again), a Node primary (`node` with the scripts embedded in
-// this binary) with its workers, the raw socketpair pair, or the
-// single-process Go server. The harness process itself only orchestrates
+// this binary) with its workers, the raw socketpair pair, the raw hand-off
+// (an accepting process and its children), or the single-process Go server. The harness process itself only orchestrates
 // and, for HTTP, generates the load (wrk when installed, else a built-in Go
 // client), always on loopback and bounded in connections and time.
 //

@@ -59,6 +59,8 @@ func expectedKeys(t *testing.T) []string {
 			"ipc_rtt_worker_cpu_us", "raw_socketpair_rtt_callee_cpu_us",
 			"primary_rss_mib_8_workers", "http_keepalive_rps_reuseport", "http_close_rps_reuseport",
 			"http_close_rps_reuseport_per_single",
+			"http_close_rps_raw_rr", "http_close_rps_raw_rr_per_single", // accept4
+			"http_close_server_cpu_ms_per_1k_conns_raw_rr", "http_close_raw_rr_primary_cpu_ms_per_1k_conns",
 			"http_close_server_cpu_ms_per_1k_conns_single", "http_close_server_cpu_ms_per_1k_conns_rr", // processCPU
 			"http_close_server_cpu_ms_per_1k_conns_shared", "http_close_server_cpu_ms_per_1k_conns_reuseport",
 			"kill_failed_requests_reuseport",

@@ -17,6 +17,8 @@ const (
 	roleForkPrimary = "fork-primary" // herd primary of fork8_listening
 	roleHTTPPrimary = "http-primary" // herd HTTP cluster
 	roleSingle      = "single"       // single-process Go HTTP server
+	roleRawRR       = "raw-rr"       // raw hand-off HTTP baseline, accepting process
+	roleRawRRWorker = "raw-rr-child" // raw hand-off HTTP baseline, serving child
 
 	roleReloadPrimary  = "reload-primary"  // herd pool of the reload scenarios
 	roleRestartPrimary = "restart-primary" // herd pool of restart_ms
@@ -59,6 +61,10 @@ func runRole(role string) int {
 		err = httpPrimary()
 	case roleSingle:
 		err = singleServer()
+	case roleRawRR:
+		err = rawRRPrimary()
+	case roleRawRRWorker:
+		err = rawRRWorker()
 	case roleReloadPrimary:
 		err = reloadPrimary()
 	case roleRestartPrimary:

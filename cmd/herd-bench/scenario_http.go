@@ -38,6 +38,10 @@ func serverHerd(policy string) server {
 	}
 }
 
+// serverRawRR is the raw hand-off baseline (scenario_http_rawrr_linux.go):
+// cfg.workers children behind a bare accepting process.
+func serverRawRR(cfg *config) (*child, error) { return startSelf(cfg, roleRawRR) }
+
 // httpRun measures one server under load: requests per second under
 // "value", and whatever the server reports at the end.
 func httpRun(srv server, closeConns bool) func(context.Context, *config) (map[string]float64, error) {

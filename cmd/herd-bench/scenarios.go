@@ -211,6 +211,21 @@ func httpScenario(name string, closeConns bool) *scenario {
 			{key: "http_close_primary_cpu_ms_per_1k_conns", label: "primary CPU per 1000 connections", unit: "ms"},
 		}
 	}
+	systems := []*system{
+		sys("single", serverSingle, nil),
+		sys("rr", serverHerd("rr"), nil, balance...),
+	}
+	if closeConns {
+		// The floor of any hand-off from an accepting process, for rr.
+		systems = append(systems, sys("raw_rr", serverRawRR, needsRawRR, extra{
+			key: "http_close_raw_rr_primary_cpu_ms_per_1k_conns", label: "accepting process's CPU per 1000 connections", unit: "ms"}))
+	}
+	systems = append(systems,
+		sys("shared", serverHerd("shared"), nil),
+		sys("reuseport", serverHerd("reuseport"), needsReuseport),
+		sys("node_rr", serverNode("rr"), needsNode),
+		sys("node_none", serverNode("none"), needsNode),
+	)
 	return &scenario{
 		name:  name,
 		title: title,
@@ -220,15 +235,8 @@ func httpScenario(name string, closeConns bool) *scenario {
 		// load generator shares the CPUs), and the single reference moved
 		// as much from run to run as the systems differ: every system is
 		// compared with a single run made right next to it.
-		paired: closeConns,
-		systems: []*system{
-			sys("single", serverSingle, nil),
-			sys("rr", serverHerd("rr"), nil, balance...),
-			sys("shared", serverHerd("shared"), nil),
-			sys("reuseport", serverHerd("reuseport"), needsReuseport),
-			sys("node_rr", serverNode("rr"), needsNode),
-			sys("node_none", serverNode("none"), needsNode),
-		},
+		paired:  closeConns,
+		systems: systems,
 	}
 }
 
