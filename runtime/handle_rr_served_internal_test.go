@@ -142,3 +142,127 @@ func TestRoundRobinRescuesWhatADeadWorkerDidNotRead(t *testing.T) {
 	close(w.exited)
 	poll("the untouched ones are queued again once the worker has exited", func(q, _, _ int) bool { return q == n-2 })
 }
+
+// TestRoundRobinChecksWhatADeadWorkerDidNotReport: a worker on TCP
+// reports what its server accepted lazily (lazyAcceptReports), so the
+// primary cannot tell a handed connection its server took from one still
+// queued. When its link ends, its held copies wait for its exit too, and
+// only those nobody touched go back to the queue. Fails if held copies are
+// queued again at once (as they were when every Accept reported first), or
+// without the kernel's word.
+func TestRoundRobinChecksWhatADeadWorkerDidNotReport(t *testing.T) {
+	base := herdtest.Take()
+	defer herdtest.Check(t, base, 10*time.Second)
+
+	ep, fb := rrTestEndpoint(t)
+	var mu sync.Mutex
+	var received []*os.File
+	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
+		if string(env.Procedure) != controlHandoffProcedure {
+			closeFiles(files)
+			return nil
+		}
+		mu.Lock()
+		received = append(received, files...)
+		mu.Unlock()
+		return nil
+	})
+	defer closeLinks()
+	defer func() {
+		mu.Lock()
+		closeFiles(received)
+		mu.Unlock()
+	}()
+
+	h, addr := rrTestHandle(t, 8)
+	defer h.close()
+	w := &Worker{ep: ep, exited: make(chan struct{})}
+	m := &membership{w: w, id: 1, h: h}
+	h.join(m)
+	rm := m.rr
+	queued := func() int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.queued()
+	}
+	poll := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: queued %d", what, queued())
+			}
+		}
+	}
+
+	const n = 4
+	clients := dialClients(t, addr, n)
+	defer clients()
+	poll("the primary accepts every client", func() bool { return queued() == n })
+	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Credit: n})
+	poll("the worker receives them", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(received) == n
+	})
+	// Its server accepted the first two and used the second; nothing was
+	// reported yet.
+	mu.Lock()
+	second := received[1]
+	mu.Unlock()
+	if _, err := second.Write([]byte("220 hello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	m.linkEnded = true
+	h.leave(m, nil)
+	if q := queued(); q != 0 {
+		t.Fatalf("%d unreported connections queued again before the worker exited", q)
+	}
+	mu.Lock()
+	closeFiles(received)
+	received = nil
+	mu.Unlock()
+	close(w.exited)
+	poll("the untouched ones are queued again once the worker has exited", func() bool { return queued() == n-1 })
+}
+
+// TestRoundRobinLazyReportsGatherCredit: with lazy reports an Accept that
+// leaves the listener well supplied reports nothing; the reports go once
+// the credit asked for reaches busyBatch (what the primary hands a busy
+// worker at once) or the listener runs low. Fails if every Accept reports
+// or if a listener about to run dry waits for the flush timer.
+func TestRoundRobinLazyReportsGatherCredit(t *testing.T) {
+	l := newRRListener(&listenEntry{})
+	l.lazy = true
+	l.tshut = true // no flush timer: nothing to report to
+	l.queue = make([]*os.File, 12)
+	l.credit = 4
+	accept := func(ahead int) bool {
+		t.Helper()
+		l.mu.Lock()
+		l.head++
+		ask := l.askLocked(ahead)
+		l.mu.Unlock()
+		if ask != 1 {
+			t.Fatalf("asked for %d, want 1", ask)
+		}
+		return l.pendingAccept(ask)
+	}
+	for i := 1; i < busyBatch; i++ {
+		if accept(16) {
+			t.Fatalf("accept %d (credit %d asked) reports at once", i, i)
+		}
+	}
+	if !accept(16) {
+		t.Fatalf("credit %d asked is not reported", busyBatch)
+	}
+	var req herdv1.AcceptedRequest
+	l.withPending(&req)
+	if req.Accepted != busyBatch || req.Credit != busyBatch || l.pendAccepted != 0 || l.pendCredit != 0 {
+		t.Fatalf("report: %d accepted, %d credit; left %d, %d", req.Accepted, req.Credit, l.pendAccepted, l.pendCredit)
+	}
+	// Running low: two queued, one credit the primary knows of.
+	l.queue, l.head, l.credit = make([]*os.File, 3), 0, 1
+	if !accept(4) {
+		t.Fatal("a listener running low waits for the flush timer")
+	}
+}

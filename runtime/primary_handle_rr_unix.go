@@ -593,8 +593,9 @@ func (h *rrHandle) join(m *membership) ([]int, error) {
 }
 
 // leave removes m. The connections it was handed and did not report go to
-// the other workers; returned (descriptors an older worker sends back) are
-// its own copies, closed.
+// the other workers (once the worker has exited, and if nobody touched
+// them, when its link ended and it reported lazily); returned (descriptors
+// an older worker sends back) are its own copies, closed.
 func (h *rrHandle) leave(m *membership, returned []*os.File) {
 	closeFiles(returned)
 	h.mu.Lock()
@@ -604,7 +605,14 @@ func (h *rrHandle) leave(m *membership, returned []*os.File) {
 	held := rm.held
 	rm.held, rm.credit, rm.sent = nil, 0, 0
 	h.detachLocked(rm, held)
-	if served := rm.servedCopies(); len(served) > 0 {
+	served := rm.servedCopies()
+	if m.linkEnded && !h.closed && lazyAcceptReports(h.network) {
+		// Its server may have accepted, and used, connections it had not
+		// reported yet (lazyAcceptReports): the held copies too wait for
+		// the kernel's word, after the accepted ones (in hand-off order).
+		served, held = append(served, held...), nil
+	}
+	if len(served) > 0 {
 		if h.closed || !m.linkEnded && !m.w.disconnecting.Load() {
 			// A worker that closed its listener and lives on serves what
 			// its server accepted.

@@ -24,10 +24,13 @@ func TestUntouchedConn(t *testing.T) {
 		name string
 		sent string             // what the client writes first
 		do   func(fd int) error // what the server does then
+		half bool               // the client shuts down its side after sending
 		want bool
 	}{
 		{name: "request unread", sent: req, want: true},
 		{name: "nothing sent yet", want: true},
+		{name: "request unread, client shut down its side", sent: req, half: true, want: true},
+		{name: "request read, client shut down its side", sent: req, half: true, do: func(fd int) error { _, err := unix.Read(fd, make([]byte, 4096)); return err }},
 		{name: "one byte read", sent: req, do: func(fd int) error { _, err := unix.Read(fd, make([]byte, 1)); return err }},
 		{name: "request read", sent: req, do: func(fd int) error { _, err := unix.Read(fd, make([]byte, 4096)); return err }},
 		{name: "answer written", sent: req, do: func(fd int) error { _, err := unix.Write(fd, []byte("HTTP/1.1 200 OK\r\n")); return err }},
@@ -53,6 +56,12 @@ func TestUntouchedConn(t *testing.T) {
 					t.Fatal(err)
 				}
 				waitReadable(t, fd)
+			}
+			if tc.half {
+				if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				waitPoll(t, fd, unix.POLLRDHUP)
 			}
 			if tc.do != nil {
 				if err := tc.do(fd); err != nil {
@@ -92,7 +101,13 @@ func TestUntouchedConn(t *testing.T) {
 // waitReadable waits until fd has data to read.
 func waitReadable(t *testing.T, fd int) {
 	t.Helper()
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	waitPoll(t, fd, unix.POLLIN)
+}
+
+// waitPoll waits until fd has one of events.
+func waitPoll(t *testing.T, fd int, events int16) {
+	t.Helper()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		n, err := unix.Poll(fds, 100)
 		if err == syscall.EINTR {
@@ -105,5 +120,5 @@ func waitReadable(t *testing.T, fd int) {
 			return
 		}
 	}
-	t.Fatal("no data arrived")
+	t.Fatalf("no poll event %#x arrived", events)
 }

@@ -6,3 +6,6 @@ package runtime
 // read from (untouched_conn_linux.go), so elsewhere a dead worker's
 // accepted round-robin connections are closed, not rescued.
 func untouchedConn(fd int) bool { return false }
+
+// kernelTellsUntouched: untouchedConn never says yes here.
+const kernelTellsUntouched = false

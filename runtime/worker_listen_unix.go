@@ -250,7 +250,7 @@ func (s *Self) listen(ctx context.Context, network, address string, cfg *listenC
 	addr := parseAddr(network, res.GetAddress())
 	if e.pol == SchedRoundRobin {
 		closeFiles(files)
-		rl.addr = addr
+		rl.setAddr(addr)
 		rl.setWindow(res.GetHandoffWindow())
 		rl.prime()
 		s.track(e.id, rl)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -37,6 +38,23 @@ var takenFlushDelay = 2 * time.Millisecond
 // waiting for takenFlushDelay.
 const takenFlushBatch = 16
 
+// lazyAcceptReports reports whether a round-robin listener on network
+// tells the primary what its server accepted lazily: a TCP listener where
+// the kernel says whether a connection was used (Linux,
+// untouched_conn_linux.go). Its Accept returns a connection without
+// writing a report first; the reports of several Accept calls, and the
+// credit they ask for, travel in one message once the credit reaches
+// busyBatch, once the listener runs low on connections, before an Accept
+// waits, or within takenFlushDelay, whichever comes first. The primary
+// cannot tell a connection the dead worker's server took without a report
+// from one still queued, so it asks the kernel about every copy a dead
+// worker held (rrHandle.leave): one nobody read from or wrote to goes to
+// another worker, as before. Elsewhere (and for unix sockets, about which
+// the kernel does not say) Accept writes its report before it returns.
+func lazyAcceptReports(network string) bool {
+	return kernelTellsUntouched && strings.HasPrefix(network, "tcp")
+}
+
 // rrListener is a worker's listener on a round-robin handle. Connections
 // come from the primary in Handoff messages, never more than the listener
 // asked for: it credits the primary with one connection per Accept call
@@ -45,10 +63,13 @@ const takenFlushBatch = 16
 // holds at most what it asked for, and the other workers get the rest.
 //
 // The primary keeps its own copy of every connection until this listener
-// reports, in an Accepted message, that its server's Accept took it. That
-// report is written to the link before Accept returns the connection: if
-// the worker dies, every connection its server had not accepted goes to
-// another worker.
+// reports, in an Accepted message, that its server's Accept took it.
+// Where the kernel cannot say whether a connection was used (not Linux, or
+// a unix socket) that report is written to the link before Accept returns
+// the connection: if the worker dies, every connection its server had not
+// accepted goes to another worker. On Linux TCP the reports are lazy
+// (lazyAcceptReports), and a dead worker's unreported connections go to
+// another worker if the kernel says nobody used them.
 //
 // The primary keeps its copy of an accepted TCP connection too, until the
 // listener reports it taken: its server read from it (data or end of
@@ -78,6 +99,12 @@ type rrListener struct {
 	maxAhead int  // the primary's handoff window
 	shut     bool // closed: hand-offs are closed at once
 
+	// With lazy reports (lazyAcceptReports): what the primary has not been
+	// told yet, under mu and reported under acceptMu.
+	lazy         bool
+	pendAccepted uint32 // connections Accept returned
+	pendCredit   uint32 // connections asked for
+
 	ready     chan struct{} // a token when the queue may have grown
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -96,6 +123,13 @@ type rrListener struct {
 
 func newRRListener(e *listenEntry) *rrListener {
 	return &rrListener{listenEntry: e, ahead: minAhead, maxAhead: minAhead, ready: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// setAddr records the handle's address, and with it whether the listener
+// reports lazily.
+func (l *rrListener) setAddr(a net.Addr) {
+	l.addr = a
+	l.lazy = lazyAcceptReports(l.netName())
 }
 
 // setWindow records the primary's handoff window, the most the listener
@@ -160,6 +194,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 			}
 			more := l.queued() > 0
 			ask := l.askLocked(max(l.waiting, l.ahead))
+			lazy := l.lazy
 			l.mu.Unlock()
 			req := &herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}
 			var c net.Conn
@@ -168,6 +203,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				// A connection whose descriptor was lost on the way:
 				// given back in its place.
 				req.Returned = 1
+				l.withPending(req)
 				l.report(req, false)
 				l.acceptMu.Unlock()
 				if more {
@@ -180,6 +216,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				// worker with room, or closes it (Node's maxConnections).
 				f.Close()
 				req.Returned, req.AtLimit = 1, true
+				l.withPending(req)
 				l.report(req, false)
 				l.acceptMu.Unlock()
 				if more {
@@ -219,6 +256,7 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				l.credit -= int(ask)
 				l.mu.Unlock()
 				req.Credit, req.Returned = 0, 1
+				l.withPending(req)
 				serr := l.report(req, false)
 				l.acceptMu.Unlock()
 				if more {
@@ -235,17 +273,33 @@ func (l *rrListener) Accept() (net.Conn, error) {
 				continue
 			}
 			backoff = 0
-			req.Accepted = 1
-			req.Taken = l.takeTaken()
 			place := l.accepts
 			l.accepts++
-			if hc, ok := c.(*handoffConn); ok && hc.network == "tcp" {
-				hc.tr, hc.place = l, place
+			var serr error
+			if lazy {
+				// Reported with others (lazyAcceptReports): the primary
+				// keeps its copy meanwhile, and asks the kernel about it
+				// if this worker dies.
+				hc, ok := c.(*handoffConn)
+				if ok && hc.network == "tcp" {
+					hc.tr, hc.place = l, place
+				} else {
+					l.addTaken(place) // reported with the acceptance
+				}
+				if l.pendingAccept(ask) {
+					serr = l.flushPendingLocked()
+				}
 			} else {
-				req.Taken = append(req.Taken, place)
+				req.Accepted = 1
+				req.Taken = l.takeTaken()
+				if hc, ok := c.(*handoffConn); ok && hc.network == "tcp" {
+					hc.tr, hc.place = l, place
+				} else {
+					req.Taken = append(req.Taken, place)
+				}
+				serr = l.report(req, true)
+				l.recycleTaken(req.Taken)
 			}
-			serr := l.report(req, true)
-			l.recycleTaken(req.Taken)
 			l.acceptMu.Unlock()
 			if more {
 				l.signal() // for another accepting goroutine
@@ -268,9 +322,16 @@ func (l *rrListener) Accept() (net.Conn, error) {
 		l.waiting++
 		counted = true
 		ask := l.askLocked(max(l.waiting, l.ahead))
-		l.mu.Unlock()
-		if ask > 0 {
-			l.report(&herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}, false)
+		if l.pendAccepted > 0 || l.pendCredit > 0 {
+			// About to wait: whatever was not reported goes now.
+			l.pendCredit += ask
+			l.mu.Unlock()
+			l.flushPendingLocked()
+		} else {
+			l.mu.Unlock()
+			if ask > 0 {
+				l.report(&herdv1.AcceptedRequest{ListenerId: l.id, Credit: ask}, false)
+			}
 		}
 		l.acceptMu.Unlock()
 		select {
@@ -291,7 +352,73 @@ func (l *rrListener) noteTaken(place uint64) {
 	}
 	l.taken = append(l.taken, place)
 	now := len(l.taken) >= takenFlushBatch
-	if !now && !l.flushArmed {
+	l.tmu.Unlock()
+	if now {
+		l.flushTaken()
+	} else {
+		l.armFlush()
+	}
+}
+
+// addTaken records a taken connection for the next report, which goes
+// within takenFlushDelay.
+func (l *rrListener) addTaken(place uint64) {
+	l.tmu.Lock()
+	if !l.tshut {
+		l.taken = append(l.taken, place)
+	}
+	l.tmu.Unlock()
+}
+
+// pendingAccept counts one more connection Accept returned, and the
+// credit it asked for, as not reported yet (lazy reports), and reports
+// whether to send them now: the credit reached busyBatch (the primary
+// hands a busy worker that many at once), or the connections the
+// listener holds and the primary knows it asked for fell below busyBatch
+// (it would soon wait for the primary). Otherwise the flush timer sends
+// them within takenFlushDelay. Called under acceptMu.
+func (l *rrListener) pendingAccept(ask uint32) bool {
+	l.mu.Lock()
+	l.pendAccepted++
+	l.pendCredit += ask
+	now := l.pendCredit >= busyBatch || l.queued()+l.credit-int(l.pendCredit) < busyBatch
+	l.mu.Unlock()
+	if !now {
+		l.armFlush()
+	}
+	return now
+}
+
+// withPending adds what was not reported yet to req, a report about to be
+// written (under acceptMu): the connections it counts come before req's in
+// hand-off order.
+func (l *rrListener) withPending(req *herdv1.AcceptedRequest) {
+	l.mu.Lock()
+	req.Accepted += l.pendAccepted
+	req.Credit += l.pendCredit
+	l.pendAccepted, l.pendCredit = 0, 0
+	l.mu.Unlock()
+}
+
+// flushPendingLocked reports what was not reported yet: the connections
+// Accept returned, the credit asked for and the taken connections. Called
+// under acceptMu.
+func (l *rrListener) flushPendingLocked() error {
+	req := &herdv1.AcceptedRequest{ListenerId: l.id}
+	l.withPending(req)
+	req.Taken = l.takeTaken()
+	var err error
+	if req.Accepted > 0 || req.Credit > 0 || len(req.Taken) > 0 {
+		err = l.report(req, false)
+	}
+	l.recycleTaken(req.Taken)
+	return err
+}
+
+// armFlush makes sure the flush timer runs within takenFlushDelay.
+func (l *rrListener) armFlush() {
+	l.tmu.Lock()
+	if !l.tshut && !l.flushArmed {
 		l.flushArmed = true
 		if l.flushTimer == nil {
 			l.flushTimer = time.AfterFunc(takenFlushDelay, l.flushTaken)
@@ -300,9 +427,6 @@ func (l *rrListener) noteTaken(place uint64) {
 		}
 	}
 	l.tmu.Unlock()
-	if now {
-		l.flushTaken()
-	}
 }
 
 // takeTaken returns the taken connections not reported yet, for a report
@@ -326,21 +450,18 @@ func (l *rrListener) recycleTaken(t []uint64) {
 	l.tmu.Unlock()
 }
 
-// flushTaken reports the taken connections not reported yet, alone (the
-// flush timer's function, and Close's).
+// flushTaken reports the taken connections not reported yet, with any
+// report lazy Accept calls left (the flush timer's function).
 func (l *rrListener) flushTaken() {
+	l.acceptMu.Lock()
+	defer l.acceptMu.Unlock()
 	l.tmu.Lock()
 	l.flushArmed = false
-	if l.tshut || len(l.taken) == 0 {
-		l.tmu.Unlock()
-		return
-	}
+	shut := l.tshut
 	l.tmu.Unlock()
-	t := l.takeTaken()
-	if len(t) > 0 {
-		l.report(&herdv1.AcceptedRequest{ListenerId: l.id, Taken: t}, false)
+	if !shut {
+		l.flushPendingLocked()
 	}
-	l.recycleTaken(t)
 }
 
 // report sends an Accepted message as a system frame (the reader lane, control.go); sync waits until
@@ -398,7 +519,7 @@ func (l *rrListener) closeCluster() error {
 	back := l.queue[l.head:]
 	l.queue, l.head = nil, 0
 	l.mu.Unlock()
-	l.flushTaken()
+	l.flushPendingLocked()
 	l.tmu.Lock()
 	l.tshut = true
 	if l.flushTimer != nil {

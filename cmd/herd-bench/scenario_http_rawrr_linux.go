@@ -323,17 +323,19 @@ type fileConn struct {
 	*os.File
 }
 
-func (c *fileConn) LocalAddr() net.Addr { return c.addr(unix.Getsockname) }
+// LocalAddr and RemoteAddr ask the kernel, as herd's workers do (with
+// package syscall's calls: x/sys/unix's add a getsockopt each).
+func (c *fileConn) LocalAddr() net.Addr { return c.addr(syscall.Getsockname) }
 
-func (c *fileConn) RemoteAddr() net.Addr { return c.addr(unix.Getpeername) }
+func (c *fileConn) RemoteAddr() net.Addr { return c.addr(syscall.Getpeername) }
 
-func (c *fileConn) addr(get func(int) (unix.Sockaddr, error)) net.Addr {
-	var sa unix.Sockaddr
+func (c *fileConn) addr(get func(int) (syscall.Sockaddr, error)) net.Addr {
+	var sa syscall.Sockaddr
 	rc, err := c.File.SyscallConn()
 	if err == nil {
 		rc.Control(func(fd uintptr) { sa, _ = get(int(fd)) })
 	}
-	if in, ok := sa.(*unix.SockaddrInet4); ok {
+	if in, ok := sa.(*syscall.SockaddrInet4); ok {
 		return &net.TCPAddr{IP: net.IP(in.Addr[:]), Port: in.Port}
 	}
 	return &net.TCPAddr{}
