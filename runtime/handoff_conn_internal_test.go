@@ -23,7 +23,7 @@ import (
 // handoffConn over a descriptor made as a round-robin worker gets one: the
 // accepted socket's only descriptor, non-blocking. laddr is what the
 // worker passes as its listener's address (nil: ask the kernel).
-func handoffPair(t *testing.T, laddr func(ln net.Listener) net.Addr) (client net.Conn, server *handoffConn) {
+func handoffPair(t testing.TB, laddr func(ln net.Listener) net.Addr) (client net.Conn, server *handoffConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -55,7 +55,7 @@ func handoffPair(t *testing.T, laddr func(ln net.Listener) net.Addr) (client net
 
 // dupConnFD duplicates c's descriptor; the duplicate shares its
 // O_NONBLOCK status flag.
-func dupConnFD(t *testing.T, c syscall.Conn) int {
+func dupConnFD(t testing.TB, c syscall.Conn) int {
 	t.Helper()
 	fd, err := dupConn(c)
 	if err != nil {
@@ -379,3 +379,47 @@ func (l *oneConnListener) Close() error {
 }
 
 func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// BenchmarkHandoffConnReadPastDeadline: net/http ends the background read
+// of every keep-alive request with a deadline in the past; a handoffConn's
+// read that times out costs what a *net.TCPConn's does (one *net.OpError).
+func BenchmarkHandoffConnReadPastDeadline(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		conn func() net.Conn
+	}{
+		{"handoffConn", func() net.Conn { _, s := handoffPair(b, nil); return s }},
+		{"TCPConn", func() net.Conn {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close() })
+			s, err := ln.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			return s
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := bc.conn()
+			if err := c.SetReadDeadline(time.Unix(1, 0)); err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 64)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -95,11 +95,19 @@ func (c *handoffConn) opErr(op string, err error) error {
 	if err == nil || err == io.EOF {
 		return err
 	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
+	// The usual error first, without errors.As and errors.Is: an
+	// *os.File's deadline (net/http ends its background read of every
+	// keep-alive request with one).
+	if pe, ok := err.(*fs.PathError); ok {
 		err = pe.Err
+	} else {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 	}
 	switch {
+	case err == os.ErrDeadlineExceeded:
 	case errors.Is(err, fs.ErrClosed):
 		err = net.ErrClosed
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -135,7 +143,7 @@ func (c *handoffConn) Read(b []byte) (int, error) {
 	if err != nil {
 		err = c.opErr("read", err)
 	}
-	if c.tr != nil && (n > 0 || err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
+	if c.tr != nil && !c.taken.Load() && (n > 0 || err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
 		c.use()
 	}
 	return n, err
