@@ -45,6 +45,105 @@ func TestRoundRobinTakenReportsAreBounded(t *testing.T) {
 	}
 }
 
+// rescueFixture is a round-robin handle with one member whose link's
+// peer keeps the descriptors it is handed, as a worker would: what the
+// primary does with its copies when that worker dies.
+type rescueFixture struct {
+	t  *testing.T
+	h  *rrHandle
+	m  *membership
+	rm *rrMember
+	w  *Worker
+
+	mu       sync.Mutex
+	received []*os.File
+}
+
+// newRescueFixture builds the fixture; the test's cleanups close it all
+// and then check for leaks.
+func newRescueFixture(t *testing.T) (f *rescueFixture, addr string) {
+	base := herdtest.Take()
+	t.Cleanup(func() { herdtest.Check(t, base, 10*time.Second) }) // last
+	f = &rescueFixture{t: t}
+	ep, fb := rrTestEndpoint(t)
+	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
+		if string(env.Procedure) != controlHandoffProcedure {
+			closeFiles(files)
+			return nil
+		}
+		f.mu.Lock()
+		f.received = append(f.received, files...)
+		f.mu.Unlock()
+		return nil
+	})
+	t.Cleanup(closeLinks)
+	t.Cleanup(f.workerExits)
+	f.h, addr = rrTestHandle(t, 8)
+	t.Cleanup(f.h.close)
+	f.w = &Worker{ep: ep, exited: make(chan struct{})}
+	f.m = &membership{w: f.w, id: 1, h: f.h}
+	f.h.join(f.m)
+	f.rm = f.m.rr
+	return f, addr
+}
+
+// state is the handle's queue, the member's held copies and its served
+// copies still open.
+func (f *rescueFixture) state() (queued, held, served int) {
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	for _, fd := range f.rm.served {
+		if fd >= 0 {
+			served++
+		}
+	}
+	return f.h.queued(), len(f.rm.held), served
+}
+
+// poll waits until ok holds for the state.
+func (f *rescueFixture) poll(what string, ok func(queued, held, served int) bool) {
+	f.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		q, hd, s := f.state()
+		if ok(q, hd, s) {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%s: queued %d, held %d, served %d", what, q, hd, s)
+		}
+	}
+}
+
+// handOff has the primary hand n queued connections to the member and
+// waits until the worker side has them all; it returns them.
+func (f *rescueFixture) handOff(n int) []*os.File {
+	f.t.Helper()
+	f.poll("the primary accepts every client", func(q, _, _ int) bool { return q == n })
+	f.h.accepted(f.rm, &herdv1.AcceptedRequest{ListenerId: 1, Credit: uint32(n)})
+	f.poll("the worker receives them", func(_, _, _ int) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.received) == n
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.received)
+}
+
+// linkEnds has the member leave as when its worker's link ends.
+func (f *rescueFixture) linkEnds() {
+	f.m.linkEnded = true
+	f.h.leave(f.m, nil)
+}
+
+// workerExits closes the worker's descriptors, as its death does.
+func (f *rescueFixture) workerExits() {
+	f.mu.Lock()
+	closeFiles(f.received)
+	f.received = nil
+	f.mu.Unlock()
+}
+
 // TestRoundRobinRescuesWhatADeadWorkerDidNotRead: the primary keeps its
 // copies of connections the worker accepted and did not report taken; when
 // the worker's link ends they wait for its exit, then the ones nobody read
@@ -52,177 +151,58 @@ func TestRoundRobinTakenReportsAreBounded(t *testing.T) {
 // closed. Fails if the copies are closed at the accept report, if they
 // are rescued before the exit, or if the kernel's word is not asked.
 func TestRoundRobinRescuesWhatADeadWorkerDidNotRead(t *testing.T) {
-	base := herdtest.Take()
-	defer herdtest.Check(t, base, 10*time.Second)
-
-	ep, fb := rrTestEndpoint(t)
-	var mu sync.Mutex
-	var received []*os.File
-	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
-		if string(env.Procedure) != controlHandoffProcedure {
-			closeFiles(files)
-			return nil
-		}
-		mu.Lock()
-		received = append(received, files...)
-		mu.Unlock()
-		return nil
-	})
-	defer closeLinks()
-	defer func() {
-		mu.Lock()
-		closeFiles(received)
-		mu.Unlock()
-	}()
-
-	h, addr := rrTestHandle(t, 8)
-	defer h.close()
-	w := &Worker{ep: ep, exited: make(chan struct{})}
-	m := &membership{w: w, id: 1, h: h}
-	h.join(m)
-	rm := m.rr
-	state := func() (queued, held, served int) {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		for _, fd := range rm.served {
-			if fd >= 0 {
-				served++
-			}
-		}
-		return h.queued(), len(rm.held), served
-	}
-	poll := func(what string, ok func(queued, held, served int) bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-			q, hd, s := state()
-			if ok(q, hd, s) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: queued %d, held %d, served %d", what, q, hd, s)
-			}
-		}
-	}
-
+	f, addr := newRescueFixture(t)
 	const n = 4
 	clients := dialClients(t, addr, n)
 	defer clients()
-	poll("the primary accepts every client", func(q, _, _ int) bool { return q == n })
-	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Credit: n})
-	poll("the worker receives them", func(_, _, _ int) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(received) == n
-	})
+	received := f.handOff(n)
 	// Its server accepts all, takes (and reports) the first, reads from
 	// the second without reporting it, leaves the others alone.
-	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Accepted: n, Taken: []uint64{0}})
-	if q, hd, s := state(); q != 0 || hd != 0 || s != n-1 {
+	f.h.accepted(f.rm, &herdv1.AcceptedRequest{ListenerId: 1, Accepted: n, Taken: []uint64{0}})
+	if q, hd, s := f.state(); q != 0 || hd != 0 || s != n-1 {
 		t.Fatalf("after the report: queued %d, held %d, served %d; want 0, 0, %d", q, hd, s, n-1)
 	}
-	mu.Lock()
-	second := received[1]
-	mu.Unlock()
 	// The clients sent nothing: what the second's server does is write
 	// to it (the kernel counts that as much as a read).
-	if _, err := second.Write([]byte("220 hello\r\n")); err != nil {
+	if _, err := received[1].Write([]byte("220 hello\r\n")); err != nil {
 		t.Fatal(err)
 	}
 
 	// The link ends; the worker has not exited yet: nothing moves.
-	m.linkEnded = true
-	h.leave(m, nil)
-	if q, _, _ := state(); q != 0 {
+	f.linkEnds()
+	if q, _, _ := f.state(); q != 0 {
 		t.Fatalf("%d connections queued before the worker exited", q)
 	}
-	mu.Lock()
-	closeFiles(received)
-	received = nil
-	mu.Unlock()
-	close(w.exited)
-	poll("the untouched ones are queued again once the worker has exited", func(q, _, _ int) bool { return q == n-2 })
+	f.workerExits()
+	close(f.w.exited)
+	f.poll("the untouched ones are queued again once the worker has exited", func(q, _, _ int) bool { return q == n-2 })
 }
 
 // TestRoundRobinChecksWhatADeadWorkerDidNotReport: a worker on TCP
 // reports what its server accepted lazily (lazyAcceptReports), so the
-// primary cannot tell a handed connection its server took from one still
-// queued. When its link ends, its held copies wait for its exit too, and
-// only those nobody touched go back to the queue. Fails if held copies are
-// queued again at once (as they were when every Accept reported first), or
-// without the kernel's word.
+// primary cannot tell a handed connection its server took without a report
+// from one still queued. When its link ends, its held copies wait for its
+// exit too, and only those nobody touched go back to the queue. Fails if
+// held copies are queued again at once (as they were when every Accept
+// reported first), or without the kernel's word.
 func TestRoundRobinChecksWhatADeadWorkerDidNotReport(t *testing.T) {
-	base := herdtest.Take()
-	defer herdtest.Check(t, base, 10*time.Second)
-
-	ep, fb := rrTestEndpoint(t)
-	var mu sync.Mutex
-	var received []*os.File
-	closeLinks := rrTestPeer(t, ep, fb, func(env *wire.Envelope, files []*os.File) error {
-		if string(env.Procedure) != controlHandoffProcedure {
-			closeFiles(files)
-			return nil
-		}
-		mu.Lock()
-		received = append(received, files...)
-		mu.Unlock()
-		return nil
-	})
-	defer closeLinks()
-	defer func() {
-		mu.Lock()
-		closeFiles(received)
-		mu.Unlock()
-	}()
-
-	h, addr := rrTestHandle(t, 8)
-	defer h.close()
-	w := &Worker{ep: ep, exited: make(chan struct{})}
-	m := &membership{w: w, id: 1, h: h}
-	h.join(m)
-	rm := m.rr
-	queued := func() int {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		return h.queued()
-	}
-	poll := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: queued %d", what, queued())
-			}
-		}
-	}
-
+	f, addr := newRescueFixture(t)
 	const n = 4
 	clients := dialClients(t, addr, n)
 	defer clients()
-	poll("the primary accepts every client", func() bool { return queued() == n })
-	h.accepted(rm, &herdv1.AcceptedRequest{ListenerId: 1, Credit: n})
-	poll("the worker receives them", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(received) == n
-	})
+	received := f.handOff(n)
 	// Its server accepted the first two and used the second; nothing was
 	// reported yet.
-	mu.Lock()
-	second := received[1]
-	mu.Unlock()
-	if _, err := second.Write([]byte("220 hello\r\n")); err != nil {
+	if _, err := received[1].Write([]byte("220 hello\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	m.linkEnded = true
-	h.leave(m, nil)
-	if q := queued(); q != 0 {
+	f.linkEnds()
+	if q, _, _ := f.state(); q != 0 {
 		t.Fatalf("%d unreported connections queued again before the worker exited", q)
 	}
-	mu.Lock()
-	closeFiles(received)
-	received = nil
-	mu.Unlock()
-	close(w.exited)
-	poll("the untouched ones are queued again once the worker has exited", func() bool { return queued() == n-1 })
+	f.workerExits()
+	close(f.w.exited)
+	f.poll("the untouched ones are queued again once the worker has exited", func(q, _, _ int) bool { return q == n-1 })
 }
 
 // TestRoundRobinLazyReportsGatherCredit: with lazy reports an Accept that

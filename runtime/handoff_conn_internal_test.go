@@ -25,21 +25,8 @@ import (
 // worker passes as its listener's address (nil: ask the kernel).
 func handoffPair(t testing.TB, laddr func(ln net.Listener) net.Addr) (client net.Conn, server *handoffConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	tc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd := dupConnFD(t, tc.(*net.TCPConn))
+	client, tc, ln := tcpPair(t)
+	fd := dupConnFD(t, tc)
 	tc.Close() // the duplicate is now the socket's only descriptor
 	var la net.Addr
 	if laddr != nil {
@@ -51,6 +38,27 @@ func handoffPair(t testing.TB, laddr func(ln net.Listener) net.Addr) (client net
 	}
 	t.Cleanup(func() { server.Close() })
 	return client, server
+}
+
+// tcpPair returns the two ends of a loopback TCP connection (the client's
+// closed by the test's cleanup) and the closed listener that accepted it.
+func tcpPair(t testing.TB) (client net.Conn, server *net.TCPConn, ln net.Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, c.(*net.TCPConn), ln
 }
 
 // dupConnFD duplicates c's descriptor; the duplicate shares its
@@ -390,20 +398,7 @@ func BenchmarkHandoffConnReadPastDeadline(b *testing.B) {
 	}{
 		{"handoffConn", func() net.Conn { _, s := handoffPair(b, nil); return s }},
 		{"TCPConn", func() net.Conn {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { c.Close() })
-			s, err := ln.Accept()
-			if err != nil {
-				b.Fatal(err)
-			}
+			_, s, _ := tcpPair(b)
 			b.Cleanup(func() { s.Close() })
 			return s
 		}},
