@@ -71,7 +71,9 @@ const (
 // descriptor accept4 returned, which is also the one the link sends) until
 // the worker reports that its server accepted it. A worker that dies,
 // closes its listener or gives connections back before that loses
-// nothing: the primary hands its copies to another worker. At most window
+// nothing: the primary hands its copies to another worker (those of a
+// dead worker that reports lazily, lazyAcceptReports, once the kernel
+// says nobody used them). At most window
 // connections are handed and unaccepted at one worker, whatever it asked.
 //
 // It keeps its copy of an accepted TCP connection too, until the worker

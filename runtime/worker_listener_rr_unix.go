@@ -562,8 +562,8 @@ func (l *rrListener) take(files []*os.File, backlog uint32) {
 
 // handoff serves the primary's Handoff, on the link's reader goroutine:
 // it queues the connections for the listener's Accept. Nothing here
-// blocks, and nothing is answered: Accept reports each connection as its
-// server takes it.
+// blocks, and nothing is answered: Accept reports the connections its
+// server takes (at once, or lazily: lazyAcceptReports).
 func (s *Self) handoff(ctx context.Context, req *herdv1.HandoffRequest) {
 	files := TakeFiles(ctx)
 	s.ls.mu.Lock()
