@@ -204,7 +204,11 @@ func httpScenario(name string, closeConns bool) *scenario {
 		}
 		return &system{name: name, key: key(name), needs: needs, extras: extras, run: run}
 	}
-	var balance []extra
+	// With keep-alive the spread is that of wrk's first burst of
+	// connections, shared by credit (printed only: the target and the
+	// JSON key are the close run's, shared over many connections).
+	const burstKey = "http_keepalive_rr_balance_max_over_min"
+	balance := []extra{{key: burstKey, label: "per-worker conns max/min (the first burst)", unit: "x", tableOnly: true}}
 	if closeConns {
 		balance = []extra{
 			{key: "rr_balance_max_over_min", label: "per-worker conns max/min", unit: "x"},
@@ -214,6 +218,9 @@ func httpScenario(name string, closeConns bool) *scenario {
 	systems := []*system{
 		sys("single", serverSingle, nil),
 		sys("rr", serverHerd("rr"), nil, balance...),
+	}
+	if !closeConns {
+		systems[1].run = renameFigure(systems[1].run, "rr_balance_max_over_min", burstKey)
 	}
 	if closeConns {
 		// The floor of any hand-off from an accepting process, for rr.
