@@ -95,16 +95,11 @@ func (c *handoffConn) opErr(op string, err error) error {
 	if err == nil || err == io.EOF {
 		return err
 	}
-	// The usual error first, without errors.As and errors.Is: an
-	// *os.File's deadline (net/http ends its background read of every
-	// keep-alive request with one).
+	// An *os.File's errors are *fs.PathErrors, and the usual one is its
+	// deadline (net/http ends its background read of every keep-alive
+	// request with one): both told without errors.As and errors.Is.
 	if pe, ok := err.(*fs.PathError); ok {
 		err = pe.Err
-	} else {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
 	}
 	switch {
 	case err == os.ErrDeadlineExceeded:

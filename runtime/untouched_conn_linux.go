@@ -22,9 +22,10 @@ const (
 // untouchedConn reports whether nobody has read from or written to the TCP
 // connection fd since it was accepted, as far as the kernel can tell: it is
 // established (or its client has shut down its side after writing, which
-// another server can still answer: close-wait), every byte it received is still in its receive queue (the
-// count of bytes received, tcpi_bytes_received, equals the queue's length,
-// SIOCINQ), and it has sent no data (tcpi_bytes_sent, Linux 4.19, and
+// another server can still answer: close-wait), every byte it received is
+// still in its receive queue (the count of bytes received,
+// tcpi_bytes_received, equals the queue's length, SIOCINQ), and it has
+// sent no data (tcpi_bytes_sent, Linux 4.19, and
 // nothing queued to send, SIOCOUTQ). Anything else, a kernel whose
 // tcp_info is too short to tell, or a socket that is not TCP, is false.
 func untouchedConn(fd int) bool {

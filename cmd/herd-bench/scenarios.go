@@ -219,13 +219,12 @@ func httpScenario(name string, closeConns bool) *scenario {
 		sys("single", serverSingle, nil),
 		sys("rr", serverHerd("rr"), nil, balance...),
 	}
-	if !closeConns {
-		systems[1].run = renameFigure(systems[1].run, "rr_balance_max_over_min", burstKey)
-	}
 	if closeConns {
 		// The floor of any hand-off from an accepting process, for rr.
 		systems = append(systems, sys("raw_rr", serverRawRR, needsRawRR, extra{
 			key: "http_close_raw_rr_primary_cpu_ms_per_1k_conns", label: "accepting process's CPU per 1000 connections", unit: "ms"}))
+	} else {
+		systems[1].run = renameFigure(systems[1].run, "rr_balance_max_over_min", burstKey)
 	}
 	systems = append(systems,
 		sys("shared", serverHerd("shared"), nil),
